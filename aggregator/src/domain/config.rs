@@ -1,0 +1,123 @@
+//! The knobs of the figures, with the spec's defaults (spec §3–§6).
+
+use super::calendar::ServiceCalendar;
+use super::time::{Millis, SECOND};
+
+/// Which calls make the denominator of the monthly SLA (spec §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaPolicy {
+    /// Contract default: answered calls only.
+    Answered,
+    /// Industry convention: answered + abandoned.
+    AnsweredAndAbandoned,
+    /// Strictest: answered + abandoned + overflow.
+    Offered,
+}
+
+impl SlaPolicy {
+    pub const ALL: [SlaPolicy; 3] = [Self::Answered, Self::AnsweredAndAbandoned, Self::Offered];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::AnsweredAndAbandoned => "answered_and_abandoned",
+            Self::Offered => "offered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Penalty terms of seed §1.5; the fee amounts are not in the seed, so they default to unset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PenaltyConfig {
+    pub monthly_fee_eur: Option<f64>,
+    pub annual_fee_eur: Option<f64>,
+    /// Per deficient month, percent of the monthly fee (up to).
+    pub deficient_month_pct: f64,
+    /// Per grave month, percent of the annual fee (up to).
+    pub grave_month_pct: f64,
+    /// Penalties reaching this percent of the annual amount give the termination right.
+    pub termination_pct: f64,
+}
+
+impl Default for PenaltyConfig {
+    fn default() -> Self {
+        Self {
+            monthly_fee_eur: None,
+            annual_fee_eur: None,
+            deficient_month_pct: 1.5,
+            grave_month_pct: 3.0,
+            termination_pct: 10.0,
+        }
+    }
+}
+
+/// Booking index of seed §1.6.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeConfig {
+    pub annual_index: u64,
+    pub tolerance_pct: f64,
+}
+
+impl Default for VolumeConfig {
+    fn default() -> Self {
+        Self {
+            annual_index: 136_000,
+            tolerance_pct: 20.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// SLA threshold T on the net wait.
+    pub threshold_ms: Millis,
+    pub target: f64,
+    pub grave_floor: f64,
+    pub policy: SlaPolicy,
+    pub penalties: PenaltyConfig,
+    pub volume: VolumeConfig,
+    pub calendar: ServiceCalendar,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            threshold_ms: 140 * SECOND,
+            target: 0.60,
+            grave_floor: 0.40,
+            policy: SlaPolicy::Answered,
+            penalties: PenaltyConfig::default(),
+            volume: VolumeConfig::default(),
+            calendar: ServiceCalendar::default(),
+        }
+    }
+}
+
+/// A threshold in seconds as milliseconds (kept to the ms, like every time here).
+pub fn threshold_from_secs(s: f64) -> Option<Millis> {
+    (s.is_finite() && s > 0.0 && s <= 86_400.0).then(|| (s * 1000.0).round() as Millis)
+}
+
+/// A share (target, floor) must lie in [0, 1].
+pub fn valid_share(x: f64) -> bool {
+    (0.0..=1.0).contains(&x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        assert_eq!(threshold_from_secs(140.0), Some(140_000));
+        assert_eq!(threshold_from_secs(0.1), Some(100));
+        assert_eq!(threshold_from_secs(139.9995), Some(140_000));
+        assert_eq!(threshold_from_secs(0.0), None);
+        assert_eq!(threshold_from_secs(f64::NAN), None);
+        assert_eq!(SlaPolicy::parse("offered"), Some(SlaPolicy::Offered));
+    }
+}

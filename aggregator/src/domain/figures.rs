@@ -1,0 +1,186 @@
+//! The one place where call records become counts and sums (spec §4–§6 all read these).
+
+use super::calendar::ServiceCalendar;
+use super::call::{CallRecord, Outcome};
+use super::time::{Millis, SECOND, rome_local};
+use jiff::civil::Date;
+
+/// Counts and sums over a set of calls (one period, one line or all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub answered: u64,
+    pub abandoned: u64,
+    pub overflow: u64,
+    /// Answered with net wait < 1 s.
+    pub answered_without_wait: u64,
+    /// Answered with 1 s <= net wait < T.
+    pub answered_wait_within_threshold: u64,
+    /// Answered with net wait >= T.
+    pub answered_wait_over_threshold: u64,
+    /// Answered with net wait < T (the SLA numerator).
+    pub answered_under_threshold: u64,
+    pub max_wait_ms: Option<Millis>,
+    pub wait_sum_ms: u128,
+    pub talk_sum_ms: u128,
+    pub talk_count: u64,
+    pub bookings: u64,
+    pub out_of_hours: u64,
+    pub unresolved: u64,
+}
+
+impl Figures {
+    /// Counts one record; `in_hours` is whether its anchor is inside service hours.
+    pub fn add(&mut self, rec: &CallRecord<'_>, in_hours: bool, threshold_ms: Millis) {
+        if rec.outcome == Outcome::Open {
+            return; // not counted yet
+        }
+        if !in_hours {
+            self.out_of_hours += 1;
+            return;
+        }
+        match rec.outcome {
+            Outcome::Open => {}
+            Outcome::Unresolved => self.unresolved += 1,
+            Outcome::Abandoned => self.abandoned += 1,
+            Outcome::Overflow => self.overflow += 1,
+            Outcome::Answered => {
+                self.answered += 1;
+                let w = rec.net_wait.unwrap_or(0);
+                if w < SECOND {
+                    self.answered_without_wait += 1;
+                } else if w < threshold_ms {
+                    self.answered_wait_within_threshold += 1;
+                }
+                if w >= threshold_ms {
+                    self.answered_wait_over_threshold += 1;
+                } else {
+                    self.answered_under_threshold += 1;
+                }
+                self.max_wait_ms = Some(self.max_wait_ms.map_or(w, |m| m.max(w)));
+                self.wait_sum_ms += w as u128;
+                if let Some(t) = rec.talk {
+                    self.talk_sum_ms += t as u128;
+                    self.talk_count += 1;
+                }
+            }
+        }
+        if matches!(
+            rec.outcome,
+            Outcome::Answered | Outcome::Abandoned | Outcome::Overflow
+        ) {
+            self.bookings += u64::from(rec.bookings);
+        }
+    }
+
+    pub fn calls_received(&self) -> u64 {
+        self.answered + self.overflow + self.abandoned
+    }
+
+    pub fn max_wait_s(&self) -> Option<f64> {
+        self.max_wait_ms.map(|m| m as f64 / 1000.0)
+    }
+
+    /// Mean net wait of answered calls, seconds; `None` when there is none.
+    pub fn avg_wait_s(&self) -> Option<f64> {
+        mean_s(self.wait_sum_ms, self.answered)
+    }
+
+    /// Mean talk time of answered calls that have one, seconds.
+    pub fn avg_talk_s(&self) -> Option<f64> {
+        mean_s(self.talk_sum_ms, self.talk_count)
+    }
+}
+
+fn mean_s(sum_ms: u128, n: u64) -> Option<f64> {
+    (n > 0).then(|| sum_ms as f64 / (u128::from(n) * 1000) as f64)
+}
+
+/// Which calls to count: one service line, or all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineFilter(pub Option<String>);
+
+impl LineFilter {
+    pub fn admits(&self, line: &str) -> bool {
+        self.0.as_deref().is_none_or(|l| l == line)
+    }
+}
+
+/// Folds records into buckets: `bucket(local_date)` names the bucket of a call anchored
+/// on that Europe/Rome date, or `None` to leave it out.
+pub fn tally<'a>(
+    records: impl Iterator<Item = CallRecord<'a>>,
+    line: &LineFilter,
+    calendar: &ServiceCalendar,
+    threshold_ms: Millis,
+    bucket: impl Fn(Date) -> Option<usize>,
+    out: &mut [Figures],
+) {
+    for rec in records {
+        if rec.outcome == Outcome::Open || !line.admits(rec.line) {
+            continue;
+        }
+        let local = rome_local(rec.anchor);
+        let Some(slot) = bucket(local.date()).and_then(|i| out.get_mut(i)) else {
+            continue;
+        };
+        slot.add(&rec, calendar.in_service(local), threshold_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(wait: Millis) -> CallRecord<'static> {
+        CallRecord {
+            anchor: 0,
+            line: "cup",
+            outcome: Outcome::Answered,
+            net_wait: Some(wait),
+            talk: None,
+            bookings: 0,
+        }
+    }
+
+    #[test]
+    fn band_edges() {
+        let mut f = Figures::default();
+        for w in [0, 999, 1_000, 139_999, 140_000, 140_001] {
+            f.add(&answered(w), true, 140_000);
+        }
+        assert_eq!(f.answered_without_wait, 2);
+        assert_eq!(f.answered_wait_within_threshold, 2);
+        assert_eq!(f.answered_wait_over_threshold, 2);
+        assert_eq!(f.answered_under_threshold, 4);
+        assert_eq!(f.max_wait_s(), Some(140.001));
+        assert_eq!(f.avg_talk_s(), None);
+    }
+
+    #[test]
+    fn counting_rules() {
+        let mut f = Figures::default();
+        let mut r = answered(5_000);
+        r.talk = Some(0);
+        r.bookings = 2;
+        f.add(&r, true, 140_000);
+        let mut r2 = answered(1_000);
+        r2.outcome = Outcome::Overflow;
+        r2.bookings = 1;
+        f.add(&r2, true, 140_000);
+        r2.outcome = Outcome::Unresolved;
+        f.add(&r2, true, 140_000);
+        r2.outcome = Outcome::Open;
+        f.add(&r2, false, 140_000);
+        r2.outcome = Outcome::Abandoned;
+        f.add(&r2, false, 140_000);
+        assert_eq!(f.calls_received(), 2);
+        assert_eq!(
+            f.bookings, 3,
+            "unresolved and out-of-hours bookings are not counted"
+        );
+        assert_eq!(f.unresolved, 1);
+        assert_eq!(f.out_of_hours, 1, "open calls are not counted yet");
+        assert_eq!(f.avg_talk_s(), Some(0.0), "a zero talk time counts");
+        assert_eq!(f.avg_wait_s(), Some(5.0));
+    }
+}

@@ -1,0 +1,527 @@
+//! A strict parser for one NDJSON line holding one flat event object (spec §1).
+//!
+//! Hand-written rather than serde because the spec asks for checks serde does not make on
+//! its own: duplicate keys (anywhere), lone surrogate escapes (anywhere, ignored fields
+//! included), and the JSON type of each field kept apart from its value. It also borrows
+//! strings from the line when they hold no escape, which keeps the import path fast.
+
+use super::reject::Reject;
+use std::borrow::Cow;
+
+/// Longest accepted line, terminator not counted.
+pub const MAX_LINE_BYTES: usize = 65_536;
+const MAX_DEPTH: usize = 64;
+
+/// A field's value before validation. `null` is not represented: it counts as absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawValue<'a> {
+    Str(Cow<'a, str>),
+    /// A JSON number without fraction or exponent that fits in i64.
+    Int(i64),
+    /// Any other JSON value, by its kind name (for the reject reason).
+    Other(&'static str),
+}
+
+/// The known fields of an event as found on the wire (JSON or protobuf).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RawEvent<'a> {
+    pub call_id: Option<RawValue<'a>>,
+    pub kind: Option<RawValue<'a>>,
+    pub ts: Option<RawValue<'a>>,
+    pub event_id: Option<RawValue<'a>>,
+    pub line: Option<RawValue<'a>>,
+    pub agent: Option<RawValue<'a>>,
+    pub booking: Option<RawValue<'a>>,
+    pub reason: Option<RawValue<'a>>,
+    pub caller: Option<RawValue<'a>>,
+}
+
+const KNOWN_KEYS: [&str; 9] = [
+    "call_id", "type", "ts", "event_id", "line", "agent", "booking", "reason", "caller",
+];
+
+impl<'a> RawEvent<'a> {
+    fn slot(&mut self, index: usize) -> &mut Option<RawValue<'a>> {
+        match index {
+            0 => &mut self.call_id,
+            1 => &mut self.kind,
+            2 => &mut self.ts,
+            3 => &mut self.event_id,
+            4 => &mut self.line,
+            5 => &mut self.agent,
+            6 => &mut self.booking,
+            7 => &mut self.reason,
+            _ => &mut self.caller,
+        }
+    }
+}
+
+/// Parses one line (without its `\n` / `\r\n` terminator).
+pub fn parse_line(line: &[u8]) -> Result<RawEvent<'_>, Reject> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(Reject::TooLong);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| Reject::NotUtf8)?;
+    let mut p = Parser {
+        s: text,
+        b: line,
+        i: 0,
+    };
+    p.ws();
+    match p.peek() {
+        None => return Err(Reject::Empty),
+        Some(b'{') => {}
+        Some(_) => {
+            // Valid JSON that is not an object, or not JSON at all.
+            p.skip_value(0)?;
+            p.ws();
+            return Err(if p.i == p.b.len() {
+                Reject::NotObject
+            } else {
+                p.err("trailing characters")
+            });
+        }
+    }
+    p.i += 1;
+    let mut ev = RawEvent::default();
+    let mut seen = 0u16;
+    let mut unknown: Vec<Cow<'_, str>> = Vec::new();
+    p.ws();
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            p.ws();
+            let key = p.string()?;
+            p.ws();
+            p.expect(b':', "expected `:`")?;
+            p.ws();
+            match KNOWN_KEYS.iter().position(|k| *k == key) {
+                Some(idx) => {
+                    if seen & (1 << idx) != 0 {
+                        return Err(Reject::DuplicateKey(KNOWN_KEYS[idx].to_owned()));
+                    }
+                    seen |= 1 << idx;
+                    *ev.slot(idx) = p.scalar()?;
+                }
+                None => {
+                    if unknown.contains(&key) {
+                        return Err(duplicate(&key));
+                    }
+                    unknown.push(key);
+                    p.skip_value(1)?;
+                }
+            }
+            p.ws();
+            match p.next() {
+                Some(b',') => {}
+                Some(b'}') => break,
+                _ => return Err(p.err("expected `,` or `}`")),
+            }
+        }
+    }
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(p.err("trailing characters"));
+    }
+    Ok(ev)
+}
+
+fn duplicate(key: &str) -> Reject {
+    Reject::DuplicateKey(key.chars().take(64).collect())
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek();
+        self.i += 1;
+        c
+    }
+
+    fn err(&self, what: &'static str) -> Reject {
+        Reject::Json { at: self.i, what }
+    }
+
+    fn expect(&mut self, c: u8, what: &'static str) -> Result<(), Reject> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &'static str) -> Result<(), Reject> {
+        if self.b[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    /// The value of a known field: `null` becomes `None`.
+    fn scalar(&mut self) -> Result<Option<RawValue<'a>>, Reject> {
+        Ok(Some(match self.peek() {
+            Some(b'"') => RawValue::Str(self.string()?),
+            Some(b'n') => {
+                self.literal("null")?;
+                return Ok(None);
+            }
+            Some(b't') => {
+                self.literal("true")?;
+                RawValue::Other("a boolean")
+            }
+            Some(b'f') => {
+                self.literal("false")?;
+                RawValue::Other("a boolean")
+            }
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            Some(b'[') => {
+                self.skip_value(1)?;
+                RawValue::Other("an array")
+            }
+            Some(b'{') => {
+                self.skip_value(1)?;
+                RawValue::Other("an object")
+            }
+            _ => return Err(self.err("expected a value")),
+        }))
+    }
+
+    fn number(&mut self) -> Result<RawValue<'a>, Reject> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    self.i += 1;
+                }
+            }
+            _ => return Err(self.err("invalid number")),
+        }
+        let int_end = self.i;
+        let mut integral = true;
+        if self.peek() == Some(b'.') {
+            integral = false;
+            self.i += 1;
+            self.digits1()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            integral = false;
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.digits1()?;
+        }
+        if !integral {
+            return Ok(RawValue::Other("a number with a fraction or exponent"));
+        }
+        Ok(match self.s[start..int_end].parse::<i64>() {
+            Ok(v) => RawValue::Int(v),
+            Err(_) => RawValue::Other("an integer out of range"),
+        })
+    }
+
+    fn digits1(&mut self) -> Result<(), Reject> {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        if self.i == start {
+            Err(self.err("invalid number"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Parses a string starting at `"`; borrows when it holds no escape.
+    fn string(&mut self) -> Result<Cow<'a, str>, Reject> {
+        self.expect(b'"', "expected a string")?;
+        let start = self.i;
+        loop {
+            match self.peek() {
+                None => return Err(self.err("unterminated string")),
+                Some(b'"') => {
+                    let s = &self.s[start..self.i];
+                    self.i += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => break,
+                Some(c) if c < 0x20 => return Err(self.err("control character in string")),
+                Some(_) => self.i += 1,
+            }
+        }
+        let mut out = String::with_capacity(self.i - start + 16);
+        out.push_str(&self.s[start..self.i]);
+        loop {
+            match self.next() {
+                None => return Err(self.err("unterminated string")),
+                Some(b'"') => return Ok(Cow::Owned(out)),
+                Some(b'\\') => self.escape(&mut out)?,
+                Some(c) if c < 0x20 => return Err(self.err("control character in string")),
+                Some(c) if c < 0x80 => out.push(char::from(c)),
+                Some(_) => {
+                    // A multi-byte UTF-8 sequence: copy the whole character.
+                    let at = self.i - 1;
+                    let ch = self.s[at..].chars().next().unwrap_or('\u{fffd}');
+                    out.push(ch);
+                    self.i = at + ch.len_utf8();
+                }
+            }
+        }
+    }
+
+    fn escape(&mut self, out: &mut String) -> Result<(), Reject> {
+        let c = match self.next() {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                let hi = self.hex4()?;
+                let code = match hi {
+                    0xD800..=0xDBFF => {
+                        if self.b[self.i..].starts_with(b"\\u") {
+                            self.i += 2;
+                            let lo = self.hex4()?;
+                            if !(0xDC00..=0xDFFF).contains(&lo) {
+                                return Err(Reject::LoneSurrogate);
+                            }
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        } else {
+                            return Err(Reject::LoneSurrogate);
+                        }
+                    }
+                    0xDC00..=0xDFFF => return Err(Reject::LoneSurrogate),
+                    _ => hi,
+                };
+                char::from_u32(code).ok_or(Reject::LoneSurrogate)?
+            }
+            _ => return Err(self.err("invalid escape")),
+        };
+        out.push(c);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, Reject> {
+        let part = self.b.get(self.i..self.i + 4).ok_or(Reject::Json {
+            at: self.i,
+            what: "invalid \\u escape",
+        })?;
+        let mut v = 0u32;
+        for &c in part {
+            let d = char::from(c).to_digit(16).ok_or(Reject::Json {
+                at: self.i,
+                what: "invalid \\u escape",
+            })?;
+            v = v * 16 + d;
+        }
+        self.i += 4;
+        Ok(v)
+    }
+
+    /// Skips any JSON value, checking it as strictly as the fields themselves.
+    fn skip_value(&mut self, depth: usize) -> Result<(), Reject> {
+        if depth > MAX_DEPTH {
+            return Err(Reject::TooDeep);
+        }
+        match self.peek() {
+            Some(b'{') => {
+                self.i += 1;
+                let mut keys: Vec<Cow<'a, str>> = Vec::new();
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    if keys.contains(&key) {
+                        return Err(duplicate(&key));
+                    }
+                    keys.push(key);
+                    self.ws();
+                    self.expect(b':', "expected `:`")?;
+                    self.ws();
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next() {
+                        Some(b',') => {}
+                        Some(b'}') => return Ok(()),
+                        _ => return Err(self.err("expected `,` or `}`")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next() {
+                        Some(b',') => {}
+                        Some(b']') => return Ok(()),
+                        _ => return Err(self.err("expected `,` or `]`")),
+                    }
+                }
+            }
+            _ => self.scalar().map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Option<RawValue<'_>> {
+        Some(RawValue::Str(Cow::Borrowed(v)))
+    }
+
+    #[test]
+    fn parses_a_flat_event() {
+        let ev = parse_line(br#" {"call_id":"c1","type":"offered","ts":1551682805250,"line":null,"x":[1,{"a":2}]} "#)
+            .expect("valid");
+        assert_eq!(ev.call_id, s("c1"));
+        assert_eq!(ev.kind, s("offered"));
+        assert_eq!(ev.ts, Some(RawValue::Int(1_551_682_805_250)));
+        assert_eq!(ev.line, None);
+    }
+
+    #[test]
+    fn decodes_escapes_and_surrogate_pairs() {
+        let ev = parse_line(br#"{"agent":"a\"b\\\u00e9\ud83d\ude00\n"}"#).expect("valid");
+        assert_eq!(
+            ev.agent,
+            Some(RawValue::Str(Cow::Owned("a\"b\\é😀\n".into())))
+        );
+    }
+
+    #[test]
+    fn rejects_lone_surrogates_anywhere() {
+        for l in [
+            br#"{"agent":"\ud800"}"#.as_slice(),
+            br#"{"agent":"\udc00x"}"#,
+            br#"{"agent":"\ud800\u0041"}"#,
+            br#"{"extra":{"deep":["\ud800"]}}"#,
+            br#"{"\ud800":1}"#,
+        ] {
+            assert_eq!(
+                parse_line(l),
+                Err(Reject::LoneSurrogate),
+                "{}",
+                String::from_utf8_lossy(l)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_keys_known_unknown_and_nested() {
+        assert_eq!(
+            parse_line(br#"{"ts":1,"ts":2}"#),
+            Err(Reject::DuplicateKey("ts".into()))
+        );
+        assert_eq!(
+            parse_line(br#"{"ts":null,"ts":2}"#),
+            Err(Reject::DuplicateKey("ts".into()))
+        );
+        assert_eq!(
+            parse_line(br#"{"x":1,"y":2,"x":3}"#),
+            Err(Reject::DuplicateKey("x".into()))
+        );
+        assert_eq!(
+            parse_line(br#"{"x":{"a":1,"a":1}}"#),
+            Err(Reject::DuplicateKey("a".into()))
+        );
+        // The same key written with an escape is the same key.
+        assert_eq!(
+            parse_line(br#"{"ts":1,"t\u0073":2}"#),
+            Err(Reject::DuplicateKey("ts".into()))
+        );
+    }
+
+    #[test]
+    fn keeps_json_kinds_apart() {
+        let ev = parse_line(br#"{"ts":1.0,"call_id":true,"line":1e3,"agent":[],"reason":{},"caller":99999999999999999999}"#)
+            .expect("valid JSON");
+        assert!(matches!(ev.ts, Some(RawValue::Other(_))));
+        assert_eq!(ev.call_id, Some(RawValue::Other("a boolean")));
+        assert!(matches!(ev.line, Some(RawValue::Other(_))));
+        assert_eq!(ev.agent, Some(RawValue::Other("an array")));
+        assert_eq!(ev.reason, Some(RawValue::Other("an object")));
+        assert_eq!(ev.caller, Some(RawValue::Other("an integer out of range")));
+        assert_eq!(
+            parse_line(br#"{"ts":-0}"#).map(|e| e.ts),
+            Ok(Some(RawValue::Int(0)))
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_json() {
+        for l in [
+            b"".as_slice(),
+            b"   ",
+            b"{",
+            b"{\"a\":1,}",
+            b"{\"a\":01}",
+            b"{\"a\":1} x",
+            b"{\"a\":\"tab\there\"}",
+            b"{'a':1}",
+            b"{\"a\":tru}",
+            b"{\"a\":-}",
+            b"{\"a\":1.}",
+            b"{\"a\":\"\\x\"}",
+            b"[1,2]",
+            b"\"text\"",
+            b"{\"a\" 1}",
+        ] {
+            assert!(parse_line(l).is_err(), "{}", String::from_utf8_lossy(l));
+        }
+        assert_eq!(parse_line(b"[1]"), Err(Reject::NotObject));
+        assert_eq!(parse_line(b""), Err(Reject::Empty));
+        assert_eq!(parse_line(b"{\"a\":\"\xff\"}"), Err(Reject::NotUtf8));
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(parse_line(deep.as_bytes()), Err(Reject::TooDeep));
+    }
+
+    #[test]
+    fn enforces_the_line_length_limit() {
+        let pad = |n: usize| format!("{{\"x\":\"{}\"}}", "a".repeat(n - 8));
+        assert!(parse_line(pad(MAX_LINE_BYTES).as_bytes()).is_ok());
+        assert_eq!(
+            parse_line(pad(MAX_LINE_BYTES + 1).as_bytes()),
+            Err(Reject::TooLong)
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The domain core: event -> call record -> figures. No I/O, no clock, no threads: every
+//! store and ingest path calls into this module, so each figure is defined once, here.
+
+pub mod calendar;
+pub mod call;
+pub mod callbook;
+pub mod config;
+pub mod dedupe;
+pub mod event;
+pub mod figures;
+pub mod json_line;
+pub mod privacy;
+pub mod reject;
+pub mod reports;
+pub mod time;
+pub mod validate;

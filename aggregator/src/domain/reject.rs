@@ -1,0 +1,65 @@
+//! Why an input was rejected (spec §1). Every reject carries one of these reasons to the
+//! dead-letter store; none of them echoes field values (a value may be personal data).
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Reject {
+    #[error("line longer than 65536 bytes")]
+    TooLong,
+    #[error("line is not valid UTF-8")]
+    NotUtf8,
+    #[error("empty line")]
+    Empty,
+    #[error("invalid JSON at byte {at}: {what}")]
+    Json { at: usize, what: &'static str },
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("lone surrogate escape in a string")]
+    LoneSurrogate,
+    #[error("JSON nested too deeply")]
+    TooDeep,
+    #[error("duplicate key `{0}`")]
+    DuplicateKey(String),
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}` must be {expected}, not {got}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("field `{0}` must be 1 to 128 characters")]
+    BadLength(&'static str),
+    #[error("unknown event `type`")]
+    BadType,
+    #[error("`booking` must be \"book\", \"cancel\" or \"move\"")]
+    BadBooking,
+    #[error("`ts` is not an RFC 3339 date-time with offset")]
+    BadTs,
+    #[error("`ts` is outside 1970-01-01T00:00Z .. 2101-01-01T00:00Z")]
+    TsOutOfRange,
+}
+
+impl Reject {
+    /// A stable, machine-readable code for the reason (for counting and filtering).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLong => "too_long",
+            Self::NotUtf8 => "not_utf8",
+            Self::Empty => "empty",
+            Self::Json { .. } => "invalid_json",
+            Self::NotObject => "not_object",
+            Self::LoneSurrogate => "lone_surrogate",
+            Self::TooDeep => "too_deep",
+            Self::DuplicateKey(_) => "duplicate_key",
+            Self::Missing(_) => "missing_field",
+            Self::WrongType { .. } => "wrong_type",
+            Self::BadLength(_) => "bad_length",
+            Self::BadType => "bad_type",
+            Self::BadBooking => "bad_booking",
+            Self::BadTs => "bad_ts",
+            Self::TsOutOfRange => "ts_out_of_range",
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Instants (epoch milliseconds, UTC), the RFC 3339 form of spec §1, and Europe/Rome local time.
+//!
+//! Everything is kept to the millisecond; fraction digits after the third are dropped,
+//! never rounded (spec §1).
+
+use jiff::civil::{Date, DateTime};
+use jiff::tz::TimeZone;
+use std::sync::OnceLock;
+
+/// Epoch milliseconds (UTC).
+pub type Millis = i64;
+
+/// 1970-01-01T00:00Z: the first valid instant.
+pub const MIN_TS: Millis = 0;
+/// 2101-01-01T00:00Z: the first instant past the valid range.
+pub const END_TS: Millis = 4_133_980_800_000;
+
+pub const SECOND: Millis = 1_000;
+pub const HOUR: Millis = 3_600 * SECOND;
+pub const DAY: Millis = 24 * HOUR;
+
+/// Why a `ts` text is not RFC 3339 as spec §1 accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsError {
+    Syntax,
+    OutOfRange,
+}
+
+/// True when `ms` is inside the accepted range `[1970-01-01T00:00Z, 2101-01-01T00:00Z)`.
+pub fn in_range(ms: i64) -> bool {
+    (MIN_TS..END_TS).contains(&ms)
+}
+
+fn digits(b: &[u8], at: usize, n: usize) -> Result<u32, TsError> {
+    let part = b.get(at..at + n).ok_or(TsError::Syntax)?;
+    part.iter().try_fold(0u32, |acc, &c| {
+        if c.is_ascii_digit() {
+            Ok(acc * 10 + u32::from(c - b'0'))
+        } else {
+            Err(TsError::Syntax)
+        }
+    })
+}
+
+fn expect(b: &[u8], at: usize, what: u8) -> Result<(), TsError> {
+    if b.get(at) == Some(&what) {
+        Ok(())
+    } else {
+        Err(TsError::Syntax)
+    }
+}
+
+/// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Parses spec §1's RFC 3339 `date-time` into epoch milliseconds.
+///
+/// `YYYY-MM-DD`, `T`/`t`/space, `hh:mm:ss`, optional `.` + digits, then `Z`/`z`/`±hh:mm`.
+pub fn parse_rfc3339(text: &str) -> Result<Millis, TsError> {
+    let b = text.as_bytes();
+    let year = digits(b, 0, 4)?;
+    expect(b, 4, b'-')?;
+    let month = digits(b, 5, 2)?;
+    expect(b, 7, b'-')?;
+    let day = digits(b, 8, 2)?;
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return Err(TsError::Syntax);
+    }
+    let hour = digits(b, 11, 2)?;
+    expect(b, 13, b':')?;
+    let minute = digits(b, 14, 2)?;
+    expect(b, 16, b':')?;
+    let second = digits(b, 17, 2)?;
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return Err(TsError::Syntax);
+    }
+    let mut at = 19;
+    let mut millis = 0u32;
+    if b.get(at) == Some(&b'.') {
+        at += 1;
+        let start = at;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            // Keep the first three digits, drop the rest (truncation, not rounding).
+            if at - start < 3 {
+                millis = millis * 10 + u32::from(b[at] - b'0');
+            }
+            at += 1;
+        }
+        let n = at - start;
+        if n == 0 {
+            return Err(TsError::Syntax);
+        }
+        for _ in n..3 {
+            millis *= 10;
+        }
+    }
+    let offset_min: i64 = match b.get(at) {
+        Some(b'Z' | b'z') if at + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if at + 6 == b.len() => {
+            let oh = digits(b, at + 1, 2)?;
+            expect(b, at + 3, b':')?;
+            let om = digits(b, at + 4, 2)?;
+            if oh > 23 || om > 59 {
+                return Err(TsError::Syntax);
+            }
+            let v = i64::from(oh * 60 + om);
+            if sign == b'-' { -v } else { v }
+        }
+        _ => return Err(TsError::Syntax),
+    };
+    let days = days_from_civil(i64::from(year), month, day);
+    let local_ms = days * DAY
+        + i64::from(hour) * HOUR
+        + i64::from(minute) * 60 * SECOND
+        + i64::from(second) * SECOND
+        + i64::from(millis);
+    let ms = local_ms - offset_min * 60 * SECOND;
+    if in_range(ms) {
+        Ok(ms)
+    } else {
+        Err(TsError::OutOfRange)
+    }
+}
+
+fn rome() -> &'static TimeZone {
+    static ROME: OnceLock<TimeZone> = OnceLock::new();
+    // The tz database is bundled into the binary (jiff's `tzdb-bundle-always`), so the
+    // result never depends on the machine's /usr/share/zoneinfo.
+    ROME.get_or_init(|| TimeZone::get("Europe/Rome").unwrap_or(TimeZone::UTC))
+}
+
+/// Local Europe/Rome civil date-time of an instant (daylight saving included).
+pub fn rome_local(ms: Millis) -> DateTime {
+    let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    rome().to_datetime(ts)
+}
+
+/// Milliseconds since local midnight of a civil date-time.
+pub fn ms_of_day(dt: DateTime) -> Millis {
+    i64::from(dt.hour()) * HOUR
+        + i64::from(dt.minute()) * 60 * SECOND
+        + i64::from(dt.second()) * SECOND
+        + i64::from(dt.subsec_nanosecond() / 1_000_000)
+}
+
+/// Parses a `YYYY-MM-DD` local date.
+pub fn parse_date(text: &str) -> Option<Date> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y = digits(b, 0, 4).ok()?;
+    let m = digits(b, 5, 2).ok()?;
+    let d = digits(b, 8, 2).ok()?;
+    Date::new(
+        i16::try_from(y).ok()?,
+        i8::try_from(m).ok()?,
+        i8::try_from(d).ok()?,
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Millis = 1_551_682_805_250; // 2019-03-04T07:00:05.250Z
+
+    #[test]
+    fn accepts_every_rfc3339_form() {
+        for t in [
+            "2019-03-04T08:00:05.250+01:00",
+            "2019-03-04t08:00:05.250+01:00",
+            "2019-03-04 08:00:05.250+01:00",
+            "2019-03-04T07:00:05.250Z",
+            "2019-03-04T07:00:05.250z",
+            "2019-03-04T07:00:05.25Z",
+            "2019-03-04T07:00:05.2509999Z",
+            "2019-03-04T02:00:05.250-05:00",
+        ] {
+            assert_eq!(parse_rfc3339(t), Ok(T0), "{t}");
+        }
+        assert_eq!(parse_rfc3339("2019-03-04T07:00:05Z"), Ok(T0 - 250));
+        assert_eq!(
+            parse_rfc3339("2019-03-04T07:00:05.9999Z"),
+            Ok(T0 - 250 + 999)
+        );
+        assert_eq!(parse_rfc3339("2019-03-04T07:00:05.1Z"), Ok(T0 - 150));
+    }
+
+    #[test]
+    fn rejects_other_forms() {
+        for t in [
+            "2019-03-04T08:00:05+0100",
+            "2019-03-04T08:00:05,5+01:00",
+            "2019-03-04T08:00:05",
+            "2019-03-04T08:00+01:00",
+            "2019-03-04T23:59:60Z",
+            "2019-03-04T08:00:05.Z",
+            "2019-03-04T08:00:05+24:00",
+            "2019-02-29T08:00:05Z",
+            "2019-13-01T08:00:05Z",
+            "2019-00-01T08:00:05Z",
+            "2019-03-04T24:00:00Z",
+            "2019-03-04X08:00:05Z",
+            "2019-03-04T08:00:05Z ",
+            "2019-3-04T08:00:05Z",
+            "",
+            "2019-03-04T08:00:05+01:00x",
+            "２019-03-04T08:00:05Z",
+        ] {
+            assert_eq!(parse_rfc3339(t), Err(TsError::Syntax), "{t}");
+        }
+        assert!(parse_rfc3339("2020-02-29T08:00:05Z").is_ok());
+    }
+
+    #[test]
+    fn range_is_1970_to_2101_exclusive() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:59:59.999+01:00"),
+            Err(TsError::OutOfRange)
+        );
+        assert_eq!(parse_rfc3339("2100-12-31T23:59:59.999Z"), Ok(END_TS - 1));
+        assert_eq!(
+            parse_rfc3339("2101-01-01T00:00:00Z"),
+            Err(TsError::OutOfRange)
+        );
+        assert_eq!(
+            parse_rfc3339("2101-01-01T00:30:00+01:00"),
+            Ok(END_TS - 30 * 60 * 1000)
+        );
+    }
+
+    #[test]
+    fn rome_follows_daylight_saving() {
+        // 2019-03-31: clocks jump 02:00 CET -> 03:00 CEST at 01:00Z.
+        let before = parse_rfc3339("2019-03-31T00:59:59.999Z").unwrap_or_default();
+        assert_eq!(rome_local(before).hour(), 1);
+        assert_eq!(rome_local(before + 1).hour(), 3);
+        // 2019-10-27: 03:00 CEST -> 02:00 CET at 01:00Z.
+        let t = parse_rfc3339("2019-10-27T07:00:00Z").unwrap_or_default();
+        assert_eq!(rome_local(t).hour(), 8);
+        let t = parse_rfc3339("2019-07-01T06:00:00Z").unwrap_or_default();
+        assert_eq!(rome_local(t).hour(), 8);
+        assert_eq!(ms_of_day(rome_local(T0)), 8 * HOUR + 5_250);
+    }
+
+    #[test]
+    fn parses_dates() {
+        assert_eq!(parse_date("2019-12-31"), Date::new(2019, 12, 31).ok());
+        assert_eq!(parse_date("2019-02-29"), None);
+        assert_eq!(parse_date("2019-1-01"), None);
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn range_constants_are_the_spec_dates() {
+        assert_eq!(END_TS, days_from_civil(2101, 1, 1) * DAY);
+        assert_eq!(MIN_TS, days_from_civil(1970, 1, 1) * DAY);
+    }
+}
