@@ -1,4 +1,6 @@
-//! netwait's aggregator: the pure domain core ([`domain`]) and the stores that keep its
-//! input durable ([`store`]).
+//! netwait's aggregator: the pure domain core ([`domain`]), the stores that keep its input
+//! durable ([`store`]), and the [`engine`] that joins them.
 
 pub mod domain;
+pub mod engine;
+pub mod store;

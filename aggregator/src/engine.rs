@@ -1,0 +1,271 @@
+//! The aggregator engine: the domain's [`CallBook`] kept in step with a durable
+//! [`EventStore`]. Ingest folds events in and commits them; queries read the book.
+
+use crate::domain::callbook::{Applied, CallBook};
+use crate::domain::config::MetricsConfig;
+use crate::domain::event::Event;
+use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
+use crate::domain::time::Millis;
+use crate::store::codec::{DeadLetter, Record, encode_dead_letter, encode_event};
+use crate::store::{Batch, EventStore, LogPosition, StoreError, snapshot};
+use jiff::civil::Date;
+
+/// One input item, in receive order: a valid event or a reject.
+#[derive(Debug, Clone)]
+pub enum Item<'a> {
+    Event(Event<'a>),
+    Rejected(DeadLetter<'a>),
+}
+
+/// Counts of one ingest call (or of a whole import).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub rejected: u64,
+}
+
+impl std::ops::AddAssign for IngestSummary {
+    fn add_assign(&mut self, o: Self) {
+        self.accepted += o.accepted;
+        self.duplicate += o.duplicate;
+        self.rejected += o.rejected;
+    }
+}
+
+pub struct Engine {
+    book: CallBook,
+    store: Box<dyn EventStore>,
+    config: MetricsConfig,
+    dedupe_secret: [u8; 16],
+    /// Log position covered by the book.
+    position: LogPosition,
+    /// Position of the last checkpoint written or loaded.
+    checkpointed: LogPosition,
+    poisoned: bool,
+    batch: Batch,
+}
+
+impl Engine {
+    /// Opens the engine on a store: loads its checkpoint, replays the rest of its log.
+    pub fn open(
+        mut store: Box<dyn EventStore>,
+        dedupe_secret: [u8; 16],
+        config: MetricsConfig,
+    ) -> Result<Self, StoreError> {
+        let (mut book, from) = match store.load_checkpoint()? {
+            Some((pos, bytes)) => match snapshot::decode(&bytes, dedupe_secret) {
+                Some(book) => (book, pos),
+                None => {
+                    tracing::warn!("checkpoint damaged; replaying the whole log");
+                    (CallBook::new(dedupe_secret), 0)
+                }
+            },
+            None => (CallBook::new(dedupe_secret), 0),
+        };
+        let mut replayed = 0u64;
+        let position = store.replay(from, &mut |rec| {
+            if let Record::Event(ev) = rec {
+                book.apply(&ev);
+                replayed += 1;
+            }
+        })?;
+        tracing::info!(
+            calls = book.calls(),
+            events = book.distinct_events(),
+            replayed,
+            "store opened"
+        );
+        Ok(Self {
+            book,
+            store,
+            config,
+            dedupe_secret,
+            position,
+            checkpointed: from,
+            poisoned: false,
+            batch: Batch::default(),
+        })
+    }
+
+    pub fn config(&self) -> &MetricsConfig {
+        &self.config
+    }
+
+    pub fn book(&self) -> &CallBook {
+        &self.book
+    }
+
+    /// Folds items in (first received wins) and commits them as one durable batch.
+    pub fn ingest<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = Item<'a>>,
+    ) -> Result<IngestSummary, StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        let mut sum = IngestSummary::default();
+        self.batch.clear();
+        for item in items {
+            match item {
+                Item::Event(ev) => match self.book.apply(&ev) {
+                    Applied::Accepted => {
+                        encode_event(&mut self.batch.bytes, &ev);
+                        self.batch.records += 1;
+                        sum.accepted += 1;
+                    }
+                    Applied::Duplicate => sum.duplicate += 1,
+                },
+                Item::Rejected(dl) => {
+                    encode_dead_letter(&mut self.batch.bytes, &dl);
+                    self.batch.records += 1;
+                    sum.rejected += 1;
+                }
+            }
+        }
+        match self.store.commit(&self.batch) {
+            Ok(pos) => {
+                self.position = pos;
+                Ok(sum)
+            }
+            Err(e) => {
+                // The book already holds events the log does not: refuse further work
+                // until a restart rebuilds the book from the log.
+                self.poisoned = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes a checkpoint when the log grew since the last one.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.poisoned || self.position == self.checkpointed {
+            return Ok(());
+        }
+        let bytes = snapshot::encode(&self.book);
+        self.store.save_checkpoint(self.position, &bytes)?;
+        self.checkpointed = self.position;
+        Ok(())
+    }
+
+    /// Log bytes written since the last checkpoint.
+    pub fn uncheckpointed(&self) -> u64 {
+        self.position.saturating_sub(self.checkpointed)
+    }
+
+    /// Visits every dead letter ever stored, oldest first.
+    pub fn dead_letters(
+        &mut self,
+        visit: &mut dyn FnMut(&DeadLetter<'_>),
+    ) -> Result<(), StoreError> {
+        self.store.replay(0, &mut |rec| {
+            if let Record::DeadLetter(d) = rec {
+                visit(&d);
+            }
+        })?;
+        Ok(())
+    }
+
+    pub fn table1(
+        &self,
+        wall: Millis,
+        from: Date,
+        to: Date,
+        line: Option<String>,
+        threshold_ms: Option<Millis>,
+    ) -> Table1 {
+        let now = self.book.clock(wall);
+        reports::table1(
+            self.book.records(now),
+            &self.config,
+            from,
+            to,
+            line,
+            threshold_ms.unwrap_or(self.config.threshold_ms),
+        )
+    }
+
+    pub fn sla_year(
+        &self,
+        wall: Millis,
+        year: i16,
+        line: Option<String>,
+        threshold_ms: Option<Millis>,
+        target: Option<f64>,
+    ) -> SlaYear {
+        let now = self.book.clock(wall);
+        let q = SlaQuery {
+            year,
+            line,
+            threshold_ms: threshold_ms.unwrap_or(self.config.threshold_ms),
+            target: target.unwrap_or(self.config.target),
+        };
+        reports::sla_year(self.book.records(now), &self.config, q)
+    }
+
+    pub fn volume(&self, wall: Millis, half: Half) -> VolumeCheck {
+        let now = self.book.clock(wall);
+        reports::volume_check(self.book.records(now), &self.config, half)
+    }
+
+    pub fn dedupe_secret(&self) -> [u8; 16] {
+        self.dedupe_secret
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::privacy::Pseudonymizer;
+    use crate::domain::validate::validate_line;
+    use crate::store::embedded::EmbeddedStore;
+
+    const LINES: [&str; 4] = [
+        r#"{"call_id":"a","type":"offered","ts":"2019-03-04T09:00:00+01:00"}"#,
+        r#"{"call_id":"a","type":"announcement_end","ts":"2019-03-04T09:00:40+01:00"}"#,
+        r#"{"call_id":"a","type":"answered","ts":"2019-03-04T09:01:40+01:00","agent":"op"}"#,
+        r#"{"call_id":"a","type":"booking","ts":"2019-03-04T09:02:00+01:00","booking":"book"}"#,
+    ];
+
+    fn items(p: &Pseudonymizer) -> Vec<Item<'static>> {
+        LINES
+            .iter()
+            .map(|l| Item::Event(validate_line(l.as_bytes(), p).expect("valid")))
+            .collect()
+    }
+
+    fn open(dir: &std::path::Path) -> Engine {
+        let store = EmbeddedStore::open(dir).expect("store");
+        Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine")
+    }
+
+    #[test]
+    fn figures_survive_reopen_with_and_without_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let d = |s| crate::domain::time::parse_date(s).expect("date");
+        let mut e = open(dir.path());
+        let s = e.ingest(items(&p)).expect("ingest");
+        assert_eq!(
+            s,
+            IngestSummary {
+                accepted: 4,
+                duplicate: 0,
+                rejected: 0
+            }
+        );
+        let t = e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
+        assert_eq!((t.figures.answered, t.figures.bookings), (1, 1));
+        assert_eq!(t.figures.avg_wait_s(), Some(60.0));
+        drop(e);
+        let mut e = open(dir.path());
+        assert_eq!(e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None), t);
+        let again = e.ingest(items(&p)).expect("ingest");
+        assert_eq!(again.duplicate, 4);
+        e.checkpoint().expect("checkpoint");
+        drop(e);
+        let e = open(dir.path());
+        assert_eq!(e.uncheckpointed(), 0);
+        assert_eq!(e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None), t);
+    }
+}

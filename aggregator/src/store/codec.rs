@@ -1,0 +1,225 @@
+//! Binary encoding of the records a store keeps: accepted events and dead letters.
+//! Pure functions over byte buffers; the framing and the files are in [`super::log`].
+
+use crate::domain::event::{BookingKind, CallerHash, Event, EventType};
+use std::borrow::Cow;
+
+const TAG_EVENT: u8 = 1;
+const TAG_DEAD_LETTER: u8 = 2;
+
+/// An input that was rejected, as kept in the dead-letter store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter<'a> {
+    /// Where it came from (file name, `push:<peer>`, ...).
+    pub source: Cow<'a, str>,
+    /// 1-based line (or message item) number within `source`.
+    pub position: u64,
+    /// Stable reason code (see `Reject::code`).
+    pub code: Cow<'a, str>,
+    /// Human-readable reason.
+    pub reason: Cow<'a, str>,
+    /// The raw input, with any calling number replaced by its keyed hash.
+    pub raw: Cow<'a, [u8]>,
+}
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<'a> {
+    Event(Event<'a>),
+    DeadLetter(DeadLetter<'a>),
+}
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt record at byte {0}")]
+pub struct DecodeError(pub usize);
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Fields are at most 128 code points (512 bytes); sources may be longer paths.
+    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+}
+
+pub fn encode_event(out: &mut Vec<u8>, ev: &Event<'_>) {
+    out.push(TAG_EVENT);
+    out.push(ev.kind as u8);
+    let fields = [&ev.call_id, &ev.event_id, &ev.line, &ev.agent, &ev.reason];
+    let mut flags = 0u8;
+    for (i, f) in fields.iter().enumerate() {
+        if f.is_some() {
+            flags |= 1 << i;
+        }
+    }
+    if ev.booking.is_some() {
+        flags |= 1 << 5;
+    }
+    if ev.caller.is_some() {
+        flags |= 1 << 6;
+    }
+    out.push(flags);
+    out.extend_from_slice(&ev.ts.to_le_bytes());
+    for s in fields.into_iter().flatten() {
+        put_str(out, s);
+    }
+    if let Some(b) = ev.booking {
+        out.push(b as u8);
+    }
+    if let Some(c) = ev.caller {
+        out.extend_from_slice(&c.0);
+    }
+}
+
+pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
+    out.push(TAG_DEAD_LETTER);
+    out.extend_from_slice(&d.position.to_le_bytes());
+    put_str(out, &d.source);
+    put_str(out, &d.code);
+    put_str(out, &d.reason);
+    out.extend_from_slice(&(d.raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&d.raw);
+}
+
+/// Reads records one after the other from a buffer.
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, at: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let s = self
+            .buf
+            .get(self.at..self.at + n)
+            .ok_or(DecodeError(self.at))?;
+        self.at += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let at = self.at;
+        self.take(N)?.try_into().map_err(|_| DecodeError(at))
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let at = self.at;
+        let len = u16::from_le_bytes(self.array()?);
+        std::str::from_utf8(self.take(usize::from(len))?).map_err(|_| DecodeError(at))
+    }
+
+    fn next_record(&mut self) -> Result<Record<'a>, DecodeError> {
+        let at = self.at;
+        match self.u8()? {
+            TAG_EVENT => {
+                let kind = EventType::from_u8(self.u8()?).ok_or(DecodeError(at))?;
+                let flags = self.u8()?;
+                let ts = i64::from_le_bytes(self.array()?);
+                let mut field = |bit: u8| -> Result<Option<Cow<'a, str>>, DecodeError> {
+                    if flags & (1 << bit) != 0 {
+                        Ok(Some(Cow::Borrowed(self.str()?)))
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let call_id = field(0)?;
+                let event_id = field(1)?;
+                let line = field(2)?;
+                let agent = field(3)?;
+                let reason = field(4)?;
+                let booking = if flags & (1 << 5) != 0 {
+                    Some(BookingKind::from_u8(self.u8()?).ok_or(DecodeError(at))?)
+                } else {
+                    None
+                };
+                let caller = if flags & (1 << 6) != 0 {
+                    Some(CallerHash(self.array()?))
+                } else {
+                    None
+                };
+                Ok(Record::Event(Event {
+                    kind,
+                    ts,
+                    call_id,
+                    event_id,
+                    line,
+                    agent,
+                    booking,
+                    reason,
+                    caller,
+                }))
+            }
+            TAG_DEAD_LETTER => {
+                let position = u64::from_le_bytes(self.array()?);
+                let source = Cow::Borrowed(self.str()?);
+                let code = Cow::Borrowed(self.str()?);
+                let reason = Cow::Borrowed(self.str()?);
+                let len = u32::from_le_bytes(self.array()?) as usize;
+                let raw = Cow::Borrowed(self.take(len)?);
+                Ok(Record::DeadLetter(DeadLetter {
+                    source,
+                    position,
+                    code,
+                    reason,
+                    raw,
+                }))
+            }
+            _ => Err(DecodeError(at)),
+        }
+    }
+}
+
+impl<'a> Iterator for Decoder<'a> {
+    type Item = Result<Record<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.buf.len() {
+            return None;
+        }
+        let r = self.next_record();
+        if r.is_err() {
+            self.at = self.buf.len();
+        }
+        Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let ev = Event {
+            kind: EventType::Booking,
+            ts: 1_551_682_805_250,
+            call_id: Some("c1".into()),
+            event_id: None,
+            line: Some("prelievi".into()),
+            agent: Some("op1".into()),
+            booking: Some(BookingKind::Cancel),
+            reason: None,
+            caller: Some(CallerHash([9; 16])),
+        };
+        let dl = DeadLetter {
+            source: "file.ndjson".into(),
+            position: 42,
+            code: "bad_ts".into(),
+            reason: "`ts` is not ...".into(),
+            raw: Cow::Borrowed(b"{\"x\":\xff}"),
+        };
+        let mut buf = Vec::new();
+        encode_event(&mut buf, &ev);
+        encode_dead_letter(&mut buf, &dl);
+        let got: Vec<_> = Decoder::new(&buf).collect();
+        assert_eq!(got, vec![Ok(Record::Event(ev)), Ok(Record::DeadLetter(dl))]);
+        assert!(Decoder::new(&buf[..buf.len() - 1]).any(|r| r.is_err()));
+    }
+}

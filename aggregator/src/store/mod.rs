@@ -1,0 +1,83 @@
+//! Where the accepted events and the dead letters are kept durably.
+//!
+//! A store is a log of commits: each commit holds records in receive order and is
+//! durable when [`EventStore::commit`] returns. The figures are never stored: they are
+//! recomputed by the domain core from the replayed events, so every store gives the same
+//! figures by construction. A store may also keep a checkpoint (an encoded
+//! [`CallBook`](crate::domain::callbook::CallBook)) so that opening does not replay
+//! everything.
+
+pub mod codec;
+pub mod embedded;
+pub mod log;
+pub mod secrets;
+pub mod snapshot;
+
+use codec::Record;
+
+/// Position in a store's log: replaying from it skips what a checkpoint already holds.
+pub type LogPosition = u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "data directory {0} is in use by another netwait process (stop it, or query it with --server)"
+    )]
+    Locked(String),
+    #[error("corrupt data in {path}: {what}")]
+    Corrupt { path: String, what: String },
+    #[error("the store failed to persist a commit earlier; restart to recover from the log")]
+    Poisoned,
+}
+
+impl StoreError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// The records of one commit, already encoded with [`codec`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    pub records: u32,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.records = 0;
+    }
+}
+
+/// A durable, append-only home for events and dead letters.
+pub trait EventStore: Send {
+    /// Visits every committed record after `from`, in commit order; returns the end.
+    fn replay(
+        &mut self,
+        from: LogPosition,
+        visit: &mut dyn FnMut(Record<'_>),
+    ) -> Result<LogPosition, StoreError>;
+
+    /// Appends one commit; when this returns `Ok`, the batch survives a crash.
+    fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError>;
+
+    /// The latest checkpoint, if any: the position it covers and its bytes.
+    fn load_checkpoint(&mut self) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError>;
+
+    /// Replaces the checkpoint atomically.
+    fn save_checkpoint(&mut self, position: LogPosition, bytes: &[u8]) -> Result<(), StoreError>;
+}

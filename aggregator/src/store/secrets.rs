@@ -1,0 +1,119 @@
+//! The data directory's secret keys: one for dedupe keys, one for caller pseudonyms.
+//! Generated from the OS's random source on first use and kept in `DIR/secret.key` (0600).
+
+use super::StoreError;
+use std::io::{Read, Write};
+use std::path::Path;
+
+pub const FILE: &str = "secret.key";
+
+#[derive(Clone)]
+pub struct Secrets {
+    pub dedupe: [u8; 16],
+    pub caller: [u8; 32],
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<redacted>)")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes `2 * N` hex digits.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let t = text.trim().as_bytes();
+    if t.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in t.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Secrets {
+    /// Loads the keys of `dir`, creating them on first use. `caller_override` (from
+    /// configuration or the environment) replaces the stored caller key.
+    pub fn load_or_create(
+        dir: &Path,
+        caller_override: Option<[u8; 32]>,
+    ) -> Result<Self, StoreError> {
+        let path = dir.join(FILE);
+        let mut secrets = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut lines = text.lines();
+                let dedupe = lines.next().and_then(unhex::<16>);
+                let caller = lines.next().and_then(unhex::<32>);
+                match (dedupe, caller) {
+                    (Some(dedupe), Some(caller)) => Self { dedupe, caller },
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            path: path.display().to_string(),
+                            what: "expected two lines of hex keys".into(),
+                        });
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut raw = [0u8; 48];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut raw))
+                    .map_err(|e| StoreError::io(Path::new("/dev/urandom"), e))?;
+                let mut s = Self {
+                    dedupe: [0; 16],
+                    caller: [0; 32],
+                };
+                s.dedupe.copy_from_slice(&raw[..16]);
+                s.caller.copy_from_slice(&raw[16..]);
+                s.write(&path)?;
+                s
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        if let Some(k) = caller_override {
+            secrets.caller = k;
+        }
+        Ok(secrets)
+    }
+
+    fn write(&self, path: &Path) -> Result<(), StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        writeln!(f, "{}\n{}", hex(&self.dedupe), hex(&self.caller))
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+        super::embedded::sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_then_reloaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Secrets::load_or_create(dir.path(), None).expect("create");
+        let b = Secrets::load_or_create(dir.path(), None).expect("load");
+        assert_eq!((a.dedupe, a.caller), (b.dedupe, b.caller));
+        assert_ne!(a.caller, [0; 32]);
+        let c = Secrets::load_or_create(dir.path(), Some([5; 32])).expect("load");
+        assert_eq!((c.dedupe, c.caller), (a.dedupe, [5; 32]));
+        assert_eq!(unhex::<2>("0aFf"), Some([10, 255]));
+        assert_eq!(unhex::<2>("0aF"), None);
+    }
+}
