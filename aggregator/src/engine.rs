@@ -3,19 +3,11 @@
 
 use crate::domain::callbook::{Applied, CallBook};
 use crate::domain::config::MetricsConfig;
-use crate::domain::event::Event;
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
-use crate::store::codec::{DeadLetter, Record, encode_dead_letter, encode_event};
+use crate::store::codec::{DeadLetter, Decoder, Record, encode_record};
 use crate::store::{Batch, EventStore, LogPosition, StoreError, snapshot};
 use jiff::civil::Date;
-
-/// One input item, in receive order: a valid event or a reject.
-#[derive(Debug, Clone)]
-pub enum Item<'a> {
-    Event(Event<'a>),
-    Rejected(DeadLetter<'a>),
-}
 
 /// Counts of one ingest call (or of a whole import).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,34 +91,73 @@ impl Engine {
     /// Folds items in (first received wins) and commits them as one durable batch.
     pub fn ingest<'a>(
         &mut self,
-        items: impl IntoIterator<Item = Item<'a>>,
+        items: impl IntoIterator<Item = Record<'a>>,
     ) -> Result<IngestSummary, StoreError> {
+        let mut encoded = Vec::new();
+        for item in items {
+            encode_record(&mut encoded, &item);
+        }
+        let sum = self.stage(&encoded)?;
+        self.commit()?;
+        Ok(sum)
+    }
+
+    /// Folds encoded input records (see `codec`) into the book and the pending commit:
+    /// accepted events and dead letters are staged, duplicates dropped. Nothing is
+    /// durable before [`Self::commit`].
+    pub fn stage(&mut self, encoded: &[u8]) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
         let mut sum = IngestSummary::default();
-        self.batch.clear();
-        for item in items {
-            match item {
-                Item::Event(ev) => match self.book.apply(&ev) {
+        let mut records = Decoder::new(encoded);
+        let mut start = 0;
+        while let Some(rec) = records.next() {
+            let rec = rec.map_err(|e| StoreError::Corrupt {
+                path: "<staged input>".into(),
+                what: e.to_string(),
+            })?;
+            let end = records.position();
+            let keep = match rec {
+                Record::Event(ev) => match self.book.apply(&ev) {
                     Applied::Accepted => {
-                        encode_event(&mut self.batch.bytes, &ev);
-                        self.batch.records += 1;
                         sum.accepted += 1;
+                        true
                     }
-                    Applied::Duplicate => sum.duplicate += 1,
+                    Applied::Duplicate => {
+                        sum.duplicate += 1;
+                        false
+                    }
                 },
-                Item::Rejected(dl) => {
-                    encode_dead_letter(&mut self.batch.bytes, &dl);
-                    self.batch.records += 1;
+                Record::DeadLetter(_) => {
                     sum.rejected += 1;
+                    true
                 }
+            };
+            if keep {
+                self.batch.bytes.extend_from_slice(&encoded[start..end]);
+                self.batch.records += 1;
             }
+            start = end;
+        }
+        Ok(sum)
+    }
+
+    /// Bytes staged and not yet committed.
+    pub fn staged_bytes(&self) -> usize {
+        self.batch.bytes.len()
+    }
+
+    /// Makes everything staged durable.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
         }
         match self.store.commit(&self.batch) {
             Ok(pos) => {
                 self.position = pos;
-                Ok(sum)
+                self.batch.clear();
+                Ok(())
             }
             Err(e) => {
                 // The book already holds events the log does not: refuse further work
@@ -227,10 +258,10 @@ mod tests {
         r#"{"call_id":"a","type":"booking","ts":"2019-03-04T09:02:00+01:00","booking":"book"}"#,
     ];
 
-    fn items(p: &Pseudonymizer) -> Vec<Item<'static>> {
+    fn items(p: &Pseudonymizer) -> Vec<Record<'static>> {
         LINES
             .iter()
-            .map(|l| Item::Event(validate_line(l.as_bytes(), p).expect("valid")))
+            .map(|l| Record::Event(validate_line(l.as_bytes(), p).expect("valid")))
             .collect()
     }
 

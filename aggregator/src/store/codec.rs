@@ -70,6 +70,14 @@ pub fn encode_event(out: &mut Vec<u8>, ev: &Event<'_>) {
     }
 }
 
+/// Encodes one input item.
+pub fn encode_record(out: &mut Vec<u8>, rec: &Record<'_>) {
+    match rec {
+        Record::Event(ev) => encode_event(out, ev),
+        Record::DeadLetter(d) => encode_dead_letter(out, d),
+    }
+}
+
 pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
     out.push(TAG_DEAD_LETTER);
     out.extend_from_slice(&d.position.to_le_bytes());
@@ -89,6 +97,11 @@ pub struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, at: 0 }
+    }
+
+    /// Byte offset of the next record (the end of the last one read).
+    pub fn position(&self) -> usize {
+        self.at
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {

@@ -1,0 +1,116 @@
+//! One input item -> one encoded record: a valid event, or a dead letter with its reason.
+
+use crate::lines::Chunk;
+use crate::redact::redact_caller;
+use netwait_aggregator::domain::json_line::{MAX_LINE_BYTES, RawEvent};
+use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::domain::reject::Reject;
+use netwait_aggregator::domain::validate::{validate, validate_line};
+use netwait_aggregator::store::codec::{DeadLetter, encode_dead_letter, encode_event};
+use std::borrow::Cow;
+
+/// Encodes a rejected input as a dead letter (raw kept, caller redacted, size capped).
+pub fn encode_reject(
+    out: &mut Vec<u8>,
+    reject: &Reject,
+    raw: &[u8],
+    source: &str,
+    position: u64,
+    pseudo: &Pseudonymizer,
+) {
+    let raw = &raw[..raw.len().min(MAX_LINE_BYTES + 1)];
+    encode_dead_letter(
+        out,
+        &DeadLetter {
+            source: Cow::Borrowed(source),
+            position,
+            code: Cow::Borrowed(reject.code()),
+            reason: Cow::Owned(reject.to_string()),
+            raw: redact_caller(raw, pseudo),
+        },
+    );
+}
+
+/// Validates one NDJSON line into `out`; true when it was a valid event.
+pub fn encode_line(
+    out: &mut Vec<u8>,
+    line: &[u8],
+    source: &str,
+    position: u64,
+    pseudo: &Pseudonymizer,
+) -> bool {
+    match validate_line(line, pseudo) {
+        Ok(ev) => {
+            encode_event(out, &ev);
+            true
+        }
+        Err(r) => {
+            encode_reject(out, &r, line, source, position, pseudo);
+            false
+        }
+    }
+}
+
+/// Validates structured fields (a protobuf message) into `out`; `raw` renders the input
+/// for the dead letter when it is rejected.
+pub fn encode_fields(
+    out: &mut Vec<u8>,
+    fields: RawEvent<'_>,
+    raw: impl FnOnce() -> Vec<u8>,
+    source: &str,
+    position: u64,
+    pseudo: &Pseudonymizer,
+) -> bool {
+    match validate(fields, pseudo) {
+        Ok(ev) => {
+            encode_event(out, &ev);
+            true
+        }
+        Err(r) => {
+            encode_reject(out, &r, &raw(), source, position, pseudo);
+            false
+        }
+    }
+}
+
+/// Encodes every line of a chunk, in order.
+pub fn encode_chunk(chunk: &Chunk, source: &str, pseudo: &Pseudonymizer) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunk.bytes.len() / 2);
+    for (n, line) in chunk.lines() {
+        encode_line(&mut out, line, source, n, pseudo);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netwait_aggregator::store::codec::{Decoder, Record};
+
+    #[test]
+    fn valid_and_rejected_lines_keep_order_and_position() {
+        let p = Pseudonymizer::new([0; 32]);
+        let chunk = Chunk {
+            bytes: b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}".to_vec(),
+            first_line: 10,
+            lines: 3,
+            end_offset: 0,
+        };
+        let out = encode_chunk(&chunk, "f.ndjson", &p);
+        let recs: Vec<_> = Decoder::new(&out).map(|r| r.expect("decodes")).collect();
+        assert!(matches!(recs[0], Record::Event(_)));
+        let Record::DeadLetter(d) = &recs[1] else {
+            panic!("dead letter expected")
+        };
+        assert_eq!(
+            (d.position, d.source.as_ref(), d.raw.as_ref()),
+            (11, "f.ndjson", &b"not json"[..])
+        );
+        assert_eq!(d.code, "invalid_json");
+        let Record::DeadLetter(d) = &recs[2] else {
+            panic!("dead letter expected")
+        };
+        assert_eq!((d.position, d.code.as_ref()), (12, "bad_type"));
+        assert!(!String::from_utf8_lossy(&d.raw).contains("3331234567"));
+    }
+}
