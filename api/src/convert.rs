@@ -1,0 +1,146 @@
+//! Domain <-> protobuf conversions.
+
+use netwait_aggregator::domain::json_line::{RawEvent, RawValue};
+use netwait_aggregator::domain::reports::{self, SlaYear, Table1, VolumeCheck};
+use netwait_proto::v1 as pb;
+use std::borrow::Cow;
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+pub fn table1(t: &Table1) -> pb::Table1 {
+    let f = &t.figures;
+    pb::Table1 {
+        from: t.from.to_string(),
+        to: t.to.to_string(),
+        line: t.line.clone(),
+        threshold_s: secs(t.threshold_ms),
+        calls_received: f.calls_received(),
+        answered: f.answered,
+        overflow: f.overflow,
+        abandoned: f.abandoned,
+        answered_without_wait: f.answered_without_wait,
+        answered_wait_within_threshold: f.answered_wait_within_threshold,
+        answered_wait_over_threshold: f.answered_wait_over_threshold,
+        max_wait_s: f.max_wait_s(),
+        avg_wait_s: f.avg_wait_s(),
+        avg_talk_s: f.avg_talk_s(),
+        bookings: f.bookings,
+        out_of_hours: f.out_of_hours,
+        unresolved: f.unresolved,
+        band_mapping: reports::band_mapping(t.threshold_ms),
+    }
+}
+
+pub fn sla_year(y: &SlaYear) -> pb::SlaYear {
+    let months = y
+        .months
+        .iter()
+        .map(|m| {
+            let [answered, answered_and_abandoned, offered] = m.policies;
+            pb::SlaMonth {
+                month: m.label(),
+                sla: m.sla,
+                policies: Some(pb::SlaPolicies {
+                    answered,
+                    answered_and_abandoned,
+                    offered,
+                }),
+                status: m.status.as_str().into(),
+                answered: m.figures.answered,
+                answered_within_threshold: m.figures.answered_under_threshold,
+                abandoned: m.figures.abandoned,
+                overflow: m.figures.overflow,
+            }
+        })
+        .collect();
+    let p = &y.penalties;
+    pb::SlaYear {
+        year: i32::from(y.year),
+        line: y.line.clone(),
+        threshold_s: secs(y.threshold_ms),
+        target: y.target,
+        grave_floor: y.grave_floor,
+        policy: y.policy.as_str().into(),
+        months,
+        months_below_target: y.months_below_target,
+        termination_risk: y.termination_risk,
+        penalties: Some(pb::Penalties {
+            deficient_months: p.deficient_months,
+            grave_months: p.grave_months,
+            monthly_penalty_pct: p.deficient_month_pct,
+            grave_penalty_pct: p.grave_month_pct,
+            monthly_fee_eur: p.monthly_fee_eur,
+            annual_fee_eur: p.annual_fee_eur,
+            max_penalty_eur: p.max_penalty_eur,
+            max_penalty_pct_of_annual: p.max_penalty_pct_of_annual,
+            penalty_termination_right: p.termination_right,
+        }),
+    }
+}
+
+pub fn volume(v: &VolumeCheck) -> pb::VolumeCheck {
+    let (from, to) = v.half.range();
+    pb::VolumeCheck {
+        half: v.half.label(),
+        from: from.to_string(),
+        to: to.to_string(),
+        bookings: v.bookings,
+        index: v.index,
+        deviation_pct: v.deviation_pct,
+        tolerance_pct: v.tolerance_pct,
+        verdict: v.verdict().into(),
+    }
+}
+
+/// A protobuf event as raw fields, validated by the same rules as a JSON line.
+pub fn raw_event(e: &pb::CallEvent) -> RawEvent<'_> {
+    fn s(v: &Option<String>) -> Option<RawValue<'_>> {
+        v.as_deref().map(|x| RawValue::Str(Cow::Borrowed(x)))
+    }
+    RawEvent {
+        call_id: s(&e.call_id),
+        // proto3 cannot tell an empty `type` from an absent one.
+        kind: (!e.r#type.is_empty()).then(|| RawValue::Str(Cow::Borrowed(e.r#type.as_str()))),
+        ts: e.ts.as_ref().map(|ts| match ts {
+            pb::call_event::Ts::TsMs(ms) => RawValue::Int(*ms),
+            pb::call_event::Ts::TsText(t) => RawValue::Str(Cow::Borrowed(t.as_str())),
+        }),
+        event_id: s(&e.event_id),
+        line: s(&e.line),
+        agent: s(&e.agent),
+        booking: s(&e.booking),
+        reason: s(&e.reason),
+        caller: s(&e.caller),
+    }
+}
+
+/// A JSON rendering of a protobuf event for the dead-letter store (the caller is
+/// redacted afterwards like any raw line).
+pub fn render_event(e: &pb::CallEvent) -> Vec<u8> {
+    fn field(out: &mut String, key: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(&format!("{key:?}:{v:?}"));
+        }
+    }
+    let mut out = String::from("{");
+    field(&mut out, "call_id", e.call_id.as_deref());
+    field(&mut out, "type", Some(e.r#type.as_str()));
+    match &e.ts {
+        Some(pb::call_event::Ts::TsMs(ms)) => out.push_str(&format!(",\"ts\":{ms}")),
+        Some(pb::call_event::Ts::TsText(t)) => field(&mut out, "ts", Some(t)),
+        None => {}
+    }
+    field(&mut out, "event_id", e.event_id.as_deref());
+    field(&mut out, "line", e.line.as_deref());
+    field(&mut out, "agent", e.agent.as_deref());
+    field(&mut out, "booking", e.booking.as_deref());
+    field(&mut out, "reason", e.reason.as_deref());
+    field(&mut out, "caller", e.caller.as_deref());
+    out.push('}');
+    out.into_bytes()
+}

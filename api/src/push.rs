@@ -1,0 +1,105 @@
+//! The `Ingest` service: client-streaming push. Each message is validated, folded in and
+//! committed (fsynced) before the next is read, so what was acknowledged is what a crash
+//! keeps; the summary comes back once the whole stream is durable.
+
+use crate::convert::{raw_event, render_event};
+use crate::state::{AppState, store_status};
+use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::engine::IngestSummary;
+use netwait_ingest::parse::{encode_fields, encode_line};
+use netwait_proto::v1 as pb;
+use pb::ingest_server::Ingest;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Write a checkpoint after a push once this much log has built up since the last one.
+const CHECKPOINT_AFTER_BYTES: u64 = 64 << 20;
+
+pub struct IngestService {
+    state: AppState,
+}
+
+impl IngestService {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// Validates one message into encoded records, lines first, then events.
+fn encode_message(msg: &pb::PushRequest, source: &str, pseudo: &Pseudonymizer) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut position = msg.first_position.max(1);
+    for line in &msg.ndjson_lines {
+        encode_line(&mut out, line, source, position, pseudo);
+        position += 1;
+    }
+    for ev in &msg.events {
+        encode_fields(
+            &mut out,
+            raw_event(ev),
+            || render_event(ev),
+            source,
+            position,
+            pseudo,
+        );
+        position += 1;
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    async fn push(
+        &self,
+        req: Request<Streaming<pb::PushRequest>>,
+    ) -> Result<Response<pb::PushSummary>, Status> {
+        let peer = req
+            .remote_addr()
+            .map_or_else(|| "push".to_owned(), |a| format!("push:{a}"));
+        let mut stream = req.into_inner();
+        let mut total = IngestSummary::default();
+        let mut messages = 0u64;
+        while let Some(msg) = stream.message().await? {
+            let source = if msg.source.is_empty() {
+                peer.clone()
+            } else {
+                msg.source.clone()
+            };
+            let pseudo = std::sync::Arc::clone(&self.state.pseudo);
+            let encoded =
+                tokio::task::spawn_blocking(move || encode_message(&msg, &source, &pseudo))
+                    .await
+                    .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+            let sum = self
+                .state
+                .blocking(move |e| {
+                    let sum = e.stage(&encoded).map_err(store_status)?;
+                    e.commit().map_err(store_status)?;
+                    Ok(sum)
+                })
+                .await?;
+            total += sum;
+            messages += 1;
+        }
+        self.state
+            .blocking(|e| {
+                if e.uncheckpointed() >= CHECKPOINT_AFTER_BYTES {
+                    e.checkpoint().map_err(store_status)?;
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(
+            accepted = total.accepted,
+            duplicate = total.duplicate,
+            rejected = total.rejected,
+            messages,
+            "push committed"
+        );
+        Ok(Response::new(pb::PushSummary {
+            accepted: total.accepted,
+            duplicate: total.duplicate,
+            rejected: total.rejected,
+            committed_messages: messages,
+        }))
+    }
+}

@@ -1,0 +1,55 @@
+//! Assembles the gRPC server in one place: services, health, reflection, limits and
+//! graceful shutdown.
+
+use crate::push::IngestService;
+use crate::state::AppState;
+use crate::stats::StatsService;
+use netwait_proto::v1::ingest_server::IngestServer;
+use netwait_proto::v1::stats_server::StatsServer;
+use std::future::Future;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Largest accepted message: a push message of many lines.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight calls and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<StatsServer<StatsService>>().await;
+    health.set_serving::<IngestServer<IngestService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(netwait_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // Older clients (grpcurl before 1.9, many BI connectors) still ask v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(netwait_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let stats = StatsServer::new(StatsService::new(state.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest =
+        IngestServer::new(IngestService::new(state)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(stats)
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! What the services share: the engine behind a lock, and the caller pseudonymizer.
+
+use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::engine::Engine;
+use netwait_aggregator::store::StoreError;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tonic::Status;
+
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<Mutex<Engine>>,
+    pub pseudo: Arc<Pseudonymizer>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, pseudo: Pseudonymizer) -> Self {
+        Self {
+            engine: Arc::new(Mutex::new(engine)),
+            pseudo: Arc::new(pseudo),
+        }
+    }
+
+    pub fn lock(&self) -> Result<MutexGuard<'_, Engine>, Status> {
+        self.engine
+            .lock()
+            .map_err(|_| Status::internal("engine lock poisoned by an earlier panic"))
+    }
+
+    /// Runs blocking engine work (fsync, full scans) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Engine) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = engine
+                .lock()
+                .map_err(|_| Status::internal("engine lock poisoned by an earlier panic"))?;
+            work(&mut guard)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+    }
+}
+
+/// Store errors as gRPC statuses a client can act on.
+pub fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Locked(_) => Status::failed_precondition(e.to_string()),
+        StoreError::Poisoned => Status::unavailable(e.to_string()),
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => Status::internal(e.to_string()),
+    }
+}
+
+/// Wall clock in epoch milliseconds (the core takes the clock as a parameter).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

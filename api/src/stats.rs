@@ -1,0 +1,105 @@
+//! The `Stats` service: Table 1, the SLA year view and the volume check.
+
+use crate::convert;
+use crate::state::{AppState, wall_ms};
+use netwait_aggregator::domain::config::{threshold_from_secs, valid_share};
+use netwait_aggregator::domain::reports::Half;
+use netwait_aggregator::domain::time::{Millis, parse_date};
+use netwait_proto::v1 as pb;
+use pb::stats_server::Stats;
+use tonic::{Request, Response, Status};
+
+pub struct StatsService {
+    state: AppState,
+}
+
+impl StatsService {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+fn threshold(s: Option<f64>) -> Result<Option<Millis>, Status> {
+    s.map(|s| {
+        threshold_from_secs(s)
+            .ok_or_else(|| Status::invalid_argument("threshold_s must be > 0 and <= 86400"))
+    })
+    .transpose()
+}
+
+fn line(l: Option<String>) -> Result<Option<String>, Status> {
+    match l {
+        Some(l) if l.is_empty() || l.chars().count() > 128 => {
+            Err(Status::invalid_argument("line must be 1 to 128 characters"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn date(field: &str, text: &str) -> Result<jiff::civil::Date, Status> {
+    parse_date(text).ok_or_else(|| {
+        Status::invalid_argument(format!("{field} must be a date YYYY-MM-DD, got {text:?}"))
+    })
+}
+
+#[tonic::async_trait]
+impl Stats for StatsService {
+    async fn get_table1(
+        &self,
+        req: Request<pb::Table1Request>,
+    ) -> Result<Response<pb::Table1>, Status> {
+        let r = req.into_inner();
+        let from = date("from", &r.from)?;
+        let to = date("to", &r.to)?;
+        if from >= to {
+            return Err(Status::invalid_argument(
+                "from must be before to (to is exclusive)",
+            ));
+        }
+        let threshold = threshold(r.threshold_s)?;
+        let line = line(r.line)?;
+        let now = wall_ms();
+        let t = self
+            .state
+            .blocking(move |e| Ok(e.table1(now, from, to, line, threshold)))
+            .await?;
+        Ok(Response::new(convert::table1(&t)))
+    }
+
+    async fn get_sla_year(
+        &self,
+        req: Request<pb::SlaYearRequest>,
+    ) -> Result<Response<pb::SlaYear>, Status> {
+        let r = req.into_inner();
+        let year = i16::try_from(r.year)
+            .ok()
+            .filter(|y| (1970..=2100).contains(y))
+            .ok_or_else(|| Status::invalid_argument("year must be within 1970..=2100"))?;
+        if r.target.is_some_and(|t| !valid_share(t)) {
+            return Err(Status::invalid_argument("target must be within 0..=1"));
+        }
+        let threshold = threshold(r.threshold_s)?;
+        let line = line(r.line)?;
+        let now = wall_ms();
+        let y = self
+            .state
+            .blocking(move |e| Ok(e.sla_year(now, year, line, threshold, r.target)))
+            .await?;
+        Ok(Response::new(convert::sla_year(&y)))
+    }
+
+    async fn get_volume_check(
+        &self,
+        req: Request<pb::VolumeRequest>,
+    ) -> Result<Response<pb::VolumeCheck>, Status> {
+        let r = req.into_inner();
+        let half = Half::parse(&r.half)
+            .ok_or_else(|| Status::invalid_argument("half must be YYYY-H1 or YYYY-H2"))?;
+        let now = wall_ms();
+        let v = self
+            .state
+            .blocking(move |e| Ok(e.volume(now, half)))
+            .await?;
+        Ok(Response::new(convert::volume(&v)))
+    }
+}

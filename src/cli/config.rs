@@ -1,0 +1,228 @@
+//! The TOML configuration file and the opening of a data directory.
+//!
+//! ```toml
+//! [sla]
+//! threshold_s = 140        # T, on the net wait
+//! target = 0.60
+//! grave_floor = 0.40
+//! policy = "answered"      # or "answered_and_abandoned", "offered"
+//! [penalties]
+//! monthly_fee_eur = 20000.0
+//! annual_fee_eur = 240000.0
+//! [volume]
+//! annual_index = 136000
+//! tolerance_pct = 20.0
+//! [calendar]
+//! mon = "08:00-18:00"      # ... sun; "closed" for a closed day
+//! sat = "08:00-12:00"
+//! patron_sites = ["esine"] # esine, breno, darfo, pisogne, edolo (off by default)
+//! extra_closures = ["2019-08-14"]
+//! [privacy]
+//! caller_key_hex = "..."   # 64 hex digits; or env NETWAIT_CALLER_KEY; else DATA/secret.key
+//! ```
+
+use super::StoreArgs;
+use anyhow::{Context, bail};
+use netwait_aggregator::domain::calendar::{Hours, PatronSite};
+use netwait_aggregator::domain::config::{
+    MetricsConfig, SlaPolicy, threshold_from_secs, valid_share,
+};
+use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::domain::time::parse_date;
+use netwait_aggregator::engine::Engine;
+use netwait_aggregator::store::embedded::EmbeddedStore;
+use netwait_aggregator::store::secrets::{Secrets, unhex};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    sla: Sla,
+    #[serde(default)]
+    penalties: Penalties,
+    #[serde(default)]
+    volume: Volume,
+    #[serde(default)]
+    calendar: Calendar,
+    #[serde(default)]
+    privacy: Privacy,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Sla {
+    threshold_s: Option<f64>,
+    target: Option<f64>,
+    grave_floor: Option<f64>,
+    policy: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Penalties {
+    monthly_fee_eur: Option<f64>,
+    annual_fee_eur: Option<f64>,
+    deficient_month_pct: Option<f64>,
+    grave_month_pct: Option<f64>,
+    termination_pct: Option<f64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Volume {
+    annual_index: Option<u64>,
+    tolerance_pct: Option<f64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Calendar {
+    mon: Option<String>,
+    tue: Option<String>,
+    wed: Option<String>,
+    thu: Option<String>,
+    fri: Option<String>,
+    sat: Option<String>,
+    sun: Option<String>,
+    #[serde(default)]
+    patron_sites: Vec<String>,
+    #[serde(default)]
+    extra_closures: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Privacy {
+    caller_key_hex: Option<String>,
+}
+
+/// Everything a command needs from configuration.
+pub struct Settings {
+    pub metrics: MetricsConfig,
+    pub caller_key: Option<[u8; 32]>,
+}
+
+fn parse_settings(text: &str) -> anyhow::Result<Settings> {
+    let f: File = toml::from_str(text)?;
+    let mut m = MetricsConfig::default();
+    if let Some(t) = f.sla.threshold_s {
+        m.threshold_ms =
+            threshold_from_secs(t).context("sla.threshold_s must be > 0 and <= 86400")?;
+    }
+    if let Some(t) = f.sla.target {
+        anyhow::ensure!(valid_share(t), "sla.target must be within 0..=1");
+        m.target = t;
+    }
+    if let Some(t) = f.sla.grave_floor {
+        anyhow::ensure!(valid_share(t), "sla.grave_floor must be within 0..=1");
+        m.grave_floor = t;
+    }
+    if let Some(p) = f.sla.policy {
+        m.policy = SlaPolicy::parse(&p).with_context(|| {
+            format!("sla.policy {p:?}: use answered, answered_and_abandoned or offered")
+        })?;
+    }
+    let p = &mut m.penalties;
+    p.monthly_fee_eur = f.penalties.monthly_fee_eur.or(p.monthly_fee_eur);
+    p.annual_fee_eur = f.penalties.annual_fee_eur.or(p.annual_fee_eur);
+    p.deficient_month_pct = f
+        .penalties
+        .deficient_month_pct
+        .unwrap_or(p.deficient_month_pct);
+    p.grave_month_pct = f.penalties.grave_month_pct.unwrap_or(p.grave_month_pct);
+    p.termination_pct = f.penalties.termination_pct.unwrap_or(p.termination_pct);
+    m.volume.annual_index = f.volume.annual_index.unwrap_or(m.volume.annual_index);
+    m.volume.tolerance_pct = f.volume.tolerance_pct.unwrap_or(m.volume.tolerance_pct);
+    let c = &f.calendar;
+    for (i, day) in [&c.mon, &c.tue, &c.wed, &c.thu, &c.fri, &c.sat, &c.sun]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(text) = day {
+            m.calendar.week[i] = if text == "closed" {
+                None
+            } else {
+                Some(Hours::parse(text).with_context(|| {
+                    format!("calendar hours {text:?}: use \"HH:MM-HH:MM\" or \"closed\"")
+                })?)
+            };
+        }
+    }
+    for s in &c.patron_sites {
+        m.calendar
+            .patron_sites
+            .push(PatronSite::parse(s).with_context(|| format!("unknown patron site {s:?}"))?);
+    }
+    for d in &c.extra_closures {
+        m.calendar
+            .extra_closures
+            .insert(parse_date(d).with_context(|| format!("extra closure {d:?}: use YYYY-MM-DD"))?);
+    }
+    let caller_key = match f.privacy.caller_key_hex {
+        Some(h) => Some(unhex::<32>(&h).context("privacy.caller_key_hex must be 64 hex digits")?),
+        None => None,
+    };
+    Ok(Settings {
+        metrics: m,
+        caller_key,
+    })
+}
+
+/// Reads `--config`, else `DATA/netwait.toml` if present, else the defaults; the
+/// environment's `NETWAIT_CALLER_KEY` wins over the file's caller key.
+pub fn load(store: &StoreArgs) -> anyhow::Result<Settings> {
+    let default_path = store.data.join("netwait.toml");
+    let path = store
+        .config
+        .clone()
+        .or_else(|| default_path.exists().then_some(default_path));
+    let mut settings = match &path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading configuration {}", p.display()))?;
+            parse_settings(&text).with_context(|| format!("configuration {}", p.display()))?
+        }
+        None => parse_settings("")?,
+    };
+    if let Ok(hex) = std::env::var("NETWAIT_CALLER_KEY") {
+        match unhex::<32>(&hex) {
+            Some(k) => settings.caller_key = Some(k),
+            None => bail!("NETWAIT_CALLER_KEY must be 64 hex digits"),
+        }
+    }
+    Ok(settings)
+}
+
+/// Opens the engine on the embedded store of `--data`.
+pub fn open_engine(store: &StoreArgs) -> anyhow::Result<(Engine, Pseudonymizer)> {
+    let settings = load(store)?;
+    let dir: &Path = &store.data;
+    let embedded = EmbeddedStore::open(dir)?;
+    let secrets = Secrets::load_or_create(dir, settings.caller_key)?;
+    let engine = Engine::open(Box::new(embedded), secrets.dedupe, settings.metrics)
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    Ok((engine, Pseudonymizer::new(secrets.caller)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = parse_settings("").expect("empty is defaults");
+        assert_eq!(s.metrics, MetricsConfig::default());
+        let s = parse_settings(
+            "[sla]\nthreshold_s = 120\npolicy = \"offered\"\n[calendar]\nsat = \"closed\"\npatron_sites = [\"Breno\"]\nextra_closures = [\"2019-08-14\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(s.metrics.threshold_ms, 120_000);
+        assert_eq!(s.metrics.policy, SlaPolicy::Offered);
+        assert_eq!(s.metrics.calendar.week[5], None);
+        assert_eq!(s.metrics.calendar.patron_sites, vec![PatronSite::Breno]);
+        assert!(parse_settings("[sla]\ntarget = 2").is_err());
+        assert!(parse_settings("[sla]\ntypo = 1").is_err());
+    }
+}

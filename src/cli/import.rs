@@ -1,0 +1,104 @@
+//! `netwait import`: NDJSON files into the embedded store.
+
+use super::StoreArgs;
+use super::config::open_engine;
+use netwait_aggregator::engine::IngestSummary;
+use netwait_ingest::pipeline::{PipelineOptions, import};
+use netwait_ingest::source::{ReaderSource, Source};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// Prints progress on a terminal, at most twice a second.
+struct ProgressLine {
+    name: String,
+    size: Option<u64>,
+    last: Instant,
+    shown: bool,
+}
+
+impl ProgressLine {
+    fn update(&mut self, done: u64) {
+        if self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        self.shown = true;
+        let mb = done as f64 / 1e6;
+        match self.size {
+            Some(total) if total > 0 => eprint!(
+                "\r{}: {mb:.1} / {:.1} MB ({:.0}%)   ",
+                self.name,
+                total as f64 / 1e6,
+                done as f64 * 100.0 / total as f64
+            ),
+            _ => eprint!("\r{}: {mb:.1} MB   ", self.name),
+        }
+        let _ = std::io::stderr().flush();
+    }
+}
+
+pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
+    let (mut engine, pseudo) = open_engine(store)?;
+    let mut total = IngestSummary::default();
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    for name in files {
+        let mut source: Box<dyn Source> = if name == "-" {
+            Box::new(ReaderSource::new("stdin", std::io::stdin(), None))
+        } else {
+            let f =
+                std::fs::File::open(name).map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
+            let size = f.metadata().ok().map(|m| m.len());
+            Box::new(ReaderSource::new(name.clone(), f, size))
+        };
+        let mut progress = ProgressLine {
+            name: name.clone(),
+            size: source.size_hint(),
+            last: Instant::now(),
+            shown: false,
+        };
+        let mut on_progress = |done: u64| {
+            if tty {
+                progress.update(done);
+            }
+        };
+        let result = import(
+            source.as_mut(),
+            &mut engine,
+            &pseudo,
+            PipelineOptions::default(),
+            &mut on_progress,
+        );
+        if progress.shown {
+            eprintln!();
+        }
+        let sum = match result {
+            Ok(sum) => sum,
+            Err(e) => {
+                if let netwait_ingest::pipeline::PipelineError::Read { committed, .. } = &e {
+                    total += *committed;
+                    print_counts("committed before the error", &total);
+                }
+                return Err(e.into());
+            }
+        };
+        if files.len() > 1 {
+            print_counts(name, &sum);
+        }
+        total += sum;
+    }
+    engine.checkpoint()?;
+    print_counts("total", &total);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "import done"
+    );
+    Ok(())
+}
+
+fn print_counts(label: &str, s: &IngestSummary) {
+    println!(
+        "{label}: accepted {} duplicate {} rejected {}",
+        s.accepted, s.duplicate, s.rejected
+    );
+}

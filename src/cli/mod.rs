@@ -1,0 +1,105 @@
+//! Command-line interface (names and flags are relied on by people and acceptance tests).
+
+mod config;
+mod deadletter;
+mod import;
+mod output;
+mod push;
+mod serve;
+mod stats;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netwait",
+    version,
+    about = "Call-centre events in, the CUP contract's figures out"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory of the embedded store.
+    #[arg(long, default_value = "./netwait-data")]
+    data: PathBuf,
+    /// Configuration file (TOML); default: DATA/netwait.toml when present.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import NDJSON canonical events (`-` = stdin) into the embedded store.
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Files to import, in order.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Serve the gRPC API and push ingest on the embedded store.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: String,
+    },
+    /// Stream NDJSON files to a running server.
+    Push {
+        #[arg(long)]
+        server: String,
+        /// Lines per message (each message is committed before the next).
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Query the figures.
+    Stats {
+        #[command(subcommand)]
+        query: stats::Query,
+    },
+    /// List the dead letters (rejected input with its reason) of a data directory.
+    Deadletter {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// One JSON object a line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Import { store, files } => import::run(&store, &files),
+        Command::Serve { store, listen } => serve::run(&store, &listen),
+        Command::Push {
+            server,
+            batch,
+            files,
+        } => push::run(&server, batch, &files),
+        Command::Stats { query } => stats::run(query),
+        Command::Deadletter { store, json } => deadletter::run(&store, json),
+    }
+}
+
+/// A multi-threaded runtime for the gRPC commands.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `host:port` or a full URL, as the endpoint URL tonic wants.
+fn endpoint(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
+}
