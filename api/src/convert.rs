@@ -102,7 +102,7 @@ pub fn raw_event(e: &pb::CallEvent) -> RawEvent<'_> {
     RawEvent {
         call_id: s(&e.call_id),
         // proto3 cannot tell an empty `type` from an absent one.
-        kind: (!e.r#type.is_empty()).then(|| RawValue::Str(Cow::Borrowed(e.r#type.as_str()))),
+        kind: (!e.r#type.is_empty()).then_some(RawValue::Str(Cow::Borrowed(e.r#type.as_str()))),
         ts: e.ts.as_ref().map(|ts| match ts {
             pb::call_event::Ts::TsMs(ms) => RawValue::Int(*ms),
             pb::call_event::Ts::TsText(t) => RawValue::Str(Cow::Borrowed(t.as_str())),

@@ -114,13 +114,13 @@ pub fn table1(t: &pb::Table1, as_json: bool) -> anyhow::Result<()> {
 }
 
 pub fn sla(y: &pb::SlaYear, as_json: bool) -> anyhow::Result<()> {
-    let p = y.penalties.clone().unwrap_or_default();
+    let p = y.penalties.unwrap_or_default();
     if as_json {
         let months: Vec<Value> = y
             .months
             .iter()
             .map(|m| {
-                let pol = m.policies.clone().unwrap_or_default();
+                let pol = m.policies.unwrap_or_default();
                 json!({
                     "month": m.month,
                     "sla": m.sla,
@@ -184,7 +184,7 @@ pub fn sla(y: &pb::SlaYear, as_json: bool) -> anyhow::Result<()> {
     );
     let pct = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{:.2}%", x * 100.0));
     for m in &y.months {
-        let pol = m.policies.clone().unwrap_or_default();
+        let pol = m.policies.unwrap_or_default();
         println!(
             "{:<8} {:>8} {:>10} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9}  {}",
             m.month,

@@ -1,0 +1,132 @@
+//! The seed's 2019 column of Table 1, from a year of events generated to match it
+//! (../shared/tools/gen_seed2019.py), through import and through a server.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+
+/// Seed §1.2, year 2019.
+fn seed_2019() -> Value {
+    json!({
+        "calls_received": 181_795, "answered": 97_385, "overflow": 47_154, "abandoned": 37_256,
+        "answered_without_wait": 13_745, "answered_wait_within_threshold": 31_358,
+        "answered_wait_over_threshold": 52_282, "bookings": 88_210,
+        "max_wait_s": 1240.0, "avg_wait_s": 229.0, "avg_talk_s": 184.0,
+        "out_of_hours": 0, "unresolved": 0,
+    })
+}
+
+fn assert_seed(t: &Value) {
+    for (k, want) in seed_2019().as_object().expect("object") {
+        let got = &t[k];
+        match (got.as_f64(), want.as_f64()) {
+            (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "{k}: got {g}, want {w}"),
+            _ => panic!("{k}: got {got}, want {want}"),
+        }
+    }
+}
+
+#[test]
+fn seed_year_exact_through_import_and_server() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seed = seed_file(tmp.path());
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().expect("utf-8 path");
+    let out = netwait(&["import", "--data", data_s, seed.to_str().expect("path")]);
+    let lines = std::fs::read_to_string(&seed)
+        .expect("seed")
+        .lines()
+        .count();
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("total: accepted {lines} duplicate 0 rejected 0")
+    );
+
+    let t = json(&[
+        "stats",
+        "table1",
+        "--data",
+        data_s,
+        "--from",
+        "2019-01-01",
+        "--to",
+        "2020-01-01",
+    ]);
+    assert_seed(&t);
+    assert_eq!(t["threshold_s"], json!(140.0));
+    assert_eq!(t["line"], Value::Null);
+    let keys: Vec<&str> = t
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 17, "exactly the spec's keys: {keys:?}");
+
+    // The same through the gRPC server, with the line filter of the seed's only line.
+    let server = Server::start(&data);
+    let t = json(&[
+        "stats",
+        "table1",
+        "--server",
+        &server.addr,
+        "--from",
+        "2019-01-01",
+        "--to",
+        "2020-01-01",
+        "--line",
+        "cup",
+    ]);
+    assert_seed(&t);
+    let none = json(&[
+        "stats",
+        "table1",
+        "--server",
+        &server.addr,
+        "--from",
+        "2019-01-01",
+        "--to",
+        "2020-01-01",
+        "--line",
+        "prelievi",
+    ]);
+    assert_eq!(none["calls_received"], json!(0));
+    assert_eq!(none["avg_wait_s"], Value::Null, "empty averages are null");
+
+    // The SLA year adds up to the same answered calls, month by month.
+    let y = json(&["stats", "sla", "--server", &server.url(), "--year", "2019"]);
+    let months = y["months"].as_array().expect("months");
+    assert_eq!(months.len(), 12);
+    let answered: u64 = months
+        .iter()
+        .map(|m| m["answered"].as_u64().unwrap_or(0))
+        .sum();
+    let within: u64 = months
+        .iter()
+        .map(|m| m["answered_within_threshold"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(answered, 97_385);
+    assert_eq!(within, 13_745 + 31_358);
+    for m in months {
+        let a = m["answered"].as_f64().unwrap_or(0.0);
+        let w = m["answered_within_threshold"].as_f64().unwrap_or(0.0);
+        // serde_json's default float parser may be 1 ulp off; the printed value is exact.
+        let sla = m["sla"].as_f64().expect("sla");
+        assert!((sla - w / a).abs() < 1e-12, "{sla} vs {}", w / a);
+        assert_eq!(m["policies"]["answered"], m["sla"]);
+    }
+    let v = json(&[
+        "stats",
+        "volume",
+        "--server",
+        &server.addr,
+        "--half",
+        "2019-H1",
+    ]);
+    assert_eq!(v["index"], json!(68_000.0));
+    assert!(matches!(
+        v["verdict"].as_str(),
+        Some("unchanged" | "renegotiable")
+    ));
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+}
