@@ -1,0 +1,168 @@
+//! The server as generic gRPC clients see it: health, reflection, push, argument errors.
+
+mod common;
+use common::*;
+use netwait_proto::v1::stats_client::StatsClient;
+use netwait_proto::v1::{CallEvent, PushRequest, Table1Request, call_event::Ts};
+use netwait_proto::v1::ingest_client::IngestClient;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+async fn channel(url: String) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn health_and_reflection_for_generic_clients() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&tmp.path().join("data"));
+    rt().block_on(async {
+        let mut health = HealthClient::new(channel(server.url()).await);
+        for service in ["", "netwait.v1.Stats", "netwait.v1.Ingest"] {
+            let r = health
+                .check(HealthCheckRequest { service: service.into() })
+                .await
+                .expect("health check")
+                .into_inner();
+            assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
+        }
+        let mut refl = ServerReflectionClient::new(channel(server.url()).await);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = refl
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let resp = stream.message().await.expect("message").expect("one response");
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("expected a service list");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for want in ["netwait.v1.Stats", "netwait.v1.Ingest", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        }
+    });
+}
+
+fn ev(call: &str, kind: &str, ts: Ts) -> CallEvent {
+    CallEvent {
+        call_id: Some(call.into()),
+        r#type: kind.into(),
+        ts: Some(ts),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn push_structured_and_raw_then_query_and_bad_arguments() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let server = Server::start(&data);
+    rt().block_on(async {
+        let mut ingest = IngestClient::connect(server.url()).await.expect("connect");
+        let mut answered = ev("p1", "answered", Ts::TsText("2019-03-04T10:02:00+01:00".into()));
+        answered.agent = Some("op1".into());
+        let mut with_caller = ev("p1", "offered", Ts::TsMs(1_551_690_000_000)); // 10:00 local
+        with_caller.caller = Some("+390364999888".into());
+        with_caller.line = Some("prelievi".into());
+        let msgs = vec![
+            PushRequest {
+                events: vec![
+                    with_caller,
+                    ev("p1", "announcement_end", Ts::TsText("2019-03-04T10:00:40+01:00".into())),
+                    answered,
+                    // Rejected: no agent on answered; carries a caller that must not be kept.
+                    CallEvent {
+                        caller: Some("+390364777666".into()),
+                        ..ev("p2", "answered", Ts::TsMs(1_551_690_000_000))
+                    },
+                ],
+                source: "integrator-a".into(),
+                first_position: 1,
+                ..Default::default()
+            },
+            PushRequest {
+                ndjson_lines: vec![
+                    br#"{"call_id":"p1","type":"ended","ts":"2019-03-04T10:05:00+01:00"}"#.to_vec(),
+                    br#"{"call_id":"p1","type":"ended","ts":"2019-03-04T09:05:00Z"}"#.to_vec(),
+                    b"{broken".to_vec(),
+                ],
+                source: "integrator-a".into(),
+                first_position: 5,
+                ..Default::default()
+            },
+        ];
+        let sum = ingest
+            .push(tokio_stream::iter(msgs))
+            .await
+            .expect("push")
+            .into_inner();
+        assert_eq!((sum.accepted, sum.duplicate, sum.rejected), (4, 1, 2));
+        assert_eq!(sum.committed_messages, 2);
+
+        let mut stats = StatsClient::connect(server.url()).await.expect("connect");
+        let t = stats
+            .get_table1(Table1Request {
+                from: "2019-03-04".into(),
+                to: "2019-03-05".into(),
+                line: Some("prelievi".into()),
+                threshold_s: None,
+            })
+            .await
+            .expect("table1")
+            .into_inner();
+        assert_eq!((t.answered, t.answered_wait_within_threshold), (1, 1));
+        assert_eq!(t.avg_wait_s, Some(80.0));
+        assert_eq!(t.avg_talk_s, Some(180.0));
+        for (from, to, threshold) in [
+            ("2019-03-05", "2019-03-04", None),
+            ("2019-3-4", "2019-03-05", None),
+            ("2019-03-04", "2019-03-05", Some(-1.0)),
+        ] {
+            let err = stats
+                .get_table1(Table1Request {
+                    from: from.into(),
+                    to: to.into(),
+                    line: None,
+                    threshold_s: threshold,
+                })
+                .await
+                .expect_err("invalid");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{from} {to} {threshold:?}");
+        }
+    });
+    assert!(server.stop().success());
+    // The dead letters say what and why, and keep no clear caller number.
+    let out = stdout(&netwait(&["deadletter", "--json", "--data", data.to_str().expect("path")]));
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["code"], "missing_field");
+    assert_eq!(rows[0]["position"], 4);
+    assert_eq!(rows[1]["code"], "invalid_json");
+    assert_eq!(rows[1]["position"], 7);
+    assert!(!out.contains("777666"), "clear caller number in the dead letters: {out}");
+    let log = std::fs::read(data.join("events.log")).expect("log");
+    let clear = |n: &[u8]| log.windows(n.len()).any(|w| w == n);
+    assert!(!clear(b"390364999888") && !clear(b"390364777666"), "clear caller number stored");
+}
