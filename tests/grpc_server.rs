@@ -2,15 +2,15 @@
 
 mod common;
 use common::*;
+use netwait_proto::v1::ingest_client::IngestClient;
 use netwait_proto::v1::stats_client::StatsClient;
 use netwait_proto::v1::{CallEvent, PushRequest, Table1Request, call_event::Ts};
-use netwait_proto::v1::ingest_client::IngestClient;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 async fn channel(url: String) -> tonic::transport::Channel {
     tonic::transport::Channel::from_shared(url)
@@ -35,7 +35,9 @@ fn health_and_reflection_for_generic_clients() {
         let mut health = HealthClient::new(channel(server.url()).await);
         for service in ["", "netwait.v1.Stats", "netwait.v1.Ingest"] {
             let r = health
-                .check(HealthCheckRequest { service: service.into() })
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
                 .await
                 .expect("health check")
                 .into_inner();
@@ -51,13 +53,24 @@ fn health_and_reflection_for_generic_clients() {
             .await
             .expect("reflection")
             .into_inner();
-        let resp = stream.message().await.expect("message").expect("one response");
+        let resp = stream
+            .message()
+            .await
+            .expect("message")
+            .expect("one response");
         let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
             panic!("expected a service list");
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        for want in ["netwait.v1.Stats", "netwait.v1.Ingest", "grpc.health.v1.Health"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        for want in [
+            "netwait.v1.Stats",
+            "netwait.v1.Ingest",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
     });
 }
@@ -78,7 +91,11 @@ fn push_structured_and_raw_then_query_and_bad_arguments() {
     let server = Server::start(&data);
     rt().block_on(async {
         let mut ingest = IngestClient::connect(server.url()).await.expect("connect");
-        let mut answered = ev("p1", "answered", Ts::TsText("2019-03-04T10:02:00+01:00".into()));
+        let mut answered = ev(
+            "p1",
+            "answered",
+            Ts::TsText("2019-03-04T10:02:00+01:00".into()),
+        );
         answered.agent = Some("op1".into());
         let mut with_caller = ev("p1", "offered", Ts::TsMs(1_551_690_000_000)); // 10:00 local
         with_caller.caller = Some("+390364999888".into());
@@ -87,7 +104,11 @@ fn push_structured_and_raw_then_query_and_bad_arguments() {
             PushRequest {
                 events: vec![
                     with_caller,
-                    ev("p1", "announcement_end", Ts::TsText("2019-03-04T10:00:40+01:00".into())),
+                    ev(
+                        "p1",
+                        "announcement_end",
+                        Ts::TsText("2019-03-04T10:00:40+01:00".into()),
+                    ),
                     answered,
                     // Rejected: no agent on answered; carries a caller that must not be kept.
                     CallEvent {
@@ -146,12 +167,21 @@ fn push_structured_and_raw_then_query_and_bad_arguments() {
                 })
                 .await
                 .expect_err("invalid");
-            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{from} {to} {threshold:?}");
+            assert_eq!(
+                err.code(),
+                tonic::Code::InvalidArgument,
+                "{from} {to} {threshold:?}"
+            );
         }
     });
     assert!(server.stop().success());
     // The dead letters say what and why, and keep no clear caller number.
-    let out = stdout(&netwait(&["deadletter", "--json", "--data", data.to_str().expect("path")]));
+    let out = stdout(&netwait(&[
+        "deadletter",
+        "--json",
+        "--data",
+        data.to_str().expect("path"),
+    ]));
     let rows: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -161,8 +191,14 @@ fn push_structured_and_raw_then_query_and_bad_arguments() {
     assert_eq!(rows[0]["position"], 4);
     assert_eq!(rows[1]["code"], "invalid_json");
     assert_eq!(rows[1]["position"], 7);
-    assert!(!out.contains("777666"), "clear caller number in the dead letters: {out}");
+    assert!(
+        !out.contains("777666"),
+        "clear caller number in the dead letters: {out}"
+    );
     let log = std::fs::read(data.join("events.log")).expect("log");
     let clear = |n: &[u8]| log.windows(n.len()).any(|w| w == n);
-    assert!(!clear(b"390364999888") && !clear(b"390364777666"), "clear caller number stored");
+    assert!(
+        !clear(b"390364999888") && !clear(b"390364777666"),
+        "clear caller number stored"
+    );
 }
