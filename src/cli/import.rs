@@ -87,10 +87,12 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
         }
         total += sum;
     }
+    let imported = started.elapsed();
     engine.checkpoint()?;
     print_counts("total", &total);
     tracing::debug!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        import_ms = imported.as_millis() as u64,
+        checkpoint_ms = (started.elapsed() - imported).as_millis() as u64,
         "import done"
     );
     Ok(())
