@@ -41,31 +41,70 @@ pub struct Engine {
 impl Engine {
     /// Opens the engine on a store: loads its checkpoint, replays the rest of its log.
     pub fn open(
-        mut store: Box<dyn EventStore>,
+        store: Box<dyn EventStore>,
         dedupe_secret: [u8; 16],
         config: MetricsConfig,
     ) -> Result<Self, StoreError> {
-        let (mut book, from) = match store.load_checkpoint()? {
-            Some((pos, bytes)) => match snapshot::decode(&bytes, dedupe_secret) {
-                Some(book) => (book, pos),
+        Self::open_with(store, dedupe_secret, config, true)
+    }
+
+    /// Opens for queries only: when the checkpoint covers the whole log, the dedupe keys
+    /// and call ids are not loaded (much faster); otherwise this is [`Self::open`].
+    /// [`Self::stage`] fails on such an engine.
+    pub fn open_for_queries(
+        store: Box<dyn EventStore>,
+        dedupe_secret: [u8; 16],
+        config: MetricsConfig,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(store, dedupe_secret, config, false)
+    }
+
+    fn open_with(
+        mut store: Box<dyn EventStore>,
+        dedupe_secret: [u8; 16],
+        config: MetricsConfig,
+        for_folding: bool,
+    ) -> Result<Self, StoreError> {
+        let fresh = || (CallBook::new(dedupe_secret), 0);
+        let (mut book, from) = match store.load_checkpoint(for_folding)? {
+            None => fresh(),
+            Some(cp) if for_folding && cp.fold.is_none() => {
+                tracing::warn!("checkpoint incomplete; replaying the whole log");
+                fresh()
+            }
+            Some(cp) => match snapshot::decode(&cp.query, cp.fold.as_deref(), dedupe_secret) {
+                Some(book) => (book, cp.position),
                 None => {
                     tracing::warn!("checkpoint damaged; replaying the whole log");
-                    (CallBook::new(dedupe_secret), 0)
+                    fresh()
                 }
             },
-            None => (CallBook::new(dedupe_secret), 0),
         };
         let mut replayed = 0u64;
-        let position = store.replay(from, &mut |rec| {
-            if let Record::Event(ev) = rec {
-                book.apply(&ev);
-                replayed += 1;
+        let position = if book.is_read_only() {
+            // Events after the checkpoint need dedupe: fall back to a full open.
+            let end = store.replay(from, &mut |rec| {
+                if let Record::Event(_) = rec {
+                    replayed += 1;
+                }
+            })?;
+            if replayed > 0 {
+                return Self::open_with(store, dedupe_secret, config, true);
             }
-        })?;
+            end
+        } else {
+            store.replay(from, &mut |rec| {
+                if let Record::Event(ev) = rec {
+                    book.apply(&ev);
+                    replayed += 1;
+                }
+            })?
+        };
         tracing::info!(
             calls = book.calls(),
             events = book.distinct_events(),
             replayed,
+            read_only = book.is_read_only(),
             "store opened"
         );
         Ok(Self {
@@ -78,6 +117,13 @@ impl Engine {
             poisoned: false,
             batch: Batch::default(),
         })
+    }
+
+    /// Makes room for about `events` more events.
+    pub fn reserve(&mut self, events: usize) {
+        if !self.book.is_read_only() {
+            self.book.reserve(events);
+        }
     }
 
     pub fn config(&self) -> &MetricsConfig {
@@ -108,6 +154,9 @@ impl Engine {
     pub fn stage(&mut self, encoded: &[u8]) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
+        }
+        if self.book.is_read_only() {
+            return Err(StoreError::ReadOnly);
         }
         let mut sum = IngestSummary::default();
         let mut records = Decoder::new(encoded);
@@ -170,11 +219,11 @@ impl Engine {
 
     /// Writes a checkpoint when the log grew since the last one.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.poisoned || self.position == self.checkpointed {
+        if self.poisoned || self.book.is_read_only() || self.position == self.checkpointed {
             return Ok(());
         }
-        let bytes = snapshot::encode(&self.book);
-        self.store.save_checkpoint(self.position, &bytes)?;
+        let (query, fold) = snapshot::encode(&self.book);
+        self.store.save_checkpoint(self.position, &query, &fold)?;
         self.checkpointed = self.position;
         Ok(())
     }
@@ -298,5 +347,27 @@ mod tests {
         let e = open(dir.path());
         assert_eq!(e.uncheckpointed(), 0);
         assert_eq!(e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None), t);
+        drop(e);
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let mut q = Engine::open_for_queries(Box::new(store), [1; 16], MetricsConfig::default())
+            .expect("engine");
+        assert!(q.book().is_read_only());
+        assert_eq!(q.table1(0, d("2019-03-01"), d("2019-04-01"), None, None), t);
+        assert!(matches!(q.ingest(items(&p)), Err(StoreError::ReadOnly)));
+        drop(q);
+        // A log tail past the checkpoint makes a query-only open fold it in.
+        let mut e = open(dir.path());
+        let extra = r#"{"call_id":"b","type":"overflow","ts":"2019-03-05T09:00:00+01:00"}"#;
+        e.ingest([Record::Event(
+            validate_line(extra.as_bytes(), &p).expect("valid"),
+        )])
+        .expect("ingest");
+        drop(e);
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let q = Engine::open_for_queries(Box::new(store), [1; 16], MetricsConfig::default())
+            .expect("engine");
+        assert!(!q.book().is_read_only());
+        let t2 = q.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
+        assert_eq!(t2.figures.overflow, 1);
     }
 }

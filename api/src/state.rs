@@ -47,7 +47,7 @@ impl AppState {
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Locked(_) => Status::failed_precondition(e.to_string()),
-        StoreError::Poisoned => Status::unavailable(e.to_string()),
+        StoreError::Poisoned | StoreError::ReadOnly => Status::unavailable(e.to_string()),
         StoreError::Io { .. } | StoreError::Corrupt { .. } => Status::internal(e.to_string()),
     }
 }

@@ -195,14 +195,24 @@ pub fn load(store: &StoreArgs) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// What an opened engine will be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Ingest,
+    Queries,
+}
+
 /// Opens the engine on the embedded store of `--data`.
-pub fn open_engine(store: &StoreArgs) -> anyhow::Result<(Engine, Pseudonymizer)> {
+pub fn open_engine(store: &StoreArgs, usage: Use) -> anyhow::Result<(Engine, Pseudonymizer)> {
     let settings = load(store)?;
     let dir: &Path = &store.data;
-    let embedded = EmbeddedStore::open(dir)?;
+    let embedded = Box::new(EmbeddedStore::open(dir)?);
     let secrets = Secrets::load_or_create(dir, settings.caller_key)?;
-    let engine = Engine::open(Box::new(embedded), secrets.dedupe, settings.metrics)
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let engine = match usage {
+        Use::Ingest => Engine::open(embedded, secrets.dedupe, settings.metrics),
+        Use::Queries => Engine::open_for_queries(embedded, secrets.dedupe, settings.metrics),
+    }
+    .with_context(|| format!("opening the store in {}", dir.display()))?;
     Ok((engine, Pseudonymizer::new(secrets.caller)))
 }
 

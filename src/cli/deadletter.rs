@@ -1,10 +1,10 @@
 //! `netwait deadletter`: what was rejected, where from, and why.
 
 use super::StoreArgs;
-use super::config::open_engine;
+use super::config::{Use, open_engine};
 
 pub fn run(store: &StoreArgs, as_json: bool) -> anyhow::Result<()> {
-    let (mut engine, _) = open_engine(store)?;
+    let (mut engine, _) = open_engine(store, Use::Queries)?;
     let mut n = 0u64;
     engine.dead_letters(&mut |d| {
         n += 1;

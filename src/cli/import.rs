@@ -1,7 +1,7 @@
 //! `netwait import`: NDJSON files into the embedded store.
 
 use super::StoreArgs;
-use super::config::open_engine;
+use super::config::{Use, open_engine};
 use netwait_aggregator::engine::IngestSummary;
 use netwait_ingest::pipeline::{PipelineOptions, import};
 use netwait_ingest::source::{ReaderSource, Source};
@@ -38,7 +38,7 @@ impl ProgressLine {
 }
 
 pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
-    let (mut engine, pseudo) = open_engine(store)?;
+    let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     let mut total = IngestSummary::default();
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
@@ -51,6 +51,10 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
             let size = f.metadata().ok().map(|m| m.len());
             Box::new(ReaderSource::new(name.clone(), f, size))
         };
+        if let Some(size) = source.size_hint() {
+            // About 100 bytes a line: size the dedupe set and call index once.
+            engine.reserve(usize::try_from(size / 100).unwrap_or(0));
+        }
         let mut progress = ProgressLine {
             name: name.clone(),
             size: source.size_hint(),

@@ -1,7 +1,7 @@
 //! `netwait serve`: the gRPC API and push ingest on the embedded store.
 
 use super::StoreArgs;
-use super::config::open_engine;
+use super::config::{Use, open_engine};
 use anyhow::Context;
 use netwait_api::state::AppState;
 use std::io::Write;
@@ -10,7 +10,7 @@ use std::io::Write;
 const CHECKPOINT_AT_START_BYTES: u64 = 16 << 20;
 
 pub fn run(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
-    let (mut engine, pseudo) = open_engine(store)?;
+    let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES {
         engine.checkpoint()?;
     }

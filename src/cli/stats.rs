@@ -2,7 +2,7 @@
 //! (`--server`) or straight from a data directory (`--data`, no server needed). Both go
 //! through the same service code, so they validate and compute identically.
 
-use super::config::open_engine;
+use super::config::{Use, open_engine};
 use super::{StoreArgs, output};
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -88,7 +88,7 @@ impl Backend {
                     data: data.clone(),
                     config: at.config.clone(),
                 };
-                let (engine, pseudo) = open_engine(&store)?;
+                let (engine, pseudo) = open_engine(&store, Use::Queries)?;
                 Ok(Self::Local(StatsService::new(AppState::new(
                     engine, pseudo,
                 ))))

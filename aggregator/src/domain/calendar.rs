@@ -94,7 +94,8 @@ pub fn is_national_holiday(date: Date) -> bool {
     let md = (date.month(), date.day());
     FIXED.contains(&md)
         || (md == (10, 4) && date.year() >= 2026)
-        || easter_sunday(date.year()).tomorrow().ok() == Some(date)
+        // Easter Monday falls between 23 March and 26 April.
+        || (matches!(date.month(), 3 | 4) && easter_sunday(date.year()).tomorrow().ok() == Some(date))
 }
 
 /// When the call centre is open.

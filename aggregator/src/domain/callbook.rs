@@ -14,16 +14,25 @@ pub enum Applied {
     Duplicate,
 }
 
-type CallMap = HashMap<Box<str>, CallState, foldhash::fast::RandomState>;
+/// What folding needs beyond the states: the dedupe keys and each call id's state index.
+pub type FoldState = (KeySet, Vec<(Box<str>, u32)>);
+
+type Index = HashMap<Box<str>, u32, foldhash::fast::RandomState>;
 
 /// The aggregate state of every call. Pure: no I/O, no clock (callers pass `now`).
+///
+/// States live in one contiguous vector (fast to scan for figures, fast to snapshot); the
+/// index from `call_id` to state and the dedupe keys are needed only to fold events in,
+/// so a book opened for queries alone may come without them ([`Self::is_read_only`]).
 pub struct CallBook {
     hasher: KeyHasher,
     seen: KeySet,
-    calls: CallMap,
+    index: Index,
+    states: Vec<CallState>,
     lines: Vec<Box<str>>,
     line_ids: HashMap<Box<str>, LineId, foldhash::fast::RandomState>,
     newest_ts: Option<Millis>,
+    read_only: bool,
 }
 
 impl CallBook {
@@ -31,22 +40,26 @@ impl CallBook {
         let mut book = Self {
             hasher: KeyHasher::new(dedupe_secret),
             seen: KeySet::default(),
-            calls: CallMap::default(),
+            index: Index::default(),
+            states: Vec::new(),
             lines: Vec::new(),
             line_ids: HashMap::default(),
             newest_ts: None,
+            read_only: false,
         };
         book.intern(DEFAULT_LINE);
         book
     }
 
-    pub fn key(&self, ev: &Event<'_>) -> DedupeKey {
-        self.hasher.key(ev)
+    /// Makes room for about `events` more events (avoids rehashing during a big import).
+    pub fn reserve(&mut self, events: usize) {
+        self.seen.reserve(events);
+        self.index.reserve(events / 4);
+        self.states.reserve(events / 4);
     }
 
-    /// True when an event with this key was already accepted.
-    pub fn is_duplicate(&self, key: DedupeKey) -> bool {
-        self.seen.contains(&key)
+    pub fn key(&self, ev: &Event<'_>) -> DedupeKey {
+        self.hasher.key(ev)
     }
 
     /// Folds a valid event in; the first event of a key wins, later ones are duplicates.
@@ -56,7 +69,11 @@ impl CallBook {
     }
 
     /// [`Self::apply`] with a key computed beforehand (possibly on another thread).
+    ///
+    /// # Panics
+    /// On a read-only book: the engine never folds events into one.
     pub fn apply_keyed(&mut self, ev: &Event<'_>, key: DedupeKey) -> Applied {
+        assert!(!self.read_only, "events folded into a read-only call book");
         if !self.seen.insert(key) {
             return Applied::Duplicate;
         }
@@ -71,10 +88,16 @@ impl CallBook {
             EventType::Offered => Some(self.intern(ev.line.as_deref().unwrap_or(DEFAULT_LINE))),
             _ => None,
         };
-        let state = match self.calls.get_mut(call_id) {
-            Some(s) => s,
-            None => self.calls.entry(call_id.into()).or_default(),
+        let at = match self.index.get(call_id) {
+            Some(&i) => i as usize,
+            None => {
+                let i = self.states.len();
+                self.states.push(CallState::default());
+                self.index.insert(call_id.into(), i as u32);
+                i
+            }
         };
+        let state = &mut self.states[at];
         match line {
             Some(line) => {
                 let lines = &self.lines;
@@ -112,13 +135,13 @@ impl CallBook {
 
     /// Every call's record at clock `now`.
     pub fn records(&self, now: Millis) -> impl Iterator<Item = CallRecord<'_>> + '_ {
-        self.calls
-            .values()
+        self.states
+            .iter()
             .map(move |s| s.record(now, self.line_name(s)))
     }
 
     pub fn calls(&self) -> usize {
-        self.calls.len()
+        self.states.len()
     }
 
     pub fn distinct_events(&self) -> usize {
@@ -129,33 +152,46 @@ impl CallBook {
         self.newest_ts
     }
 
+    /// True when opened for queries only (no dedupe keys, no call index).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Parts for a snapshot (see the store's snapshot codec).
     pub fn parts(&self) -> BookParts<'_> {
         BookParts {
             seen: &self.seen,
-            calls: &self.calls,
+            index: &self.index,
+            states: &self.states,
             lines: &self.lines,
             newest_ts: self.newest_ts,
         }
     }
 
-    /// Rebuilds a book from snapshot parts; lines must hold "cup" first, as `new` does.
+    /// Rebuilds a book from snapshot parts. Without `seen` and `index` the book is
+    /// read-only: it answers queries but takes no events.
     pub fn from_parts(
         dedupe_secret: [u8; 16],
-        seen: KeySet,
-        calls: Vec<(Box<str>, CallState)>,
         lines: Vec<Box<str>>,
+        states: Vec<CallState>,
         newest_ts: Option<Millis>,
+        fold_state: Option<FoldState>,
     ) -> Self {
         let mut book = Self::new(dedupe_secret);
-        book.seen = seen;
         book.lines.clear();
         book.line_ids.clear();
         for l in lines {
             book.intern(&l);
         }
-        book.calls = calls.into_iter().collect();
+        book.states = states;
         book.newest_ts = newest_ts;
+        match fold_state {
+            Some((seen, ids)) => {
+                book.seen = seen;
+                book.index = ids.into_iter().collect();
+            }
+            None => book.read_only = true,
+        }
         book
     }
 }
@@ -163,7 +199,8 @@ impl CallBook {
 /// Borrowed view of a book's state, for snapshots.
 pub struct BookParts<'a> {
     pub seen: &'a KeySet,
-    pub calls: &'a HashMap<Box<str>, CallState, foldhash::fast::RandomState>,
+    pub index: &'a HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    pub states: &'a [CallState],
     pub lines: &'a [Box<str>],
     pub newest_ts: Option<Millis>,
 }

@@ -4,18 +4,20 @@
 //! DIR/LOCK          exclusive lock: one netwait process per directory
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
-//! DIR/snapshot.bin  latest checkpoint of the call book (atomic rename)
+//! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
+//! DIR/checkpoint.keys   the rest of it: call ids and dedupe keys (atomic renames)
 //! ```
 
 use super::codec::{Decoder, Record};
 use super::log::LogFile;
-use super::{Batch, EventStore, LogPosition, StoreError};
+use super::{Batch, Checkpoint, EventStore, LogPosition, StoreError};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const LOG: &str = "events.log";
-const SNAPSHOT: &str = "snapshot.bin";
+const SNAPSHOT_QUERY: &str = "checkpoint.calls";
+const SNAPSHOT_FOLD: &str = "checkpoint.keys";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NWSNAP01";
 
 pub struct EmbeddedStore {
@@ -98,39 +100,76 @@ impl EventStore for EmbeddedStore {
         self.log.append(&batch.bytes)
     }
 
-    fn load_checkpoint(&mut self) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
-        let path = self.dir.join(SNAPSHOT);
+    fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
+        let Some((position, query)) = self.read_part(SNAPSHOT_QUERY)? else {
+            return Ok(None);
+        };
+        if position > self.log.end() {
+            tracing::warn!("ignoring a checkpoint newer than the log; replaying the log");
+            return Ok(None);
+        }
+        let fold = if with_fold {
+            match self.read_part(SNAPSHOT_FOLD)? {
+                Some((p, fold)) if p == position => Some(fold),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(Some(Checkpoint {
+            position,
+            query,
+            fold,
+        }))
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        position: LogPosition,
+        query: &[u8],
+        fold: &[u8],
+    ) -> Result<(), StoreError> {
+        // Fold part first: a crash between the two renames leaves parts of different
+        // positions, which the loader refuses to pair.
+        self.write_part(SNAPSHOT_FOLD, position, fold)?;
+        self.write_part(SNAPSHOT_QUERY, position, query)
+    }
+}
+
+impl EmbeddedStore {
+    /// Reads one checkpoint file: its position and body; `None` when absent or foreign.
+    fn read_part(&self, name: &str) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
+        let path = self.dir.join(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
         let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
-            tracing::warn!("ignoring a snapshot with an unknown header; replaying the log");
+            tracing::warn!(
+                file = name,
+                "ignoring a checkpoint file with an unknown header"
+            );
             return Ok(None);
         };
         let Some((pos, body)) = rest.split_first_chunk::<8>() else {
             return Ok(None);
         };
-        let pos = u64::from_le_bytes(*pos);
-        if pos > self.log.end() {
-            tracing::warn!("ignoring a snapshot newer than the log; replaying the log");
-            return Ok(None);
-        }
-        Ok(Some((pos, body.to_vec())))
+        Ok(Some((u64::from_le_bytes(*pos), body.to_vec())))
     }
 
-    fn save_checkpoint(&mut self, position: LogPosition, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.dir.join(SNAPSHOT);
-        let tmp = self.dir.join("snapshot.tmp");
+    fn write_part(&self, name: &str, position: LogPosition, body: &[u8]) -> Result<(), StoreError> {
+        let path = self.dir.join(name);
+        let tmp = path.with_extension("tmp");
+        // No fsync: a checkpoint is only a shortcut. After a crash it is either the old
+        // one, or the new one whole, or damaged (its CRC then fails and the log, which is
+        // fsynced, is replayed instead). Skipping the flush keeps imports fast.
         let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         f.write_all(SNAPSHOT_MAGIC)
             .and_then(|()| f.write_all(&position.to_le_bytes()))
-            .and_then(|()| f.write_all(bytes))
-            .and_then(|()| f.sync_all())
+            .and_then(|()| f.write_all(body))
             .map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        sync_dir(&self.dir)
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
     }
 }
 
@@ -166,15 +205,28 @@ mod tests {
         );
         batch.records = 1;
         let end = s.commit(&batch).expect("commit");
-        s.save_checkpoint(end, b"book").expect("checkpoint");
+        s.save_checkpoint(end, b"calls", b"keys")
+            .expect("checkpoint");
         drop(s);
         let mut s = EmbeddedStore::open(dir.path()).expect("reopen");
         let mut n = 0;
         assert_eq!(s.replay(0, &mut |_| n += 1).expect("replay"), end);
         assert_eq!(n, 1);
-        assert_eq!(
-            s.load_checkpoint().expect("load"),
-            Some((end, b"book".to_vec()))
-        );
+        let want = Checkpoint {
+            position: end,
+            query: b"calls".to_vec(),
+            fold: Some(b"keys".to_vec()),
+        };
+        assert_eq!(s.load_checkpoint(true).expect("load"), Some(want));
+        let query_only = s.load_checkpoint(false).expect("load").expect("some");
+        assert_eq!(query_only.fold, None);
+        // Parts of different positions are not paired.
+        std::fs::write(
+            dir.path().join(SNAPSHOT_FOLD),
+            b"NWSNAP01\x01\0\0\0\0\0\0\0keys",
+        )
+        .expect("write");
+        let cp = s.load_checkpoint(true).expect("load").expect("some");
+        assert_eq!(cp.fold, None);
     }
 }

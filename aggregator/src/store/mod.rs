@@ -34,6 +34,8 @@ pub enum StoreError {
     Corrupt { path: String, what: String },
     #[error("the store failed to persist a commit earlier; restart to recover from the log")]
     Poisoned,
+    #[error("opened for queries only")]
+    ReadOnly,
 }
 
 impl StoreError {
@@ -63,6 +65,15 @@ impl Batch {
     }
 }
 
+/// An encoded [`CallBook`](crate::domain::callbook::CallBook) covering the log up to
+/// `position`, in two parts: what queries need, and what folding more events needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: LogPosition,
+    pub query: Vec<u8>,
+    pub fold: Option<Vec<u8>>,
+}
+
 /// A durable, append-only home for events and dead letters.
 pub trait EventStore: Send {
     /// Visits every committed record after `from`, in commit order; returns the end.
@@ -75,9 +86,14 @@ pub trait EventStore: Send {
     /// Appends one commit; when this returns `Ok`, the batch survives a crash.
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError>;
 
-    /// The latest checkpoint, if any: the position it covers and its bytes.
-    fn load_checkpoint(&mut self) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError>;
+    /// The latest checkpoint, if any; its fold part only when asked for (and intact).
+    fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError>;
 
-    /// Replaces the checkpoint atomically.
-    fn save_checkpoint(&mut self, position: LogPosition, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Replaces the checkpoint (both parts, for `position`).
+    fn save_checkpoint(
+        &mut self,
+        position: LogPosition,
+        query: &[u8],
+        fold: &[u8],
+    ) -> Result<(), StoreError>;
 }

@@ -39,19 +39,33 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Encodes the whole book (CRC-checked).
-pub fn encode(book: &CallBook) -> Vec<u8> {
+const STATE_BYTES: usize = 8 * 8 + 4 + 4;
+
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    (crc32fast::hash(body).to_le_bytes() == crc && body.starts_with(MAGIC)).then_some(body)
+}
+
+/// Encodes the book in two CRC-checked parts: what queries need (lines and the call
+/// states as fixed-size records), and what folding more events needs (call ids, dedupe
+/// keys). A query-only open reads the first part alone.
+pub fn encode(book: &CallBook) -> (Vec<u8>, Vec<u8>) {
     let p = book.parts();
-    let mut out = Vec::with_capacity(64 + p.seen.len() * 16 + p.calls.len() * 96);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
-    out.extend_from_slice(&(p.lines.len() as u32).to_le_bytes());
+    let mut query = Vec::with_capacity(64 + p.states.len() * STATE_BYTES + p.lines.len() * 16);
+    query.extend_from_slice(MAGIC);
+    query.extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
+    query.extend_from_slice(&(p.lines.len() as u32).to_le_bytes());
     for l in p.lines {
-        put_str(&mut out, l);
+        put_str(&mut query, l);
     }
-    out.extend_from_slice(&(p.calls.len() as u64).to_le_bytes());
-    for (id, s) in p.calls {
-        put_str(&mut out, id);
+    query.extend_from_slice(&(p.states.len() as u64).to_le_bytes());
+    for s in p.states {
         for v in [
             s.first_event,
             s.offered,
@@ -62,67 +76,102 @@ pub fn encode(book: &CallBook) -> Vec<u8> {
             s.abandoned,
             s.overflow,
         ] {
-            out.extend_from_slice(&v.to_le_bytes());
+            query.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&s.line.to_le_bytes());
-        out.extend_from_slice(&s.bookings.to_le_bytes());
+        query.extend_from_slice(&s.line.to_le_bytes());
+        query.extend_from_slice(&s.bookings.to_le_bytes());
     }
-    out.extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
+    let mut fold = Vec::with_capacity(32 + p.seen.len() * 16 + p.index.len() * 24);
+    fold.extend_from_slice(MAGIC);
+    fold.extend_from_slice(&(p.index.len() as u64).to_le_bytes());
+    for (id, i) in p.index {
+        fold.extend_from_slice(&i.to_le_bytes());
+        put_str(&mut fold, id);
+    }
+    fold.extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
     for k in p.seen {
-        out.extend_from_slice(&k.to_le_bytes());
+        fold.extend_from_slice(&k.to_le_bytes());
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    (seal(query), seal(fold))
+}
+
+fn state(b: &[u8]) -> Option<CallState> {
+    let i = |k: usize| -> Option<i64> {
+        Some(i64::from_le_bytes(
+            b.get(k * 8..k * 8 + 8)?.try_into().ok()?,
+        ))
+    };
+    let u = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    Some(CallState {
+        first_event: i(0)?,
+        offered: i(1)?,
+        announcement_end: i(2)?,
+        queued: i(3)?,
+        answered: i(4)?,
+        ended: i(5)?,
+        abandoned: i(6)?,
+        overflow: i(7)?,
+        line: u(64)?,
+        bookings: u(68)?,
+    })
 }
 
 /// Decodes a checkpoint; `None` when it is damaged (the caller then replays the log).
-pub fn decode(bytes: &[u8], dedupe_secret: [u8; 16]) -> Option<CallBook> {
-    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
-    if crc32fast::hash(body).to_le_bytes() != crc || !body.starts_with(MAGIC) {
-        return None;
-    }
+/// Without the fold part the book is read-only.
+pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Option<CallBook> {
+    let body = unseal(query)?;
     let mut r = Reader { b: body, at: 4 };
     let newest = r.i64()?;
     let newest_ts: Option<Millis> = (newest != i64::MIN).then_some(newest);
     let n_lines = r.u32()?;
     let lines = (0..n_lines).map(|_| r.str()).collect::<Option<Vec<_>>>()?;
     let n_calls = usize::try_from(r.u64()?).ok()?;
-    let mut calls = Vec::with_capacity(n_calls.min(body.len() / 72));
-    for _ in 0..n_calls {
-        let id = r.str()?;
-        let mut v = [0i64; 8];
-        for x in &mut v {
-            *x = r.i64()?;
-        }
-        let line = r.u32()?;
-        let bookings = r.u32()?;
-        if line as usize >= lines.len() {
-            return None;
-        }
-        calls.push((
-            id,
-            CallState {
-                first_event: v[0],
-                offered: v[1],
-                announcement_end: v[2],
-                queued: v[3],
-                answered: v[4],
-                ended: v[5],
-                abandoned: v[6],
-                overflow: v[7],
-                line,
-                bookings,
-            },
-        ));
+    let raw = r.take(n_calls.checked_mul(STATE_BYTES)?)?;
+    if r.at != body.len() {
+        return None;
     }
-    let n_seen = usize::try_from(r.u64()?).ok()?;
-    let mut seen =
-        KeySet::with_capacity_and_hasher(n_seen.min(body.len() / 16), Default::default());
-    for _ in 0..n_seen {
-        seen.insert(u128::from_le_bytes(r.take(16)?.try_into().ok()?));
+    let states = raw
+        .chunks_exact(STATE_BYTES)
+        .map(state)
+        .collect::<Option<Vec<_>>>()?;
+    if states.iter().any(|s| s.line as usize >= lines.len()) {
+        return None;
     }
-    (r.at == body.len()).then(|| CallBook::from_parts(dedupe_secret, seen, calls, lines, newest_ts))
+    let fold_state = match fold {
+        None => None,
+        Some(fold) => {
+            let body = unseal(fold)?;
+            let mut r = Reader { b: body, at: 4 };
+            let n_ids = usize::try_from(r.u64()?).ok()?;
+            let mut ids = Vec::with_capacity(n_ids.min(n_calls));
+            for _ in 0..n_ids {
+                let i = r.u32()?;
+                if i as usize >= n_calls {
+                    return None;
+                }
+                ids.push((r.str()?, i));
+            }
+            let n_seen = usize::try_from(r.u64()?).ok()?;
+            let mut seen =
+                KeySet::with_capacity_and_hasher(n_seen.min(body.len() / 16), Default::default());
+            for _ in 0..n_seen {
+                seen.insert(u128::from_le_bytes(r.take(16)?.try_into().ok()?));
+            }
+            if r.at != body.len() {
+                return None;
+            }
+            Some((seen, ids))
+        }
+    };
+    Some(CallBook::from_parts(
+        dedupe_secret,
+        lines,
+        states,
+        newest_ts,
+        fold_state,
+    ))
 }
 
 #[cfg(test)]
@@ -143,21 +192,29 @@ mod tests {
         for l in lines {
             book.apply(&validate_line(l.as_bytes(), &p).expect("valid"));
         }
-        let bytes = encode(&book);
-        let mut back = decode(&bytes, [2; 16]).expect("decodes");
+        let (query, fold) = encode(&book);
+        let read_only = decode(&query, None, [2; 16]).expect("decodes");
+        assert!(read_only.is_read_only());
+        let mut back = decode(&query, Some(&fold), [2; 16]).expect("decodes");
         let mut a: Vec<_> = book.records(10).collect();
         let mut b: Vec<_> = back.records(10).collect();
         a.sort_by_key(|r| r.anchor);
         b.sort_by_key(|r| r.anchor);
         assert_eq!(a, b);
+        let mut c: Vec<_> = read_only.records(10).collect();
+        c.sort_by_key(|r| r.anchor);
+        assert_eq!(a, c);
         assert_eq!(back.newest_ts(), Some(7000));
         let again = validate_line(lines[1].as_bytes(), &p).expect("valid");
         assert_eq!(
             back.apply(&again),
             crate::domain::callbook::Applied::Duplicate
         );
-        let mut bad = bytes.clone();
+        let mut bad = fold.clone();
         bad[10] ^= 1;
-        assert!(decode(&bad, [2; 16]).is_none());
+        assert!(decode(&query, Some(&bad), [2; 16]).is_none());
+        let mut bad = query.clone();
+        bad[10] ^= 1;
+        assert!(decode(&bad, None, [2; 16]).is_none());
     }
 }
