@@ -3,11 +3,19 @@
 
 use crate::domain::callbook::{Applied, CallBook};
 use crate::domain::config::MetricsConfig;
+use crate::domain::dedupe::{DedupeKey, KeyHasher};
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
 use crate::store::codec::{DeadLetter, Decoder, Record, encode_record};
 use crate::store::{Batch, EventStore, LogPosition, StoreError, snapshot};
 use jiff::civil::Date;
+
+/// Encoded input records (see `codec`) with the dedupe key of each event record, in order.
+#[derive(Debug, Default)]
+pub struct EncodedChunk {
+    pub bytes: Vec<u8>,
+    pub keys: Vec<DedupeKey>,
+}
 
 /// Counts of one ingest call (or of a whole import).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,44 +160,97 @@ impl Engine {
     /// accepted events and dead letters are staged, duplicates dropped. Nothing is
     /// durable before [`Self::commit`].
     pub fn stage(&mut self, encoded: &[u8]) -> Result<IngestSummary, StoreError> {
+        self.stage_with(encoded, None)
+    }
+
+    /// [`Self::stage`] with the dedupe key of each event record computed beforehand
+    /// (by [`Self::key_hasher`], on other threads), in record order.
+    pub fn stage_keyed(
+        &mut self,
+        encoded: &[u8],
+        keys: &[DedupeKey],
+    ) -> Result<IngestSummary, StoreError> {
+        self.stage_with(encoded, Some(keys))
+    }
+
+    /// The dedupe key function of this engine, for [`Self::stage_keyed`].
+    pub fn key_hasher(&self) -> KeyHasher {
+        KeyHasher::new(self.dedupe_secret)
+    }
+
+    fn stage_with(
+        &mut self,
+        encoded: &[u8],
+        keys: Option<&[DedupeKey]>,
+    ) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
-        if self.book.is_read_only() {
-            return Err(StoreError::ReadOnly);
+        stage_into(&mut self.book, &mut self.batch, encoded, keys)
+    }
+
+    /// Stages a stream of encoded chunks (with their keys) while a writer thread commits
+    /// the batches behind it, so disk writes overlap with folding. Returns once all of it
+    /// is durable.
+    pub fn stage_stream(
+        &mut self,
+        chunks: impl Iterator<Item = EncodedChunk>,
+        commit_bytes: usize,
+    ) -> Result<IngestSummary, StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
         }
-        let mut sum = IngestSummary::default();
-        let mut records = Decoder::new(encoded);
-        let mut start = 0;
-        while let Some(rec) = records.next() {
-            let rec = rec.map_err(|e| StoreError::Corrupt {
-                path: "<staged input>".into(),
-                what: e.to_string(),
-            })?;
-            let end = records.position();
-            let keep = match rec {
-                Record::Event(ev) => match self.book.apply(&ev) {
-                    Applied::Accepted => {
-                        sum.accepted += 1;
-                        true
-                    }
-                    Applied::Duplicate => {
-                        sum.duplicate += 1;
-                        false
-                    }
-                },
-                Record::DeadLetter(_) => {
-                    sum.rejected += 1;
-                    true
+        // Whatever was staged before goes first.
+        self.commit()?;
+        let (book, store) = (&mut self.book, &mut self.store);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let result = std::thread::scope(|s| {
+            let writer = s.spawn(move || -> Result<LogPosition, StoreError> {
+                let mut end = None;
+                for batch in rx {
+                    end = Some(store.commit(&batch)?);
                 }
-            };
-            if keep {
-                self.batch.bytes.extend_from_slice(&encoded[start..end]);
-                self.batch.records += 1;
+                end.map_or_else(|| store.commit(&Batch::default()), Ok)
+            });
+            let mut sum = IngestSummary::default();
+            let mut batch = Batch::default();
+            let mut staged = Ok(());
+            for chunk in chunks {
+                match stage_into(book, &mut batch, &chunk.bytes, Some(&chunk.keys)) {
+                    Ok(s) => sum += s,
+                    Err(e) => {
+                        staged = Err(e);
+                        break;
+                    }
+                }
+                if batch.bytes.len() >= commit_bytes && tx.send(std::mem::take(&mut batch)).is_err()
+                {
+                    break; // the writer failed: its error is reported below
+                }
             }
-            start = end;
+            if staged.is_ok() && !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            drop(tx);
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(StoreError::Corrupt {
+                    path: "<writer>".into(),
+                    what: "writer thread panicked".into(),
+                })
+            });
+            staged.and(written).map(|end| (sum, end))
+        });
+        match result {
+            Ok((sum, end)) => {
+                self.position = end;
+                Ok(sum)
+            }
+            Err(e) => {
+                // The book may hold events the log does not.
+                self.poisoned = true;
+                Err(e)
+            }
         }
-        Ok(sum)
     }
 
     /// Bytes staged and not yet committed.
@@ -291,6 +352,61 @@ impl Engine {
     pub fn dedupe_secret(&self) -> [u8; 16] {
         self.dedupe_secret
     }
+}
+
+/// Folds encoded records into `book` and appends what is kept (accepted events, dead
+/// letters, in input order) to `batch`. `keys`, when given, are the events' dedupe keys.
+fn stage_into(
+    book: &mut CallBook,
+    batch: &mut Batch,
+    encoded: &[u8],
+    keys: Option<&[DedupeKey]>,
+) -> Result<IngestSummary, StoreError> {
+    if book.is_read_only() {
+        return Err(StoreError::ReadOnly);
+    }
+    let corrupt = |what: String| StoreError::Corrupt {
+        path: "<staged input>".into(),
+        what,
+    };
+    let mut keys = keys.map(|k| k.iter());
+    let mut sum = IngestSummary::default();
+    let mut records = Decoder::new(encoded);
+    let mut start = 0;
+    while let Some(rec) = records.next() {
+        let rec = rec.map_err(|e| corrupt(e.to_string()))?;
+        let end = records.position();
+        let keep = match rec {
+            Record::Event(ev) => {
+                let key = match keys.as_mut() {
+                    Some(k) => *k
+                        .next()
+                        .ok_or_else(|| corrupt("fewer keys than events".into()))?,
+                    None => book.key(&ev),
+                };
+                match book.apply_keyed(&ev, key) {
+                    Applied::Accepted => {
+                        sum.accepted += 1;
+                        true
+                    }
+                    Applied::Duplicate => {
+                        sum.duplicate += 1;
+                        false
+                    }
+                }
+            }
+            Record::DeadLetter(_) => {
+                sum.rejected += 1;
+                true
+            }
+        };
+        if keep {
+            batch.bytes.extend_from_slice(&encoded[start..end]);
+            batch.records += 1;
+        }
+        start = end;
+    }
+    Ok(sum)
 }
 
 #[cfg(test)]

@@ -17,14 +17,32 @@ pub struct Chunk {
 impl Chunk {
     /// The lines with their numbers, terminators (`\n`, `\r\n`) stripped.
     pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
-        let body = self.bytes.strip_suffix(b"\n").unwrap_or(&self.bytes);
-        let empty = self.bytes.is_empty();
-        body.split(|&b| b == b'\n')
-            .filter(move |_| !empty)
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        split_lines(&self.bytes)
             .zip(self.first_line..)
             .map(|(l, n)| (n, l))
     }
+}
+
+/// Splits at `\n`, strips a `\r` before it; a final line without terminator counts.
+/// Agrees with `str::lines` (the fast path for chunks that are valid UTF-8).
+pub fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', bytes);
+    std::iter::from_fn(move || {
+        let end = match ends.next() {
+            Some(e) => e,
+            None if start < bytes.len() => bytes.len(),
+            None => return None,
+        };
+        let line = &bytes[start..end];
+        let terminated = end < bytes.len();
+        start = end + 1;
+        // Like `str::lines`: a `\r` is stripped only as part of a `\r\n` terminator.
+        Some(match line.strip_suffix(b"\r") {
+            Some(l) if terminated => l,
+            _ => line,
+        })
+    })
 }
 
 /// Reads chunks of about `target` bytes, always ending at a line end (or at EOF).
@@ -54,7 +72,7 @@ impl<R: Read> ChunkReader<R> {
         let mut buf = std::mem::take(&mut self.carry);
         let mut searched = 0;
         loop {
-            if let Some(last_nl) = buf[searched..].iter().rposition(|&b| b == b'\n') {
+            if let Some(last_nl) = memchr::memrchr(b'\n', &buf[searched..]) {
                 let cut = searched + last_nl + 1;
                 if buf.len() >= self.target || self.eof {
                     self.carry = buf.split_off(cut);
@@ -67,16 +85,8 @@ impl<R: Read> ChunkReader<R> {
             searched = buf.len();
             let want = self.target.max(buf.len() / 2).max(1 << 16);
             buf.reserve(want);
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            let n = loop {
-                match self.input.read(&mut buf[start..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            };
-            buf.truncate(start + n);
+            // `take` + `read_to_end` fills spare capacity without zeroing it first.
+            let n = (&mut self.input).take(want as u64).read_to_end(&mut buf)?;
             if n == 0 {
                 self.eof = true;
             }
@@ -84,7 +94,7 @@ impl<R: Read> ChunkReader<R> {
     }
 
     fn finish(&mut self, bytes: Vec<u8>) -> Chunk {
-        let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        let newlines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
         let lines = newlines + u64::from(bytes.last().is_some_and(|&b| b != b'\n'));
         self.offset += bytes.len() as u64;
         let chunk = Chunk {
@@ -115,6 +125,9 @@ mod tests {
     #[test]
     fn numbers_lines_across_chunk_sizes() {
         let input = b"a\r\nbb\n\nccc\nlast";
+        let text = std::str::from_utf8(input).expect("utf-8");
+        let std_lines: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+        assert_eq!(split_lines(input).collect::<Vec<_>>(), std_lines);
         let want: Vec<(u64, Vec<u8>)> = vec![
             (1, b"a".to_vec()),
             (2, b"bb".to_vec()),

@@ -2,10 +2,13 @@
 
 use crate::lines::Chunk;
 use crate::redact::redact_caller;
+use netwait_aggregator::domain::dedupe::KeyHasher;
+use netwait_aggregator::domain::event::Event;
 use netwait_aggregator::domain::json_line::{MAX_LINE_BYTES, RawEvent};
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::domain::reject::Reject;
-use netwait_aggregator::domain::validate::{validate, validate_line};
+use netwait_aggregator::domain::validate::{validate, validate_line, validate_line_str};
+use netwait_aggregator::engine::EncodedChunk;
 use netwait_aggregator::store::codec::{DeadLetter, encode_dead_letter, encode_event};
 use std::borrow::Cow;
 
@@ -73,11 +76,38 @@ pub fn encode_fields(
     }
 }
 
-/// Encodes every line of a chunk, in order.
-pub fn encode_chunk(chunk: &Chunk, source: &str, pseudo: &Pseudonymizer) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunk.bytes.len() / 2);
-    for (n, line) in chunk.lines() {
-        encode_line(&mut out, line, source, n, pseudo);
+/// Encodes every line of a chunk, in order, computing dedupe keys on the way (so the
+/// thread that folds events in does not have to).
+pub fn encode_chunk(
+    chunk: &Chunk,
+    source: &str,
+    pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
+) -> EncodedChunk {
+    let mut out = EncodedChunk {
+        bytes: Vec::with_capacity(chunk.bytes.len() / 2),
+        keys: Vec::with_capacity(chunk.lines as usize),
+    };
+    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| match ev {
+        Ok(ev) => {
+            encode_event(&mut out.bytes, &ev);
+            out.keys.push(hasher.key(&ev));
+        }
+        Err(r) => encode_reject(&mut out.bytes, &r, line, source, n, pseudo),
+    };
+    // One UTF-8 check for the whole chunk; line by line only when it fails.
+    match std::str::from_utf8(&chunk.bytes) {
+        Ok(text) => {
+            // `str::lines` splits at `\n` and strips a `\r` before it, like `split_lines`.
+            for (line, n) in text.lines().zip(chunk.first_line..) {
+                push(validate_line_str(line, pseudo), line.as_bytes(), n);
+            }
+        }
+        Err(_) => {
+            for (n, line) in chunk.lines() {
+                push(validate_line(line, pseudo), line, n);
+            }
+        }
     }
     out
 }
@@ -96,8 +126,11 @@ mod tests {
             lines: 3,
             end_offset: 0,
         };
-        let out = encode_chunk(&chunk, "f.ndjson", &p);
-        let recs: Vec<_> = Decoder::new(&out).map(|r| r.expect("decodes")).collect();
+        let out = encode_chunk(&chunk, "f.ndjson", &p, &KeyHasher::new([0; 16]));
+        assert_eq!(out.keys.len(), 1);
+        let recs: Vec<_> = Decoder::new(&out.bytes)
+            .map(|r| r.expect("decodes"))
+            .collect();
         assert!(matches!(recs[0], Record::Event(_)));
         let Record::DeadLetter(d) = &recs[1] else {
             panic!("dead letter expected")

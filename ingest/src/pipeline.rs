@@ -6,7 +6,7 @@
 use crate::parse::encode_chunk;
 use crate::source::Source;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
-use netwait_aggregator::engine::{Engine, IngestSummary};
+use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary};
 use netwait_aggregator::store::StoreError;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -47,7 +47,7 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64);
 
 struct Parsed {
     seq: u64,
-    encoded: Vec<u8>,
+    encoded: EncodedChunk,
     end_offset: u64,
 }
 
@@ -64,6 +64,7 @@ pub fn import(
     let (chunk_tx, chunk_rx) = sync_channel(workers * 2);
     let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers * 2);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    let hasher = engine.key_hasher();
     std::thread::scope(|s| {
         let reader = s.spawn(move || -> std::io::Result<()> {
             let mut seq = 0u64;
@@ -79,11 +80,12 @@ pub fn import(
             let rx = Arc::clone(&chunk_rx);
             let tx = parsed_tx.clone();
             let name = name.as_str();
+            let hasher = &hasher;
             s.spawn(move || {
                 loop {
                     let next = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, chunk))) = next else { break };
-                    let encoded = encode_chunk(&chunk, name, pseudo);
+                    let encoded = encode_chunk(&chunk, name, pseudo, hasher);
                     let p = Parsed {
                         seq,
                         encoded,
@@ -96,14 +98,24 @@ pub fn import(
             });
         }
         drop(parsed_tx);
-        let folded = fold_in_order(&parsed_rx, engine, opts.commit_bytes, progress);
+        let mut in_order = InOrder {
+            rx: &parsed_rx,
+            pending: BTreeMap::new(),
+            next: 0,
+            done_offset: None,
+            progress,
+        };
+        let folded = engine.stage_stream(
+            std::iter::from_fn(|| in_order.next_chunk()),
+            opts.commit_bytes,
+        );
         // Unblock the reader and workers if folding stopped early.
+        drop(in_order);
         drop(parsed_rx);
         let read = reader
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")));
         let summary = folded?;
-        engine.commit()?;
         match read {
             Ok(()) => Ok(summary),
             Err(error) => Err(PipelineError::Read {
@@ -115,27 +127,33 @@ pub fn import(
     })
 }
 
-fn fold_in_order(
-    rx: &Receiver<Parsed>,
-    engine: &mut Engine,
-    commit_bytes: usize,
-    progress: Progress<'_>,
-) -> Result<IngestSummary, StoreError> {
-    let mut total = IngestSummary::default();
-    let mut pending = BTreeMap::new();
-    let mut next = 0u64;
-    for p in rx {
-        pending.insert(p.seq, p);
-        while let Some(p) = pending.remove(&next) {
-            total += engine.stage(&p.encoded)?;
-            if engine.staged_bytes() >= commit_bytes {
-                engine.commit()?;
-            }
-            progress(p.end_offset);
-            next += 1;
+/// Hands out parsed chunks in input order, whatever order the workers finish in.
+struct InOrder<'r, 'p> {
+    rx: &'r Receiver<Parsed>,
+    pending: BTreeMap<u64, Parsed>,
+    next: u64,
+    /// Input offset reached by the chunk handed out last.
+    done_offset: Option<u64>,
+    progress: Progress<'p>,
+}
+
+impl InOrder<'_, '_> {
+    /// The next chunk in order; reports progress for the one before (now staged).
+    fn next_chunk(&mut self) -> Option<EncodedChunk> {
+        if let Some(done) = self.done_offset.take() {
+            (self.progress)(done);
         }
+        let parsed = loop {
+            if let Some(p) = self.pending.remove(&self.next) {
+                break p;
+            }
+            let p = self.rx.recv().ok()?;
+            self.pending.insert(p.seq, p);
+        };
+        self.next += 1;
+        self.done_offset = Some(parsed.end_offset);
+        Some(parsed.encoded)
     }
-    Ok(total)
 }
 
 #[cfg(test)]

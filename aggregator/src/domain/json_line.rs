@@ -61,7 +61,30 @@ pub fn parse_line(line: &[u8]) -> Result<RawEvent<'_>, Reject> {
     if line.len() > MAX_LINE_BYTES {
         return Err(Reject::TooLong);
     }
-    let text = std::str::from_utf8(line).map_err(|_| Reject::NotUtf8)?;
+    parse_line_str(std::str::from_utf8(line).map_err(|_| Reject::NotUtf8)?)
+}
+
+fn known_key(key: &str) -> Option<usize> {
+    Some(match key {
+        "call_id" => 0,
+        "type" => 1,
+        "ts" => 2,
+        "event_id" => 3,
+        "line" => 4,
+        "agent" => 5,
+        "booking" => 6,
+        "reason" => 7,
+        "caller" => 8,
+        _ => return None,
+    })
+}
+
+/// [`parse_line`] for a line already known to be UTF-8 (e.g. a whole chunk was checked).
+pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
+    if text.len() > MAX_LINE_BYTES {
+        return Err(Reject::TooLong);
+    }
+    let line = text.as_bytes();
     let mut p = Parser {
         s: text,
         b: line,
@@ -96,7 +119,7 @@ pub fn parse_line(line: &[u8]) -> Result<RawEvent<'_>, Reject> {
             p.ws();
             p.expect(b':', "expected `:`")?;
             p.ws();
-            match KNOWN_KEYS.iter().position(|k| *k == key) {
+            match known_key(&key) {
                 Some(idx) => {
                     if seen & (1 << idx) != 0 {
                         return Err(Reject::DuplicateKey(KNOWN_KEYS[idx].to_owned()));

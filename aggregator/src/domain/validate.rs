@@ -1,7 +1,7 @@
 //! From raw fields (JSON line or protobuf message) to a valid [`Event`] (spec §1).
 
 use super::event::{BookingKind, Event, EventType};
-use super::json_line::{RawEvent, RawValue, parse_line};
+use super::json_line::{RawEvent, RawValue, parse_line, parse_line_str};
 use super::privacy::Pseudonymizer;
 use super::reject::Reject;
 use super::time::{TsError, in_range, parse_rfc3339};
@@ -12,6 +12,11 @@ const MAX_CHARS: usize = 128;
 /// Parses and validates one NDJSON line. The clear `caller` is hashed here and dropped.
 pub fn validate_line<'a>(line: &'a [u8], pseudo: &Pseudonymizer) -> Result<Event<'a>, Reject> {
     validate(parse_line(line)?, pseudo)
+}
+
+/// [`validate_line`] for a line already known to be UTF-8.
+pub fn validate_line_str<'a>(line: &'a str, pseudo: &Pseudonymizer) -> Result<Event<'a>, Reject> {
+    validate(parse_line_str(line)?, pseudo)
 }
 
 /// Validates the known fields of an event, whatever wire form they came in.

@@ -54,8 +54,18 @@ fn unseal(bytes: &[u8]) -> Option<&[u8]> {
 
 /// Encodes the book in two CRC-checked parts: what queries need (lines and the call
 /// states as fixed-size records), and what folding more events needs (call ids, dedupe
-/// keys). A query-only open reads the first part alone.
+/// keys). A query-only open reads the first part alone. The two are encoded on two
+/// threads.
 pub fn encode(book: &CallBook) -> (Vec<u8>, Vec<u8>) {
+    std::thread::scope(|s| {
+        let fold = s.spawn(|| encode_fold(book));
+        let query = encode_query(book);
+        let fold = fold.join().unwrap_or_else(|_| encode_fold(book));
+        (query, fold)
+    })
+}
+
+fn encode_query(book: &CallBook) -> Vec<u8> {
     let p = book.parts();
     let mut query = Vec::with_capacity(64 + p.states.len() * STATE_BYTES + p.lines.len() * 16);
     query.extend_from_slice(MAGIC);
@@ -81,6 +91,11 @@ pub fn encode(book: &CallBook) -> (Vec<u8>, Vec<u8>) {
         query.extend_from_slice(&s.line.to_le_bytes());
         query.extend_from_slice(&s.bookings.to_le_bytes());
     }
+    seal(query)
+}
+
+fn encode_fold(book: &CallBook) -> Vec<u8> {
+    let p = book.parts();
     let mut fold = Vec::with_capacity(32 + p.seen.len() * 16 + p.index.len() * 24);
     fold.extend_from_slice(MAGIC);
     fold.extend_from_slice(&(p.index.len() as u64).to_le_bytes());
@@ -92,7 +107,7 @@ pub fn encode(book: &CallBook) -> (Vec<u8>, Vec<u8>) {
     for k in p.seen {
         fold.extend_from_slice(&k.to_le_bytes());
     }
-    (seal(query), seal(fold))
+    seal(fold)
 }
 
 fn state(b: &[u8]) -> Option<CallState> {
