@@ -373,18 +373,22 @@ fn stage_into(
     let mut sum = IngestSummary::default();
     let mut records = Decoder::new(encoded);
     let mut start = 0;
-    while let Some(rec) = records.next() {
+    while let Some(rec) = records.next_fold() {
         let rec = rec.map_err(|e| corrupt(e.to_string()))?;
         let end = records.position();
         let keep = match rec {
-            Record::Event(ev) => {
+            Some(fold) => {
                 let key = match keys.as_mut() {
                     Some(k) => *k
                         .next()
                         .ok_or_else(|| corrupt("fewer keys than events".into()))?,
-                    None => book.key(&ev),
+                    // Without precomputed keys, decode the whole event for its key.
+                    None => match Decoder::new(&encoded[start..end]).next() {
+                        Some(Ok(Record::Event(ev))) => book.key(&ev),
+                        _ => return Err(corrupt("undecodable event".into())),
+                    },
                 };
-                match book.apply_keyed(&ev, key) {
+                match book.apply_fold(fold, key) {
                     Applied::Accepted => {
                         sum.accepted += 1;
                         true
@@ -395,7 +399,7 @@ fn stage_into(
                     }
                 }
             }
-            Record::DeadLetter(_) => {
+            None => {
                 sum.rejected += 1;
                 true
             }

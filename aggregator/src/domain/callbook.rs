@@ -15,9 +15,31 @@ pub enum Applied {
 }
 
 /// What folding needs beyond the states: the dedupe keys and each call id's state index.
-pub type FoldState = (KeySet, Vec<(Box<str>, u32)>);
+pub type FoldState = (KeySet, Vec<(Box<[u8]>, u32)>);
 
-type Index = HashMap<Box<str>, u32, foldhash::fast::RandomState>;
+/// Call id (its UTF-8 bytes) -> index of its state.
+type Index = HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>;
+
+/// The part of an event that folding reads (the rest only feeds its dedupe key), as
+/// bytes: the import path hands these over without decoding strings again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fold<'a> {
+    pub kind: EventType,
+    pub ts: Millis,
+    pub call_id: Option<&'a [u8]>,
+    pub line: Option<&'a [u8]>,
+}
+
+impl<'a> Fold<'a> {
+    pub fn of(ev: &'a Event<'_>) -> Self {
+        Self {
+            kind: ev.kind,
+            ts: ev.ts,
+            call_id: ev.call_id.as_deref().map(str::as_bytes),
+            line: ev.line.as_deref().map(str::as_bytes),
+        }
+    }
+}
 
 /// The aggregate state of every call. Pure: no I/O, no clock (callers pass `now`).
 ///
@@ -30,7 +52,7 @@ pub struct CallBook {
     index: Index,
     states: Vec<CallState>,
     lines: Vec<Box<str>>,
-    line_ids: HashMap<Box<str>, LineId, foldhash::fast::RandomState>,
+    line_ids: HashMap<Box<[u8]>, LineId, foldhash::fast::RandomState>,
     newest_ts: Option<Millis>,
     read_only: bool,
 }
@@ -47,7 +69,7 @@ impl CallBook {
             newest_ts: None,
             read_only: false,
         };
-        book.intern(DEFAULT_LINE);
+        book.intern(DEFAULT_LINE.as_bytes());
         book
     }
 
@@ -69,23 +91,28 @@ impl CallBook {
     }
 
     /// [`Self::apply`] with a key computed beforehand (possibly on another thread).
+    pub fn apply_keyed(&mut self, ev: &Event<'_>, key: DedupeKey) -> Applied {
+        self.apply_fold(Fold::of(ev), key)
+    }
+
+    /// Folds one event given by its [`Fold`] view and dedupe key.
     ///
     /// # Panics
     /// On a read-only book: the engine never folds events into one.
-    pub fn apply_keyed(&mut self, ev: &Event<'_>, key: DedupeKey) -> Applied {
+    pub fn apply_fold(&mut self, ev: Fold<'_>, key: DedupeKey) -> Applied {
         assert!(!self.read_only, "events folded into a read-only call book");
         if !self.seen.insert(key) {
             return Applied::Duplicate;
         }
         self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
-        let Some(call_id) = ev.call_id.as_deref() else {
+        let Some(call_id) = ev.call_id else {
             return Applied::Accepted; // agent event: only moves the clock
         };
         if ev.kind.is_agent_event() {
             return Applied::Accepted;
         }
         let line = match ev.kind {
-            EventType::Offered => Some(self.intern(ev.line.as_deref().unwrap_or(DEFAULT_LINE))),
+            EventType::Offered => Some(self.intern(ev.line.unwrap_or(DEFAULT_LINE.as_bytes()))),
             _ => None,
         };
         let at = match self.index.get(call_id) {
@@ -108,12 +135,13 @@ impl CallBook {
         Applied::Accepted
     }
 
-    fn intern(&mut self, name: &str) -> LineId {
+    fn intern(&mut self, name: &[u8]) -> LineId {
         if let Some(&id) = self.line_ids.get(name) {
             return id;
         }
         let id = LineId::try_from(self.lines.len()).unwrap_or(LineId::MAX);
-        self.lines.push(name.into());
+        // Names come from validated events: the lossy path never replaces anything.
+        self.lines.push(String::from_utf8_lossy(name).into());
         self.line_ids.insert(name.into(), id);
         id
     }
@@ -181,7 +209,7 @@ impl CallBook {
         book.lines.clear();
         book.line_ids.clear();
         for l in lines {
-            book.intern(&l);
+            book.intern(l.as_bytes());
         }
         book.states = states;
         book.newest_ts = newest_ts;
@@ -199,7 +227,7 @@ impl CallBook {
 /// Borrowed view of a book's state, for snapshots.
 pub struct BookParts<'a> {
     pub seen: &'a KeySet,
-    pub index: &'a HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    pub index: &'a HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
     pub states: &'a [CallState],
     pub lines: &'a [Box<str>],
     pub newest_ts: Option<Millis>,

@@ -1,6 +1,7 @@
 //! Binary encoding of the records a store keeps: accepted events and dead letters.
 //! Pure functions over byte buffers; the framing and the files are in [`super::log`].
 
+use crate::domain::callbook::Fold;
 use crate::domain::event::{BookingKind, CallerHash, Event, EventType};
 use std::borrow::Cow;
 
@@ -128,6 +129,66 @@ impl<'a> Decoder<'a> {
         std::str::from_utf8(self.take(usize::from(len))?).map_err(|_| DecodeError(at))
     }
 
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = u16::from_le_bytes(self.array()?);
+        self.take(usize::from(len))
+    }
+
+    /// The next record as folding sees it: events as a [`Fold`] view (strings left as
+    /// bytes, fields folding does not read skipped), dead letters as `None`.
+    pub fn next_fold(&mut self) -> Option<Result<Option<Fold<'a>>, DecodeError>> {
+        if self.at >= self.buf.len() {
+            return None;
+        }
+        let r = self.fold_record();
+        if r.is_err() {
+            self.at = self.buf.len();
+        }
+        Some(r)
+    }
+
+    fn fold_record(&mut self) -> Result<Option<Fold<'a>>, DecodeError> {
+        let at = self.at;
+        match self.u8()? {
+            TAG_EVENT => {
+                let kind = EventType::from_u8(self.u8()?).ok_or(DecodeError(at))?;
+                let flags = self.u8()?;
+                let ts = i64::from_le_bytes(self.array()?);
+                let mut field = |bit: u8| -> Result<Option<&'a [u8]>, DecodeError> {
+                    if flags & (1 << bit) != 0 {
+                        self.bytes().map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let call_id = field(0)?;
+                let _event_id = field(1)?;
+                let line = field(2)?;
+                let _agent = field(3)?;
+                let _reason = field(4)?;
+                let skip =
+                    usize::from(flags & (1 << 5) != 0) + 16 * usize::from(flags & (1 << 6) != 0);
+                self.take(skip)?;
+                Ok(Some(Fold {
+                    kind,
+                    ts,
+                    call_id,
+                    line,
+                }))
+            }
+            TAG_DEAD_LETTER => {
+                self.take(8)?;
+                for _ in 0..3 {
+                    self.bytes()?;
+                }
+                let len = u32::from_le_bytes(self.array()?) as usize;
+                self.take(len)?;
+                Ok(None)
+            }
+            _ => Err(DecodeError(at)),
+        }
+    }
+
     fn next_record(&mut self) -> Result<Record<'a>, DecodeError> {
         let at = self.at;
         match self.u8()? {
@@ -234,5 +295,12 @@ mod tests {
         let got: Vec<_> = Decoder::new(&buf).collect();
         assert_eq!(got, vec![Ok(Record::Event(ev)), Ok(Record::DeadLetter(dl))]);
         assert!(Decoder::new(&buf[..buf.len() - 1]).any(|r| r.is_err()));
+        let mut d = Decoder::new(&buf);
+        let Record::Event(ev) = &got[0].clone().expect("event") else {
+            panic!("event")
+        };
+        assert_eq!(d.next_fold(), Some(Ok(Some(Fold::of(ev)))));
+        assert_eq!(d.next_fold(), Some(Ok(None)));
+        assert_eq!(d.next_fold(), None);
     }
 }

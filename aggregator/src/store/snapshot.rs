@@ -28,15 +28,22 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn str(&mut self) -> Option<Box<str>> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
-        std::str::from_utf8(self.take(n)?).ok().map(Into::into)
+        self.take(n)
+    }
+    fn str(&mut self) -> Option<Box<str>> {
+        std::str::from_utf8(self.bytes()?).ok().map(Into::into)
     }
 }
 
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
 }
 
 const STATE_BYTES: usize = 8 * 8 + 4 + 4;
@@ -101,7 +108,7 @@ fn encode_fold(book: &CallBook) -> Vec<u8> {
     fold.extend_from_slice(&(p.index.len() as u64).to_le_bytes());
     for (id, i) in p.index {
         fold.extend_from_slice(&i.to_le_bytes());
-        put_str(&mut fold, id);
+        put_bytes(&mut fold, id);
     }
     fold.extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
     for k in p.seen {
@@ -166,7 +173,7 @@ pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Opt
                 if i as usize >= n_calls {
                     return None;
                 }
-                ids.push((r.str()?, i));
+                ids.push((r.bytes()?.into(), i));
             }
             let n_seen = usize::try_from(r.u64()?).ok()?;
             let mut seen =
