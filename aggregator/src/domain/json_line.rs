@@ -282,18 +282,23 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>, Reject> {
         self.expect(b'"', "expected a string")?;
         let start = self.i;
-        loop {
-            match self.peek() {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    let s = &self.s[start..self.i];
-                    self.i += 1;
-                    return Ok(Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(c) if c < 0x20 => return Err(self.err("control character in string")),
-                Some(_) => self.i += 1,
-            }
+        // Fast path: jump to the closing quote or first escape, then check the span for
+        // control characters in one pass.
+        let Some(stop) = memchr::memchr2(b'"', b'\\', &self.b[start..]) else {
+            return Err(Reject::Json {
+                at: self.b.len(),
+                what: "unterminated string",
+            });
+        };
+        if let Some(bad) = self.b[start..start + stop].iter().position(|&c| c < 0x20) {
+            self.i = start + bad;
+            return Err(self.err("control character in string"));
+        }
+        self.i = start + stop;
+        if self.b[self.i] == b'"' {
+            let s = &self.s[start..self.i];
+            self.i += 1;
+            return Ok(Cow::Borrowed(s));
         }
         let mut out = String::with_capacity(self.i - start + 16);
         out.push_str(&self.s[start..self.i]);
