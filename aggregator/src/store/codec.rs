@@ -125,8 +125,7 @@ impl<'a> Decoder<'a> {
 
     fn str(&mut self) -> Result<&'a str, DecodeError> {
         let at = self.at;
-        let len = u16::from_le_bytes(self.array()?);
-        std::str::from_utf8(self.take(usize::from(len))?).map_err(|_| DecodeError(at))
+        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError(at))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
@@ -147,44 +146,66 @@ impl<'a> Decoder<'a> {
         Some(r)
     }
 
+    /// An event record's fields, strings as bytes (after the tag).
+    fn event_fields(&mut self, at: usize) -> Result<EventFields<'a>, DecodeError> {
+        let kind = EventType::from_u8(self.u8()?).ok_or(DecodeError(at))?;
+        let flags = self.u8()?;
+        let ts = i64::from_le_bytes(self.array()?);
+        let mut strings = [None; 5];
+        for (bit, slot) in strings.iter_mut().enumerate() {
+            if flags & (1 << bit) != 0 {
+                *slot = Some(self.bytes()?);
+            }
+        }
+        let booking = if flags & (1 << 5) != 0 {
+            Some(BookingKind::from_u8(self.u8()?).ok_or(DecodeError(at))?)
+        } else {
+            None
+        };
+        let caller = if flags & (1 << 6) != 0 {
+            Some(CallerHash(self.array()?))
+        } else {
+            None
+        };
+        Ok(EventFields {
+            kind,
+            ts,
+            strings,
+            booking,
+            caller,
+        })
+    }
+
+    /// A dead-letter record's fields (after the tag).
+    fn dead_letter(&mut self) -> Result<DeadLetter<'a>, DecodeError> {
+        let position = u64::from_le_bytes(self.array()?);
+        let source = Cow::Borrowed(self.str()?);
+        let code = Cow::Borrowed(self.str()?);
+        let reason = Cow::Borrowed(self.str()?);
+        let len = u32::from_le_bytes(self.array()?) as usize;
+        let raw = Cow::Borrowed(self.take(len)?);
+        Ok(DeadLetter {
+            source,
+            position,
+            code,
+            reason,
+            raw,
+        })
+    }
+
     fn fold_record(&mut self) -> Result<Option<Fold<'a>>, DecodeError> {
         let at = self.at;
         match self.u8()? {
             TAG_EVENT => {
-                let kind = EventType::from_u8(self.u8()?).ok_or(DecodeError(at))?;
-                let flags = self.u8()?;
-                let ts = i64::from_le_bytes(self.array()?);
-                let mut field = |bit: u8| -> Result<Option<&'a [u8]>, DecodeError> {
-                    if flags & (1 << bit) != 0 {
-                        self.bytes().map(Some)
-                    } else {
-                        Ok(None)
-                    }
-                };
-                let call_id = field(0)?;
-                let _event_id = field(1)?;
-                let line = field(2)?;
-                let _agent = field(3)?;
-                let _reason = field(4)?;
-                let skip =
-                    usize::from(flags & (1 << 5) != 0) + 16 * usize::from(flags & (1 << 6) != 0);
-                self.take(skip)?;
+                let f = self.event_fields(at)?;
                 Ok(Some(Fold {
-                    kind,
-                    ts,
-                    call_id,
-                    line,
+                    kind: f.kind,
+                    ts: f.ts,
+                    call_id: f.strings[0],
+                    line: f.strings[2],
                 }))
             }
-            TAG_DEAD_LETTER => {
-                self.take(8)?;
-                for _ in 0..3 {
-                    self.bytes()?;
-                }
-                let len = u32::from_le_bytes(self.array()?) as usize;
-                self.take(len)?;
-                Ok(None)
-            }
+            TAG_DEAD_LETTER => self.dead_letter().map(|_| None),
             _ => Err(DecodeError(at)),
         }
     }
@@ -193,61 +214,38 @@ impl<'a> Decoder<'a> {
         let at = self.at;
         match self.u8()? {
             TAG_EVENT => {
-                let kind = EventType::from_u8(self.u8()?).ok_or(DecodeError(at))?;
-                let flags = self.u8()?;
-                let ts = i64::from_le_bytes(self.array()?);
-                let mut field = |bit: u8| -> Result<Option<Cow<'a, str>>, DecodeError> {
-                    if flags & (1 << bit) != 0 {
-                        Ok(Some(Cow::Borrowed(self.str()?)))
-                    } else {
-                        Ok(None)
-                    }
-                };
-                let call_id = field(0)?;
-                let event_id = field(1)?;
-                let line = field(2)?;
-                let agent = field(3)?;
-                let reason = field(4)?;
-                let booking = if flags & (1 << 5) != 0 {
-                    Some(BookingKind::from_u8(self.u8()?).ok_or(DecodeError(at))?)
-                } else {
-                    None
-                };
-                let caller = if flags & (1 << 6) != 0 {
-                    Some(CallerHash(self.array()?))
-                } else {
-                    None
+                let f = self.event_fields(at)?;
+                let text = |i: usize| -> Result<Option<Cow<'a, str>>, DecodeError> {
+                    f.strings[i]
+                        .map(|b| std::str::from_utf8(b).map(Cow::Borrowed))
+                        .transpose()
+                        .map_err(|_| DecodeError(at))
                 };
                 Ok(Record::Event(Event {
-                    kind,
-                    ts,
-                    call_id,
-                    event_id,
-                    line,
-                    agent,
-                    booking,
-                    reason,
-                    caller,
+                    kind: f.kind,
+                    ts: f.ts,
+                    call_id: text(0)?,
+                    event_id: text(1)?,
+                    line: text(2)?,
+                    agent: text(3)?,
+                    reason: text(4)?,
+                    booking: f.booking,
+                    caller: f.caller,
                 }))
             }
-            TAG_DEAD_LETTER => {
-                let position = u64::from_le_bytes(self.array()?);
-                let source = Cow::Borrowed(self.str()?);
-                let code = Cow::Borrowed(self.str()?);
-                let reason = Cow::Borrowed(self.str()?);
-                let len = u32::from_le_bytes(self.array()?) as usize;
-                let raw = Cow::Borrowed(self.take(len)?);
-                Ok(Record::DeadLetter(DeadLetter {
-                    source,
-                    position,
-                    code,
-                    reason,
-                    raw,
-                }))
-            }
+            TAG_DEAD_LETTER => self.dead_letter().map(Record::DeadLetter),
             _ => Err(DecodeError(at)),
         }
     }
+}
+
+/// An event record as stored: call_id, event_id, line, agent, reason as bytes.
+struct EventFields<'a> {
+    kind: EventType,
+    ts: i64,
+    strings: [Option<&'a [u8]>; 5],
+    booking: Option<BookingKind>,
+    caller: Option<CallerHash>,
 }
 
 impl<'a> Iterator for Decoder<'a> {
