@@ -116,18 +116,34 @@ pub fn raw_event(e: &pb::CallEvent) -> RawEvent<'_> {
     }
 }
 
+/// A JSON string literal.
+fn json_string(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// A JSON rendering of a protobuf event for the dead-letter store (the caller is
 /// redacted afterwards like any raw line).
 pub fn render_event(e: &pb::CallEvent) -> Vec<u8> {
-    fn field(out: &mut String, key: &str, v: Option<&str>) {
+    let mut out = String::from("{");
+    let field = |out: &mut String, key: &str, v: Option<&str>| {
         if let Some(v) = v {
             if out.len() > 1 {
                 out.push(',');
             }
-            out.push_str(&format!("{key:?}:{v:?}"));
+            json_string(out, key);
+            out.push(':');
+            json_string(out, v);
         }
-    }
-    let mut out = String::from("{");
+    };
     field(&mut out, "call_id", e.call_id.as_deref());
     field(&mut out, "type", Some(e.r#type.as_str()));
     match &e.ts {
@@ -143,4 +159,31 @@ pub fn render_event(e: &pb::CallEvent) -> Vec<u8> {
     field(&mut out, "caller", e.caller.as_deref());
     out.push('}');
     out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_events_are_json_the_line_parser_accepts() {
+        let e = pb::CallEvent {
+            call_id: Some("a\"b\\c\u{1}é".into()),
+            r#type: "offered".into(),
+            ts: Some(pb::call_event::Ts::TsMs(5)),
+            ..Default::default()
+        };
+        let raw = render_event(&e);
+        let parsed = netwait_aggregator::domain::json_line::parse_line(&raw).expect("valid JSON");
+        assert_eq!(
+            parsed.call_id,
+            Some(netwait_aggregator::domain::json_line::RawValue::Str(
+                Cow::Owned("a\"b\\c\u{1}é".into())
+            ))
+        );
+        assert_eq!(
+            parsed.ts,
+            Some(netwait_aggregator::domain::json_line::RawValue::Int(5))
+        );
+    }
 }

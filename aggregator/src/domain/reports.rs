@@ -1,7 +1,6 @@
 //! The reports of spec §4 (Table 1), §5 (monthly SLA, year view, penalties) and §6
 //! (volume check), built from [`Figures`] only.
 
-use super::calendar::ServiceCalendar;
 use super::call::CallRecord;
 use super::config::{MetricsConfig, SlaPolicy};
 use super::figures::{Figures, LineFilter, tally};
@@ -293,11 +292,6 @@ pub fn volume_check<'a>(
         tolerance_pct: cfg.volume.tolerance_pct,
         within_tolerance: deviation_pct.abs() <= cfg.volume.tolerance_pct,
     }
-}
-
-/// Calendar used by a config (re-exported for callers that only hold the config).
-pub fn calendar(cfg: &MetricsConfig) -> &ServiceCalendar {
-    &cfg.calendar
 }
 
 #[cfg(test)]
