@@ -29,7 +29,10 @@ impl Rng {
 
 /// Local dates with what the test itself knows of them: UTC offset (hours) and hours of
 /// service (None = closed all day: Sunday or holiday).
-const DAYS: &[(&str, i64, Option<(i64, i64)>)] = &[
+/// (local date, UTC offset in hours, service hours from/to or closed).
+type Day = (&'static str, i64, Option<(i64, i64)>);
+
+const DAYS: &[Day] = &[
     ("2019-03-29", 1, Some((8, 18))), // Friday
     ("2019-03-30", 1, Some((8, 12))), // Saturday
     ("2019-03-31", 2, None),          // Sunday, DST starts (times used are after 03:00)
