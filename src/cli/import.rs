@@ -38,12 +38,10 @@ impl ProgressLine {
 }
 
 pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
-    let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
-    let mut total = IngestSummary::default();
-    let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    // Open every input first: a typo in a file name must not leave a half import.
+    let mut sources = Vec::with_capacity(files.len());
     for name in files {
-        let mut source: Box<dyn Source> = if name == "-" {
+        let source: Box<dyn Source> = if name == "-" {
             Box::new(ReaderSource::new("stdin", std::io::stdin(), None))
         } else {
             let f =
@@ -51,6 +49,13 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
             let size = f.metadata().ok().map(|m| m.len());
             Box::new(ReaderSource::new(name.clone(), f, size))
         };
+        sources.push((name, source));
+    }
+    let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
+    let mut total = IngestSummary::default();
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    for (name, mut source) in sources {
         if let Some(size) = source.size_hint() {
             // About 100 bytes a line: size the dedupe set and call index once.
             engine.reserve(usize::try_from(size / 100).unwrap_or(0));
