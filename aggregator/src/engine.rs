@@ -186,7 +186,7 @@ impl Engine {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
-        stage_into(&mut self.book, &mut self.batch, encoded, keys)
+        stage_into(&mut self.book, &mut self.batch, encoded.to_vec(), keys)
     }
 
     /// Stages a stream of encoded chunks (with their keys) while a writer thread commits
@@ -216,15 +216,14 @@ impl Engine {
             let mut batch = Batch::default();
             let mut staged = Ok(());
             for chunk in chunks {
-                match stage_into(book, &mut batch, &chunk.bytes, Some(&chunk.keys)) {
+                match stage_into(book, &mut batch, chunk.bytes, Some(&chunk.keys)) {
                     Ok(s) => sum += s,
                     Err(e) => {
                         staged = Err(e);
                         break;
                     }
                 }
-                if batch.bytes.len() >= commit_bytes && tx.send(std::mem::take(&mut batch)).is_err()
-                {
+                if batch.len() >= commit_bytes && tx.send(std::mem::take(&mut batch)).is_err() {
                     break; // the writer failed: its error is reported below
                 }
             }
@@ -255,7 +254,7 @@ impl Engine {
 
     /// Bytes staged and not yet committed.
     pub fn staged_bytes(&self) -> usize {
-        self.batch.bytes.len()
+        self.batch.len()
     }
 
     /// Makes everything staged durable.
@@ -356,10 +355,11 @@ impl Engine {
 
 /// Folds encoded records into `book` and appends what is kept (accepted events, dead
 /// letters, in input order) to `batch`. `keys`, when given, are the events' dedupe keys.
+/// When everything is kept (the usual case) the input itself becomes the batch part.
 fn stage_into(
     book: &mut CallBook,
     batch: &mut Batch,
-    encoded: &[u8],
+    encoded: Vec<u8>,
     keys: Option<&[DedupeKey]>,
 ) -> Result<IngestSummary, StoreError> {
     if book.is_read_only() {
@@ -371,7 +371,10 @@ fn stage_into(
     };
     let mut keys = keys.map(|k| k.iter());
     let mut sum = IngestSummary::default();
-    let mut records = Decoder::new(encoded);
+    // Kept bytes, copied only from the first dropped record on.
+    let mut filtered: Option<Vec<u8>> = None;
+    let mut kept = 0u32;
+    let mut records = Decoder::new(&encoded);
     let mut start = 0;
     while let Some(rec) = records.next_fold() {
         let rec = rec.map_err(|e| corrupt(e.to_string()))?;
@@ -404,11 +407,18 @@ fn stage_into(
                 true
             }
         };
-        if keep {
-            batch.bytes.extend_from_slice(&encoded[start..end]);
-            batch.records += 1;
+        match (&mut filtered, keep) {
+            (Some(f), true) => f.extend_from_slice(&encoded[start..end]),
+            (None, false) => filtered = Some(encoded[..start].to_vec()),
+            _ => {}
         }
+        kept += u32::from(keep);
         start = end;
+    }
+    let part = filtered.unwrap_or(encoded);
+    if !part.is_empty() {
+        batch.parts.push(part);
+        batch.records += kept;
     }
     Ok(sum)
 }
@@ -489,5 +499,46 @@ mod tests {
         assert!(!q.book().is_read_only());
         let t2 = q.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
         assert_eq!(t2.figures.overflow, 1);
+    }
+
+    #[test]
+    fn a_batch_with_duplicates_logs_exactly_the_kept_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let mut e = open(dir.path());
+        let first: Vec<_> = items(&p).into_iter().take(2).collect();
+        e.ingest(first).expect("ingest");
+        // Old, new, old, dead letter, new: the log must get only the new ones in order.
+        let all = items(&p);
+        let mixed = vec![
+            all[0].clone(),
+            all[2].clone(),
+            all[1].clone(),
+            Record::DeadLetter(DeadLetter {
+                source: "t".into(),
+                position: 9,
+                code: "empty".into(),
+                reason: "empty line".into(),
+                raw: (&b""[..]).into(),
+            }),
+            all[3].clone(),
+        ];
+        let sum = e.ingest(mixed).expect("ingest");
+        assert_eq!(
+            sum,
+            IngestSummary {
+                accepted: 2,
+                duplicate: 2,
+                rejected: 1
+            }
+        );
+        drop(e);
+        // No checkpoint was written: reopening replays the log alone.
+        let mut e = open(dir.path());
+        assert_eq!(e.book().distinct_events(), 4);
+        let mut dead = Vec::new();
+        e.dead_letters(&mut |d| dead.push(d.position))
+            .expect("dead letters");
+        assert_eq!(dead, vec![9]);
     }
 }

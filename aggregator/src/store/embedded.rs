@@ -97,7 +97,7 @@ impl EventStore for EmbeddedStore {
         if batch.is_empty() {
             return Ok(self.log.end());
         }
-        self.log.append(&batch.bytes)
+        self.log.append(&batch.slices())
     }
 
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
@@ -193,8 +193,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = EmbeddedStore::open(dir.path()).expect("open");
         let mut batch = Batch::default();
+        let mut bytes = Vec::new();
         encode_dead_letter(
-            &mut batch.bytes,
+            &mut bytes,
             &DeadLetter {
                 source: "f".into(),
                 position: 3,
@@ -203,6 +204,7 @@ mod tests {
                 raw: (&b""[..]).into(),
             },
         );
+        batch.parts.push(bytes);
         batch.records = 1;
         let end = s.commit(&batch).expect("commit");
         s.save_checkpoint(end, b"calls", b"keys")

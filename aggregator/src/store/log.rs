@@ -108,27 +108,32 @@ impl LogFile {
         Ok(())
     }
 
-    /// Appends one frame and waits until it is on disk.
-    pub fn append(&mut self, payload: &[u8]) -> Result<LogPosition, StoreError> {
-        let len = u32::try_from(payload.len()).map_err(|_| StoreError::Corrupt {
+    /// Appends one frame made of `parts` (written as they are, no copy into one buffer)
+    /// and waits until it is on disk.
+    pub fn append(&mut self, parts: &[&[u8]]) -> Result<LogPosition, StoreError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let len = u32::try_from(total).map_err(|_| StoreError::Corrupt {
             path: self.path.display().to_string(),
             what: "commit larger than 4 GiB".into(),
         })?;
-        let mut frame = Vec::with_capacity(HEADER + payload.len());
-        frame.extend_from_slice(&MAGIC);
-        frame.extend_from_slice(&len.to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        frame.extend_from_slice(payload);
-        let written = self
-            .file
-            .write_all(&frame)
-            .and_then(|()| self.file.sync_data());
-        if let Err(e) = written {
+        let mut crc = crc32fast::Hasher::new();
+        for p in parts {
+            crc.update(p);
+        }
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&MAGIC);
+        header[4..8].copy_from_slice(&len.to_le_bytes());
+        header[8..].copy_from_slice(&crc.finalize().to_le_bytes());
+        let mut written = self.file.write_all(&header);
+        for p in parts {
+            written = written.and_then(|()| self.file.write_all(p));
+        }
+        if let Err(e) = written.and_then(|()| self.file.sync_data()) {
             // Leave no half frame behind for the next append to follow.
             let _ = self.file.set_len(self.end);
             return Err(self.io(e));
         }
-        self.end += frame.len() as u64;
+        self.end += (HEADER + total) as u64;
         Ok(self.end)
     }
 }
@@ -180,8 +185,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.log");
         let mut log = LogFile::open(&path).expect("open");
-        log.append(b"one").expect("append");
-        let end = log.append(b"two").expect("append");
+        log.append(&[b"one"]).expect("append");
+        let end = log.append(&[b"t", b"wo"]).expect("append");
         drop(log);
         // A torn third frame: header and part of the payload.
         let mut f = OpenOptions::new().append(true).open(&path).expect("reopen");
@@ -193,7 +198,7 @@ mod tests {
         assert_eq!(scan.valid_end, end);
         assert_eq!(scan.torn_bytes, 15);
         log.truncate(scan.valid_end).expect("truncate");
-        log.append(b"three").expect("append");
+        log.append(&[b"three"]).expect("append");
         let (v, scan) = frames(&log);
         assert_eq!(v.len(), 3);
         assert_eq!(scan.torn_bytes, 0);
@@ -204,8 +209,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.log");
         let mut log = LogFile::open(&path).expect("open");
-        log.append(b"first frame").expect("append");
-        log.append(b"second frame").expect("append");
+        log.append(&[b"first frame"]).expect("append");
+        log.append(&[b"second frame"]).expect("append");
         drop(log);
         let mut bytes = std::fs::read(&path).expect("read");
         bytes[HEADER + 2] ^= 0xff; // flip a payload byte of the first frame

@@ -47,10 +47,11 @@ impl StoreError {
     }
 }
 
-/// The records of one commit, already encoded with [`codec`].
+/// The records of one commit, already encoded with [`codec`], as consecutive parts
+/// (so that whole input chunks can be committed without copying them).
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub bytes: Vec<u8>,
+    pub parts: Vec<Vec<u8>>,
     pub records: u32,
 }
 
@@ -59,9 +60,19 @@ impl Batch {
         self.records == 0
     }
 
+    /// Encoded bytes in the batch.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
     pub fn clear(&mut self) {
-        self.bytes.clear();
+        self.parts.clear();
         self.records = 0;
+    }
+
+    /// The parts as slices, for writing.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.parts.iter().map(Vec::as_slice).collect()
     }
 }
 
