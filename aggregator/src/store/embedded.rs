@@ -129,10 +129,20 @@ impl EventStore for EmbeddedStore {
         query: &[u8],
         fold: &[u8],
     ) -> Result<(), StoreError> {
-        // Fold part first: a crash between the two renames leaves parts of different
-        // positions, which the loader refuses to pair.
-        self.write_part(SNAPSHOT_FOLD, position, fold)?;
-        self.write_part(SNAPSHOT_QUERY, position, query)
+        // Both at once. A crash between the two renames leaves parts of different
+        // positions, which the loader refuses to pair, so their order does not matter.
+        let this = &*self;
+        std::thread::scope(|s| {
+            let fold = s.spawn(|| this.write_part(SNAPSHOT_FOLD, position, fold));
+            let query = this.write_part(SNAPSHOT_QUERY, position, query);
+            fold.join().unwrap_or_else(|_| {
+                Err(StoreError::Corrupt {
+                    path: SNAPSHOT_FOLD.into(),
+                    what: "checkpoint writer panicked".into(),
+                })
+            })?;
+            query
+        })
     }
 }
 
@@ -160,7 +170,7 @@ impl EmbeddedStore {
 
     fn write_part(&self, name: &str, position: LogPosition, body: &[u8]) -> Result<(), StoreError> {
         let path = self.dir.join(name);
-        let tmp = path.with_extension("tmp");
+        let tmp = self.dir.join(format!("{name}.tmp"));
         // No fsync: a checkpoint is only a shortcut. After a crash it is either the old
         // one, or the new one whole, or damaged (its CRC then fails and the log, which is
         // fsynced, is replayed instead). Skipping the flush keeps imports fast.
