@@ -1,7 +1,7 @@
 //! The aggregator engine: the domain's [`CallBook`] kept in step with a durable
 //! [`EventStore`]. Ingest folds events in and commits them; queries read the book.
 
-use crate::domain::callbook::{Applied, CallBook};
+use crate::domain::callbook::{CallBook, CallsHalf};
 use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::{DedupeKey, KeyHasher};
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
@@ -186,12 +186,22 @@ impl Engine {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
-        stage_into(&mut self.book, &mut self.batch, encoded.to_vec(), keys)
+        if self.book.is_read_only() {
+            return Err(StoreError::ReadOnly);
+        }
+        let keys = match keys {
+            Some(k) => k.to_vec(),
+            None => event_keys(&self.book, encoded)?,
+        };
+        let (mut dedupe, mut calls) = self.book.split_fold();
+        let accepted: Vec<bool> = keys.iter().map(|k| dedupe.first_seen(*k)).collect();
+        apply_chunk(&mut calls, &mut self.batch, encoded.to_vec(), &accepted)
     }
 
-    /// Stages a stream of encoded chunks (with their keys) while a writer thread commits
-    /// the batches behind it, so disk writes overlap with folding. Returns once all of it
-    /// is durable.
+    /// Stages a stream of encoded chunks (with their keys) on three threads: the calling
+    /// thread decides duplicates (in input order), a second applies the accepted events
+    /// to the call states, a third commits the batches behind them, so that disk writes
+    /// overlap with folding. Returns once all of it is durable.
     pub fn stage_stream(
         &mut self,
         chunks: impl Iterator<Item = EncodedChunk>,
@@ -200,44 +210,54 @@ impl Engine {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
+        if self.book.is_read_only() {
+            return Err(StoreError::ReadOnly);
+        }
         // Whatever was staged before goes first.
         self.commit()?;
-        let (book, store) = (&mut self.book, &mut self.store);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let store = &mut self.store;
+        let (mut dedupe, mut calls) = self.book.split_fold();
+        let (to_writer, from_apply) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let (to_apply, from_dedupe) = std::sync::mpsc::sync_channel::<(EncodedChunk, Vec<bool>)>(4);
         let result = std::thread::scope(|s| {
             let writer = s.spawn(move || -> Result<LogPosition, StoreError> {
                 let mut end = None;
-                for batch in rx {
+                for batch in from_apply {
                     end = Some(store.commit(&batch)?);
                 }
                 end.map_or_else(|| store.commit(&Batch::default()), Ok)
             });
-            let mut sum = IngestSummary::default();
-            let mut batch = Batch::default();
-            let mut staged = Ok(());
-            for chunk in chunks {
-                match stage_into(book, &mut batch, chunk.bytes, Some(&chunk.keys)) {
-                    Ok(s) => sum += s,
-                    Err(e) => {
-                        staged = Err(e);
-                        break;
+            let applier = s.spawn(move || -> Result<IngestSummary, StoreError> {
+                let mut sum = IngestSummary::default();
+                let mut batch = Batch::default();
+                for (chunk, accepted) in from_dedupe {
+                    sum += apply_chunk(&mut calls, &mut batch, chunk.bytes, &accepted)?;
+                    if batch.len() >= commit_bytes
+                        && to_writer.send(std::mem::take(&mut batch)).is_err()
+                    {
+                        break; // the writer failed: its error is reported by the caller
                     }
                 }
-                if batch.len() >= commit_bytes && tx.send(std::mem::take(&mut batch)).is_err() {
-                    break; // the writer failed: its error is reported below
+                if !batch.is_empty() {
+                    let _ = to_writer.send(batch);
+                }
+                Ok(sum)
+            });
+            for chunk in chunks {
+                let accepted: Vec<bool> =
+                    chunk.keys.iter().map(|k| dedupe.first_seen(*k)).collect();
+                if to_apply.send((chunk, accepted)).is_err() {
+                    break; // the applier failed: its error is reported below
                 }
             }
-            if staged.is_ok() && !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
-            drop(tx);
-            let written = writer.join().unwrap_or_else(|_| {
-                Err(StoreError::Corrupt {
-                    path: "<writer>".into(),
-                    what: "writer thread panicked".into(),
-                })
-            });
-            staged.and(written).map(|end| (sum, end))
+            drop(to_apply);
+            let panicked = |what: &str| StoreError::Corrupt {
+                path: format!("<{what}>"),
+                what: format!("{what} thread panicked"),
+            };
+            let applied = applier.join().unwrap_or_else(|_| Err(panicked("applier")));
+            let written = writer.join().unwrap_or_else(|_| Err(panicked("writer")));
+            applied.and_then(|sum| written.map(|end| (sum, end)))
         });
         match result {
             Ok((sum, end)) => {
@@ -353,23 +373,36 @@ impl Engine {
     }
 }
 
-/// Folds encoded records into `book` and appends what is kept (accepted events, dead
-/// letters, in input order) to `batch`. `keys`, when given, are the events' dedupe keys.
-/// When everything is kept (the usual case) the input itself becomes the batch part.
-fn stage_into(
-    book: &mut CallBook,
-    batch: &mut Batch,
-    encoded: Vec<u8>,
-    keys: Option<&[DedupeKey]>,
-) -> Result<IngestSummary, StoreError> {
-    if book.is_read_only() {
-        return Err(StoreError::ReadOnly);
+/// The dedupe key of every event record of `encoded`, in order (decoding each event).
+fn event_keys(book: &CallBook, encoded: &[u8]) -> Result<Vec<DedupeKey>, StoreError> {
+    let mut keys = Vec::new();
+    for rec in Decoder::new(encoded) {
+        match rec {
+            Ok(Record::Event(ev)) => keys.push(book.key(&ev)),
+            Ok(Record::DeadLetter(_)) => {}
+            Err(e) => return Err(corrupt_input(e.to_string())),
+        }
     }
-    let corrupt = |what: String| StoreError::Corrupt {
+    Ok(keys)
+}
+
+fn corrupt_input(what: String) -> StoreError {
+    StoreError::Corrupt {
         path: "<staged input>".into(),
         what,
-    };
-    let mut keys = keys.map(|k| k.iter());
+    }
+}
+
+/// Applies the accepted events of `encoded` (`accepted`: one flag per event record, in
+/// order) and appends what is kept (accepted events, dead letters, in input order) to
+/// `batch`. When everything is kept (the usual case) the input itself becomes the part.
+fn apply_chunk(
+    calls: &mut CallsHalf<'_>,
+    batch: &mut Batch,
+    encoded: Vec<u8>,
+    accepted: &[bool],
+) -> Result<IngestSummary, StoreError> {
+    let mut flags = accepted.iter();
     let mut sum = IngestSummary::default();
     // Kept bytes, copied only from the first dropped record on.
     let mut filtered: Option<Vec<u8>> = None;
@@ -377,30 +410,20 @@ fn stage_into(
     let mut records = Decoder::new(&encoded);
     let mut start = 0;
     while let Some(rec) = records.next_fold() {
-        let rec = rec.map_err(|e| corrupt(e.to_string()))?;
+        let rec = rec.map_err(|e| corrupt_input(e.to_string()))?;
         let end = records.position();
         let keep = match rec {
             Some(fold) => {
-                let key = match keys.as_mut() {
-                    Some(k) => *k
-                        .next()
-                        .ok_or_else(|| corrupt("fewer keys than events".into()))?,
-                    // Without precomputed keys, decode the whole event for its key.
-                    None => match Decoder::new(&encoded[start..end]).next() {
-                        Some(Ok(Record::Event(ev))) => book.key(&ev),
-                        _ => return Err(corrupt("undecodable event".into())),
-                    },
-                };
-                match book.apply_fold(fold, key) {
-                    Applied::Accepted => {
-                        sum.accepted += 1;
-                        true
-                    }
-                    Applied::Duplicate => {
-                        sum.duplicate += 1;
-                        false
-                    }
+                let first = *flags
+                    .next()
+                    .ok_or_else(|| corrupt_input("fewer keys than events".into()))?;
+                if first {
+                    calls.apply(fold);
+                    sum.accepted += 1;
+                } else {
+                    sum.duplicate += 1;
                 }
+                first
             }
             None => {
                 sum.rejected += 1;

@@ -17,6 +17,9 @@ pub enum Applied {
 /// What folding needs beyond the states: the dedupe keys and each call id's state index.
 pub type FoldState = (KeySet, Vec<(Box<[u8]>, u32)>);
 
+/// Line name (UTF-8 bytes) -> interned id.
+type LineIds = HashMap<Box<[u8]>, LineId, foldhash::fast::RandomState>;
+
 /// Call id (its UTF-8 bytes) -> index of its state.
 type Index = HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>;
 
@@ -52,7 +55,7 @@ pub struct CallBook {
     index: Index,
     states: Vec<CallState>,
     lines: Vec<Box<str>>,
-    line_ids: HashMap<Box<[u8]>, LineId, foldhash::fast::RandomState>,
+    line_ids: LineIds,
     newest_ts: Option<Millis>,
     read_only: bool,
 }
@@ -100,50 +103,39 @@ impl CallBook {
     /// # Panics
     /// On a read-only book: the engine never folds events into one.
     pub fn apply_fold(&mut self, ev: Fold<'_>, key: DedupeKey) -> Applied {
+        let (mut dedupe, mut calls) = self.split_fold();
+        if dedupe.first_seen(key) {
+            calls.apply(ev);
+            Applied::Accepted
+        } else {
+            Applied::Duplicate
+        }
+    }
+
+    /// The two halves of folding, so that they can run on two threads: deciding which
+    /// events are duplicates (by key, in input order) and applying the accepted ones to
+    /// the call states (in any order: every state field is a minimum or a count).
+    ///
+    /// # Panics
+    /// On a read-only book.
+    pub fn split_fold(&mut self) -> (DedupeHalf<'_>, CallsHalf<'_>) {
         assert!(!self.read_only, "events folded into a read-only call book");
-        if !self.seen.insert(key) {
-            return Applied::Duplicate;
-        }
-        self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
-        let Some(call_id) = ev.call_id else {
-            return Applied::Accepted; // agent event: only moves the clock
-        };
-        if ev.kind.is_agent_event() {
-            return Applied::Accepted;
-        }
-        let line = match ev.kind {
-            EventType::Offered => Some(self.intern(ev.line.unwrap_or(DEFAULT_LINE.as_bytes()))),
-            _ => None,
-        };
-        let at = match self.index.get(call_id) {
-            Some(&i) => i as usize,
-            None => {
-                let i = self.states.len();
-                self.states.push(CallState::default());
-                self.index.insert(call_id.into(), i as u32);
-                i
-            }
-        };
-        let state = &mut self.states[at];
-        match line {
-            Some(line) => {
-                let lines = &self.lines;
-                state.apply_offered(ev.ts, line, |a, b| lines[a as usize] < lines[b as usize]);
-            }
-            None => state.apply(ev.kind, ev.ts),
-        }
-        Applied::Accepted
+        (
+            DedupeHalf {
+                seen: &mut self.seen,
+            },
+            CallsHalf {
+                index: &mut self.index,
+                states: &mut self.states,
+                lines: &mut self.lines,
+                line_ids: &mut self.line_ids,
+                newest_ts: &mut self.newest_ts,
+            },
+        )
     }
 
     fn intern(&mut self, name: &[u8]) -> LineId {
-        if let Some(&id) = self.line_ids.get(name) {
-            return id;
-        }
-        let id = LineId::try_from(self.lines.len()).unwrap_or(LineId::MAX);
-        // Names come from validated events: the lossy path never replaces anything.
-        self.lines.push(String::from_utf8_lossy(name).into());
-        self.line_ids.insert(name.into(), id);
-        id
+        intern(&mut self.lines, &mut self.line_ids, name)
     }
 
     fn line_name(&self, state: &CallState) -> &str {
@@ -221,6 +213,76 @@ impl CallBook {
             None => book.read_only = true,
         }
         book
+    }
+}
+
+fn intern(lines: &mut Vec<Box<str>>, ids: &mut LineIds, name: &[u8]) -> LineId {
+    if let Some(&id) = ids.get(name) {
+        return id;
+    }
+    let id = LineId::try_from(lines.len()).unwrap_or(LineId::MAX);
+    // Names come from validated events: the lossy path never replaces anything.
+    lines.push(String::from_utf8_lossy(name).into());
+    ids.insert(name.into(), id);
+    id
+}
+
+/// Dedupe half of a [`CallBook`] (see [`CallBook::split_fold`]).
+pub struct DedupeHalf<'a> {
+    seen: &'a mut KeySet,
+}
+
+impl DedupeHalf<'_> {
+    /// True the first time a key is offered: the event is accepted.
+    pub fn first_seen(&mut self, key: DedupeKey) -> bool {
+        self.seen.insert(key)
+    }
+}
+
+/// Call-state half of a [`CallBook`] (see [`CallBook::split_fold`]).
+pub struct CallsHalf<'a> {
+    index: &'a mut Index,
+    states: &'a mut Vec<CallState>,
+    lines: &'a mut Vec<Box<str>>,
+    line_ids: &'a mut LineIds,
+    newest_ts: &'a mut Option<Millis>,
+}
+
+impl CallsHalf<'_> {
+    /// Applies one accepted (not duplicate) event.
+    pub fn apply(&mut self, ev: Fold<'_>) {
+        *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
+        let Some(call_id) = ev.call_id else {
+            return; // agent event: only moves the clock
+        };
+        if ev.kind.is_agent_event() {
+            return;
+        }
+        let line = match ev.kind {
+            EventType::Offered => Some(intern(
+                self.lines,
+                self.line_ids,
+                ev.line.unwrap_or(DEFAULT_LINE.as_bytes()),
+            )),
+            _ => None,
+        };
+        let at = match self.index.get(call_id) {
+            Some(&i) => i as usize,
+            None => {
+                let i = self.states.len();
+                self.states.push(CallState::default());
+                self.index.insert(call_id.into(), i as u32);
+                i
+            }
+        };
+        let state = &mut self.states[at];
+        match line {
+            Some(line) => {
+                let lines = &*self.lines;
+                state.apply_offered(ev.ts, line, |a, b| lines[a as usize] < lines[b as usize]);
+            }
+            None => state.apply(ev.kind, ev.ts),
+        }
     }
 }
 
