@@ -160,42 +160,22 @@ impl Engine {
     /// accepted events and dead letters are staged, duplicates dropped. Nothing is
     /// durable before [`Self::commit`].
     pub fn stage(&mut self, encoded: &[u8]) -> Result<IngestSummary, StoreError> {
-        self.stage_with(encoded, None)
-    }
-
-    /// [`Self::stage`] with the dedupe key of each event record computed beforehand
-    /// (by [`Self::key_hasher`], on other threads), in record order.
-    pub fn stage_keyed(
-        &mut self,
-        encoded: &[u8],
-        keys: &[DedupeKey],
-    ) -> Result<IngestSummary, StoreError> {
-        self.stage_with(encoded, Some(keys))
-    }
-
-    /// The dedupe key function of this engine, for [`Self::stage_keyed`].
-    pub fn key_hasher(&self) -> KeyHasher {
-        KeyHasher::new(self.dedupe_secret)
-    }
-
-    fn stage_with(
-        &mut self,
-        encoded: &[u8],
-        keys: Option<&[DedupeKey]>,
-    ) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
         if self.book.is_read_only() {
             return Err(StoreError::ReadOnly);
         }
-        let keys = match keys {
-            Some(k) => k.to_vec(),
-            None => event_keys(&self.book, encoded)?,
-        };
+        let keys = event_keys(&self.book, encoded)?;
         let (mut dedupe, mut calls) = self.book.split_fold();
         let accepted: Vec<bool> = keys.iter().map(|k| dedupe.first_seen(*k)).collect();
         apply_chunk(&mut calls, &mut self.batch, encoded.to_vec(), &accepted)
+    }
+
+    /// The dedupe key function of this engine: parse workers compute the keys of
+    /// [`EncodedChunk`]s with it.
+    pub fn key_hasher(&self) -> KeyHasher {
+        KeyHasher::new(self.dedupe_secret)
     }
 
     /// Stages a stream of encoded chunks (with their keys) on three threads: the calling

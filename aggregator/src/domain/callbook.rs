@@ -90,11 +90,6 @@ impl CallBook {
     /// Folds a valid event in; the first event of a key wins, later ones are duplicates.
     pub fn apply(&mut self, ev: &Event<'_>) -> Applied {
         let key = self.hasher.key(ev);
-        self.apply_keyed(ev, key)
-    }
-
-    /// [`Self::apply`] with a key computed beforehand (possibly on another thread).
-    pub fn apply_keyed(&mut self, ev: &Event<'_>, key: DedupeKey) -> Applied {
         self.apply_fold(Fold::of(ev), key)
     }
 
