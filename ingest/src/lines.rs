@@ -45,6 +45,12 @@ pub fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// A line longer than this is cut while reading (it is malformed anyway: the limit is
+/// 65,536 bytes), so one runaway line cannot exhaust memory.
+const OVERLONG_LINE_BYTES: usize = 1 << 20;
+/// What is kept of such a line: more than the limit, so that it is rejected as too long.
+const KEPT_OF_OVERLONG: usize = 65_536 + 1_024;
+
 /// Reads chunks of about `target` bytes, always ending at a line end (or at EOF).
 pub struct ChunkReader<R> {
     input: R,
@@ -70,17 +76,34 @@ impl<R: Read> ChunkReader<R> {
     /// The next chunk, or `None` at the end of the stream.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
         let mut buf = std::mem::take(&mut self.carry);
+        // The carry never holds a line end: the current line starts at 0.
+        let mut line_start = 0;
         let mut searched = 0;
         loop {
             if let Some(last_nl) = memchr::memrchr(b'\n', &buf[searched..]) {
-                let cut = searched + last_nl + 1;
+                line_start = searched + last_nl + 1;
                 if buf.len() >= self.target || self.eof {
-                    self.carry = buf.split_off(cut);
+                    self.carry = buf.split_off(line_start);
                     return Ok(Some(self.finish(buf)));
                 }
             }
             if self.eof {
                 return Ok((!buf.is_empty()).then(|| self.finish(buf)));
+            }
+            if buf.len() - line_start > OVERLONG_LINE_BYTES {
+                // A line far over the limit (a binary file, a runaway writer): keep enough
+                // of it to be rejected as too long, skip the rest without holding it.
+                let dropped = buf.len() - (line_start + KEPT_OF_OVERLONG);
+                buf.truncate(line_start + KEPT_OF_OVERLONG);
+                let (skipped, rest) = self.skip_to_line_end()?;
+                self.offset += (dropped + skipped) as u64;
+                searched = buf.len();
+                if let Some(rest) = rest {
+                    buf.push(b'\n');
+                    searched = buf.len() - 1;
+                    buf.extend_from_slice(&rest);
+                }
+                continue;
             }
             searched = buf.len();
             let want = self.target.max(buf.len() / 2).max(1 << 16);
@@ -89,6 +112,28 @@ impl<R: Read> ChunkReader<R> {
             let n = (&mut self.input).take(want as u64).read_to_end(&mut buf)?;
             if n == 0 {
                 self.eof = true;
+            }
+        }
+    }
+
+    /// Reads and drops input up to and including the next `\n`. Returns the bytes dropped
+    /// before it and what followed it in the last block read (`None` at end of input).
+    fn skip_to_line_end(&mut self) -> std::io::Result<(usize, Option<Vec<u8>>)> {
+        let mut skipped = 0;
+        let mut block = vec![0u8; 1 << 16];
+        loop {
+            let n = match self.input.read(&mut block) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok((skipped, None));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            match memchr::memchr(b'\n', &block[..n]) {
+                Some(p) => return Ok((skipped + p, Some(block[p + 1..n].to_vec()))),
+                None => skipped += n,
             }
         }
     }
@@ -120,6 +165,22 @@ mod tests {
             out.extend(c.lines().map(|(n, l)| (n, l.to_vec())));
         }
         out
+    }
+
+    #[test]
+    fn a_runaway_line_is_cut_and_numbering_goes_on() {
+        let mut input = b"first\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 5 << 20));
+        input.extend_from_slice(b"\nthird\nfourth");
+        let got = all_lines(&input, 1 << 16);
+        let lens: Vec<(u64, usize)> = got.iter().map(|(n, l)| (*n, l.len())).collect();
+        assert_eq!(lens, vec![(1, 5), (2, KEPT_OF_OVERLONG), (3, 5), (4, 6)]);
+        // Also when the runaway line is the last one.
+        let mut input = b"first\n".to_vec();
+        input.extend(std::iter::repeat_n(b'y', 3 << 20));
+        let got = all_lines(&input, 1 << 16);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].1.len(), KEPT_OF_OVERLONG);
     }
 
     #[test]
