@@ -91,6 +91,19 @@ fn seed_year_exact_through_import_and_server() {
         "prelievi",
     ]);
     assert_eq!(none["calls_received"], json!(0));
+    // An empty period is zeros and nulls, not an error.
+    let empty = json(&[
+        "stats",
+        "table1",
+        "--server",
+        &server.addr,
+        "--from",
+        "2019-03-01",
+        "--to",
+        "2019-03-01",
+    ]);
+    assert_eq!(empty["answered"], json!(0));
+    assert_eq!(empty["max_wait_s"], Value::Null);
     assert_eq!(none["avg_wait_s"], Value::Null, "empty averages are null");
 
     // The SLA year adds up to the same answered calls, month by month.

@@ -51,9 +51,9 @@ impl Stats for StatsService {
         let r = req.into_inner();
         let from = date("from", &r.from)?;
         let to = date("to", &r.to)?;
-        if from >= to {
+        if from > to {
             return Err(Status::invalid_argument(
-                "from must be before to (to is exclusive)",
+                "from must not be after to (to is exclusive)",
             ));
         }
         let threshold = threshold(r.threshold_s)?;
