@@ -2,7 +2,7 @@
 
 use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, Outcome};
-use super::time::{Millis, SECOND, rome_local};
+use super::time::{Millis, RomeClock, SECOND};
 use jiff::civil::Date;
 
 /// Counts and sums over a set of calls (one period, one line or all).
@@ -115,11 +115,12 @@ pub fn tally<'a>(
     bucket: impl Fn(Date) -> Option<usize>,
     out: &mut [Figures],
 ) {
+    let mut clock = RomeClock::default();
     for rec in records {
         if rec.outcome == Outcome::Open || !line.admits(rec.line) {
             continue;
         }
-        let local = rome_local(rec.anchor);
+        let local = clock.local(rec.anchor);
         let Some(slot) = bucket(local.date()).and_then(|i| out.get_mut(i)) else {
             continue;
         };

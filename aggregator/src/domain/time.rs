@@ -158,6 +158,31 @@ pub fn rome_local(ms: Millis) -> DateTime {
     rome().to_datetime(ts)
 }
 
+/// [`rome_local`] for many instants: remembers the UTC offset of the last UTC hour seen.
+/// Europe/Rome has changed offset only on whole UTC hours since 1970, so an hour's offset
+/// holds for all of it; calls come roughly in time order, so the tz rules are looked up
+/// about once an hour of data instead of once a call.
+#[derive(Debug, Default)]
+pub struct RomeClock {
+    hour: Option<(i64, jiff::tz::Offset)>,
+}
+
+impl RomeClock {
+    pub fn local(&mut self, ms: Millis) -> DateTime {
+        let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let hour = ms.div_euclid(HOUR);
+        let offset = match self.hour {
+            Some((h, off)) if h == hour => off,
+            _ => {
+                let off = rome().to_offset(ts);
+                self.hour = Some((hour, off));
+                off
+            }
+        };
+        offset.to_datetime(ts)
+    }
+}
+
 /// Milliseconds since local midnight of a civil date-time.
 pub fn ms_of_day(dt: DateTime) -> Millis {
     i64::from(dt.hour()) * HOUR
@@ -267,6 +292,21 @@ mod tests {
         let t = parse_rfc3339("2019-07-01T06:00:00Z").unwrap_or_default();
         assert_eq!(rome_local(t).hour(), 8);
         assert_eq!(ms_of_day(rome_local(T0)), 8 * HOUR + 5_250);
+    }
+
+    #[test]
+    fn cached_clock_agrees_with_the_tz_rules() {
+        let mut clock = RomeClock::default();
+        // Every 7 minutes for two years across four DST switches, then back in time.
+        let start = parse_rfc3339("2019-01-01T00:00:00Z").unwrap_or_default();
+        let mut t = start;
+        while t < start + 730 * DAY {
+            assert_eq!(clock.local(t), rome_local(t), "{t}");
+            t += 7 * 60 * SECOND + 13;
+        }
+        for t in [start + 100 * DAY, start, start + 300 * DAY + 1] {
+            assert_eq!(clock.local(t), rome_local(t));
+        }
     }
 
     #[test]
