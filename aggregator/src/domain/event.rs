@@ -56,7 +56,21 @@ impl EventType {
 
     /// Exact, case-sensitive match of the spec's names.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
+        Some(match s {
+            "offered" => Self::Offered,
+            "announcement_end" => Self::AnnouncementEnd,
+            "queued" => Self::Queued,
+            "answered" => Self::Answered,
+            "ended" => Self::Ended,
+            "abandoned" => Self::Abandoned,
+            "overflow" => Self::Overflow,
+            "booking" => Self::Booking,
+            "agent_login" => Self::AgentLogin,
+            "agent_logout" => Self::AgentLogout,
+            "agent_pause" => Self::AgentPause,
+            "agent_resume" => Self::AgentResume,
+            _ => return None,
+        })
     }
 
     pub fn from_u8(v: u8) -> Option<Self> {
