@@ -63,7 +63,10 @@ impl Stats for StatsService {
             .state
             .blocking(move |e| Ok(e.table1(now, from, to, line, threshold)))
             .await?;
-        Ok(Response::new(convert::table1(&t)))
+        let mut reply = convert::table1(&t);
+        // Echo T as asked (it is applied to whole-millisecond waits).
+        reply.threshold_s = r.threshold_s.unwrap_or(reply.threshold_s);
+        Ok(Response::new(reply))
     }
 
     async fn get_sla_year(
@@ -85,7 +88,9 @@ impl Stats for StatsService {
             .state
             .blocking(move |e| Ok(e.sla_year(now, year, line, threshold, r.target)))
             .await?;
-        Ok(Response::new(convert::sla_year(&y)))
+        let mut reply = convert::sla_year(&y);
+        reply.threshold_s = r.threshold_s.unwrap_or(reply.threshold_s);
+        Ok(Response::new(reply))
     }
 
     async fn get_volume_check(

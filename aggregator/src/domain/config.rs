@@ -97,9 +97,11 @@ impl Default for MetricsConfig {
     }
 }
 
-/// A threshold in seconds as milliseconds (kept to the ms, like every time here).
+/// A threshold in seconds as the whole milliseconds it separates: waits are whole
+/// milliseconds, so `wait < T` is `wait_ms < ceil(T * 1000)`. The small allowance absorbs
+/// binary floating point (1.005 s is stored as 1.00499999…).
 pub fn threshold_from_secs(s: f64) -> Option<Millis> {
-    (s.is_finite() && s > 0.0 && s <= 86_400.0).then(|| (s * 1000.0).round() as Millis)
+    (s.is_finite() && s > 0.0 && s <= 86_400.0).then(|| (s * 1000.0 - 1e-6).ceil() as Millis)
 }
 
 /// A share (target, floor) must lie in [0, 1].
@@ -115,7 +117,10 @@ mod tests {
     fn thresholds() {
         assert_eq!(threshold_from_secs(140.0), Some(140_000));
         assert_eq!(threshold_from_secs(0.1), Some(100));
-        assert_eq!(threshold_from_secs(139.9995), Some(140_000));
+        assert_eq!(threshold_from_secs(139.9994), Some(140_000));
+        assert_eq!(threshold_from_secs(139.999), Some(139_999));
+        assert_eq!(threshold_from_secs(1.005), Some(1_005));
+        assert_eq!(threshold_from_secs(0.0001), Some(1));
         assert_eq!(threshold_from_secs(0.0), None);
         assert_eq!(threshold_from_secs(f64::NAN), None);
         assert_eq!(SlaPolicy::parse("offered"), Some(SlaPolicy::Offered));

@@ -10,7 +10,6 @@ use std::borrow::Cow;
 
 /// Longest accepted line, terminator not counted.
 pub const MAX_LINE_BYTES: usize = 65_536;
-const MAX_DEPTH: usize = 64;
 
 /// A field's value before validation. `null` is not represented: it counts as absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +95,7 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
         Some(b'{') => {}
         Some(_) => {
             // Valid JSON that is not an object, or not JSON at all.
-            p.skip_value(0)?;
+            p.skip_value()?;
             p.ws();
             return Err(if p.i == p.b.len() {
                 Reject::NotObject
@@ -132,7 +131,7 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
                         return Err(duplicate(&key));
                     }
                     unknown.push(key);
-                    p.skip_value(1)?;
+                    p.skip_value()?;
                 }
             }
             p.ws();
@@ -217,11 +216,11 @@ impl<'a> Parser<'a> {
             }
             Some(b'-' | b'0'..=b'9') => self.number()?,
             Some(b'[') => {
-                self.skip_value(1)?;
+                self.skip_value()?;
                 RawValue::Other("an array")
             }
             Some(b'{') => {
-                self.skip_value(1)?;
+                self.skip_value()?;
                 RawValue::Other("an object")
             }
             _ => return Err(self.err("expected a value")),
@@ -373,58 +372,79 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
-    /// Skips any JSON value, checking it as strictly as the fields themselves.
-    fn skip_value(&mut self, depth: usize) -> Result<(), Reject> {
-        if depth > MAX_DEPTH {
-            return Err(Reject::TooDeep);
+    /// Reads `"key":` of an object member, refusing a key already in `keys`.
+    fn member_key(&mut self, keys: &mut Vec<Cow<'a, str>>) -> Result<(), Reject> {
+        self.ws();
+        let key = self.string()?;
+        if keys.contains(&key) {
+            return Err(duplicate(&key));
         }
-        match self.peek() {
-            Some(b'{') => {
-                self.i += 1;
-                let mut keys: Vec<Cow<'a, str>> = Vec::new();
-                self.ws();
-                if self.peek() == Some(b'}') {
+        keys.push(key);
+        self.ws();
+        self.expect(b':', "expected `:`")
+    }
+
+    /// Skips any JSON value, checking it as strictly as the fields themselves (duplicate
+    /// keys and lone surrogates at any depth). Iterative, with an explicit stack, so any
+    /// nesting a 64 KiB line can hold is accepted without risk to the thread's stack.
+    fn skip_value(&mut self) -> Result<(), Reject> {
+        enum Open<'k> {
+            Object(Vec<Cow<'k, str>>),
+            Array,
+        }
+        let mut stack: Vec<Open<'a>> = Vec::new();
+        loop {
+            // At the start of a value.
+            self.ws();
+            match self.peek() {
+                Some(b'{') => {
                     self.i += 1;
-                    return Ok(());
+                    self.ws();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                    } else {
+                        let mut keys = Vec::new();
+                        self.member_key(&mut keys)?;
+                        stack.push(Open::Object(keys));
+                        continue;
+                    }
                 }
-                loop {
+                Some(b'[') => {
+                    self.i += 1;
                     self.ws();
-                    let key = self.string()?;
-                    if keys.contains(&key) {
-                        return Err(duplicate(&key));
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                    } else {
+                        stack.push(Open::Array);
+                        continue;
                     }
-                    keys.push(key);
-                    self.ws();
-                    self.expect(b':', "expected `:`")?;
-                    self.ws();
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next() {
-                        Some(b',') => {}
-                        Some(b'}') => return Ok(()),
-                        _ => return Err(self.err("expected `,` or `}`")),
-                    }
+                }
+                _ => {
+                    self.scalar()?;
                 }
             }
-            Some(b'[') => {
-                self.i += 1;
+            // A value is complete: close the containers it ends, or go on to the next
+            // member or element.
+            loop {
                 self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.ws();
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next() {
-                        Some(b',') => {}
-                        Some(b']') => return Ok(()),
-                        _ => return Err(self.err("expected `,` or `]`")),
+                let next = self.next();
+                match (stack.last_mut(), next) {
+                    (None, _) => {
+                        self.i -= 1; // not ours: the caller reads what follows
+                        return Ok(());
                     }
+                    (Some(Open::Object(keys)), Some(b',')) => {
+                        self.member_key(keys)?;
+                        break;
+                    }
+                    (Some(Open::Array), Some(b',')) => break,
+                    (Some(Open::Object(_)), Some(b'}')) | (Some(Open::Array), Some(b']')) => {
+                        stack.pop();
+                    }
+                    (Some(Open::Object(_)), _) => return Err(self.err("expected `,` or `}`")),
+                    (Some(Open::Array), _) => return Err(self.err("expected `,` or `]`")),
                 }
             }
-            _ => self.scalar().map(|_| ()),
         }
     }
 }
@@ -539,8 +559,26 @@ mod tests {
         assert_eq!(parse_line(b"[1]"), Err(Reject::NotObject));
         assert_eq!(parse_line(b""), Err(Reject::Empty));
         assert_eq!(parse_line(b"{\"a\":\"\xff\"}"), Err(Reject::NotUtf8));
-        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
-        assert_eq!(parse_line(deep.as_bytes()), Err(Reject::TooDeep));
+        // Any depth that fits in a line is fine; broken nesting is not.
+        let deep = format!(
+            "{{\"a\":{}1{}}}",
+            "[{\"k\":".repeat(6_000),
+            "}]".repeat(6_000)
+        );
+        assert!(parse_line(deep.as_bytes()).is_ok());
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(30_000), "]".repeat(30_000));
+        assert!(parse_line(deep.as_bytes()).is_ok());
+        let bad = format!("{{\"a\":{}{}}}", "[".repeat(30_000), "]".repeat(29_999));
+        assert!(parse_line(bad.as_bytes()).is_err());
+        let dup = format!(
+            "{{\"a\":{}{{\"k\":1,\"k\":2}}{}}}",
+            "[".repeat(500),
+            "]".repeat(500)
+        );
+        assert_eq!(
+            parse_line(dup.as_bytes()),
+            Err(Reject::DuplicateKey("k".into()))
+        );
     }
 
     #[test]

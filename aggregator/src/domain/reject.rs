@@ -17,8 +17,6 @@ pub enum Reject {
     NotObject,
     #[error("lone surrogate escape in a string")]
     LoneSurrogate,
-    #[error("JSON nested too deeply")]
-    TooDeep,
     #[error("duplicate key `{0}`")]
     DuplicateKey(String),
     #[error("missing required field `{0}`")]
@@ -51,7 +49,6 @@ impl Reject {
             Self::Json { .. } => "invalid_json",
             Self::NotObject => "not_object",
             Self::LoneSurrogate => "lone_surrogate",
-            Self::TooDeep => "too_deep",
             Self::DuplicateKey(_) => "duplicate_key",
             Self::Missing(_) => "missing_field",
             Self::WrongType { .. } => "wrong_type",
