@@ -122,7 +122,8 @@ fn push_structured_and_raw_then_query_and_bad_arguments() {
             },
             PushRequest {
                 ndjson_lines: vec![
-                    br#"{"call_id":"p1","type":"ended","ts":"2019-03-04T10:05:00+01:00"}"#.to_vec(),
+                    // sent with its terminator, which is not part of the line
+                    b"{\"call_id\":\"p1\",\"type\":\"ended\",\"ts\":\"2019-03-04T10:05:00+01:00\"}\r\n".to_vec(),
                     br#"{"call_id":"p1","type":"ended","ts":"2019-03-04T09:05:00Z"}"#.to_vec(),
                     b"{broken".to_vec(),
                 ],
@@ -138,6 +139,17 @@ fn push_structured_and_raw_then_query_and_bad_arguments() {
             .into_inner();
         assert_eq!((sum.accepted, sum.duplicate, sum.rejected), (4, 1, 2));
         assert_eq!(sum.committed_messages, 2);
+
+        let too_long = PushRequest {
+            ndjson_lines: vec![b"{}".to_vec()],
+            source: "s".repeat(2_000),
+            ..Default::default()
+        };
+        let err = ingest
+            .push(tokio_stream::iter([too_long]))
+            .await
+            .expect_err("overlong source");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
         let mut stats = StatsClient::connect(server.url()).await.expect("connect");
         let t = stats

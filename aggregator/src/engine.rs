@@ -134,6 +134,12 @@ impl Engine {
         }
     }
 
+    /// True after a failed commit: the book may hold events the log does not, so
+    /// neither ingest nor queries should use it until a restart rebuilds it from the log.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     pub fn config(&self) -> &MetricsConfig {
         &self.config
     }

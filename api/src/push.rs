@@ -11,6 +11,9 @@ use netwait_proto::v1 as pb;
 use pb::ingest_server::Ingest;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Longest `source` name accepted (a file path or an integrator id).
+const MAX_SOURCE_CHARS: usize = 1024;
+
 /// Write a checkpoint after a push once this much log has built up since the last one.
 const CHECKPOINT_AFTER_BYTES: u64 = 64 << 20;
 
@@ -29,6 +32,9 @@ fn encode_message(msg: &pb::PushRequest, source: &str, pseudo: &Pseudonymizer) -
     let mut out = Vec::new();
     let mut position = msg.first_position.max(1);
     for line in &msg.ndjson_lines {
+        // A line may come with its terminator; like in a file, it is not part of the line.
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         encode_line(&mut out, line, source, position, pseudo);
         position += 1;
     }
@@ -59,6 +65,11 @@ impl Ingest for IngestService {
         let mut total = IngestSummary::default();
         let mut messages = 0u64;
         while let Some(msg) = stream.message().await? {
+            if msg.source.chars().count() > MAX_SOURCE_CHARS {
+                return Err(Status::invalid_argument(format!(
+                    "source must be at most {MAX_SOURCE_CHARS} characters (messages before this one were committed)"
+                )));
+            }
             let source = if msg.source.is_empty() {
                 peer.clone()
             } else {

@@ -26,6 +26,22 @@ impl AppState {
             .map_err(|_| Status::internal("engine lock poisoned by an earlier panic"))
     }
 
+    /// Runs a query off the async workers; refused while the engine is poisoned (its
+    /// book may hold events that were never acknowledged).
+    pub async fn query<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        self.blocking(move |e| {
+            if e.is_poisoned() {
+                Err(store_status(StoreError::Poisoned))
+            } else {
+                Ok(work(e))
+            }
+        })
+        .await
+    }
+
     /// Runs blocking engine work (fsync, full scans) off the async workers.
     pub async fn blocking<T: Send + 'static>(
         &self,

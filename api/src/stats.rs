@@ -61,7 +61,7 @@ impl Stats for StatsService {
         let now = wall_ms();
         let t = self
             .state
-            .blocking(move |e| Ok(e.table1(now, from, to, line, threshold)))
+            .query(move |e| e.table1(now, from, to, line, threshold))
             .await?;
         let mut reply = convert::table1(&t);
         // Echo T as asked (it is applied to whole-millisecond waits).
@@ -86,7 +86,7 @@ impl Stats for StatsService {
         let now = wall_ms();
         let y = self
             .state
-            .blocking(move |e| Ok(e.sla_year(now, year, line, threshold, r.target)))
+            .query(move |e| e.sla_year(now, year, line, threshold, r.target))
             .await?;
         let mut reply = convert::sla_year(&y);
         reply.threshold_s = r.threshold_s.unwrap_or(reply.threshold_s);
@@ -101,10 +101,7 @@ impl Stats for StatsService {
         let half = Half::parse(&r.half)
             .ok_or_else(|| Status::invalid_argument("half must be YYYY-H1 or YYYY-H2"))?;
         let now = wall_ms();
-        let v = self
-            .state
-            .blocking(move |e| Ok(e.volume(now, half)))
-            .await?;
+        let v = self.state.query(move |e| e.volume(now, half)).await?;
         Ok(Response::new(convert::volume(&v)))
     }
 }

@@ -107,7 +107,7 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
     p.i += 1;
     let mut ev = RawEvent::default();
     let mut seen = 0u16;
-    let mut unknown: Vec<Cow<'_, str>> = Vec::new();
+    let mut unknown = KeySeen::default();
     p.ws();
     if p.peek() == Some(b'}') {
         p.i += 1;
@@ -127,10 +127,7 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
                     *ev.slot(idx) = p.scalar()?;
                 }
                 None => {
-                    if unknown.contains(&key) {
-                        return Err(duplicate(&key));
-                    }
-                    unknown.push(key);
+                    unknown.insert(key)?;
                     p.skip_value()?;
                 }
             }
@@ -147,6 +144,36 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
         return Err(p.err("trailing characters"));
     }
     Ok(ev)
+}
+
+/// The keys of one object so far: a short list, a hash set once there are many (a line
+/// of thousands of distinct keys must not cost a quadratic number of comparisons).
+#[derive(Default)]
+struct KeySeen<'a> {
+    few: Vec<Cow<'a, str>>,
+    many: std::collections::HashSet<Cow<'a, str>>,
+}
+
+impl<'a> KeySeen<'a> {
+    const FEW: usize = 16;
+
+    fn insert(&mut self, key: Cow<'a, str>) -> Result<(), Reject> {
+        let dup = if self.many.is_empty() {
+            self.few.contains(&key)
+        } else {
+            self.many.contains(&key)
+        };
+        if dup {
+            return Err(duplicate(&key));
+        }
+        if self.many.is_empty() && self.few.len() < Self::FEW {
+            self.few.push(key);
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(key);
+        }
+        Ok(())
+    }
 }
 
 fn duplicate(key: &str) -> Reject {
@@ -373,13 +400,10 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads `"key":` of an object member, refusing a key already in `keys`.
-    fn member_key(&mut self, keys: &mut Vec<Cow<'a, str>>) -> Result<(), Reject> {
+    fn member_key(&mut self, keys: &mut KeySeen<'a>) -> Result<(), Reject> {
         self.ws();
         let key = self.string()?;
-        if keys.contains(&key) {
-            return Err(duplicate(&key));
-        }
-        keys.push(key);
+        keys.insert(key)?;
         self.ws();
         self.expect(b':', "expected `:`")
     }
@@ -389,7 +413,7 @@ impl<'a> Parser<'a> {
     /// nesting a 64 KiB line can hold is accepted without risk to the thread's stack.
     fn skip_value(&mut self) -> Result<(), Reject> {
         enum Open<'k> {
-            Object(Vec<Cow<'k, str>>),
+            Object(KeySeen<'k>),
             Array,
         }
         let mut stack: Vec<Open<'a>> = Vec::new();
@@ -403,7 +427,7 @@ impl<'a> Parser<'a> {
                     if self.peek() == Some(b'}') {
                         self.i += 1;
                     } else {
-                        let mut keys = Vec::new();
+                        let mut keys = KeySeen::default();
                         self.member_key(&mut keys)?;
                         stack.push(Open::Object(keys));
                         continue;

@@ -36,10 +36,14 @@ pub enum Record<'a> {
 pub struct DecodeError(pub usize);
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Fields are at most 128 code points (512 bytes); sources may be longer paths.
-    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+    // Event fields are at most 128 code points (512 bytes); a longer text (a source
+    // name, a reason) is cut at the last character boundary that fits a u16 length.
+    let mut len = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(len) {
+        len -= 1;
+    }
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..len]);
 }
 
 pub fn encode_event(out: &mut Vec<u8>, ev: &Event<'_>) {
@@ -266,6 +270,27 @@ impl<'a> Iterator for Decoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlong_texts_are_cut_on_a_character_boundary() {
+        let source = "é".repeat(40_000);
+        let mut buf = Vec::new();
+        encode_dead_letter(
+            &mut buf,
+            &DeadLetter {
+                source: source.as_str().into(),
+                position: 1,
+                code: "x".into(),
+                reason: "y".into(),
+                raw: (&b""[..]).into(),
+            },
+        );
+        let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
+            panic!("decodes");
+        };
+        assert!(source.starts_with(d.source.as_ref()));
+        assert_eq!(d.source.len(), 65_534);
+    }
 
     #[test]
     fn round_trip() {

@@ -70,10 +70,12 @@ impl LogFile {
             visit(&payload);
         }
         let torn_bytes = self.end.saturating_sub(at);
-        if torn_bytes > 0 && self.has_good_frame_after(at)? {
+        if torn_bytes > 0 && !self.is_torn_tail(at)? {
             return Err(StoreError::Corrupt {
                 path: self.path.display().to_string(),
-                what: format!("damaged frame at byte {at} followed by valid frames"),
+                what: format!(
+                    "damaged frame at byte {at} with {torn_bytes} bytes after it (not an unfinished last write)"
+                ),
             });
         }
         Ok(ScanEnd {
@@ -82,22 +84,35 @@ impl LogFile {
         })
     }
 
-    /// Looks for a frame that checks out anywhere after `at` (damage, not a torn tail).
-    fn has_good_frame_after(&self, at: LogPosition) -> Result<bool, StoreError> {
-        let mut rest = Vec::new();
-        let mut f = &self.file;
-        f.seek(SeekFrom::Start(at + 1)).map_err(|e| self.io(e))?;
-        f.read_to_end(&mut rest).map_err(|e| self.io(e))?;
-        let mut payload = Vec::new();
-        for i in 0..rest.len().saturating_sub(HEADER) {
-            if rest[i..].starts_with(&MAGIC) {
-                let mut slice = &rest[i..];
-                if let Ok(Some(_)) = read_frame(&mut slice, &mut payload) {
-                    return Ok(true);
-                }
-            }
+    /// Whether the bad bytes from `at` on can be an unfinished last write: an incomplete
+    /// header, a header whose frame reaches past the end of the file, or zeros (space the
+    /// file system allocated but never wrote). A complete frame that fails its CRC with
+    /// more data after it is damage. Only the header at `at` is looked at, never the
+    /// payload bytes, which may hold anything (a rejected line is stored as it came).
+    fn is_torn_tail(&self, at: LogPosition) -> Result<bool, StoreError> {
+        let rest = self.end - at;
+        if rest < HEADER as u64 {
+            return Ok(true);
         }
-        Ok(false)
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(at)).map_err(|e| self.io(e))?;
+        let mut header = [0u8; HEADER];
+        f.read_exact(&mut header).map_err(|e| self.io(e))?;
+        if header[..4] == MAGIC {
+            let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as u64;
+            return Ok(HEADER as u64 + len >= rest);
+        }
+        // Not a header: torn only if nothing but zeros follows.
+        let mut zeros = header.iter().all(|&b| b == 0);
+        let mut buf = vec![0u8; 1 << 16];
+        while zeros {
+            let n = f.read(&mut buf).map_err(|e| self.io(e))?;
+            if n == 0 {
+                break;
+            }
+            zeros = buf[..n].iter().all(|&b| b == 0);
+        }
+        Ok(zeros)
     }
 
     /// Cuts the file back to `at` (after a torn last frame).
@@ -202,6 +217,41 @@ mod tests {
         let (v, scan) = frames(&log);
         assert_eq!(v.len(), 3);
         assert_eq!(scan.torn_bytes, 0);
+    }
+
+    #[test]
+    fn a_torn_frame_holding_a_valid_frame_is_still_torn() {
+        // A rejected line can contain bytes that look like a whole frame; torn in the
+        // middle of its commit, it must be cut off, not taken for damage.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.log");
+        let mut log = LogFile::open(&path).expect("open");
+        let end = log.append(&[b"first"]).expect("append");
+        let mut inner = Vec::new();
+        inner.extend_from_slice(&MAGIC);
+        inner.extend_from_slice(&3u32.to_le_bytes());
+        inner.extend_from_slice(&crc32fast::hash(b"abc").to_le_bytes());
+        inner.extend_from_slice(b"abc");
+        let mut outer = Vec::new();
+        outer.extend_from_slice(&MAGIC);
+        outer.extend_from_slice(&100u32.to_le_bytes());
+        outer.extend_from_slice(&0u32.to_le_bytes());
+        outer.extend_from_slice(b"raw line: ");
+        outer.extend_from_slice(&inner);
+        drop(log);
+        let mut f = OpenOptions::new().append(true).open(&path).expect("reopen");
+        f.write_all(&outer).expect("write");
+        drop(f);
+        let log = LogFile::open(&path).expect("open");
+        let (_, scan) = frames(&log);
+        assert_eq!(scan.valid_end, end);
+        // Zeros after the last frame (allocated, never written) are torn too.
+        let f = OpenOptions::new().write(true).open(&path).expect("reopen");
+        f.set_len(end).expect("cut");
+        f.set_len(end + 4096).expect("extend");
+        drop(f);
+        let log = LogFile::open(&path).expect("open");
+        assert_eq!(frames(&log).1.torn_bytes, 4096);
     }
 
     #[test]
