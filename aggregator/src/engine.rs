@@ -140,10 +140,6 @@ impl Engine {
         self.poisoned
     }
 
-    pub fn config(&self) -> &MetricsConfig {
-        &self.config
-    }
-
     pub fn book(&self) -> &CallBook {
         &self.book
     }
@@ -258,11 +254,6 @@ impl Engine {
         }
     }
 
-    /// Bytes staged and not yet committed.
-    pub fn staged_bytes(&self) -> usize {
-        self.batch.len()
-    }
-
     /// Makes everything staged durable.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         if self.poisoned {
@@ -352,10 +343,6 @@ impl Engine {
     pub fn volume(&self, wall: Millis, half: Half) -> VolumeCheck {
         let now = self.book.clock(wall);
         reports::volume_check(self.book.records(now), &self.config, half)
-    }
-
-    pub fn dedupe_secret(&self) -> [u8; 16] {
-        self.dedupe_secret
     }
 }
 

@@ -2,7 +2,7 @@
 //! Italian national holidays, optional site patron days and extra closures.
 
 use super::time::{HOUR, Millis, ms_of_day};
-use jiff::civil::{Date, DateTime, Weekday};
+use jiff::civil::{Date, DateTime};
 use std::collections::HashSet;
 
 /// Opening hours of one day: `start <= t < end`, in ms since local midnight.
@@ -144,11 +144,6 @@ impl ServiceCalendar {
         };
         let t = ms_of_day(local);
         hours.start <= t && t < hours.end && !self.is_closed_day(local.date())
-    }
-
-    /// Hours of a weekday (for display).
-    pub fn hours_of(&self, day: Weekday) -> Option<Hours> {
-        self.week[day.to_monday_zero_offset() as usize]
     }
 }
 
