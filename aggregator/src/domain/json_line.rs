@@ -146,6 +146,34 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
     Ok(ev)
 }
 
+/// Index of the first `"`, `\\` or control character (< 0x20) in `b`.
+///
+/// Word at a time (SWAR): for each 8-byte word, set the high bit of every byte that is
+/// one of those; the lowest flagged byte is the first match (borrows in the subtractions
+/// can only flag bytes above a real match).
+fn first_special(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut at = 0;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let hits = zero_byte(x ^ (ONES * u64::from(b'"')))
+            | zero_byte(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| at + p)
+}
+
 /// The keys of one object so far: a short list, a hash set once there are many (a line
 /// of thousands of distinct keys must not cost a quadratic number of comparisons).
 #[derive(Default)]
@@ -308,16 +336,16 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>, Reject> {
         self.expect(b'"', "expected a string")?;
         let start = self.i;
-        // Fast path: jump to the closing quote or first escape, then check the span for
-        // control characters in one pass.
-        let Some(stop) = memchr::memchr2(b'"', b'\\', &self.b[start..]) else {
+        // Fast path: find the first quote, backslash or control character, 8 bytes at a
+        // time; most strings here are short and end at a quote.
+        let Some(stop) = first_special(&self.b[start..]) else {
             return Err(Reject::Json {
                 at: self.b.len(),
                 what: "unterminated string",
             });
         };
-        if let Some(bad) = self.b[start..start + stop].iter().position(|&c| c < 0x20) {
-            self.i = start + bad;
+        if self.b[start + stop] < 0x20 {
+            self.i = start + stop;
             return Err(self.err("control character in string"));
         }
         self.i = start + stop;
@@ -489,6 +517,28 @@ mod tests {
         assert_eq!(ev.kind, s("offered"));
         assert_eq!(ev.ts, Some(RawValue::Int(1_551_682_805_250)));
         assert_eq!(ev.line, None);
+    }
+
+    #[test]
+    fn first_special_agrees_with_a_plain_scan() {
+        let plain = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        let mut cases: Vec<Vec<u8>> =
+            vec![b"".to_vec(), b"abc".to_vec(), "é€😀\"".as_bytes().to_vec()];
+        for len in 0..40 {
+            for pos in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xff] {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = special;
+                    if pos + 1 < len {
+                        v[pos + 1] = b'"';
+                    }
+                    cases.push(v);
+                }
+            }
+        }
+        for c in cases {
+            assert_eq!(first_special(&c), plain(&c), "{c:?}");
+        }
     }
 
     #[test]
