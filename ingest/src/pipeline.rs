@@ -29,7 +29,10 @@ pub enum PipelineError {
 pub struct PipelineOptions {
     /// Parsing threads.
     pub workers: usize,
-    /// Commit when this many encoded bytes are staged.
+    /// Commit when this many encoded bytes are staged. Small enough that the writer
+    /// thread writes and fsyncs while parsing goes on (a single commit at the end would
+    /// put the whole log's write and fsync after the last line), large enough that the
+    /// fsyncs stay few.
     pub commit_bytes: usize,
 }
 
@@ -37,7 +40,7 @@ impl Default for PipelineOptions {
     fn default() -> Self {
         Self {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            commit_bytes: 64 << 20,
+            commit_bytes: 8 << 20,
         }
     }
 }
