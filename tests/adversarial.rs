@@ -461,22 +461,11 @@ fn adversarial_stream_gives_the_spec_figures() {
         for line in [None, Some("cup"), Some("prelievi")] {
             for t in [140_000, 60_000] {
                 let ts = (t / 1000).to_string();
-                let mut args = vec![
-                    "stats",
-                    "table1",
-                    "--data",
-                    d,
-                    "--from",
-                    from,
-                    "--to",
-                    to,
-                    "--threshold",
-                    &ts,
-                ];
+                let mut extra = vec!["--threshold", ts.as_str()];
                 if let Some(l) = line {
-                    args.extend(["--line", l]);
+                    extra.extend(["--line", l]);
                 }
-                let got = json(&args);
+                let got = table1(["--data", d], from, to, &extra);
                 let want = expected(&calls, from, to, line, t);
                 assert_table(&got, &want, &format!("{from}..{to} {line:?} T={t}"));
             }
@@ -494,16 +483,7 @@ fn adversarial_stream_gives_the_spec_figures() {
         &server.addr,
         file.to_str().expect("path"),
     ]);
-    let got = json(&[
-        "stats",
-        "table1",
-        "--server",
-        &server.addr,
-        "--from",
-        "2019-01-01",
-        "--to",
-        "2027-01-01",
-    ]);
+    let got = table1(["--server", &server.addr], "2019-01-01", "2027-01-01", &[]);
     assert_table(
         &got,
         &expected(&calls, "2019-01-01", "2027-01-01", None, 140_000),

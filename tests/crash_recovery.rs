@@ -100,16 +100,7 @@ fn kill_9_during_push_then_push_again_is_exact() {
 
     let server = Server::start(&data);
     netwait(&["push", "--server", &server.addr, file_s]);
-    let t = json(&[
-        "stats",
-        "table1",
-        "--server",
-        &server.addr,
-        "--from",
-        "2019-03-01",
-        "--to",
-        "2019-04-01",
-    ]);
+    let t = table1(["--server", &server.addr], "2019-03-01", "2019-04-01", &[]);
     assert_eq!(t["answered"], answered);
     assert_eq!(t["abandoned"], abandoned);
     assert_eq!(t["bookings"], answered);
@@ -120,15 +111,7 @@ fn kill_9_during_push_then_push_again_is_exact() {
     assert!(server.stop().success());
 
     // Reopening after a graceful stop (from the checkpoint) gives the same figures.
-    let again = json(&[
-        "stats",
-        "table1",
-        "--data",
-        data.to_str().expect("path"),
-        "--from",
-        "2019-03-01",
-        "--to",
-        "2019-04-01",
-    ]);
+    let d = data.to_str().expect("path");
+    let again = table1(["--data", d], "2019-03-01", "2019-04-01", &[]);
     assert_eq!(again, t);
 }

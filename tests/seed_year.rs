@@ -42,16 +42,7 @@ fn seed_year_exact_through_import_and_server() {
         format!("total: accepted {lines} duplicate 0 rejected 0")
     );
 
-    let t = json(&[
-        "stats",
-        "table1",
-        "--data",
-        data_s,
-        "--from",
-        "2019-01-01",
-        "--to",
-        "2020-01-01",
-    ]);
+    let t = table1(["--data", data_s], "2019-01-01", "2020-01-01", &[]);
     assert_seed(&t);
     assert_eq!(t["threshold_s"], json!(140.0));
     assert_eq!(t["line"], Value::Null);
@@ -65,43 +56,13 @@ fn seed_year_exact_through_import_and_server() {
 
     // The same through the gRPC server, with the line filter of the seed's only line.
     let server = Server::start(&data);
-    let t = json(&[
-        "stats",
-        "table1",
-        "--server",
-        &server.addr,
-        "--from",
-        "2019-01-01",
-        "--to",
-        "2020-01-01",
-        "--line",
-        "cup",
-    ]);
+    let at = ["--server", server.addr.as_str()];
+    let t = table1(at, "2019-01-01", "2020-01-01", &["--line", "cup"]);
     assert_seed(&t);
-    let none = json(&[
-        "stats",
-        "table1",
-        "--server",
-        &server.addr,
-        "--from",
-        "2019-01-01",
-        "--to",
-        "2020-01-01",
-        "--line",
-        "prelievi",
-    ]);
+    let none = table1(at, "2019-01-01", "2020-01-01", &["--line", "prelievi"]);
     assert_eq!(none["calls_received"], json!(0));
     // An empty period is zeros and nulls, not an error.
-    let empty = json(&[
-        "stats",
-        "table1",
-        "--server",
-        &server.addr,
-        "--from",
-        "2019-03-01",
-        "--to",
-        "2019-03-01",
-    ]);
+    let empty = table1(at, "2019-03-01", "2019-03-01", &[]);
     assert_eq!(empty["answered"], json!(0));
     assert_eq!(empty["max_wait_s"], Value::Null);
     assert_eq!(none["avg_wait_s"], Value::Null, "empty averages are null");

@@ -34,24 +34,44 @@ pub fn encode_reject(
     );
 }
 
-/// Validates one NDJSON line into `out`; true when it was a valid event.
+/// Encodes a validation result into `out`: the event, or a dead letter of `raw` (rendered
+/// only when needed). Gives the event back to callers that want more of it.
+fn encode_result<'e>(
+    out: &mut Vec<u8>,
+    result: Result<Event<'e>, Reject>,
+    raw: impl FnOnce() -> Cow<'e, [u8]>,
+    source: &str,
+    position: u64,
+    pseudo: &Pseudonymizer,
+) -> Option<Event<'e>> {
+    match result {
+        Ok(ev) => {
+            encode_event(out, &ev);
+            Some(ev)
+        }
+        Err(r) => {
+            encode_reject(out, &r, &raw(), source, position, pseudo);
+            None
+        }
+    }
+}
+
+/// Validates one NDJSON line into `out`.
 pub fn encode_line(
     out: &mut Vec<u8>,
     line: &[u8],
     source: &str,
     position: u64,
     pseudo: &Pseudonymizer,
-) -> bool {
-    match validate_line(line, pseudo) {
-        Ok(ev) => {
-            encode_event(out, &ev);
-            true
-        }
-        Err(r) => {
-            encode_reject(out, &r, line, source, position, pseudo);
-            false
-        }
-    }
+) {
+    encode_result(
+        out,
+        validate_line(line, pseudo),
+        || line.into(),
+        source,
+        position,
+        pseudo,
+    );
 }
 
 /// Validates structured fields (a protobuf message) into `out`; `raw` renders the input
@@ -63,17 +83,15 @@ pub fn encode_fields(
     source: &str,
     position: u64,
     pseudo: &Pseudonymizer,
-) -> bool {
-    match validate(fields, pseudo) {
-        Ok(ev) => {
-            encode_event(out, &ev);
-            true
-        }
-        Err(r) => {
-            encode_reject(out, &r, &raw(), source, position, pseudo);
-            false
-        }
-    }
+) {
+    encode_result(
+        out,
+        validate(fields, pseudo),
+        || raw().into(),
+        source,
+        position,
+        pseudo,
+    );
 }
 
 /// Encodes every line of a chunk, in order, computing dedupe keys on the way (so the
@@ -88,12 +106,10 @@ pub fn encode_chunk(
         bytes: Vec::with_capacity(chunk.bytes.len() / 2),
         keys: Vec::with_capacity(chunk.lines as usize),
     };
-    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| match ev {
-        Ok(ev) => {
-            encode_event(&mut out.bytes, &ev);
+    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| {
+        if let Some(ev) = encode_result(&mut out.bytes, ev, || line.into(), source, n, pseudo) {
             out.keys.push(hasher.key(&ev));
         }
-        Err(r) => encode_reject(&mut out.bytes, &r, line, source, n, pseudo),
     };
     // One UTF-8 check for the whole chunk; line by line only when it fails.
     match std::str::from_utf8(&chunk.bytes) {

@@ -99,3 +99,11 @@ pub fn seed_file(dir: &Path) -> PathBuf {
     assert!(status.success(), "seed generator failed");
     out
 }
+
+/// `netwait stats table1 AT --from F --to T EXTRA... --json`, parsed; `at` is
+/// `["--server", addr]` or `["--data", dir]`.
+pub fn table1(at: [&str; 2], from: &str, to: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["stats", "table1", at[0], at[1], "--from", from, "--to", to];
+    args.extend_from_slice(extra);
+    json(&args)
+}
