@@ -37,7 +37,6 @@ pub struct Engine {
     book: CallBook,
     store: Box<dyn EventStore>,
     config: MetricsConfig,
-    dedupe_secret: [u8; 16],
     /// Log position covered by the book.
     position: LogPosition,
     /// Position of the last checkpoint written or loaded.
@@ -119,7 +118,6 @@ impl Engine {
             book,
             store,
             config,
-            dedupe_secret,
             position,
             checkpointed: from,
             poisoned: false,
@@ -177,7 +175,7 @@ impl Engine {
     /// The dedupe key function of this engine: parse workers compute the keys of
     /// [`EncodedChunk`]s with it.
     pub fn key_hasher(&self) -> KeyHasher {
-        KeyHasher::new(self.dedupe_secret)
+        self.book.key_hasher().clone()
     }
 
     /// Stages a stream of encoded chunks (with their keys) on three threads: the calling

@@ -83,6 +83,11 @@ impl CallBook {
         self.states.reserve(events / 4);
     }
 
+    /// The dedupe key function of this book (for computing keys on other threads).
+    pub fn key_hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
     pub fn key(&self, ev: &Event<'_>) -> DedupeKey {
         self.hasher.key(ev)
     }
