@@ -63,7 +63,8 @@ pub fn parse_line(line: &[u8]) -> Result<RawEvent<'_>, Reject> {
     parse_line_str(std::str::from_utf8(line).map_err(|_| Reject::NotUtf8)?)
 }
 
-fn known_key(key: &str) -> Option<usize> {
+/// Slot index of a known key (the order of `KNOWN_KEYS`).
+pub(crate) fn known_key(key: &str) -> Option<usize> {
     Some(match key {
         "call_id" => 0,
         "type" => 1,
@@ -151,27 +152,32 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
 /// Word at a time (SWAR): for each 8-byte word, set the high bit of every byte that is
 /// one of those; the lowest flagged byte is the first match (borrows in the subtractions
 /// can only flag bytes above a real match).
-fn first_special(b: &[u8]) -> Option<usize> {
+pub(crate) fn first_special(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let hits = |x: u64| {
+        zero_byte(x ^ (ONES * u64::from(b'"')))
+            | zero_byte(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS)
+    };
     let mut at = 0;
     let mut words = b.chunks_exact(8);
     for w in &mut words {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let hits = zero_byte(x ^ (ONES * u64::from(b'"')))
-            | zero_byte(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        let h = hits(u64::from_le_bytes([
+            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+        ]));
+        if h != 0 {
+            return Some(at + (h.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    words
-        .remainder()
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .map(|p| at + p)
+    // The last few bytes as one more word, padded with a byte that is never special.
+    let rest = words.remainder();
+    let mut w = [b'a'; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    let h = hits(u64::from_le_bytes(w));
+    (h != 0).then(|| at + (h.trailing_zeros() / 8) as usize)
 }
 
 /// The keys of one object so far: a short list, a hash set once there are many (a line

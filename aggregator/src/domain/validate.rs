@@ -2,6 +2,7 @@
 
 use super::event::{BookingKind, Event, EventType};
 use super::json_line::{RawEvent, RawValue, parse_line, parse_line_str};
+use super::plain_line::validate_plain;
 use super::privacy::Pseudonymizer;
 use super::reject::Reject;
 use super::time::{TsError, in_range, parse_rfc3339};
@@ -15,8 +16,12 @@ pub fn validate_line<'a>(line: &'a [u8], pseudo: &Pseudonymizer) -> Result<Event
 }
 
 /// [`validate_line`] for a line already known to be UTF-8.
+/// Plain lines take the one-pass fast path; the others, and all rejects, the general one.
 pub fn validate_line_str<'a>(line: &'a str, pseudo: &Pseudonymizer) -> Result<Event<'a>, Reject> {
-    validate(parse_line_str(line)?, pseudo)
+    match validate_plain(line, pseudo) {
+        Some(ev) => Ok(ev),
+        None => validate(parse_line_str(line)?, pseudo),
+    }
 }
 
 /// Validates the known fields of an event, whatever wire form they came in.
@@ -51,15 +56,7 @@ pub fn validate<'a>(raw: RawEvent<'a>, pseudo: &Pseudonymizer) -> Result<Event<'
         None => None,
         Some(b) => Some(BookingKind::parse(&b).ok_or(Reject::BadBooking)?),
     };
-    if !kind.is_agent_event() && call_id.is_none() {
-        return Err(Reject::Missing("call_id"));
-    }
-    if (kind == EventType::Answered || kind.is_agent_event()) && agent.is_none() {
-        return Err(Reject::Missing("agent"));
-    }
-    if kind == EventType::Booking && booking.is_none() {
-        return Err(Reject::Missing("booking"));
-    }
+    check_required(kind, call_id.is_some(), agent.is_some(), booking.is_some())?;
     Ok(Event {
         kind,
         ts,
@@ -71,6 +68,25 @@ pub fn validate<'a>(raw: RawEvent<'a>, pseudo: &Pseudonymizer) -> Result<Event<'
         reason,
         caller: caller.map(|c| pseudo.hash(&c)),
     })
+}
+
+/// The fields an event type cannot do without (spec §1), given which are present.
+pub(crate) fn check_required(
+    kind: EventType,
+    call_id: bool,
+    agent: bool,
+    booking: bool,
+) -> Result<(), Reject> {
+    if !kind.is_agent_event() && !call_id {
+        return Err(Reject::Missing("call_id"));
+    }
+    if (kind == EventType::Answered || kind.is_agent_event()) && !agent {
+        return Err(Reject::Missing("agent"));
+    }
+    if kind == EventType::Booking && !booking {
+        return Err(Reject::Missing("booking"));
+    }
+    Ok(())
 }
 
 /// A string field: absent, or 1..=128 Unicode code points.
