@@ -67,11 +67,19 @@ pub fn import(
     let (chunk_tx, chunk_rx) = sync_channel(workers * 2);
     let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers * 2);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    // Chunk buffers go back to the reader once parsed.
+    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 2);
     let hasher = engine.key_hasher();
     std::thread::scope(|s| {
         let reader = s.spawn(move || -> std::io::Result<()> {
             let mut seq = 0u64;
-            while let Some(chunk) = source.next_chunk()? {
+            loop {
+                while let Ok(bytes) = recycle_rx.try_recv() {
+                    source.recycle(bytes);
+                }
+                let Some(chunk) = source.next_chunk()? else {
+                    break;
+                };
                 if chunk_tx.send((seq, chunk)).is_err() {
                     break; // the folding side stopped
                 }
@@ -82,6 +90,7 @@ pub fn import(
         for _ in 0..workers {
             let rx = Arc::clone(&chunk_rx);
             let tx = parsed_tx.clone();
+            let recycle = recycle_tx.clone();
             let name = name.as_str();
             let hasher = &hasher;
             s.spawn(move || {
@@ -94,6 +103,7 @@ pub fn import(
                         encoded,
                         end_offset: chunk.end_offset,
                     };
+                    let _ = recycle.try_send(chunk.bytes);
                     if tx.send(p).is_err() {
                         break;
                     }
@@ -101,6 +111,7 @@ pub fn import(
             });
         }
         drop(parsed_tx);
+        drop(recycle_tx);
         let mut in_order = InOrder {
             rx: &parsed_rx,
             pending: BTreeMap::new(),

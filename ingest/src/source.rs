@@ -14,6 +14,9 @@ pub trait Source: Send {
     /// Next chunk of whole lines; `None` when the source is exhausted.
     fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>>;
 
+    /// Gives back the bytes of a chunk once processed, for reuse.
+    fn recycle(&mut self, _bytes: Vec<u8>) {}
+
     /// Total size in bytes when known (for progress display).
     fn size_hint(&self) -> Option<u64> {
         None
@@ -27,8 +30,9 @@ pub struct ReaderSource<R> {
     reader: ChunkReader<R>,
 }
 
-/// Chunk size for file input: big enough to amortise the per-chunk work.
-pub const FILE_CHUNK_BYTES: usize = 4 << 20;
+/// Chunk size for file input: big enough to amortise the per-chunk work, small enough
+/// that the chunks in flight (recycled, see [`Source::recycle`]) stay in the caches.
+pub const FILE_CHUNK_BYTES: usize = 1 << 20;
 
 impl<R: Read + Send> ReaderSource<R> {
     pub fn new(name: impl Into<String>, input: R, size: Option<u64>) -> Self {
@@ -56,6 +60,10 @@ impl<R: Read + Send> Source for ReaderSource<R> {
 
     fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
         self.reader.next_chunk()
+    }
+
+    fn recycle(&mut self, bytes: Vec<u8>) {
+        self.reader.recycle(bytes);
     }
 
     fn size_hint(&self) -> Option<u64> {
