@@ -168,7 +168,8 @@ impl Engine {
         }
         let keys = event_keys(&self.book, encoded)?;
         let (mut dedupe, mut calls) = self.book.split_fold();
-        let accepted: Vec<bool> = keys.iter().map(|k| dedupe.first_seen(*k)).collect();
+        let mut accepted = Vec::new();
+        dedupe.first_seen_all(&keys, &mut accepted);
         apply_chunk(&mut calls, &mut self.batch, encoded.to_vec(), &accepted)
     }
 
@@ -224,8 +225,8 @@ impl Engine {
                 Ok(sum)
             });
             for chunk in chunks {
-                let accepted: Vec<bool> =
-                    chunk.keys.iter().map(|k| dedupe.first_seen(*k)).collect();
+                let mut accepted = Vec::new();
+                dedupe.first_seen_all(&chunk.keys, &mut accepted);
                 if to_apply.send((chunk, accepted)).is_err() {
                     break; // the applier failed: its error is reported below
                 }

@@ -99,7 +99,7 @@ fn encode_fold(book: &CallBook) -> Vec<u8> {
         put_bytes(&mut fold, id);
     }
     fold.extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
-    for k in p.seen {
+    for k in p.seen.iter() {
         fold.extend_from_slice(&k.to_le_bytes());
     }
     seal(fold)
@@ -229,8 +229,7 @@ pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Opt
                 ids.push((r.bytes()?.into(), i));
             }
             let n_seen = usize::try_from(r.u64()?).ok()?;
-            let mut seen =
-                KeySet::with_capacity_and_hasher(n_seen.min(body.len() / 16), Default::default());
+            let mut seen = KeySet::with_capacity(n_seen.min(body.len() / 16));
             for _ in 0..n_seen {
                 seen.insert(u128::from_le_bytes(r.take(16)?.try_into().ok()?));
             }
