@@ -1,6 +1,10 @@
 //! `netwait`: call-centre events in, the contract's figures out.
 
 mod cli;
+mod huge_pages;
+
+#[global_allocator]
+static ALLOC: huge_pages::HugePageAlloc = huge_pages::HugePageAlloc;
 
 use clap::Parser;
 
