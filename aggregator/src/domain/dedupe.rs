@@ -5,6 +5,7 @@
 //! of an accidental collision among n events is about n² / 2¹²⁹ (1e-21 for 10⁹ events).
 
 use super::event::Event;
+use super::key_table::KeyTable;
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::hash::Hasher;
 
@@ -60,135 +61,55 @@ impl KeyHasher {
     }
 }
 
-/// The set of dedupe keys seen: open addressing with linear probing over the keys
-/// themselves (already uniform, so their low bits are the slot), at most half full.
-///
-/// A general hash set costs a cache miss per insert at this size (16 bytes a key, a
-/// million keys); [`Self::insert_all`] takes keys in batches and prefetches the slot of a
-/// key a few places ahead, so the misses overlap instead of adding up.
+/// The dedupe keys seen (see [`KeyTable`]).
 #[derive(Debug, Clone, Default)]
-pub struct KeySet {
-    /// 0 marks an empty slot; the key 0 itself is kept in `has_zero`.
-    slots: Vec<DedupeKey>,
-    len: usize,
-    has_zero: bool,
-}
+pub struct KeySet(KeyTable<()>);
 
 /// How many keys ahead [`KeySet::insert_all`] prefetches.
 const PREFETCH_AHEAD: usize = 8;
 
 impl KeySet {
     pub fn with_capacity(n: usize) -> Self {
-        let mut set = Self::default();
-        set.reserve(n);
-        set
+        Self(KeyTable::with_capacity(n))
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.is_empty()
     }
 
-    /// Makes room for `more` keys without growing.
     pub fn reserve(&mut self, more: usize) {
-        let want = (self.len + more)
-            .saturating_mul(2)
-            .next_power_of_two()
-            .max(16);
-        if want > self.slots.len() {
-            let old = std::mem::replace(&mut self.slots, vec![0; want]);
-            self.len = usize::from(self.has_zero);
-            for key in old.into_iter().filter(|&k| k != 0) {
-                self.place(key);
-            }
-        }
-    }
-
-    fn slot(&self, key: DedupeKey) -> usize {
-        key as usize & (self.slots.len() - 1)
-    }
-
-    /// Inserts into a table with room; true when the key was not there.
-    fn place(&mut self, key: DedupeKey) -> bool {
-        if key == 0 {
-            let new = !self.has_zero;
-            self.has_zero = true;
-            self.len += usize::from(new);
-            return new;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot(key);
-        loop {
-            match self.slots[i] {
-                0 => {
-                    self.slots[i] = key;
-                    self.len += 1;
-                    return true;
-                }
-                k if k == key => return false,
-                _ => i = (i + 1) & mask,
-            }
-        }
+        self.0.reserve(more);
     }
 
     /// True when the key was not in the set.
     pub fn insert(&mut self, key: DedupeKey) -> bool {
-        self.reserve(1);
-        self.place(key)
+        self.0.get_or_insert(key, ()).1
     }
 
     /// Inserts keys in order, pushing for each whether it was new (a key repeated within
     /// `keys` is new only the first time).
     pub fn insert_all(&mut self, keys: &[DedupeKey], out: &mut Vec<bool>) {
-        self.reserve(keys.len());
+        self.0.reserve(keys.len());
         out.reserve(keys.len());
         for (i, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
-                prefetch(&self.slots[self.slot(ahead)]);
+                self.0.prefetch(ahead);
             }
-            out.push(self.place(key));
+            out.push(self.0.get_or_insert_reserved(key, ()).1);
         }
     }
 
     pub fn contains(&self, key: DedupeKey) -> bool {
-        if key == 0 {
-            return self.has_zero;
-        }
-        if self.slots.is_empty() {
-            return false;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot(key);
-        loop {
-            match self.slots[i] {
-                0 => return false,
-                k if k == key => return true,
-                _ => i = (i + 1) & mask,
-            }
-        }
+        self.0.get(key).is_some()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = DedupeKey> + '_ {
-        let zero = self.has_zero.then_some(0);
-        zero.into_iter()
-            .chain(self.slots.iter().copied().filter(|&k| k != 0))
+        self.0.iter().map(|(k, ())| k)
     }
-}
-
-/// Asks the CPU to start loading `slot`'s cache line.
-#[inline(always)]
-fn prefetch(slot: &DedupeKey) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint; it never faults, and the address is valid anyway.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
 }
 
 #[cfg(test)]

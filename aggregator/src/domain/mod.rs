@@ -9,6 +9,7 @@ pub mod dedupe;
 pub mod event;
 pub mod figures;
 pub mod json_line;
+pub mod key_table;
 pub mod plain_line;
 pub mod privacy;
 pub mod reject;
