@@ -12,7 +12,25 @@ use netwait_aggregator::engine::EncodedChunk;
 use netwait_aggregator::store::codec::{DeadLetter, encode_dead_letter, encode_event};
 use std::borrow::Cow;
 
-/// Encodes a rejected input as a dead letter (raw kept, caller redacted, size capped).
+/// The dead letter of a rejected input (raw kept, caller redacted, size capped).
+fn dead_letter<'a>(
+    reject: &Reject,
+    raw: &'a [u8],
+    source: &'a str,
+    position: u64,
+    pseudo: &Pseudonymizer,
+) -> DeadLetter<'a> {
+    let raw = &raw[..raw.len().min(MAX_LINE_BYTES + 1)];
+    DeadLetter {
+        source: Cow::Borrowed(source),
+        position,
+        code: Cow::Borrowed(reject.code()),
+        reason: Cow::Owned(reject.to_string()),
+        raw: redact_caller(raw, pseudo),
+    }
+}
+
+/// Encodes a rejected input as a dead letter.
 pub fn encode_reject(
     out: &mut Vec<u8>,
     reject: &Reject,
@@ -21,17 +39,7 @@ pub fn encode_reject(
     position: u64,
     pseudo: &Pseudonymizer,
 ) {
-    let raw = &raw[..raw.len().min(MAX_LINE_BYTES + 1)];
-    encode_dead_letter(
-        out,
-        &DeadLetter {
-            source: Cow::Borrowed(source),
-            position,
-            code: Cow::Borrowed(reject.code()),
-            reason: Cow::Owned(reject.to_string()),
-            raw: redact_caller(raw, pseudo),
-        },
-    );
+    encode_dead_letter(out, &dead_letter(reject, raw, source, position, pseudo));
 }
 
 /// Encodes a validation result into `out`: the event, or a dead letter of `raw` (rendered
@@ -94,22 +102,18 @@ pub fn encode_fields(
     );
 }
 
-/// Encodes every line of a chunk, in order, computing dedupe keys on the way (so the
-/// thread that folds events in does not have to).
+/// Encodes every line of a chunk, in order, with what folding needs of each event (its
+/// dedupe key, its fold view), so that the threads folding events in decode nothing.
 pub fn encode_chunk(
     chunk: &Chunk,
     source: &str,
     pseudo: &Pseudonymizer,
     hasher: &KeyHasher,
 ) -> EncodedChunk {
-    let mut out = EncodedChunk {
-        bytes: Vec::with_capacity(chunk.bytes.len() / 2),
-        keys: Vec::with_capacity(chunk.lines as usize),
-    };
-    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| {
-        if let Some(ev) = encode_result(&mut out.bytes, ev, || line.into(), source, n, pseudo) {
-            out.keys.push(hasher.key(&ev));
-        }
+    let mut out = EncodedChunk::with_capacity(chunk.bytes.len() / 2, chunk.lines as usize);
+    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| match ev {
+        Ok(ev) => out.push_event(&ev, hasher),
+        Err(r) => out.push_dead_letter(&dead_letter(&r, line, source, n, pseudo)),
     };
     // One UTF-8 check for the whole chunk; line by line only when it fails.
     match std::str::from_utf8(&chunk.bytes) {
@@ -143,7 +147,7 @@ mod tests {
             end_offset: 0,
         };
         let out = encode_chunk(&chunk, "f.ndjson", &p, &KeyHasher::new([0; 16]));
-        assert_eq!(out.keys.len(), 1);
+        assert_eq!(out.events(), 1);
         let recs: Vec<_> = Decoder::new(&out.bytes)
             .map(|r| r.expect("decodes"))
             .collect();

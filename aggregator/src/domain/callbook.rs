@@ -2,8 +2,9 @@
 //! [`CallState`] per call, the interned lines and the newest `ts` seen (spec §1–§2).
 
 use super::call::{CallRecord, CallState, LineId};
-use super::dedupe::{DedupeKey, KeyHasher, KeySet};
+use super::dedupe::{CallKey, DedupeKey, KeyHasher, KeySet};
 use super::event::{DEFAULT_LINE, Event, EventType};
+use super::key_table::KeyTable;
 use super::time::Millis;
 use std::collections::HashMap;
 
@@ -14,31 +15,33 @@ pub enum Applied {
     Duplicate,
 }
 
-/// What folding needs beyond the states: the dedupe keys and each call id's state index.
-pub type FoldState = (KeySet, Vec<(Box<[u8]>, u32)>);
+/// What folding needs beyond the states: the dedupe keys and each call's state index.
+pub type FoldState = (KeySet, Vec<(CallKey, u32)>);
 
 /// Line name (UTF-8 bytes) -> interned id.
 type LineIds = HashMap<Box<[u8]>, LineId, foldhash::fast::RandomState>;
 
-/// Call id (its UTF-8 bytes) -> index of its state.
-type Index = HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>;
+/// Call key -> index of its state.
+type Index = KeyTable<u32>;
 
-/// The part of an event that folding reads (the rest only feeds its dedupe key), as
-/// bytes: the import path hands these over without decoding strings again.
+/// The part of an event that folding reads (the rest only feeds its dedupe key): the
+/// import path's parse workers compute these, so the folding thread decodes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fold<'a> {
     pub kind: EventType,
     pub ts: Millis,
-    pub call_id: Option<&'a [u8]>,
+    /// `None` for agent events.
+    pub call: Option<CallKey>,
+    /// The line name, read only on `offered`.
     pub line: Option<&'a [u8]>,
 }
 
 impl<'a> Fold<'a> {
-    pub fn of(ev: &'a Event<'_>) -> Self {
+    pub fn of(ev: &'a Event<'_>, hasher: &KeyHasher) -> Self {
         Self {
             kind: ev.kind,
             ts: ev.ts,
-            call_id: ev.call_id.as_deref().map(str::as_bytes),
+            call: ev.call_id.as_deref().map(|c| hasher.call_key(c.as_bytes())),
             line: ev.line.as_deref().map(str::as_bytes),
         }
     }
@@ -95,7 +98,8 @@ impl CallBook {
     /// Folds a valid event in; the first event of a key wins, later ones are duplicates.
     pub fn apply(&mut self, ev: &Event<'_>) -> Applied {
         let key = self.hasher.key(ev);
-        self.apply_fold(Fold::of(ev), key)
+        let fold = Fold::of(ev, &self.hasher);
+        self.apply_fold(fold, key)
     }
 
     /// Folds one event given by its [`Fold`] view and dedupe key.
@@ -208,7 +212,10 @@ impl CallBook {
         match fold_state {
             Some((seen, ids)) => {
                 book.seen = seen;
-                book.index = ids.into_iter().collect();
+                book.index = KeyTable::with_capacity(ids.len());
+                for (call, i) in ids {
+                    book.index.get_or_insert(call, i);
+                }
             }
             None => book.read_only = true,
         }
@@ -254,10 +261,16 @@ pub struct CallsHalf<'a> {
 }
 
 impl CallsHalf<'_> {
+    /// Starts loading what applying an event of `call` will read first (bulk callers
+    /// call this a few events ahead).
+    pub fn prefetch(&self, call: CallKey) {
+        self.index.prefetch(call);
+    }
+
     /// Applies one accepted (not duplicate) event.
     pub fn apply(&mut self, ev: Fold<'_>) {
         *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
-        let Some(call_id) = ev.call_id else {
+        let Some(call) = ev.call else {
             return; // agent event: only moves the clock
         };
         if ev.kind.is_agent_event() {
@@ -271,15 +284,11 @@ impl CallsHalf<'_> {
             )),
             _ => None,
         };
-        let at = match self.index.get(call_id) {
-            Some(&i) => i as usize,
-            None => {
-                let i = self.states.len();
-                self.states.push(CallState::default());
-                self.index.insert(call_id.into(), i as u32);
-                i
-            }
-        };
+        let (at, new) = self.index.get_or_insert(call, self.states.len() as u32);
+        if new {
+            self.states.push(CallState::default());
+        }
+        let at = at as usize;
         let state = &mut self.states[at];
         match line {
             Some(line) => {
@@ -294,7 +303,7 @@ impl CallsHalf<'_> {
 /// Borrowed view of a book's state, for snapshots.
 pub struct BookParts<'a> {
     pub seen: &'a KeySet,
-    pub index: &'a HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
+    pub index: &'a KeyTable<u32>,
     pub states: &'a [CallState],
     pub lines: &'a [Box<str>],
     pub newest_ts: Option<Millis>,

@@ -11,6 +11,10 @@ use std::hash::Hasher;
 
 pub type DedupeKey = u128;
 
+/// A call's identity inside the engine: a keyed 128-bit hash of its `call_id`, so that
+/// the call index holds fixed-size keys (the same collision argument as dedupe keys).
+pub type CallKey = u128;
+
 /// Computes dedupe keys under a secret.
 #[derive(Clone)]
 pub struct KeyHasher {
@@ -57,6 +61,15 @@ impl KeyHasher {
                 h.write_u8(ev.booking.map_or(0xff, |b| b as u8));
             }
         }
+        h.finish128().as_u128()
+    }
+
+    /// The [`CallKey`] of a `call_id`.
+    pub fn call_key(&self, call_id: &[u8]) -> CallKey {
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        h.write_u8(b'C');
+        h.write_u64(call_id.len() as u64);
+        h.write(call_id);
         h.finish128().as_u128()
     }
 }

@@ -1,7 +1,6 @@
 //! Binary encoding of the records a store keeps: accepted events and dead letters.
 //! Pure functions over byte buffers; the framing and the files are in [`super::log`].
 
-use crate::domain::callbook::Fold;
 use crate::domain::event::{BookingKind, CallerHash, Event, EventType};
 use std::borrow::Cow;
 
@@ -137,13 +136,18 @@ impl<'a> Decoder<'a> {
         self.take(usize::from(len))
     }
 
-    /// The next record as folding sees it: events as a [`Fold`] view (strings left as
-    /// bytes, fields folding does not read skipped), dead letters as `None`.
-    pub fn next_fold(&mut self) -> Option<Result<Option<Fold<'a>>, DecodeError>> {
+    /// Steps over the next record: `true` for an event, `false` for a dead letter.
+    pub fn skip_record(&mut self) -> Option<Result<bool, DecodeError>> {
         if self.at >= self.buf.len() {
             return None;
         }
-        let r = self.fold_record();
+        let at = self.at;
+        let r = match self.u8() {
+            Ok(TAG_EVENT) => self.event_fields(at).map(|_| true),
+            Ok(TAG_DEAD_LETTER) => self.dead_letter().map(|_| false),
+            Ok(_) => Err(DecodeError(at)),
+            Err(e) => Err(e),
+        };
         if r.is_err() {
             self.at = self.buf.len();
         }
@@ -195,23 +199,6 @@ impl<'a> Decoder<'a> {
             reason,
             raw,
         })
-    }
-
-    fn fold_record(&mut self) -> Result<Option<Fold<'a>>, DecodeError> {
-        let at = self.at;
-        match self.u8()? {
-            TAG_EVENT => {
-                let f = self.event_fields(at)?;
-                Ok(Some(Fold {
-                    kind: f.kind,
-                    ts: f.ts,
-                    call_id: f.strings[0],
-                    line: f.strings[2],
-                }))
-            }
-            TAG_DEAD_LETTER => self.dead_letter().map(|_| None),
-            _ => Err(DecodeError(at)),
-        }
     }
 
     fn next_record(&mut self) -> Result<Record<'a>, DecodeError> {
@@ -319,11 +306,8 @@ mod tests {
         assert_eq!(got, vec![Ok(Record::Event(ev)), Ok(Record::DeadLetter(dl))]);
         assert!(Decoder::new(&buf[..buf.len() - 1]).any(|r| r.is_err()));
         let mut d = Decoder::new(&buf);
-        let Record::Event(ev) = &got[0].clone().expect("event") else {
-            panic!("event")
-        };
-        assert_eq!(d.next_fold(), Some(Ok(Some(Fold::of(ev)))));
-        assert_eq!(d.next_fold(), Some(Ok(None)));
-        assert_eq!(d.next_fold(), None);
+        assert_eq!(d.skip_record(), Some(Ok(true)));
+        assert_eq!(d.skip_record(), Some(Ok(false)));
+        assert_eq!(d.skip_record(), None);
     }
 }

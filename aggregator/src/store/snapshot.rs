@@ -6,7 +6,8 @@ use crate::domain::callbook::CallBook;
 use crate::domain::dedupe::KeySet;
 use crate::domain::time::Millis;
 
-const MAGIC: &[u8; 4] = b"NWS2";
+/// Version 3: calls are indexed by their keyed hash, not their id.
+const MAGIC: &[u8; 4] = b"NWS3";
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -91,12 +92,12 @@ fn encode_query(book: &CallBook) -> Vec<u8> {
 
 fn encode_fold(book: &CallBook) -> Vec<u8> {
     let p = book.parts();
-    let mut fold = Vec::with_capacity(32 + p.seen.len() * 16 + p.index.len() * 24);
+    let mut fold = Vec::with_capacity(32 + p.seen.len() * 16 + p.index.len() * 20);
     fold.extend_from_slice(MAGIC);
     fold.extend_from_slice(&(p.index.len() as u64).to_le_bytes());
-    for (id, i) in p.index {
+    for (call, i) in p.index.iter() {
         fold.extend_from_slice(&i.to_le_bytes());
-        put_bytes(&mut fold, id);
+        fold.extend_from_slice(&call.to_le_bytes());
     }
     fold.extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
     for k in p.seen.iter() {
@@ -226,7 +227,7 @@ pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Opt
                 if i as usize >= n_calls {
                     return None;
                 }
-                ids.push((r.bytes()?.into(), i));
+                ids.push((u128::from_le_bytes(r.take(16)?.try_into().ok()?), i));
             }
             let n_seen = usize::try_from(r.u64()?).ok()?;
             let mut seen = KeySet::with_capacity(n_seen.min(body.len() / 16));
