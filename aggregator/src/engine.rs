@@ -1,7 +1,7 @@
 //! The aggregator engine: the domain's [`CallBook`] kept in step with a durable
 //! [`EventStore`]. Ingest folds events in and commits them; queries read the book.
 
-use crate::domain::callbook::{CallBook, CallsHalf, Fold};
+use crate::domain::callbook::{BookParts, CallBook, CallsHalf, Fold};
 use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
 use crate::domain::event::{Event, EventType};
@@ -295,10 +295,14 @@ impl Engine {
     /// thread decides duplicates (in input order), a second applies the accepted events
     /// to the call states, a third commits the batches behind them, so that disk writes
     /// overlap with folding. Returns once all of it is durable.
+    ///
+    /// With `checkpoint`, also writes a checkpoint at the end, encoded while the writer
+    /// makes the last batch durable rather than after it.
     pub fn stage_stream(
         &mut self,
         chunks: impl Iterator<Item = EncodedChunk>,
         commit_bytes: usize,
+        checkpoint: bool,
     ) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
@@ -320,22 +324,24 @@ impl Engine {
                 }
                 end.map_or_else(|| store.commit(&Batch::default()), Ok)
             });
-            let applier = s.spawn(move || -> Result<IngestSummary, StoreError> {
-                let mut sum = IngestSummary::default();
-                let mut batch = Batch::default();
-                for (chunk, accepted) in from_dedupe {
-                    sum += apply_chunk(&mut calls, &mut batch, chunk, &accepted)?;
-                    if batch.len() >= commit_bytes
-                        && to_writer.send(std::mem::take(&mut batch)).is_err()
-                    {
-                        break; // the writer failed: its error is reported by the caller
+            let applier = s.spawn(
+                move || -> Result<(IngestSummary, CallsHalf<'_>), StoreError> {
+                    let mut sum = IngestSummary::default();
+                    let mut batch = Batch::default();
+                    for (chunk, accepted) in from_dedupe {
+                        sum += apply_chunk(&mut calls, &mut batch, chunk, &accepted)?;
+                        if batch.len() >= commit_bytes
+                            && to_writer.send(std::mem::take(&mut batch)).is_err()
+                        {
+                            break; // the writer failed: its error is reported by the caller
+                        }
                     }
-                }
-                if !batch.is_empty() {
-                    let _ = to_writer.send(batch);
-                }
-                Ok(sum)
-            });
+                    if !batch.is_empty() {
+                        let _ = to_writer.send(batch);
+                    }
+                    Ok((sum, calls))
+                },
+            );
             for chunk in chunks {
                 let mut accepted = Vec::new();
                 dedupe.first_seen_all(&chunk.keys, &mut accepted);
@@ -349,12 +355,23 @@ impl Engine {
                 what: format!("{what} thread panicked"),
             };
             let applied = applier.join().unwrap_or_else(|_| Err(panicked("applier")));
+            // The book is complete: encode its checkpoint while the last batch is written.
+            let snapshot = match &applied {
+                Ok((_, calls)) if checkpoint => {
+                    Some(snapshot::encode(&BookParts::of_halves(&dedupe, calls)))
+                }
+                _ => None,
+            };
             let written = writer.join().unwrap_or_else(|_| Err(panicked("writer")));
-            applied.and_then(|sum| written.map(|end| (sum, end)))
+            applied.and_then(|(sum, _)| written.map(|end| (sum, end, snapshot)))
         });
         match result {
-            Ok((sum, end)) => {
+            Ok((sum, end, snapshot)) => {
                 self.position = end;
+                if let Some((query, fold)) = snapshot {
+                    self.store.save_checkpoint(end, &query, &fold)?;
+                    self.checkpointed = end;
+                }
                 Ok(sum)
             }
             Err(e) => {
@@ -390,7 +407,7 @@ impl Engine {
         if self.poisoned || self.book.is_read_only() || self.position == self.checkpointed {
             return Ok(());
         }
-        let (query, fold) = snapshot::encode(&self.book);
+        let (query, fold) = snapshot::encode(&self.book.parts());
         self.store.save_checkpoint(self.position, &query, &fold)?;
         self.checkpointed = self.position;
         Ok(())

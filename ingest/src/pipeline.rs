@@ -34,6 +34,8 @@ pub struct PipelineOptions {
     /// put the whole log's write and fsync after the last line), large enough that the
     /// fsyncs stay few.
     pub commit_bytes: usize,
+    /// Write a checkpoint at the end (encoded while the last batch is made durable).
+    pub checkpoint: bool,
 }
 
 impl Default for PipelineOptions {
@@ -41,6 +43,7 @@ impl Default for PipelineOptions {
         Self {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             commit_bytes: 8 << 20,
+            checkpoint: false,
         }
     }
 }
@@ -122,6 +125,7 @@ pub fn import(
         let folded = engine.stage_stream(
             std::iter::from_fn(|| in_order.next_chunk()),
             opts.commit_bytes,
+            opts.checkpoint,
         );
         // Unblock the reader and workers if folding stopped early.
         drop(in_order);
@@ -203,6 +207,7 @@ mod tests {
         let opts = PipelineOptions {
             workers: 3,
             commit_bytes: 10_000,
+            checkpoint: true,
         };
         let p = Pseudonymizer::new([0; 32]);
         let sum = import(&mut src, &mut engine, &p, opts, &mut |_| {}).expect("import");

@@ -55,7 +55,8 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
     let mut total = IngestSummary::default();
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
-    for (name, mut source) in sources {
+    let n_sources = sources.len();
+    for (i, (name, mut source)) in sources.into_iter().enumerate() {
         if let Some(size) = source.size_hint() {
             // About 100 bytes a line: size the dedupe set and call index once.
             engine.reserve(usize::try_from(size / 100).unwrap_or(0));
@@ -75,7 +76,11 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
             source.as_mut(),
             &mut engine,
             &pseudo,
-            PipelineOptions::default(),
+            PipelineOptions {
+                // After the last input, checkpoint while its last batch is written.
+                checkpoint: i + 1 == n_sources,
+                ..PipelineOptions::default()
+            },
             &mut on_progress,
         );
         if progress.shown {
@@ -97,7 +102,7 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
         total += sum;
     }
     let imported = started.elapsed();
-    engine.checkpoint()?;
+    engine.checkpoint()?; // normally written with the last input already: then a no-op
     print_counts("total", &total);
     tracing::debug!(
         import_ms = imported.as_millis() as u64,

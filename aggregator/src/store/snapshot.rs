@@ -2,7 +2,7 @@
 //! log written after it.
 
 use crate::domain::call::{CallState, NONE};
-use crate::domain::callbook::CallBook;
+use crate::domain::callbook::{BookParts, CallBook};
 use crate::domain::dedupe::KeySet;
 use crate::domain::time::Millis;
 
@@ -65,17 +65,16 @@ fn unseal(bytes: &[u8]) -> Option<&[u8]> {
 /// states as fixed-size records), and what folding more events needs (call ids, dedupe
 /// keys). A query-only open reads the first part alone. The two are encoded on two
 /// threads.
-pub fn encode(book: &CallBook) -> (Vec<u8>, Vec<u8>) {
+pub fn encode(p: &BookParts<'_>) -> (Vec<u8>, Vec<u8>) {
     std::thread::scope(|s| {
-        let fold = s.spawn(|| encode_fold(book));
-        let query = encode_query(book);
-        let fold = fold.join().unwrap_or_else(|_| encode_fold(book));
+        let fold = s.spawn(|| encode_fold(p));
+        let query = encode_query(p);
+        let fold = fold.join().unwrap_or_else(|_| encode_fold(p));
         (query, fold)
     })
 }
 
-fn encode_query(book: &CallBook) -> Vec<u8> {
-    let p = book.parts();
+fn encode_query(p: &BookParts<'_>) -> Vec<u8> {
     let mut query = Vec::with_capacity(64 + p.states.len() * STATE_BYTES / 3 + p.lines.len() * 16);
     query.extend_from_slice(MAGIC);
     query.extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
@@ -90,8 +89,7 @@ fn encode_query(book: &CallBook) -> Vec<u8> {
     seal(query)
 }
 
-fn encode_fold(book: &CallBook) -> Vec<u8> {
-    let p = book.parts();
+fn encode_fold(p: &BookParts<'_>) -> Vec<u8> {
     let mut fold = Vec::with_capacity(32 + p.seen.len() * 16 + p.index.len() * 20);
     fold.extend_from_slice(MAGIC);
     fold.extend_from_slice(&(p.index.len() as u64).to_le_bytes());
@@ -293,7 +291,7 @@ mod tests {
         for l in lines {
             book.apply(&validate_line(l.as_bytes(), &p).expect("valid"));
         }
-        let (query, fold) = encode(&book);
+        let (query, fold) = encode(&book.parts());
         let read_only = decode(&query, None, [2; 16]).expect("decodes");
         assert!(read_only.is_read_only());
         let mut back = decode(&query, Some(&fold), [2; 16]).expect("decodes");
