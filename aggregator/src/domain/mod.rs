@@ -12,6 +12,7 @@ pub mod json_line;
 pub mod key_table;
 pub mod plain_line;
 pub mod privacy;
+pub mod quote_mask;
 pub mod reject;
 pub mod reports;
 pub mod time;
