@@ -12,6 +12,7 @@ use crate::store::codec::{
 };
 use crate::store::{Batch, EventStore, LogPosition, StoreError, snapshot};
 use jiff::civil::Date;
+use std::sync::mpsc::SyncSender;
 
 /// Encoded input records (see `codec`), with what folding needs of each event record,
 /// in order: its dedupe key and its [`Fold`] view. Parse workers build these (so the
@@ -40,7 +41,40 @@ struct FoldItem {
     has_line: bool,
 }
 
+/// Where applied chunks go back, for the parse workers to fill again: fresh memory costs
+/// a page fault and a kernel clear per 4 KiB (about 5 times the cost of writing warm
+/// memory here), and a year's import would otherwise touch some 100 MB of it. When the
+/// pool is full, chunks are dropped.
+pub type Spares = SyncSender<EncodedChunk>;
+
 impl EncodedChunk {
+    /// Empties the chunk for reuse, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.keys.clear();
+        self.folds.clear();
+        self.line_names.clear();
+        self.dead_letters = 0;
+    }
+
+    /// Makes room for about `bytes` of records and `events` events. A buffer too small
+    /// is replaced, not grown: growing would copy its stale contents.
+    pub fn reserve(&mut self, bytes: usize, events: usize) {
+        fn room<T>(v: &mut Vec<T>, n: usize) {
+            if v.capacity() - v.len() < n {
+                if v.is_empty() {
+                    // Some slack, so that the next chunk of about this size fits.
+                    *v = Vec::with_capacity(n + n / 8);
+                } else {
+                    v.reserve(n);
+                }
+            }
+        }
+        room(&mut self.bytes, bytes);
+        room(&mut self.keys, events);
+        room(&mut self.folds, events);
+    }
+
     pub fn with_capacity(bytes: usize, events: usize) -> Self {
         Self {
             bytes: Vec::with_capacity(bytes),
@@ -278,11 +312,11 @@ impl Engine {
         if self.book.is_read_only() {
             return Err(StoreError::ReadOnly);
         }
-        let chunk = EncodedChunk::from_encoded(encoded.to_vec(), self.book.key_hasher())?;
+        let mut chunk = EncodedChunk::from_encoded(encoded.to_vec(), self.book.key_hasher())?;
         let (mut dedupe, mut calls) = self.book.split_fold();
         let mut accepted = Vec::new();
         dedupe.first_seen_all(&chunk.keys, &mut accepted);
-        apply_chunk(&mut calls, &mut self.batch, chunk, &accepted)
+        apply_chunk(&mut calls, &mut self.batch, &mut chunk, &accepted, None)
     }
 
     /// The dedupe key function of this engine: parse workers compute the keys of
@@ -303,6 +337,7 @@ impl Engine {
         chunks: impl Iterator<Item = EncodedChunk>,
         commit_bytes: usize,
         checkpoint: bool,
+        spares: Option<Spares>,
     ) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
@@ -328,8 +363,14 @@ impl Engine {
                 move || -> Result<(IngestSummary, CallsHalf<'_>), StoreError> {
                     let mut sum = IngestSummary::default();
                     let mut batch = Batch::default();
-                    for (chunk, accepted) in from_dedupe {
-                        sum += apply_chunk(&mut calls, &mut batch, chunk, &accepted)?;
+                    for (mut chunk, accepted) in from_dedupe {
+                        // With spares, the bytes are copied into the batch (whose large
+                        // parts get huge pages) and the chunk goes back whole.
+                        let copy = spares.is_some().then_some(commit_bytes);
+                        sum += apply_chunk(&mut calls, &mut batch, &mut chunk, &accepted, copy)?;
+                        if let Some(spares) = &spares {
+                            let _ = spares.try_send(chunk);
+                        }
                         if batch.len() >= commit_bytes
                             && to_writer.send(std::mem::take(&mut batch)).is_err()
                         {
@@ -486,12 +527,14 @@ const PREFETCH_AHEAD: usize = 8;
 
 /// Applies the accepted events of `chunk` (`accepted`: one flag per event record, in
 /// order) and appends what is kept (accepted events, dead letters, in input order) to
-/// `batch`. When everything is kept (the usual case) the chunk's bytes become the part.
+/// `batch`: copied into parts of at least `copy_block` bytes when given, else (when
+/// everything is kept, the usual case) the chunk's bytes are moved in as a part.
 fn apply_chunk(
     calls: &mut CallsHalf<'_>,
     batch: &mut Batch,
-    chunk: EncodedChunk,
+    chunk: &mut EncodedChunk,
     accepted: &[bool],
+    copy_block: Option<usize>,
 ) -> Result<IngestSummary, StoreError> {
     if accepted.len() != chunk.folds.len() {
         return Err(corrupt_input("one dedupe flag per event expected".into()));
@@ -510,15 +553,15 @@ fn apply_chunk(
         duplicate: (accepted.len() - kept_events) as u64,
         rejected: chunk.dead_letters,
     };
-    let part = if kept_events == accepted.len() {
-        chunk.bytes
-    } else {
-        without_duplicates(&chunk.bytes, accepted)?
-    };
-    if !part.is_empty() {
-        batch.parts.push(part);
-        batch.records += u32::try_from(kept_events as u64 + chunk.dead_letters)
-            .map_err(|_| corrupt_input("chunk too large".into()))?;
+    let records = u32::try_from(kept_events as u64 + chunk.dead_letters)
+        .map_err(|_| corrupt_input("chunk too large".into()))?;
+    match (kept_events == accepted.len(), copy_block) {
+        (true, Some(block)) => batch.append_copy(&chunk.bytes, records, block),
+        (true, None) => batch.append(std::mem::take(&mut chunk.bytes), records),
+        (false, Some(block)) => {
+            batch.append_copy(&without_duplicates(&chunk.bytes, accepted)?, records, block)
+        }
+        (false, None) => batch.append(without_duplicates(&chunk.bytes, accepted)?, records),
     }
     Ok(sum)
 }

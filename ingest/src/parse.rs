@@ -110,7 +110,20 @@ pub fn encode_chunk(
     pseudo: &Pseudonymizer,
     hasher: &KeyHasher,
 ) -> EncodedChunk {
-    let mut out = EncodedChunk::with_capacity(chunk.bytes.len() / 2, chunk.lines as usize);
+    let mut out = EncodedChunk::default();
+    encode_chunk_into(&mut out, chunk, source, pseudo, hasher);
+    out
+}
+
+/// [`encode_chunk`] into an empty chunk (e.g. one of spent buffers).
+pub fn encode_chunk_into(
+    out: &mut EncodedChunk,
+    chunk: &Chunk,
+    source: &str,
+    pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
+) {
+    out.reserve(chunk.bytes.len() / 2, chunk.lines as usize);
     let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| match ev {
         Ok(ev) => out.push_event(&ev, hasher),
         Err(r) => out.push_dead_letter(&dead_letter(&r, line, source, n, pseudo)),
@@ -129,7 +142,6 @@ pub fn encode_chunk(
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

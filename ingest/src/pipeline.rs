@@ -3,7 +3,7 @@
 //! the engine in input order (so "first received wins" holds), committing in large
 //! batches. Channels are bounded: a slow disk slows the reader, memory stays flat.
 
-use crate::parse::encode_chunk;
+use crate::parse::encode_chunk_into;
 use crate::source::Source;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary};
@@ -48,6 +48,10 @@ impl Default for PipelineOptions {
     }
 }
 
+/// Spent encoded chunks kept for reuse: about those in flight between the workers and
+/// the writer.
+const SPARES: usize = 16;
+
 /// Progress callback: bytes of the source consumed so far.
 pub type Progress<'a> = &'a mut dyn FnMut(u64);
 
@@ -70,8 +74,11 @@ pub fn import(
     let (chunk_tx, chunk_rx) = sync_channel(workers * 2);
     let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers * 2);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
-    // Chunk buffers go back to the reader once parsed.
+    // Chunk buffers go back to the reader once parsed; encoded chunks' buffers come back
+    // from the engine once applied and committed.
     let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 2);
+    let (spares, spent) = sync_channel::<EncodedChunk>(SPARES);
+    let spent = Mutex::new(spent);
     let hasher = engine.key_hasher();
     std::thread::scope(|s| {
         let reader = s.spawn(move || -> std::io::Result<()> {
@@ -94,13 +101,17 @@ pub fn import(
             let rx = Arc::clone(&chunk_rx);
             let tx = parsed_tx.clone();
             let recycle = recycle_tx.clone();
+            let spent = &spent;
             let name = name.as_str();
             let hasher = &hasher;
             s.spawn(move || {
                 loop {
                     let next = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, chunk))) = next else { break };
-                    let encoded = encode_chunk(&chunk, name, pseudo, hasher);
+                    let reused = spent.lock().ok().and_then(|s| s.try_recv().ok());
+                    let mut encoded = reused.unwrap_or_default();
+                    encoded.clear();
+                    encode_chunk_into(&mut encoded, &chunk, name, pseudo, hasher);
                     let p = Parsed {
                         seq,
                         encoded,
@@ -126,6 +137,7 @@ pub fn import(
             std::iter::from_fn(|| in_order.next_chunk()),
             opts.commit_bytes,
             opts.checkpoint,
+            Some(spares),
         );
         // Unblock the reader and workers if folding stopped early.
         drop(in_order);

@@ -70,6 +70,33 @@ impl Batch {
         self.records = 0;
     }
 
+    /// Adds encoded records as a part of their own.
+    pub fn append(&mut self, part: Vec<u8>, records: u32) {
+        if !part.is_empty() {
+            self.parts.push(part);
+            self.records += records;
+        }
+    }
+
+    /// Adds encoded records by copying them to the last part, which is allocated with
+    /// room for at least `block` bytes.
+    pub fn append_copy(&mut self, bytes: &[u8], records: u32, block: usize) {
+        if bytes.is_empty() {
+            return;
+        }
+        match self.parts.last_mut() {
+            Some(last) if last.capacity() - last.len() >= bytes.len() => {
+                last.extend_from_slice(bytes);
+            }
+            _ => {
+                let mut part = Vec::with_capacity(block.max(bytes.len()));
+                part.extend_from_slice(bytes);
+                self.parts.push(part);
+            }
+        }
+        self.records += records;
+    }
+
     /// The parts as slices, for writing.
     pub fn slices(&self) -> Vec<&[u8]> {
         self.parts.iter().map(Vec::as_slice).collect()
