@@ -13,6 +13,11 @@ pub struct Hours {
 }
 
 impl Hours {
+    /// True for a time of day (ms since local midnight) inside these hours.
+    pub fn contains(&self, t: Millis) -> bool {
+        self.start <= t && t < self.end
+    }
+
     /// Parses `HH:MM-HH:MM` (end may be `24:00`).
     pub fn parse(text: &str) -> Option<Self> {
         let (a, b) = text.trim().split_once('-')?;
@@ -136,14 +141,16 @@ impl ServiceCalendar {
                 .any(|s| s.day() == (date.month(), date.day()))
     }
 
+    /// The service hours of a local date; `None` when the centre is closed all day.
+    pub fn hours_on(&self, date: Date) -> Option<Hours> {
+        let weekday = date.weekday().to_monday_zero_offset() as usize;
+        self.week[weekday].filter(|_| !self.is_closed_day(date))
+    }
+
     /// True when a call anchored at this Europe/Rome local time is inside service hours.
     pub fn in_service(&self, local: DateTime) -> bool {
-        let weekday = local.weekday().to_monday_zero_offset() as usize;
-        let Some(hours) = self.week[weekday] else {
-            return false;
-        };
-        let t = ms_of_day(local);
-        hours.start <= t && t < hours.end && !self.is_closed_day(local.date())
+        self.hours_on(local.date())
+            .is_some_and(|h| h.contains(ms_of_day(local)))
     }
 }
 

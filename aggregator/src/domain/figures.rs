@@ -1,8 +1,9 @@
 //! The one place where call records become counts and sums (spec §4–§6 all read these).
 
+use super::calendar::Hours;
 use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, Outcome};
-use super::time::{Millis, RomeClock, SECOND};
+use super::time::{Millis, RomeClock, SECOND, local_date};
 use jiff::civil::Date;
 
 /// Counts and sums over a set of calls (one period, one line or all).
@@ -116,15 +117,27 @@ pub fn tally<'a>(
     out: &mut [Figures],
 ) {
     let mut clock = RomeClock::default();
+    // Calls come roughly in time order: the bucket and the hours of the last local day
+    // seen serve most of them.
+    let mut today: Option<(i64, Option<usize>, Option<Hours>)> = None;
     for rec in records {
         if rec.outcome == Outcome::Open || !line.admits(rec.line) {
             continue;
         }
-        let local = clock.local(rec.anchor);
-        let Some(slot) = bucket(local.date()).and_then(|i| out.get_mut(i)) else {
+        let (day, time) = clock.local_day(rec.anchor);
+        let (slot, hours) = match today {
+            Some((d, slot, hours)) if d == day => (slot, hours),
+            _ => {
+                let date = local_date(day);
+                let entry = (bucket(date), calendar.hours_on(date));
+                today = Some((day, entry.0, entry.1));
+                entry
+            }
+        };
+        let Some(slot) = slot.and_then(|i| out.get_mut(i)) else {
             continue;
         };
-        slot.add(&rec, calendar.in_service(local), threshold_ms);
+        slot.add(&rec, hours.is_some_and(|h| h.contains(time)), threshold_ms);
     }
 }
 

@@ -168,19 +168,38 @@ pub struct RomeClock {
 }
 
 impl RomeClock {
-    pub fn local(&mut self, ms: Millis) -> DateTime {
-        let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    fn offset(&mut self, ms: Millis, ts: jiff::Timestamp) -> jiff::tz::Offset {
         let hour = ms.div_euclid(HOUR);
-        let offset = match self.hour {
+        match self.hour {
             Some((h, off)) if h == hour => off,
             _ => {
                 let off = rome().to_offset(ts);
                 self.hour = Some((hour, off));
                 off
             }
-        };
-        offset.to_datetime(ts)
+        }
     }
+
+    pub fn local(&mut self, ms: Millis) -> DateTime {
+        let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        self.offset(ms, ts).to_datetime(ts)
+    }
+
+    /// The local day of an instant (days since 1970-01-01 in local time) and its time of
+    /// day in ms: what [`Self::local`] gives, without building a civil date for each call
+    /// (see [`local_date`] for the date of a day).
+    pub fn local_day(&mut self, ms: Millis) -> (i64, Millis) {
+        let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let local = ms + i64::from(self.offset(ms, ts).seconds()) * SECOND;
+        (local.div_euclid(DAY), local.rem_euclid(DAY))
+    }
+}
+
+/// The civil date of a local day number (days since 1970-01-01).
+pub fn local_date(day: i64) -> Date {
+    jiff::Timestamp::from_second(day * (DAY / SECOND))
+        .map(|t| TimeZone::UTC.to_datetime(t).date())
+        .unwrap_or(Date::MIN)
 }
 
 /// Milliseconds since local midnight of a civil date-time.
@@ -302,6 +321,9 @@ mod tests {
         let mut t = start;
         while t < start + 730 * DAY {
             assert_eq!(clock.local(t), rome_local(t), "{t}");
+            let (day, time) = clock.local_day(t);
+            assert_eq!(local_date(day), rome_local(t).date(), "{t}");
+            assert_eq!(time, ms_of_day(rome_local(t)), "{t}");
             t += 7 * 60 * SECOND + 13;
         }
         for t in [start + 100 * DAY, start, start + 300 * DAY + 1] {
