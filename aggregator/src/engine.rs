@@ -1,7 +1,7 @@
 //! The aggregator engine: the domain's [`CallBook`] kept in step with a durable
 //! [`EventStore`]. Ingest folds events in and commits them; queries read the book.
 
-use crate::domain::callbook::{BookParts, CallBook, CallsHalf, Fold};
+use crate::domain::callbook::{CallBook, CallsHalf, Fold};
 use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
 use crate::domain::event::{Event, EventType};
@@ -10,7 +10,7 @@ use crate::domain::time::Millis;
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, encode_record,
 };
-use crate::store::{Batch, EventStore, LogPosition, StoreError, snapshot};
+use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
 use jiff::civil::Date;
 use std::sync::mpsc::SyncSender;
 
@@ -330,8 +330,7 @@ impl Engine {
     /// to the call states, a third commits the batches behind them, so that disk writes
     /// overlap with folding. Returns once all of it is durable.
     ///
-    /// With `checkpoint`, also writes a checkpoint at the end, encoded while the writer
-    /// makes the last batch durable rather than after it.
+    /// With `checkpoint`, also writes a checkpoint at the end.
     pub fn stage_stream(
         &mut self,
         chunks: impl Iterator<Item = EncodedChunk>,
@@ -350,39 +349,44 @@ impl Engine {
         let store = &mut self.store;
         let (mut dedupe, mut calls) = self.book.split_fold();
         let (to_writer, from_apply) = std::sync::mpsc::sync_channel::<Batch>(2);
+        // Committed batches go back to the applier, whose next parts reuse their buffers.
+        let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         let (to_apply, from_dedupe) = std::sync::mpsc::sync_channel::<(EncodedChunk, Vec<bool>)>(4);
         let result = std::thread::scope(|s| {
             let writer = s.spawn(move || -> Result<LogPosition, StoreError> {
                 let mut end = None;
                 for batch in from_apply {
                     end = Some(store.commit(&batch)?);
+                    let _ = spent_tx.try_send(batch);
                 }
                 end.map_or_else(|| store.commit(&Batch::default()), Ok)
             });
-            let applier = s.spawn(
-                move || -> Result<(IngestSummary, CallsHalf<'_>), StoreError> {
-                    let mut sum = IngestSummary::default();
-                    let mut batch = Batch::default();
-                    for (mut chunk, accepted) in from_dedupe {
-                        // With spares, the bytes are copied into the batch (whose large
-                        // parts get huge pages) and the chunk goes back whole.
-                        let copy = spares.is_some().then_some(commit_bytes);
-                        sum += apply_chunk(&mut calls, &mut batch, &mut chunk, &accepted, copy)?;
-                        if let Some(spares) = &spares {
-                            let _ = spares.try_send(chunk);
-                        }
-                        if batch.len() >= commit_bytes
-                            && to_writer.send(std::mem::take(&mut batch)).is_err()
-                        {
-                            break; // the writer failed: its error is reported by the caller
-                        }
+            let applier = s.spawn(move || -> Result<IngestSummary, StoreError> {
+                let mut sum = IngestSummary::default();
+                let mut batch = Batch::default();
+                let mut pool = PartPool::new(commit_bytes);
+                for (mut chunk, accepted) in from_dedupe {
+                    while let Ok(spent) = spent_rx.try_recv() {
+                        pool.give(spent);
                     }
-                    if !batch.is_empty() {
-                        let _ = to_writer.send(batch);
+                    // With spares, the bytes are copied into the batch (in reused
+                    // parts) and the chunk goes back whole for the workers to reuse.
+                    let copy = spares.is_some().then_some(&mut pool);
+                    sum += apply_chunk(&mut calls, &mut batch, &mut chunk, &accepted, copy)?;
+                    if let Some(spares) = &spares {
+                        let _ = spares.try_send(chunk);
                     }
-                    Ok((sum, calls))
-                },
-            );
+                    if batch.len() >= commit_bytes
+                        && to_writer.send(std::mem::take(&mut batch)).is_err()
+                    {
+                        break; // the writer failed: its error is reported by the caller
+                    }
+                }
+                if !batch.is_empty() {
+                    let _ = to_writer.send(batch);
+                }
+                Ok(sum)
+            });
             for chunk in chunks {
                 let mut accepted = Vec::new();
                 dedupe.first_seen_all(&chunk.keys, &mut accepted);
@@ -396,22 +400,14 @@ impl Engine {
                 what: format!("{what} thread panicked"),
             };
             let applied = applier.join().unwrap_or_else(|_| Err(panicked("applier")));
-            // The book is complete: encode its checkpoint while the last batch is written.
-            let snapshot = match &applied {
-                Ok((_, calls)) if checkpoint => {
-                    Some(snapshot::encode(&BookParts::of_halves(&dedupe, calls)))
-                }
-                _ => None,
-            };
             let written = writer.join().unwrap_or_else(|_| Err(panicked("writer")));
-            applied.and_then(|(sum, _)| written.map(|end| (sum, end, snapshot)))
+            applied.and_then(|sum| written.map(|end| (sum, end)))
         });
         match result {
-            Ok((sum, end, snapshot)) => {
+            Ok((sum, end)) => {
                 self.position = end;
-                if let Some((query, fold)) = snapshot {
-                    self.store.save_checkpoint(end, &query, &fold)?;
-                    self.checkpointed = end;
+                if checkpoint {
+                    self.checkpoint()?;
                 }
                 Ok(sum)
             }
@@ -448,8 +444,11 @@ impl Engine {
         if self.poisoned || self.book.is_read_only() || self.position == self.checkpointed {
             return Ok(());
         }
-        let (query, fold) = snapshot::encode(&self.book.parts());
-        self.store.save_checkpoint(self.position, &query, &fold)?;
+        let parts = self.book.parts();
+        self.store
+            .save_checkpoint(self.position, &|w| snapshot::write_query(&parts, w), &|w| {
+                snapshot::write_fold(&parts, w)
+            })?;
         self.checkpointed = self.position;
         Ok(())
     }
@@ -527,14 +526,14 @@ const PREFETCH_AHEAD: usize = 8;
 
 /// Applies the accepted events of `chunk` (`accepted`: one flag per event record, in
 /// order) and appends what is kept (accepted events, dead letters, in input order) to
-/// `batch`: copied into parts of at least `copy_block` bytes when given, else (when
-/// everything is kept, the usual case) the chunk's bytes are moved in as a part.
+/// `batch`: copied into parts from `copy_to` when given, else (when everything is kept,
+/// the usual case) the chunk's bytes are moved in as a part.
 fn apply_chunk(
     calls: &mut CallsHalf<'_>,
     batch: &mut Batch,
     chunk: &mut EncodedChunk,
     accepted: &[bool],
-    copy_block: Option<usize>,
+    copy_to: Option<&mut PartPool>,
 ) -> Result<IngestSummary, StoreError> {
     if accepted.len() != chunk.folds.len() {
         return Err(corrupt_input("one dedupe flag per event expected".into()));
@@ -555,11 +554,11 @@ fn apply_chunk(
     };
     let records = u32::try_from(kept_events as u64 + chunk.dead_letters)
         .map_err(|_| corrupt_input("chunk too large".into()))?;
-    match (kept_events == accepted.len(), copy_block) {
-        (true, Some(block)) => batch.append_copy(&chunk.bytes, records, block),
+    match (kept_events == accepted.len(), copy_to) {
+        (true, Some(pool)) => batch.append_copy(&chunk.bytes, records, pool),
         (true, None) => batch.append(std::mem::take(&mut chunk.bytes), records),
-        (false, Some(block)) => {
-            batch.append_copy(&without_duplicates(&chunk.bytes, accepted)?, records, block)
+        (false, Some(pool)) => {
+            batch.append_copy(&without_duplicates(&chunk.bytes, accepted)?, records, pool)
         }
         (false, None) => batch.append(without_duplicates(&chunk.bytes, accepted)?, records),
     }

@@ -300,19 +300,6 @@ impl CallsHalf<'_> {
     }
 }
 
-impl<'a> BookParts<'a> {
-    /// The parts of a book split for folding (see [`CallBook::split_fold`]).
-    pub fn of_halves(dedupe: &'a DedupeHalf<'_>, calls: &'a CallsHalf<'_>) -> Self {
-        BookParts {
-            seen: dedupe.seen,
-            index: calls.index,
-            states: calls.states,
-            lines: calls.lines,
-            newest_ts: *calls.newest_ts,
-        }
-    }
-}
-
 /// Borrowed view of a book's state, for snapshots.
 pub struct BookParts<'a> {
     pub seen: &'a KeySet,

@@ -10,7 +10,7 @@
 
 use super::codec::{Decoder, Record};
 use super::log::LogFile;
-use super::{Batch, Checkpoint, EventStore, LogPosition, StoreError};
+use super::{Batch, Checkpoint, EventStore, LogPosition, PartWriter, StoreError};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -126,8 +126,8 @@ impl EventStore for EmbeddedStore {
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
-        query: &[u8],
-        fold: &[u8],
+        query: PartWriter<'_>,
+        fold: PartWriter<'_>,
     ) -> Result<(), StoreError> {
         // Both at once. A crash between the two renames leaves parts of different
         // positions, which the loader refuses to pair, so their order does not matter.
@@ -168,16 +168,23 @@ impl EmbeddedStore {
         Ok(Some((u64::from_le_bytes(*pos), body.to_vec())))
     }
 
-    fn write_part(&self, name: &str, position: LogPosition, body: &[u8]) -> Result<(), StoreError> {
+    fn write_part(
+        &self,
+        name: &str,
+        position: LogPosition,
+        body: PartWriter<'_>,
+    ) -> Result<(), StoreError> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!("{name}.tmp"));
         // No fsync: a checkpoint is only a shortcut. After a crash it is either the old
         // one, or the new one whole, or damaged (its CRC then fails and the log, which is
         // fsynced, is replayed instead). Skipping the flush keeps imports fast.
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(SNAPSHOT_MAGIC)
-            .and_then(|()| f.write_all(&position.to_le_bytes()))
-            .and_then(|()| f.write_all(body))
+        let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
+        out.write_all(SNAPSHOT_MAGIC)
+            .and_then(|()| out.write_all(&position.to_le_bytes()))
+            .and_then(|()| body(&mut out))
+            .and_then(|()| out.flush())
             .map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
     }
@@ -217,7 +224,7 @@ mod tests {
         batch.parts.push(bytes);
         batch.records = 1;
         let end = s.commit(&batch).expect("commit");
-        s.save_checkpoint(end, b"calls", b"keys")
+        s.save_checkpoint(end, &|w| w.write_all(b"calls"), &|w| w.write_all(b"keys"))
             .expect("checkpoint");
         drop(s);
         let mut s = EmbeddedStore::open(dir.path()).expect("reopen");

@@ -78,9 +78,8 @@ impl Batch {
         }
     }
 
-    /// Adds encoded records by copying them to the last part, which is allocated with
-    /// room for at least `block` bytes.
-    pub fn append_copy(&mut self, bytes: &[u8], records: u32, block: usize) {
+    /// Adds encoded records by copying them to the last part, or to a new one from `pool`.
+    pub fn append_copy(&mut self, bytes: &[u8], records: u32, pool: &mut PartPool) {
         if bytes.is_empty() {
             return;
         }
@@ -89,7 +88,7 @@ impl Batch {
                 last.extend_from_slice(bytes);
             }
             _ => {
-                let mut part = Vec::with_capacity(block.max(bytes.len()));
+                let mut part = pool.take(bytes.len());
                 part.extend_from_slice(bytes);
                 self.parts.push(part);
             }
@@ -103,6 +102,43 @@ impl Batch {
     }
 }
 
+/// Buffers for batch parts: new ones of `block` bytes, or those of committed batches
+/// handed back (fresh memory costs a page fault and a kernel clear per 4 KiB).
+#[derive(Debug)]
+pub struct PartPool {
+    block: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+impl PartPool {
+    /// Spare buffers kept at most.
+    const KEPT: usize = 8;
+
+    pub fn new(block: usize) -> Self {
+        Self {
+            block,
+            spare: Vec::new(),
+        }
+    }
+
+    /// An empty buffer with room for at least `min` bytes.
+    pub fn take(&mut self, min: usize) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut part) if part.capacity() >= min => {
+                part.clear();
+                part
+            }
+            _ => Vec::with_capacity(self.block.max(min)),
+        }
+    }
+
+    /// Takes back the buffers of a committed batch.
+    pub fn give(&mut self, batch: Batch) {
+        let room = Self::KEPT.saturating_sub(self.spare.len());
+        self.spare.extend(batch.parts.into_iter().take(room));
+    }
+}
+
 /// An encoded [`CallBook`](crate::domain::callbook::CallBook) covering the log up to
 /// `position`, in two parts: what queries need, and what folding more events needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +147,9 @@ pub struct Checkpoint {
     pub query: Vec<u8>,
     pub fold: Option<Vec<u8>>,
 }
+
+/// Writes one part of a checkpoint (see [`snapshot`]) into the given output.
+pub type PartWriter<'a> = &'a (dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()> + Sync);
 
 /// A durable, append-only home for events and dead letters.
 pub trait EventStore: Send {
@@ -127,11 +166,13 @@ pub trait EventStore: Send {
     /// The latest checkpoint, if any; its fold part only when asked for (and intact).
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError>;
 
-    /// Replaces the checkpoint (both parts, for `position`).
+    /// Replaces the checkpoint (both parts, for `position`). Each part is written by its
+    /// function straight into the store's output (the two may run on two threads), so
+    /// that no copy of a big book is built in memory first.
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
-        query: &[u8],
-        fold: &[u8],
+        query: PartWriter<'_>,
+        fold: PartWriter<'_>,
     ) -> Result<(), StoreError>;
 }

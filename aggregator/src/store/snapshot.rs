@@ -5,6 +5,7 @@ use crate::domain::call::{CallState, NONE};
 use crate::domain::callbook::{BookParts, CallBook};
 use crate::domain::dedupe::KeySet;
 use crate::domain::time::Millis;
+use std::io::Write;
 
 /// Version 3: calls are indexed by their keyed hash, not their id.
 const MAGIC: &[u8; 4] = b"NWS3";
@@ -47,13 +48,44 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, s.as_bytes());
 }
 
-/// Upper bound of an encoded state's size, for reserving.
-const STATE_BYTES: usize = 8 + 1 + 7 * 10 + 5 + 5;
+/// One checkpoint part on its way out: bytes gather in a block, which is passed on to
+/// the output with the part's CRC kept up to date; [`Self::finish`] appends the CRC.
+struct Sealed<'w> {
+    out: &'w mut dyn Write,
+    block: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
 
-fn seal(mut out: Vec<u8>) -> Vec<u8> {
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+impl<'w> Sealed<'w> {
+    const BLOCK: usize = 1 << 16;
+
+    fn new(out: &'w mut dyn Write) -> Self {
+        let mut block = Vec::with_capacity(Self::BLOCK + 1024);
+        block.extend_from_slice(MAGIC);
+        Self {
+            out,
+            block,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// Where to append the next item (a state is at most 89 bytes, a line name 516); a
+    /// full block is passed on first.
+    fn room(&mut self) -> std::io::Result<&mut Vec<u8>> {
+        if self.block.len() >= Self::BLOCK {
+            self.crc.update(&self.block);
+            self.out.write_all(&self.block)?;
+            self.block.clear();
+        }
+        Ok(&mut self.block)
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.crc.update(&self.block);
+        let crc = self.crc.finalize();
+        self.block.extend_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&self.block)
+    }
 }
 
 fn unseal(bytes: &[u8]) -> Option<&[u8]> {
@@ -61,47 +93,51 @@ fn unseal(bytes: &[u8]) -> Option<&[u8]> {
     (crc32fast::hash(body).to_le_bytes() == crc && body.starts_with(MAGIC)).then_some(body)
 }
 
-/// Encodes the book in two CRC-checked parts: what queries need (lines and the call
-/// states as fixed-size records), and what folding more events needs (call ids, dedupe
-/// keys). A query-only open reads the first part alone. The two are encoded on two
-/// threads.
+/// The book in two CRC-checked parts: what queries need (lines and the call states), and
+/// what folding more events needs (call keys, dedupe keys). A query-only open reads the
+/// first part alone. (In memory, for tests; stores stream [`write_query`] and
+/// [`write_fold`].)
 pub fn encode(p: &BookParts<'_>) -> (Vec<u8>, Vec<u8>) {
-    std::thread::scope(|s| {
-        let fold = s.spawn(|| encode_fold(p));
-        let query = encode_query(p);
-        let fold = fold.join().unwrap_or_else(|_| encode_fold(p));
-        (query, fold)
-    })
+    let (mut query, mut fold) = (Vec::new(), Vec::new());
+    // Writing to a Vec cannot fail.
+    let _ = write_query(p, &mut query).and_then(|()| write_fold(p, &mut fold));
+    (query, fold)
 }
 
-fn encode_query(p: &BookParts<'_>) -> Vec<u8> {
-    let mut query = Vec::with_capacity(64 + p.states.len() * STATE_BYTES / 3 + p.lines.len() * 16);
-    query.extend_from_slice(MAGIC);
-    query.extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
-    query.extend_from_slice(&(p.lines.len() as u32).to_le_bytes());
+/// Writes the query part: newest `ts`, the line names, the call states.
+pub fn write_query(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut w = Sealed::new(out);
+    w.room()?
+        .extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
+    w.room()?
+        .extend_from_slice(&(p.lines.len() as u32).to_le_bytes());
     for l in p.lines {
-        put_str(&mut query, l);
+        put_str(w.room()?, l);
     }
-    query.extend_from_slice(&(p.states.len() as u64).to_le_bytes());
+    w.room()?
+        .extend_from_slice(&(p.states.len() as u64).to_le_bytes());
     for s in p.states {
-        put_state(&mut query, s);
+        put_state(w.room()?, s);
     }
-    seal(query)
+    w.finish()
 }
 
-fn encode_fold(p: &BookParts<'_>) -> Vec<u8> {
-    let mut fold = Vec::with_capacity(32 + p.seen.len() * 16 + p.index.len() * 20);
-    fold.extend_from_slice(MAGIC);
-    fold.extend_from_slice(&(p.index.len() as u64).to_le_bytes());
+/// Writes the fold part: each call key with its state's index, then the dedupe keys.
+pub fn write_fold(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut w = Sealed::new(out);
+    w.room()?
+        .extend_from_slice(&(p.index.len() as u64).to_le_bytes());
     for (call, i) in p.index.iter() {
-        fold.extend_from_slice(&i.to_le_bytes());
-        fold.extend_from_slice(&call.to_le_bytes());
+        let room = w.room()?;
+        room.extend_from_slice(&i.to_le_bytes());
+        room.extend_from_slice(&call.to_le_bytes());
     }
-    fold.extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
+    w.room()?
+        .extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
     for k in p.seen.iter() {
-        fold.extend_from_slice(&k.to_le_bytes());
+        w.room()?.extend_from_slice(&k.to_le_bytes());
     }
-    seal(fold)
+    w.finish()
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
