@@ -522,7 +522,7 @@ fn corrupt_input(what: String) -> StoreError {
 }
 
 /// How many events ahead [`apply_chunk`] prefetches a call's index slot.
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 32;
 
 /// Applies the accepted events of `chunk` (`accepted`: one flag per event record, in
 /// order) and appends what is kept (accepted events, dead letters, in input order) to

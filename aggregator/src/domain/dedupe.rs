@@ -79,7 +79,7 @@ impl KeyHasher {
 pub struct KeySet(KeyTable<()>);
 
 /// How many keys ahead [`KeySet::insert_all`] prefetches.
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 32;
 
 impl KeySet {
     pub fn with_capacity(n: usize) -> Self {
