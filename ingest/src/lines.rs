@@ -1,12 +1,45 @@
 //! Cuts a byte stream into chunks of whole lines, numbering the lines (1-based), so that
 //! chunks can be parsed in parallel and their results put back in order.
 
+use memmap2::Mmap;
 use std::io::Read;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+/// The bytes of a chunk: read into a buffer of its own, or a range of a mapped file.
+#[derive(Debug)]
+pub enum ChunkBytes {
+    Owned(Vec<u8>),
+    Mapped(Arc<Mmap>, Range<usize>),
+}
+
+impl Default for ChunkBytes {
+    fn default() -> Self {
+        Self::Owned(Vec::new())
+    }
+}
+
+impl Deref for ChunkBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Mapped(map, range) => &map[range.clone()],
+        }
+    }
+}
+
+impl From<Vec<u8>> for ChunkBytes {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Owned(v)
+    }
+}
 
 /// Whole lines from a stream; `first_line` is the number of its first line.
 #[derive(Debug, Default)]
 pub struct Chunk {
-    pub bytes: Vec<u8>,
+    pub bytes: ChunkBytes,
     pub first_line: u64,
     /// Number of lines in `bytes` (a last line without terminator counts).
     pub lines: u64,
@@ -43,6 +76,12 @@ pub fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
             _ => line,
         })
     })
+}
+
+/// Lines in `bytes`; a last line without terminator counts.
+pub fn count_lines(bytes: &[u8]) -> u64 {
+    let newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    newlines + u64::from(bytes.last().is_some_and(|&b| b != b'\n'))
 }
 
 /// A line longer than this is cut while reading (it is malformed anyway: the limit is
@@ -155,11 +194,10 @@ impl<R: Read> ChunkReader<R> {
     }
 
     fn finish(&mut self, bytes: Vec<u8>) -> Chunk {
-        let newlines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        let lines = newlines + u64::from(bytes.last().is_some_and(|&b| b != b'\n'));
+        let lines = count_lines(&bytes);
         self.offset += bytes.len() as u64;
         let chunk = Chunk {
-            bytes,
+            bytes: bytes.into(),
             first_line: self.next_line,
             lines,
             end_offset: self.offset,
@@ -180,9 +218,10 @@ mod tests {
             assert_eq!(c.lines().count() as u64, c.lines);
             out.extend(c.lines().map(|(n, l)| (n, l.to_vec())));
             // Dirty recycled buffers must not leak into later chunks.
-            let mut bytes = c.bytes;
-            bytes.fill(b'#');
-            r.recycle(bytes);
+            if let ChunkBytes::Owned(mut bytes) = c.bytes {
+                bytes.fill(b'#');
+                r.recycle(bytes);
+            }
         }
         out
     }

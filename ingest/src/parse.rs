@@ -153,7 +153,7 @@ mod tests {
     fn valid_and_rejected_lines_keep_order_and_position() {
         let p = Pseudonymizer::new([0; 32]);
         let chunk = Chunk {
-            bytes: b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}".to_vec(),
+            bytes: b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}".to_vec().into(),
             first_line: 10,
             lines: 3,
             end_offset: 0,

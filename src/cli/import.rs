@@ -4,7 +4,7 @@ use super::StoreArgs;
 use super::config::{Use, open_engine};
 use netwait_aggregator::engine::IngestSummary;
 use netwait_ingest::pipeline::{PipelineOptions, import};
-use netwait_ingest::source::{ReaderSource, Source};
+use netwait_ingest::source::{MappedSource, ReaderSource, Source};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,14 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
         } else {
             let f =
                 std::fs::File::open(name).map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
-            let size = f.metadata().ok().map(|m| m.len());
-            Box::new(ReaderSource::new(name.clone(), f, size))
+            let meta = f.metadata().ok();
+            let size = meta.as_ref().map(std::fs::Metadata::len);
+            let regular = meta.is_some_and(|m| m.is_file() && m.len() > 0);
+            // Regular files are mapped; anything else (a FIFO, a device) is read.
+            match regular.then(|| MappedSource::open(name.clone(), &f)) {
+                Some(Ok(mapped)) => Box::new(mapped),
+                _ => Box::new(ReaderSource::new(name.clone(), f, size)),
+            }
         };
         sources.push((name, source));
     }
