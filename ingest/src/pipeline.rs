@@ -74,7 +74,9 @@ pub fn import(
     let name = source.name().to_owned();
     let workers = opts.workers.max(1);
     let (chunk_tx, chunk_rx) = sync_channel(workers * 2);
-    let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers * 2);
+    // Room for the workers to parse ahead while the folding threads start (they first
+    // clear their tables' fresh memory).
+    let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers * 8);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
     // Chunk buffers go back to the reader once parsed; encoded chunks' buffers come back
     // from the engine once applied and committed.

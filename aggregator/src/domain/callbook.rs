@@ -61,6 +61,8 @@ pub struct CallBook {
     line_ids: LineIds,
     newest_ts: Option<Millis>,
     read_only: bool,
+    /// Events announced by [`Self::reserve`], room made for them on first use.
+    planned: usize,
 }
 
 impl CallBook {
@@ -74,16 +76,17 @@ impl CallBook {
             line_ids: HashMap::default(),
             newest_ts: None,
             read_only: false,
+            planned: 0,
         };
         book.intern(DEFAULT_LINE.as_bytes());
         book
     }
 
-    /// Makes room for about `events` more events (avoids rehashing during a big import).
+    /// Announces about `events` more events, so that the tables are sized once (no
+    /// rehashing during a big import). The room is made by the fold halves on first use,
+    /// on their own threads: clearing tens of MB of fresh memory then overlaps parsing.
     pub fn reserve(&mut self, events: usize) {
-        self.seen.reserve(events);
-        self.index.reserve(events / 4);
-        self.states.reserve(events / 4);
+        self.planned += events;
     }
 
     /// The dedupe key function of this book (for computing keys on other threads).
@@ -124,11 +127,14 @@ impl CallBook {
     /// On a read-only book.
     pub fn split_fold(&mut self) -> (DedupeHalf<'_>, CallsHalf<'_>) {
         assert!(!self.read_only, "events folded into a read-only call book");
+        let planned = std::mem::take(&mut self.planned);
         (
             DedupeHalf {
                 seen: &mut self.seen,
+                planned,
             },
             CallsHalf {
+                planned,
                 index: &mut self.index,
                 states: &mut self.states,
                 lines: &mut self.lines,
@@ -237,22 +243,34 @@ fn intern(lines: &mut Vec<Box<str>>, ids: &mut LineIds, name: &[u8]) -> LineId {
 /// Dedupe half of a [`CallBook`] (see [`CallBook::split_fold`]).
 pub struct DedupeHalf<'a> {
     seen: &'a mut KeySet,
+    /// Keys announced by [`CallBook::reserve`], not yet made room for.
+    planned: usize,
 }
 
 impl DedupeHalf<'_> {
+    fn make_room(&mut self) {
+        if self.planned > 0 {
+            self.seen.reserve(std::mem::take(&mut self.planned));
+        }
+    }
+
     /// True the first time a key is offered: the event is accepted.
     pub fn first_seen(&mut self, key: DedupeKey) -> bool {
+        self.make_room();
         self.seen.insert(key)
     }
 
     /// [`Self::first_seen`] of each key in order, pushed to `out` (faster in bulk).
     pub fn first_seen_all(&mut self, keys: &[DedupeKey], out: &mut Vec<bool>) {
+        self.make_room();
         self.seen.insert_all(keys, out);
     }
 }
 
 /// Call-state half of a [`CallBook`] (see [`CallBook::split_fold`]).
 pub struct CallsHalf<'a> {
+    /// Events announced by [`CallBook::reserve`] (about 4 per call), not yet made room for.
+    planned: usize,
     index: &'a mut Index,
     states: &'a mut Vec<CallState>,
     lines: &'a mut Vec<Box<str>>,
@@ -269,6 +287,11 @@ impl CallsHalf<'_> {
 
     /// Applies one accepted (not duplicate) event.
     pub fn apply(&mut self, ev: Fold<'_>) {
+        if self.planned > 0 {
+            let calls = std::mem::take(&mut self.planned) / 4;
+            self.index.reserve(calls);
+            self.states.reserve(calls);
+        }
         *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
         let Some(call) = ev.call else {
             return; // agent event: only moves the clock
