@@ -62,6 +62,10 @@ def main():
         "netwait_import_s": round(m(imp), 3), "netwait_stats_s": round(m(st), 3),
         "netwait_total_s": round(m(nw), 3), "duckdb_s": round(m(dk), 3),
         "ratio_netwait_over_duckdb": round(m(nw) / m(dk), 3),
+        # Each round's own ratio: the machine's speed drifts between rounds, both sides
+        # of one round see about the same machine.
+        "ratio_per_round_median": round(m([a / b for a, b in zip(nw, dk)]), 3),
+        "ratio_per_round_max": round(max(a / b for a, b in zip(nw, dk)), 3),
         "import_events_per_s": round(lines / m(imp)),
         "peak_rss_import_mib": round(max(rss_imp), 1), "peak_rss_stats_mib": round(max(rss_st), 1),
         "all_runs_total_s": [round(x, 3) for x in nw], "all_runs_duckdb_s": dk,
