@@ -130,6 +130,9 @@ pub fn import(
                 }
             });
         }
+        // Only the workers hold these now: when they stop, the reader's sends fail
+        // instead of blocking (folding may stop early, on an error).
+        drop(chunk_rx);
         drop(parsed_tx);
         drop(recycle_tx);
         let mut in_order = InOrder {
@@ -246,5 +249,88 @@ mod tests {
             None,
         );
         assert_eq!(t.figures.abandoned, 2_000);
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use crate::source::ReaderSource;
+    use netwait_aggregator::domain::config::MetricsConfig;
+    use netwait_aggregator::store::codec::Record;
+    use netwait_aggregator::store::{Batch, Checkpoint, EventStore, LogPosition, PartWriter};
+
+    /// A store whose disk fills up after the first commit.
+    struct FullDisk {
+        commits: u32,
+    }
+
+    impl EventStore for FullDisk {
+        fn replay(
+            &mut self,
+            _from: LogPosition,
+            _visit: &mut dyn FnMut(Record<'_>),
+        ) -> Result<LogPosition, StoreError> {
+            Ok(0)
+        }
+
+        fn commit(&mut self, _batch: &Batch) -> Result<LogPosition, StoreError> {
+            self.commits += 1;
+            if self.commits > 1 {
+                return Err(StoreError::Io {
+                    path: "events.log".into(),
+                    source: std::io::Error::other("no space left on device"),
+                });
+            }
+            Ok(u64::from(self.commits))
+        }
+
+        fn load_checkpoint(&mut self, _with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
+            Ok(None)
+        }
+
+        fn save_checkpoint(
+            &mut self,
+            _position: LogPosition,
+            _query: PartWriter<'_>,
+            _fold: PartWriter<'_>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_store_stops_the_import_with_its_error_and_nothing_hangs() {
+        let mut input = String::new();
+        for i in 0..20_000 {
+            input.push_str(&format!(
+                "{{\"call_id\":\"c{i}\",\"type\":\"offered\",\"ts\":{i}}}\n"
+            ));
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let store = Box::new(FullDisk { commits: 0 });
+            let mut engine =
+                Engine::open(store, [1; 16], MetricsConfig::default()).expect("engine");
+            // Tiny chunks and commits: the input is far from read when the store fails.
+            let mut src = ReaderSource::with_chunk_bytes("t", input.as_bytes(), None, 500);
+            let opts = PipelineOptions {
+                workers: 2,
+                commit_bytes: 1_000,
+                checkpoint: true,
+            };
+            let p = Pseudonymizer::new([0; 32]);
+            let result = import(&mut src, &mut engine, &p, opts, &mut |_| {});
+            let _ = done_tx.send((result.map_err(|e| e.to_string()), engine.is_poisoned()));
+        });
+        let (result, poisoned) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the import returns instead of hanging");
+        let err = result.expect_err("the store's error is reported");
+        assert!(err.contains("no space left"), "{err}");
+        assert!(
+            poisoned,
+            "the engine refuses further work after a failed commit"
+        );
     }
 }
