@@ -77,7 +77,8 @@ impl<R: Read + Send> Source for ReaderSource<R> {
 /// A regular file, memory-mapped: parse workers read the page cache in place instead of
 /// a copy of it (the copy cost a fifth of a parse worker's time). Chunks end at line
 /// ends; a runaway line stays whole (it is mapped, not held) and is rejected as too long.
-/// As with any mapped input, the file must not be truncated while it is imported.
+/// As with any mapped input, the file must not be modified or truncated while it is
+/// imported (appending is fine: the mapping ends where the file ended when opened).
 pub struct MappedSource {
     name: String,
     map: Arc<Mmap>,
@@ -90,8 +91,9 @@ impl MappedSource {
     /// Maps `file`; fails for what cannot be mapped (pipes, empty files on some systems):
     /// read those with [`ReaderSource`].
     pub fn open(name: impl Into<String>, file: &File) -> std::io::Result<Self> {
-        // SAFETY: the mapping is read-only and private to this process; the documented
-        // condition (no truncation during the import) keeps every byte readable.
+        // SAFETY: the mapping is read-only; the documented condition (the file is not
+        // modified or truncated during the import) keeps every mapped byte readable and
+        // unchanged while it is borrowed.
         let map = unsafe { Mmap::map(file)? };
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
