@@ -75,15 +75,6 @@ impl EncodedChunk {
         room(&mut self.folds, events);
     }
 
-    pub fn with_capacity(bytes: usize, events: usize) -> Self {
-        Self {
-            bytes: Vec::with_capacity(bytes),
-            keys: Vec::with_capacity(events),
-            folds: Vec::with_capacity(events),
-            ..Self::default()
-        }
-    }
-
     /// Builds a chunk from encoded records, decoding each event for its key and view.
     pub fn from_encoded(bytes: Vec<u8>, hasher: &KeyHasher) -> Result<Self, StoreError> {
         let mut chunk = Self::default();
