@@ -193,7 +193,7 @@ impl Engine {
     }
 
     /// Opens for queries only: when the checkpoint covers the whole log, the dedupe keys
-    /// and call ids are not loaded (much faster); otherwise this is [`Self::open`].
+    /// and the call index are not loaded (much faster); otherwise this is [`Self::open`].
     /// [`Self::stage`] fails on such an engine.
     pub fn open_for_queries(
         store: Box<dyn EventStore>,

@@ -5,7 +5,7 @@
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
 //! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
-//! DIR/checkpoint.keys   the rest of it: call ids and dedupe keys (atomic renames)
+//! DIR/checkpoint.keys   the rest of it: call keys and dedupe keys (atomic renames)
 //! ```
 
 use super::codec::{Decoder, Record};
