@@ -50,8 +50,9 @@ impl<'a> Fold<'a> {
 /// The aggregate state of every call. Pure: no I/O, no clock (callers pass `now`).
 ///
 /// States live in one contiguous vector (fast to scan for figures, fast to snapshot); the
-/// index from `call_id` to state and the dedupe keys are needed only to fold events in,
-/// so a book opened for queries alone may come without them ([`Self::is_read_only`]).
+/// index from call (the keyed hash of its `call_id`) to state and the dedupe keys are
+/// needed only to fold events in, so a book opened for queries alone may come without
+/// them ([`Self::is_read_only`]).
 pub struct CallBook {
     hasher: KeyHasher,
     seen: KeySet,
