@@ -7,16 +7,14 @@ use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
 use crate::domain::event::{Event, EventType};
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
-use crate::store::codec::{
-    DeadLetter, Decoder, Record, encode_dead_letter, encode_event, encode_record,
-};
+use crate::store::codec::{DeadLetter, Decoder, Record, encode_dead_letter, encode_event};
 use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
 use jiff::civil::Date;
 use std::sync::mpsc::SyncSender;
 
 /// Encoded input records (see `codec`), with what folding needs of each event record,
-/// in order: its dedupe key and its [`Fold`] view. Parse workers build these (so the
-/// folding threads decode nothing); the push path builds one from encoded records.
+/// in order: its dedupe key and its [`Fold`] view. Whoever validates the input builds
+/// these (parse workers, the push handler), so the folding threads decode nothing.
 #[derive(Debug, Default)]
 pub struct EncodedChunk {
     /// The encoded records: the part the store commits.
@@ -73,20 +71,6 @@ impl EncodedChunk {
         room(&mut self.bytes, bytes);
         room(&mut self.keys, events);
         room(&mut self.folds, events);
-    }
-
-    /// Builds a chunk from encoded records, decoding each event for its key and view.
-    pub fn from_encoded(bytes: Vec<u8>, hasher: &KeyHasher) -> Result<Self, StoreError> {
-        let mut chunk = Self::default();
-        for rec in Decoder::new(&bytes) {
-            match rec {
-                Ok(Record::Event(ev)) => chunk.note_event(&ev, hasher),
-                Ok(Record::DeadLetter(_)) => chunk.dead_letters += 1,
-                Err(e) => return Err(corrupt_input(e.to_string())),
-            }
-        }
-        chunk.bytes = bytes;
-        Ok(chunk)
     }
 
     /// Appends a valid event.
@@ -284,26 +268,29 @@ impl Engine {
         &mut self,
         items: impl IntoIterator<Item = Record<'a>>,
     ) -> Result<IngestSummary, StoreError> {
-        let mut encoded = Vec::new();
+        let hasher = self.key_hasher();
+        let mut chunk = EncodedChunk::default();
         for item in items {
-            encode_record(&mut encoded, &item);
+            match item {
+                Record::Event(ev) => chunk.push_event(&ev, &hasher),
+                Record::DeadLetter(d) => chunk.push_dead_letter(&d),
+            }
         }
-        let sum = self.stage(&encoded)?;
+        let sum = self.stage(chunk)?;
         self.commit()?;
         Ok(sum)
     }
 
-    /// Folds encoded input records (see `codec`) into the book and the pending commit:
-    /// accepted events and dead letters are staged, duplicates dropped. Nothing is
-    /// durable before [`Self::commit`].
-    pub fn stage(&mut self, encoded: &[u8]) -> Result<IngestSummary, StoreError> {
+    /// Folds an encoded chunk (built with this engine's [`Self::key_hasher`]) into the
+    /// book and the pending commit: accepted events and dead letters are staged,
+    /// duplicates dropped. Nothing is durable before [`Self::commit`].
+    pub fn stage(&mut self, mut chunk: EncodedChunk) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
         if self.book.is_read_only() {
             return Err(StoreError::ReadOnly);
         }
-        let mut chunk = EncodedChunk::from_encoded(encoded.to_vec(), self.book.key_hasher())?;
         let (mut dedupe, mut calls) = self.book.split_fold();
         let mut accepted = Vec::new();
         dedupe.first_seen_all(&chunk.keys, &mut accepted);

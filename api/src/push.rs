@@ -4,8 +4,9 @@
 
 use crate::convert::{raw_event, render_event};
 use crate::state::{AppState, store_status};
+use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
-use netwait_aggregator::engine::IngestSummary;
+use netwait_aggregator::engine::{EncodedChunk, IngestSummary};
 use netwait_ingest::parse::{encode_fields, encode_line};
 use netwait_proto::v1 as pb;
 use pb::ingest_server::Ingest;
@@ -28,14 +29,19 @@ impl IngestService {
 }
 
 /// Validates one message into encoded records, lines first, then events.
-fn encode_message(msg: &pb::PushRequest, source: &str, pseudo: &Pseudonymizer) -> Vec<u8> {
-    let mut out = Vec::new();
+fn encode_message(
+    msg: &pb::PushRequest,
+    source: &str,
+    pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
+) -> EncodedChunk {
+    let mut out = EncodedChunk::default();
     let mut position = msg.first_position.max(1);
     for line in &msg.ndjson_lines {
         // A line may come with its terminator; like in a file, it is not part of the line.
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        encode_line(&mut out, line, source, position, pseudo);
+        encode_line(&mut out, line, source, position, pseudo, hasher);
         position += 1;
     }
     for ev in &msg.events {
@@ -46,6 +52,7 @@ fn encode_message(msg: &pb::PushRequest, source: &str, pseudo: &Pseudonymizer) -
             source,
             position,
             pseudo,
+            hasher,
         );
         position += 1;
     }
@@ -76,14 +83,16 @@ impl Ingest for IngestService {
                 msg.source.clone()
             };
             let pseudo = std::sync::Arc::clone(&self.state.pseudo);
-            let encoded =
-                tokio::task::spawn_blocking(move || encode_message(&msg, &source, &pseudo))
-                    .await
-                    .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+            let hasher = std::sync::Arc::clone(&self.state.hasher);
+            let encoded = tokio::task::spawn_blocking(move || {
+                encode_message(&msg, &source, &pseudo, &hasher)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
             let sum = self
                 .state
                 .blocking(move |e| {
-                    let sum = e.stage(&encoded).map_err(store_status)?;
+                    let sum = e.stage(encoded).map_err(store_status)?;
                     e.commit().map_err(store_status)?;
                     Ok(sum)
                 })

@@ -1,5 +1,6 @@
 //! What the services share: the engine behind a lock, and the caller pseudonymizer.
 
+use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
 use netwait_aggregator::store::StoreError;
@@ -10,11 +11,15 @@ use tonic::Status;
 pub struct AppState {
     engine: Arc<Mutex<Engine>>,
     pub pseudo: Arc<Pseudonymizer>,
+    /// The engine's dedupe and call key function: push handlers compute keys while
+    /// validating, outside the engine's lock.
+    pub hasher: Arc<KeyHasher>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, pseudo: Pseudonymizer) -> Self {
         Self {
+            hasher: Arc::new(engine.key_hasher()),
             engine: Arc::new(Mutex::new(engine)),
             pseudo: Arc::new(pseudo),
         }

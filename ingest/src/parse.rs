@@ -9,7 +9,7 @@ use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::domain::reject::Reject;
 use netwait_aggregator::domain::validate::{validate, validate_line, validate_line_str};
 use netwait_aggregator::engine::EncodedChunk;
-use netwait_aggregator::store::codec::{DeadLetter, encode_dead_letter, encode_event};
+use netwait_aggregator::store::codec::DeadLetter;
 use std::borrow::Cow;
 
 /// The dead letter of a rejected input (raw kept, caller redacted, size capped).
@@ -30,75 +30,64 @@ fn dead_letter<'a>(
     }
 }
 
-/// Encodes a rejected input as a dead letter.
-pub fn encode_reject(
-    out: &mut Vec<u8>,
-    reject: &Reject,
-    raw: &[u8],
-    source: &str,
-    position: u64,
-    pseudo: &Pseudonymizer,
-) {
-    encode_dead_letter(out, &dead_letter(reject, raw, source, position, pseudo));
-}
-
-/// Encodes a validation result into `out`: the event, or a dead letter of `raw` (rendered
-/// only when needed). Gives the event back to callers that want more of it.
-fn encode_result<'e>(
-    out: &mut Vec<u8>,
+/// Adds a validation result to `out`: the event (with its dedupe key and fold view), or a
+/// dead letter of `raw` (rendered only when needed).
+fn push_result<'e>(
+    out: &mut EncodedChunk,
     result: Result<Event<'e>, Reject>,
     raw: impl FnOnce() -> Cow<'e, [u8]>,
     source: &str,
     position: u64,
     pseudo: &Pseudonymizer,
-) -> Option<Event<'e>> {
+    hasher: &KeyHasher,
+) {
     match result {
-        Ok(ev) => {
-            encode_event(out, &ev);
-            Some(ev)
-        }
-        Err(r) => {
-            encode_reject(out, &r, &raw(), source, position, pseudo);
-            None
-        }
+        Ok(ev) => out.push_event(&ev, hasher),
+        Err(r) => out.push_dead_letter(&dead_letter(&r, &raw(), source, position, pseudo)),
     }
 }
 
 /// Validates one NDJSON line into `out`.
 pub fn encode_line(
-    out: &mut Vec<u8>,
+    out: &mut EncodedChunk,
     line: &[u8],
     source: &str,
     position: u64,
     pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
 ) {
-    encode_result(
+    let result = validate_line(line, pseudo);
+    push_result(
         out,
-        validate_line(line, pseudo),
+        result,
         || line.into(),
         source,
         position,
         pseudo,
+        hasher,
     );
 }
 
 /// Validates structured fields (a protobuf message) into `out`; `raw` renders the input
 /// for the dead letter when it is rejected.
 pub fn encode_fields(
-    out: &mut Vec<u8>,
+    out: &mut EncodedChunk,
     fields: RawEvent<'_>,
     raw: impl FnOnce() -> Vec<u8>,
     source: &str,
     position: u64,
     pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
 ) {
-    encode_result(
+    let result = validate(fields, pseudo);
+    push_result(
         out,
-        validate(fields, pseudo),
+        result,
         || raw().into(),
         source,
         position,
         pseudo,
+        hasher,
     );
 }
 
@@ -124,9 +113,8 @@ pub fn encode_chunk_into(
     hasher: &KeyHasher,
 ) {
     out.reserve(chunk.bytes.len() / 2, chunk.lines as usize);
-    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| match ev {
-        Ok(ev) => out.push_event(&ev, hasher),
-        Err(r) => out.push_dead_letter(&dead_letter(&r, line, source, n, pseudo)),
+    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| {
+        push_result(out, ev, || line.into(), source, n, pseudo, hasher);
     };
     // One UTF-8 check for the whole chunk; line by line only when it fails.
     match std::str::from_utf8(&chunk.bytes) {
