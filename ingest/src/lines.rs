@@ -57,7 +57,7 @@ impl Chunk {
 }
 
 /// Splits at `\n`, strips a `\r` before it; a final line without terminator counts.
-/// Agrees with `str::lines` (the fast path for chunks that are valid UTF-8).
+/// Agrees with `str::lines` and with the parse workers' `line_scan::scan_lines`.
 pub fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut start = 0;
     let mut ends = memchr::memchr_iter(b'\n', bytes);

@@ -5,9 +5,10 @@ use crate::redact::redact_caller;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::event::Event;
 use netwait_aggregator::domain::json_line::{MAX_LINE_BYTES, RawEvent};
+use netwait_aggregator::domain::line_scan::scan_lines;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::domain::reject::Reject;
-use netwait_aggregator::domain::validate::{validate, validate_line, validate_line_str};
+use netwait_aggregator::domain::validate::{validate, validate_line, validate_scanned};
 use netwait_aggregator::engine::EncodedChunk;
 use netwait_aggregator::store::codec::DeadLetter;
 use std::borrow::Cow;
@@ -113,22 +114,10 @@ pub fn encode_chunk_into(
     hasher: &KeyHasher,
 ) {
     out.reserve(chunk.bytes.len() / 2, chunk.lines as usize);
-    let mut push = |ev: Result<Event<'_>, Reject>, line: &[u8], n: u64| {
-        push_result(out, ev, || line.into(), source, n, pseudo, hasher);
-    };
-    // One UTF-8 check for the whole chunk; line by line only when it fails.
-    match std::str::from_utf8(&chunk.bytes) {
-        Ok(text) => {
-            // `str::lines` splits at `\n` and strips a `\r` before it, like `split_lines`.
-            for (line, n) in text.lines().zip(chunk.first_line..) {
-                push(validate_line_str(line, pseudo), line.as_bytes(), n);
-            }
-        }
-        Err(_) => {
-            for (n, line) in chunk.lines() {
-                push(validate_line(line, pseudo), line, n);
-            }
-        }
+    // One pass splits the lines and locates each plain line's quotes.
+    for ((line, scan), n) in scan_lines(&chunk.bytes).zip(chunk.first_line..) {
+        let result = validate_scanned(line, scan, pseudo);
+        push_result(out, result, || line.into(), source, n, pseudo, hasher);
     }
 }
 

@@ -2,7 +2,8 @@
 //! flat object whose values are strings without escapes (1..=128 bytes) or integers,
 //! with at most a few unknown keys of that kind, on one line of at most 512 bytes. Such a
 //! line goes to an [`Event`] in one pass, without the general parser's intermediate form:
-//! its quotes are located first ([`QuoteMask`]), then the walk jumps between them.
+//! its quotes are located first ([`QuoteMask`], usually while the input is split into
+//! lines), then the walk jumps between them.
 //!
 //! Anything else — an escape, a nested value, `null`, a long string, and every invalid
 //! line — returns `None`, and the general path ([`super::json_line`] then
@@ -11,8 +12,8 @@
 
 use super::event::{BookingKind, Event, EventType};
 use super::json_line::known_key;
+use super::line_scan::QuoteMask;
 use super::privacy::Pseudonymizer;
-use super::quote_mask::QuoteMask;
 use super::time::{in_range, parse_rfc3339};
 use super::validate::check_required;
 use std::borrow::Cow;
@@ -103,11 +104,20 @@ fn text(v: Option<Plain<'_>>) -> Option<Option<Cow<'_, str>>> {
 
 /// The event of a plain, valid line; `None` sends the line to the general path.
 pub fn validate_plain<'a>(line: &'a str, pseudo: &Pseudonymizer) -> Option<Event<'a>> {
+    validate_plain_with(line, QuoteMask::of(line.as_bytes())?, pseudo)
+}
+
+/// [`validate_plain`] with the line's quotes already located.
+pub fn validate_plain_with<'a>(
+    line: &'a str,
+    quotes: QuoteMask,
+    pseudo: &Pseudonymizer,
+) -> Option<Event<'a>> {
     let mut c = Cursor {
         s: line,
         b: line.as_bytes(),
         i: 0,
-        quotes: QuoteMask::of(line.as_bytes())?,
+        quotes,
     };
     c.eat(b'{')?;
     // Slots in the general parser's order (`json_line::known_key`).

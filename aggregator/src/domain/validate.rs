@@ -2,7 +2,8 @@
 
 use super::event::{BookingKind, Event, EventType};
 use super::json_line::{RawEvent, RawValue, parse_line, parse_line_str};
-use super::plain_line::validate_plain;
+use super::line_scan::LineScan;
+use super::plain_line::{validate_plain, validate_plain_with};
 use super::privacy::Pseudonymizer;
 use super::reject::Reject;
 use super::time::{TsError, in_range, parse_rfc3339};
@@ -21,6 +22,32 @@ pub fn validate_line_str<'a>(line: &'a str, pseudo: &Pseudonymizer) -> Result<Ev
     match validate_plain(line, pseudo) {
         Some(ev) => Ok(ev),
         None => validate(parse_line_str(line)?, pseudo),
+    }
+}
+
+/// [`validate_line`] for a line found by [`super::line_scan::scan_lines`]: a plain line
+/// takes the fast path with the quotes the scan located, without a UTF-8 check when the
+/// scan saw only ASCII; the others, and all rejects, the general path.
+pub fn validate_scanned<'a>(
+    line: &'a [u8],
+    scan: LineScan,
+    pseudo: &Pseudonymizer,
+) -> Result<Event<'a>, Reject> {
+    let Some(quotes) = scan.quotes else {
+        return validate_line(line, pseudo);
+    };
+    let text = if scan.ascii {
+        // SAFETY: every byte is below 0x80 (the scan checked), and ASCII is UTF-8.
+        unsafe { std::str::from_utf8_unchecked(line) }
+    } else {
+        match std::str::from_utf8(line) {
+            Ok(text) => text,
+            Err(_) => return validate_line(line, pseudo),
+        }
+    };
+    match validate_plain_with(text, quotes, pseudo) {
+        Some(ev) => Ok(ev),
+        None => validate(parse_line_str(text)?, pseudo),
     }
 }
 
