@@ -33,8 +33,9 @@ pub struct PipelineOptions {
     /// Commit when this many encoded bytes are staged. Small enough that the writer
     /// thread writes and fsyncs while parsing goes on (a single commit at the end would
     /// put the whole log's write and fsync after the last line), that the last commit
-    /// is short, and that batch buffers come back for reuse during an import; large
-    /// enough that the fsyncs stay few (16 for the seed year's 33 MB log).
+    /// is short, and that few batch buffers are in flight (each is fresh memory the
+    /// first time, which costs more here than the extra fsyncs: 64 for the seed year's
+    /// 33 MB log, on the writer thread).
     pub commit_bytes: usize,
     /// Write a checkpoint at the end (encoded while the last batch is made durable).
     pub checkpoint: bool,
@@ -44,7 +45,7 @@ impl Default for PipelineOptions {
     fn default() -> Self {
         Self {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            commit_bytes: 2 << 20,
+            commit_bytes: 1 << 19,
             checkpoint: false,
         }
     }
