@@ -10,9 +10,26 @@
 /// 0 marks an empty slot; the key 0 itself is kept apart.
 #[derive(Debug, Clone, Default)]
 pub struct KeyTable<V> {
-    slots: Vec<(u128, V)>,
+    slots: Vec<(Key, V)>,
     len: usize,
     zero: Option<V>,
+}
+
+/// A key as two words: a `u128` would align slots to 16 bytes, and a call index slot
+/// (key and `u32`) would take 32 bytes instead of 24.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Key([u64; 2]);
+
+impl Key {
+    const EMPTY: Key = Key([0; 2]);
+
+    fn of(k: u128) -> Self {
+        Self([k as u64, (k >> 64) as u64])
+    }
+
+    fn get(self) -> u128 {
+        u128::from(self.0[0]) | u128::from(self.0[1]) << 64
+    }
 }
 
 impl<V: Copy + Default> KeyTable<V> {
@@ -44,11 +61,11 @@ impl<V: Copy + Default> KeyTable<V> {
             // be mapped to the shared zero page by the probes' reads, then copied on the
             // first write with a TLB shootdown across CPUs, page after page.
             let mut slots = Vec::with_capacity(want);
-            slots.resize(want, (0, V::default()));
+            slots.resize(want, (Key::EMPTY, V::default()));
             let old = std::mem::replace(&mut self.slots, slots);
             self.len = usize::from(self.zero.is_some());
-            for (key, value) in old.into_iter().filter(|&(k, _)| k != 0) {
-                self.place(key, value);
+            for (key, value) in old.into_iter().filter(|&(k, _)| k != Key::EMPTY) {
+                self.place(key.get(), value);
             }
         }
     }
@@ -75,9 +92,10 @@ impl<V: Copy + Default> KeyTable<V> {
             };
         }
         let mut i = self.slot(key);
+        let key = Key::of(key);
         loop {
             match self.slots[i] {
-                (0, _) => {
+                (Key::EMPTY, _) => {
                     self.slots[i] = (key, value);
                     self.len += 1;
                     return (value, true);
@@ -110,9 +128,10 @@ impl<V: Copy + Default> KeyTable<V> {
             return None;
         }
         let mut i = self.slot(key);
+        let key = Key::of(key);
         loop {
             match self.slots[i] {
-                (0, _) => return None,
+                (Key::EMPTY, _) => return None,
                 (k, v) if k == key => return Some(v),
                 _ => i = self.next(i),
             }
@@ -129,8 +148,12 @@ impl<V: Copy + Default> KeyTable<V> {
 
     pub fn iter(&self) -> impl Iterator<Item = (u128, V)> + '_ {
         let zero = self.zero.map(|v| (0, v));
-        zero.into_iter()
-            .chain(self.slots.iter().copied().filter(|&(k, _)| k != 0))
+        zero.into_iter().chain(
+            self.slots
+                .iter()
+                .filter(|&&(k, _)| k != Key::EMPTY)
+                .map(|&(k, v)| (k.get(), v)),
+        )
     }
 }
 
