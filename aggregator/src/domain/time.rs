@@ -42,14 +42,6 @@ fn digits(b: &[u8], at: usize, n: usize) -> Result<u32, TsError> {
     })
 }
 
-fn expect(b: &[u8], at: usize, what: u8) -> Result<(), TsError> {
-    if b.get(at) == Some(&what) {
-        Ok(())
-    } else {
-        Err(TsError::Syntax)
-    }
-}
-
 /// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's `days_from_civil`).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -73,21 +65,28 @@ fn days_in_month(y: u32, m: u32) -> u32 {
 /// Parses spec §1's RFC 3339 `date-time` into epoch milliseconds.
 ///
 /// `YYYY-MM-DD`, `T`/`t`/space, `hh:mm:ss`, optional `.` + digits, then `Z`/`z`/`±hh:mm`.
+/// The fixed-width head is checked in one straight run (no branch per digit): it is on
+/// every event's path.
 pub fn parse_rfc3339(text: &str) -> Result<Millis, TsError> {
     let b = text.as_bytes();
-    let year = digits(b, 0, 4)?;
-    expect(b, 4, b'-')?;
-    let month = digits(b, 5, 2)?;
-    expect(b, 7, b'-')?;
-    let day = digits(b, 8, 2)?;
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+    let h = b.first_chunk::<19>().ok_or(TsError::Syntax)?;
+    // A digit's value; any other byte gives more than 9.
+    let d = |i: usize| u32::from(h[i].wrapping_sub(b'0'));
+    let not_digit = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .fold(false, |bad, &i| bad | (d(i) > 9));
+    if not_digit
+        || h[4] != b'-'
+        || h[7] != b'-'
+        || !matches!(h[10], b'T' | b't' | b' ')
+        || h[13] != b':'
+        || h[16] != b':'
+    {
         return Err(TsError::Syntax);
     }
-    let hour = digits(b, 11, 2)?;
-    expect(b, 13, b':')?;
-    let minute = digits(b, 14, 2)?;
-    expect(b, 16, b':')?;
-    let second = digits(b, 17, 2)?;
+    let two = |i: usize| d(i) * 10 + d(i + 1);
+    let (year, month, day) = (two(0) * 100 + two(2), two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
     if !(1..=12).contains(&month)
         || day == 0
         || day > days_in_month(year, month)
@@ -117,12 +116,14 @@ pub fn parse_rfc3339(text: &str) -> Result<Millis, TsError> {
             millis *= 10;
         }
     }
-    let offset_min: i64 = match b.get(at) {
-        Some(b'Z' | b'z') if at + 1 == b.len() => 0,
-        Some(&sign @ (b'+' | b'-')) if at + 6 == b.len() => {
-            let oh = digits(b, at + 1, 2)?;
-            expect(b, at + 3, b':')?;
-            let om = digits(b, at + 4, 2)?;
+    let offset_min: i64 = match b.get(at..) {
+        Some([b'Z' | b'z']) => 0,
+        Some(&[sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]) => {
+            let digit = |c: u8| u32::from(c.wrapping_sub(b'0'));
+            if [h1, h2, m1, m2].iter().any(|&c| digit(c) > 9) {
+                return Err(TsError::Syntax);
+            }
+            let (oh, om) = (digit(h1) * 10 + digit(h2), digit(m1) * 10 + digit(m2));
             if oh > 23 || om > 59 {
                 return Err(TsError::Syntax);
             }
@@ -231,7 +232,129 @@ pub fn parse_date(text: &str) -> Option<Date> {
 mod tests {
     use super::*;
 
+    fn expect(b: &[u8], at: usize, what: u8) -> Result<(), TsError> {
+        if b.get(at) == Some(&what) {
+            Ok(())
+        } else {
+            Err(TsError::Syntax)
+        }
+    }
+
+    /// The previous, digit-by-digit parser: the reference for the differential test.
+    ///
+    /// `YYYY-MM-DD`, `T`/`t`/space, `hh:mm:ss`, optional `.` + digits, then `Z`/`z`/`±hh:mm`.
+    fn reference_parse(text: &str) -> Result<Millis, TsError> {
+        let b = text.as_bytes();
+        let year = digits(b, 0, 4)?;
+        expect(b, 4, b'-')?;
+        let month = digits(b, 5, 2)?;
+        expect(b, 7, b'-')?;
+        let day = digits(b, 8, 2)?;
+        if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+            return Err(TsError::Syntax);
+        }
+        let hour = digits(b, 11, 2)?;
+        expect(b, 13, b':')?;
+        let minute = digits(b, 14, 2)?;
+        expect(b, 16, b':')?;
+        let second = digits(b, 17, 2)?;
+        if !(1..=12).contains(&month)
+            || day == 0
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return Err(TsError::Syntax);
+        }
+        let mut at = 19;
+        let mut millis = 0u32;
+        if b.get(at) == Some(&b'.') {
+            at += 1;
+            let start = at;
+            while b.get(at).is_some_and(u8::is_ascii_digit) {
+                // Keep the first three digits, drop the rest (truncation, not rounding).
+                if at - start < 3 {
+                    millis = millis * 10 + u32::from(b[at] - b'0');
+                }
+                at += 1;
+            }
+            let n = at - start;
+            if n == 0 {
+                return Err(TsError::Syntax);
+            }
+            for _ in n..3 {
+                millis *= 10;
+            }
+        }
+        let offset_min: i64 = match b.get(at) {
+            Some(b'Z' | b'z') if at + 1 == b.len() => 0,
+            Some(&sign @ (b'+' | b'-')) if at + 6 == b.len() => {
+                let oh = digits(b, at + 1, 2)?;
+                expect(b, at + 3, b':')?;
+                let om = digits(b, at + 4, 2)?;
+                if oh > 23 || om > 59 {
+                    return Err(TsError::Syntax);
+                }
+                let v = i64::from(oh * 60 + om);
+                if sign == b'-' { -v } else { v }
+            }
+            _ => return Err(TsError::Syntax),
+        };
+        let days = days_from_civil(i64::from(year), month, day);
+        let local_ms = days * DAY
+            + i64::from(hour) * HOUR
+            + i64::from(minute) * 60 * SECOND
+            + i64::from(second) * SECOND
+            + i64::from(millis);
+        let ms = local_ms - offset_min * 60 * SECOND;
+        if in_range(ms) {
+            Ok(ms)
+        } else {
+            Err(TsError::OutOfRange)
+        }
+    }
+
     const T0: Millis = 1_551_682_805_250; // 2019-03-04T07:00:05.250Z
+
+    #[test]
+    fn agrees_with_the_reference_parser_on_random_edits() {
+        const BASE: [&str; 4] = [
+            "2019-06-21T16:31:46.711+02:00",
+            "2100-12-31T23:59:59.999999Z",
+            "1970-01-01 00:00:00-00:30",
+            "2020-02-29t08:00:05z",
+        ];
+        const ALPHABET: &[u8] = b"0123456789-+:.TtZz 9";
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut ok, mut tried) = (0, 0);
+        for _ in 0..200_000 {
+            let mut b = BASE[next(BASE.len())].as_bytes().to_vec();
+            for _ in 0..next(3) {
+                let at = next(b.len() + 1);
+                let c = ALPHABET[next(ALPHABET.len())];
+                match next(3) {
+                    0 if at < b.len() => b[at] = c,
+                    1 if at < b.len() => {
+                        b.remove(at);
+                    }
+                    _ => b.insert(at, c),
+                }
+            }
+            let text = String::from_utf8(b).expect("ascii");
+            let got = parse_rfc3339(&text);
+            assert_eq!(got, reference_parse(&text), "{text}");
+            tried += 1;
+            ok += usize::from(got.is_ok());
+        }
+        assert!(ok > 10_000 && ok < tried - 10_000, "{ok} of {tried}");
+    }
 
     #[test]
     fn accepts_every_rfc3339_form() {
