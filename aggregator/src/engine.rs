@@ -8,7 +8,10 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
 use crate::store::codec::{DeadLetter, Decoder, Record, encode_dead_letter, encode_event};
-use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
+use crate::store::snapshot::FoldWriter;
+use crate::store::{
+    Batch, EventStore, FoldPart, LogPosition, PartPool, PendingPart, StoreError, snapshot,
+};
 use jiff::civil::Date;
 use std::sync::mpsc::SyncSender;
 
@@ -44,6 +47,9 @@ struct FoldItem {
 /// memory here), and a year's import would otherwise touch some 100 MB of it. When the
 /// pool is full, chunks are dropped.
 pub type Spares = SyncSender<EncodedChunk>;
+
+/// A checkpoint's fold part begun ahead, with the writer of its dedupe keys.
+type FoldAhead = (Box<dyn PendingPart>, FoldWriter);
 
 impl EncodedChunk {
     /// Empties the chunk for reuse, keeping its buffers.
@@ -324,6 +330,13 @@ impl Engine {
         }
         // Whatever was staged before goes first.
         self.commit()?;
+        // The checkpoint's dedupe keys are written while the import runs (those known
+        // now, then each chunk's new ones): after the last line, less is left to write.
+        let mut ahead = if checkpoint {
+            self.begin_fold_ahead()
+        } else {
+            None
+        };
         let store = &mut self.store;
         let (mut dedupe, mut calls) = self.book.split_fold();
         let (to_writer, from_apply) = std::sync::mpsc::sync_channel::<Batch>(2);
@@ -368,6 +381,12 @@ impl Engine {
             for chunk in chunks {
                 let mut accepted = Vec::new();
                 dedupe.first_seen_all(&chunk.keys, &mut accepted);
+                if let Some((part, keys)) = &mut ahead
+                    && let Err(e) = keys.put_accepted(&chunk.keys, &accepted, part)
+                {
+                    tracing::warn!(error = %e, "writing dedupe keys ahead failed; the checkpoint will write them");
+                    ahead = None;
+                }
                 if to_apply.send((chunk, accepted)).is_err() {
                     break; // the applier failed: its error is reported below
                 }
@@ -385,7 +404,7 @@ impl Engine {
             Ok((sum, end)) => {
                 self.position = end;
                 if checkpoint {
-                    self.checkpoint()?;
+                    self.checkpoint_with(ahead)?;
                 }
                 Ok(sum)
             }
@@ -417,16 +436,45 @@ impl Engine {
         }
     }
 
+    /// Starts the next checkpoint's fold part with the dedupe keys known now; `None`
+    /// (the checkpoint then writes them all at the end) when the store cannot.
+    fn begin_fold_ahead(&mut self) -> Option<FoldAhead> {
+        let started = self.store.begin_fold_part().and_then(|mut part| {
+            let mut keys = FoldWriter::default();
+            keys.put_keys(self.book.parts().seen.iter(), &mut part)
+                .map_err(|e| StoreError::io(std::path::Path::new("checkpoint fold part"), e))?;
+            Ok((part, keys))
+        });
+        started
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot write dedupe keys ahead"))
+            .ok()
+    }
+
     /// Writes a checkpoint when the log grew since the last one.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.checkpoint_with(None)
+    }
+
+    /// [`Self::checkpoint`], with the fold part's dedupe keys already written ahead
+    /// (by [`Self::stage_stream`]) when given.
+    fn checkpoint_with(&mut self, ahead: Option<FoldAhead>) -> Result<(), StoreError> {
         if self.poisoned || self.book.is_read_only() || self.position == self.checkpointed {
             return Ok(());
         }
         let parts = self.book.parts();
+        let fold = match ahead {
+            Some((part, keys)) if keys.keys() == parts.seen.len() as u64 => {
+                FoldPart::Ahead(part, Box::new(move |w| keys.finish(parts.index, w)))
+            }
+            Some(_) => {
+                // Cannot happen (every accepted key was written); the safe answer anyway.
+                tracing::warn!("dedupe keys written ahead do not match; writing them again");
+                FoldPart::Write(&|w| snapshot::write_fold(&parts, w))
+            }
+            None => FoldPart::Write(&|w| snapshot::write_fold(&parts, w)),
+        };
         self.store
-            .save_checkpoint(self.position, &|w| snapshot::write_query(&parts, w), &|w| {
-                snapshot::write_fold(&parts, w)
-            })?;
+            .save_checkpoint(self.position, &|w| snapshot::write_query(&parts, w), fold)?;
         self.checkpointed = self.position;
         Ok(())
     }
@@ -636,6 +684,46 @@ mod tests {
         assert!(!q.book().is_read_only());
         let t2 = q.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
         assert_eq!(t2.figures.overflow, 1);
+    }
+
+    #[test]
+    fn a_streamed_import_checkpoints_its_keys_written_ahead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let mut e = open(dir.path());
+        // Keys known before the import: written ahead first.
+        e.ingest(items(&p).into_iter().take(1)).expect("ingest");
+        let hasher = e.key_hasher();
+        let chunks: Vec<EncodedChunk> = LINES
+            .chunks(2)
+            .map(|lines| {
+                let mut c = EncodedChunk::default();
+                for l in lines {
+                    c.push_event(&validate_line(l.as_bytes(), &p).expect("valid"), &hasher);
+                }
+                c
+            })
+            .collect();
+        let sum = e
+            .stage_stream(chunks.into_iter(), 1, true, None)
+            .expect("import");
+        assert_eq!((sum.accepted, sum.duplicate), (3, 1));
+        drop(e);
+        // Reopened from the checkpoint alone (nothing replayed), every key is known.
+        let mut e = open(dir.path());
+        assert_eq!(e.uncheckpointed(), 0);
+        assert_eq!(e.book().distinct_events(), 4);
+        let again = e.ingest(items(&p)).expect("ingest");
+        assert_eq!((again.accepted, again.duplicate), (0, 4));
+        // A fold part whose keys do not add up is refused: the log is replayed instead.
+        drop(e);
+        let fold = dir.path().join("checkpoint.keys");
+        let mut bytes = std::fs::read(&fold).expect("read");
+        let n = bytes.len();
+        bytes[n - 20] ^= 1; // the count of keys, CRC left stale
+        std::fs::write(&fold, bytes).expect("write");
+        let e = open(dir.path());
+        assert_eq!(e.book().distinct_events(), 4);
     }
 
     #[test]

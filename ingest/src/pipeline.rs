@@ -259,7 +259,9 @@ mod failure_tests {
     use crate::source::ReaderSource;
     use netwait_aggregator::domain::config::MetricsConfig;
     use netwait_aggregator::store::codec::Record;
-    use netwait_aggregator::store::{Batch, Checkpoint, EventStore, LogPosition, PartWriter};
+    use netwait_aggregator::store::{
+        Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartWriter, PendingPart,
+    };
 
     /// A store whose disk fills up after the first commit.
     struct FullDisk {
@@ -290,11 +292,18 @@ mod failure_tests {
             Ok(None)
         }
 
+        fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
+            Err(StoreError::Io {
+                path: "checkpoint".into(),
+                source: std::io::Error::other("no space left on device"),
+            })
+        }
+
         fn save_checkpoint(
             &mut self,
             _position: LogPosition,
             _query: PartWriter<'_>,
-            _fold: PartWriter<'_>,
+            _fold: FoldPart<'_>,
         ) -> Result<(), StoreError> {
             Ok(())
         }

@@ -5,14 +5,16 @@
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
 //! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
-//! DIR/checkpoint.keys   the rest of it: call keys and dedupe keys (atomic renames)
+//! DIR/checkpoint.keys   the rest of it: dedupe keys and call keys (atomic renames)
 //! ```
 
 use super::codec::{Decoder, Record};
 use super::log::LogFile;
-use super::{Batch, Checkpoint, EventStore, LogPosition, PartWriter, StoreError};
+use super::{
+    Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartWriter, PendingPart, StoreError,
+};
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const LOG: &str = "events.log";
@@ -123,17 +125,37 @@ impl EventStore for EmbeddedStore {
         }))
     }
 
+    fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
+        let path = self.dir.join(format!("{SNAPSHOT_FOLD}.tmp"));
+        let f = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        let mut out = BufWriter::with_capacity(1 << 16, f);
+        // The position is filled in by `complete`.
+        out.write_all(SNAPSHOT_MAGIC)
+            .and_then(|()| out.write_all(&[0; 8]))
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(Box::new(AheadPart { out, path }))
+    }
+
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
         query: PartWriter<'_>,
-        fold: PartWriter<'_>,
+        fold: FoldPart<'_>,
     ) -> Result<(), StoreError> {
         // Both at once. A crash between the two renames leaves parts of different
         // positions, which the loader refuses to pair, so their order does not matter.
         let this = &*self;
         std::thread::scope(|s| {
-            let fold = s.spawn(|| this.write_part(SNAPSHOT_FOLD, position, fold));
+            let fold = s.spawn(move || match fold {
+                FoldPart::Write(body) => this.write_part(SNAPSHOT_FOLD, position, body),
+                FoldPart::Ahead(mut part, rest) => {
+                    let tmp = this.dir.join(format!("{SNAPSHOT_FOLD}.tmp"));
+                    rest(&mut *part).map_err(|e| StoreError::io(&tmp, e))?;
+                    part.complete(position)?;
+                    let path = this.dir.join(SNAPSHOT_FOLD);
+                    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+                }
+            });
             let query = this.write_part(SNAPSHOT_QUERY, position, query);
             fold.join().unwrap_or_else(|_| {
                 Err(StoreError::Corrupt {
@@ -143,6 +165,37 @@ impl EventStore for EmbeddedStore {
             })?;
             query
         })
+    }
+}
+
+/// The fold part's temporary file, begun ahead (see [`EventStore::begin_fold_part`]).
+struct AheadPart {
+    out: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl Write for AheadPart {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl PendingPart for AheadPart {
+    fn complete(self: Box<Self>, position: LogPosition) -> Result<(), StoreError> {
+        let path = self.path;
+        // No fsync, as for every checkpoint part (see `write_part`).
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(SNAPSHOT_MAGIC.len() as u64))?;
+                f.write_all(&position.to_le_bytes())
+            })
+            .map_err(|e| StoreError::io(&path, e))
     }
 }
 
@@ -227,8 +280,12 @@ mod tests {
         batch.parts.push(bytes);
         batch.records = 1;
         let end = s.commit(&batch).expect("commit");
-        s.save_checkpoint(end, &|w| w.write_all(b"calls"), &|w| w.write_all(b"keys"))
-            .expect("checkpoint");
+        s.save_checkpoint(
+            end,
+            &|w| w.write_all(b"calls"),
+            FoldPart::Write(&|w| w.write_all(b"keys")),
+        )
+        .expect("checkpoint");
         drop(s);
         let mut s = EmbeddedStore::open(dir.path()).expect("reopen");
         let mut n = 0;

@@ -151,6 +151,25 @@ pub struct Checkpoint {
 /// Writes one part of a checkpoint (see [`snapshot`]) into the given output.
 pub type PartWriter<'a> = &'a (dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()> + Sync);
 
+/// A fold part begun ahead of its checkpoint ([`EventStore::begin_fold_part`]): a long
+/// import writes its dedupe keys there while events are still being parsed, so that the
+/// checkpoint at its end has less left to write.
+pub trait PendingPart: std::io::Write + Send {
+    /// Completes the part for the checkpoint at `position` (not yet put in place).
+    fn complete(self: Box<Self>, position: LogPosition) -> Result<(), StoreError>;
+}
+
+/// Writes the rest of a part begun ahead, once.
+pub type PartRest<'a> = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'a>;
+
+/// The fold part of a checkpoint being saved.
+pub enum FoldPart<'a> {
+    /// Written whole by the function.
+    Write(PartWriter<'a>),
+    /// Begun ahead; the function writes the rest of it.
+    Ahead(Box<dyn PendingPart>, PartRest<'a>),
+}
+
 /// A durable, append-only home for events and dead letters.
 pub trait EventStore: Send {
     /// Visits every committed record after `from`, in commit order; returns the end.
@@ -166,6 +185,10 @@ pub trait EventStore: Send {
     /// The latest checkpoint, if any; its fold part only when asked for (and intact).
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError>;
 
+    /// Starts the fold part of the next checkpoint, to be written ahead and passed to
+    /// [`Self::save_checkpoint`] as [`FoldPart::Ahead`].
+    fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError>;
+
     /// Replaces the checkpoint (both parts, for `position`). Each part is written by its
     /// function straight into the store's output (the two may run on two threads), so
     /// that no copy of a big book is built in memory first.
@@ -173,6 +196,6 @@ pub trait EventStore: Send {
         &mut self,
         position: LogPosition,
         query: PartWriter<'_>,
-        fold: PartWriter<'_>,
+        fold: FoldPart<'_>,
     ) -> Result<(), StoreError>;
 }

@@ -2,13 +2,16 @@
 //! log written after it.
 
 use crate::domain::call::{CallState, NONE};
+use crate::domain::callbook::FoldState;
 use crate::domain::callbook::{BookParts, CallBook};
-use crate::domain::dedupe::KeySet;
+use crate::domain::dedupe::{DedupeKey, KeySet};
+use crate::domain::key_table::KeyTable;
 use crate::domain::time::Millis;
 use std::io::Write;
 
-/// Version 3: calls are indexed by their keyed hash, not their id.
-const MAGIC: &[u8; 4] = b"NWS3";
+/// Version 4: the fold part holds the dedupe keys first (so that they can be written
+/// while an import runs), then the call index (calls by the keyed hash of their id).
+const MAGIC: &[u8; 4] = b"NWS4";
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -50,20 +53,20 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 /// One checkpoint part on its way out: bytes gather in a block, which is passed on to
 /// the output with the part's CRC kept up to date; [`Self::finish`] appends the CRC.
-struct Sealed<'w> {
-    out: &'w mut dyn Write,
+/// The output is given at each step, so that a part can be written in several sittings.
+#[derive(Debug)]
+struct Sealed {
     block: Vec<u8>,
     crc: crc32fast::Hasher,
 }
 
-impl<'w> Sealed<'w> {
+impl Sealed {
     const BLOCK: usize = 1 << 16;
 
-    fn new(out: &'w mut dyn Write) -> Self {
+    fn new() -> Self {
         let mut block = Vec::with_capacity(Self::BLOCK + 1024);
         block.extend_from_slice(MAGIC);
         Self {
-            out,
             block,
             crc: crc32fast::Hasher::new(),
         }
@@ -71,20 +74,84 @@ impl<'w> Sealed<'w> {
 
     /// Where to append the next item (a state is at most 89 bytes, a line name 516); a
     /// full block is passed on first.
-    fn room(&mut self) -> std::io::Result<&mut Vec<u8>> {
+    fn room(&mut self, out: &mut dyn Write) -> std::io::Result<&mut Vec<u8>> {
         if self.block.len() >= Self::BLOCK {
             self.crc.update(&self.block);
-            self.out.write_all(&self.block)?;
+            out.write_all(&self.block)?;
             self.block.clear();
         }
         Ok(&mut self.block)
     }
 
-    fn finish(mut self) -> std::io::Result<()> {
+    fn finish(mut self, out: &mut dyn Write) -> std::io::Result<()> {
         self.crc.update(&self.block);
         let crc = self.crc.finalize();
         self.block.extend_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&self.block)
+        out.write_all(&self.block)
+    }
+}
+
+/// The fold part, in two sittings: the dedupe keys, as they come (during a long import
+/// they are written while events are still parsed, instead of after the last one), then
+/// [`Self::finish`] with the call index and the counts. After the magic: the keys (16
+/// bytes each), the index entries (state index `u32`, call key `u128`), the number of
+/// keys and of entries (`u64` each), then the CRC.
+#[derive(Debug)]
+pub struct FoldWriter {
+    sealed: Sealed,
+    keys: u64,
+}
+
+impl Default for FoldWriter {
+    fn default() -> Self {
+        Self {
+            sealed: Sealed::new(),
+            keys: 0,
+        }
+    }
+}
+
+impl FoldWriter {
+    /// Appends dedupe keys.
+    pub fn put_keys(
+        &mut self,
+        keys: impl Iterator<Item = DedupeKey>,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        for k in keys {
+            self.sealed.room(out)?.extend_from_slice(&k.to_le_bytes());
+            self.keys += 1;
+        }
+        Ok(())
+    }
+
+    /// Appends the keys flagged `true` (the accepted events of a chunk).
+    pub fn put_accepted(
+        &mut self,
+        keys: &[DedupeKey],
+        accepted: &[bool],
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        let kept = keys.iter().zip(accepted).filter(|(_, a)| **a);
+        self.put_keys(kept.map(|(k, _)| *k), out)
+    }
+
+    /// Keys written so far.
+    pub fn keys(&self) -> u64 {
+        self.keys
+    }
+
+    /// Appends the call index and the counts, then the CRC.
+    pub fn finish(mut self, index: &KeyTable<u32>, out: &mut dyn Write) -> std::io::Result<()> {
+        for (call, i) in index.iter() {
+            let room = self.sealed.room(out)?;
+            room.extend_from_slice(&i.to_le_bytes());
+            room.extend_from_slice(&call.to_le_bytes());
+        }
+        let room = self.sealed.room(out)?;
+        room.extend_from_slice(&self.keys.to_le_bytes());
+        room.extend_from_slice(&(index.len() as u64).to_le_bytes());
+        self.sealed.finish(out)
     }
 }
 
@@ -106,38 +173,27 @@ pub fn encode(p: &BookParts<'_>) -> (Vec<u8>, Vec<u8>) {
 
 /// Writes the query part: newest `ts`, the line names, the call states.
 pub fn write_query(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut w = Sealed::new(out);
-    w.room()?
+    let mut w = Sealed::new();
+    w.room(out)?
         .extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
-    w.room()?
+    w.room(out)?
         .extend_from_slice(&(p.lines.len() as u32).to_le_bytes());
     for l in p.lines {
-        put_str(w.room()?, l);
+        put_str(w.room(out)?, l);
     }
-    w.room()?
+    w.room(out)?
         .extend_from_slice(&(p.states.len() as u64).to_le_bytes());
     for s in p.states {
-        put_state(w.room()?, s);
+        put_state(w.room(out)?, s);
     }
-    w.finish()
+    w.finish(out)
 }
 
-/// Writes the fold part: each call key with its state's index, then the dedupe keys.
+/// Writes the fold part in one sitting (see [`FoldWriter`]).
 pub fn write_fold(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut w = Sealed::new(out);
-    w.room()?
-        .extend_from_slice(&(p.index.len() as u64).to_le_bytes());
-    for (call, i) in p.index.iter() {
-        let room = w.room()?;
-        room.extend_from_slice(&i.to_le_bytes());
-        room.extend_from_slice(&call.to_le_bytes());
-    }
-    w.room()?
-        .extend_from_slice(&(p.seen.len() as u64).to_le_bytes());
-    for k in p.seen.iter() {
-        w.room()?.extend_from_slice(&k.to_le_bytes());
-    }
-    w.finish()
+    let mut w = FoldWriter::default();
+    w.put_keys(p.seen.iter(), out)?;
+    w.finish(p.index, out)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -228,6 +284,33 @@ impl Reader<'_> {
     }
 }
 
+/// The dedupe keys and call index of a fold part's body (see [`FoldWriter`]).
+fn decode_fold(body: &[u8], n_calls: usize) -> Option<FoldState> {
+    let (rest, counts) = body.split_last_chunk::<16>()?;
+    let (n_keys, n_ids) = counts.split_at(8);
+    let word = |b: &[u8]| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok();
+    let (n_keys, n_ids) = (word(n_keys)?, word(n_ids)?);
+    let keys_end = MAGIC.len().checked_add(n_keys.checked_mul(16)?)?;
+    if keys_end.checked_add(n_ids.checked_mul(20)?)? != rest.len() {
+        return None;
+    }
+    let (keys, ids) = rest[MAGIC.len()..].split_at(keys_end - MAGIC.len());
+    let mut seen = KeySet::with_capacity(n_keys);
+    for k in keys.as_chunks::<16>().0 {
+        seen.insert(u128::from_le_bytes(*k));
+    }
+    let mut index = Vec::with_capacity(n_ids);
+    for e in ids.as_chunks::<20>().0 {
+        let (i, call) = e.split_first_chunk::<4>()?;
+        let i = u32::from_le_bytes(*i);
+        if i as usize >= n_calls {
+            return None;
+        }
+        index.push((u128::from_le_bytes(call.try_into().ok()?), i));
+    }
+    Some((seen, index))
+}
+
 /// Decodes a checkpoint; `None` when it is damaged (the caller then replays the log).
 /// Without the fold part the book is read-only.
 pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Option<CallBook> {
@@ -251,28 +334,7 @@ pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Opt
     }
     let fold_state = match fold {
         None => None,
-        Some(fold) => {
-            let body = unseal(fold)?;
-            let mut r = Reader { b: body, at: 4 };
-            let n_ids = usize::try_from(r.u64()?).ok()?;
-            let mut ids = Vec::with_capacity(n_ids.min(n_calls));
-            for _ in 0..n_ids {
-                let i = r.u32()?;
-                if i as usize >= n_calls {
-                    return None;
-                }
-                ids.push((u128::from_le_bytes(r.take(16)?.try_into().ok()?), i));
-            }
-            let n_seen = usize::try_from(r.u64()?).ok()?;
-            let mut seen = KeySet::with_capacity(n_seen.min(body.len() / 16));
-            for _ in 0..n_seen {
-                seen.insert(u128::from_le_bytes(r.take(16)?.try_into().ok()?));
-            }
-            if r.at != body.len() {
-                return None;
-            }
-            Some((seen, ids))
-        }
+        Some(fold) => Some(decode_fold(unseal(fold)?, n_calls)?),
     };
     Some(CallBook::from_parts(
         dedupe_secret,
