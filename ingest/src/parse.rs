@@ -35,7 +35,7 @@ fn dead_letter<'a>(
 /// dead letter of `raw` (rendered only when needed).
 fn push_result<'e>(
     out: &mut EncodedChunk,
-    result: Result<Event<'e>, Reject>,
+    result: &Result<Event<'e>, Reject>,
     raw: impl FnOnce() -> Cow<'e, [u8]>,
     source: &str,
     position: u64,
@@ -43,8 +43,8 @@ fn push_result<'e>(
     hasher: &KeyHasher,
 ) {
     match result {
-        Ok(ev) => out.push_event(&ev, hasher),
-        Err(r) => out.push_dead_letter(&dead_letter(&r, &raw(), source, position, pseudo)),
+        Ok(ev) => out.push_event(ev, hasher),
+        Err(r) => out.push_dead_letter(&dead_letter(r, &raw(), source, position, pseudo)),
     }
 }
 
@@ -60,7 +60,7 @@ pub fn encode_line(
     let result = validate_line(line, pseudo);
     push_result(
         out,
-        result,
+        &result,
         || line.into(),
         source,
         position,
@@ -83,7 +83,7 @@ pub fn encode_fields(
     let result = validate(fields, pseudo);
     push_result(
         out,
-        result,
+        &result,
         || raw().into(),
         source,
         position,
@@ -117,7 +117,7 @@ pub fn encode_chunk_into(
     // One pass splits the lines and locates each plain line's quotes.
     for ((line, scan), n) in scan_lines(&chunk.bytes).zip(chunk.first_line..) {
         let result = validate_scanned(line, scan, pseudo);
-        push_result(out, result, || line.into(), source, n, pseudo, hasher);
+        push_result(out, &result, || line.into(), source, n, pseudo, hasher);
     }
 }
 
