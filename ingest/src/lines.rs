@@ -30,6 +30,32 @@ impl Deref for ChunkBytes {
     }
 }
 
+impl ChunkBytes {
+    /// Hands the bytes back once parsed: an owned buffer, for reuse; for a mapped range,
+    /// its page mappings are dropped now, on the parse worker while other chunks are
+    /// parsed, instead of all at once when the file is unmapped after the last line.
+    pub fn release(self) -> Option<Vec<u8>> {
+        match self {
+            Self::Owned(v) => Some(v),
+            Self::Mapped(map, range) => {
+                #[cfg(unix)]
+                // SAFETY: the mapping is shared and read-only (`MappedSource`): dropping
+                // page mappings only makes a later access read the page cache again, and
+                // the file does not change while it is imported (the documented
+                // condition), so whoever still reads a byte here reads the same byte.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        range.start,
+                        range.len(),
+                    )
+                };
+                None
+            }
+        }
+    }
+}
+
 impl From<Vec<u8>> for ChunkBytes {
     fn from(v: Vec<u8>) -> Self {
         Self::Owned(v)

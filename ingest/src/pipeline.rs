@@ -3,7 +3,6 @@
 //! the engine in input order (so "first received wins" holds), committing in large
 //! batches. Channels are bounded: a slow disk slows the reader, memory stays flat.
 
-use crate::lines::ChunkBytes;
 use crate::parse::encode_chunk_into;
 use crate::source::Source;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
@@ -122,7 +121,7 @@ pub fn import(
                         encoded,
                         end_offset: chunk.end_offset,
                     };
-                    if let ChunkBytes::Owned(bytes) = chunk.bytes {
+                    if let Some(bytes) = chunk.bytes.release() {
                         let _ = recycle.try_send(bytes);
                     }
                     if tx.send(p).is_err() {
