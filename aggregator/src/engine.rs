@@ -7,7 +7,9 @@ use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
 use crate::domain::event::{Event, EventType};
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
-use crate::store::codec::{DeadLetter, Decoder, Record, encode_dead_letter, encode_event};
+use crate::store::codec::{
+    DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
+};
 use crate::store::snapshot::FoldWriter;
 use crate::store::{
     Batch, EventStore, FoldPart, LogPosition, PartPool, PendingPart, StoreError, snapshot,
@@ -27,6 +29,10 @@ pub struct EncodedChunk {
     /// The line names of `offered` events in `folds`, back to back.
     line_names: Vec<u8>,
     dead_letters: u64,
+    /// Where each dead letter's record starts in `bytes` (see [`Self::rebase_positions`]).
+    dead_letter_at: Vec<usize>,
+    /// Input lines the chunk came from (set by whoever numbers them).
+    lines: u64,
 }
 
 /// A [`Fold`] without borrowing: the line is a range of `EncodedChunk::line_names`.
@@ -59,6 +65,8 @@ impl EncodedChunk {
         self.folds.clear();
         self.line_names.clear();
         self.dead_letters = 0;
+        self.dead_letter_at.clear();
+        self.lines = 0;
     }
 
     /// Makes room for about `bytes` of records and `events` events. A buffer too small
@@ -87,8 +95,27 @@ impl EncodedChunk {
 
     /// Appends a rejected input.
     pub fn push_dead_letter(&mut self, dead: &DeadLetter<'_>) {
+        self.dead_letter_at.push(self.bytes.len());
         encode_dead_letter(&mut self.bytes, dead);
         self.dead_letters += 1;
+    }
+
+    /// Records how many input lines the chunk came from.
+    pub fn set_lines(&mut self, lines: u64) {
+        self.lines = lines;
+    }
+
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Adds `base` to the position of every dead letter: a chunk's lines are numbered
+    /// from 1 by the worker that parsed it, and become the stream's lines here, once the
+    /// lines of the chunks before it are known.
+    pub fn rebase_positions(&mut self, base: u64) {
+        for &at in &self.dead_letter_at {
+            rebase_dead_letter(&mut self.bytes[at..], base);
+        }
     }
 
     fn note_event(&mut self, ev: &Event<'_>, hasher: &KeyHasher) {

@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(c) = reader.next_chunk()? {
         chunks.push(c);
     }
-    let lines: u64 = chunks.iter().map(|c| c.lines).sum();
+    let lines: u64 = chunks.iter().map(|c| c.lines().count() as u64).sum();
     let pseudo = Pseudonymizer::new([0; 32]);
     let hasher = KeyHasher::new([0; 16]);
     let mut best = f64::MAX;

@@ -1,5 +1,7 @@
-//! Cuts a byte stream into chunks of whole lines, numbering the lines (1-based), so that
-//! chunks can be parsed in parallel and their results put back in order.
+//! Cuts a byte stream into chunks of whole lines, so that chunks can be parsed in
+//! parallel and their results put back in order. Lines are not counted here (a pass over
+//! every byte): the parse workers number a chunk's lines from 1 as they split them, and
+//! the in-order stage turns those numbers into the stream's (see `pipeline`).
 
 use memmap2::Mmap;
 use std::io::Read;
@@ -62,23 +64,19 @@ impl From<Vec<u8>> for ChunkBytes {
     }
 }
 
-/// Whole lines from a stream; `first_line` is the number of its first line.
+/// Whole lines from a stream.
 #[derive(Debug, Default)]
 pub struct Chunk {
     pub bytes: ChunkBytes,
-    pub first_line: u64,
-    /// Number of lines in `bytes` (a last line without terminator counts).
-    pub lines: u64,
     /// Bytes of the stream consumed up to the end of this chunk.
     pub end_offset: u64,
 }
 
 impl Chunk {
-    /// The lines with their numbers, terminators (`\n`, `\r\n`) stripped.
+    /// The lines with their numbers within the chunk (from 1), terminators (`\n`,
+    /// `\r\n`) stripped.
     pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
-        split_lines(&self.bytes)
-            .zip(self.first_line..)
-            .map(|(l, n)| (n, l))
+        split_lines(&self.bytes).zip(1..).map(|(l, n)| (n, l))
     }
 }
 
@@ -104,12 +102,6 @@ pub fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Lines in `bytes`; a last line without terminator counts.
-pub fn count_lines(bytes: &[u8]) -> u64 {
-    let newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
-    newlines + u64::from(bytes.last().is_some_and(|&b| b != b'\n'))
-}
-
 /// A line longer than this is cut while reading (it is malformed anyway: the limit is
 /// 65,536 bytes), so one runaway line cannot exhaust memory.
 const OVERLONG_LINE_BYTES: usize = 1 << 20;
@@ -124,7 +116,6 @@ pub struct ChunkReader<R> {
     /// Buffers of chunks already processed, to fill again: fresh memory costs a page
     /// fault per 4 KiB, more than reading into it.
     spare: Vec<Vec<u8>>,
-    next_line: u64,
     offset: u64,
     eof: bool,
 }
@@ -136,7 +127,6 @@ impl<R: Read> ChunkReader<R> {
             target: target.max(1),
             carry: Vec::new(),
             spare: Vec::new(),
-            next_line: 1,
             offset: 0,
             eof: false,
         }
@@ -220,16 +210,11 @@ impl<R: Read> ChunkReader<R> {
     }
 
     fn finish(&mut self, bytes: Vec<u8>) -> Chunk {
-        let lines = count_lines(&bytes);
         self.offset += bytes.len() as u64;
-        let chunk = Chunk {
+        Chunk {
             bytes: bytes.into(),
-            first_line: self.next_line,
-            lines,
             end_offset: self.offset,
-        };
-        self.next_line += lines;
-        chunk
+        }
     }
 }
 
@@ -241,8 +226,8 @@ mod tests {
         let mut r = ChunkReader::new(input, target);
         let mut out = Vec::new();
         while let Some(c) = r.next_chunk().expect("read") {
-            assert_eq!(c.lines().count() as u64, c.lines);
-            out.extend(c.lines().map(|(n, l)| (n, l.to_vec())));
+            let before = out.len() as u64;
+            out.extend(c.lines().map(|(n, l)| (before + n, l.to_vec())));
             // Dirty recycled buffers must not leak into later chunks.
             if let ChunkBytes::Owned(mut bytes) = c.bytes {
                 bytes.fill(b'#');

@@ -113,12 +113,17 @@ pub fn encode_chunk_into(
     pseudo: &Pseudonymizer,
     hasher: &KeyHasher,
 ) {
-    out.reserve(chunk.bytes.len() / 2, chunk.lines as usize);
-    // One pass splits the lines and locates each plain line's quotes.
-    for ((line, scan), n) in scan_lines(&chunk.bytes).zip(chunk.first_line..) {
+    // Room for lines of 32 bytes or more (untouched room costs no memory).
+    out.reserve(chunk.bytes.len() / 2, chunk.bytes.len() / 32);
+    // One pass splits the lines and locates each plain line's quotes. Lines are numbered
+    // within the chunk; the in-order stage makes dead letters' numbers the stream's.
+    let mut lines = 0;
+    for ((line, scan), n) in scan_lines(&chunk.bytes).zip(1..) {
         let result = validate_scanned(line, scan, pseudo);
         push_result(out, &result, || line.into(), source, n, pseudo, hasher);
+        lines = n;
     }
+    out.set_lines(lines);
 }
 
 #[cfg(test)]
@@ -131,12 +136,17 @@ mod tests {
         let p = Pseudonymizer::new([0; 32]);
         let chunk = Chunk {
             bytes: b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}".to_vec().into(),
-            first_line: 10,
-            lines: 3,
             end_offset: 0,
         };
-        let out = encode_chunk(&chunk, "f.ndjson", &p, &KeyHasher::new([0; 16]));
-        assert_eq!(out.events(), 1);
+        let mut out = encode_chunk(&chunk, "f.ndjson", &p, &KeyHasher::new([0; 16]));
+        assert_eq!((out.events(), out.lines()), (1, 3));
+        // Numbered within the chunk, then as lines 10 to 12 of the stream.
+        let first = |out: &EncodedChunk| match Decoder::new(&out.bytes).nth(1) {
+            Some(Ok(Record::DeadLetter(d))) => d.position,
+            other => panic!("dead letter expected, got {other:?}"),
+        };
+        assert_eq!(first(&out), 2);
+        out.rebase_positions(9);
         let recs: Vec<_> = Decoder::new(&out.bytes)
             .map(|r| r.expect("decodes"))
             .collect();

@@ -140,6 +140,7 @@ pub fn import(
             pending: BTreeMap::new(),
             next: 0,
             done_offset: None,
+            lines: 0,
             progress,
         };
         let folded = engine.stage_stream(
@@ -173,6 +174,8 @@ struct InOrder<'r, 'p> {
     next: u64,
     /// Input offset reached by the chunk handed out last.
     done_offset: Option<u64>,
+    /// Input lines in the chunks handed out so far.
+    lines: u64,
     progress: Progress<'p>,
 }
 
@@ -191,7 +194,10 @@ impl InOrder<'_, '_> {
         };
         self.next += 1;
         self.done_offset = Some(parsed.end_offset);
-        Some(parsed.encoded)
+        let mut encoded = parsed.encoded;
+        encoded.rebase_positions(self.lines);
+        self.lines += encoded.lines();
+        Some(encoded)
     }
 }
 
@@ -341,5 +347,53 @@ mod failure_tests {
             poisoned,
             "the engine refuses further work after a failed commit"
         );
+    }
+}
+
+#[cfg(test)]
+mod numbering_tests {
+    use super::*;
+    use crate::source::ReaderSource;
+    use netwait_aggregator::domain::config::MetricsConfig;
+    use netwait_aggregator::store::embedded::EmbeddedStore;
+
+    /// Workers number lines within their chunk; dead letters must still carry the line
+    /// of the stream, whatever the chunking and the order the workers finish in.
+    #[test]
+    fn dead_letters_carry_their_line_of_the_stream() {
+        let mut input = String::new();
+        let mut bad = Vec::new();
+        for n in 1..=3_000u64 {
+            if n % 97 == 0 || n == 1 || n == 3_000 {
+                input.push_str("not json\n");
+                bad.push(n);
+            } else if n % 89 == 0 {
+                input.push('\n'); // an empty line counts and is rejected
+                bad.push(n);
+            } else {
+                input.push_str(&format!(
+                    "{{\"call_id\":\"c{n}\",\"type\":\"offered\",\"ts\":{n}}}\r\n"
+                ));
+            }
+        }
+        for chunk_bytes in [64, 1_000, 1 << 20] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Box::new(EmbeddedStore::open(dir.path()).expect("store"));
+            let mut engine =
+                Engine::open(store, [1; 16], MetricsConfig::default()).expect("engine");
+            let mut src = ReaderSource::with_chunk_bytes("t", input.as_bytes(), None, chunk_bytes);
+            let opts = PipelineOptions {
+                workers: 3,
+                ..PipelineOptions::default()
+            };
+            let p = Pseudonymizer::new([0; 32]);
+            let sum = import(&mut src, &mut engine, &p, opts, &mut |_| {}).expect("import");
+            assert_eq!(sum.rejected, bad.len() as u64);
+            let mut got = Vec::new();
+            engine
+                .dead_letters(&mut |d| got.push(d.position))
+                .expect("dead letters");
+            assert_eq!(got, bad, "chunks of {chunk_bytes} bytes");
+        }
     }
 }

@@ -92,6 +92,17 @@ pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
     out.extend_from_slice(&d.raw);
 }
 
+/// Adds `base` to the position of the dead letter whose record starts `record`.
+pub fn rebase_dead_letter(record: &mut [u8], base: u64) {
+    if let Some([TAG_DEAD_LETTER, rest @ ..]) = record.get_mut(..9)
+        && let Ok(field) = <&mut [u8; 8]>::try_from(rest)
+    {
+        *field = u64::from_le_bytes(*field)
+            .saturating_add(base)
+            .to_le_bytes();
+    }
+}
+
 /// Reads records one after the other from a buffer.
 pub struct Decoder<'a> {
     buf: &'a [u8],
