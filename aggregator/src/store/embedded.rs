@@ -11,7 +11,8 @@
 use super::codec::{Decoder, Record};
 use super::log::LogFile;
 use super::{
-    Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartWriter, PendingPart, StoreError,
+    Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartBytes, PartWriter, PendingPart,
+    StoreError,
 };
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -201,14 +202,23 @@ impl PendingPart for AheadPart {
 
 impl EmbeddedStore {
     /// Reads one checkpoint file: its position and body; `None` when absent or foreign.
-    fn read_part(&self, name: &str) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
+    fn read_part(&self, name: &str) -> Result<Option<(LogPosition, PartBytes)>, StoreError> {
         let path = self.dir.join(name);
-        let mut bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
+        // SAFETY: checkpoint files are never modified in place, only replaced by a rename
+        // (a mapping keeps the replaced file's bytes), and the directory is locked by
+        // this process, so the mapped bytes stay as they are while borrowed.
+        let map = match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(map) => map,
+            // An empty file cannot be mapped everywhere: it is no checkpoint anyway.
+            Err(_) if file.metadata().is_ok_and(|m| m.len() == 0) => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let Some(rest) = map.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
             tracing::warn!(
                 file = name,
                 "ignoring a checkpoint file with an unknown header"
@@ -218,10 +228,10 @@ impl EmbeddedStore {
         let Some(pos) = rest.first_chunk::<8>().map(|p| u64::from_le_bytes(*p)) else {
             return Ok(None);
         };
-        // The body moved to the front of the same buffer: a copy would cost as much
-        // fresh memory again (the fold part of a year is 17 MB).
-        bytes.drain(..SNAPSHOT_MAGIC.len() + 8);
-        Ok(Some((pos, bytes)))
+        Ok(Some((
+            pos,
+            PartBytes::mapped(map, SNAPSHOT_MAGIC.len() + 8),
+        )))
     }
 
     fn write_part(
@@ -293,8 +303,8 @@ mod tests {
         assert_eq!(n, 1);
         let want = Checkpoint {
             position: end,
-            query: b"calls".to_vec(),
-            fold: Some(b"keys".to_vec()),
+            query: b"calls".to_vec().into(),
+            fold: Some(b"keys".to_vec().into()),
         };
         assert_eq!(s.load_checkpoint(true).expect("load"), Some(want));
         let query_only = s.load_checkpoint(false).expect("load").expect("some");
