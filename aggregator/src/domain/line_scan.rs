@@ -188,6 +188,7 @@ fn swar_block_masks(block: &[u8; 16]) -> Masks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::random_edits::Rng;
 
     #[test]
     fn finds_every_quote_and_refuses_escapes_and_controls() {
@@ -239,23 +240,17 @@ mod tests {
     #[test]
     fn scan_agrees_with_a_plain_statement_of_the_rules() {
         const ALPHABET: &[u8] = b"\"\n\r\\\tab {}:,0\xc3\xa9\x7f";
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
         for round in 0..3_000 {
             let len = match round % 3 {
-                0 => next(40),
-                1 => next(1_200),
-                _ => MAX_BYTES - 2 + next(5),
+                0 => rng.below(40),
+                1 => rng.below(1_200),
+                _ => MAX_BYTES - 2 + rng.below(5),
             };
             // Mostly letters, so that long lines occur.
             let buf: Vec<u8> = (0..len)
-                .map(|_| match next(8) {
-                    0 => ALPHABET[next(ALPHABET.len())],
+                .map(|_| match rng.below(8) {
+                    0 => *rng.pick(ALPHABET),
                     _ => b'a',
                 })
                 .collect();

@@ -13,6 +13,8 @@ pub mod key_table;
 pub mod line_scan;
 pub mod plain_line;
 pub mod privacy;
+#[cfg(test)]
+mod random_edits;
 pub mod reject;
 pub mod reports;
 pub mod time;

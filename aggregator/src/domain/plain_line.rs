@@ -194,6 +194,7 @@ pub fn validate_plain_with<'a>(
 mod tests {
     use super::*;
     use crate::domain::json_line::parse_line_str;
+    use crate::domain::random_edits::Rng;
     use crate::domain::validate::validate;
 
     fn pseudo() -> Pseudonymizer {
@@ -265,27 +266,12 @@ mod tests {
     #[test]
     fn random_edits_never_make_the_paths_disagree() {
         const ALPHABET: &[u8] = b"{}[]\":,\\ \t\r0123456789-+.eEZTtnul_acsy\x01";
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let (mut taken, mut tried) = (0, 0);
         for _ in 0..60_000 {
-            let mut b = PLAIN[next(PLAIN.len())].as_bytes().to_vec();
-            for _ in 0..1 + next(3) {
-                let at = next(b.len() + 1);
-                let c = ALPHABET[next(ALPHABET.len())];
-                match next(3) {
-                    0 if at < b.len() => b[at] = c,
-                    1 if at < b.len() => {
-                        b.remove(at);
-                    }
-                    _ => b.insert(at, c),
-                }
-            }
+            let edits = 1 + rng.below(3);
+            let base = *rng.pick(&PLAIN);
+            let b = rng.edited(base.as_bytes(), edits, ALPHABET);
             if let Ok(line) = std::str::from_utf8(&b) {
                 tried += 1;
                 taken += usize::from(agrees(line));

@@ -42,6 +42,32 @@ fn digits(b: &[u8], at: usize, n: usize) -> Result<u32, TsError> {
     })
 }
 
+/// The optional `.` + digits at `at`, as milliseconds (the first three digits; the rest
+/// dropped, truncation not rounding), and where what follows starts.
+fn fraction_ms(b: &[u8], at: usize) -> Result<(u32, usize), TsError> {
+    if b.get(at) != Some(&b'.') {
+        return Ok((0, at));
+    }
+    let start = at + 1;
+    let digits = b
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if digits == 0 {
+        return Err(TsError::Syntax);
+    }
+    let millis = (0..3).fold(0u32, |ms, i| {
+        let d = b
+            .get(start + i)
+            .filter(|_| i < digits)
+            .map_or(0, |c| c - b'0');
+        ms * 10 + u32::from(d)
+    });
+    Ok((millis, start + digits))
+}
+
 /// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's `days_from_civil`).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -96,26 +122,7 @@ pub fn parse_rfc3339(text: &str) -> Result<Millis, TsError> {
     {
         return Err(TsError::Syntax);
     }
-    let mut at = 19;
-    let mut millis = 0u32;
-    if b.get(at) == Some(&b'.') {
-        at += 1;
-        let start = at;
-        while b.get(at).is_some_and(u8::is_ascii_digit) {
-            // Keep the first three digits, drop the rest (truncation, not rounding).
-            if at - start < 3 {
-                millis = millis * 10 + u32::from(b[at] - b'0');
-            }
-            at += 1;
-        }
-        let n = at - start;
-        if n == 0 {
-            return Err(TsError::Syntax);
-        }
-        for _ in n..3 {
-            millis *= 10;
-        }
-    }
+    let (millis, at) = fraction_ms(b, 19)?;
     let offset_min: i64 = match b.get(at..) {
         Some([b'Z' | b'z']) => 0,
         Some(&[sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]) => {
@@ -132,6 +139,18 @@ pub fn parse_rfc3339(text: &str) -> Result<Millis, TsError> {
         }
         _ => return Err(TsError::Syntax),
     };
+    instant(
+        [year, month, day],
+        [hour, minute, second, millis],
+        offset_min,
+    )
+}
+
+/// The instant of a checked civil date and time of day (with milliseconds) at a UTC
+/// offset in minutes; out of range when outside spec §1's years.
+fn instant(date: [u32; 3], time: [u32; 4], offset_min: i64) -> Result<Millis, TsError> {
+    let [year, month, day] = date;
+    let [hour, minute, second, millis] = time;
     let days = days_from_civil(i64::from(year), month, day);
     let local_ms = days * DAY
         + i64::from(hour) * HOUR
@@ -231,6 +250,7 @@ pub fn parse_date(text: &str) -> Option<Date> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::random_edits::Rng;
 
     fn expect(b: &[u8], at: usize, what: u8) -> Result<(), TsError> {
         if b.get(at) == Some(&what) {
@@ -301,18 +321,11 @@ mod tests {
             }
             _ => return Err(TsError::Syntax),
         };
-        let days = days_from_civil(i64::from(year), month, day);
-        let local_ms = days * DAY
-            + i64::from(hour) * HOUR
-            + i64::from(minute) * 60 * SECOND
-            + i64::from(second) * SECOND
-            + i64::from(millis);
-        let ms = local_ms - offset_min * 60 * SECOND;
-        if in_range(ms) {
-            Ok(ms)
-        } else {
-            Err(TsError::OutOfRange)
-        }
+        instant(
+            [year, month, day],
+            [hour, minute, second, millis],
+            offset_min,
+        )
     }
 
     const T0: Millis = 1_551_682_805_250; // 2019-03-04T07:00:05.250Z
@@ -326,27 +339,12 @@ mod tests {
             "2020-02-29t08:00:05z",
         ];
         const ALPHABET: &[u8] = b"0123456789-+:.TtZz 9";
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = Rng::new(0x853c_49e6_748f_ea9b);
         let (mut ok, mut tried) = (0, 0);
         for _ in 0..200_000 {
-            let mut b = BASE[next(BASE.len())].as_bytes().to_vec();
-            for _ in 0..next(3) {
-                let at = next(b.len() + 1);
-                let c = ALPHABET[next(ALPHABET.len())];
-                match next(3) {
-                    0 if at < b.len() => b[at] = c,
-                    1 if at < b.len() => {
-                        b.remove(at);
-                    }
-                    _ => b.insert(at, c),
-                }
-            }
+            let edits = rng.below(3);
+            let base = *rng.pick(&BASE);
+            let b = rng.edited(base.as_bytes(), edits, ALPHABET);
             let text = String::from_utf8(b).expect("ascii");
             let got = parse_rfc3339(&text);
             assert_eq!(got, reference_parse(&text), "{text}");
