@@ -750,6 +750,10 @@ mod tests {
         bytes[n - 20] ^= 1; // the count of keys, CRC left stale
         std::fs::write(&fold, bytes).expect("write");
         let e = open(dir.path());
+        assert!(
+            e.uncheckpointed() > 0,
+            "the damaged checkpoint was not used"
+        );
         assert_eq!(e.book().distinct_events(), 4);
     }
 
