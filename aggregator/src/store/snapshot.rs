@@ -196,31 +196,58 @@ pub fn write_fold(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()>
     w.finish(p.index, out)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+/// Bytes written in place at the end of a buffer grown by their most: no copy from a
+/// stack buffer, no capacity check per byte.
+struct Tail<'a> {
+    buf: &'a mut [u8],
+    len: usize,
 }
+
+impl Tail<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf[self.len] = (v as u8) | 0x80;
+            self.len += 1;
+            v >>= 7;
+        }
+        self.buf[self.len] = v as u8;
+        self.len += 1;
+    }
+}
+
+/// The most bytes [`put_state`] writes: 8 + 1 + 7 varints of 10 + 2 of 5.
+const STATE_MAX: usize = 89;
 
 /// A call state, compactly: `first_event`, a presence mask, then each present time as a
 /// zigzag varint delta from `first_event` (events of a call are minutes apart), then the
 /// line and the bookings. About 25 bytes for an answered call instead of 72.
 fn put_state(out: &mut Vec<u8>, s: &CallState) {
-    out.extend_from_slice(&s.first_event.to_le_bytes());
+    let at = out.len();
+    out.resize(at + STATE_MAX, 0);
+    let mut b = Tail {
+        buf: &mut out[at..],
+        len: 0,
+    };
+    b.put(&s.first_event.to_le_bytes());
     let times = state_times(s);
     let mask = times
         .iter()
         .enumerate()
         .fold(0u8, |m, (i, t)| if *t == NONE { m } else { m | 1 << i });
-    out.push(mask);
+    b.put(&[mask]);
     for t in times.into_iter().filter(|t| *t != NONE) {
         let d = t.wrapping_sub(s.first_event);
-        put_varint(out, ((d << 1) ^ (d >> 63)) as u64);
+        b.varint(((d << 1) ^ (d >> 63)) as u64);
     }
-    put_varint(out, u64::from(s.line));
-    put_varint(out, u64::from(s.bookings));
+    b.varint(u64::from(s.line));
+    b.varint(u64::from(s.bookings));
+    let len = b.len;
+    out.truncate(at + len);
 }
 
 fn state_times(s: &CallState) -> [i64; 7] {
