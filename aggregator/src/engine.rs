@@ -341,7 +341,8 @@ impl Engine {
     /// to the call states, a third commits the batches behind them, so that disk writes
     /// overlap with folding. Returns once all of it is durable.
     ///
-    /// With `checkpoint`, also writes a checkpoint at the end.
+    /// With `checkpoint`, also writes a checkpoint at the end; failing to write it is
+    /// logged, not returned (the events are durable; the next open replays the log).
     pub fn stage_stream(
         &mut self,
         chunks: impl Iterator<Item = EncodedChunk>,
@@ -430,8 +431,10 @@ impl Engine {
         match result {
             Ok((sum, end)) => {
                 self.position = end;
-                if checkpoint {
-                    self.checkpoint_with(ahead)?;
+                // Every event is durable now: a checkpoint that cannot be written only
+                // makes the next open replay more of the log, so it fails nothing.
+                if checkpoint && let Err(e) = self.checkpoint_with(ahead) {
+                    tracing::warn!(error = %e, "import committed, but its checkpoint could not be written; the next open replays the log");
                 }
                 Ok(sum)
             }
@@ -754,6 +757,69 @@ mod tests {
             e.uncheckpointed() > 0,
             "the damaged checkpoint was not used"
         );
+        assert_eq!(e.book().distinct_events(), 4);
+    }
+
+    /// The embedded store, but its checkpoints cannot be written (a full disk, say).
+    struct NoCheckpoints(EmbeddedStore);
+
+    impl EventStore for NoCheckpoints {
+        fn replay(
+            &mut self,
+            from: LogPosition,
+            visit: &mut dyn FnMut(Record<'_>),
+        ) -> Result<LogPosition, StoreError> {
+            self.0.replay(from, visit)
+        }
+
+        fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
+            self.0.commit(batch)
+        }
+
+        fn load_checkpoint(
+            &mut self,
+            with_fold: bool,
+        ) -> Result<Option<crate::store::Checkpoint>, StoreError> {
+            self.0.load_checkpoint(with_fold)
+        }
+
+        fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
+            Err(StoreError::io(
+                std::path::Path::new("checkpoint"),
+                std::io::Error::other("no space left on device"),
+            ))
+        }
+
+        fn save_checkpoint(
+            &mut self,
+            _position: LogPosition,
+            _query: crate::store::PartWriter<'_>,
+            _fold: FoldPart<'_>,
+        ) -> Result<(), StoreError> {
+            self.begin_fold_part().map(|_| ())
+        }
+    }
+
+    #[test]
+    fn an_import_whose_checkpoint_fails_still_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let store = NoCheckpoints(EmbeddedStore::open(dir.path()).expect("store"));
+        let mut e =
+            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
+        let hasher = e.key_hasher();
+        let mut chunk = EncodedChunk::default();
+        for l in LINES {
+            chunk.push_event(&validate_line(l.as_bytes(), &p).expect("valid"), &hasher);
+        }
+        let sum = e
+            .stage_stream([chunk].into_iter(), 1, true, None)
+            .expect("the events are committed: the import succeeds");
+        assert_eq!(sum.accepted, 4);
+        assert!(!e.is_poisoned());
+        drop(e);
+        let e = open(dir.path());
+        assert!(e.uncheckpointed() > 0, "no checkpoint was written");
         assert_eq!(e.book().distinct_events(), 4);
     }
 
