@@ -214,3 +214,49 @@ fn push_structured_and_raw_then_query_and_bad_arguments() {
         "clear caller number stored"
     );
 }
+
+/// Dead letters carry their line of the file whichever way it came in: imported, or
+/// pushed by `netwait push` (which reads the file in chunks of about 1 MiB), past the
+/// first chunk too.
+#[test]
+fn dead_letter_lines_are_the_file_lines_for_import_and_push() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("events.ndjson");
+    let mut text = String::new();
+    let mut bad = Vec::new();
+    for n in 1..=30_000u64 {
+        if n % 7_001 == 0 {
+            text.push_str("{not json\n");
+            bad.push(n);
+        } else {
+            text.push_str(&format!(
+                "{{\"call_id\":\"call-{n:08}\",\"type\":\"offered\",\"line\":\"cup\",\"ts\":\"2019-03-04T09:00:00+01:00\"}}\n"
+            ));
+        }
+    }
+    assert!(text.len() > 2 << 20, "the file spans several chunks");
+    std::fs::write(&file, &text).expect("write");
+    let positions = |data: &std::path::Path| -> Vec<u64> {
+        let out = stdout(&netwait(&[
+            "deadletter",
+            "--json",
+            "--data",
+            data.to_str().expect("path"),
+        ]));
+        out.lines()
+            .map(|l| {
+                let row: serde_json::Value = serde_json::from_str(l).expect("json line");
+                row["position"].as_u64().expect("position")
+            })
+            .collect()
+    };
+    let imported = tmp.path().join("imported");
+    let f = file.to_str().expect("path");
+    netwait(&["import", "--data", imported.to_str().expect("path"), f]);
+    assert_eq!(positions(&imported), bad);
+    let pushed = tmp.path().join("pushed");
+    let server = Server::start(&pushed);
+    netwait(&["push", "--server", &server.addr, f]);
+    assert!(server.stop().success());
+    assert_eq!(positions(&pushed), bad);
+}

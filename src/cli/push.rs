@@ -1,6 +1,7 @@
 //! `netwait push`: stream NDJSON files to a running server.
 
 use anyhow::Context;
+use netwait_aggregator::domain::line_scan::scan_lines;
 use netwait_ingest::lines::ChunkReader;
 use netwait_proto::v1::PushRequest;
 use netwait_proto::v1::ingest_client::IngestClient;
@@ -37,8 +38,11 @@ pub fn run(server: &str, batch: usize, files: &[String]) -> anyhow::Result<()> {
                     ..Default::default()
                 };
                 let mut bytes = 0;
+                // Line numbers of the file (chunks do not number their lines).
+                let mut n = 0u64;
                 while let Some(chunk) = chunks.next_chunk()? {
-                    for (n, line) in chunk.lines() {
+                    for (line, _) in scan_lines(&chunk.bytes) {
+                        n += 1;
                         if msg.ndjson_lines.is_empty() {
                             msg.first_position = n;
                         }
