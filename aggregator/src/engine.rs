@@ -492,14 +492,12 @@ impl Engine {
             return Ok(());
         }
         let parts = self.book.parts();
+        // Keys written ahead are used only when they are all of them (they always are:
+        // every accepted key was written; anything else is written again).
+        let ahead = ahead.filter(|(_, keys)| keys.keys() == parts.seen.len() as u64);
         let fold = match ahead {
-            Some((part, keys)) if keys.keys() == parts.seen.len() as u64 => {
+            Some((part, keys)) => {
                 FoldPart::Ahead(part, Box::new(move |w| keys.finish(parts.index, w)))
-            }
-            Some(_) => {
-                // Cannot happen (every accepted key was written); the safe answer anyway.
-                tracing::warn!("dedupe keys written ahead do not match; writing them again");
-                FoldPart::Write(&|w| snapshot::write_fold(&parts, w))
             }
             None => FoldPart::Write(&|w| snapshot::write_fold(&parts, w)),
         };

@@ -4,6 +4,7 @@
 //! best of 3 passes).
 
 use netwait_aggregator::domain::dedupe::KeyHasher;
+use netwait_aggregator::domain::line_scan::scan_lines;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::EncodedChunk;
 use netwait_ingest::lines::ChunkReader;
@@ -19,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(c) = reader.next_chunk()? {
         chunks.push(c);
     }
-    let lines: u64 = chunks.iter().map(|c| c.lines().count() as u64).sum();
+    let lines = chunks
+        .iter()
+        .map(|c| scan_lines(&c.bytes).count())
+        .sum::<usize>() as u64;
     let pseudo = Pseudonymizer::new([0; 32]);
     let hasher = KeyHasher::new([0; 16]);
     let mut best = f64::MAX;

@@ -72,36 +72,6 @@ pub struct Chunk {
     pub end_offset: u64,
 }
 
-impl Chunk {
-    /// The lines with their numbers within the chunk (from 1), terminators (`\n`,
-    /// `\r\n`) stripped.
-    pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
-        split_lines(&self.bytes).zip(1..).map(|(l, n)| (n, l))
-    }
-}
-
-/// Splits at `\n`, strips a `\r` before it; a final line without terminator counts.
-/// Agrees with `str::lines` and with the parse workers' `line_scan::scan_lines`.
-pub fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    let mut ends = memchr::memchr_iter(b'\n', bytes);
-    std::iter::from_fn(move || {
-        let end = match ends.next() {
-            Some(e) => e,
-            None if start < bytes.len() => bytes.len(),
-            None => return None,
-        };
-        let line = &bytes[start..end];
-        let terminated = end < bytes.len();
-        start = end + 1;
-        // Like `str::lines`: a `\r` is stripped only as part of a `\r\n` terminator.
-        Some(match line.strip_suffix(b"\r") {
-            Some(l) if terminated => l,
-            _ => line,
-        })
-    })
-}
-
 /// A line longer than this is cut while reading (it is malformed anyway: the limit is
 /// 65,536 bytes), so one runaway line cannot exhaust memory.
 const OVERLONG_LINE_BYTES: usize = 1 << 20;
@@ -221,13 +191,15 @@ impl<R: Read> ChunkReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netwait_aggregator::domain::line_scan::scan_lines;
 
     fn all_lines(input: &[u8], target: usize) -> Vec<(u64, Vec<u8>)> {
         let mut r = ChunkReader::new(input, target);
         let mut out = Vec::new();
         while let Some(c) = r.next_chunk().expect("read") {
             let before = out.len() as u64;
-            out.extend(c.lines().map(|(n, l)| (before + n, l.to_vec())));
+            let lines = scan_lines(&c.bytes).zip(before + 1..);
+            out.extend(lines.map(|((l, _), n)| (n, l.to_vec())));
             // Dirty recycled buffers must not leak into later chunks.
             if let ChunkBytes::Owned(mut bytes) = c.bytes {
                 bytes.fill(b'#');
@@ -256,9 +228,6 @@ mod tests {
     #[test]
     fn numbers_lines_across_chunk_sizes() {
         let input = b"a\r\nbb\n\nccc\nlast";
-        let text = std::str::from_utf8(input).expect("utf-8");
-        let std_lines: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
-        assert_eq!(split_lines(input).collect::<Vec<_>>(), std_lines);
         let want: Vec<(u64, Vec<u8>)> = vec![
             (1, b"a".to_vec()),
             (2, b"bb".to_vec()),

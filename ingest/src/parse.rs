@@ -92,20 +92,9 @@ pub fn encode_fields(
     );
 }
 
-/// Encodes every line of a chunk, in order, with what folding needs of each event (its
-/// dedupe key, its fold view), so that the threads folding events in decode nothing.
-pub fn encode_chunk(
-    chunk: &Chunk,
-    source: &str,
-    pseudo: &Pseudonymizer,
-    hasher: &KeyHasher,
-) -> EncodedChunk {
-    let mut out = EncodedChunk::default();
-    encode_chunk_into(&mut out, chunk, source, pseudo, hasher);
-    out
-}
-
-/// [`encode_chunk`] into an empty chunk (e.g. one of spent buffers).
+/// Encodes every line of a chunk into `out` (an empty chunk, e.g. one of spent buffers),
+/// in order, with what folding needs of each event (its dedupe key, its fold view), so
+/// that the threads folding events in decode nothing.
 pub fn encode_chunk_into(
     out: &mut EncodedChunk,
     chunk: &Chunk,
@@ -138,7 +127,8 @@ mod tests {
             bytes: b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}".to_vec().into(),
             end_offset: 0,
         };
-        let mut out = encode_chunk(&chunk, "f.ndjson", &p, &KeyHasher::new([0; 16]));
+        let mut out = EncodedChunk::default();
+        encode_chunk_into(&mut out, &chunk, "f.ndjson", &p, &KeyHasher::new([0; 16]));
         assert_eq!((out.events(), out.lines()), (1, 3));
         // Numbered within the chunk, then as lines 10 to 12 of the stream.
         let first = |out: &EncodedChunk| match Decoder::new(&out.bytes).nth(1) {

@@ -209,6 +209,22 @@ mod tests {
     use netwait_aggregator::domain::time::parse_date;
     use netwait_aggregator::store::embedded::EmbeddedStore;
 
+    /// Imports `input`, cut into chunks of `chunk_bytes`, into a fresh embedded store.
+    fn import_fresh(
+        input: &str,
+        chunk_bytes: usize,
+        opts: PipelineOptions,
+    ) -> (tempfile::TempDir, Engine, IngestSummary) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let mut engine =
+            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
+        let mut src = ReaderSource::with_chunk_bytes("t", input.as_bytes(), None, chunk_bytes);
+        let p = Pseudonymizer::new([0; 32]);
+        let sum = import(&mut src, &mut engine, &p, opts, &mut |_| {}).expect("import");
+        (dir, engine, sum)
+    }
+
     #[test]
     fn parallel_import_keeps_first_received_and_counts() {
         // Many small chunks over several workers: the later duplicate line must lose.
@@ -225,19 +241,13 @@ mod tests {
                 "{{\"call_id\":\"c{i}\",\"type\":\"abandoned\",\"ts\":\"2019-03-04T09:01:00+01:00\"}}\n"
             ));
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).expect("store");
-        let mut engine =
-            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
         // Small chunks over several workers exercise the reordering.
-        let mut src = ReaderSource::with_chunk_bytes("t", input.as_bytes(), None, 1_000);
         let opts = PipelineOptions {
             workers: 3,
             commit_bytes: 10_000,
             checkpoint: true,
         };
-        let p = Pseudonymizer::new([0; 32]);
-        let sum = import(&mut src, &mut engine, &p, opts, &mut |_| {}).expect("import");
+        let (_dir, engine, sum) = import_fresh(&input, 1_000, opts);
         assert_eq!(
             sum,
             IngestSummary {
@@ -255,6 +265,39 @@ mod tests {
             None,
         );
         assert_eq!(t.figures.abandoned, 2_000);
+    }
+    /// Workers number lines within their chunk; dead letters must still carry the line
+    /// of the stream, whatever the chunking and the order the workers finish in.
+    #[test]
+    fn dead_letters_carry_their_line_of_the_stream() {
+        let mut input = String::new();
+        let mut bad = Vec::new();
+        for n in 1..=3_000u64 {
+            if n % 97 == 0 || n == 1 || n == 3_000 {
+                input.push_str("not json\n");
+                bad.push(n);
+            } else if n % 89 == 0 {
+                input.push('\n'); // an empty line counts and is rejected
+                bad.push(n);
+            } else {
+                input.push_str(&format!(
+                    "{{\"call_id\":\"c{n}\",\"type\":\"offered\",\"ts\":{n}}}\r\n"
+                ));
+            }
+        }
+        for chunk_bytes in [64, 1_000, 1 << 20] {
+            let opts = PipelineOptions {
+                workers: 3,
+                ..PipelineOptions::default()
+            };
+            let (_dir, mut engine, sum) = import_fresh(&input, chunk_bytes, opts);
+            assert_eq!(sum.rejected, bad.len() as u64);
+            let mut got = Vec::new();
+            engine
+                .dead_letters(&mut |d| got.push(d.position))
+                .expect("dead letters");
+            assert_eq!(got, bad, "chunks of {chunk_bytes} bytes");
+        }
     }
 }
 
@@ -347,53 +390,5 @@ mod failure_tests {
             poisoned,
             "the engine refuses further work after a failed commit"
         );
-    }
-}
-
-#[cfg(test)]
-mod numbering_tests {
-    use super::*;
-    use crate::source::ReaderSource;
-    use netwait_aggregator::domain::config::MetricsConfig;
-    use netwait_aggregator::store::embedded::EmbeddedStore;
-
-    /// Workers number lines within their chunk; dead letters must still carry the line
-    /// of the stream, whatever the chunking and the order the workers finish in.
-    #[test]
-    fn dead_letters_carry_their_line_of_the_stream() {
-        let mut input = String::new();
-        let mut bad = Vec::new();
-        for n in 1..=3_000u64 {
-            if n % 97 == 0 || n == 1 || n == 3_000 {
-                input.push_str("not json\n");
-                bad.push(n);
-            } else if n % 89 == 0 {
-                input.push('\n'); // an empty line counts and is rejected
-                bad.push(n);
-            } else {
-                input.push_str(&format!(
-                    "{{\"call_id\":\"c{n}\",\"type\":\"offered\",\"ts\":{n}}}\r\n"
-                ));
-            }
-        }
-        for chunk_bytes in [64, 1_000, 1 << 20] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Box::new(EmbeddedStore::open(dir.path()).expect("store"));
-            let mut engine =
-                Engine::open(store, [1; 16], MetricsConfig::default()).expect("engine");
-            let mut src = ReaderSource::with_chunk_bytes("t", input.as_bytes(), None, chunk_bytes);
-            let opts = PipelineOptions {
-                workers: 3,
-                ..PipelineOptions::default()
-            };
-            let p = Pseudonymizer::new([0; 32]);
-            let sum = import(&mut src, &mut engine, &p, opts, &mut |_| {}).expect("import");
-            assert_eq!(sum.rejected, bad.len() as u64);
-            let mut got = Vec::new();
-            engine
-                .dead_letters(&mut |d| got.push(d.position))
-                .expect("dead letters");
-            assert_eq!(got, bad, "chunks of {chunk_bytes} bytes");
-        }
     }
 }

@@ -137,13 +137,15 @@ impl Source for MappedSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netwait_aggregator::domain::line_scan::scan_lines;
     use std::io::Write;
 
     fn all_lines(source: &mut dyn Source) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
         while let Some(c) = source.next_chunk().expect("chunk") {
             let before = out.len() as u64;
-            out.extend(c.lines().map(|(n, l)| (before + n, l.to_vec())));
+            let lines = scan_lines(&c.bytes).zip(before + 1..);
+            out.extend(lines.map(|((l, _), n)| (n, l.to_vec())));
         }
         out
     }

@@ -1,8 +1,8 @@
 //! The service calendar of spec §3: opening hours per weekday in Europe/Rome local time,
 //! Italian national holidays, optional site patron days and extra closures.
 
-use super::time::{HOUR, Millis, ms_of_day};
-use jiff::civil::{Date, DateTime};
+use super::time::{HOUR, Millis};
+use jiff::civil::Date;
 use std::collections::HashSet;
 
 /// Opening hours of one day: `start <= t < end`, in ms since local midnight.
@@ -146,21 +146,19 @@ impl ServiceCalendar {
         let weekday = date.weekday().to_monday_zero_offset() as usize;
         self.week[weekday].filter(|_| !self.is_closed_day(date))
     }
-
-    /// True when a call anchored at this Europe/Rome local time is inside service hours.
-    pub fn in_service(&self, local: DateTime) -> bool {
-        self.hours_on(local.date())
-            .is_some_and(|h| h.contains(ms_of_day(local)))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::time::{parse_rfc3339, rome_local};
+    use crate::domain::time::{RomeClock, local_date, parse_rfc3339};
 
+    /// In service at an instant, as `figures::tally` decides it: the hours of the local
+    /// date, and the local time of day inside them.
     fn open_at(cal: &ServiceCalendar, ts: &str) -> bool {
-        cal.in_service(rome_local(parse_rfc3339(ts).expect("valid ts")))
+        let (day, time) = RomeClock::default().local_day(parse_rfc3339(ts).expect("valid ts"));
+        cal.hours_on(local_date(day))
+            .is_some_and(|h| h.contains(time))
     }
 
     #[test]

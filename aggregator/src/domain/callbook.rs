@@ -95,10 +95,6 @@ impl CallBook {
         &self.hasher
     }
 
-    pub fn key(&self, ev: &Event<'_>) -> DedupeKey {
-        self.hasher.key(ev)
-    }
-
     /// Folds a valid event in; the first event of a key wins, later ones are duplicates.
     pub fn apply(&mut self, ev: &Event<'_>) -> Applied {
         let key = self.hasher.key(ev);

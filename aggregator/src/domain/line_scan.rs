@@ -28,6 +28,7 @@ pub struct LineScan {
 
 impl QuoteMask {
     /// The quotes of `line` (without terminator); `None` when it is not plain.
+    #[cfg(test)]
     pub fn of(line: &[u8]) -> Option<Self> {
         plain_masks(line, 0, line.len()).map(|(quotes, _)| quotes)
     }

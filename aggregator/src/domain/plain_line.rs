@@ -102,12 +102,8 @@ fn text(v: Option<Plain<'_>>) -> Option<Option<Cow<'_, str>>> {
     }
 }
 
-/// The event of a plain, valid line; `None` sends the line to the general path.
-pub fn validate_plain<'a>(line: &'a str, pseudo: &Pseudonymizer) -> Option<Event<'a>> {
-    validate_plain_with(line, QuoteMask::of(line.as_bytes())?, pseudo)
-}
-
-/// [`validate_plain`] with the line's quotes already located.
+/// The event of a plain, valid line whose quotes are located (see
+/// [`super::line_scan`]); `None` sends the line to the general path.
 pub fn validate_plain_with<'a>(
     line: &'a str,
     quotes: QuoteMask,
@@ -204,7 +200,8 @@ mod tests {
     /// The fast path's contract: whatever it accepts, the general path accepts the same.
     fn agrees(line: &str) -> bool {
         let p = pseudo();
-        match validate_plain(line, &p) {
+        let fast = QuoteMask::of(line.as_bytes()).and_then(|q| validate_plain_with(line, q, &p));
+        match fast {
             None => false,
             Some(fast) => {
                 let general = parse_line_str(line).and_then(|raw| validate(raw, &p));

@@ -3,7 +3,7 @@
 use super::event::{BookingKind, Event, EventType};
 use super::json_line::{RawEvent, RawValue, parse_line, parse_line_str};
 use super::line_scan::LineScan;
-use super::plain_line::{validate_plain, validate_plain_with};
+use super::plain_line::validate_plain_with;
 use super::privacy::Pseudonymizer;
 use super::reject::Reject;
 use super::time::{TsError, in_range, parse_rfc3339};
@@ -14,15 +14,6 @@ const MAX_CHARS: usize = 128;
 /// Parses and validates one NDJSON line. The clear `caller` is hashed here and dropped.
 pub fn validate_line<'a>(line: &'a [u8], pseudo: &Pseudonymizer) -> Result<Event<'a>, Reject> {
     validate(parse_line(line)?, pseudo)
-}
-
-/// [`validate_line`] for a line already known to be UTF-8.
-/// Plain lines take the one-pass fast path; the others, and all rejects, the general one.
-pub fn validate_line_str<'a>(line: &'a str, pseudo: &Pseudonymizer) -> Result<Event<'a>, Reject> {
-    match validate_plain(line, pseudo) {
-        Some(ev) => Ok(ev),
-        None => validate(parse_line_str(line)?, pseudo),
-    }
 }
 
 /// [`validate_line`] for a line found by [`super::line_scan::scan_lines`]: a plain line

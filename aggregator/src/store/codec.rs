@@ -74,14 +74,6 @@ pub fn encode_event(out: &mut Vec<u8>, ev: &Event<'_>) {
     }
 }
 
-/// Encodes one input item.
-pub fn encode_record(out: &mut Vec<u8>, rec: &Record<'_>) {
-    match rec {
-        Record::Event(ev) => encode_event(out, ev),
-        Record::DeadLetter(d) => encode_dead_letter(out, d),
-    }
-}
-
 pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
     out.push(TAG_DEAD_LETTER);
     out.extend_from_slice(&d.position.to_le_bytes());
