@@ -5,5 +5,4 @@
 pub mod lines;
 pub mod parse;
 pub mod pipeline;
-pub mod redact;
 pub mod source;

@@ -1,12 +1,11 @@
 //! One input item -> one encoded record: a valid event, or a dead letter with its reason.
 
 use crate::lines::Chunk;
-use crate::redact::redact_caller;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::event::Event;
 use netwait_aggregator::domain::json_line::{MAX_LINE_BYTES, RawEvent};
 use netwait_aggregator::domain::line_scan::scan_lines;
-use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::domain::privacy::{Pseudonymizer, mask_digit_runs_str, redact_rejected};
 use netwait_aggregator::domain::reject::Reject;
 use netwait_aggregator::domain::validate::{validate, validate_line, validate_scanned};
 use netwait_aggregator::engine::EncodedChunk;
@@ -26,8 +25,8 @@ fn dead_letter<'a>(
         source: Cow::Borrowed(source),
         position,
         code: Cow::Borrowed(reject.code()),
-        reason: Cow::Owned(reject.to_string()),
-        raw: redact_caller(raw, pseudo),
+        reason: Cow::Owned(mask_digit_runs_str(&reject.to_string()).into_owned()),
+        raw: redact_rejected(raw, pseudo),
     }
 }
 

@@ -147,6 +147,85 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
     Ok(ev)
 }
 
+/// What the line reader can tell of a line's top-level members, for the one place that
+/// decides what of a rejected line may be kept ([`super::privacy::redact_rejected`]).
+/// Members are read by the same tokenizer as [`parse_line`], but no field rule applies:
+/// duplicate or ill-typed fields are still outlined.
+#[derive(Debug)]
+pub struct Outline<'a> {
+    /// Members read whole, in line order.
+    pub members: Vec<OutlinedMember<'a>>,
+    /// Byte offset from which the line could not be read as members of one JSON object;
+    /// `None` when the whole line is one well-formed object.
+    pub unread_from: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct OutlinedMember<'a> {
+    /// The key, escapes decoded.
+    pub key: Cow<'a, str>,
+    /// Bytes of the whole member, key to end of value.
+    pub span: std::ops::Range<usize>,
+    /// Bytes of the value alone.
+    pub value_span: std::ops::Range<usize>,
+    /// The value when it is a scalar (`Some(None)` for `null`); `None` for an object or
+    /// an array.
+    pub scalar: Option<Option<RawValue<'a>>>,
+}
+
+/// Outlines `text` (see [`Outline`]); never fails.
+pub fn outline(text: &str) -> Outline<'_> {
+    let mut p = Parser {
+        s: text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let mut members = Vec::new();
+    p.ws();
+    if p.peek() != Some(b'{') {
+        return Outline {
+            members,
+            unread_from: Some(0),
+        };
+    }
+    p.i += 1;
+    p.ws();
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            p.ws();
+            let start = p.i;
+            match p.outline_member() {
+                Ok(m) => members.push(m),
+                Err(_) => {
+                    return Outline {
+                        members,
+                        unread_from: Some(start),
+                    };
+                }
+            }
+            p.ws();
+            let at = p.i;
+            match p.next() {
+                Some(b',') => {}
+                Some(b'}') => break,
+                _ => {
+                    return Outline {
+                        members,
+                        unread_from: (at < p.b.len()).then_some(at),
+                    };
+                }
+            }
+        }
+    }
+    p.ws();
+    Outline {
+        members,
+        unread_from: (p.i < p.b.len()).then_some(p.i),
+    }
+}
+
 /// Index of the first `"`, `\\` or control character (< 0x20) in `b`.
 ///
 /// Word at a time (SWAR): for each 8-byte word, set the high bit of every byte that is
@@ -431,6 +510,29 @@ impl<'a> Parser<'a> {
         }
         self.i += 4;
         Ok(v)
+    }
+
+    /// Reads one member `"key": value` for [`outline`].
+    fn outline_member(&mut self) -> Result<OutlinedMember<'a>, Reject> {
+        let start = self.i;
+        let key = self.string()?;
+        self.ws();
+        self.expect(b':', "expected `:`")?;
+        self.ws();
+        let value_start = self.i;
+        let scalar = match self.peek() {
+            Some(b'{' | b'[') => {
+                self.skip_value()?;
+                None
+            }
+            _ => Some(self.scalar()?),
+        };
+        Ok(OutlinedMember {
+            key,
+            span: start..self.i,
+            value_span: value_start..self.i,
+            scalar,
+        })
     }
 
     /// Reads `"key":` of an object member, refusing a key already in `keys`.
