@@ -840,6 +840,7 @@ mod tests {
                 code: "empty".into(),
                 reason: "empty line".into(),
                 raw: (&b""[..]).into(),
+                truncated_from: None,
             }),
             all[3].clone(),
         ];
