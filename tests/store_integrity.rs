@@ -197,3 +197,132 @@ fn queries_never_change_a_byte_even_of_a_torn_store_without_checkpoint() {
         "the torn commit was not cut"
     );
 }
+
+/// Two imports (two commits: 30 calls, then 20), whose data directory is returned with
+/// the log's length after the first.
+fn two_commits(tmp: &Path) -> (PathBuf, u64) {
+    let data = tmp.join("data");
+    let d = data.to_str().expect("path");
+    let a = write(tmp, "a.ndjson", &events(0, 30));
+    netwait(&["import", "--data", d, &a]);
+    let first = std::fs::metadata(data.join("events.log"))
+        .expect("stat")
+        .len();
+    let b = write(tmp, "b.ndjson", &events(30, 20));
+    netwait(&["import", "--data", d, &b]);
+    (data, first)
+}
+
+#[test]
+fn a_flipped_byte_in_the_last_commit_is_reported_never_dropped_and_repaired() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, first) = two_commits(tmp.path());
+    let d = data.to_str().expect("path");
+    let clean = run(&["check", "--data", d]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    assert!(
+        stdout(&clean).contains("2 intact commit(s)"),
+        "{}",
+        stdout(&clean)
+    );
+    let log = data.join("events.log");
+    let mut bytes = std::fs::read(&log).expect("read");
+    let n = bytes.len();
+    // Inside the last, acknowledged commit: the length of its last record's agent.
+    bytes[n - 3] ^= 0x20;
+    std::fs::write(&log, &bytes).expect("write");
+    let before = contents(&data);
+    let out = run(&["check", "--data", d]);
+    assert!(!out.status.success(), "check passed a damaged log");
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!("damaged: bytes {first}..{n}")),
+        "{report}"
+    );
+    assert!(report.contains("failing its checksum"), "{report}");
+    assert!(report.contains("1 commit(s) lost"), "{report}");
+    assert!(stderr(&out).contains("netwait repair"), "{}", stderr(&out));
+    // The checkpoint still holds the commit's figures: nothing dropped.
+    assert_eq!(answered(&data), 50);
+    // Without it, neither a query nor a writer drops the commit silently: both refuse.
+    std::fs::remove_file(data.join("checkpoint.calls")).expect("rm");
+    std::fs::remove_file(data.join("checkpoint.keys")).expect("rm");
+    let before_queries = contents(&data);
+    let a = tmp.path().join("a.ndjson");
+    for args in [
+        vec!["stats", "volume", "--data", d, "--half", "2019-H1"],
+        vec!["import", "--data", d, a.to_str().expect("path")],
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?} opened a damaged log");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("damaged at byte {first}")), "{err}");
+        assert!(
+            err.contains("netwait check") && err.contains("netwait repair"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        before_queries,
+        contents(&data),
+        "a refused open changed the store"
+    );
+    assert_eq!(before.len(), before_queries.len() + 2);
+    // Repair salvages the first commit, exactly, into a new directory.
+    let fixed = tmp.path().join("fixed");
+    let f = fixed.to_str().expect("path");
+    let out = netwait(&["repair", "--data", d, "--out", f]);
+    let said = stdout(&out);
+    assert!(said.contains("1 intact commit(s)"), "{said}");
+    assert!(
+        said.contains(&format!("lost: bytes {first}..{n}")),
+        "{said}"
+    );
+    assert!(said.contains("41 record(s) readable"), "{said}");
+    assert_eq!(
+        before_queries,
+        contents(&data),
+        "repair changed the original"
+    );
+    assert_eq!(answered(&fixed), 30);
+    assert_eq!(dead_letter_count(&fixed), 3);
+    assert!(run(&["check", "--data", f]).status.success());
+    // Never in place, never over a store.
+    let out = run(&["repair", "--data", d, "--out", d]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn garbage_after_the_last_commit_is_damage_that_repair_drops() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, _) = two_commits(tmp.path());
+    let d = data.to_str().expect("path");
+    let log = data.join("events.log");
+    let mut bytes = std::fs::read(&log).expect("read");
+    let end = bytes.len();
+    bytes.extend_from_slice(b"\x01garbage garbage");
+    std::fs::write(&log, &bytes).expect("write");
+    let out = run(&["check", "--data", d]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains(&format!("damaged: bytes {end}..{}", end + 16)),
+        "{}",
+        stdout(&out)
+    );
+    let a = tmp.path().join("a.ndjson");
+    let out = run(&["import", "--data", d, a.to_str().expect("path")]);
+    assert!(!out.status.success(), "a writer opened a damaged log");
+    assert!(stderr(&out).contains("netwait repair"), "{}", stderr(&out));
+    let fixed = tmp.path().join("fixed");
+    let said = stdout(&netwait(&[
+        "repair",
+        "--data",
+        d,
+        "--out",
+        fixed.to_str().expect("path"),
+    ]));
+    assert!(said.contains("2 intact commit(s)"), "{said}");
+    assert_eq!(answered(&fixed), 50);
+    assert_eq!(dead_letter_count(&fixed), 5);
+}

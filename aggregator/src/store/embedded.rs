@@ -10,6 +10,8 @@
 
 use super::codec::{Decoder, Record};
 use super::log::LogFile;
+use super::secrets;
+use super::verify::{self, Survey};
 use super::{
     Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartBytes, PartWriter, PendingPart,
     StoreError,
@@ -110,6 +112,49 @@ impl EmbeddedStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Surveys the whole log, past any damage (see [`verify`]); reads only.
+    pub fn survey(&self) -> Result<Survey, StoreError> {
+        let path = self.dir.join(LOG);
+        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
+            return Ok(Survey::default());
+        }
+        // SAFETY: the log is only ever appended to, by a writer, which the lock held by
+        // this store excludes (or the directory cannot be written at all).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
+        Ok(verify::survey(&map))
+    }
+
+    /// Copies every intact commit of the log, as it is, into a new store in `out` (which
+    /// must not hold one), with this store's keys; returns the survey that says what was
+    /// left behind. Nothing here is changed.
+    pub fn salvage_into(&self, out: &Path) -> Result<Survey, StoreError> {
+        let path = self.dir.join(LOG);
+        let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let survey = verify::survey(&bytes);
+        std::fs::create_dir_all(out).map_err(|e| StoreError::io(out, e))?;
+        let new_log = out.join(LOG);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&new_log)
+            .map_err(|e| StoreError::io(&new_log, e))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        for c in &survey.commits {
+            w.write_all(&bytes[c.at as usize..c.end() as usize])
+                .map_err(|e| StoreError::io(&new_log, e))?;
+        }
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io(&new_log, e))?;
+        let keys = self.dir.join(secrets::FILE);
+        let new_keys = out.join(secrets::FILE);
+        std::fs::copy(&keys, &new_keys).map_err(|e| StoreError::io(&new_keys, e))?;
+        sync_dir(out)?;
+        Ok(survey)
     }
 }
 
