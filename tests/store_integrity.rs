@@ -326,3 +326,45 @@ fn garbage_after_the_last_commit_is_damage_that_repair_drops() {
     assert_eq!(answered(&fixed), 50);
     assert_eq!(dead_letter_count(&fixed), 5);
 }
+
+#[test]
+fn bad_lines_sent_three_times_are_stored_once_and_long_ones_cut() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("path");
+    let mut text = events(0, 30);
+    let long = format!("{{\"call_id\":\"x\",\"pad\":\"{}\"}}\n", "y".repeat(70_000));
+    text.push_str(&long);
+    let file = write(tmp.path(), "bad.ndjson", &text);
+    for _ in 0..3 {
+        let out = stdout(&netwait(&["import", "--data", d, &file]));
+        assert!(out.contains("rejected 4"), "{out}");
+    }
+    assert_eq!(dead_letter_count(&data), 4);
+    let log_size = std::fs::metadata(data.join("events.log"))
+        .expect("stat")
+        .len();
+    assert!(
+        log_size < 16 << 10,
+        "the long line is not kept whole: {log_size}"
+    );
+    // Pushed three times, through a server restart: each dead letter once more (a
+    // push names its source as the file, so the same as `import`'s).
+    for round in 0..3 {
+        let server = Server::start(&data);
+        let out = stdout(&netwait(&["push", "--server", &server.addr, &file]));
+        assert!(out.contains("rejected 4"), "round {round}: {out}");
+        server.stop();
+    }
+    assert_eq!(dead_letter_count(&data), 4);
+    let out = netwait(&["deadletter", "--json", "--data", d]);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().expect("line")).expect("json");
+    assert_eq!(last["position"], 64); // 30 calls of 2 lines, 3 bad lines, then the long one
+    assert_eq!(last["truncated"], true);
+    assert_eq!(last["raw_size"], long.len() as u64 - 1);
+    assert_eq!(last["raw"].as_str().expect("raw").len(), 4096);
+    let text = stdout(&netwait(&["deadletter", "--data", d]));
+    let cut = format!("[truncated: first 4096 of {} bytes]", long.len() - 1);
+    assert!(text.contains(&cut), "{text}");
+}
