@@ -31,6 +31,8 @@ pub struct EncodedChunk {
     dead_letters: u64,
     /// Where each dead letter's record starts in `bytes` (see [`Self::rebase_positions`]).
     dead_letter_at: Vec<usize>,
+    /// One flag per dead letter once deduplicated: false when the store has it already.
+    dead_letter_new: Vec<bool>,
     /// Input lines the chunk came from (set by whoever numbers them).
     lines: u64,
 }
@@ -66,6 +68,7 @@ impl EncodedChunk {
         self.line_names.clear();
         self.dead_letters = 0;
         self.dead_letter_at.clear();
+        self.dead_letter_new.clear();
         self.lines = 0;
     }
 
@@ -140,6 +143,19 @@ impl EncodedChunk {
         });
     }
 
+    /// Decides which dead letters are new (`first`: true the first time an identity is
+    /// offered); a chunk without dead letters (the usual case) costs nothing.
+    fn flag_dead_letters(&mut self, hasher: &KeyHasher, mut first: impl FnMut(DedupeKey) -> bool) {
+        self.dead_letter_new.clear();
+        for &at in &self.dead_letter_at {
+            let new = match Decoder::new(&self.bytes[at..]).next() {
+                Some(Ok(Record::DeadLetter(d))) => first(dead_letter_key(hasher, &d)),
+                _ => true, // not a dead letter record: a bug; keep it, as before
+            };
+            self.dead_letter_new.push(new);
+        }
+    }
+
     /// Event records in the chunk.
     pub fn events(&self) -> usize {
         self.keys.len()
@@ -161,6 +177,12 @@ impl EncodedChunk {
                 .then(|| &self.line_names[a as usize..b as usize]),
         }
     }
+}
+
+/// The identity of a stored dead letter (see [`KeyHasher::dead_letter_key`]).
+fn dead_letter_key(hasher: &KeyHasher, d: &DeadLetter<'_>) -> DedupeKey {
+    let size = d.truncated_from.unwrap_or(d.raw.len() as u64);
+    hasher.dead_letter_key(&d.source, d.position, &d.raw, size)
 }
 
 impl FoldItem {
@@ -254,10 +276,14 @@ impl Engine {
             }
             end
         } else {
-            store.replay(from, &mut |rec| {
-                if let Record::Event(ev) = rec {
+            let hasher = book.key_hasher().clone();
+            store.replay(from, &mut |rec| match rec {
+                Record::Event(ev) => {
                     book.apply(&ev);
                     replayed += 1;
+                }
+                Record::DeadLetter(d) => {
+                    book.note_dead_letter(dead_letter_key(&hasher, &d));
                 }
             })?
         };
@@ -324,9 +350,11 @@ impl Engine {
         if self.book.is_read_only() {
             return Err(StoreError::ReadOnly);
         }
+        let hasher = self.key_hasher();
         let (mut dedupe, mut calls) = self.book.split_fold();
         let mut accepted = Vec::new();
         dedupe.first_seen_all(&chunk.keys, &mut accepted);
+        chunk.flag_dead_letters(&hasher, |k| dedupe.first_dead_letter(k));
         apply_chunk(&mut calls, &mut self.batch, &mut chunk, &accepted, None)
     }
 
@@ -365,6 +393,7 @@ impl Engine {
         } else {
             None
         };
+        let hasher = self.key_hasher();
         let store = &mut self.store;
         let (mut dedupe, mut calls) = self.book.split_fold();
         let (to_writer, from_apply) = std::sync::mpsc::sync_channel::<Batch>(2);
@@ -406,9 +435,10 @@ impl Engine {
                 }
                 Ok(sum)
             });
-            for chunk in chunks {
+            for mut chunk in chunks {
                 let mut accepted = Vec::new();
                 dedupe.first_seen_all(&chunk.keys, &mut accepted);
+                chunk.flag_dead_letters(&hasher, |k| dedupe.first_dead_letter(k));
                 if let Some((part, keys)) = &mut ahead
                     && let Err(e) = keys.put_accepted(&chunk.keys, &accepted, part)
                 {
@@ -496,9 +526,10 @@ impl Engine {
         // every accepted key was written; anything else is written again).
         let ahead = ahead.filter(|(_, keys)| keys.keys() == parts.seen.len() as u64);
         let fold = match ahead {
-            Some((part, keys)) => {
-                FoldPart::Ahead(part, Box::new(move |w| keys.finish(parts.index, w)))
-            }
+            Some((part, keys)) => FoldPart::Ahead(
+                part,
+                Box::new(move |w| keys.finish(parts.index, parts.dead_letters, w)),
+            ),
             None => FoldPart::Write(&|w| snapshot::write_fold(&parts, w)),
         };
         self.store
@@ -512,13 +543,18 @@ impl Engine {
         self.position.saturating_sub(self.checkpointed)
     }
 
-    /// Visits every dead letter ever stored, oldest first.
+    /// Visits every dead letter stored, oldest first, each once (a store written before
+    /// dead letters were deduplicated may hold some twice).
     pub fn dead_letters(
         &mut self,
         visit: &mut dyn FnMut(&DeadLetter<'_>),
     ) -> Result<(), StoreError> {
+        let hasher = self.key_hasher();
+        let mut shown = crate::domain::dedupe::KeySet::default();
         self.store.replay(0, &mut |rec| {
-            if let Record::DeadLetter(d) = rec {
+            if let Record::DeadLetter(d) = rec
+                && shown.insert(dead_letter_key(&hasher, &d))
+            {
                 visit(&d);
             }
         })?;
@@ -601,34 +637,49 @@ fn apply_chunk(
         }
     }
     let kept_events = accepted.iter().filter(|&&a| a).count();
+    // Every rejected input counts as rejected; a dead letter already stored is not again.
+    let stored_dead =
+        chunk.dead_letters - chunk.dead_letter_new.iter().filter(|&&n| !n).count() as u64;
     let sum = IngestSummary {
         accepted: kept_events as u64,
         duplicate: (accepted.len() - kept_events) as u64,
         rejected: chunk.dead_letters,
     };
-    let records = u32::try_from(kept_events as u64 + chunk.dead_letters)
+    let records = u32::try_from(kept_events as u64 + stored_dead)
         .map_err(|_| corrupt_input("chunk too large".into()))?;
-    match (kept_events == accepted.len(), copy_to) {
+    let all_kept = kept_events == accepted.len() && stored_dead == chunk.dead_letters;
+    let kept =
+        |chunk: &EncodedChunk| without_duplicates(&chunk.bytes, accepted, &chunk.dead_letter_new);
+    match (all_kept, copy_to) {
         (true, Some(pool)) => batch.append_copy(&chunk.bytes, records, pool),
         (true, None) => batch.append(std::mem::take(&mut chunk.bytes), records),
-        (false, Some(pool)) => {
-            batch.append_copy(&without_duplicates(&chunk.bytes, accepted)?, records, pool)
-        }
-        (false, None) => batch.append(without_duplicates(&chunk.bytes, accepted)?, records),
+        (false, Some(pool)) => batch.append_copy(&kept(chunk)?, records, pool),
+        (false, None) => batch.append(kept(chunk)?, records),
     }
     Ok(sum)
 }
 
-/// The records of `encoded` but the events flagged `false`.
-fn without_duplicates(encoded: &[u8], accepted: &[bool]) -> Result<Vec<u8>, StoreError> {
+/// The records of `encoded` but the events flagged `false` in `accepted` and the dead
+/// letters flagged `false` in `dead_new` (all dead letters kept when it is empty).
+fn without_duplicates(
+    encoded: &[u8],
+    accepted: &[bool],
+    dead_new: &[bool],
+) -> Result<Vec<u8>, StoreError> {
     let mut flags = accepted.iter();
+    let mut dead_flags = dead_new.iter();
     let mut kept = Vec::with_capacity(encoded.len());
     let mut records = Decoder::new(encoded);
     let mut start = 0;
     while let Some(is_event) = records.skip_record() {
         let is_event = is_event.map_err(|e| corrupt_input(e.to_string()))?;
         let end = records.position();
-        if !is_event || flags.next().copied().unwrap_or(false) {
+        let keep = if is_event {
+            flags.next().copied().unwrap_or(false)
+        } else {
+            dead_flags.next().copied().unwrap_or(true)
+        };
+        if keep {
             kept.extend_from_slice(&encoded[start..end]);
         }
         start = end;
@@ -748,7 +799,7 @@ mod tests {
         let fold = dir.path().join("checkpoint.keys");
         let mut bytes = std::fs::read(&fold).expect("read");
         let n = bytes.len();
-        bytes[n - 20] ^= 1; // the count of keys, CRC left stale
+        bytes[n - 28] ^= 1; // the count of keys, CRC left stale
         std::fs::write(&fold, bytes).expect("write");
         let e = open(dir.path());
         assert!(
@@ -840,6 +891,7 @@ mod tests {
                 code: "empty".into(),
                 reason: "empty line".into(),
                 raw: (&b""[..]).into(),
+                truncated_from: None,
             }),
             all[3].clone(),
         ];
@@ -860,5 +912,78 @@ mod tests {
         e.dead_letters(&mut |d| dead.push(d.position))
             .expect("dead letters");
         assert_eq!(dead, vec![9]);
+    }
+
+    fn dead(source: &str, position: u64, raw: &'static [u8]) -> Record<'static> {
+        Record::DeadLetter(DeadLetter {
+            source: source.to_owned().into(),
+            position,
+            code: "invalid_json".into(),
+            reason: "not JSON".into(),
+            raw: raw.into(),
+            truncated_from: None,
+        })
+    }
+
+    fn stored_dead_letters(dir: &std::path::Path) -> usize {
+        let mut n = 0;
+        let mut store = EmbeddedStore::open(dir).expect("store");
+        store
+            .replay(0, &mut |r| {
+                n += usize::from(matches!(r, Record::DeadLetter(_)))
+            })
+            .expect("replay");
+        n
+    }
+
+    #[test]
+    fn a_dead_letter_sent_again_is_stored_once_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let batch = || vec![dead("f", 1, b"{"), dead("f", 2, b"x"), dead("g", 1, b"{")];
+        let mut e = open(dir.path());
+        let first = e.ingest(batch()).expect("ingest");
+        assert_eq!(first.rejected, 3);
+        // Sent again: still counted as rejected, not stored again.
+        assert_eq!(e.ingest(batch()).expect("ingest").rejected, 3);
+        drop(e);
+        assert_eq!(stored_dead_letters(dir.path()), 3);
+        // After a restart without a checkpoint (the log is replayed) ...
+        let mut e = open(dir.path());
+        e.ingest(batch()).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        drop(e);
+        assert_eq!(stored_dead_letters(dir.path()), 3);
+        // ... and from the checkpoint alone; another line at a known position is new.
+        let mut e = open(dir.path());
+        assert_eq!(e.uncheckpointed(), 0);
+        e.ingest(batch()).expect("ingest");
+        e.ingest([dead("f", 1, b"{\"other\"")]).expect("ingest");
+        let mut listed = Vec::new();
+        e.dead_letters(&mut |d| listed.push((d.source.to_string(), d.position)))
+            .expect("list");
+        assert_eq!(listed.len(), 4);
+        drop(e);
+        assert_eq!(stored_dead_letters(dir.path()), 4);
+    }
+
+    #[test]
+    fn dead_letters_stored_twice_before_dedupe_are_listed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = EmbeddedStore::open(dir.path()).expect("store");
+        let mut bytes = Vec::new();
+        for _ in 0..2 {
+            let Record::DeadLetter(d) = dead("f", 7, b"{") else {
+                unreachable!()
+            };
+            encode_dead_letter(&mut bytes, &d);
+        }
+        let mut batch = Batch::default();
+        batch.append(bytes, 2);
+        store.commit(&batch).expect("commit");
+        drop(store);
+        let mut e = open(dir.path());
+        let mut n = 0;
+        e.dead_letters(&mut |_| n += 1).expect("list");
+        assert_eq!(n, 1);
     }
 }

@@ -69,7 +69,10 @@ pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Locked(_) => Status::failed_precondition(e.to_string()),
         StoreError::Poisoned | StoreError::ReadOnly => Status::unavailable(e.to_string()),
-        StoreError::Io { .. } | StoreError::Corrupt { .. } => Status::internal(e.to_string()),
+        StoreError::Io { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::Damaged { .. }
+        | StoreError::NoStore(_) => Status::internal(e.to_string()),
     }
 }
 

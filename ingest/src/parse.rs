@@ -20,6 +20,8 @@ fn dead_letter<'a>(
     position: u64,
     pseudo: &Pseudonymizer,
 ) -> DeadLetter<'a> {
+    // Cut here already (before redaction) when oversized: the size is the input's.
+    let truncated_from = (raw.len() > MAX_LINE_BYTES + 1).then_some(raw.len() as u64);
     let raw = &raw[..raw.len().min(MAX_LINE_BYTES + 1)];
     DeadLetter {
         source: Cow::Borrowed(source),
@@ -27,6 +29,8 @@ fn dead_letter<'a>(
         code: Cow::Borrowed(reject.code()),
         reason: Cow::Owned(mask_digit_runs_str(&reject.to_string()).into_owned()),
         raw: redact_rejected(raw, pseudo),
+        // The store keeps the first bytes only (`codec::RAW_KEPT`), and the size.
+        truncated_from,
     }
 }
 

@@ -206,13 +206,22 @@ pub enum Use {
 pub fn open_engine(store: &StoreArgs, usage: Use) -> anyhow::Result<(Engine, Pseudonymizer)> {
     let settings = load(store)?;
     let dir: &Path = &store.data;
-    let embedded = Box::new(EmbeddedStore::open(dir)?);
-    let secrets = Secrets::load_or_create(dir, settings.caller_key)?;
     let engine = match usage {
-        Use::Ingest => Engine::open(embedded, secrets.dedupe, settings.metrics),
-        Use::Queries => Engine::open_for_queries(embedded, secrets.dedupe, settings.metrics),
+        Use::Ingest => {
+            let embedded = Box::new(EmbeddedStore::open(dir)?);
+            let secrets = Secrets::load_or_create(dir, settings.caller_key)?;
+            Engine::open(embedded, secrets.dedupe, settings.metrics).map(|e| (e, secrets))
+        }
+        // Queries create nothing: no directory, no lock file, no keys, no log.
+        Use::Queries => {
+            let embedded = Box::new(EmbeddedStore::open_read_only(dir)?);
+            let secrets = Secrets::load(dir, settings.caller_key)?;
+            Engine::open_for_queries(embedded, secrets.dedupe, settings.metrics)
+                .map(|e| (e, secrets))
+        }
     }
     .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let (engine, secrets) = engine;
     Ok((engine, Pseudonymizer::new(secrets.caller)))
 }
 

@@ -1,10 +1,12 @@
 //! Command-line interface (names and flags are relied on by people and acceptance tests).
 
+mod check;
 mod config;
 mod deadletter;
 mod import;
 mod output;
 mod push;
+mod repair;
 mod serve;
 mod stats;
 
@@ -72,6 +74,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Verify the whole log of a data directory; report damage with byte positions
+    /// (exit 1 when damaged). Writes nothing.
+    Check {
+        /// Data directory of the embedded store.
+        #[arg(long, default_value = "./netwait-data")]
+        data: PathBuf,
+    },
+    /// Copy every intact commit of a (damaged) data directory into a new one, saying what
+    /// was lost. The original is left as it is.
+    Repair {
+        /// Data directory to salvage.
+        #[arg(long, default_value = "./netwait-data")]
+        data: PathBuf,
+        /// New data directory (absent or empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -85,6 +104,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => push::run(&server, batch, &files),
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, json } => deadletter::run(&store, json),
+        Command::Check { data } => check::run(&data),
+        Command::Repair { data, out } => repair::run(&data, &out),
     }
 }
 

@@ -16,7 +16,8 @@ pub enum Applied {
 }
 
 /// What folding needs beyond the states: the dedupe keys and each call's state index.
-pub type FoldState = (KeySet, Vec<(CallKey, u32)>);
+/// What folding needs besides the states: dedupe keys, call index, dead-letter keys.
+pub type FoldState = (KeySet, Vec<(CallKey, u32)>, KeySet);
 
 /// Line name (UTF-8 bytes) -> interned id.
 type LineIds = HashMap<Box<[u8]>, LineId, foldhash::fast::RandomState>;
@@ -56,6 +57,9 @@ impl<'a> Fold<'a> {
 pub struct CallBook {
     hasher: KeyHasher,
     seen: KeySet,
+    /// Identities of the dead letters stored (see [`KeyHasher::dead_letter_key`]), so
+    /// that the same rejected input sent again is not stored again.
+    dead_letters: KeySet,
     index: Index,
     states: Vec<CallState>,
     lines: Vec<Box<str>>,
@@ -71,6 +75,7 @@ impl CallBook {
         let mut book = Self {
             hasher: KeyHasher::new(dedupe_secret),
             seen: KeySet::default(),
+            dead_letters: KeySet::default(),
             index: Index::default(),
             states: Vec::new(),
             lines: Vec::new(),
@@ -128,6 +133,7 @@ impl CallBook {
         (
             DedupeHalf {
                 seen: &mut self.seen,
+                dead_letters: &mut self.dead_letters,
                 planned,
             },
             CallsHalf {
@@ -153,6 +159,11 @@ impl CallBook {
                 .get(state.line as usize)
                 .map_or(DEFAULT_LINE, |s| s)
         }
+    }
+
+    /// Notes a stored dead letter's identity (replaying a log); true when it was new.
+    pub fn note_dead_letter(&mut self, key: DedupeKey) -> bool {
+        self.dead_letters.insert(key)
     }
 
     /// The clock of spec §2: the later of the wall clock and the newest accepted `ts`.
@@ -188,6 +199,7 @@ impl CallBook {
     pub fn parts(&self) -> BookParts<'_> {
         BookParts {
             seen: &self.seen,
+            dead_letters: &self.dead_letters,
             index: &self.index,
             states: &self.states,
             lines: &self.lines,
@@ -213,8 +225,9 @@ impl CallBook {
         book.states = states;
         book.newest_ts = newest_ts;
         match fold_state {
-            Some((seen, ids)) => {
+            Some((seen, ids, dead_letters)) => {
                 book.seen = seen;
+                book.dead_letters = dead_letters;
                 book.index = KeyTable::with_capacity(ids.len());
                 for (call, i) in ids {
                     book.index.get_or_insert(call, i);
@@ -240,6 +253,7 @@ fn intern(lines: &mut Vec<Box<str>>, ids: &mut LineIds, name: &[u8]) -> LineId {
 /// Dedupe half of a [`CallBook`] (see [`CallBook::split_fold`]).
 pub struct DedupeHalf<'a> {
     seen: &'a mut KeySet,
+    dead_letters: &'a mut KeySet,
     /// Keys announced by [`CallBook::reserve`], not yet made room for.
     planned: usize,
 }
@@ -255,6 +269,11 @@ impl DedupeHalf<'_> {
     pub fn first_seen(&mut self, key: DedupeKey) -> bool {
         self.make_room();
         self.seen.insert(key)
+    }
+
+    /// True the first time a dead letter's identity is offered: it is stored.
+    pub fn first_dead_letter(&mut self, key: DedupeKey) -> bool {
+        self.dead_letters.insert(key)
     }
 
     /// [`Self::first_seen`] of each key in order, pushed to `out` (faster in bulk).
@@ -323,6 +342,7 @@ impl CallsHalf<'_> {
 /// Borrowed view of a book's state, for snapshots.
 pub struct BookParts<'a> {
     pub seen: &'a KeySet,
+    pub dead_letters: &'a KeySet,
     pub index: &'a KeyTable<u32>,
     pub states: &'a [CallState],
     pub lines: &'a [Box<str>],

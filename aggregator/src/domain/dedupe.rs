@@ -64,6 +64,21 @@ impl KeyHasher {
         h.finish128().as_u128()
     }
 
+    /// The identity of a stored dead letter: its source as named (the path as given to
+    /// `import`, `stdin`, a push message's source), its position there, and its raw bytes
+    /// as stored with the input's size. The same bad line of the same file sent again is
+    /// the same dead letter; another line at that position (the file was rewritten) is not.
+    pub fn dead_letter_key(&self, source: &str, position: u64, raw: &[u8], size: u64) -> DedupeKey {
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        h.write_u8(b'D');
+        put(&mut h, Some(source));
+        h.write_u64(position);
+        h.write_u64(size);
+        h.write_u64(raw.len() as u64);
+        h.write(raw);
+        h.finish128().as_u128()
+    }
+
     /// The [`CallKey`] of a `call_id`.
     pub fn call_key(&self, call_id: &[u8]) -> CallKey {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);

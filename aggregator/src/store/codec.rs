@@ -6,6 +6,13 @@ use std::borrow::Cow;
 
 const TAG_EVENT: u8 = 1;
 const TAG_DEAD_LETTER: u8 = 2;
+/// A dead letter whose raw bytes were cut to [`RAW_KEPT`]: the input's size follows the
+/// reason. (Stores written before it have none; they read as ever.)
+const TAG_DEAD_LETTER_CUT: u8 = 3;
+
+/// Raw bytes of a rejected input kept at most: re-sent hostile input cannot grow the
+/// store by 64 KiB a line.
+pub const RAW_KEPT: usize = 4096;
 
 /// An input that was rejected, as kept in the dead-letter store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +25,12 @@ pub struct DeadLetter<'a> {
     pub code: Cow<'a, str>,
     /// Human-readable reason.
     pub reason: Cow<'a, str>,
-    /// The raw input, with any calling number replaced by its keyed hash.
+    /// The raw input, with any calling number replaced by its keyed hash; stored, only
+    /// its first [`RAW_KEPT`] bytes.
     pub raw: Cow<'a, [u8]>,
+    /// The input's size when `raw` holds only its first bytes (set by the encoder, or by
+    /// whoever cut it before).
+    pub truncated_from: Option<u64>,
 }
 
 /// One stored record.
@@ -74,19 +85,30 @@ pub fn encode_event(out: &mut Vec<u8>, ev: &Event<'_>) {
     }
 }
 
+/// Encodes a dead letter, its raw bytes cut to [`RAW_KEPT`].
 pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
-    out.push(TAG_DEAD_LETTER);
+    let kept = &d.raw[..d.raw.len().min(RAW_KEPT)];
+    let size = d.truncated_from.unwrap_or(0).max(d.raw.len() as u64);
+    let cut = size > kept.len() as u64;
+    out.push(if cut {
+        TAG_DEAD_LETTER_CUT
+    } else {
+        TAG_DEAD_LETTER
+    });
     out.extend_from_slice(&d.position.to_le_bytes());
     put_str(out, &d.source);
     put_str(out, &d.code);
     put_str(out, &d.reason);
-    out.extend_from_slice(&(d.raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&d.raw);
+    if cut {
+        out.extend_from_slice(&size.to_le_bytes());
+    }
+    out.extend_from_slice(&(kept.len() as u32).to_le_bytes());
+    out.extend_from_slice(kept);
 }
 
 /// Adds `base` to the position of the dead letter whose record starts `record`.
 pub fn rebase_dead_letter(record: &mut [u8], base: u64) {
-    if let Some([TAG_DEAD_LETTER, rest @ ..]) = record.get_mut(..9)
+    if let Some([TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT, rest @ ..]) = record.get_mut(..9)
         && let Ok(field) = <&mut [u8; 8]>::try_from(rest)
     {
         *field = u64::from_le_bytes(*field)
@@ -147,7 +169,9 @@ impl<'a> Decoder<'a> {
         let at = self.at;
         let r = match self.u8() {
             Ok(TAG_EVENT) => self.event_fields(at).map(|_| true),
-            Ok(TAG_DEAD_LETTER) => self.dead_letter().map(|_| false),
+            Ok(tag @ (TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT)) => {
+                self.dead_letter(tag == TAG_DEAD_LETTER_CUT).map(|_| false)
+            }
             Ok(_) => Err(DecodeError(at)),
             Err(e) => Err(e),
         };
@@ -187,12 +211,17 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    /// A dead-letter record's fields (after the tag).
-    fn dead_letter(&mut self) -> Result<DeadLetter<'a>, DecodeError> {
+    /// A dead-letter record's fields (after the tag; `cut`: the input's size follows).
+    fn dead_letter(&mut self, cut: bool) -> Result<DeadLetter<'a>, DecodeError> {
         let position = u64::from_le_bytes(self.array()?);
         let source = Cow::Borrowed(self.str()?);
         let code = Cow::Borrowed(self.str()?);
         let reason = Cow::Borrowed(self.str()?);
+        let truncated_from = if cut {
+            Some(u64::from_le_bytes(self.array()?))
+        } else {
+            None
+        };
         let len = u32::from_le_bytes(self.array()?) as usize;
         let raw = Cow::Borrowed(self.take(len)?);
         Ok(DeadLetter {
@@ -201,6 +230,7 @@ impl<'a> Decoder<'a> {
             code,
             reason,
             raw,
+            truncated_from,
         })
     }
 
@@ -227,7 +257,8 @@ impl<'a> Decoder<'a> {
                     caller: f.caller,
                 }))
             }
-            TAG_DEAD_LETTER => self.dead_letter().map(Record::DeadLetter),
+            TAG_DEAD_LETTER => self.dead_letter(false).map(Record::DeadLetter),
+            TAG_DEAD_LETTER_CUT => self.dead_letter(true).map(Record::DeadLetter),
             _ => Err(DecodeError(at)),
         }
     }
@@ -273,6 +304,7 @@ mod tests {
                 code: "x".into(),
                 reason: "y".into(),
                 raw: (&b""[..]).into(),
+                truncated_from: None,
             },
         );
         let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
@@ -301,6 +333,7 @@ mod tests {
             code: "bad_ts".into(),
             reason: "`ts` is not ...".into(),
             raw: Cow::Borrowed(b"{\"x\":\xff}"),
+            truncated_from: None,
         };
         let mut buf = Vec::new();
         encode_event(&mut buf, &ev);
@@ -312,5 +345,40 @@ mod tests {
         assert_eq!(d.skip_record(), Some(Ok(true)));
         assert_eq!(d.skip_record(), Some(Ok(false)));
         assert_eq!(d.skip_record(), None);
+    }
+
+    #[test]
+    fn raw_bytes_are_cut_to_what_is_kept_and_the_size_recorded() {
+        let long = vec![b'x'; 70_000];
+        let mut dl = DeadLetter {
+            source: "f".into(),
+            position: 7,
+            code: "too_long".into(),
+            reason: "line too long".into(),
+            raw: long.as_slice().into(),
+            truncated_from: None,
+        };
+        let mut buf = Vec::new();
+        encode_dead_letter(&mut buf, &dl);
+        rebase_dead_letter(&mut buf, 10);
+        assert!(buf.len() < RAW_KEPT + 100);
+        let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
+            panic!("decodes");
+        };
+        assert_eq!(
+            (d.raw.len(), d.truncated_from, d.position),
+            (RAW_KEPT, Some(70_000), 17)
+        );
+        // Cut before (by the parser): the size given is kept.
+        dl.raw = long[..5000].to_vec().into();
+        dl.truncated_from = Some(1 << 20);
+        let mut buf = Vec::new();
+        encode_dead_letter(&mut buf, &dl);
+        let mut dec = Decoder::new(&buf);
+        assert_eq!(dec.skip_record(), Some(Ok(false)));
+        let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
+            panic!("decodes");
+        };
+        assert_eq!(d.truncated_from, Some(1 << 20));
     }
 }

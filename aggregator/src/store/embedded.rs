@@ -1,7 +1,7 @@
 //! The default store: one directory on the local disk, no server.
 //!
 //! ```text
-//! DIR/LOCK          exclusive lock: one netwait process per directory
+//! DIR/LOCK          lock: one writer (exclusive) or any number of readers (shared)
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
 //! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
@@ -10,6 +10,8 @@
 
 use super::codec::{Decoder, Record};
 use super::log::LogFile;
+use super::secrets;
+use super::verify::{self, Survey};
 use super::{
     Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartBytes, PartWriter, PendingPart,
     StoreError,
@@ -18,7 +20,8 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-const LOG: &str = "events.log";
+pub const LOG: &str = "events.log";
+const LOCK: &str = "LOCK";
 const SNAPSHOT_QUERY: &str = "checkpoint.calls";
 const SNAPSHOT_FOLD: &str = "checkpoint.keys";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NWSNAP01";
@@ -26,8 +29,27 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"NWSNAP01";
 pub struct EmbeddedStore {
     dir: PathBuf,
     log: LogFile,
-    /// Held for the life of the store; the OS releases it if the process dies.
-    _lock: File,
+    /// Opened for queries: nothing in the directory is ever written, cut or created.
+    read_only: bool,
+    /// Held for the life of the store; the OS releases it if the process dies. `None`
+    /// for a reader of a directory where no lock file can be opened (a read-only copy).
+    _lock: Option<File>,
+}
+
+/// Takes the lock of `file` (shared or exclusive) without waiting.
+fn try_lock(file: &File, shared: bool, dir: &Path, path: &Path) -> Result<(), StoreError> {
+    let taken = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match taken {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::Locked(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(path, e)),
+    }
 }
 
 /// Makes a rename or a new file in `dir` durable.
@@ -38,29 +60,101 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in `dir`, taking its lock.
+    /// Opens (creating if needed) the store in `dir` for writing, taking its lock.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let lock_path = dir.join("LOCK");
+        let lock_path = dir.join(LOCK);
         let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked(dir.display().to_string()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
-        }
+        try_lock(&lock, false, dir, &lock_path)?;
         let log = LogFile::open(&dir.join(LOG))?;
         sync_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             log,
+            read_only: false,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the existing store in `dir` for queries, with a shared lock (several readers
+    /// at once, no writer). Never writes, cuts or creates anything: a torn tail is skipped
+    /// in memory, a missing directory or log is [`StoreError::NoStore`]. Where the lock
+    /// file cannot be opened (a read-only copy without one), the store opens unlocked.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let log_path = dir.join(LOG);
+        match std::fs::metadata(&log_path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(StoreError::NoStore(dir.display().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NoStore(dir.display().to_string()));
+            }
+            Err(e) => return Err(StoreError::io(&log_path, e)),
+        }
+        let lock_path = dir.join(LOCK);
+        // Locking needs no write access: a lock file that is there is opened for reading.
+        let lock = match File::open(&lock_path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!(error = %e, "no lock file to open: querying without a lock");
+                None
+            }
+        };
+        if let Some(f) = &lock {
+            try_lock(f, true, dir, &lock_path)?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            log: LogFile::open_read_only(&log_path)?,
+            read_only: true,
             _lock: lock,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Surveys the whole log, past any damage (see [`verify`]); reads only.
+    pub fn survey(&self) -> Result<Survey, StoreError> {
+        let path = self.dir.join(LOG);
+        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
+            return Ok(Survey::default());
+        }
+        // SAFETY: the log is only ever appended to, by a writer, which the lock held by
+        // this store excludes (or the directory cannot be written at all).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
+        Ok(verify::survey(&map))
+    }
+
+    /// Copies every intact commit of the log, as it is, into a new store in `out` (which
+    /// must not hold one), with this store's keys; returns the survey that says what was
+    /// left behind. Nothing here is changed.
+    pub fn salvage_into(&self, out: &Path) -> Result<Survey, StoreError> {
+        let path = self.dir.join(LOG);
+        let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let survey = verify::survey(&bytes);
+        std::fs::create_dir_all(out).map_err(|e| StoreError::io(out, e))?;
+        let new_log = out.join(LOG);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&new_log)
+            .map_err(|e| StoreError::io(&new_log, e))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        for c in &survey.commits {
+            w.write_all(&bytes[c.at as usize..c.end() as usize])
+                .map_err(|e| StoreError::io(&new_log, e))?;
+        }
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io(&new_log, e))?;
+        let keys = self.dir.join(secrets::FILE);
+        let new_keys = out.join(secrets::FILE);
+        std::fs::copy(&keys, &new_keys).map_err(|e| StoreError::io(&new_keys, e))?;
+        sync_dir(out)?;
+        Ok(survey)
     }
 }
 
@@ -71,22 +165,28 @@ impl EventStore for EmbeddedStore {
         visit: &mut dyn FnMut(Record<'_>),
     ) -> Result<LogPosition, StoreError> {
         let mut bad = None;
-        let scan = self.log.scan(from, &mut |payload| {
+        let scan = self.log.scan(from, &mut |at, payload| {
             for rec in Decoder::new(payload) {
                 match rec {
                     Ok(r) => visit(r),
-                    Err(e) => bad = Some(e),
+                    Err(e) => {
+                        bad.get_or_insert((at, e));
+                    }
                 }
             }
         })?;
-        if let Some(e) = bad {
+        if let Some((at, e)) = bad {
             // The frame's CRC was right, so this is a bug or a format change, not a crash.
-            return Err(StoreError::Corrupt {
-                path: self.dir.join(LOG).display().to_string(),
-                what: e.to_string(),
-            });
+            return Err(self
+                .log
+                .damaged(at, format!("the commit there holds a {e}")));
         }
-        if scan.torn_bytes > 0 {
+        if scan.torn_bytes > 0 && self.read_only {
+            tracing::warn!(
+                bytes = scan.torn_bytes,
+                "skipping an unacknowledged torn commit at the end of the log (the next writer cuts it off)"
+            );
+        } else if scan.torn_bytes > 0 {
             tracing::warn!(
                 bytes = scan.torn_bytes,
                 "cutting off an unacknowledged torn commit at the end of the log"
@@ -97,6 +197,9 @@ impl EventStore for EmbeddedStore {
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         if batch.is_empty() {
             return Ok(self.log.end());
         }
@@ -127,6 +230,9 @@ impl EventStore for EmbeddedStore {
     }
 
     fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         let path = self.dir.join(format!("{SNAPSHOT_FOLD}.tmp"));
         let f = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
         let mut out = BufWriter::with_capacity(1 << 16, f);
@@ -143,6 +249,9 @@ impl EventStore for EmbeddedStore {
         query: PartWriter<'_>,
         fold: FoldPart<'_>,
     ) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         // Both at once. A crash between the two renames leaves parts of different
         // positions, which the loader refuses to pair, so their order does not matter.
         let this = &*self;
@@ -211,7 +320,8 @@ impl EmbeddedStore {
         };
         // SAFETY: checkpoint files are never modified in place, only replaced by a rename
         // (a mapping keeps the replaced file's bytes), and the directory is locked by
-        // this process, so the mapped bytes stay as they are while borrowed.
+        // this process (exclusively, or shared with other readers: no writer), so the
+        // mapped bytes stay as they are while borrowed.
         let map = match unsafe { memmap2::Mmap::map(&file) } {
             Ok(map) => map,
             // An empty file cannot be mapped everywhere: it is no checkpoint anyway.
@@ -272,6 +382,72 @@ mod tests {
     }
 
     #[test]
+    fn readers_share_the_lock_and_exclude_a_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(EmbeddedStore::open(dir.path()).expect("create"));
+        let a = EmbeddedStore::open_read_only(dir.path()).expect("reader");
+        let _b = EmbeddedStore::open_read_only(dir.path()).expect("second reader");
+        assert!(matches!(
+            EmbeddedStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+        drop((a, _b));
+        let _w = EmbeddedStore::open(dir.path()).expect("writer");
+        assert!(matches!(
+            EmbeddedStore::open_read_only(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+    }
+
+    #[test]
+    fn a_reader_creates_nothing_and_cuts_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("a/b");
+        assert!(matches!(
+            EmbeddedStore::open_read_only(&missing),
+            Err(StoreError::NoStore(_))
+        ));
+        assert!(!dir.path().join("a").exists());
+        assert!(matches!(
+            EmbeddedStore::open_read_only(dir.path()),
+            Err(StoreError::NoStore(_))
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
+        // A torn last commit is skipped in memory, not cut; a writer cuts it.
+        let mut w = EmbeddedStore::open(dir.path()).expect("create");
+        let mut batch = Batch::default();
+        let mut bytes = Vec::new();
+        encode_dead_letter(
+            &mut bytes,
+            &DeadLetter {
+                source: "f".into(),
+                position: 1,
+                code: "empty".into(),
+                reason: "empty line".into(),
+                raw: (&b""[..]).into(),
+                truncated_from: None,
+            },
+        );
+        batch.append(bytes, 1);
+        let end = w.commit(&batch).expect("commit");
+        drop(w);
+        let log = dir.path().join(LOG);
+        let mut torn = std::fs::read(&log).expect("read");
+        torn.extend_from_slice(b"NWL1\xff\0\0\0\0\0\0\0ab");
+        std::fs::write(&log, &torn).expect("write");
+        let mut r = EmbeddedStore::open_read_only(dir.path()).expect("reader");
+        let mut n = 0;
+        assert_eq!(r.replay(0, &mut |_| n += 1).expect("replay"), end);
+        assert_eq!(n, 1);
+        assert!(matches!(r.commit(&batch), Err(StoreError::ReadOnly)));
+        drop(r);
+        assert_eq!(std::fs::read(&log).expect("read"), torn);
+        let mut w = EmbeddedStore::open(dir.path()).expect("writer");
+        assert_eq!(w.replay(0, &mut |_| {}).expect("replay"), end);
+        assert_eq!(std::fs::metadata(&log).expect("stat").len(), end);
+    }
+
+    #[test]
     fn commits_replay_and_checkpoint_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = EmbeddedStore::open(dir.path()).expect("open");
@@ -285,6 +461,7 @@ mod tests {
                 code: "empty".into(),
                 reason: "empty line".into(),
                 raw: (&b""[..]).into(),
+                truncated_from: None,
             },
         );
         batch.parts.push(bytes);

@@ -2,16 +2,18 @@
 //!
 //! Frame: magic `NWL1`, payload length (u32 LE), CRC-32 of the payload (u32 LE), payload.
 //! A commit is acknowledged only after `fdatasync`, so a crash can leave at most one torn
-//! frame, at the end: opening cuts it off. A bad frame followed by good ones is not a
-//! torn write but damage, and opening refuses it rather than dropping acknowledged data.
+//! frame, at the end: opening cuts it off. Bytes after the last good frame count as torn
+//! only when they cannot be a complete frame (see [`is_torn_tail`]); anything else — a
+//! complete frame failing its CRC, last or not, or foreign bytes — is damage, which
+//! opening refuses rather than dropping acknowledged data.
 
 use super::{LogPosition, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: [u8; 4] = *b"NWL1";
-const HEADER: usize = 12;
+pub const MAGIC: [u8; 4] = *b"NWL1";
+pub const HEADER: usize = 12;
 /// Largest payload accepted when reading (a guard against garbage lengths).
 const MAX_FRAME: usize = 1 << 30;
 
@@ -30,7 +32,38 @@ pub struct ScanEnd {
     pub torn_bytes: u64,
 }
 
+/// Whether the bytes after the last good frame can be an unfinished last write: fewer
+/// than a header, a header whose frame reaches past the end of the file, or zeros
+/// (space the file system allocated but never wrote). `head` holds the first bytes
+/// (up to a header), `rest` how many there are, `zeros` tells whether all are zero.
+/// Only the header is looked at, never payload bytes, which may hold anything (a
+/// rejected line is stored as it came, frames included).
+pub fn is_torn_tail(head: &[u8], rest: u64, zeros: impl FnOnce() -> bool) -> bool {
+    if rest < HEADER as u64 {
+        return true;
+    }
+    if head[..4] == MAGIC {
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
+        // A frame that fits is complete: failing its CRC, it is damage, not a torn write.
+        return HEADER as u64 + len > rest;
+    }
+    zeros()
+}
+
+/// The payload length of the good frame at the start of `bytes`, if there is one.
+pub fn frame_at(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.first_chunk::<HEADER>()?;
+    if header[..4] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    let payload = bytes.get(HEADER..HEADER.checked_add(len)?)?;
+    (len <= MAX_FRAME && crc32fast::hash(payload) == crc).then_some(len)
+}
+
 impl LogFile {
+    /// Opens for appending, creating the file if needed.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let file = OpenOptions::new()
             .read(true)
@@ -38,6 +71,16 @@ impl LogFile {
             .create(true)
             .open(path)
             .map_err(|e| StoreError::io(path, e))?;
+        Self::with_file(path, file)
+    }
+
+    /// Opens an existing log for reading only.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        Self::with_file(path, file)
+    }
+
+    fn with_file(path: &Path, file: File) -> Result<Self, StoreError> {
         let end = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
         Ok(Self {
             path: path.to_owned(),
@@ -50,15 +93,35 @@ impl LogFile {
         self.end
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn io(&self, e: std::io::Error) -> StoreError {
         StoreError::io(&self.path, e)
     }
 
-    /// Visits each good frame's payload from `from` on; stops at the first bad frame.
+    /// The error for damage at `at`.
+    pub fn damaged(&self, at: LogPosition, what: String) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.display().to_string(),
+            dir: self
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .display()
+                .to_string(),
+            at,
+            what,
+        }
+    }
+
+    /// Visits each good frame's payload from `from` on, with the frame's position;
+    /// stops at the first bad frame, which must be a torn tail (else: damage).
     pub fn scan(
         &self,
         from: LogPosition,
-        visit: &mut dyn FnMut(&[u8]),
+        visit: &mut dyn FnMut(LogPosition, &[u8]),
     ) -> Result<ScanEnd, StoreError> {
         let mut f = &self.file;
         f.seek(SeekFrom::Start(from)).map_err(|e| self.io(e))?;
@@ -66,17 +129,17 @@ impl LogFile {
         let mut at = from;
         let mut payload = Vec::new();
         while let Some(len) = read_frame(&mut r, &mut payload).map_err(|e| self.io(e))? {
+            visit(at, &payload);
             at += (HEADER + len) as u64;
-            visit(&payload);
         }
         let torn_bytes = self.end.saturating_sub(at);
         if torn_bytes > 0 && !self.is_torn_tail(at)? {
-            return Err(StoreError::Corrupt {
-                path: self.path.display().to_string(),
-                what: format!(
-                    "damaged frame at byte {at} with {torn_bytes} bytes after it (not an unfinished last write)"
+            return Err(self.damaged(
+                at,
+                format!(
+                    "{torn_bytes} bytes from there to the end are not an unfinished last write (a complete frame failing its checksum, or foreign bytes)"
                 ),
-            });
+            ));
         }
         Ok(ScanEnd {
             valid_end: at,
@@ -84,35 +147,35 @@ impl LogFile {
         })
     }
 
-    /// Whether the bad bytes from `at` on can be an unfinished last write: an incomplete
-    /// header, a header whose frame reaches past the end of the file, or zeros (space the
-    /// file system allocated but never wrote). A complete frame that fails its CRC with
-    /// more data after it is damage. Only the header at `at` is looked at, never the
-    /// payload bytes, which may hold anything (a rejected line is stored as it came).
+    /// [`is_torn_tail`] of the bytes from `at` to the end.
     fn is_torn_tail(&self, at: LogPosition) -> Result<bool, StoreError> {
         let rest = self.end - at;
-        if rest < HEADER as u64 {
-            return Ok(true);
-        }
         let mut f = &self.file;
         f.seek(SeekFrom::Start(at)).map_err(|e| self.io(e))?;
         let mut header = [0u8; HEADER];
-        f.read_exact(&mut header).map_err(|e| self.io(e))?;
-        if header[..4] == MAGIC {
-            let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as u64;
-            return Ok(HEADER as u64 + len >= rest);
-        }
-        // Not a header: torn only if nothing but zeros follows.
-        let mut zeros = header.iter().all(|&b| b == 0);
-        let mut buf = vec![0u8; 1 << 16];
-        while zeros {
-            let n = f.read(&mut buf).map_err(|e| self.io(e))?;
-            if n == 0 {
-                break;
+        let n = rest.min(HEADER as u64) as usize;
+        f.read_exact(&mut header[..n]).map_err(|e| self.io(e))?;
+        let head = &header[..n];
+        let mut error = None;
+        let torn = is_torn_tail(head, rest, || {
+            let mut zeros = header.iter().all(|&b| b == 0);
+            let mut buf = vec![0u8; 1 << 16];
+            while zeros {
+                match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => zeros = buf[..n].iter().all(|&b| b == 0),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
             }
-            zeros = buf[..n].iter().all(|&b| b == 0);
+            zeros
+        });
+        match error {
+            Some(e) => Err(self.io(e)),
+            None => Ok(torn),
         }
-        Ok(zeros)
     }
 
     /// Cuts the file back to `at` (after a torn last frame).
@@ -191,7 +254,7 @@ mod tests {
 
     fn frames(log: &LogFile) -> (Vec<Vec<u8>>, ScanEnd) {
         let mut v = Vec::new();
-        let end = log.scan(0, &mut |p| v.push(p.to_vec())).expect("scan");
+        let end = log.scan(0, &mut |_, p| v.push(p.to_vec())).expect("scan");
         (v, end)
     }
 
@@ -267,8 +330,53 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let log = LogFile::open(&path).expect("open");
         assert!(matches!(
-            log.scan(0, &mut |_| {}),
-            Err(StoreError::Corrupt { .. })
+            log.scan(0, &mut |_, _| {}),
+            Err(StoreError::Damaged { at: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_complete_last_frame_failing_its_crc_is_damage_not_torn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.log");
+        let mut log = LogFile::open(&path).expect("open");
+        let first = log.append(&[b"first frame"]).expect("append");
+        log.append(&[b"second frame"]).expect("append");
+        drop(log);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01; // inside the last, acknowledged commit
+        std::fs::write(&path, &bytes).expect("write");
+        let log = LogFile::open(&path).expect("open");
+        match log.scan(0, &mut |_, _| {}) {
+            Err(StoreError::Damaged { at, what, .. }) => {
+                assert_eq!(at, first);
+                assert!(what.contains("checksum"), "{what}");
+            }
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreign_bytes_after_the_last_frame_are_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.log");
+        let mut log = LogFile::open(&path).expect("open");
+        let end = log.append(&[b"only frame"]).expect("append");
+        drop(log);
+        let mut f = OpenOptions::new().append(true).open(&path).expect("reopen");
+        f.write_all(b"0123456789abcdef").expect("write");
+        drop(f);
+        let log = LogFile::open(&path).expect("open");
+        assert!(matches!(
+            log.scan(0, &mut |_, _| {}),
+            Err(StoreError::Damaged { at, .. }) if at == end
+        ));
+        // Fewer bytes than a header cannot be a frame: torn.
+        let f = OpenOptions::new().write(true).open(&path).expect("reopen");
+        f.set_len(end + 11).expect("cut");
+        drop(f);
+        let log = LogFile::open(&path).expect("open");
+        assert_eq!(log.scan(0, &mut |_, _| {}).expect("scan").torn_bytes, 11);
     }
 }

@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod log;
 pub mod secrets;
 pub mod snapshot;
+pub mod verify;
 
 use codec::Record;
 
@@ -32,6 +33,18 @@ pub enum StoreError {
     Locked(String),
     #[error("corrupt data in {path}: {what}")]
     Corrupt { path: String, what: String },
+    /// Acknowledged commits that cannot be read back: never cut, never repaired in place.
+    #[error(
+        "the log {path} is damaged at byte {at}: {what}; `netwait check --data {dir}` reports the damage, `netwait repair --data {dir} --out NEWDIR` salvages every intact commit into a new directory"
+    )]
+    Damaged {
+        path: String,
+        dir: String,
+        at: LogPosition,
+        what: String,
+    },
+    #[error("no netwait store in {0}")]
+    NoStore(String),
     #[error("the store failed to persist a commit earlier; restart to recover from the log")]
     Poisoned,
     #[error("opened for queries only")]

@@ -45,22 +45,9 @@ impl Secrets {
         caller_override: Option<[u8; 32]>,
     ) -> Result<Self, StoreError> {
         let path = dir.join(FILE);
-        let mut secrets = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let mut lines = text.lines();
-                let dedupe = lines.next().and_then(unhex::<16>);
-                let caller = lines.next().and_then(unhex::<32>);
-                match (dedupe, caller) {
-                    (Some(dedupe), Some(caller)) => Self { dedupe, caller },
-                    _ => {
-                        return Err(StoreError::Corrupt {
-                            path: path.display().to_string(),
-                            what: "expected two lines of hex keys".into(),
-                        });
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let secrets = match Self::read(&path)? {
+            Some(s) => s,
+            None => {
                 let mut raw = [0u8; 48];
                 std::fs::File::open("/dev/urandom")
                     .and_then(|mut f| f.read_exact(&mut raw))
@@ -74,12 +61,46 @@ impl Secrets {
                 s.write(&path)?;
                 s
             }
-            Err(e) => return Err(StoreError::io(&path, e)),
         };
-        if let Some(k) = caller_override {
-            secrets.caller = k;
+        Ok(secrets.with_caller(caller_override))
+    }
+
+    /// Loads the keys of an existing store, creating nothing (a query's open).
+    pub fn load(dir: &Path, caller_override: Option<[u8; 32]>) -> Result<Self, StoreError> {
+        let path = dir.join(FILE);
+        match Self::read(&path)? {
+            Some(s) => Ok(s.with_caller(caller_override)),
+            None => Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                what: "missing (the store's keys)".into(),
+            }),
         }
-        Ok(secrets)
+    }
+
+    fn with_caller(mut self, caller_override: Option<[u8; 32]>) -> Self {
+        if let Some(k) = caller_override {
+            self.caller = k;
+        }
+        self
+    }
+
+    /// The keys in `path`; `None` when there is no such file.
+    fn read(path: &Path) -> Result<Option<Self>, StoreError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(path, e)),
+        };
+        let mut lines = text.lines();
+        let dedupe = lines.next().and_then(unhex::<16>);
+        let caller = lines.next().and_then(unhex::<32>);
+        match (dedupe, caller) {
+            (Some(dedupe), Some(caller)) => Ok(Some(Self { dedupe, caller })),
+            _ => Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                what: "expected two lines of hex keys".into(),
+            }),
+        }
     }
 
     fn write(&self, path: &Path) -> Result<(), StoreError> {
@@ -114,6 +135,11 @@ mod tests {
         let c = Secrets::load_or_create(dir.path(), Some([5; 32])).expect("load");
         assert_eq!((c.dedupe, c.caller), (a.dedupe, [5; 32]));
         assert_eq!(unhex::<2>("0aFf"), Some([10, 255]));
+        let loaded = Secrets::load(dir.path(), None).expect("load");
+        assert_eq!(loaded.dedupe, a.dedupe);
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(Secrets::load(empty.path(), None).is_err());
+        assert_eq!(std::fs::read_dir(empty.path()).expect("list").count(), 0);
         assert_eq!(unhex::<2>("0aF"), None);
     }
 }

@@ -9,9 +9,13 @@ use crate::domain::key_table::KeyTable;
 use crate::domain::time::Millis;
 use std::io::Write;
 
-/// Version 4: the fold part holds the dedupe keys first (so that they can be written
-/// while an import runs), then the call index (calls by the keyed hash of their id).
+/// Version 4 of the query part.
 const MAGIC: &[u8; 4] = b"NWS4";
+/// Version 5 of the fold part: the dedupe keys first (so that they can be written while
+/// an import runs), then the call index (calls by the keyed hash of their id), then the
+/// dead letters' keys. A fold part of version 4 (no dead-letter keys) is not used: the
+/// log is replayed, which finds them.
+const FOLD_MAGIC: &[u8; 4] = b"NWF5";
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -63,9 +67,9 @@ struct Sealed {
 impl Sealed {
     const BLOCK: usize = 1 << 16;
 
-    fn new() -> Self {
+    fn new(magic: &[u8; 4]) -> Self {
         let mut block = Vec::with_capacity(Self::BLOCK + 1024);
-        block.extend_from_slice(MAGIC);
+        block.extend_from_slice(magic);
         Self {
             block,
             crc: crc32fast::Hasher::new(),
@@ -93,9 +97,10 @@ impl Sealed {
 
 /// The fold part, in two sittings: the dedupe keys, as they come (during a long import
 /// they are written while events are still parsed, instead of after the last one), then
-/// [`Self::finish`] with the call index and the counts. After the magic: the keys (16
-/// bytes each), the index entries (state index `u32`, call key `u128`), the number of
-/// keys and of entries (`u64` each), then the CRC.
+/// [`Self::finish`] with the call index, the dead-letter keys and the counts. After the
+/// magic: the keys (16 bytes each), the index entries (state index `u32`, call key
+/// `u128`), the dead-letter keys (16 bytes each), the number of keys, of entries and of
+/// dead-letter keys (`u64` each), then the CRC.
 #[derive(Debug)]
 pub struct FoldWriter {
     sealed: Sealed,
@@ -105,7 +110,7 @@ pub struct FoldWriter {
 impl Default for FoldWriter {
     fn default() -> Self {
         Self {
-            sealed: Sealed::new(),
+            sealed: Sealed::new(FOLD_MAGIC),
             keys: 0,
         }
     }
@@ -141,23 +146,32 @@ impl FoldWriter {
         self.keys
     }
 
-    /// Appends the call index and the counts, then the CRC.
-    pub fn finish(mut self, index: &KeyTable<u32>, out: &mut dyn Write) -> std::io::Result<()> {
+    /// Appends the call index, the dead-letter keys and the counts, then the CRC.
+    pub fn finish(
+        mut self,
+        index: &KeyTable<u32>,
+        dead_letters: &KeySet,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         for (call, i) in index.iter() {
             let room = self.sealed.room(out)?;
             room.extend_from_slice(&i.to_le_bytes());
             room.extend_from_slice(&call.to_le_bytes());
         }
+        for k in dead_letters.iter() {
+            self.sealed.room(out)?.extend_from_slice(&k.to_le_bytes());
+        }
         let room = self.sealed.room(out)?;
         room.extend_from_slice(&self.keys.to_le_bytes());
         room.extend_from_slice(&(index.len() as u64).to_le_bytes());
+        room.extend_from_slice(&(dead_letters.len() as u64).to_le_bytes());
         self.sealed.finish(out)
     }
 }
 
-fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+fn unseal<'a>(bytes: &'a [u8], magic: &[u8; 4]) -> Option<&'a [u8]> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
-    (crc32fast::hash(body).to_le_bytes() == crc && body.starts_with(MAGIC)).then_some(body)
+    (crc32fast::hash(body).to_le_bytes() == crc && body.starts_with(magic)).then_some(body)
 }
 
 /// The book in two CRC-checked parts: what queries need (lines and the call states), and
@@ -173,7 +187,7 @@ pub fn encode(p: &BookParts<'_>) -> (Vec<u8>, Vec<u8>) {
 
 /// Writes the query part: newest `ts`, the line names, the call states.
 pub fn write_query(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut w = Sealed::new();
+    let mut w = Sealed::new(MAGIC);
     w.room(out)?
         .extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
     w.room(out)?
@@ -193,7 +207,7 @@ pub fn write_query(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()
 pub fn write_fold(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     let mut w = FoldWriter::default();
     w.put_keys(p.seen.iter(), out)?;
-    w.finish(p.index, out)
+    w.finish(p.index, p.dead_letters, out)
 }
 
 /// Bytes written in place at the end of a buffer grown by their most: no copy from a
@@ -313,19 +327,27 @@ impl Reader<'_> {
 
 /// The dedupe keys and call index of a fold part's body (see [`FoldWriter`]).
 fn decode_fold(body: &[u8], n_calls: usize) -> Option<FoldState> {
-    let (rest, counts) = body.split_last_chunk::<16>()?;
-    let (n_keys, n_ids) = counts.split_at(8);
-    let word = |b: &[u8]| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok();
-    let (n_keys, n_ids) = (word(n_keys)?, word(n_ids)?);
-    let keys_end = MAGIC.len().checked_add(n_keys.checked_mul(16)?)?;
-    if keys_end.checked_add(n_ids.checked_mul(20)?)? != rest.len() {
+    let (rest, counts) = body.split_last_chunk::<24>()?;
+    let word = |i: usize| {
+        let b = counts.get(i * 8..i * 8 + 8)?;
+        usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok()
+    };
+    let (n_keys, n_ids, n_dead) = (word(0)?, word(1)?, word(2)?);
+    let keys_end = FOLD_MAGIC.len().checked_add(n_keys.checked_mul(16)?)?;
+    let ids_end = keys_end.checked_add(n_ids.checked_mul(20)?)?;
+    if ids_end.checked_add(n_dead.checked_mul(16)?)? != rest.len() {
         return None;
     }
-    let (keys, ids) = rest[MAGIC.len()..].split_at(keys_end - MAGIC.len());
-    let mut seen = KeySet::with_capacity(n_keys);
-    for k in keys.as_chunks::<16>().0 {
-        seen.insert(u128::from_le_bytes(*k));
-    }
+    let keys = &rest[FOLD_MAGIC.len()..keys_end];
+    let (ids, dead) = rest[keys_end..].split_at(ids_end - keys_end);
+    let key_set = |bytes: &[u8], n: usize| {
+        let mut set = KeySet::with_capacity(n);
+        for k in bytes.as_chunks::<16>().0 {
+            set.insert(u128::from_le_bytes(*k));
+        }
+        set
+    };
+    let seen = key_set(keys, n_keys);
     let mut index = Vec::with_capacity(n_ids);
     for e in ids.as_chunks::<20>().0 {
         let (i, call) = e.split_first_chunk::<4>()?;
@@ -335,13 +357,13 @@ fn decode_fold(body: &[u8], n_calls: usize) -> Option<FoldState> {
         }
         index.push((u128::from_le_bytes(call.try_into().ok()?), i));
     }
-    Some((seen, index))
+    Some((seen, index, key_set(dead, n_dead)))
 }
 
 /// Decodes a checkpoint; `None` when it is damaged (the caller then replays the log).
 /// Without the fold part the book is read-only.
 pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Option<CallBook> {
-    let body = unseal(query)?;
+    let body = unseal(query, MAGIC)?;
     let mut r = Reader { b: body, at: 4 };
     let newest = r.i64()?;
     let newest_ts: Option<Millis> = (newest != i64::MIN).then_some(newest);
@@ -361,7 +383,7 @@ pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Opt
     }
     let fold_state = match fold {
         None => None,
-        Some(fold) => Some(decode_fold(unseal(fold)?, n_calls)?),
+        Some(fold) => Some(decode_fold(unseal(fold, FOLD_MAGIC)?, n_calls)?),
     };
     Some(CallBook::from_parts(
         dedupe_secret,
