@@ -59,13 +59,31 @@ fn seed_year_exact_through_import_and_server() {
     let at = ["--server", server.addr.as_str()];
     let t = table1(at, "2019-01-01", "2020-01-01", &["--line", "cup"]);
     assert_seed(&t);
-    let none = table1(at, "2019-01-01", "2020-01-01", &["--line", "prelievi"]);
-    assert_eq!(none["calls_received"], json!(0));
+    // A line the store has not seen is an error naming the ones it has, not zeros.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "stats",
+            "table1",
+            at[0],
+            at[1],
+            "--from",
+            "2019-01-01",
+            "--to",
+            "2020-01-01",
+        ])
+        .args(["--line", "prelievi"])
+        .output()
+        .expect("run netwait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(r#"lines in the store: "cup""#),
+        "{err}"
+    );
     // An empty period is zeros and nulls, not an error.
     let empty = table1(at, "2019-03-01", "2019-03-01", &[]);
     assert_eq!(empty["answered"], json!(0));
     assert_eq!(empty["max_wait_s"], Value::Null);
-    assert_eq!(none["avg_wait_s"], Value::Null, "empty averages are null");
+    assert_eq!(empty["avg_wait_s"], Value::Null, "empty averages are null");
 
     // The SLA year adds up to the same answered calls, month by month.
     let y = json(&["stats", "sla", "--server", &server.url(), "--year", "2019"]);
