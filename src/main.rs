@@ -1,7 +1,26 @@
 //! `netwait`: call-centre events in, the contract's figures out.
 
+// Printing goes through `stdout` (a closed pipe must not panic): these shadow the std
+// macros in every module below.
+#[allow(unused_macros)] // no command prints a partial line today; one that does is covered
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::stdout::print(format_args!($($arg)*), false) };
+}
+macro_rules! println {
+    () => { $crate::stdout::print(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::stdout::print(format_args!($($arg)*), true) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::stdout::eprint(format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::stdout::eprint(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::stdout::eprint(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod cli;
 mod huge_pages;
+mod stdout;
 
 #[global_allocator]
 static ALLOC: huge_pages::HugePageAlloc = huge_pages::HugePageAlloc;
@@ -13,15 +32,14 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(args.log_filter())
         .init();
-    match cli::run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let result = cli::run(args);
+    match result {
+        Ok(()) if !stdout::failed() => std::process::ExitCode::SUCCESS,
+        Ok(()) => std::process::ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("netwait: error: {e:#}");
+            eprintln!("netwait: error: {}", cli::error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -59,13 +59,31 @@ fn seed_year_exact_through_import_and_server() {
     let at = ["--server", server.addr.as_str()];
     let t = table1(at, "2019-01-01", "2020-01-01", &["--line", "cup"]);
     assert_seed(&t);
-    let none = table1(at, "2019-01-01", "2020-01-01", &["--line", "prelievi"]);
-    assert_eq!(none["calls_received"], json!(0));
+    // A line the store has not seen is an error naming the ones it has, not zeros.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "stats",
+            "table1",
+            at[0],
+            at[1],
+            "--from",
+            "2019-01-01",
+            "--to",
+            "2020-01-01",
+        ])
+        .args(["--line", "prelievi"])
+        .output()
+        .expect("run netwait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(r#"lines in the store: "cup""#),
+        "{err}"
+    );
     // An empty period is zeros and nulls, not an error.
     let empty = table1(at, "2019-03-01", "2019-03-01", &[]);
     assert_eq!(empty["answered"], json!(0));
     assert_eq!(empty["max_wait_s"], Value::Null);
-    assert_eq!(none["avg_wait_s"], Value::Null, "empty averages are null");
+    assert_eq!(empty["avg_wait_s"], Value::Null, "empty averages are null");
 
     // The SLA year adds up to the same answered calls, month by month.
     let y = json(&["stats", "sla", "--server", &server.url(), "--year", "2019"]);
@@ -103,4 +121,38 @@ fn seed_year_exact_through_import_and_server() {
         Some("unchanged" | "renegotiable")
     ));
     assert!(server.stop().success(), "graceful shutdown exits 0");
+}
+
+/// The README's example: `gen_seed2019.py --prelievi 0.25` keeps the seed's totals and
+/// puts a quarter of the calls on line prelievi.
+#[test]
+fn seed_year_with_two_lines_keeps_the_totals() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("two-lines.ndjson");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/gen_seed2019.py");
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&file)
+        .args(["--prelievi", "0.25"])
+        .status()
+        .expect("python3 runs the seed generator");
+    assert!(status.success());
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().expect("utf-8 path");
+    netwait(&["import", "--data", data_s, file.to_str().expect("path")]);
+    let at = ["--data", data_s];
+    assert_seed(&table1(at, "2019-01-01", "2020-01-01", &[]));
+    let cup = table1(at, "2019-01-01", "2020-01-01", &["--line", "cup"]);
+    let prelievi = table1(at, "2019-01-01", "2020-01-01", &["--line", "prelievi"]);
+    for key in ["calls_received", "answered", "bookings"] {
+        let (c, p) = (cup[key].as_u64(), prelievi[key].as_u64());
+        assert_eq!(
+            c.zip(p).map(|(c, p)| c + p),
+            seed_2019()[key].as_u64(),
+            "{key}"
+        );
+    }
+    let share = prelievi["calls_received"].as_f64().unwrap_or(0.0) / 181_795.0;
+    assert!((0.24..0.26).contains(&share), "prelievi share {share}");
 }

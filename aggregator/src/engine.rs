@@ -289,7 +289,8 @@ impl Engine {
         };
         tracing::info!(
             calls = book.calls(),
-            events = book.distinct_events(),
+            // Not known when the dedupe keys were not loaded (opened for queries).
+            events = (!book.is_read_only()).then(|| book.distinct_events()),
             replayed,
             read_only = book.is_read_only(),
             "store opened"
@@ -559,6 +560,15 @@ impl Engine {
             }
         })?;
         Ok(())
+    }
+
+    pub fn config(&self) -> &MetricsConfig {
+        &self.config
+    }
+
+    /// The service lines the store has seen (a query's `line` must be one of them).
+    pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
+        self.book.line_names()
     }
 
     pub fn table1(

@@ -7,6 +7,7 @@ use crate::state::{AppState, store_status};
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::{EncodedChunk, IngestSummary};
+use netwait_ingest::bom;
 use netwait_ingest::parse::{encode_fields, encode_line};
 use netwait_proto::v1 as pb;
 use pb::ingest_server::Ingest;
@@ -41,6 +42,12 @@ fn encode_message(
         // A line may come with its terminator; like in a file, it is not part of the line.
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // The first line of a source may start with a BOM, as a file may.
+        let line = if position == 1 {
+            bom::strip(line)
+        } else {
+            line
+        };
         encode_line(&mut out, line, source, position, pseudo, hasher);
         position += 1;
     }

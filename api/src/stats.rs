@@ -2,9 +2,9 @@
 
 use crate::convert;
 use crate::state::{AppState, wall_ms};
-use netwait_aggregator::domain::config::{threshold_from_secs, valid_share};
-use netwait_aggregator::domain::reports::Half;
-use netwait_aggregator::domain::time::{Millis, parse_date};
+use netwait_aggregator::domain::arguments::{self, ArgumentError};
+use netwait_aggregator::domain::time::Millis;
+use netwait_aggregator::engine::Engine;
 use netwait_proto::v1 as pb;
 use pb::stats_server::Stats;
 use tonic::{Request, Response, Status};
@@ -19,27 +19,26 @@ impl StatsService {
     }
 }
 
-fn threshold(s: Option<f64>) -> Result<Option<Millis>, Status> {
-    s.map(|s| {
-        threshold_from_secs(s)
-            .ok_or_else(|| Status::invalid_argument("threshold_s must be > 0 and <= 86400"))
-    })
-    .transpose()
+/// A refused argument, named as the request names it.
+fn invalid(field: &str, e: ArgumentError) -> Status {
+    Status::invalid_argument(format!("{field}: {e}"))
 }
 
-fn line(l: Option<String>) -> Result<Option<String>, Status> {
-    match l {
-        Some(l) if l.is_empty() || l.chars().count() > 128 => {
-            Err(Status::invalid_argument("line must be 1 to 128 characters"))
-        }
-        other => Ok(other),
-    }
+fn threshold(s: Option<f64>) -> Result<Option<Millis>, Status> {
+    s.map(|s| arguments::threshold_ms_from_secs(s).map_err(|e| invalid("threshold_s", e)))
+        .transpose()
 }
 
 fn date(field: &str, text: &str) -> Result<jiff::civil::Date, Status> {
-    parse_date(text).ok_or_else(|| {
-        Status::invalid_argument(format!("{field} must be a date YYYY-MM-DD, got {text:?}"))
-    })
+    arguments::date(text).map_err(|e| invalid(field, e))
+}
+
+/// A line filter must name a line the store has seen.
+fn check_line(engine: &Engine, line: Option<&str>) -> Result<(), Status> {
+    match line {
+        Some(l) => arguments::line(l, engine.lines()).map_err(|e| invalid("line", e)),
+        None => Ok(()),
+    }
 }
 
 #[tonic::async_trait]
@@ -57,12 +56,15 @@ impl Stats for StatsService {
             ));
         }
         let threshold = threshold(r.threshold_s)?;
-        let line = line(r.line)?;
+        let line = r.line;
         let now = wall_ms();
         let t = self
             .state
-            .query(move |e| e.table1(now, from, to, line, threshold))
-            .await?;
+            .query(move |e| -> Result<_, Status> {
+                check_line(e, line.as_deref())?;
+                Ok(e.table1(now, from, to, line, threshold))
+            })
+            .await??;
         let mut reply = convert::table1(&t);
         // Echo T as asked (it is applied to whole-millisecond waits).
         reply.threshold_s = r.threshold_s.unwrap_or(reply.threshold_s);
@@ -74,20 +76,21 @@ impl Stats for StatsService {
         req: Request<pb::SlaYearRequest>,
     ) -> Result<Response<pb::SlaYear>, Status> {
         let r = req.into_inner();
-        let year = i16::try_from(r.year)
-            .ok()
-            .filter(|y| (1970..=2100).contains(y))
-            .ok_or_else(|| Status::invalid_argument("year must be within 1970..=2100"))?;
-        if r.target.is_some_and(|t| !valid_share(t)) {
-            return Err(Status::invalid_argument("target must be within 0..=1"));
-        }
+        let year = arguments::year(i64::from(r.year)).map_err(|e| invalid("year", e))?;
         let threshold = threshold(r.threshold_s)?;
-        let line = line(r.line)?;
+        let (line, target) = (r.line, r.target);
         let now = wall_ms();
         let y = self
             .state
-            .query(move |e| e.sla_year(now, year, line, threshold, r.target))
-            .await?;
+            .query(move |e| -> Result<_, Status> {
+                if let Some(t) = target {
+                    arguments::target(t, e.config().grave_floor)
+                        .map_err(|e| invalid("target", e))?;
+                }
+                check_line(e, line.as_deref())?;
+                Ok(e.sla_year(now, year, line, threshold, target))
+            })
+            .await??;
         let mut reply = convert::sla_year(&y);
         reply.threshold_s = r.threshold_s.unwrap_or(reply.threshold_s);
         Ok(Response::new(reply))
@@ -98,8 +101,7 @@ impl Stats for StatsService {
         req: Request<pb::VolumeRequest>,
     ) -> Result<Response<pb::VolumeCheck>, Status> {
         let r = req.into_inner();
-        let half = Half::parse(&r.half)
-            .ok_or_else(|| Status::invalid_argument("half must be YYYY-H1 or YYYY-H2"))?;
+        let half = arguments::half(&r.half).map_err(|e| invalid("half", e))?;
         let now = wall_ms();
         let v = self.state.query(move |e| e.volume(now, half)).await?;
         Ok(Response::new(convert::volume(&v)))

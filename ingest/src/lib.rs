@@ -2,6 +2,7 @@
 //! encoded records the engine stages: valid events (caller already pseudonymised) and
 //! dead letters with their reason, source and position.
 
+pub mod bom;
 pub mod lines;
 pub mod parse;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 //! are durable, so it can commit its own offset only then (at-least-once in, idempotent
 //! by dedupe).
 
+use crate::bom::{SkipBom, UTF8_BOM};
 use crate::lines::{Chunk, ChunkBytes, ChunkReader};
 use memmap2::Mmap;
 use std::fs::File;
@@ -26,11 +27,11 @@ pub trait Source: Send {
     }
 }
 
-/// NDJSON from a file or stdin.
+/// NDJSON from a file or stdin (a leading BOM skipped).
 pub struct ReaderSource<R> {
     name: String,
     size: Option<u64>,
-    reader: ChunkReader<R>,
+    reader: ChunkReader<SkipBom<R>>,
 }
 
 /// Chunk size for file input: big enough to amortise the per-chunk work, small enough
@@ -51,7 +52,7 @@ impl<R: Read + Send> ReaderSource<R> {
         Self {
             name: name.into(),
             size,
-            reader: ChunkReader::new(input, chunk_bytes),
+            reader: ChunkReader::new(SkipBom::new(input), chunk_bytes),
         }
     }
 }
@@ -79,6 +80,7 @@ impl<R: Read + Send> Source for ReaderSource<R> {
 /// ends; a runaway line stays whole (it is mapped, not held) and is rejected as too long.
 /// As with any mapped input, the file must not be modified or truncated while it is
 /// imported (appending is fine: the mapping ends where the file ended when opened).
+/// A leading BOM is skipped.
 pub struct MappedSource {
     name: String,
     map: Arc<Mmap>,
@@ -96,10 +98,16 @@ impl MappedSource {
         let map = unsafe { Mmap::map(file)? };
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
+        // A leading BOM is not part of the first line.
+        let at = if map.starts_with(UTF8_BOM) {
+            UTF8_BOM.len()
+        } else {
+            0
+        };
         Ok(Self {
             name: name.into(),
             map: Arc::new(map),
-            at: 0,
+            at,
             chunk_bytes: FILE_CHUNK_BYTES,
         })
     }
@@ -170,5 +178,18 @@ mod tests {
         // The reader keeps only enough of a runaway line to reject it; both are too long.
         assert_eq!((m[5_000].0, r[5_000].0), (5_001, 5_001));
         assert!(m[5_000].1.len() > 65_536 && r[5_000].1.len() > 65_536);
+    }
+
+    #[test]
+    fn a_leading_bom_is_skipped_mapped_and_read() {
+        let text = b"\xEF\xBB\xBF{\"n\":1}\n{\"n\":2}\n";
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(text).expect("write");
+        let file = File::open(f.path()).expect("open");
+        let mut mapped = MappedSource::open("f", &file).expect("map");
+        let mut read = ReaderSource::new("f", &text[..], None);
+        let want = vec![(1, b"{\"n\":1}".to_vec()), (2, b"{\"n\":2}".to_vec())];
+        assert_eq!(all_lines(&mut mapped), want);
+        assert_eq!(all_lines(&mut read), want);
     }
 }

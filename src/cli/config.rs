@@ -23,10 +23,9 @@
 
 use super::StoreArgs;
 use anyhow::{Context, bail};
+use netwait_aggregator::domain::arguments;
 use netwait_aggregator::domain::calendar::{Hours, PatronSite};
-use netwait_aggregator::domain::config::{
-    MetricsConfig, SlaPolicy, threshold_from_secs, valid_share,
-};
+use netwait_aggregator::domain::config::{MetricsConfig, SlaPolicy};
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::domain::time::parse_date;
 use netwait_aggregator::engine::Engine;
@@ -108,17 +107,16 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
     let f: File = toml::from_str(text)?;
     let mut m = MetricsConfig::default();
     if let Some(t) = f.sla.threshold_s {
-        m.threshold_ms =
-            threshold_from_secs(t).context("sla.threshold_s must be > 0 and <= 86400")?;
-    }
-    if let Some(t) = f.sla.target {
-        anyhow::ensure!(valid_share(t), "sla.target must be within 0..=1");
-        m.target = t;
+        m.threshold_ms = arguments::threshold_ms_from_secs(t).context("sla.threshold_s")?;
     }
     if let Some(t) = f.sla.grave_floor {
-        anyhow::ensure!(valid_share(t), "sla.grave_floor must be within 0..=1");
-        m.grave_floor = t;
+        m.grave_floor = arguments::share(t).context("sla.grave_floor")?;
     }
+    if let Some(t) = f.sla.target {
+        m.target = arguments::share(t).context("sla.target")?;
+    }
+    // Checked with the defaults too: a target of 0.3 alone is below the default floor.
+    arguments::target(m.target, m.grave_floor).context("sla.target")?;
     if let Some(p) = f.sla.policy {
         m.policy = SlaPolicy::parse(&p).with_context(|| {
             format!("sla.policy {p:?}: use answered, answered_and_abandoned or offered")
@@ -242,6 +240,22 @@ mod tests {
         assert_eq!(s.metrics.calendar.week[5], None);
         assert_eq!(s.metrics.calendar.patron_sites, vec![PatronSite::Breno]);
         assert!(parse_settings("[sla]\ntarget = 2").is_err());
+        let s = parse_settings("[sla]\nthreshold_s = 139.5\ntarget = 0.3\ngrave_floor = 0.2")
+            .expect("valid");
+        assert_eq!((s.metrics.threshold_ms, s.metrics.target), (139_500, 0.3));
+        for bad in [
+            "threshold_s = 0.5",
+            "threshold_s = 140.0001",
+            "threshold_s = 86401",
+            "target = 0.3",
+            "target = 0.5\ngrave_floor = 0.5",
+            "grave_floor = -0.1",
+        ] {
+            let Err(e) = parse_settings(&format!("[sla]\n{bad}")) else {
+                panic!("{bad} accepted");
+            };
+            assert!(format!("{e:#}").starts_with("sla."), "{bad}: {e:#}");
+        }
         assert!(parse_settings("[sla]\ntypo = 1").is_err());
     }
 }

@@ -2,6 +2,7 @@
 
 use super::StoreArgs;
 use super::config::{Use, open_engine};
+use super::inputs::{self, Input};
 use netwait_aggregator::engine::IngestSummary;
 use netwait_ingest::pipeline::{PipelineOptions, import};
 use netwait_ingest::source::{MappedSource, ReaderSource, Source};
@@ -37,26 +38,29 @@ impl ProgressLine {
     }
 }
 
-pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
-    // Open every input first: a typo in a file name must not leave a half import.
+pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<()> {
     let mut sources = Vec::with_capacity(files.len());
-    for name in files {
-        let source: Box<dyn Source> = if name == "-" {
-            Box::new(ReaderSource::new("stdin", std::io::stdin(), None))
-        } else {
-            let f =
-                std::fs::File::open(name).map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
-            let meta = f.metadata().ok();
-            let size = meta.as_ref().map(std::fs::Metadata::len);
-            let regular = meta.is_some_and(|m| m.is_file() && m.len() > 0);
-            // Regular files are mapped; anything else (a FIFO, a device) is read.
-            match regular.then(|| MappedSource::open(name.clone(), &f)) {
-                Some(Ok(mapped)) => Box::new(mapped),
-                _ => Box::new(ReaderSource::new(name.clone(), f, size)),
+    for input in inputs::open_all(files)? {
+        let name = input.name().to_owned();
+        let source: Box<dyn Source> = match input {
+            Input::Stdin => Box::new(ReaderSource::new("stdin", std::io::stdin(), None)),
+            Input::File {
+                name,
+                file,
+                len,
+                regular,
+            } => {
+                // Regular files are mapped; anything else (a FIFO, a device) is read.
+                match (regular && len > 0).then(|| MappedSource::open(name.clone(), &file)) {
+                    Some(Ok(mapped)) => Box::new(mapped),
+                    _ => Box::new(ReaderSource::new(name, file, Some(len))),
+                }
             }
         };
         sources.push((name, source));
     }
+    // The counts printed are a report: a reader that goes away must not stop the import.
+    crate::stdout::keep_working();
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     let mut total = IngestSummary::default();
     let started = Instant::now();
@@ -103,8 +107,9 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
             }
         };
         if files.len() > 1 {
-            print_counts(name, &sum);
+            print_counts(&name, &sum);
         }
+        warn_if_all_rejected(&name, &sum);
         total += sum;
     }
     let imported = started.elapsed();
@@ -123,6 +128,27 @@ pub fn run(store: &StoreArgs, files: &[String]) -> anyhow::Result<()> {
     // call book's memory at once instead of freeing a million entries one by one. The
     // data directory's lock goes with the process.
     std::mem::forget(engine);
+    refuse_rejected(strict, total.rejected)
+}
+
+/// A file whose every line was rejected is most likely not events at all (wrong file,
+/// wrong format): say so, the counts alone are easy to miss.
+pub fn warn_if_all_rejected(name: &str, s: &IngestSummary) {
+    if s.rejected > 0 && s.accepted == 0 && s.duplicate == 0 {
+        eprintln!(
+            "netwait: warning: every line of {name} was rejected ({} lines); `netwait deadletter` says why",
+            s.rejected
+        );
+    }
+}
+
+/// `--strict`: any rejected line fails the command (after everything valid is committed).
+pub fn refuse_rejected(strict: bool, rejected: u64) -> anyhow::Result<()> {
+    if strict && rejected > 0 {
+        anyhow::bail!(
+            "{rejected} line(s) rejected (--strict); the valid ones were committed, `netwait deadletter` lists the others"
+        );
+    }
     Ok(())
 }
 

@@ -4,13 +4,14 @@ mod check;
 mod config;
 mod deadletter;
 mod import;
+mod inputs;
 mod output;
 mod push;
 mod repair;
 mod serve;
 mod stats;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -22,6 +23,47 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log on stderr: -v info, -vv debug (default: warnings and errors; `serve`:
+    /// info). RUST_LOG, when set, wins.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+impl Cli {
+    /// The log filter: RUST_LOG when set, else by `-v` count.
+    pub fn log_filter(&self) -> tracing_subscriber::EnvFilter {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+            return filter;
+        }
+        // A server's log is its operator's view: it says it serves and how it stops.
+        let quiet = if matches!(self.command, Command::Serve { .. }) {
+            "info"
+        } else {
+            "warn"
+        };
+        tracing_subscriber::EnvFilter::new(match self.verbose {
+            0 => quiet,
+            1 => "info",
+            _ => "debug",
+        })
+    }
+}
+
+/// An error and its causes on one line, each said once (a cause whose text its parent
+/// already holds, as in "tcp connect error: tcp connect error", is left out).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 #[derive(Args, Debug, Clone)]
@@ -40,26 +82,35 @@ enum Command {
     Import {
         #[command(flatten)]
         store: StoreArgs,
-        /// Files to import, in order.
+        /// Files to import, in order (`-` = stdin). All are opened and checked first.
         #[arg(required = true)]
         files: Vec<String>,
+        /// Exit non-zero when any line was rejected (the valid ones are still imported).
+        #[arg(long)]
+        strict: bool,
     },
     /// Serve the gRPC API and push ingest on the embedded store.
     Serve {
         #[command(flatten)]
         store: StoreArgs,
+        /// Address to listen on for gRPC (`:0` picks a free port; the line printed says which).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
     },
     /// Stream NDJSON files to a running server.
     Push {
+        /// gRPC address of a running `netwait serve` (http://host:port or host:port).
         #[arg(long)]
         server: String,
         /// Lines per message (each message is committed before the next).
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
+        /// Files to push, in order (`-` = stdin). All are opened and checked first.
         #[arg(required = true)]
         files: Vec<String>,
+        /// Exit non-zero when any line was rejected (the valid ones are still committed).
+        #[arg(long)]
+        strict: bool,
     },
     /// Query the figures.
     Stats {
@@ -95,13 +146,18 @@ enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Import { store, files } => import::run(&store, &files),
+        Command::Import {
+            store,
+            files,
+            strict,
+        } => import::run(&store, &files, strict),
         Command::Serve { store, listen } => serve::run(&store, &listen),
         Command::Push {
             server,
             batch,
             files,
-        } => push::run(&server, batch, &files),
+            strict,
+        } => push::run(&server, batch, &files, strict),
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, json } => deadletter::run(&store, json),
         Command::Check { data } => check::run(&data),
@@ -122,5 +178,49 @@ fn endpoint(server: &str) -> String {
         server.to_owned()
     } else {
         format!("http://{server}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command, down the whole tree, says what it is for.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str())
+                {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let e = anyhow::anyhow!("tcp connect error")
+            .context("tcp connect error")
+            .context("connecting to 127.0.0.1:9");
+        assert_eq!(
+            error_chain(&e),
+            "connecting to 127.0.0.1:9: tcp connect error"
+        );
+        let e = anyhow::anyhow!("File exists (os error 17)")
+            .context("opening x: File exists (os error 17)");
+        assert_eq!(error_chain(&e), "opening x: File exists (os error 17)");
     }
 }

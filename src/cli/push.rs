@@ -1,7 +1,10 @@
 //! `netwait push`: stream NDJSON files to a running server.
 
+use super::import::{refuse_rejected, warn_if_all_rejected};
 use anyhow::Context;
 use netwait_aggregator::domain::line_scan::scan_lines;
+use netwait_aggregator::engine::IngestSummary;
+use netwait_ingest::bom::SkipBom;
 use netwait_ingest::lines::ChunkReader;
 use netwait_proto::v1::PushRequest;
 use netwait_proto::v1::ingest_client::IngestClient;
@@ -10,7 +13,12 @@ use tokio_stream::wrappers::ReceiverStream;
 /// Bytes of lines per message at most (well below the server's 64 MiB limit).
 const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
-pub fn run(server: &str, batch: usize, files: &[String]) -> anyhow::Result<()> {
+pub fn run(server: &str, batch: usize, files: &[String], strict: bool) -> anyhow::Result<()> {
+    // Every input is checked before the first is pushed (each is opened again to read).
+    super::inputs::open_all(files)?;
+    // The counts printed are a report: a reader that goes away must not stop the push.
+    crate::stdout::keep_working();
+    let mut rejected = 0;
     let rt = super::runtime()?;
     rt.block_on(async {
         let mut client = IngestClient::connect(super::endpoint(server))
@@ -31,7 +39,7 @@ pub fn run(server: &str, batch: usize, files: &[String]) -> anyhow::Result<()> {
                             .with_context(|| format!("opening {reader_name}"))?,
                     )
                 };
-                let mut chunks = ChunkReader::new(input, 1 << 20);
+                let mut chunks = ChunkReader::new(SkipBom::new(input), 1 << 20);
                 let mut msg = PushRequest {
                     source: reader_name.clone(),
                     first_position: 1,
@@ -79,7 +87,15 @@ pub fn run(server: &str, batch: usize, files: &[String]) -> anyhow::Result<()> {
                 "{name}: accepted {} duplicate {} rejected {} (messages committed {})",
                 s.accepted, s.duplicate, s.rejected, s.committed_messages
             );
+            let counts = IngestSummary {
+                accepted: s.accepted,
+                duplicate: s.duplicate,
+                rejected: s.rejected,
+            };
+            warn_if_all_rejected(name, &counts);
+            rejected += s.rejected;
         }
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    refuse_rejected(strict, rejected)
 }

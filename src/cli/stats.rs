@@ -6,6 +6,7 @@ use super::config::{Use, open_engine};
 use super::{StoreArgs, output};
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use netwait_aggregator::domain::arguments::{self, ArgumentError};
 use netwait_api::state::AppState;
 use netwait_api::stats::StatsService;
 use netwait_proto::v1 as pb;
@@ -21,12 +22,40 @@ pub struct Where {
     /// Read a data directory directly instead (it must not be served at the same time).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Configuration file for --data.
-    #[arg(long, requires = "data")]
+    /// Configuration file, with --data only (a server uses its own).
+    #[arg(long, conflicts_with = "server")]
     config: Option<PathBuf>,
     /// Print one JSON object with the spec's keys.
     #[arg(long)]
     json: bool,
+}
+
+/// `--threshold`: seconds, 1 to 86400, at most three decimals (read exactly, as text).
+/// Sent on as the double nearest to it, which the service converts back exactly.
+fn threshold_arg(text: &str) -> Result<f64, ArgumentError> {
+    arguments::threshold_ms_from_text(text).map(|ms| ms as f64 / 1000.0)
+}
+
+fn year_arg(text: &str) -> Result<i32, String> {
+    let y: i64 = text
+        .parse()
+        .map_err(|_| format!("{text:.32} is not a year"))?;
+    arguments::year(y).map(i32::from).map_err(|e| e.to_string())
+}
+
+fn date_arg(text: &str) -> Result<String, ArgumentError> {
+    arguments::date(text).map(|_| text.to_owned())
+}
+
+fn half_arg(text: &str) -> Result<String, ArgumentError> {
+    arguments::half(text).map(|_| text.to_owned())
+}
+
+fn share_arg(text: &str) -> Result<f64, String> {
+    let x: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:.32} is not a number"))?;
+    arguments::share(x).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,29 +64,36 @@ pub enum Query {
     Table1 {
         #[command(flatten)]
         at: Where,
-        #[arg(long)]
+        /// First local date of the period, YYYY-MM-DD.
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
         from: String,
-        /// Exclusive.
-        #[arg(long)]
+        /// Local date after the period (exclusive), YYYY-MM-DD.
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
         to: String,
+        /// Only this service line (exactly as in the events, e.g. cup, prelievi).
         #[arg(long)]
         line: Option<String>,
-        /// SLA threshold T in seconds (default 140).
-        #[arg(long)]
+        /// SLA threshold T on the net wait, seconds: 1 to 86400, at most three decimals
+        /// (default 140, or the configuration's).
+        #[arg(long, value_name = "SECONDS", value_parser = threshold_arg, allow_negative_numbers = true)]
         threshold: Option<f64>,
     },
     /// Monthly SLA of a year, statuses, termination risk and penalty exposure.
     Sla {
         #[command(flatten)]
         at: Where,
-        #[arg(long)]
+        /// Calendar year, 1970 to 2100.
+        #[arg(long, value_name = "YEAR", value_parser = year_arg, allow_negative_numbers = true)]
         year: i32,
+        /// Only this service line (exactly as in the events, e.g. cup, prelievi).
         #[arg(long)]
         line: Option<String>,
-        #[arg(long)]
+        /// SLA threshold T on the net wait, seconds: 1 to 86400, at most three decimals
+        /// (default 140, or the configuration's).
+        #[arg(long, value_name = "SECONDS", value_parser = threshold_arg, allow_negative_numbers = true)]
         threshold: Option<f64>,
-        /// Target share (default 0.60).
-        #[arg(long)]
+        /// Target share, above the grave floor and at most 1 (default 0.60).
+        #[arg(long, value_name = "SHARE", value_parser = share_arg, allow_negative_numbers = true)]
         target: Option<f64>,
     },
     /// Bookings of a half-year against the contract's index (seed §1.6).
@@ -65,7 +101,7 @@ pub enum Query {
         #[command(flatten)]
         at: Where,
         /// YYYY-H1 or YYYY-H2.
-        #[arg(long)]
+        #[arg(long, value_name = "YYYY-HN", value_parser = half_arg)]
         half: String,
     },
 }
@@ -98,8 +134,33 @@ impl Backend {
     }
 }
 
+/// Request fields as the flags that set them.
+const FLAGS: [(&str, &str); 7] = [
+    ("threshold_s", "--threshold"),
+    ("target", "--target"),
+    ("line", "--line"),
+    ("from", "--from"),
+    ("to", "--to"),
+    ("year", "--year"),
+    ("half", "--half"),
+];
+
+/// A refused request says which flag was wrong, without gRPC's wording; other failures
+/// keep their status code (from a server, it says what to do: `UNAVAILABLE`, ...).
 fn status(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", s.code(), s.message())
+    let message = s.message();
+    if s.code() != tonic::Code::InvalidArgument {
+        return anyhow::anyhow!("{message} ({:?})", s.code());
+    }
+    for (field, flag) in FLAGS {
+        if let Some(rest) = message
+            .strip_prefix(field)
+            .and_then(|r| r.strip_prefix(": "))
+        {
+            return anyhow::anyhow!("{flag}: {rest}");
+        }
+    }
+    anyhow::anyhow!("{message}")
 }
 
 pub fn run(query: Query) -> anyhow::Result<()> {

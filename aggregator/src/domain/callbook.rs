@@ -178,6 +178,11 @@ impl CallBook {
             .map(move |s| s.record(now, self.line_name(s)))
     }
 
+    /// Every line named by an `offered` event so far, and the default line.
+    pub fn line_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.lines.iter().map(|l| &**l)
+    }
+
     pub fn calls(&self) -> usize {
         self.states.len()
     }
@@ -443,5 +448,42 @@ mod tests {
             b.records(now).next().map(|r| r.outcome),
             Some(Outcome::Unresolved)
         );
+    }
+
+    #[test]
+    fn agent_and_call_events_share_one_key_space_and_duplicates_keep_the_clock() {
+        let mut b = CallBook::new([1; 16]);
+        let r = feed(
+            &mut b,
+            &[
+                r#"{"event_id":"e1","type":"agent_login","ts":1000,"agent":"op1"}"#,
+                // Same event_id on a call event: a duplicate, whatever it carries.
+                r#"{"event_id":"e1","call_id":"a","type":"offered","ts":500}"#,
+                r#"{"event_id":"e2","call_id":"b","type":"offered","ts":2000}"#,
+                // Duplicates far in the future, of an agent and of a call event: no clock move.
+                r#"{"event_id":"e2","type":"agent_logout","ts":99000000,"agent":"op1"}"#,
+                r#"{"event_id":"e1","call_id":"c","type":"offered","ts":98000000}"#,
+            ],
+        );
+        use Applied::{Accepted, Duplicate};
+        assert_eq!(r, [Accepted, Duplicate, Accepted, Duplicate, Duplicate]);
+        assert_eq!(b.calls(), 1, "only call b exists");
+        assert_eq!(b.newest_ts(), Some(2000));
+        assert_eq!(b.clock(0), 2000);
+        assert_eq!(
+            b.records(b.clock(0)).next().map(|r| r.outcome),
+            Some(Outcome::Open)
+        );
+    }
+
+    #[test]
+    fn line_names_are_those_seen_and_the_default() {
+        let mut b = CallBook::new([1; 16]);
+        assert_eq!(b.line_names().collect::<Vec<_>>(), ["cup"]);
+        feed(
+            &mut b,
+            &[r#"{"call_id":"a","type":"offered","ts":0,"line":"prelievi"}"#],
+        );
+        assert_eq!(b.line_names().collect::<Vec<_>>(), ["cup", "prelievi"]);
     }
 }

@@ -97,32 +97,13 @@ impl Default for MetricsConfig {
     }
 }
 
-/// A threshold in seconds as the whole milliseconds it separates: waits are whole
-/// milliseconds, so `wait < T` is `wait_ms < ceil(T * 1000)`. The small allowance absorbs
-/// binary floating point (1.005 s is stored as 1.00499999…).
-pub fn threshold_from_secs(s: f64) -> Option<Millis> {
-    (s.is_finite() && s > 0.0 && s <= 86_400.0).then(|| (s * 1000.0 - 1e-6).ceil() as Millis)
-}
-
-/// A share (target, floor) must lie in [0, 1].
-pub fn valid_share(x: f64) -> bool {
-    (0.0..=1.0).contains(&x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn thresholds() {
-        assert_eq!(threshold_from_secs(140.0), Some(140_000));
-        assert_eq!(threshold_from_secs(0.1), Some(100));
-        assert_eq!(threshold_from_secs(139.9994), Some(140_000));
-        assert_eq!(threshold_from_secs(139.999), Some(139_999));
-        assert_eq!(threshold_from_secs(1.005), Some(1_005));
-        assert_eq!(threshold_from_secs(0.0001), Some(1));
-        assert_eq!(threshold_from_secs(0.0), None);
-        assert_eq!(threshold_from_secs(f64::NAN), None);
+    fn policies_by_name() {
         assert_eq!(SlaPolicy::parse("offered"), Some(SlaPolicy::Offered));
+        assert_eq!(SlaPolicy::parse("Offered"), None);
     }
 }

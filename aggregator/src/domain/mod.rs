@@ -1,6 +1,7 @@
 //! The domain core: event -> call record -> figures. No I/O, no clock, no threads: every
 //! store and ingest path calls into this module, so each figure is defined once, here.
 
+pub mod arguments;
 pub mod calendar;
 pub mod call;
 pub mod callbook;

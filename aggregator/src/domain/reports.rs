@@ -223,18 +223,6 @@ pub struct Half {
 }
 
 impl Half {
-    /// Parses `YYYY-H1` / `YYYY-H2`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (y, h) = text.split_once('-')?;
-        let year: i16 = y.parse().ok().filter(|y| (1970..=2100).contains(y))?;
-        let second = match h {
-            "H1" | "h1" => false,
-            "H2" | "h2" => true,
-            _ => return None,
-        };
-        Some(Self { year, second })
-    }
-
     pub fn label(self) -> String {
         format!("{}-H{}", self.year, if self.second { 2 } else { 1 })
     }
@@ -449,7 +437,7 @@ mod tests {
     #[test]
     fn volume_check_verdicts() {
         let cfg = MetricsConfig::default();
-        let half = Half::parse("2019-H1").expect("half");
+        let half = crate::domain::arguments::half("2019-H1").expect("half");
         assert_eq!(half.range().1, jiff::civil::date(2019, 7, 1));
         let recs = vec![rec(
             "2019-05-06T10:00:00+02:00",
@@ -461,6 +449,6 @@ mod tests {
         assert_eq!(v.bookings, 1);
         assert_eq!(v.index, 68_000.0);
         assert_eq!(v.verdict(), "renegotiable");
-        assert!(Half::parse("2019-H3").is_none());
+        assert!(crate::domain::arguments::half("2019-H3").is_err());
     }
 }
