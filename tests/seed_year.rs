@@ -53,6 +53,7 @@ fn seed_year_exact_through_import_and_server() {
         .map(String::as_str)
         .collect();
     assert_eq!(keys.len(), 17, "exactly the spec's keys: {keys:?}");
+    manager_table(data_s);
 
     // The same through the gRPC server, with the line filter of the seed's only line.
     let server = Server::start(&data);
@@ -155,4 +156,58 @@ fn seed_year_with_two_lines_keeps_the_totals() {
     }
     let share = prelievi["calls_received"].as_f64().unwrap_or(0.0) / 181_795.0;
     assert!((0.24..0.26).contains(&share), "prelievi share {share}");
+}
+
+/// The text Table 1 and SLA year as a manager reads them: the seed's row order and number
+/// format, threshold rows labelled gross from the T asked, 80 columns.
+fn manager_table(data_s: &str) {
+    let text = |extra: &[&str]| {
+        let mut args = vec!["stats", "table1", "--data", data_s];
+        args.extend_from_slice(&["--from", "2019-01-01", "--to", "2020-01-01"]);
+        args.extend_from_slice(extra);
+        stdout(&netwait(&args))
+    };
+    let fits = |out: &str| {
+        for l in out.lines() {
+            assert!(l.chars().count() <= 80, "wider than 80 columns: {l:?}");
+        }
+    };
+    let out = text(&[]);
+    fits(&out);
+    let value_of = |out: &str, label: &str| -> String {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label:?} in {out}"));
+        row.rsplit(' ').next().unwrap_or_default().to_owned()
+    };
+    let seed_rows = [
+        ("Totale chiamate ricevute", "181.795"),
+        ("Chiamate risposte", "97.385"),
+        ("Chiamate dissuase", "47.154"),
+        ("Chiamate abbandonate", "37.256"),
+        ("Risposte senza attesa in coda", "13.745"),
+        ("Risposte con attesa oltre soglia 180 s", "52.282"),
+        ("Risposte con attesa oltre soglia 40 s", "31.358"),
+        ("Tempo massimo d'attesa", "1.240"),
+        ("Tempo medio d'attesa", "229"),
+        ("Tempo medio di conversazione", "184"),
+        ("Prenotazioni effettuate", "88.210"),
+    ];
+    let mut last = 0;
+    for (label, value) in seed_rows {
+        assert_eq!(value_of(&out, label), value, "{label}");
+        let at = out.find(label).expect("row");
+        assert!(at > last, "{label} out of the seed's order in {out}");
+        last = at;
+    }
+    let out = text(&["--threshold", "120"]);
+    fits(&out);
+    assert!(out.contains("oltre soglia 160 s"), "{out}");
+    assert!(!out.contains("180 s"), "{out}");
+    let sla = stdout(&netwait(&[
+        "stats", "sla", "--data", data_s, "--year", "2019",
+    ]));
+    fits(&sla);
+    assert!(sla.contains("A+Ab = answered + abandoned"), "legend: {sla}");
 }

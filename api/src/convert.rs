@@ -29,7 +29,8 @@ pub fn table1(t: &Table1) -> pb::Table1 {
         bookings: f.bookings,
         out_of_hours: f.out_of_hours,
         unresolved: f.unresolved,
-        band_mapping: reports::band_mapping(t.threshold_ms),
+        band_mapping: reports::band_mapping(t.threshold_ms, t.message_ms),
+        message_s: t.message_ms as f64 / 1000.0,
     }
 }
 
@@ -76,6 +77,7 @@ pub fn sla_year(y: &SlaYear) -> pb::SlaYear {
             max_penalty_eur: p.max_penalty_eur,
             max_penalty_pct_of_annual: p.max_penalty_pct_of_annual,
             penalty_termination_right: p.termination_right,
+            termination_pct: p.termination_pct,
         }),
     }
 }

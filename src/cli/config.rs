@@ -53,6 +53,7 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct Sla {
     threshold_s: Option<f64>,
+    message_s: Option<f64>,
     target: Option<f64>,
     grave_floor: Option<f64>,
     policy: Option<String>,
@@ -108,6 +109,9 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
     let mut m = MetricsConfig::default();
     if let Some(t) = f.sla.threshold_s {
         m.threshold_ms = arguments::threshold_ms_from_secs(t).context("sla.threshold_s")?;
+    }
+    if let Some(t) = f.sla.message_s {
+        m.message_ms = arguments::message_ms_from_secs(t).context("sla.message_s")?;
     }
     if let Some(t) = f.sla.grave_floor {
         m.grave_floor = arguments::share(t).context("sla.grave_floor")?;

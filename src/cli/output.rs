@@ -1,16 +1,19 @@
 //! How figures are printed: `--json` (exactly the spec's keys) or a readable table in the
 //! seed's layout, with the Italian row labels of seed §1.2.
 
+use super::number_format as nf;
 use netwait_proto::v1 as pb;
 use serde_json::{Value, json};
+
+/// Text output fits a terminal of this many columns.
+const WIDTH: usize = 80;
+/// Columns of Table 1's label and value (one less than [`WIDTH`]).
+const LABEL: usize = 67;
+const VALUE: usize = 12;
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-fn opt(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "null".to_owned(), |x| format!("{x:.decimals$}"))
 }
 
 pub fn table1(t: &pb::Table1, as_json: bool) -> anyhow::Result<()> {
@@ -35,80 +38,78 @@ pub fn table1(t: &pb::Table1, as_json: bool) -> anyhow::Result<()> {
             "unresolved": t.unresolved,
         }));
     }
+    let line = t.line.as_deref().unwrap_or("all");
     println!(
-        "Table 1 — {} .. {} (to exclusive, Europe/Rome), line: {}",
-        t.from,
-        t.to,
-        t.line.as_deref().unwrap_or("all")
-    );
-    println!(
-        "Threshold T = {} s on the net wait. {}",
-        t.threshold_s, t.band_mapping
+        "Table 1 — {} .. {} (to exclusive, Europe/Rome) — line: {line}",
+        t.from, t.to
     );
     println!();
-    let t_s = t.threshold_s;
-    let rows: [(&str, String, String); 14] = [
+    let gross = |net: f64| nf::secs(net + t.message_s);
+    // The seed's rows, in its order (seed §1.2, Tabella 1).
+    let rows = [
         (
-            "Totale chiamate ricevute",
-            "calls_received".into(),
-            t.calls_received.to_string(),
+            "Totale chiamate ricevute".to_owned(),
+            nf::count(t.calls_received),
+        ),
+        ("Chiamate risposte".to_owned(), nf::count(t.answered)),
+        (
+            "Chiamate dissuase (overflow)".to_owned(),
+            nf::count(t.overflow),
+        ),
+        ("Chiamate abbandonate".to_owned(), nf::count(t.abandoned)),
+        (
+            "Risposte senza attesa in coda".to_owned(),
+            nf::count(t.answered_without_wait),
         ),
         (
-            "Chiamate risposte",
-            "answered".into(),
-            t.answered.to_string(),
+            format!(
+                "Risposte con attesa oltre soglia {} s",
+                gross(t.threshold_s)
+            ),
+            nf::count(t.answered_wait_over_threshold),
         ),
         (
-            "Chiamate dissuase",
-            "overflow".into(),
-            t.overflow.to_string(),
+            format!("Risposte con attesa oltre soglia {} s", gross(0.0)),
+            nf::count(t.answered_wait_within_threshold),
         ),
         (
-            "Chiamate abbandonate",
-            "abandoned".into(),
-            t.abandoned.to_string(),
+            "Tempo massimo d'attesa (s)".to_owned(),
+            nf::whole_secs(t.max_wait_s),
         ),
         (
-            "Risposte senza attesa in coda",
-            "answered_without_wait (net < 1 s)".into(),
-            t.answered_without_wait.to_string(),
+            "Tempo medio d'attesa (s)".to_owned(),
+            nf::whole_secs(t.avg_wait_s),
         ),
         (
-            "Risposte con attesa oltre soglia 40 s",
-            format!("answered_wait_within_threshold (1 s <= net < {t_s} s)"),
-            t.answered_wait_within_threshold.to_string(),
+            "Tempo medio di conversazione (s)".to_owned(),
+            nf::whole_secs(t.avg_talk_s),
+        ),
+        ("Prenotazioni effettuate".to_owned(), nf::count(t.bookings)),
+        (
+            "Fuori orario di servizio".to_owned(),
+            nf::count(t.out_of_hours),
         ),
         (
-            "Risposte con attesa oltre soglia 180 s",
-            format!("answered_wait_over_threshold (net >= {t_s} s)"),
-            t.answered_wait_over_threshold.to_string(),
+            "Non risolte (aperte oltre 6 h)".to_owned(),
+            nf::count(t.unresolved),
         ),
-        (
-            "Tempo massimo d'attesa (s)",
-            "max_wait_s".into(),
-            opt(t.max_wait_s, 3),
-        ),
-        (
-            "Tempo medio d'attesa (s)",
-            "avg_wait_s".into(),
-            opt(t.avg_wait_s, 3),
-        ),
-        (
-            "Tempo medio di conversazione (s)",
-            "avg_talk_s".into(),
-            opt(t.avg_talk_s, 3),
-        ),
-        (
-            "Prenotazioni effettuate",
-            "bookings".into(),
-            t.bookings.to_string(),
-        ),
-        ("—", "out_of_hours".into(), t.out_of_hours.to_string()),
-        ("—", "unresolved".into(), t.unresolved.to_string()),
-        ("", String::new(), String::new()),
     ];
-    for (it, key, value) in rows.iter().filter(|r| !r.1.is_empty()) {
-        println!("{it:<40} {key:<52} {value:>12}");
+    for (label, value) in &rows {
+        println!("{label:<LABEL$}{value:>VALUE$}");
+    }
+    println!();
+    let (m, net_t) = (nf::secs(t.message_s), nf::secs(t.threshold_s));
+    let legend = format!(
+        "Waits are net: from the end of the {m} s information message; T = {net_t} s. \
+         The thresholds of the labels are gross (net + {m} s): without wait = net < 1 s; \
+         over {} s = 1 s <= net < {net_t} s; over {} s = net >= {net_t} s. \
+         Times are of answered calls, in whole seconds; — = no answered call. \
+         --json gives every figure unrounded.",
+        gross(0.0),
+        gross(t.threshold_s),
+    );
+    for l in nf::wrap(&legend, WIDTH) {
+        println!("{l}");
     }
     Ok(())
 }
@@ -157,65 +158,91 @@ pub fn sla(y: &pb::SlaYear, as_json: bool) -> anyhow::Result<()> {
                 "max_penalty_eur": p.max_penalty_eur,
                 "max_penalty_pct_of_annual": p.max_penalty_pct_of_annual,
                 "termination_right": p.penalty_termination_right,
+                "termination_pct": p.termination_pct,
             },
         }));
     }
+    let line = y.line.as_deref().unwrap_or("all");
     println!(
-        "SLA {} — line: {} — share answered with net wait < {} s; target {}, grave floor {}; contract policy: {}",
+        "SLA {} — line: {line} — T = {} s, target {}, grave floor {}",
         y.year,
-        y.line.as_deref().unwrap_or("all"),
-        y.threshold_s,
-        y.target,
-        y.grave_floor,
-        y.policy
+        nf::secs(y.threshold_s),
+        nf::percent(Some(y.target)),
+        nf::percent(Some(y.grave_floor)),
     );
     println!();
+    // The contract's policy is marked: its column is the month's SLA and status.
+    let mark = |p: &str| if p == y.policy { "*" } else { "" };
     println!(
-        "{:<8} {:>8} {:>10} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9}  status",
+        "{:<7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6}  status",
         "month",
-        "sla",
         "answered",
-        "ans.<T",
-        "abandoned",
+        "ans. <T",
+        "abandon.",
         "overflow",
-        "p:ans",
-        "p:ans+ab",
-        "p:offer"
+        format!("{}A", mark("answered")),
+        format!("{}A+Ab", mark("answered_and_abandoned")),
+        format!("{}Off", mark("offered")),
     );
-    let pct = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{:.2}%", x * 100.0));
     for m in &y.months {
         let pol = m.policies.unwrap_or_default();
         println!(
-            "{:<8} {:>8} {:>10} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9}  {}",
+            "{:<7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6}  {}",
             m.month,
-            pct(m.sla),
-            m.answered,
-            m.answered_within_threshold,
-            m.abandoned,
-            m.overflow,
-            pct(pol.answered),
-            pct(pol.answered_and_abandoned),
-            pct(pol.offered),
+            nf::count(m.answered),
+            nf::count(m.answered_within_threshold),
+            nf::count(m.abandoned),
+            nf::count(m.overflow),
+            nf::percent(pol.answered),
+            nf::percent(pol.answered_and_abandoned),
+            nf::percent(pol.offered),
             m.status
         );
     }
     println!();
-    println!(
-        "months below target (incl. grave): {}   termination risk: {}",
-        y.months_below_target, y.termination_risk
+    let legend = format!(
+        "ans. <T: answered with net wait < {} s. SLA by policy, answered < T over: \
+         A = answered; A+Ab = answered + abandoned; Off = answered + abandoned + overflow. \
+         * = the contract's policy ({}), which gives the status: ok at or above the \
+         target, below_target under it, grave under the grave floor.",
+        nf::secs(y.threshold_s),
+        y.policy,
     );
+    for l in nf::wrap(&legend, WIDTH) {
+        println!("{l}");
+    }
+    println!();
     println!(
-        "penalties (upper bounds): {} deficient month(s) x {}% of the monthly fee, {} grave month(s) x {}% of the annual fee",
-        p.deficient_months, p.monthly_penalty_pct, p.grave_months, p.grave_penalty_pct
+        "Months below target (grave included): {}; termination risk: {}",
+        y.months_below_target,
+        if y.termination_risk { "yes" } else { "no" }
     );
-    match (p.max_penalty_eur, p.max_penalty_pct_of_annual) {
-        (Some(eur), Some(pct)) => println!(
-            "  up to EUR {eur:.2} = {pct:.2}% of the annual amount; termination right (>= 10%): {}",
-            p.penalty_termination_right
+    let penalties = format!(
+        "Penalties (upper bounds): {} deficient month(s) x {}% of the monthly fee, \
+         {} grave month(s) x {}% of the annual fee.",
+        p.deficient_months,
+        nf::secs(p.monthly_penalty_pct),
+        p.grave_months,
+        nf::secs(p.grave_penalty_pct),
+    );
+    let amounts = match (p.max_penalty_eur, p.max_penalty_pct_of_annual) {
+        (Some(eur), Some(pct)) => format!(
+            "Up to EUR {} = {}% of the annual amount; termination right (at {}%): {}.",
+            nf::secs((eur * 100.0).round() / 100.0),
+            nf::secs((pct * 100.0).round() / 100.0),
+            nf::secs(p.termination_pct),
+            if p.penalty_termination_right {
+                "yes"
+            } else {
+                "no"
+            },
         ),
-        _ => println!(
-            "  amounts: set [penalties] monthly_fee_eur and annual_fee_eur in the configuration"
-        ),
+        _ => "Amounts: set [penalties] monthly_fee_eur and annual_fee_eur in the \
+              configuration."
+            .to_owned(),
+    };
+    for l in nf::wrap(&format!("{penalties} {amounts}"), WIDTH) {
+        println!("{l}");
     }
     Ok(())
 }

@@ -20,6 +20,8 @@ pub enum ArgumentError {
         "{0} is not a threshold: T is from 1 to 86400 seconds with at most three decimals (e.g. 139.5)"
     )]
     Threshold(Quoted),
+    #[error("{0} is not a message length: 0 to 600 seconds with at most three decimals (e.g. 40)")]
+    MessageLength(Quoted),
     #[error("year {0} is out of range: years run from 1970 to 2100")]
     Year(Quoted),
     #[error("{0} is not a date YYYY-MM-DD")]
@@ -104,17 +106,26 @@ pub fn threshold_ms_from_text(text: &str) -> Result<Millis, ArgumentError> {
 /// milliseconds: it must be the double nearest to a value with at most three decimals
 /// (`139.5`, `1.005`), so `140.0001` is refused rather than rounded.
 pub fn threshold_ms_from_secs(secs: f64) -> Result<Millis, ArgumentError> {
-    let refuse = || ArgumentError::Threshold(Quoted::number(secs));
+    let ms = whole_ms(secs).ok_or_else(|| ArgumentError::Threshold(Quoted::number(secs)))?;
+    threshold_in_range(ms, Quoted::number(secs))
+}
+
+/// Seconds with at most three decimals as whole milliseconds; `None` for any other value.
+fn whole_ms(secs: f64) -> Option<Millis> {
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(refuse());
+        return None;
     }
     let ms = (secs * 1000.0).round();
     // Both operands are exact and IEEE division rounds correctly: this is the double
     // nearest to ms / 1000, which is `secs` exactly when `secs` has at most 3 decimals.
-    if ms / 1000.0 != secs {
-        return Err(refuse());
-    }
-    threshold_in_range(ms as Millis, Quoted::number(secs))
+    (ms / 1000.0 == secs).then_some(ms as Millis)
+}
+
+/// The information message's length (configuration `sla.message_s`): 0 to 600 s.
+pub fn message_ms_from_secs(secs: f64) -> Result<Millis, ArgumentError> {
+    whole_ms(secs)
+        .filter(|ms| *ms <= 600 * SECOND)
+        .ok_or_else(|| ArgumentError::MessageLength(Quoted::number(secs)))
 }
 
 /// A year of a query (spec §1: instants from 1970 to 2100).
@@ -205,6 +216,16 @@ pub fn line<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_lengths() {
+        assert_eq!(message_ms_from_secs(40.0), Ok(40 * SECOND));
+        assert_eq!(message_ms_from_secs(0.0), Ok(0));
+        assert_eq!(message_ms_from_secs(42.5), Ok(42_500));
+        for bad in [-1.0, 600.001, 40.0001, f64::NAN] {
+            assert!(message_ms_from_secs(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn threshold_text_is_exact_whole_milliseconds() {

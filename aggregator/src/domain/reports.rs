@@ -8,12 +8,14 @@ use super::time::Millis;
 use jiff::civil::Date;
 
 /// How the seed's Table 1 rows map to netwait's bands, stated with every Table 1.
-pub fn band_mapping(threshold_ms: Millis) -> String {
-    let t = threshold_ms as f64 / 1000.0;
+pub fn band_mapping(threshold_ms: Millis, message_ms: Millis) -> String {
+    let secs = |ms: Millis| ms as f64 / 1000.0;
+    let (t, m) = (secs(threshold_ms), secs(message_ms));
+    let gross_t = secs(threshold_ms + message_ms);
     format!(
-        "net wait = answer time - end of the ~40 s message; bands are disjoint: \
+        "net wait = answer time - end of the {m} s information message; bands are disjoint: \
          without wait: net < 1 s | within threshold: 1 s <= net < {t} s | over threshold: net >= {t} s \
-         (the seed's gross 40 s / 180 s = net 0 s / 140 s)"
+         (the seed's gross {m} s / {gross_t} s = net 0 s / {t} s)"
     )
 }
 
@@ -24,6 +26,8 @@ pub struct Table1 {
     pub to: Date,
     pub line: Option<String>,
     pub threshold_ms: Millis,
+    /// [`MetricsConfig::message_ms`], for the gross thresholds of the seed's row labels.
+    pub message_ms: Millis,
     pub figures: Figures,
 }
 
@@ -50,6 +54,7 @@ pub fn table1<'a>(
         to,
         line: filter.0,
         threshold_ms,
+        message_ms: cfg.message_ms,
         figures: out[0],
     }
 }
@@ -129,8 +134,13 @@ pub struct Penalties {
     pub annual_fee_eur: Option<f64>,
     pub max_penalty_eur: Option<f64>,
     pub max_penalty_pct_of_annual: Option<f64>,
+    /// Penalties reaching this percent of the annual amount give the termination right.
+    pub termination_pct: f64,
     pub termination_right: bool,
 }
+
+/// Deficient months in a calendar year that allow termination (seed §1.5 a.1).
+pub const DEFICIENT_MONTHS_FOR_TERMINATION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlaYear {
@@ -199,7 +209,7 @@ pub fn sla_year<'a>(
         policy: cfg.policy,
         months_below_target: below + grave,
         // Seed §1.5 a.1 (three deficient months in the year) or a.2 (a grave month).
-        termination_risk: below + grave >= 3 || grave > 0,
+        termination_risk: below + grave >= DEFICIENT_MONTHS_FOR_TERMINATION || grave > 0,
         penalties: Penalties {
             deficient_months: below,
             grave_months: grave,
@@ -209,6 +219,7 @@ pub fn sla_year<'a>(
             annual_fee_eur: p.annual_fee_eur,
             max_penalty_eur,
             max_penalty_pct_of_annual,
+            termination_pct: p.termination_pct,
             termination_right: max_penalty_pct_of_annual.is_some_and(|x| x >= p.termination_pct),
         },
         months,
