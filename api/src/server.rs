@@ -8,7 +8,7 @@ use netwait_proto::v1::ingest_server::IngestServer;
 use netwait_proto::v1::stats_server::StatsServer;
 use std::future::Future;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Largest accepted message: a push message of many lines.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -49,7 +49,13 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(stats)
         .add_service(ingest)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Accepted connections with `TCP_NODELAY`: a reply is a few small HTTP/2 frames, which
+/// Nagle's algorithm would hold back until the client's delayed ACK (about 40 ms).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

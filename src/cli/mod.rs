@@ -103,3 +103,15 @@ fn endpoint(server: &str) -> String {
         format!("http://{server}")
     }
 }
+
+/// A connected client channel to `server`, with `TCP_NODELAY` (small requests and
+/// replies are not held back by Nagle's algorithm).
+async fn connect(server: &str) -> anyhow::Result<tonic::transport::Channel> {
+    use anyhow::Context;
+    tonic::transport::Endpoint::from_shared(endpoint(server))
+        .with_context(|| format!("server address {server}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {server}"))
+}

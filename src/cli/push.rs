@@ -13,10 +13,8 @@ const MAX_MESSAGE_BYTES: usize = 8 << 20;
 pub fn run(server: &str, batch: usize, files: &[String]) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     rt.block_on(async {
-        let mut client = IngestClient::connect(super::endpoint(server))
-            .await
-            .with_context(|| format!("connecting to {server}"))?
-            .max_encoding_message_size(64 << 20);
+        let mut client =
+            IngestClient::new(super::connect(server).await?).max_encoding_message_size(64 << 20);
         for name in files {
             let (tx, rx) = tokio::sync::mpsc::channel::<PushRequest>(4);
             let reader_name = name.clone();

@@ -10,6 +10,10 @@ use std::io::Write;
 const CHECKPOINT_AT_START_BYTES: u64 = 16 << 20;
 
 pub fn run(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
+    // Bound first: a port in use fails here, before any store is opened or created.
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES {
         engine.checkpoint()?;
@@ -17,9 +21,7 @@ pub fn run(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
     let state = AppState::new(engine, pseudo);
     let rt = super::runtime()?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         // A line on stdout that scripts and tests wait for (the port when `:0` was asked).
         println!("netwait listening on {addr}");

@@ -4,7 +4,6 @@
 
 use super::config::{Use, open_engine};
 use super::{StoreArgs, output};
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use netwait_api::state::AppState;
 use netwait_api::stats::StatsService;
@@ -78,11 +77,9 @@ enum Backend {
 impl Backend {
     async fn open(at: &Where) -> anyhow::Result<Self> {
         match (&at.server, &at.data) {
-            (Some(server), _) => Ok(Self::Remote(
-                StatsClient::connect(super::endpoint(server))
-                    .await
-                    .with_context(|| format!("connecting to {server}"))?,
-            )),
+            (Some(server), _) => Ok(Self::Remote(StatsClient::new(
+                super::connect(server).await?,
+            ))),
             (None, Some(data)) => {
                 let store = StoreArgs {
                     data: data.clone(),
