@@ -30,7 +30,10 @@ pub fn run(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
         netwait_api::server::serve(listener, state.clone(), shutdown_signal()).await?;
         tracing::info!("shutting down: writing a checkpoint");
         state
-            .blocking(|e| e.checkpoint().map_err(netwait_api::state::store_status))
+            .blocking(|e| {
+                e.checkpoint()
+                    .map_err(|e| netwait_api::state::store_status(&e))
+            })
             .await
             .map_err(|s| anyhow::anyhow!("checkpoint at shutdown: {}", s.message()))?;
         Ok(())
