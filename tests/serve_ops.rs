@@ -190,3 +190,124 @@ fn a_full_disk_under_serve_is_reported_and_recovered_without_restart() {
     );
     assert!(served["calls_received"].as_u64() == Some(2_000), "{served}");
 }
+
+type PushReply =
+    tokio::task::JoinHandle<Result<tonic::Response<netwait_proto::v1::PushSummary>, tonic::Status>>;
+
+/// Opens a push stream to `server`, sends `text` as one message and waits until it is
+/// committed (queryable); the stream stays open while the sender is held.
+async fn open_stream_with(
+    server: &Server,
+    text: &str,
+) -> (
+    tokio::sync::mpsc::Sender<netwait_proto::v1::PushRequest>,
+    PushReply,
+) {
+    use netwait_proto::v1::ingest_client::IngestClient;
+    let mut ingest = IngestClient::connect(server.url()).await.expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(push_lines(text, "open")).await.expect("send");
+    let reply = tokio::spawn(async move {
+        ingest
+            .push(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while table1(["--server", &server.addr], "2019-03-01", "2019-04-01", &[])["calls_received"] == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message was never committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (tx, reply)
+}
+
+/// Sends SIGTERM to the server `times` times, 200 ms apart; how long it took to exit.
+async fn terminate(mut server: Server, times: usize) -> std::time::Duration {
+    let pid = server.child.id().to_string();
+    let asked = std::time::Instant::now();
+    for n in 0..times {
+        if n > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+    tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().expect("wait");
+        assert!(status.success(), "serve exited with {status}");
+        asked.elapsed()
+    })
+    .await
+    .expect("wait task")
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let server = Server::start_with(
+        &data,
+        &["--drain-timeout", "30"],
+        std::process::Stdio::inherit(),
+    );
+    let (text, _, _) = march_calls(10);
+    rt().block_on(async {
+        let (tx, _reply) = open_stream_with(&server, &text).await;
+        let took = terminate(server, 2).await;
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "took {took:?} after two signals"
+        );
+        drop(tx);
+    });
+    // What was committed is kept (the log is replayed: no checkpoint was written).
+    let t = table1(
+        ["--data", data.to_str().expect("path")],
+        "2019-03-01",
+        "2019-04-01",
+        &[],
+    );
+    assert_eq!(t["calls_received"], 10);
+}
+
+#[test]
+fn sigterm_with_an_idle_push_stream_open_exits_within_the_drain_time() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let server = Server::start_with(
+        &data,
+        &["--drain-timeout", "1"],
+        std::process::Stdio::inherit(),
+    );
+    let (text, _, _) = march_calls(100);
+    let err = rt().block_on(async {
+        let (tx, reply) = open_stream_with(&server, &text).await;
+        // The stream stays open and idle (`tx` is held) while the server is told to stop.
+        let took = terminate(server, 1).await;
+        assert!(
+            took < std::time::Duration::from_secs(4),
+            "serve took {took:?} to exit with a 1 s drain"
+        );
+        let err = reply
+            .await
+            .expect("task")
+            .expect_err("closed by the server");
+        drop(tx);
+        err
+    });
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let committed = format!(
+        "committed before: 1 messages (accepted {}, duplicate 0, rejected 0)",
+        text.lines().count()
+    );
+    assert!(err.message().contains(&committed), "{err:?}");
+    let d = data.to_str().expect("path");
+    let t = table1(["--data", d], "2019-03-01", "2019-04-01", &[]);
+    assert_eq!(t["calls_received"], 100);
+}

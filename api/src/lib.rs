@@ -5,6 +5,7 @@ pub mod availability;
 pub mod convert;
 pub mod push;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod stats;
 #[cfg(test)]

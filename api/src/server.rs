@@ -7,11 +7,12 @@ use crate::stats::StatsService;
 use netwait_proto::v1::ingest_server::IngestServer;
 use netwait_proto::v1::stats_server::StatsServer;
 use std::future::Future;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 /// Largest accepted message: a push message of many lines.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -21,10 +22,30 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight calls and returns.
+/// Limits of a server's streams.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// After a stop signal, how long open streams may go on before they are closed.
+    pub drain_timeout: Duration,
+    /// A push stream with no message for this long is ended.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then waits for open connections to end (see
+/// [`crate::shutdown`] for the bounded version).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     state.availability.publish().await;
@@ -42,8 +63,8 @@ pub async fn serve(
         .build_v1alpha()?;
     let stats = StatsServer::new(StatsService::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let ingest =
-        IngestServer::new(IngestService::new(state)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest = IngestServer::new(IngestService::new(state, options.idle_timeout))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -2,6 +2,7 @@
 //! whether the server takes work.
 
 use crate::availability::Availability;
+use crate::shutdown::Shutdown;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
@@ -17,6 +18,8 @@ pub struct AppState {
     /// validating, outside the engine's lock.
     pub hasher: Arc<KeyHasher>,
     pub availability: Availability,
+    /// Where a stopping server is (stream handlers end when it closes them).
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -26,6 +29,7 @@ impl AppState {
             engine: Arc::new(Mutex::new(engine)),
             pseudo: Arc::new(pseudo),
             availability: Availability::default(),
+            shutdown: Shutdown::default(),
         }
     }
 

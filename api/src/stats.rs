@@ -36,9 +36,24 @@ fn line(l: Option<String>) -> Result<Option<String>, Status> {
     }
 }
 
+/// Characters of a bad argument quoted back in an error at most (a reply's message
+/// travels in a header: echoing a huge argument would make the reply itself fail).
+const QUOTED_CHARS: usize = 32;
+
+/// `text` for an error message: quoted, at most [`QUOTED_CHARS`] of it.
+fn quoted_prefix(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
+    }
+}
+
 fn date(field: &str, text: &str) -> Result<jiff::civil::Date, Status> {
     parse_date(text).ok_or_else(|| {
-        Status::invalid_argument(format!("{field} must be a date YYYY-MM-DD, got {text:?}"))
+        Status::invalid_argument(format!(
+            "{field} must be a date YYYY-MM-DD, got {}",
+            quoted_prefix(text)
+        ))
     })
 }
 
@@ -103,5 +118,42 @@ impl Stats for StatsService {
         let now = wall_ms();
         let v = self.state.query(move |e| e.volume(now, half)).await?;
         Ok(Response::new(convert::volume(&v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::TestServer;
+    use netwait_aggregator::store::embedded::EmbeddedStore;
+    use pb::stats_client::StatsClient;
+
+    #[test]
+    fn bad_arguments_are_quoted_short() {
+        assert_eq!(quoted_prefix("2019-3-4"), "\"2019-3-4\"");
+        let long = "é".repeat(40);
+        assert_eq!(
+            quoted_prefix(&long),
+            format!("{:?}… (80 bytes)", "é".repeat(32))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_bad_date_is_an_invalid_argument_with_a_short_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = TestServer::start(EmbeddedStore::open(dir.path()).expect("store")).await;
+        let mut stats = StatsClient::new(server.channel.clone());
+        let err = stats
+            .get_table1(pb::Table1Request {
+                from: "x".repeat(1 << 20),
+                to: "2019-01-01".into(),
+                line: None,
+                threshold_s: None,
+            })
+            .await
+            .expect_err("invalid");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().len() < 200, "{}", err.message());
+        server.stop().await;
     }
 }

@@ -1,5 +1,6 @@
 //! A real server on `127.0.0.1:0` for the crate's tests, on any store.
 
+use crate::server::ServeOptions;
 use crate::state::AppState;
 use netwait_aggregator::domain::config::MetricsConfig;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
@@ -8,6 +9,7 @@ use netwait_aggregator::store::EventStore;
 use tonic::transport::Channel;
 
 pub struct TestServer {
+    pub state: AppState,
     pub channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -15,6 +17,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(store: impl EventStore + 'static) -> Self {
+        Self::start_with(store, ServeOptions::default()).await
+    }
+
+    pub async fn start_with(store: impl EventStore + 'static, options: ServeOptions) -> Self {
         let engine =
             Engine::open(Box::new(store), [7; 16], MetricsConfig::default()).expect("engine");
         let state = AppState::new(engine, Pseudonymizer::new([3; 32]));
@@ -25,7 +31,7 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = state.clone();
         let task = tokio::spawn(async move {
-            crate::server::serve(listener, served, async {
+            crate::server::serve(listener, served, options, async {
                 let _ = stopped.await;
             })
             .await
@@ -37,6 +43,7 @@ impl TestServer {
             .await
             .expect("connect");
         Self {
+            state,
             channel,
             stop: Some(stop),
             task,

@@ -10,6 +10,7 @@ mod stats;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,8 +47,15 @@ enum Command {
     Serve {
         #[command(flatten)]
         store: StoreArgs,
+        /// Address to listen on (`:0` picks a free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
+        /// Seconds open streams may go on after SIGTERM/SIGINT before they are closed.
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        drain_timeout: Duration,
+        /// Seconds a push stream may go without a message before it is ended.
+        #[arg(long, default_value = "60", value_parser = positive_seconds)]
+        idle_timeout: Duration,
     },
     /// Stream NDJSON files to a running server.
     Push {
@@ -77,7 +85,19 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Import { store, files } => import::run(&store, &files),
-        Command::Serve { store, listen } => serve::run(&store, &listen),
+        Command::Serve {
+            store,
+            listen,
+            drain_timeout,
+            idle_timeout,
+        } => serve::run(
+            &store,
+            &listen,
+            netwait_api::server::ServeOptions {
+                drain_timeout,
+                idle_timeout,
+            },
+        ),
         Command::Push {
             server,
             batch,
@@ -86,6 +106,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, json } => deadletter::run(&store, json),
     }
+}
+
+/// A duration given in (possibly fractional) seconds, 0 or more.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| "expected a number of seconds, 0 or more".to_owned())
+}
+
+/// [`seconds`], more than 0.
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    seconds(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "expected a number of seconds, more than 0".to_owned())
 }
 
 /// A multi-threaded runtime for the gRPC commands.
