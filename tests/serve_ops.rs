@@ -311,3 +311,49 @@ fn sigterm_with_an_idle_push_stream_open_exits_within_the_drain_time() {
     let t = table1(["--data", d], "2019-03-01", "2019-04-01", &[]);
     assert_eq!(t["calls_received"], 100);
 }
+
+#[test]
+fn push_from_a_pipe_commits_lines_as_they_come() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&tmp.path().join("data"));
+    let (text, _, _) = march_calls(20);
+    // As `(cat small.ndjson; sleep 5) | netwait push -`: the input stays open.
+    let mut push = Command::new(BIN)
+        .args(["push", "--server", &server.addr, "-"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn netwait push");
+    let mut stdin = push.stdin.take().expect("stdin");
+    stdin.write_all(text.as_bytes()).expect("write");
+    stdin.flush().expect("flush");
+    let written = std::time::Instant::now();
+    loop {
+        let t = table1(["--server", &server.addr], "2019-03-01", "2019-04-01", &[]);
+        if t["calls_received"] == 20 {
+            break;
+        }
+        assert!(
+            written.elapsed() < std::time::Duration::from_secs(1),
+            "not queryable 1 s after the lines were written: {t}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        push.try_wait().expect("try_wait").is_none(),
+        "push ended before its input"
+    );
+    drop(stdin);
+    let out = push.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!(
+            "-: accepted {} duplicate 0 rejected 0",
+            text.lines().count()
+        )),
+        "{summary}"
+    );
+}

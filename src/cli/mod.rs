@@ -61,9 +61,13 @@ enum Command {
     Push {
         #[arg(long)]
         server: String,
-        /// Lines per message (each message is committed before the next).
+        /// Lines per message at most (each message is committed before the next).
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
+        /// Milliseconds a line may wait for its message to fill before it is sent anyway
+        /// (so `tail -f F | netwait push -` commits as lines come).
+        #[arg(long, default_value_t = 200)]
+        flush_ms: u64,
         #[arg(required = true)]
         files: Vec<String>,
     },
@@ -101,8 +105,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push {
             server,
             batch,
+            flush_ms,
             files,
-        } => push::run(&server, batch, &files),
+        } => push::run(
+            &server,
+            push::Cadence {
+                batch,
+                flush: Duration::from_millis(flush_ms),
+            },
+            &files,
+        ),
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, json } => deadletter::run(&store, json),
     }
