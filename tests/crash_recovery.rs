@@ -3,65 +3,13 @@
 
 mod common;
 use common::*;
-use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Calls on weekdays of March 2019 in service hours; every 4th abandoned, the rest answered
-/// with a booking. Returns the file text and (answered, abandoned).
-fn events(calls: u64) -> (String, u64, u64) {
-    let mut out = String::new();
-    let (mut answered, mut abandoned) = (0, 0);
-    // Monday 2019-03-04 08:00 local = 07:00Z; 10 s apart, within 08:00-17:00 each day.
-    let day0 = 1_551_682_800_000i64;
-    for i in 0..calls {
-        let day = (i / 3_000) as i64; // 3,000 calls a day, Mon..Fri only
-        let week_day = day % 5;
-        let weeks = day / 5;
-        let anchor = day0 + (weeks * 7 + week_day) * 86_400_000 + (i % 3_000) as i64 * 10_000;
-        let id = format!("k{i}");
-        let _ = writeln!(
-            out,
-            r#"{{"call_id":"{id}","type":"offered","ts":{anchor}}}"#
-        );
-        let _ = writeln!(
-            out,
-            r#"{{"call_id":"{id}","type":"announcement_end","ts":{}}}"#,
-            anchor + 40_000
-        );
-        if i % 4 == 0 {
-            abandoned += 1;
-            let _ = writeln!(
-                out,
-                r#"{{"call_id":"{id}","type":"abandoned","ts":{}}}"#,
-                anchor + 50_000
-            );
-        } else {
-            answered += 1;
-            let _ = writeln!(
-                out,
-                r#"{{"call_id":"{id}","type":"answered","ts":{},"agent":"a"}}"#,
-                anchor + 60_000
-            );
-            let _ = writeln!(
-                out,
-                r#"{{"call_id":"{id}","type":"booking","ts":{},"booking":"book"}}"#,
-                anchor + 70_000
-            );
-            let _ = writeln!(
-                out,
-                r#"{{"call_id":"{id}","type":"ended","ts":{}}}"#,
-                anchor + 90_000
-            );
-        }
-    }
-    (out, answered, abandoned)
-}
 
 #[test]
 fn kill_9_during_push_then_push_again_is_exact() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (text, answered, abandoned) = events(60_000);
+    let (text, answered, abandoned) = march_calls(60_000);
     let file = tmp.path().join("events.ndjson");
     std::fs::write(&file, &text).expect("write events");
     let file_s = file.to_str().expect("path");

@@ -217,6 +217,8 @@ pub struct Engine {
     position: LogPosition,
     /// Position of the last checkpoint written or loaded.
     checkpointed: LogPosition,
+    /// Kept to rebuild the book after a failed commit.
+    dedupe_secret: [u8; 16],
     poisoned: bool,
     batch: Batch,
 }
@@ -248,62 +250,37 @@ impl Engine {
         config: MetricsConfig,
         for_folding: bool,
     ) -> Result<Self, StoreError> {
-        let fresh = || (CallBook::new(dedupe_secret), 0);
-        let (mut book, from) = match store.load_checkpoint(for_folding)? {
-            None => fresh(),
-            Some(cp) if for_folding && cp.fold.is_none() => {
-                tracing::warn!("checkpoint incomplete; replaying the whole log");
-                fresh()
-            }
-            Some(cp) => match snapshot::decode(&cp.query, cp.fold.as_deref(), dedupe_secret) {
-                Some(book) => (book, cp.position),
-                None => {
-                    tracing::warn!("checkpoint damaged; replaying the whole log");
-                    fresh()
-                }
-            },
-        };
-        let mut replayed = 0u64;
-        let position = if book.is_read_only() {
-            // Events after the checkpoint need dedupe: fall back to a full open.
-            let end = store.replay(from, &mut |rec| {
-                if let Record::Event(_) = rec {
-                    replayed += 1;
-                }
-            })?;
-            if replayed > 0 {
-                return Self::open_with(store, dedupe_secret, config, true);
-            }
-            end
-        } else {
-            let hasher = book.key_hasher().clone();
-            store.replay(from, &mut |rec| match rec {
-                Record::Event(ev) => {
-                    book.apply(&ev);
-                    replayed += 1;
-                }
-                Record::DeadLetter(d) => {
-                    book.note_dead_letter(dead_letter_key(&hasher, &d));
-                }
-            })?
-        };
-        tracing::info!(
-            calls = book.calls(),
-            // Not known when the dedupe keys were not loaded (opened for queries).
-            events = (!book.is_read_only()).then(|| book.distinct_events()),
-            replayed,
-            read_only = book.is_read_only(),
-            "store opened"
-        );
+        let loaded = load_book(&mut *store, dedupe_secret, for_folding)?;
         Ok(Self {
-            book,
+            book: loaded.book,
             store,
             config,
-            position,
-            checkpointed: from,
+            dedupe_secret,
+            position: loaded.position,
+            checkpointed: loaded.checkpointed,
             poisoned: false,
             batch: Batch::default(),
         })
+    }
+
+    /// After a failed commit: once the store can take writes again, rebuilds the book
+    /// from what is durable (so the failed commit's events, never acknowledged, are not
+    /// in it) and lifts the poisoning. Nothing acknowledged is lost, nothing is counted
+    /// twice. An error means the store is still failing: try again later.
+    pub fn recover(&mut self) -> Result<(), StoreError> {
+        if !self.poisoned {
+            return Ok(());
+        }
+        self.store.recover()?;
+        self.batch.clear();
+        // The old book goes first: two books of a long history need not fit at once.
+        self.book = CallBook::new(self.dedupe_secret);
+        let loaded = load_book(&mut *self.store, self.dedupe_secret, true)?;
+        self.book = loaded.book;
+        self.position = loaded.position;
+        self.checkpointed = loaded.checkpointed;
+        self.poisoned = false;
+        Ok(())
     }
 
     /// Makes room for about `events` more events.
@@ -314,7 +291,7 @@ impl Engine {
     }
 
     /// True after a failed commit: the book may hold events the log does not, so
-    /// neither ingest nor queries should use it until a restart rebuilds it from the log.
+    /// neither ingest nor queries should use it until [`Self::recover`] rebuilds it.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
     }
@@ -614,6 +591,80 @@ impl Engine {
     }
 }
 
+/// A book loaded from a store, and the log positions it covers.
+struct LoadedBook {
+    book: CallBook,
+    /// End of the log replayed into the book.
+    position: LogPosition,
+    /// Position of the checkpoint it started from (0: none).
+    checkpointed: LogPosition,
+}
+
+/// Loads the store's checkpoint and replays the rest of its log. A query-only load
+/// (`for_folding` false) keeps the book read-only when the checkpoint covers the whole
+/// log, and falls back to a full load otherwise.
+fn load_book(
+    store: &mut dyn EventStore,
+    dedupe_secret: [u8; 16],
+    mut for_folding: bool,
+) -> Result<LoadedBook, StoreError> {
+    loop {
+        let fresh = || (CallBook::new(dedupe_secret), 0);
+        let (mut book, from) = match store.load_checkpoint(for_folding)? {
+            None => fresh(),
+            Some(cp) if for_folding && cp.fold.is_none() => {
+                tracing::warn!("checkpoint incomplete; replaying the whole log");
+                fresh()
+            }
+            Some(cp) => match snapshot::decode(&cp.query, cp.fold.as_deref(), dedupe_secret) {
+                Some(book) => (book, cp.position),
+                None => {
+                    tracing::warn!("checkpoint damaged; replaying the whole log");
+                    fresh()
+                }
+            },
+        };
+        let mut replayed = 0u64;
+        let position = if book.is_read_only() {
+            // Events after the checkpoint need dedupe: fall back to a full open.
+            let end = store.replay(from, &mut |rec| {
+                if let Record::Event(_) = rec {
+                    replayed += 1;
+                }
+            })?;
+            if replayed > 0 {
+                for_folding = true;
+                continue;
+            }
+            end
+        } else {
+            let hasher = book.key_hasher().clone();
+            store.replay(from, &mut |rec| match rec {
+                Record::Event(ev) => {
+                    book.apply(&ev);
+                    replayed += 1;
+                }
+                Record::DeadLetter(d) => {
+                    book.note_dead_letter(dead_letter_key(&hasher, &d));
+                }
+            })?
+        };
+        tracing::info!(
+            calls = book.calls(),
+            // Not known when the dedupe keys were not loaded (opened for queries).
+            events = (!book.is_read_only()).then(|| book.distinct_events()),
+            replayed,
+            read_only = book.is_read_only(),
+            "store opened"
+        );
+        return Ok(LoadedBook {
+            book,
+            position,
+            checkpointed: from,
+        });
+    }
+}
+
 fn corrupt_input(what: String) -> StoreError {
     StoreError::Corrupt {
         path: "<staged input>".into(),
@@ -835,6 +886,10 @@ mod tests {
             self.0.commit(batch)
         }
 
+        fn recover(&mut self) -> Result<(), StoreError> {
+            self.0.recover()
+        }
+
         fn load_checkpoint(
             &mut self,
             with_fold: bool,
@@ -857,6 +912,57 @@ mod tests {
         ) -> Result<(), StoreError> {
             self.begin_fold_part().map(|_| ())
         }
+    }
+
+    #[test]
+    fn a_failed_commit_is_recovered_without_loss_or_double_counting() {
+        use crate::store::StoreErrorKind;
+        use crate::store::fault::{DiskSwitch, FullDisk};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let d = |s| crate::domain::time::parse_date(s).expect("date");
+        let full = DiskSwitch::default();
+        let store = FullDisk {
+            inner: EmbeddedStore::open(dir.path()).expect("store"),
+            switch: full.clone(),
+        };
+        let mut e =
+            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
+        let all = items(&p);
+        e.ingest(all[..2].to_vec()).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        full.fill();
+        let err = e.ingest(all[2..].to_vec()).expect_err("the disk is full");
+        assert_eq!(err.kind(), StoreErrorKind::Transient);
+        assert!(e.is_poisoned());
+        assert!(matches!(
+            e.ingest(all[2..].to_vec()),
+            Err(StoreError::Poisoned)
+        ));
+        assert_eq!(
+            e.recover().expect_err("still full").kind(),
+            StoreErrorKind::Transient
+        );
+        assert!(e.is_poisoned());
+        full.free();
+        e.recover().expect("space freed");
+        assert!(!e.is_poisoned());
+        // The failed commit's events were never acknowledged: they are not in the book,
+        // and pushing them again counts them once.
+        assert_eq!(e.book().distinct_events(), 2);
+        let again = e.ingest(all[2..].to_vec()).expect("ingest");
+        assert_eq!((again.accepted, again.duplicate), (2, 0));
+        let t = e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
+        drop(e);
+        let other = tempfile::tempdir().expect("tempdir");
+        let mut fresh = open(other.path());
+        fresh.ingest(items(&p)).expect("ingest");
+        assert_eq!(
+            fresh.table1(0, d("2019-03-01"), d("2019-04-01"), None, None),
+            t
+        );
+        let reopened = open(dir.path());
+        assert_eq!(reopened.book().distinct_events(), 4);
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! What the services share: the engine behind a lock, and the caller pseudonymizer.
+//! What the services share: the engine behind a lock, the caller pseudonymizer, and
+//! whether the server takes work.
 
+use crate::availability::Availability;
+use crate::shutdown::Shutdown;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
-use netwait_aggregator::store::StoreError;
+use netwait_aggregator::store::{StoreError, StoreErrorKind};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tonic::Status;
+use tonic::{Code, Status};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,6 +17,9 @@ pub struct AppState {
     /// The engine's dedupe and call key function: push handlers compute keys while
     /// validating, outside the engine's lock.
     pub hasher: Arc<KeyHasher>,
+    pub availability: Availability,
+    /// Where a stopping server is (stream handlers end when it closes them).
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -22,6 +28,8 @@ impl AppState {
             hasher: Arc::new(engine.key_hasher()),
             engine: Arc::new(Mutex::new(engine)),
             pseudo: Arc::new(pseudo),
+            availability: Availability::default(),
+            shutdown: Shutdown::default(),
         }
     }
 
@@ -39,12 +47,29 @@ impl AppState {
     ) -> Result<T, Status> {
         self.blocking(move |e| {
             if e.is_poisoned() {
-                Err(store_status(StoreError::Poisoned))
+                Err(store_status(&StoreError::Poisoned))
             } else {
                 Ok(work(e))
             }
         })
         .await
+    }
+
+    /// Runs engine work that writes to the store off the async workers; a transient
+    /// store failure makes the server unavailable until the store recovers.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Engine) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        match self.blocking(move |e| Ok(work(e))).await? {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.kind() == StoreErrorKind::Transient {
+                    self.availability.store_failed(&e, self).await;
+                }
+                Err(store_status(&e))
+            }
+        }
     }
 
     /// Runs blocking engine work (fsync, full scans) off the async workers.
@@ -64,16 +89,16 @@ impl AppState {
     }
 }
 
-/// Store errors as gRPC statuses a client can act on.
-pub fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Locked(_) => Status::failed_precondition(e.to_string()),
-        StoreError::Poisoned | StoreError::ReadOnly => Status::unavailable(e.to_string()),
-        StoreError::Io { .. }
-        | StoreError::Corrupt { .. }
-        | StoreError::Damaged { .. }
-        | StoreError::NoStore(_) => Status::internal(e.to_string()),
-    }
+/// Store errors as gRPC statuses a client can act on: the one table from the kind of
+/// a store error to its code.
+pub fn store_status(e: &StoreError) -> Status {
+    let code = match e.kind() {
+        // Retry later: the same request can succeed once the store recovers.
+        StoreErrorKind::Transient => Code::Unavailable,
+        StoreErrorKind::Conflict => Code::FailedPrecondition,
+        StoreErrorKind::Fatal => Code::Internal,
+    };
+    Status::new(code, e.to_string())
 }
 
 /// Wall clock in epoch milliseconds (the core takes the clock as a parameter).

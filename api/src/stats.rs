@@ -107,3 +107,30 @@ impl Stats for StatsService {
         Ok(Response::new(convert::volume(&v)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::TestServer;
+    use netwait_aggregator::store::embedded::EmbeddedStore;
+    use pb::stats_client::StatsClient;
+
+    #[tokio::test]
+    async fn a_huge_bad_date_is_an_invalid_argument_with_a_short_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = TestServer::start(EmbeddedStore::open(dir.path()).expect("store")).await;
+        let mut stats = StatsClient::new(server.channel.clone());
+        let err = stats
+            .get_table1(pb::Table1Request {
+                from: "x".repeat(1 << 20),
+                to: "2019-01-01".into(),
+                line: None,
+                threshold_s: None,
+            })
+            .await
+            .expect_err("invalid");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().len() < 200, "{}", err.message());
+        server.stop().await;
+    }
+}

@@ -88,6 +88,8 @@ pub struct ChunkReader<R> {
     spare: Vec<Vec<u8>>,
     offset: u64,
     eof: bool,
+    /// See [`Self::eager`].
+    eager: bool,
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -99,6 +101,17 @@ impl<R: Read> ChunkReader<R> {
             spare: Vec::new(),
             offset: 0,
             eof: false,
+            eager: false,
+        }
+    }
+
+    /// Like [`Self::new`], but a chunk is handed out as soon as one read brings whole
+    /// lines, however few (at most `target` bytes): for a pipe fed slowly, such as
+    /// `tail -f`, whose lines must not wait for more input to accumulate.
+    pub fn eager(input: R, target: usize) -> Self {
+        Self {
+            eager: true,
+            ..Self::new(input, target)
         }
     }
 
@@ -122,7 +135,7 @@ impl<R: Read> ChunkReader<R> {
         loop {
             if let Some(last_nl) = memchr::memrchr(b'\n', &buf[searched..]) {
                 line_start = searched + last_nl + 1;
-                if buf.len() >= self.target || self.eof {
+                if buf.len() >= self.target || self.eof || self.eager {
                     self.carry.extend_from_slice(&buf[line_start..]);
                     buf.truncate(line_start);
                     return Ok(Some(self.finish(buf)));
@@ -149,8 +162,12 @@ impl<R: Read> ChunkReader<R> {
             searched = buf.len();
             let want = self.target.max(buf.len() / 2).max(1 << 16);
             buf.reserve(want);
-            // `take` + `read_to_end` fills spare capacity without zeroing it first.
-            let n = (&mut self.input).take(want as u64).read_to_end(&mut buf)?;
+            let n = if self.eager {
+                read_once(&mut self.input, &mut buf, want)?
+            } else {
+                // `take` + `read_to_end` fills spare capacity without zeroing it first.
+                (&mut self.input).take(want as u64).read_to_end(&mut buf)?
+            };
             if n == 0 {
                 self.eof = true;
             }
@@ -188,10 +205,61 @@ impl<R: Read> ChunkReader<R> {
     }
 }
 
+/// One `read` of at most `max` bytes appended to `buf` (0 at the end of the input).
+fn read_once(input: &mut impl Read, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    let len = buf.len();
+    buf.resize(len + max, 0);
+    let read = loop {
+        match input.read(&mut buf[len..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => break other,
+        }
+    };
+    buf.truncate(len + *read.as_ref().unwrap_or(&0));
+    read
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use netwait_aggregator::domain::line_scan::scan_lines;
+
+    /// Input arriving in pieces, one per `read`, as from a pipe; counts the reads.
+    struct Pieces {
+        pieces: std::collections::VecDeque<&'static [u8]>,
+        reads: usize,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            let Some(piece) = self.pieces.pop_front() else {
+                return Ok(0);
+            };
+            buf[..piece.len()].copy_from_slice(piece);
+            Ok(piece.len())
+        }
+    }
+
+    #[test]
+    fn an_eager_reader_hands_out_whole_lines_without_waiting_for_more() {
+        let input = Pieces {
+            pieces: [&b"one\ntw"[..], b"o\n", b"three"].into(),
+            reads: 0,
+        };
+        let mut r = ChunkReader::eager(input, 1 << 20);
+        let first = r.next_chunk().expect("read").expect("a chunk");
+        assert_eq!(&*first.bytes, b"one\n");
+        assert_eq!(
+            r.input.reads, 1,
+            "read no further than the first whole line"
+        );
+        let second = r.next_chunk().expect("read").expect("a chunk");
+        assert_eq!(&*second.bytes, b"two\n");
+        let last = r.next_chunk().expect("read").expect("a chunk");
+        assert_eq!(&*last.bytes, b"three");
+        assert!(r.next_chunk().expect("read").is_none());
+    }
 
     fn all_lines(input: &[u8], target: usize) -> Vec<(u64, Vec<u8>)> {
         let mut r = ChunkReader::new(input, target);

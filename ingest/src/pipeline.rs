@@ -336,6 +336,13 @@ mod failure_tests {
             Ok(u64::from(self.commits))
         }
 
+        fn recover(&mut self) -> Result<(), StoreError> {
+            Err(StoreError::Io {
+                path: "events.log".into(),
+                source: std::io::Error::other("no space left on device"),
+            })
+        }
+
         fn load_checkpoint(&mut self, _with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
             Ok(None)
         }

@@ -14,6 +14,7 @@ mod stats;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -97,15 +98,25 @@ enum Command {
         /// Address to listen on for gRPC (`:0` picks a free port; the line printed says which).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
+        /// Seconds open streams may go on after SIGTERM/SIGINT before they are closed.
+        #[arg(long, default_value = "10", value_parser = seconds)]
+        drain_timeout: Duration,
+        /// Seconds a push stream may go without a message before it is ended.
+        #[arg(long, default_value = "60", value_parser = positive_seconds)]
+        idle_timeout: Duration,
     },
     /// Stream NDJSON files to a running server.
     Push {
         /// gRPC address of a running `netwait serve` (http://host:port or host:port).
         #[arg(long)]
         server: String,
-        /// Lines per message (each message is committed before the next).
+        /// Lines per message at most (each message is committed before the next).
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
+        /// Milliseconds a line may wait for its message to fill before it is sent anyway
+        /// (so `tail -f F | netwait push -` commits as lines come).
+        #[arg(long, default_value_t = 200)]
+        flush_ms: u64,
         /// Files to push, in order (`-` = stdin). All are opened and checked first.
         #[arg(required = true)]
         files: Vec<String>,
@@ -152,18 +163,55 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             files,
             strict,
         } => import::run(&store, &files, strict),
-        Command::Serve { store, listen } => serve::run(&store, &listen),
+        Command::Serve {
+            store,
+            listen,
+            drain_timeout,
+            idle_timeout,
+        } => serve::run(
+            &store,
+            &listen,
+            netwait_api::server::ServeOptions {
+                drain_timeout,
+                idle_timeout,
+            },
+        ),
         Command::Push {
             server,
             batch,
+            flush_ms,
             files,
             strict,
-        } => push::run(&server, batch, &files, strict),
+        } => push::run(
+            &server,
+            push::Cadence {
+                batch,
+                flush: Duration::from_millis(flush_ms),
+            },
+            &files,
+            strict,
+        ),
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, json } => deadletter::run(&store, json),
         Command::Check { data } => check::run(&data),
         Command::Repair { data, out } => repair::run(&data, &out),
     }
+}
+
+/// A duration given in (possibly fractional) seconds, 0 or more.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| "expected a number of seconds, 0 or more".to_owned())
+}
+
+/// [`seconds`], more than 0.
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    seconds(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "expected a number of seconds, more than 0".to_owned())
 }
 
 /// A multi-threaded runtime for the gRPC commands.
@@ -180,6 +228,18 @@ fn endpoint(server: &str) -> String {
     } else {
         format!("http://{server}")
     }
+}
+
+/// A connected client channel to `server`, with `TCP_NODELAY` (small requests and
+/// replies are not held back by Nagle's algorithm).
+async fn connect(server: &str) -> anyhow::Result<tonic::transport::Channel> {
+    use anyhow::Context;
+    tonic::transport::Endpoint::from_shared(endpoint(server))
+        .with_context(|| format!("server address {server}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {server}"))
 }
 
 #[cfg(test)]

@@ -8,12 +8,25 @@ use netwait_ingest::bom::SkipBom;
 use netwait_ingest::lines::ChunkReader;
 use netwait_proto::v1::PushRequest;
 use netwait_proto::v1::ingest_client::IngestClient;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Bytes of lines per message at most (well below the server's 64 MiB limit).
 const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// With nothing to send for this long, an empty message keeps the stream from the
+/// server's idle timeout (60 s by default).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-pub fn run(server: &str, batch: usize, files: &[String], strict: bool) -> anyhow::Result<()> {
+/// When a message is sent: every `batch` lines, or `flush` after its first line.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub batch: usize,
+    pub flush: Duration,
+}
+
+pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> anyhow::Result<()> {
     // Every input is checked before the first is pushed (each is opened again to read).
     super::inputs::open_all(files)?;
     // The counts printed are a report: a reader that goes away must not stop the push.
@@ -21,63 +34,18 @@ pub fn run(server: &str, batch: usize, files: &[String], strict: bool) -> anyhow
     let mut rejected = 0;
     let rt = super::runtime()?;
     rt.block_on(async {
-        let mut client = IngestClient::connect(super::endpoint(server))
-            .await
-            .with_context(|| format!("connecting to {server}"))?
-            .max_encoding_message_size(64 << 20);
+        let mut client =
+            IngestClient::new(super::connect(server).await?).max_encoding_message_size(64 << 20);
         for name in files {
-            let (tx, rx) = tokio::sync::mpsc::channel::<PushRequest>(4);
+            let (lines_tx, lines_rx) = mpsc::channel::<Vec<Vec<u8>>>(4);
             let reader_name = name.clone();
-            let batch = batch.max(1);
-            // Read on a blocking thread; the bounded channel is the backpressure.
-            let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                let input: Box<dyn std::io::Read + Send> = if reader_name == "-" {
-                    Box::new(std::io::stdin())
-                } else {
-                    Box::new(
-                        std::fs::File::open(&reader_name)
-                            .with_context(|| format!("opening {reader_name}"))?,
-                    )
-                };
-                let mut chunks = ChunkReader::new(SkipBom::new(input), 1 << 20);
-                let mut msg = PushRequest {
-                    source: reader_name.clone(),
-                    first_position: 1,
-                    ..Default::default()
-                };
-                let mut bytes = 0;
-                // Line numbers of the file (chunks do not number their lines).
-                let mut n = 0u64;
-                while let Some(chunk) = chunks.next_chunk()? {
-                    for (line, _) in scan_lines(&chunk.bytes) {
-                        n += 1;
-                        if msg.ndjson_lines.is_empty() {
-                            msg.first_position = n;
-                        }
-                        bytes += line.len();
-                        msg.ndjson_lines.push(line.to_vec());
-                        if msg.ndjson_lines.len() >= batch || bytes >= MAX_MESSAGE_BYTES {
-                            let full = std::mem::replace(
-                                &mut msg,
-                                PushRequest {
-                                    source: reader_name.clone(),
-                                    ..Default::default()
-                                },
-                            );
-                            bytes = 0;
-                            if tx.blocking_send(full).is_err() {
-                                return Ok(()); // the call failed; its error is reported
-                            }
-                        }
-                    }
-                }
-                if !msg.ndjson_lines.is_empty() {
-                    let _ = tx.blocking_send(msg);
-                }
-                Ok(())
-            });
+            // Read on a blocking thread; the bounded channels are the backpressure.
+            let reader = tokio::task::spawn_blocking(move || read_lines(&reader_name, lines_tx));
+            let (tx, rx) = mpsc::channel::<PushRequest>(4);
+            let batcher = tokio::spawn(batch_lines(lines_rx, tx, name.clone(), cadence));
             let reply = client.push(ReceiverStream::new(rx)).await;
             reader.await??;
+            batcher.await?;
             let s = reply
                 .map_err(|s| {
                     anyhow::anyhow!("push of {name} failed: {}: {}", s.code(), s.message())
@@ -98,4 +66,141 @@ pub fn run(server: &str, batch: usize, files: &[String], strict: bool) -> anyhow
         anyhow::Ok(())
     })?;
     refuse_rejected(strict, rejected)
+}
+
+/// Sends the lines of `name` (`-` = stdin) in groups, as soon as a read brings whole
+/// lines: a pipe fed slowly (`tail -f`) is not held back until a big chunk fills.
+fn read_lines(name: &str, out: mpsc::Sender<Vec<Vec<u8>>>) -> anyhow::Result<()> {
+    let input: Box<dyn std::io::Read + Send> = if name == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(name).with_context(|| format!("opening {name}"))?)
+    };
+    let mut chunks = ChunkReader::eager(SkipBom::new(input), 1 << 20);
+    while let Some(chunk) = chunks
+        .next_chunk()
+        .with_context(|| format!("reading {name}"))?
+    {
+        let lines = scan_lines(&chunk.bytes).map(|(l, _)| l.to_vec()).collect();
+        if out.blocking_send(lines).is_err() {
+            break; // the call failed; its error is reported
+        }
+    }
+    Ok(())
+}
+
+/// Turns groups of lines into messages of [`Cadence`], numbering the lines of the input
+/// from 1 (dead letters carry their line of the file).
+async fn batch_lines(
+    mut lines: mpsc::Receiver<Vec<Vec<u8>>>,
+    out: mpsc::Sender<PushRequest>,
+    source: String,
+    cadence: Cadence,
+) {
+    let batch = cadence.batch.max(1);
+    let empty = || PushRequest {
+        source: source.clone(),
+        ..Default::default()
+    };
+    let mut msg = empty();
+    let mut bytes = 0;
+    let mut n = 0u64;
+    // When the pending message must go, and when the stream needs a keep-alive.
+    let mut due: Option<Instant> = None;
+    let mut idle_at = Instant::now() + KEEP_ALIVE;
+    loop {
+        let ready = tokio::select! {
+            got = lines.recv() => match got {
+                None => break,
+                Some(group) => {
+                    let mut full = false;
+                    for line in group {
+                        n += 1;
+                        if msg.ndjson_lines.is_empty() {
+                            msg.first_position = n;
+                            due = Some(Instant::now() + cadence.flush);
+                        }
+                        bytes += line.len();
+                        msg.ndjson_lines.push(line);
+                        if msg.ndjson_lines.len() >= batch || bytes >= MAX_MESSAGE_BYTES {
+                            let sent = std::mem::replace(&mut msg, empty());
+                            (bytes, due) = (0, None);
+                            if out.send(sent).await.is_err() {
+                                return; // the call failed; its error is reported
+                            }
+                            full = true;
+                        }
+                    }
+                    if full {
+                        idle_at = Instant::now() + KEEP_ALIVE;
+                    }
+                    false
+                }
+            },
+            () = sleep_until(due) => true,
+            () = tokio::time::sleep_until(idle_at) => {
+                idle_at = Instant::now() + KEEP_ALIVE;
+                if out.send(empty()).await.is_err() {
+                    return;
+                }
+                false
+            }
+        };
+        if ready {
+            let sent = std::mem::replace(&mut msg, empty());
+            (bytes, due) = (0, None);
+            idle_at = Instant::now() + KEEP_ALIVE;
+            if out.send(sent).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !msg.ndjson_lines.is_empty() {
+        let _ = out.send(msg).await;
+    }
+}
+
+/// Resolves at `at`, never when there is none.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_go_every_batch_lines_or_after_the_flush_time() {
+        let (lines_tx, lines_rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::channel(16);
+        let cadence = Cadence {
+            batch: 2,
+            flush: Duration::from_millis(100),
+        };
+        let batcher = tokio::spawn(batch_lines(lines_rx, tx, "f".into(), cadence));
+        let line = |s: &str| s.as_bytes().to_vec();
+        lines_tx
+            .send(vec![line("1"), line("2"), line("3"), line("4"), line("5")])
+            .await
+            .expect("send");
+        let started = Instant::now();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let m = rx.recv().await.expect("a message");
+            got.push((m.first_position, m.ndjson_lines.len(), started.elapsed()));
+        }
+        let firsts: Vec<(u64, usize)> = got.iter().map(|&(p, n, _)| (p, n)).collect();
+        assert_eq!(firsts, vec![(1, 2), (3, 2), (5, 1)]);
+        assert!(got[1].2 < cadence.flush, "full batches go at once");
+        assert!(
+            got[2].2 >= cadence.flush,
+            "the rest waits for the flush time"
+        );
+        drop(lines_tx);
+        batcher.await.expect("batcher");
+        assert!(rx.recv().await.is_none());
+    }
 }

@@ -3,51 +3,69 @@
 use super::StoreArgs;
 use super::config::{Use, open_engine};
 use anyhow::Context;
+use netwait_api::server::ServeOptions;
+use netwait_api::shutdown::{Stopped, serve_until_signalled};
 use netwait_api::state::AppState;
 use std::io::Write;
 
 /// Checkpoint at start when this much log would otherwise be replayed at the next start.
 const CHECKPOINT_AT_START_BYTES: u64 = 16 << 20;
 
-pub fn run(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
+pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Result<()> {
+    // Bound first: a port in use fails here, before any store is opened or created.
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES {
         engine.checkpoint()?;
     }
     let state = AppState::new(engine, pseudo);
     let rt = super::runtime()?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
+        let signals = signals()?;
         // A line on stdout that scripts and tests wait for (the port when `:0` was asked).
         println!("netwait listening on {addr}");
         std::io::stdout().flush()?;
         tracing::info!(%addr, data = %store.data.display(), "serving");
-        netwait_api::server::serve(listener, state.clone(), shutdown_signal()).await?;
+        let stopped = serve_until_signalled(listener, state.clone(), options, signals).await?;
+        if stopped == Stopped::Forced {
+            tracing::warn!("stopped at once: no checkpoint (the next start replays the log)");
+            return Ok(());
+        }
         tracing::info!("shutting down: writing a checkpoint");
         state
-            .blocking(|e| e.checkpoint().map_err(netwait_api::state::store_status))
+            .blocking(|e| {
+                e.checkpoint()
+                    .map_err(|e| netwait_api::state::store_status(&e))
+            })
             .await
-            .map_err(|s| anyhow::anyhow!("checkpoint at shutdown: {}", s.message()))?;
-        Ok(())
-    })
+            .map_err(|s| anyhow::anyhow!("checkpoint at shutdown: {}", s.message()))
+    });
+    // Work still running (a commit of a stream stopped at once) is not waited for: what
+    // it did not acknowledge, the next open cuts off.
+    rt.shutdown_background();
+    served
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// A message for each SIGINT or SIGTERM.
+fn signals() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+            if tx.send(()).await.is_err() {
+                break;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
+    });
+    Ok(rx)
 }

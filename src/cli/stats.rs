@@ -4,7 +4,6 @@
 
 use super::config::{Use, open_engine};
 use super::{StoreArgs, output};
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use netwait_aggregator::domain::arguments::{self, ArgumentError};
 use netwait_api::state::AppState;
@@ -114,11 +113,9 @@ enum Backend {
 impl Backend {
     async fn open(at: &Where) -> anyhow::Result<Self> {
         match (&at.server, &at.data) {
-            (Some(server), _) => Ok(Self::Remote(
-                StatsClient::connect(super::endpoint(server))
-                    .await
-                    .with_context(|| format!("connecting to {server}"))?,
-            )),
+            (Some(server), _) => Ok(Self::Remote(StatsClient::new(
+                super::connect(server).await?,
+            ))),
             (None, Some(data)) => {
                 let store = StoreArgs {
                     data: data.clone(),

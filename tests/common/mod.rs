@@ -2,6 +2,7 @@
 //! `127.0.0.1:0`, and read its figures back as JSON.
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -43,12 +44,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path) -> Self {
+        Self::start_with(data, &[], Stdio::inherit())
+    }
+
+    /// `netwait serve --data DATA EXTRA...`, its log to `stderr`.
+    pub fn start_with(data: &Path, extra: &[&str], stderr: Stdio) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn netwait serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -106,4 +113,55 @@ pub fn table1(at: [&str; 2], from: &str, to: &str, extra: &[&str]) -> serde_json
     let mut args = vec!["stats", "table1", at[0], at[1], "--from", from, "--to", to];
     args.extend_from_slice(extra);
     json(&args)
+}
+
+/// Calls on weekdays of March 2019 in service hours; every 4th abandoned, the rest answered
+/// with a booking. Returns the file text and (answered, abandoned).
+pub fn march_calls(calls: u64) -> (String, u64, u64) {
+    let mut out = String::new();
+    let (mut answered, mut abandoned) = (0, 0);
+    // Monday 2019-03-04 08:00 local = 07:00Z; 10 s apart, within 08:00-17:00 each day.
+    let day0 = 1_551_682_800_000i64;
+    for i in 0..calls {
+        let day = (i / 3_000) as i64; // 3,000 calls a day, Mon..Fri only
+        let week_day = day % 5;
+        let weeks = day / 5;
+        let anchor = day0 + (weeks * 7 + week_day) * 86_400_000 + (i % 3_000) as i64 * 10_000;
+        let id = format!("k{i}");
+        let _ = writeln!(
+            out,
+            r#"{{"call_id":"{id}","type":"offered","ts":{anchor}}}"#
+        );
+        let _ = writeln!(
+            out,
+            r#"{{"call_id":"{id}","type":"announcement_end","ts":{}}}"#,
+            anchor + 40_000
+        );
+        if i % 4 == 0 {
+            abandoned += 1;
+            let _ = writeln!(
+                out,
+                r#"{{"call_id":"{id}","type":"abandoned","ts":{}}}"#,
+                anchor + 50_000
+            );
+        } else {
+            answered += 1;
+            let _ = writeln!(
+                out,
+                r#"{{"call_id":"{id}","type":"answered","ts":{},"agent":"a"}}"#,
+                anchor + 60_000
+            );
+            let _ = writeln!(
+                out,
+                r#"{{"call_id":"{id}","type":"booking","ts":{},"booking":"book"}}"#,
+                anchor + 70_000
+            );
+            let _ = writeln!(
+                out,
+                r#"{{"call_id":"{id}","type":"ended","ts":{}}}"#,
+                anchor + 90_000
+            );
+        }
+    }
+    (out, answered, abandoned)
 }

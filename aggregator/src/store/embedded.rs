@@ -206,6 +206,11 @@ impl EventStore for EmbeddedStore {
         self.log.append(&batch.slices())
     }
 
+    fn recover(&mut self) -> Result<(), StoreError> {
+        self.log.cut_to_last_commit()?;
+        probe_space(&self.dir)
+    }
+
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
         let Some((position, query)) = self.read_part(SNAPSHOT_QUERY)? else {
             return Ok(None);
@@ -276,6 +281,24 @@ impl EventStore for EmbeddedStore {
             query
         })
     }
+}
+
+/// Free space a store needs before it is taken for writable again after a failure.
+const PROBE_BYTES: usize = 1 << 20;
+const PROBE: &str = "space.probe";
+
+/// Whether `dir` can take [`PROBE_BYTES`] of durable writes: a file of that size is
+/// written, synced and removed (a full disk fails the write or the sync).
+fn probe_space(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(PROBE);
+    let written = File::create(&path)
+        .and_then(|mut f| {
+            f.write_all(&vec![0u8; PROBE_BYTES])?;
+            f.sync_data()
+        })
+        .map_err(|e| StoreError::io(&path, e));
+    let removed = std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e));
+    written.and(removed)
 }
 
 /// The fold part's temporary file, begun ahead (see [`EventStore::begin_fold_part`]).
@@ -379,6 +402,54 @@ mod tests {
             EmbeddedStore::open(dir.path()),
             Err(StoreError::Locked(_))
         ));
+    }
+
+    fn one_dead_letter(position: u64) -> Batch {
+        let mut bytes = Vec::new();
+        encode_dead_letter(
+            &mut bytes,
+            &DeadLetter {
+                source: "f".into(),
+                position,
+                code: "empty".into(),
+                reason: "empty line".into(),
+                raw: (&b""[..]).into(),
+                truncated_from: None,
+            },
+        );
+        Batch {
+            parts: vec![bytes],
+            records: 1,
+        }
+    }
+
+    #[test]
+    fn recover_cuts_what_a_failed_commit_left_and_commits_go_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = EmbeddedStore::open(dir.path()).expect("open");
+        s.commit(&one_dead_letter(1)).expect("commit");
+        // A failed commit whose own cleanup failed: part of a frame stays behind.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(LOG))
+            .expect("open log");
+        f.write_all(b"NWL1\x40\0\0\0\0\0\0\0half a frame")
+            .expect("write");
+        drop(f);
+        s.recover().expect("recover");
+        assert!(
+            !dir.path().join(PROBE).exists(),
+            "the probe file is removed"
+        );
+        let end = s.commit(&one_dead_letter(2)).expect("commit");
+        let mut positions = Vec::new();
+        let replayed = s.replay(0, &mut |r| {
+            if let Record::DeadLetter(d) = r {
+                positions.push(d.position);
+            }
+        });
+        assert_eq!(replayed.expect("no damage in the log"), end);
+        assert_eq!(positions, vec![1, 2]);
     }
 
     #[test]

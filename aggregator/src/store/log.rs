@@ -186,6 +186,12 @@ impl LogFile {
         Ok(())
     }
 
+    /// Cuts off whatever a failed [`Self::append`] may have left after the last
+    /// acknowledged frame (its own cleanup can fail too, on a failing disk).
+    pub fn cut_to_last_commit(&mut self) -> Result<(), StoreError> {
+        self.truncate(self.end)
+    }
+
     /// Appends one frame made of `parts` (written as they are, no copy into one buffer)
     /// and waits until it is on disk.
     pub fn append(&mut self, parts: &[&[u8]]) -> Result<LogPosition, StoreError> {

@@ -9,6 +9,8 @@
 
 pub mod codec;
 pub mod embedded;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fault;
 pub mod log;
 pub mod secrets;
 pub mod snapshot;
@@ -45,13 +47,36 @@ pub enum StoreError {
     },
     #[error("no netwait store in {0}")]
     NoStore(String),
-    #[error("the store failed to persist a commit earlier; restart to recover from the log")]
+    #[error(
+        "the store failed to persist a commit; it takes no work until it recovers (retried in the background)"
+    )]
     Poisoned,
     #[error("opened for queries only")]
     ReadOnly,
 }
 
+/// What a caller can do about a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// May pass: retry later (a full disk, an I/O error, a store recovering from one).
+    Transient,
+    /// The store is in a state that refuses this use (locked by another process, opened
+    /// for queries only).
+    Conflict,
+    /// Will not pass by retrying: damaged data, a bug.
+    Fatal,
+}
+
 impl StoreError {
+    /// The one table of what each error means for a caller.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            Self::Io { .. } | Self::Poisoned => StoreErrorKind::Transient,
+            Self::Locked(_) | Self::ReadOnly => StoreErrorKind::Conflict,
+            Self::Corrupt { .. } | Self::Damaged { .. } | Self::NoStore(_) => StoreErrorKind::Fatal,
+        }
+    }
+
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.display().to_string(),
@@ -251,6 +276,11 @@ pub trait EventStore: Send {
 
     /// Appends one commit; when this returns `Ok`, the batch survives a crash.
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError>;
+
+    /// After a failed [`Self::commit`]: puts the store back at its last durable commit
+    /// (nothing of the failed one is replayed) and checks that it can take a commit
+    /// again. `Ok` means the next commit may succeed; an error, that it is still failing.
+    fn recover(&mut self) -> Result<(), StoreError>;
 
     /// The latest checkpoint, if any; its fold part only when asked for (and intact).
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError>;

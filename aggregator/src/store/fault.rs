@@ -1,0 +1,76 @@
+//! A test double: any store whose writes fail on demand, as on a full disk (for tests
+//! of the engine and of the server; built with the `test-support` feature).
+
+use super::StoreError;
+use super::codec::Record;
+use super::{Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartWriter, PendingPart};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The switch of a [`FullDisk`]: while set, commits and recovery fail with `ENOSPC`.
+#[derive(Clone, Default)]
+pub struct DiskSwitch(Arc<AtomicBool>);
+
+impl DiskSwitch {
+    pub fn fill(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn free(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(StoreError::io(
+                std::path::Path::new("events.log"),
+                std::io::Error::from_raw_os_error(28), // ENOSPC
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// `inner`, but its commits and its recovery fail while the switch is set.
+pub struct FullDisk<S> {
+    pub inner: S,
+    pub switch: DiskSwitch,
+}
+
+impl<S: EventStore> EventStore for FullDisk<S> {
+    fn replay(
+        &mut self,
+        from: LogPosition,
+        visit: &mut dyn FnMut(Record<'_>),
+    ) -> Result<LogPosition, StoreError> {
+        self.inner.replay(from, visit)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
+        self.switch.check()?;
+        self.inner.commit(batch)
+    }
+
+    fn recover(&mut self) -> Result<(), StoreError> {
+        self.switch.check()?;
+        self.inner.recover()
+    }
+
+    fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.load_checkpoint(with_fold)
+    }
+
+    fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
+        self.inner.begin_fold_part()
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        position: LogPosition,
+        query: PartWriter<'_>,
+        fold: FoldPart<'_>,
+    ) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(position, query, fold)
+    }
+}
