@@ -1008,6 +1008,7 @@ mod tests {
                 reason: "empty line".into(),
                 raw: (&b""[..]).into(),
                 truncated_from: None,
+                received_ms: None,
             }),
             all[3].clone(),
         ];
@@ -1038,6 +1039,7 @@ mod tests {
             reason: "not JSON".into(),
             raw: raw.into(),
             truncated_from: None,
+            received_ms: None,
         })
     }
 

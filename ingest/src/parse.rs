@@ -31,7 +31,16 @@ fn dead_letter<'a>(
         raw: redact_rejected(raw, pseudo),
         // The store keeps the first bytes only (`codec::RAW_KEPT`), and the size.
         truncated_from,
+        received_ms: Some(wall_ms()),
     }
+}
+
+/// Wall clock in epoch ms: when a dead letter was received (read for rejected inputs
+/// only, never for valid lines).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Adds a validation result to `out`: the event (with its dedupe key and fold view), or a
@@ -125,6 +134,7 @@ mod tests {
 
     #[test]
     fn valid_and_rejected_lines_keep_order_and_position() {
+        let before = wall_ms();
         let p = Pseudonymizer::new([0; 32]);
         let chunk = Chunk {
             bytes: b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}".to_vec().into(),
@@ -152,6 +162,9 @@ mod tests {
             (11, "f.ndjson", &b"not json"[..])
         );
         assert_eq!(d.code, "invalid_json");
+        // Stamped when received.
+        let received = d.received_ms.expect("a received time");
+        assert!((before..=wall_ms()).contains(&received));
         let Record::DeadLetter(d) = &recs[2] else {
             panic!("dead letter expected")
         };

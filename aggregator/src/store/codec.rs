@@ -9,6 +9,10 @@ const TAG_DEAD_LETTER: u8 = 2;
 /// A dead letter whose raw bytes were cut to [`RAW_KEPT`]: the input's size follows the
 /// reason. (Stores written before it have none; they read as ever.)
 const TAG_DEAD_LETTER_CUT: u8 = 3;
+/// A dead letter with the wall-clock time it was received, and always the input's size.
+/// Written for every dead letter that has a time (all new ones); tags 2 and 3 are still
+/// read, as dead letters of unknown time.
+const TAG_DEAD_LETTER_AT: u8 = 4;
 
 /// Raw bytes of a rejected input kept at most: re-sent hostile input cannot grow the
 /// store by 64 KiB a line.
@@ -31,6 +35,9 @@ pub struct DeadLetter<'a> {
     /// The input's size when `raw` holds only its first bytes (set by the encoder, or by
     /// whoever cut it before).
     pub truncated_from: Option<u64>,
+    /// When it was received (wall clock, epoch ms); `None` in stores written before
+    /// netwait kept it.
+    pub received_ms: Option<i64>,
 }
 
 /// One stored record.
@@ -90,16 +97,20 @@ pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
     let kept = &d.raw[..d.raw.len().min(RAW_KEPT)];
     let size = d.truncated_from.unwrap_or(0).max(d.raw.len() as u64);
     let cut = size > kept.len() as u64;
-    out.push(if cut {
-        TAG_DEAD_LETTER_CUT
-    } else {
-        TAG_DEAD_LETTER
+    out.push(match (d.received_ms, cut) {
+        (Some(_), _) => TAG_DEAD_LETTER_AT,
+        (None, true) => TAG_DEAD_LETTER_CUT,
+        (None, false) => TAG_DEAD_LETTER,
     });
+    // The position first, whatever the tag: `rebase_dead_letter` relies on it.
     out.extend_from_slice(&d.position.to_le_bytes());
+    if let Some(ms) = d.received_ms {
+        out.extend_from_slice(&ms.to_le_bytes());
+    }
     put_str(out, &d.source);
     put_str(out, &d.code);
     put_str(out, &d.reason);
-    if cut {
+    if cut || d.received_ms.is_some() {
         out.extend_from_slice(&size.to_le_bytes());
     }
     out.extend_from_slice(&(kept.len() as u32).to_le_bytes());
@@ -108,7 +119,12 @@ pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
 
 /// Adds `base` to the position of the dead letter whose record starts `record`.
 pub fn rebase_dead_letter(record: &mut [u8], base: u64) {
-    if let Some([TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT, rest @ ..]) = record.get_mut(..9)
+    if let Some(
+        [
+            TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT | TAG_DEAD_LETTER_AT,
+            rest @ ..,
+        ],
+    ) = record.get_mut(..9)
         && let Ok(field) = <&mut [u8; 8]>::try_from(rest)
     {
         *field = u64::from_le_bytes(*field)
@@ -169,8 +185,8 @@ impl<'a> Decoder<'a> {
         let at = self.at;
         let r = match self.u8() {
             Ok(TAG_EVENT) => self.event_fields(at).map(|_| true),
-            Ok(tag @ (TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT)) => {
-                self.dead_letter(tag == TAG_DEAD_LETTER_CUT).map(|_| false)
+            Ok(tag @ (TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT | TAG_DEAD_LETTER_AT)) => {
+                self.dead_letter(tag).map(|_| false)
             }
             Ok(_) => Err(DecodeError(at)),
             Err(e) => Err(e),
@@ -211,16 +227,21 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    /// A dead-letter record's fields (after the tag; `cut`: the input's size follows).
-    fn dead_letter(&mut self, cut: bool) -> Result<DeadLetter<'a>, DecodeError> {
+    /// A dead-letter record's fields (after its `tag`, which says what follows).
+    fn dead_letter(&mut self, tag: u8) -> Result<DeadLetter<'a>, DecodeError> {
         let position = u64::from_le_bytes(self.array()?);
+        let received_ms = if tag == TAG_DEAD_LETTER_AT {
+            Some(i64::from_le_bytes(self.array()?))
+        } else {
+            None
+        };
         let source = Cow::Borrowed(self.str()?);
         let code = Cow::Borrowed(self.str()?);
         let reason = Cow::Borrowed(self.str()?);
-        let truncated_from = if cut {
-            Some(u64::from_le_bytes(self.array()?))
-        } else {
+        let size = if tag == TAG_DEAD_LETTER {
             None
+        } else {
+            Some(u64::from_le_bytes(self.array()?))
         };
         let len = u32::from_le_bytes(self.array()?) as usize;
         let raw = Cow::Borrowed(self.take(len)?);
@@ -229,8 +250,10 @@ impl<'a> Decoder<'a> {
             position,
             code,
             reason,
+            // Tag 4 always holds the size: the input was cut when it is larger than `raw`.
+            truncated_from: size.filter(|&n| n > len as u64),
             raw,
-            truncated_from,
+            received_ms,
         })
     }
 
@@ -257,8 +280,9 @@ impl<'a> Decoder<'a> {
                     caller: f.caller,
                 }))
             }
-            TAG_DEAD_LETTER => self.dead_letter(false).map(Record::DeadLetter),
-            TAG_DEAD_LETTER_CUT => self.dead_letter(true).map(Record::DeadLetter),
+            tag @ (TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT | TAG_DEAD_LETTER_AT) => {
+                self.dead_letter(tag).map(Record::DeadLetter)
+            }
             _ => Err(DecodeError(at)),
         }
     }
@@ -305,6 +329,7 @@ mod tests {
                 reason: "y".into(),
                 raw: (&b""[..]).into(),
                 truncated_from: None,
+                received_ms: None,
             },
         );
         let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
@@ -334,6 +359,7 @@ mod tests {
             reason: "`ts` is not ...".into(),
             raw: Cow::Borrowed(b"{\"x\":\xff}"),
             truncated_from: None,
+            received_ms: None,
         };
         let mut buf = Vec::new();
         encode_event(&mut buf, &ev);
@@ -357,6 +383,7 @@ mod tests {
             reason: "line too long".into(),
             raw: long.as_slice().into(),
             truncated_from: None,
+            received_ms: None,
         };
         let mut buf = Vec::new();
         encode_dead_letter(&mut buf, &dl);
@@ -380,5 +407,30 @@ mod tests {
             panic!("decodes");
         };
         assert_eq!(d.truncated_from, Some(1 << 20));
+    }
+
+    #[test]
+    fn the_received_time_is_kept_with_the_size_and_position() {
+        for (raw, cut) in [(vec![b'x'; 10], None), (vec![b'y'; 5_000], Some(5_000))] {
+            let dl = DeadLetter {
+                source: "f".into(),
+                position: 3,
+                code: "invalid_json".into(),
+                reason: "not JSON".into(),
+                raw: raw.as_slice().into(),
+                truncated_from: None,
+                received_ms: Some(1_767_225_600_123),
+            };
+            let mut buf = Vec::new();
+            encode_dead_letter(&mut buf, &dl);
+            rebase_dead_letter(&mut buf, 4);
+            assert_eq!(Decoder::new(&buf).skip_record(), Some(Ok(false)));
+            let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
+                panic!("decodes");
+            };
+            assert_eq!(d.received_ms, Some(1_767_225_600_123));
+            assert_eq!((d.position, d.truncated_from), (7, cut));
+            assert_eq!(d.raw.len(), raw.len().min(RAW_KEPT));
+        }
     }
 }

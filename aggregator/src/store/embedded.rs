@@ -415,6 +415,7 @@ mod tests {
                 reason: "empty line".into(),
                 raw: (&b""[..]).into(),
                 truncated_from: None,
+                received_ms: None,
             },
         );
         Batch {
@@ -497,6 +498,7 @@ mod tests {
                 reason: "empty line".into(),
                 raw: (&b""[..]).into(),
                 truncated_from: None,
+                received_ms: None,
             },
         );
         batch.append(bytes, 1);
@@ -533,6 +535,7 @@ mod tests {
                 reason: "empty line".into(),
                 raw: (&b""[..]).into(),
                 truncated_from: None,
+                received_ms: None,
             },
         );
         batch.parts.push(bytes);

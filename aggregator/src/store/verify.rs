@@ -188,6 +188,7 @@ mod tests {
                     reason: "empty line".into(),
                     raw: (&b""[..]).into(),
                     truncated_from: None,
+                    received_ms: None,
                 },
             );
         }
