@@ -11,6 +11,8 @@ mod push;
 mod repair;
 mod serve;
 mod stats;
+mod terminal_text;
+mod wall_time;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -129,13 +131,13 @@ enum Command {
         #[command(subcommand)]
         query: stats::Query,
     },
-    /// List the dead letters (rejected input with its reason) of a data directory.
+    /// List the dead letters (rejected input with its reason) of a data directory, or
+    /// count them per reason and source.
     Deadletter {
         #[command(flatten)]
         store: StoreArgs,
-        /// One JSON object a line instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        query: deadletter::Query,
     },
     /// Verify the whole log of a data directory; report damage with byte positions
     /// (exit 1 when damaged). Writes nothing.
@@ -192,7 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             strict,
         ),
         Command::Stats { query } => stats::run(query),
-        Command::Deadletter { store, json } => deadletter::run(&store, json),
+        Command::Deadletter { store, query } => deadletter::run(&store, &query),
         Command::Check { data } => check::run(&data),
         Command::Repair { data, out } => repair::run(&data, &out),
     }
