@@ -5,6 +5,7 @@ mod config;
 mod deadletter;
 mod import;
 mod inputs;
+mod log_check;
 mod number_format;
 mod output;
 mod push;

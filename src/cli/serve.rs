@@ -17,6 +17,8 @@ pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Re
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .with_context(|| format!("cannot listen on {listen}"))?;
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
+    // Opened from the checkpoint, the log before it was not read: check it all, aside.
+    super::log_check::spawn(&store.data);
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES {
         engine.checkpoint()?;
     }

@@ -127,6 +127,22 @@ impl EmbeddedStore {
         Ok(verify::survey(&map))
     }
 
+    /// The log of `dir` as committed now, mapped, for the writer that holds its lock (a
+    /// server checking, in the background, the part its checkpoint covers). The mapping
+    /// ends where the log ends now: the writer only appends past that, or cuts back to its
+    /// last acknowledged commit, which is no earlier.
+    pub fn map_committed(dir: &Path) -> Result<verify::CommittedLog, StoreError> {
+        let path = dir.join(LOG);
+        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
+            return Ok(verify::CommittedLog::default());
+        }
+        // SAFETY: see above: every mapped byte stays in the file, unchanged (a log's
+        // commits are never rewritten), while the mapping lives.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
+        Ok(verify::CommittedLog::new(map))
+    }
+
     /// Copies every intact commit of the log, as it is, into a new store in `out` (which
     /// must not hold one), with this store's keys; returns the survey that says what was
     /// left behind. Nothing here is changed.
@@ -451,6 +467,25 @@ mod tests {
         });
         assert_eq!(replayed.expect("no damage in the log"), end);
         assert_eq!(positions, vec![1, 2]);
+    }
+
+    #[test]
+    fn the_committed_log_is_what_was_there_when_mapped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = EmbeddedStore::open(dir.path()).expect("open");
+        assert!(
+            EmbeddedStore::map_committed(dir.path())
+                .expect("map")
+                .is_empty()
+        );
+        let end = s.commit(&one_dead_letter(1)).expect("commit");
+        let committed = EmbeddedStore::map_committed(dir.path()).expect("map");
+        // Commits after the mapping are not part of it.
+        s.commit(&one_dead_letter(2)).expect("commit");
+        assert_eq!(committed.len(), end);
+        let survey = committed.survey();
+        assert_eq!((survey.commits.len(), survey.records()), (1, (0, 1)));
+        assert!(!survey.is_damaged() && survey.torn_tail.is_none());
     }
 
     #[test]

@@ -59,6 +59,32 @@ impl Survey {
     }
 }
 
+/// A log's committed bytes, mapped (see `EmbeddedStore::map_committed`): surveyed later,
+/// on another thread, while the writer appends after them.
+#[derive(Default)]
+pub struct CommittedLog {
+    map: Option<memmap2::Mmap>,
+}
+
+impl CommittedLog {
+    pub(crate) fn new(map: memmap2::Mmap) -> Self {
+        Self { map: Some(map) }
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> u64 {
+        self.map.as_ref().map_or(0, |m| m.len() as u64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn survey(&self) -> Survey {
+        self.map.as_deref().map_or_else(Survey::default, survey)
+    }
+}
+
 /// Events and dead letters of a payload; `Err` with the offset of the first record that
 /// does not decode.
 fn count_records(payload: &[u8]) -> Result<(u64, u64), usize> {
