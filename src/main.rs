@@ -10,6 +10,7 @@ macro_rules! println {
     () => { $crate::stdout::print(format_args!(""), true) };
     ($($arg:tt)*) => { $crate::stdout::print(format_args!($($arg)*), true) };
 }
+#[allow(unused_macros)] // the progress bar draws through indicatif; kept for any partial line
 macro_rules! eprint {
     ($($arg:tt)*) => { $crate::stdout::eprint(format_args!($($arg)*)) };
 }
@@ -38,6 +39,10 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) if !stdout::failed() => std::process::ExitCode::SUCCESS,
         Ok(()) => std::process::ExitCode::FAILURE,
+        Err(e) if e.is::<cli::Interrupted>() => {
+            eprintln!("netwait: {e}");
+            std::process::ExitCode::from(cli::INTERRUPTED_STATUS)
+        }
         Err(e) => {
             eprintln!("netwait: error: {}", cli::error_chain(&e));
             std::process::ExitCode::FAILURE

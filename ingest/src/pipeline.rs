@@ -54,8 +54,19 @@ impl Default for PipelineOptions {
 /// the writer.
 const SPARES: usize = 16;
 
-/// Progress callback: bytes of the source consumed so far.
-pub type Progress<'a> = &'a mut dyn FnMut(u64);
+/// How far an import has gone, reported as each chunk is staged (once a chunk, never a
+/// line): bytes of the source and its lines so far, and the valid events among those
+/// lines (the others were rejected; which events are duplicates is known only as they
+/// are committed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Staged {
+    pub bytes: u64,
+    pub lines: u64,
+    pub events: u64,
+}
+
+/// Progress callback, with what is staged so far.
+pub type Progress<'a> = &'a mut dyn FnMut(Staged);
 
 struct Parsed {
     seq: u64,
@@ -139,8 +150,8 @@ pub fn import(
             rx: &parsed_rx,
             pending: BTreeMap::new(),
             next: 0,
-            done_offset: None,
-            lines: 0,
+            staged: Staged::default(),
+            reported: true,
             progress,
         };
         let folded = engine.stage_stream(
@@ -172,18 +183,19 @@ struct InOrder<'r, 'p> {
     rx: &'r Receiver<Parsed>,
     pending: BTreeMap<u64, Parsed>,
     next: u64,
-    /// Input offset reached by the chunk handed out last.
-    done_offset: Option<u64>,
-    /// Input lines in the chunks handed out so far.
-    lines: u64,
+    /// What the chunks handed out so far hold.
+    staged: Staged,
+    /// Whether `staged` was reported (it is once the chunk handed out last is staged).
+    reported: bool,
     progress: Progress<'p>,
 }
 
 impl InOrder<'_, '_> {
     /// The next chunk in order; reports progress for the one before (now staged).
     fn next_chunk(&mut self) -> Option<EncodedChunk> {
-        if let Some(done) = self.done_offset.take() {
-            (self.progress)(done);
+        if !self.reported {
+            self.reported = true;
+            (self.progress)(self.staged);
         }
         let parsed = loop {
             if let Some(p) = self.pending.remove(&self.next) {
@@ -193,10 +205,14 @@ impl InOrder<'_, '_> {
             self.pending.insert(p.seq, p);
         };
         self.next += 1;
-        self.done_offset = Some(parsed.end_offset);
         let mut encoded = parsed.encoded;
-        encoded.rebase_positions(self.lines);
-        self.lines += encoded.lines();
+        encoded.rebase_positions(self.staged.lines);
+        self.staged = Staged {
+            bytes: parsed.end_offset,
+            lines: self.staged.lines + encoded.lines(),
+            events: self.staged.events + encoded.events() as u64,
+        };
+        self.reported = false;
         Some(encoded)
     }
 }
@@ -362,6 +378,49 @@ mod failure_tests {
         ) -> Result<(), StoreError> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn progress_comes_once_a_chunk_and_ends_with_the_whole_input() {
+        let mut input = String::new();
+        for i in 0..12_000 {
+            input.push_str(&format!(
+                "{{\"call_id\":\"c{}\",\"type\":\"offered\",\"ts\":0}}\n",
+                i % 8_000
+            ));
+            if i % 100 == 0 {
+                input.push_str("not json\n");
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            netwait_aggregator::store::embedded::EmbeddedStore::open(dir.path()).expect("store");
+        let mut engine =
+            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
+        let mut src = ReaderSource::with_chunk_bytes("t", input.as_bytes(), None, 4_000);
+        let opts = PipelineOptions {
+            workers: 3,
+            commit_bytes: 10_000,
+            checkpoint: false,
+        };
+        let mut seen = Vec::new();
+        let p = Pseudonymizer::new([0; 32]);
+        let sum = import(&mut src, &mut engine, &p, opts, &mut |s| seen.push(s)).expect("import");
+        // Chunks hold at least a longest line (64 KiB): some 8 of them.
+        assert!(seen.len() > 4, "one report a chunk: {}", seen.len());
+        assert!(seen.windows(2).all(|w| w[0].bytes < w[1].bytes
+            && w[0].lines < w[1].lines
+            && w[0].events <= w[1].events));
+        let last = seen.last().copied().expect("reports");
+        assert_eq!(
+            last,
+            Staged {
+                bytes: input.len() as u64,
+                lines: 12_120,
+                events: sum.accepted + sum.duplicate,
+            }
+        );
+        assert_eq!((sum.duplicate, sum.rejected), (4_000, 120));
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub struct Query {
     /// `--summary` lists them). Repeat for several.
     #[arg(long = "code", value_name = "C")]
     codes: Vec<String>,
-    /// Only dead letters from this source: the path as given to `import`/`push`
-    /// (`stdin` for `-`). Repeat for several.
+    /// Only dead letters from this source: the path as given to `import`/`push` (as
+    /// `--summary` lists them). Repeat for several.
     #[arg(long = "source", value_name = "S")]
     sources: Vec<String>,
     /// Only dead letters received at or after T: RFC 3339 with an offset

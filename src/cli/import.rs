@@ -3,40 +3,13 @@
 use super::StoreArgs;
 use super::config::{Use, open_engine};
 use super::inputs::{self, Input};
+use super::interrupt::{Interrupt, Interrupted};
+use super::progress::{Bar, Tally};
+use anyhow::Context;
 use netwait_aggregator::engine::IngestSummary;
-use netwait_ingest::pipeline::{PipelineOptions, import};
+use netwait_ingest::pipeline::{PipelineOptions, Staged, import};
 use netwait_ingest::source::{MappedSource, ReaderSource, Source};
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
-
-/// Prints progress on a terminal, at most twice a second.
-struct ProgressLine {
-    name: String,
-    size: Option<u64>,
-    last: Instant,
-    shown: bool,
-}
-
-impl ProgressLine {
-    fn update(&mut self, done: u64) {
-        if self.last.elapsed() < Duration::from_millis(500) {
-            return;
-        }
-        self.last = Instant::now();
-        self.shown = true;
-        let mb = done as f64 / 1e6;
-        match self.size {
-            Some(total) if total > 0 => eprint!(
-                "\r{}: {mb:.1} / {:.1} MB ({:.0}%)   ",
-                self.name,
-                total as f64 / 1e6,
-                done as f64 * 100.0 / total as f64
-            ),
-            _ => eprint!("\r{}: {mb:.1} MB   ", self.name),
-        }
-        let _ = std::io::stderr().flush();
-    }
-}
+use std::time::Instant;
 
 pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<()> {
     let mut sources = Vec::with_capacity(files.len());
@@ -62,24 +35,34 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
     // The counts printed are a report: a reader that goes away must not stop the import.
     crate::stdout::keep_working();
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
+    // From here on, Ctrl-C stops reading at the next chunk; what was read is committed
+    // and reported (a second Ctrl-C stops at once).
+    let interrupt = Interrupt::catch().context("catching SIGINT")?;
     let mut total = IngestSummary::default();
     let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
     let n_sources = sources.len();
-    for (i, (name, mut source)) in sources.into_iter().enumerate() {
-        if let Some(size) = source.size_hint() {
+    for (i, (name, source)) in sources.into_iter().enumerate() {
+        if interrupt.happened() {
+            break;
+        }
+        let size = source.size_hint();
+        if let Some(size) = size {
             // About 100 bytes a line: size the dedupe set and call index once.
             engine.reserve(usize::try_from(size / 100).unwrap_or(0));
         }
-        let mut progress = ProgressLine {
-            name: name.clone(),
-            size: source.size_hint(),
-            last: Instant::now(),
-            shown: false,
-        };
-        let mut on_progress = |done: u64| {
-            if tty {
-                progress.update(done);
+        let mut source = interrupt.stops(source);
+        let bar = Bar::new(&name, size, "staged");
+        let mut on_progress = |s: Staged| {
+            let rejected = s.lines.saturating_sub(s.events);
+            bar.update(
+                s.bytes,
+                Tally {
+                    lines: s.lines,
+                    rejected: Some(rejected),
+                },
+            );
+            if size.is_some_and(|n| s.bytes >= n) {
+                bar.finishing("all staged: committing");
             }
         };
         let result = import(
@@ -93,9 +76,7 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
             },
             &mut on_progress,
         );
-        if progress.shown {
-            eprintln!();
-        }
+        bar.finish();
         let sum = match result {
             Ok(sum) => sum,
             Err(e) => {
@@ -106,11 +87,20 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
                 return Err(e.into());
             }
         };
+        total += sum;
+        if interrupt.happened() {
+            break; // its counts are part of the total; the input was not read to its end
+        }
         if files.len() > 1 {
             print_counts(&name, &sum);
         }
         warn_if_all_rejected(&name, &sum);
-        total += sum;
+    }
+    if interrupt.happened() {
+        // Everything counted is durable: `import` returns only then.
+        print_counts("committed before the interrupt", &total);
+        std::mem::forget(engine);
+        return Err(Interrupted.into());
     }
     let imported = started.elapsed();
     // Normally written with the last input already (then a no-op). Every event is durable

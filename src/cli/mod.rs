@@ -5,15 +5,19 @@ mod config;
 mod deadletter;
 mod import;
 mod inputs;
+mod interrupt;
 mod log_check;
 mod number_format;
 mod output;
+mod progress;
 mod push;
 mod repair;
 mod serve;
 mod stats;
 mod terminal_text;
 mod wall_time;
+
+pub use interrupt::{EXIT_STATUS as INTERRUPTED_STATUS, Interrupted};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;

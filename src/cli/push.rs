@@ -1,6 +1,7 @@
 //! `netwait push`: stream NDJSON files to a running server.
 
 use super::import::{refuse_rejected, warn_if_all_rejected};
+use super::progress::{Bar, Tally};
 use anyhow::Context;
 use netwait_aggregator::domain::line_scan::scan_lines;
 use netwait_aggregator::engine::IngestSummary;
@@ -39,12 +40,23 @@ pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> an
         for name in files {
             let (lines_tx, lines_rx) = mpsc::channel::<Vec<Vec<u8>>>(4);
             let reader_name = name.clone();
+            let size = (name != "-")
+                .then(|| std::fs::metadata(name).ok())
+                .flatten()
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len());
+            let bar = Bar::new(name, size, "sent");
+            let reader_bar = bar.clone();
             // Read on a blocking thread; the bounded channels are the backpressure.
-            let reader = tokio::task::spawn_blocking(move || read_lines(&reader_name, lines_tx));
+            let reader = tokio::task::spawn_blocking(move || {
+                read_lines(&reader_name, lines_tx, &reader_bar)
+            });
             let (tx, rx) = mpsc::channel::<PushRequest>(4);
             let batcher = tokio::spawn(batch_lines(lines_rx, tx, name.clone(), cadence));
             let reply = client.push(ReceiverStream::new(rx)).await;
-            reader.await??;
+            let read = reader.await;
+            bar.finish();
+            read??;
             batcher.await?;
             let s = reply
                 .map_err(|s| {
@@ -69,22 +81,34 @@ pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> an
 }
 
 /// Sends the lines of `name` (`-` = stdin) in groups, as soon as a read brings whole
-/// lines: a pipe fed slowly (`tail -f`) is not held back until a big chunk fills.
-fn read_lines(name: &str, out: mpsc::Sender<Vec<Vec<u8>>>) -> anyhow::Result<()> {
+/// lines: a pipe fed slowly (`tail -f`) is not held back until a big chunk fills. The
+/// bar counts what is handed on.
+fn read_lines(name: &str, out: mpsc::Sender<Vec<Vec<u8>>>, bar: &Bar) -> anyhow::Result<()> {
     let input: Box<dyn std::io::Read + Send> = if name == "-" {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(name).with_context(|| format!("opening {name}"))?)
     };
     let mut chunks = ChunkReader::eager(SkipBom::new(input), 1 << 20);
+    let (mut bytes, mut sent) = (0u64, 0u64);
     while let Some(chunk) = chunks
         .next_chunk()
         .with_context(|| format!("reading {name}"))?
     {
-        let lines = scan_lines(&chunk.bytes).map(|(l, _)| l.to_vec()).collect();
+        let lines: Vec<_> = scan_lines(&chunk.bytes).map(|(l, _)| l.to_vec()).collect();
+        bytes += chunk.bytes.len() as u64;
+        sent += lines.len() as u64;
         if out.blocking_send(lines).is_err() {
             break; // the call failed; its error is reported
         }
+        // What is committed is known only from the reply at the end.
+        bar.update(
+            bytes,
+            Tally {
+                lines: sent,
+                rejected: None,
+            },
+        );
     }
     Ok(())
 }
