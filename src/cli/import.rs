@@ -45,7 +45,8 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
         if interrupt.happened() {
             break;
         }
-        let size = source.size_hint();
+        // A pipe or a device says 0: its size is not known.
+        let size = source.size_hint().filter(|&n| n > 0);
         if let Some(size) = size {
             // About 100 bytes a line: size the dedupe set and call index once.
             engine.reserve(usize::try_from(size / 100).unwrap_or(0));
