@@ -74,7 +74,8 @@ fn encode_message(
         if entry.is_empty() {
             encode_line(&mut out, entry, source, positions.take()?, pseudo, hasher);
         }
-        for (line, _) in scan_lines(entry) {
+        for scanned in scan_lines(entry) {
+            let line = scanned.bytes();
             let position = positions.take()?;
             // The first line of a source may start with a BOM, as a file may.
             let line = if position == 1 {

@@ -81,7 +81,9 @@ fn read_lines(name: &str, out: mpsc::Sender<Vec<Vec<u8>>>) -> anyhow::Result<()>
         .next_chunk()
         .with_context(|| format!("reading {name}"))?
     {
-        let lines = scan_lines(&chunk.bytes).map(|(l, _)| l.to_vec()).collect();
+        let lines = scan_lines(&chunk.bytes)
+            .map(|l| l.bytes().to_vec())
+            .collect();
         if out.blocking_send(lines).is_err() {
             break; // the call failed; its error is reported
         }
