@@ -4,6 +4,7 @@ use super::StoreArgs;
 use super::config::{Use, open_engine};
 use super::inputs::{self, Input};
 use netwait_aggregator::engine::IngestSummary;
+use netwait_aggregator::observe;
 use netwait_ingest::pipeline::{PipelineOptions, import};
 use netwait_ingest::source::{MappedSource, ReaderSource, Source};
 use std::io::{IsTerminal, Write};
@@ -116,7 +117,10 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
     // Normally written with the last input already (then a no-op). Every event is durable
     // by now: a checkpoint that cannot be written is a warning, not a failed import.
     if let Err(e) = engine.checkpoint() {
-        tracing::warn!(error = %e, "events committed, but the checkpoint could not be written");
+        observe::emit(observe::CheckpointFailed {
+            after: "import",
+            error: &e,
+        });
     }
     print_counts("total", &total);
     tracing::debug!(
