@@ -3,4 +3,5 @@
 
 pub mod domain;
 pub mod engine;
+pub mod observe;
 pub mod store;

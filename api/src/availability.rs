@@ -6,6 +6,7 @@
 use crate::push::IngestService;
 use crate::state::AppState;
 use crate::stats::StatsService;
+use netwait_aggregator::observe;
 use netwait_aggregator::store::StoreError;
 use netwait_proto::v1::ingest_server::IngestServer;
 use netwait_proto::v1::stats_server::StatsServer;
@@ -82,7 +83,7 @@ impl Availability {
         if self.inner.store_failed.swap(true, Ordering::SeqCst) {
             return; // already failing: its recovery is running
         }
-        tracing::error!(error = %e, "the store failed to persist a commit; not serving until it recovers");
+        observe::emit(observe::StoreUnavailable { error: e });
         self.publish().await;
         tokio::spawn(recover(self.clone(), state.clone()));
     }
@@ -106,7 +107,7 @@ async fn recover(availability: Availability, state: AppState) {
         .inner
         .store_failed
         .store(false, Ordering::SeqCst);
-    tracing::info!(attempts, "the store recovered; serving again");
+    observe::emit(observe::StoreRecovered { attempts });
     availability.publish().await;
 }
 

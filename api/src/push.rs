@@ -11,6 +11,7 @@ use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::line_scan::scan_lines;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::{EncodedChunk, IngestSummary};
+use netwait_aggregator::observe;
 use netwait_ingest::bom;
 use netwait_ingest::parse::{encode_fields, encode_line};
 use netwait_proto::v1 as pb;
@@ -74,7 +75,8 @@ fn encode_message(
         if entry.is_empty() {
             encode_line(&mut out, entry, source, positions.take()?, pseudo, hasher);
         }
-        for (line, _) in scan_lines(entry) {
+        for scanned in scan_lines(entry) {
+            let line = scanned.bytes();
             let position = positions.take()?;
             // The first line of a source may start with a BOM, as a file may.
             let line = if position == 1 {
@@ -218,19 +220,21 @@ impl Ingest for IngestService {
                 if e.uncheckpointed() >= CHECKPOINT_AFTER_BYTES
                     && let Err(err) = e.checkpoint()
                 {
-                    tracing::warn!(error = %err, "push committed, but its checkpoint could not be written; the next open replays the log");
+                    observe::emit(observe::CheckpointFailed {
+                        after: "push",
+                        error: &err,
+                    });
                 }
                 Ok(())
             })
             .await?;
         let Committed { total, messages } = done;
-        tracing::info!(
-            accepted = total.accepted,
-            duplicate = total.duplicate,
-            rejected = total.rejected,
+        observe::emit(observe::PushCommitted {
+            accepted: total.accepted,
+            duplicate: total.duplicate,
+            rejected: total.rejected,
             messages,
-            "push committed"
-        );
+        });
         Ok(Response::new(pb::PushSummary {
             accepted: total.accepted,
             duplicate: total.duplicate,

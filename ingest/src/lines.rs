@@ -267,7 +267,7 @@ mod tests {
         while let Some(c) = r.next_chunk().expect("read") {
             let before = out.len() as u64;
             let lines = scan_lines(&c.bytes).zip(before + 1..);
-            out.extend(lines.map(|((l, _), n)| (n, l.to_vec())));
+            out.extend(lines.map(|(l, n)| (n, l.bytes().to_vec())));
             // Dirty recycled buffers must not leak into later chunks.
             if let ChunkBytes::Owned(mut bytes) = c.bytes {
                 bytes.fill(b'#');

@@ -119,8 +119,9 @@ pub fn encode_chunk_into(
     // One pass splits the lines and locates each plain line's quotes. Lines are numbered
     // within the chunk; the in-order stage makes dead letters' numbers the stream's.
     let mut lines = 0;
-    for ((line, scan), n) in scan_lines(&chunk.bytes).zip(1..) {
-        let result = validate_scanned(line, scan, pseudo);
+    for (scanned, n) in scan_lines(&chunk.bytes).zip(1..) {
+        let line = scanned.bytes();
+        let result = validate_scanned(scanned, pseudo);
         push_result(out, &result, || line.into(), source, n, pseudo, hasher);
         lines = n;
     }

@@ -153,7 +153,7 @@ mod tests {
         while let Some(c) = source.next_chunk().expect("chunk") {
             let before = out.len() as u64;
             let lines = scan_lines(&c.bytes).zip(before + 1..);
-            out.extend(lines.map(|((l, _), n)| (n, l.to_vec())));
+            out.extend(lines.map(|(l, n)| (n, l.bytes().to_vec())));
         }
         out
     }

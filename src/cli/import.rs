@@ -7,6 +7,7 @@ use super::interrupt::{Interrupt, Interrupted};
 use super::progress::{Bar, Tally};
 use anyhow::Context;
 use netwait_aggregator::engine::IngestSummary;
+use netwait_aggregator::observe;
 use netwait_ingest::pipeline::{PipelineOptions, Staged, import};
 use netwait_ingest::source::{MappedSource, ReaderSource, Source};
 use std::time::Instant;
@@ -107,7 +108,10 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
     // Normally written with the last input already (then a no-op). Every event is durable
     // by now: a checkpoint that cannot be written is a warning, not a failed import.
     if let Err(e) = engine.checkpoint() {
-        tracing::warn!(error = %e, "events committed, but the checkpoint could not be written");
+        observe::emit(observe::CheckpointFailed {
+            after: "import",
+            error: &e,
+        });
     }
     print_counts("total", &total);
     tracing::debug!(

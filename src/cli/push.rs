@@ -95,7 +95,9 @@ fn read_lines(name: &str, out: mpsc::Sender<Vec<Vec<u8>>>, bar: &Bar) -> anyhow:
         .next_chunk()
         .with_context(|| format!("reading {name}"))?
     {
-        let lines: Vec<_> = scan_lines(&chunk.bytes).map(|(l, _)| l.to_vec()).collect();
+        let lines: Vec<_> = scan_lines(&chunk.bytes)
+            .map(|l| l.bytes().to_vec())
+            .collect();
         bytes += chunk.bytes.len() as u64;
         sent += lines.len() as u64;
         if out.blocking_send(lines).is_err() {

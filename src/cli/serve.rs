@@ -3,6 +3,7 @@
 use super::StoreArgs;
 use super::config::{Use, open_engine};
 use anyhow::Context;
+use netwait_aggregator::observe;
 use netwait_api::server::ServeOptions;
 use netwait_api::shutdown::{Stopped, serve_until_signalled};
 use netwait_api::state::AppState;
@@ -19,8 +20,13 @@ pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Re
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     // Opened from the checkpoint, the log before it was not read: check it all, aside.
     super::log_check::spawn(&store.data);
-    if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES {
-        engine.checkpoint()?;
+    if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES
+        && let Err(e) = engine.checkpoint()
+    {
+        observe::emit(observe::CheckpointFailed {
+            after: "open",
+            error: &e,
+        });
     }
     let state = AppState::new(engine, pseudo);
     let rt = super::runtime()?;
@@ -40,11 +46,16 @@ pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Re
         tracing::info!("shutting down: writing a checkpoint");
         state
             .blocking(|e| {
-                e.checkpoint()
-                    .map_err(|e| netwait_api::state::store_status(&e))
+                if let Err(err) = e.checkpoint() {
+                    observe::emit(observe::CheckpointFailed {
+                        after: "shutdown",
+                        error: &err,
+                    });
+                }
+                Ok(())
             })
             .await
-            .map_err(|s| anyhow::anyhow!("checkpoint at shutdown: {}", s.message()))
+            .map_err(|s| anyhow::anyhow!("shutting down: {}", s.message()))
     });
     // Work still running (a commit of a stream stopped at once) is not waited for: what
     // it did not acknowledge, the next open cuts off.

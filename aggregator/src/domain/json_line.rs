@@ -105,20 +105,12 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
             });
         }
     }
-    p.i += 1;
     let mut ev = RawEvent::default();
     let mut seen = 0u16;
     let mut unknown = KeySeen::default();
-    p.ws();
-    if p.peek() == Some(b'}') {
-        p.i += 1;
-    } else {
+    if !p.open_object() {
         loop {
-            p.ws();
-            let key = p.string()?;
-            p.ws();
-            p.expect(b':', "expected `:`")?;
-            p.ws();
+            let key = p.member_head()?;
             match known_key(&key) {
                 Some(idx) => {
                     if seen & (1 << idx) != 0 {
@@ -188,11 +180,7 @@ pub fn outline(text: &str) -> Outline<'_> {
             unread_from: Some(0),
         };
     }
-    p.i += 1;
-    p.ws();
-    if p.peek() == Some(b'}') {
-        p.i += 1;
-    } else {
+    if !p.open_object() {
         loop {
             p.ws();
             let start = p.i;
@@ -515,10 +503,7 @@ impl<'a> Parser<'a> {
     /// Reads one member `"key": value` for [`outline`].
     fn outline_member(&mut self) -> Result<OutlinedMember<'a>, Reject> {
         let start = self.i;
-        let key = self.string()?;
-        self.ws();
-        self.expect(b':', "expected `:`")?;
-        self.ws();
+        let key = self.member_head()?;
         let value_start = self.i;
         let scalar = match self.peek() {
             Some(b'{' | b'[') => {
@@ -537,11 +522,31 @@ impl<'a> Parser<'a> {
 
     /// Reads `"key":` of an object member, refusing a key already in `keys`.
     fn member_key(&mut self, keys: &mut KeySeen<'a>) -> Result<(), Reject> {
+        let key = self.member_head()?;
+        keys.insert(key)
+    }
+
+    /// `"key":` of an object member with the whitespace around it; the key decoded.
+    fn member_head(&mut self) -> Result<Cow<'a, str>, Reject> {
         self.ws();
         let key = self.string()?;
-        keys.insert(key)?;
         self.ws();
-        self.expect(b':', "expected `:`")
+        self.expect(b':', "expected `:`")?;
+        self.ws();
+        Ok(key)
+    }
+
+    /// Steps over the `{` under the cursor; when the object is empty, over its `}` too,
+    /// and says so.
+    fn open_object(&mut self) -> bool {
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// Skips any JSON value, checking it as strictly as the fields themselves (duplicate
@@ -558,11 +563,7 @@ impl<'a> Parser<'a> {
             self.ws();
             match self.peek() {
                 Some(b'{') => {
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                    } else {
+                    if !self.open_object() {
                         let mut keys = KeySeen::default();
                         self.member_key(&mut keys)?;
                         stack.push(Open::Object(keys));

@@ -10,20 +10,42 @@ pub const MAX_BYTES: usize = 512;
 /// Bit `i` is set when byte `i` of the line is `"`.
 pub struct QuoteMask([u64; MAX_BYTES / 64]);
 
+/// One line of a buffer with what [`scan_lines`] learned of it. Its fields are private and
+/// only the scan makes one, so what it says of the bytes is true of these bytes: the
+/// validation of a scanned line relies on it (it reads an ASCII line as `str` without a
+/// second check).
+pub struct ScannedLine<'a> {
+    bytes: &'a [u8],
+    quotes: Option<QuoteMask>,
+    ascii: bool,
+}
+
+impl<'a> ScannedLine<'a> {
+    /// The line's bytes, terminator excluded.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The line, its quotes when it is plain, and whether it is plain and all ASCII.
+    pub(crate) fn into_parts(self) -> (&'a [u8], Option<QuoteMask>, bool) {
+        (self.bytes, self.quotes, self.ascii)
+    }
+}
+
 /// One line of a buffer, as found by [`scan_line`]. Lines split as [`str::lines`] does:
 /// at `\n`, with a `\r` stripped only as part of a `\r\n` terminator; a last line without
 /// terminator counts, the empty tail after a final `\n` does not.
-pub struct LineScan {
+struct LineScan {
     /// End of the line's content (before its terminator).
-    pub end: usize,
+    end: usize,
     /// Start of the next line (past the `\n`), or the buffer's length.
-    pub next: usize,
+    next: usize,
     /// The line's quotes, when the line is plain: at most [`MAX_BYTES`], no backslash and
     /// no control character (so every quote delimits a string without escapes, and no
     /// string holds a byte JSON forbids in strings).
-    pub quotes: Option<QuoteMask>,
+    quotes: Option<QuoteMask>,
     /// True when the line is plain and every byte is ASCII (so it is UTF-8).
-    pub ascii: bool,
+    ascii: bool,
 }
 
 impl QuoteMask {
@@ -46,21 +68,25 @@ impl QuoteMask {
 }
 
 /// The lines of `buf`, each with its scan.
-pub fn scan_lines(buf: &[u8]) -> impl Iterator<Item = (&[u8], LineScan)> {
+pub fn scan_lines(buf: &[u8]) -> impl Iterator<Item = ScannedLine<'_>> {
     let mut start = 0;
     std::iter::from_fn(move || {
         if start >= buf.len() {
             return None;
         }
         let scan = scan_line(buf, start);
-        let line = &buf[start..scan.end];
+        let line = ScannedLine {
+            bytes: &buf[start..scan.end],
+            quotes: scan.quotes,
+            ascii: scan.ascii,
+        };
         start = scan.next;
-        Some((line, scan))
+        Some(line)
     })
 }
 
 /// Scans the line of `buf` that starts at `start`.
-pub fn scan_line(buf: &[u8], start: usize) -> LineScan {
+fn scan_line(buf: &[u8], start: usize) -> LineScan {
     let rest = buf.get(start..).unwrap_or_default();
     let (newline, next) = match memchr::memchr(b'\n', rest) {
         Some(p) => (start + p, start + p + 1),
@@ -258,7 +284,9 @@ mod tests {
                 .collect();
             let mut start = 0;
             let mut want_lines = Vec::new();
-            for (line, scan) in scan_lines(&buf) {
+            while start < buf.len() {
+                let scan = scan_line(&buf, start);
+                let line = &buf[start..scan.end];
                 want_lines.push(line.to_vec());
                 let plain =
                     line.len() <= MAX_BYTES && !line.iter().any(|&c| c == b'\\' || c < 0x20);

@@ -2,7 +2,7 @@
 
 use super::event::{BookingKind, Event, EventType};
 use super::json_line::{RawEvent, RawValue, parse_line, parse_line_str};
-use super::line_scan::LineScan;
+use super::line_scan::ScannedLine;
 use super::plain_line::validate_plain_with;
 use super::privacy::Pseudonymizer;
 use super::reject::Reject;
@@ -20,15 +20,16 @@ pub fn validate_line<'a>(line: &'a [u8], pseudo: &Pseudonymizer) -> Result<Event
 /// takes the fast path with the quotes the scan located, without a UTF-8 check when the
 /// scan saw only ASCII; the others, and all rejects, the general path.
 pub fn validate_scanned<'a>(
-    line: &'a [u8],
-    scan: LineScan,
+    scanned: ScannedLine<'a>,
     pseudo: &Pseudonymizer,
 ) -> Result<Event<'a>, Reject> {
-    let Some(quotes) = scan.quotes else {
+    let (line, quotes, ascii) = scanned.into_parts();
+    let Some(quotes) = quotes else {
         return validate_line(line, pseudo);
     };
-    let text = if scan.ascii {
-        // SAFETY: every byte is below 0x80 (the scan checked), and ASCII is UTF-8.
+    let text = if ascii {
+        // SAFETY: every byte of `line` is below 0x80 (the scan that made `scanned` checked
+        // these very bytes: its fields are private), and ASCII is UTF-8.
         unsafe { std::str::from_utf8_unchecked(line) }
     } else {
         match std::str::from_utf8(line) {
