@@ -357,3 +357,56 @@ fn push_from_a_pipe_commits_lines_as_they_come() {
         "{summary}"
     );
 }
+
+/// `tail -f f | netwait push -` against a server that stops: push reports the server's
+/// error and exits, though its input never ends.
+#[test]
+fn push_from_an_endless_pipe_exits_when_the_server_ends_the_stream() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        &tmp.path().join("data"),
+        &["--drain-timeout", "1"],
+        std::process::Stdio::inherit(),
+    );
+    let (text, _, _) = march_calls(5);
+    let mut push = Command::new(BIN)
+        .args(["push", "--server", &server.addr, "-"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn netwait push");
+    let mut stdin = push.stdin.take().expect("stdin");
+    stdin.write_all(text.as_bytes()).expect("write");
+    stdin.flush().expect("flush");
+    // Committed once queryable; then the server is stopped while the input stays open.
+    let written = std::time::Instant::now();
+    while table1(["--server", &server.addr], "2019-03-01", "2019-04-01", &[])["calls_received"] != 5
+    {
+        assert!(written.elapsed() < std::time::Duration::from_secs(5));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stopped = rt().block_on(terminate(server, 1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = push.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "push still running 10 s after the server stopped (in {stopped:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(stdin);
+    assert!(!status.success(), "the push was cut short: an error");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut push.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(
+        err.contains("UNAVAILABLE") || err.contains("navailable"),
+        "{err}"
+    );
+}

@@ -35,6 +35,9 @@ pub struct Availability {
 
 struct Inner {
     reporter: HealthReporter,
+    /// Held while the statuses are published, so that each publication reads the flags
+    /// and sets every name in one go (a stale one never overwrites a newer one).
+    publishing: tokio::sync::Mutex<()>,
     store_failed: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -44,6 +47,7 @@ impl Default for Availability {
         Self {
             inner: Arc::new(Inner {
                 reporter: HealthReporter::new(),
+                publishing: tokio::sync::Mutex::new(()),
                 store_failed: AtomicBool::new(false),
                 shutting_down: AtomicBool::new(false),
             }),
@@ -59,6 +63,7 @@ impl Availability {
 
     /// Publishes the current status under every name.
     pub async fn publish(&self) {
+        let _one_at_a_time = self.inner.publishing.lock().await;
         let serving = !self.inner.store_failed.load(Ordering::SeqCst)
             && !self.inner.shutting_down.load(Ordering::SeqCst);
         let status = if serving {
@@ -96,17 +101,23 @@ async fn recover(availability: Availability, state: AppState) {
     loop {
         tokio::time::sleep(wait).await;
         attempts += 1;
-        match state.blocking(|e| Ok(e.recover())).await {
+        // The flag is cleared under the engine's lock, in the same step as the recovery:
+        // a commit failing right after it then finds it clear and starts a new recovery.
+        let inner = Arc::clone(&availability.inner);
+        let recovered = state.blocking(move |e| {
+            let result = e.recover();
+            if result.is_ok() {
+                inner.store_failed.store(false, Ordering::SeqCst);
+            }
+            Ok(result)
+        });
+        match recovered.await {
             Ok(Ok(())) => break,
             Ok(Err(e)) => tracing::debug!(error = %e, attempts, "store still failing"),
             Err(status) => tracing::debug!(error = %status, attempts, "recovery task failed"),
         }
         wait = (wait * 2).min(LAST_RETRY);
     }
-    availability
-        .inner
-        .store_failed
-        .store(false, Ordering::SeqCst);
     observe::emit(observe::StoreRecovered { attempts });
     availability.publish().await;
 }

@@ -70,7 +70,7 @@ pub async fn serve_until_signalled(
     listener: TcpListener,
     state: AppState,
     options: ServeOptions,
-    mut signals: mpsc::Receiver<()>,
+    signals: &mut mpsc::Receiver<()>,
 ) -> Result<Stopped, ServeError> {
     let shutdown = state.shutdown.clone();
     let availability = state.availability.clone();

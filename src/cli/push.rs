@@ -34,7 +34,7 @@ pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> an
     crate::stdout::keep_working();
     let mut rejected = 0;
     let rt = super::runtime()?;
-    rt.block_on(async {
+    let pushed = rt.block_on(async {
         let mut client =
             IngestClient::new(super::connect(server).await?).max_encoding_message_size(64 << 20);
         for name in files {
@@ -54,15 +54,19 @@ pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> an
             let (tx, rx) = mpsc::channel::<PushRequest>(4);
             let batcher = tokio::spawn(batch_lines(lines_rx, tx, name.clone(), cadence));
             let reply = client.push(ReceiverStream::new(rx)).await;
+            // A failed call is reported at once: its reader may be blocked on a pipe that
+            // never ends (`tail -f`), so it is not waited for.
+            let s = match reply {
+                Ok(reply) => reply.into_inner(),
+                Err(s) => {
+                    bar.finish();
+                    anyhow::bail!("push of {name} failed: {}: {}", s.code(), s.message());
+                }
+            };
             let read = reader.await;
             bar.finish();
             read??;
             batcher.await?;
-            let s = reply
-                .map_err(|s| {
-                    anyhow::anyhow!("push of {name} failed: {}: {}", s.code(), s.message())
-                })?
-                .into_inner();
             println!(
                 "{name}: accepted {} duplicate {} rejected {} (messages committed {})",
                 s.accepted, s.duplicate, s.rejected, s.committed_messages
@@ -76,7 +80,10 @@ pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> an
             rejected += s.rejected;
         }
         anyhow::Ok(())
-    })?;
+    });
+    // Not waiting for a reader still blocked on its input (see above).
+    rt.shutdown_background();
+    pushed?;
     refuse_rejected(strict, rejected)
 }
 

@@ -33,29 +33,35 @@ pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Re
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
-        let signals = signals()?;
+        let mut signals = signals()?;
         // A line on stdout that scripts and tests wait for (the port when `:0` was asked).
         println!("netwait listening on {addr}");
         std::io::stdout().flush()?;
         tracing::info!(%addr, data = %store.data.display(), "serving");
-        let stopped = serve_until_signalled(listener, state.clone(), options, signals).await?;
+        let stopped = serve_until_signalled(listener, state.clone(), options, &mut signals).await?;
         if stopped == Stopped::Forced {
             tracing::warn!("stopped at once: no checkpoint (the next start replays the log)");
             return Ok(());
         }
         tracing::info!("shutting down: writing a checkpoint");
-        state
-            .blocking(|e| {
-                if let Err(err) = e.checkpoint() {
-                    observe::emit(observe::CheckpointFailed {
-                        after: "shutdown",
-                        error: &err,
-                    });
-                }
+        let checkpoint = state.blocking(|e| {
+            if let Err(err) = e.checkpoint() {
+                observe::emit(observe::CheckpointFailed {
+                    after: "shutdown",
+                    error: &err,
+                });
+            }
+            Ok(())
+        });
+        // A second signal still stops at once while the checkpoint is written (it is
+        // replaced by rename: an unfinished one is never read).
+        tokio::select! {
+            done = checkpoint => done.map_err(|s| anyhow::anyhow!("shutting down: {}", s.message())),
+            Some(()) = signals.recv() => {
+                tracing::warn!("stopped at once: checkpoint not finished (the next start replays the log)");
                 Ok(())
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("shutting down: {}", s.message()))
+            }
+        }
     });
     // Work still running (a commit of a stream stopped at once) is not waited for: what
     // it did not acknowledge, the next open cuts off.
