@@ -5,7 +5,13 @@
 //! [`EncodedChunk`]s the NDJSON pipeline stages: same dedupe keys, same dead letters
 //! (redacted by `domain::privacy`), same commits.
 
-use crate::parse::dead_letter;
+use crate::bom::UTF8_BOM;
+use crate::cdr;
+use crate::format::Format;
+use crate::lines::Chunk;
+use crate::parse::{dead_letter, encode_chunk_into};
+use crate::queue_log::{self, QueueLogConfig};
+use jiff::tz::TimeZone;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::json_line::RawEvent;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
@@ -81,6 +87,81 @@ pub fn encode_units(
         chunks.push(out);
     }
     chunks
+}
+
+/// What decoding needs besides the bytes.
+#[derive(Debug, Clone)]
+pub struct DecodeSettings {
+    pub queue_log: QueueLogConfig,
+    /// The zone local date-times of an input are read in (the queue_log CSV export).
+    pub timezone: TimeZone,
+}
+
+impl Default for DecodeSettings {
+    fn default() -> Self {
+        Self {
+            queue_log: QueueLogConfig::default(),
+            timezone: TimeZone::get("Europe/Rome").unwrap_or(TimeZone::UTC),
+        }
+    }
+}
+
+/// A whole input of a sequentially decoded format.
+pub struct Decodable {
+    pub name: String,
+    pub format: Format,
+    pub bytes: Vec<u8>,
+}
+
+/// Decodes, validates and encodes whole inputs, in order (queue_log inputs together:
+/// their rules look across files, e.g. a call's earliest ENTERQUEUE may be in an older
+/// rotated file).
+pub fn decode_inputs(
+    inputs: &[Decodable],
+    settings: &DecodeSettings,
+    pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
+) -> Vec<Vec<EncodedChunk>> {
+    let queue_logs: Vec<usize> = (0..inputs.len())
+        .filter(|&i| matches!(inputs[i].format, Format::QueueLog | Format::QueueLogCsv))
+        .collect();
+    let rows = queue_logs
+        .iter()
+        .map(|&i| match inputs[i].format {
+            Format::QueueLogCsv => {
+                queue_log::rows::read_csv_layout(&inputs[i].bytes, &settings.timezone)
+            }
+            _ => queue_log::rows::read_file_layout(&inputs[i].bytes),
+        })
+        .collect();
+    let mut mapped = queue_log::decode(rows, &settings.queue_log, pseudo).into_iter();
+    inputs
+        .iter()
+        .map(|input| {
+            let units = match input.format {
+                Format::QueueLog | Format::QueueLogCsv => mapped.next().unwrap_or_default(),
+                Format::Cdr if input.bytes.trim_ascii_start().starts_with(b"{") => {
+                    cdr::decode_ndjson(&input.bytes, pseudo)
+                }
+                Format::Cdr => cdr::decode_csv(&input.bytes, pseudo),
+                Format::Ndjson => {
+                    let mut out = EncodedChunk::default();
+                    let chunk = Chunk {
+                        bytes: input
+                            .bytes
+                            .strip_prefix(UTF8_BOM)
+                            .unwrap_or(&input.bytes)
+                            .to_vec()
+                            .into(),
+                        end_offset: input.bytes.len() as u64,
+                    };
+                    encode_chunk_into(&mut out, &chunk, &input.name, pseudo, hasher);
+                    return vec![out];
+                }
+            };
+            encode_units(&units, &input.bytes, &input.name, pseudo, hasher)
+        })
+        .collect()
 }
 
 /// Stages the encoded chunks of one input and commits them (a checkpoint after with
