@@ -18,7 +18,11 @@ fn generate(calls: u64) -> String {
     for i in 0..calls {
         let id = format!("{t}.{i}");
         let q = if i % 4 == 1 { "prelievi" } else { "cup" };
-        let _ = writeln!(text, "{t}|{id}|{q}|NONE|ENTERQUEUE||3330{:06}|1", i % 1_000_000);
+        let _ = writeln!(
+            text,
+            "{t}|{id}|{q}|NONE|ENTERQUEUE||3330{:06}|1",
+            i % 1_000_000
+        );
         let _ = writeln!(text, "{}|{id}|{q}|SIP/1|RINGNOANSWER|15000", t + 15);
         let _ = writeln!(text, "{}|{id}|{q}|SIP/2|RINGNOANSWER|15000", t + 30);
         if i % 4 == 3 {
