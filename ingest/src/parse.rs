@@ -13,7 +13,7 @@ use netwait_aggregator::store::codec::DeadLetter;
 use std::borrow::Cow;
 
 /// The dead letter of a rejected input (raw kept, caller redacted, size capped).
-fn dead_letter<'a>(
+pub(crate) fn dead_letter<'a>(
     reject: &Reject,
     raw: &'a [u8],
     source: &'a str,

@@ -17,21 +17,31 @@
 //! sat = "08:00-12:00"
 //! patron_sites = ["esine"] # esine, breno, darfo, pisogne, edolo (off by default)
 //! extra_closures = ["2019-08-14"]
+//! mode = "cup"            # or "24x7": every hour is service time, no holidays
+//! [queue_log]
+//! announcement = "before_queue"   # or { in_queue_s = 40 }
+//! queue_lines = { "500" = "cup" }  # queue -> line (default: the queue's name)
+//! did_lines = { "7777" = "prelievi" } # DID -> line, wins over the queue's
+//! timezone = "Europe/Rome"        # local date-times of the CSV export
 //! [privacy]
 //! caller_key_hex = "..."   # 64 hex digits; or env NETWAIT_CALLER_KEY; else DATA/secret.key
 //! ```
 
 use super::StoreArgs;
 use anyhow::{Context, bail};
+use jiff::tz::TimeZone;
 use netwait_aggregator::domain::arguments;
-use netwait_aggregator::domain::calendar::{Hours, PatronSite};
+use netwait_aggregator::domain::calendar::{Hours, PatronSite, ServiceCalendar};
 use netwait_aggregator::domain::config::{MetricsConfig, SlaPolicy};
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::domain::time::parse_date;
 use netwait_aggregator::engine::Engine;
 use netwait_aggregator::store::embedded::EmbeddedStore;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
+use netwait_ingest::decoded::DecodeSettings;
+use netwait_ingest::queue_log::Announcement;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::Path;
 
 #[derive(Deserialize, Default, Debug)]
@@ -47,6 +57,55 @@ struct File {
     calendar: Calendar,
     #[serde(default)]
     privacy: Privacy,
+    #[serde(default)]
+    queue_log: QueueLog,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct QueueLog {
+    announcement: Option<AnnouncementToml>,
+    #[serde(default)]
+    queue_lines: HashMap<String, String>,
+    #[serde(default)]
+    did_lines: HashMap<String, String>,
+    timezone: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum AnnouncementToml {
+    Named(String),
+    InQueue { in_queue_s: f64 },
+}
+
+/// `[calendar] mode` and `--calendar`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalendarMode {
+    /// The contract's calendar (spec §3), with the `[calendar]` hours and closures.
+    Cup,
+    /// Every hour of every day is service time.
+    AlwaysOpen,
+}
+
+impl CalendarMode {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "cup" => Some(Self::Cup),
+            "24x7" => Some(Self::AlwaysOpen),
+            _ => None,
+        }
+    }
+
+    pub fn parse_arg(text: &str) -> Result<Self, String> {
+        Self::parse(text).ok_or_else(|| format!("{text:.32}: use cup or 24x7"))
+    }
+}
+
+/// A time zone by its tz database name (bundled in the binary).
+pub fn timezone(name: &str) -> anyhow::Result<TimeZone> {
+    TimeZone::get(name)
+        .with_context(|| format!("unknown time zone {name:.64?} (e.g. Europe/Rome, UTC)"))
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -90,6 +149,7 @@ struct Calendar {
     patron_sites: Vec<String>,
     #[serde(default)]
     extra_closures: Vec<String>,
+    mode: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -102,6 +162,8 @@ struct Privacy {
 pub struct Settings {
     pub metrics: MetricsConfig,
     pub caller_key: Option<[u8; 32]>,
+    /// How the PBX formats are read.
+    pub decode: DecodeSettings,
 }
 
 fn parse_settings(text: &str) -> anyhow::Result<Settings> {
@@ -162,6 +224,29 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
             .extra_closures
             .insert(parse_date(d).with_context(|| format!("extra closure {d:?}: use YYYY-MM-DD"))?);
     }
+    if let Some(mode) = &c.mode {
+        let mode = CalendarMode::parse(mode)
+            .with_context(|| format!("calendar.mode {mode:?}: use \"cup\" or \"24x7\""))?;
+        apply_calendar(&mut m, mode);
+    }
+    let mut decode = DecodeSettings::default();
+    let q = f.queue_log;
+    decode.queue_log.announcement = match q.announcement {
+        None => Announcement::BeforeQueue,
+        Some(AnnouncementToml::Named(name)) if name == "before_queue" => Announcement::BeforeQueue,
+        Some(AnnouncementToml::Named(name)) => {
+            bail!("queue_log.announcement {name:?}: use \"before_queue\" or {{ in_queue_s = 40 }}")
+        }
+        Some(AnnouncementToml::InQueue { in_queue_s }) => Announcement::InQueue(
+            arguments::message_ms_from_secs(in_queue_s)
+                .context("queue_log.announcement.in_queue_s")?,
+        ),
+    };
+    decode.queue_log.queue_lines = q.queue_lines;
+    decode.queue_log.did_lines = q.did_lines;
+    if let Some(name) = &q.timezone {
+        decode.timezone = timezone(name).context("queue_log.timezone")?;
+    }
     let caller_key = match f.privacy.caller_key_hex {
         Some(h) => Some(unhex::<32>(&h).context("privacy.caller_key_hex must be 64 hex digits")?),
         None => None,
@@ -169,7 +254,15 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
     Ok(Settings {
         metrics: m,
         caller_key,
+        decode,
     })
+}
+
+/// The calendar a mode stands for (`cup` keeps the configured hours and closures).
+fn apply_calendar(m: &mut MetricsConfig, mode: CalendarMode) {
+    if mode == CalendarMode::AlwaysOpen {
+        m.calendar = ServiceCalendar::always_open();
+    }
 }
 
 /// Reads `--config`, else `DATA/netwait.toml` if present, else the defaults; the
@@ -188,6 +281,14 @@ pub fn load(store: &StoreArgs) -> anyhow::Result<Settings> {
         }
         None => parse_settings("")?,
     };
+    if let Some(mode) = store.calendar {
+        // `--calendar cup` over a 24x7 configuration: the contract's default hours.
+        if mode == CalendarMode::Cup && settings.metrics.calendar == ServiceCalendar::always_open()
+        {
+            settings.metrics.calendar = ServiceCalendar::default();
+        }
+        apply_calendar(&mut settings.metrics, mode);
+    }
     if let Ok(hex) = std::env::var("NETWAIT_CALLER_KEY") {
         match unhex::<32>(&hex) {
             Some(k) => settings.caller_key = Some(k),
@@ -261,5 +362,33 @@ mod tests {
             assert!(format!("{e:#}").starts_with("sla."), "{bad}: {e:#}");
         }
         assert!(parse_settings("[sla]\ntypo = 1").is_err());
+    }
+
+    #[test]
+    fn calendar_mode_and_queue_log_settings() {
+        let s = parse_settings("[calendar]\nmode = \"24x7\"").expect("valid");
+        assert_eq!(s.metrics.calendar, ServiceCalendar::always_open());
+        assert!(parse_settings("[calendar]\nmode = \"always\"").is_err());
+        let s = parse_settings(
+            "[queue_log]\nannouncement = { in_queue_s = 40 }\nqueue_lines = { \"500\" = \"cup\" }\ndid_lines = { \"7777\" = \"prelievi\" }\ntimezone = \"UTC\"",
+        )
+        .expect("valid");
+        let q = &s.decode.queue_log;
+        assert_eq!(q.announcement, Announcement::InQueue(40_000));
+        assert_eq!(q.queue_lines["500"], "cup");
+        assert_eq!(q.did_lines["7777"], "prelievi");
+        assert_eq!(s.decode.timezone, TimeZone::UTC);
+        let s = parse_settings("[queue_log]\nannouncement = \"before_queue\"").expect("valid");
+        assert_eq!(s.decode.queue_log.announcement, Announcement::BeforeQueue);
+        for bad in [
+            "announcement = \"inside\"",
+            "announcement = { in_queue_s = 601 }",
+            "timezone = \"Mars/Olympus\"",
+        ] {
+            assert!(
+                parse_settings(&format!("[queue_log]\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

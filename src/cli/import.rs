@@ -1,21 +1,43 @@
-//! `netwait import`: NDJSON files into the embedded store.
+//! `netwait import`: NDJSON files (and PBX logs, call records) into the embedded store.
 
 use super::StoreArgs;
 use super::config::{Use, open_engine};
+use super::decoded_inputs;
 use super::inputs::{self, Input};
 use super::interrupt::{Interrupt, Interrupted};
 use super::progress::{Bar, Tally};
 use anyhow::Context;
 use netwait_aggregator::engine::IngestSummary;
 use netwait_aggregator::observe;
+use netwait_ingest::format::Format;
 use netwait_ingest::pipeline::{PipelineOptions, Staged, import};
 use netwait_ingest::source::{MappedSource, ReaderSource, Source};
 use std::time::Instant;
 
-pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<()> {
+/// `--format`.
+pub fn format_arg(text: &str) -> Result<Format, String> {
+    Format::parse(text)
+        .ok_or_else(|| format!("{text:.32}: use ndjson, queue_log, queue_log_csv or cdr"))
+}
+
+pub fn run(
+    store: &StoreArgs,
+    files: &[String],
+    strict: bool,
+    format: Option<Format>,
+    timezone: Option<&str>,
+) -> anyhow::Result<()> {
     let mut sources = Vec::with_capacity(files.len());
+    // Inputs of the sequential formats, read whole; their place in `sources` is `None`.
+    let mut whole = Vec::new();
     for input in inputs::open_all(files)? {
         let name = input.name().to_owned();
+        let input_format = decoded_inputs::format_of(&input, format)?;
+        if input_format != Format::Ndjson {
+            whole.push(decoded_inputs::read_whole(input, input_format)?);
+            sources.push((name, None));
+            continue;
+        }
         let source: Box<dyn Source> = match input {
             Input::Stdin => Box::new(ReaderSource::new("stdin", std::io::stdin(), None)),
             Input::File {
@@ -31,11 +53,16 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
                 }
             }
         };
-        sources.push((name, source));
+        sources.push((name, Some(source)));
+    }
+    let mut settings = super::config::load(store)?.decode;
+    if let Some(zone) = timezone {
+        settings.timezone = super::config::timezone(zone).context("--timezone")?;
     }
     // The counts printed are a report: a reader that goes away must not stop the import.
     crate::stdout::keep_working();
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
+    let mut decoded = decoded_inputs::decode(&whole, &settings, &engine, &pseudo).into_iter();
     // From here on, Ctrl-C stops reading at the next chunk; what was read is committed
     // and reported (a second Ctrl-C stops at once).
     let interrupt = Interrupt::catch().context("catching SIGINT")?;
@@ -46,6 +73,18 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
         if interrupt.happened() {
             break;
         }
+        // After the last input, checkpoint while its last batch is written.
+        let checkpoint = i + 1 == n_sources;
+        let Some(source) = source else {
+            let chunks = decoded.next().unwrap_or_default();
+            let sum = netwait_ingest::decoded::stage(&mut engine, chunks, checkpoint)?;
+            if files.len() > 1 {
+                print_counts(&name, &sum);
+            }
+            warn_if_all_rejected(&name, &sum);
+            total += sum;
+            continue;
+        };
         // A pipe or a device says 0: its size is not known.
         let size = source.size_hint().filter(|&n| n > 0);
         if let Some(size) = size {
@@ -72,8 +111,7 @@ pub fn run(store: &StoreArgs, files: &[String], strict: bool) -> anyhow::Result<
             &mut engine,
             &pseudo,
             PipelineOptions {
-                // After the last input, checkpoint while its last batch is written.
-                checkpoint: i + 1 == n_sources,
+                checkpoint,
                 ..PipelineOptions::default()
             },
             &mut on_progress,

@@ -3,6 +3,7 @@
 mod check;
 mod config;
 mod deadletter;
+mod decoded_inputs;
 mod import;
 mod inputs;
 mod interrupt;
@@ -83,6 +84,19 @@ pub struct StoreArgs {
     /// Configuration file (TOML); default: DATA/netwait.toml when present.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The command's `--calendar`, when it has one (wins over the configuration).
+    #[arg(skip)]
+    calendar: Option<config::CalendarMode>,
+}
+
+/// `--calendar`: which hours count as service time.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CalendarArg {
+    /// Service calendar: `cup` (the contract's, spec §3) or `24x7` (every hour counts,
+    /// no holidays: for data not from an Italian CUP). Default: the configuration's
+    /// `[calendar] mode`, else `cup`.
+    #[arg(long, value_name = "MODE", value_parser = config::CalendarMode::parse_arg)]
+    calendar: Option<config::CalendarMode>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,11 +111,23 @@ enum Command {
         /// Exit non-zero when any line was rejected (the valid ones are still imported).
         #[arg(long)]
         strict: bool,
+        /// Input format: ndjson, queue_log, queue_log_csv or cdr (NDJSON or CSV call
+        /// records). Default: guessed from each file's first row (stdin: ndjson).
+        #[arg(long, value_parser = import::format_arg)]
+        format: Option<netwait_ingest::format::Format>,
+        #[command(flatten)]
+        calendar: CalendarArg,
+        /// Time zone of local date-times in the input (the queue_log CSV export).
+        /// Default: the configuration's `[queue_log] timezone`, else Europe/Rome.
+        #[arg(long, value_name = "ZONE")]
+        timezone: Option<String>,
     },
     /// Serve the gRPC API and push ingest on the embedded store.
     Serve {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        calendar: CalendarArg,
         /// Address to listen on for gRPC (`:0` picks a free port; the line printed says which).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
@@ -166,17 +192,27 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Import {
-            store,
+            mut store,
             files,
             strict,
-        } => import::run(&store, &files, strict),
+            format,
+            calendar,
+            timezone,
+        } => {
+            store.calendar = calendar.calendar;
+            import::run(&store, &files, strict, format, timezone.as_deref())
+        }
         Command::Serve {
             store,
+            calendar,
             listen,
             drain_timeout,
             idle_timeout,
         } => serve::run(
-            &store,
+            &StoreArgs {
+                calendar: calendar.calendar,
+                ..store
+            },
             &listen,
             netwait_api::server::ServeOptions {
                 drain_timeout,

@@ -27,6 +27,9 @@ pub struct Where {
     /// Print one JSON object with the spec's keys.
     #[arg(long)]
     json: bool,
+    /// With --data: `--calendar cup|24x7` (a server uses its own).
+    #[command(flatten)]
+    calendar: super::CalendarArg,
 }
 
 /// `--threshold`: seconds, 1 to 86400, at most three decimals (read exactly, as text).
@@ -113,6 +116,9 @@ enum Backend {
 impl Backend {
     async fn open(at: &Where) -> anyhow::Result<Self> {
         match (&at.server, &at.data) {
+            (Some(_), _) if at.calendar.calendar.is_some() => {
+                anyhow::bail!("--calendar goes with --data (a server uses its own calendar)")
+            }
             (Some(server), _) => Ok(Self::Remote(StatsClient::new(
                 super::connect(server).await?,
             ))),
@@ -120,6 +126,7 @@ impl Backend {
                 let store = StoreArgs {
                     data: data.clone(),
                     config: at.config.clone(),
+                    calendar: at.calendar.calendar,
                 };
                 let (engine, pseudo) = open_engine(&store, Use::Queries)?;
                 Ok(Self::Local(StatsService::new(AppState::new(

@@ -110,6 +110,8 @@ pub struct ServiceCalendar {
     pub week: [Option<Hours>; 7],
     pub patron_sites: Vec<PatronSite>,
     pub extra_closures: HashSet<Date>,
+    /// Italian national holidays close the centre (spec §3); off for foreign data.
+    pub national_holidays: bool,
 }
 
 impl Default for ServiceCalendar {
@@ -127,13 +129,29 @@ impl Default for ServiceCalendar {
             week: [day, day, day, day, day, sat, None],
             patron_sites: Vec::new(),
             extra_closures: HashSet::new(),
+            national_holidays: true,
         }
     }
 }
 
 impl ServiceCalendar {
+    /// `24x7`: every hour of every day is service time, no holidays (for data that is
+    /// not from an Italian CUP, e.g. another PBX's logs).
+    pub fn always_open() -> Self {
+        let day = Some(Hours {
+            start: 0,
+            end: 24 * HOUR,
+        });
+        Self {
+            week: [day; 7],
+            patron_sites: Vec::new(),
+            extra_closures: HashSet::new(),
+            national_holidays: false,
+        }
+    }
+
     pub fn is_closed_day(&self, date: Date) -> bool {
-        is_national_holiday(date)
+        (self.national_holidays && is_national_holiday(date))
             || self.extra_closures.contains(&date)
             || self
                 .patron_sites
@@ -215,6 +233,19 @@ mod tests {
         assert!(!open_at(&cal, "2019-10-26T10:00:00Z"));
         assert!(open_at(&cal, "2019-10-28T07:00:00Z"));
         assert!(!open_at(&cal, "2019-10-28T06:30:00Z"));
+    }
+
+    #[test]
+    fn always_open_counts_every_hour_and_holiday() {
+        let cal = ServiceCalendar::always_open();
+        // Christmas at 03:00, a Sunday at 23:59:59.999, a DST change day at midnight.
+        assert!(open_at(&cal, "2019-12-25T03:00:00+01:00"));
+        assert!(open_at(&cal, "2019-03-10T23:59:59.999+01:00"));
+        assert!(open_at(&cal, "2019-03-31T00:00:00+01:00"));
+        assert!(!open_at(
+            &ServiceCalendar::default(),
+            "2019-12-25T10:00:00+01:00"
+        ));
     }
 
     #[test]

@@ -37,6 +37,19 @@ pub enum Reject {
     BadTs,
     #[error("`ts` is outside 1970-01-01T00:00Z .. 2101-01-01T00:00Z")]
     TsOutOfRange,
+    // Damage of the PBX formats (queue_log rows, call records), read row by row.
+    #[error("{0} NUL bytes (the file was cut by a crash while it was written)")]
+    NulRun(usize),
+    #[error("incomplete row (cut short, no line end)")]
+    Truncated,
+    #[error("{got} fields, {want} expected")]
+    FieldCount { got: usize, want: &'static str },
+    #[error("the time field is neither epoch seconds nor a local date-time")]
+    BadRowTime,
+    #[error("call record without any instant")]
+    NoInstant,
+    #[error("`{0}` must be a list of kind@ts entries separated by `;`")]
+    BadList(&'static str),
 }
 
 impl Reject {
@@ -57,6 +70,12 @@ impl Reject {
             Self::BadBooking => "bad_booking",
             Self::BadTs => "bad_ts",
             Self::TsOutOfRange => "ts_out_of_range",
+            Self::NulRun(_) => "nul_bytes",
+            Self::Truncated => "truncated",
+            Self::FieldCount { .. } => "field_count",
+            Self::BadRowTime => "bad_time",
+            Self::NoInstant => "no_instant",
+            Self::BadList(_) => "bad_list",
         }
     }
 }

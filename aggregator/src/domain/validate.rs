@@ -6,7 +6,7 @@ use super::line_scan::ScannedLine;
 use super::plain_line::validate_plain_with;
 use super::privacy::Pseudonymizer;
 use super::reject::Reject;
-use super::time::{TsError, in_range, parse_rfc3339};
+use super::time::{Millis, TsError, in_range, parse_rfc3339};
 use std::borrow::Cow;
 
 const MAX_CHARS: usize = 128;
@@ -49,21 +49,9 @@ pub fn validate<'a>(raw: RawEvent<'a>, pseudo: &Pseudonymizer) -> Result<Event<'
         None => return Err(Reject::Missing("type")),
         Some(t) => EventType::parse(&t).ok_or(Reject::BadType)?,
     };
-    let ts = match raw.ts {
+    let ts = match &raw.ts {
         None => return Err(Reject::Missing("ts")),
-        Some(RawValue::Int(ms)) if in_range(ms) => ms,
-        Some(RawValue::Int(_)) => return Err(Reject::TsOutOfRange),
-        Some(RawValue::Str(s)) => parse_rfc3339(&s).map_err(|e| match e {
-            TsError::Syntax => Reject::BadTs,
-            TsError::OutOfRange => Reject::TsOutOfRange,
-        })?,
-        Some(RawValue::Other(got)) => {
-            return Err(Reject::WrongType {
-                field: "ts",
-                expected: "an RFC 3339 string or an integer",
-                got,
-            });
-        }
+        Some(v) => instant(v)?,
     };
     let call_id = text(raw.call_id, "call_id")?;
     let event_id = text(raw.event_id, "event_id")?;
@@ -87,6 +75,24 @@ pub fn validate<'a>(raw: RawEvent<'a>, pseudo: &Pseudonymizer) -> Result<Event<'
         reason,
         caller: caller.map(|c| pseudo.hash(&c)),
     })
+}
+
+/// The instant a `ts` value stands for (spec §1: RFC 3339 text or epoch milliseconds, in
+/// range), as validation reads it: formats that derive ids from instants use this too.
+pub fn instant(v: &RawValue<'_>) -> Result<Millis, Reject> {
+    match v {
+        RawValue::Int(ms) if in_range(*ms) => Ok(*ms),
+        RawValue::Int(_) => Err(Reject::TsOutOfRange),
+        RawValue::Str(s) => parse_rfc3339(s).map_err(|e| match e {
+            TsError::Syntax => Reject::BadTs,
+            TsError::OutOfRange => Reject::TsOutOfRange,
+        }),
+        RawValue::Other(got) => Err(Reject::WrongType {
+            field: "ts",
+            expected: "an RFC 3339 string or an integer",
+            got,
+        }),
+    }
 }
 
 /// The fields an event type cannot do without (spec §1), given which are present.
