@@ -47,14 +47,15 @@ take_lock() {
 # The pid of our running server $1, or status 1. A pid counts only while its command line
 # names our data directory (a pid reused by another process is not ours) and it is no zombie.
 running_pid() {
-	local f="$DEPLOY_DIR/$1/pid" pid state
+	local f="$DEPLOY_DIR/$1/pid" pid state cmdline
 	[[ -s $f ]] || return 1
 	pid=$(<"$f")
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	[[ -r /proc/$pid/cmdline ]] || return 1
 	state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
 	[[ $state != Z && $state != X ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$DEPLOY_DIR/$1/" || return 1
+	cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	[[ $cmdline == *"$DEPLOY_DIR/$1/"* ]] || return 1
 	echo "$pid"
 }
 
