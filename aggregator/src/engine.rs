@@ -10,10 +10,8 @@ use crate::domain::time::Millis;
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
 };
-use crate::store::snapshot::FoldWriter;
-use crate::store::{
-    Batch, EventStore, FoldPart, LogPosition, PartPool, PendingPart, StoreError, snapshot,
-};
+use crate::store::runs::{self, RunSet};
+use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
 use jiff::civil::Date;
 use std::sync::mpsc::SyncSender;
 
@@ -55,9 +53,6 @@ struct FoldItem {
 /// memory here), and a year's import would otherwise touch some 100 MB of it. When the
 /// pool is full, chunks are dropped.
 pub type Spares = SyncSender<EncodedChunk>;
-
-/// A checkpoint's fold part begun ahead, with the writer of its dedupe keys.
-type FoldAhead = (Box<dyn PendingPart>, FoldWriter);
 
 impl EncodedChunk {
     /// Empties the chunk for reuse, keeping its buffers.
@@ -217,6 +212,8 @@ pub struct Engine {
     position: LogPosition,
     /// Position of the last checkpoint written or loaded.
     checkpointed: LogPosition,
+    /// The runs holding the book's dedupe keys and call index (see `store::runs`).
+    runs: RunSet,
     /// Kept to rebuild the book after a failed commit.
     dedupe_secret: [u8; 16],
     poisoned: bool,
@@ -258,6 +255,7 @@ impl Engine {
             dedupe_secret,
             position: loaded.position,
             checkpointed: loaded.checkpointed,
+            runs: loaded.runs,
             poisoned: false,
             batch: Batch::default(),
         })
@@ -279,6 +277,7 @@ impl Engine {
         self.book = loaded.book;
         self.position = loaded.position;
         self.checkpointed = loaded.checkpointed;
+        self.runs = loaded.runs;
         self.poisoned = false;
         Ok(())
     }
@@ -347,8 +346,9 @@ impl Engine {
     /// to the call states, a third commits the batches behind them, so that disk writes
     /// overlap with folding. Returns once all of it is durable.
     ///
-    /// With `checkpoint`, also writes a checkpoint at the end; failing to write it is
-    /// logged, not returned (the events are durable; the next open replays the log).
+    /// With `checkpoint`, also writes a checkpoint at the end (of what is new since the
+    /// last one); failing to write it is logged, not returned (the events are durable;
+    /// the next open replays the log).
     pub fn stage_stream(
         &mut self,
         chunks: impl Iterator<Item = EncodedChunk>,
@@ -364,13 +364,6 @@ impl Engine {
         }
         // Whatever was staged before goes first.
         self.commit()?;
-        // The checkpoint's dedupe keys are written while the import runs (those known
-        // now, then each chunk's new ones): after the last line, less is left to write.
-        let mut ahead = if checkpoint {
-            self.begin_fold_ahead()
-        } else {
-            None
-        };
         let hasher = self.key_hasher();
         let store = &mut self.store;
         let (mut dedupe, mut calls) = self.book.split_fold();
@@ -417,12 +410,6 @@ impl Engine {
                 let mut accepted = Vec::new();
                 dedupe.first_seen_all(&chunk.keys, &mut accepted);
                 chunk.flag_dead_letters(&hasher, |k| dedupe.first_dead_letter(k));
-                if let Some((part, keys)) = &mut ahead
-                    && let Err(e) = keys.put_accepted(&chunk.keys, &accepted, part)
-                {
-                    tracing::warn!(error = %e, "writing dedupe keys ahead failed; the checkpoint will write them");
-                    ahead = None;
-                }
                 if to_apply.send((chunk, accepted)).is_err() {
                     break; // the applier failed: its error is reported below
                 }
@@ -441,7 +428,7 @@ impl Engine {
                 self.position = end;
                 // Every event is durable now: a checkpoint that cannot be written only
                 // makes the next open replay more of the log, so it fails nothing.
-                if checkpoint && let Err(e) = self.checkpoint_with(ahead) {
+                if checkpoint && let Err(e) = self.checkpoint() {
                     tracing::warn!(error = %e, "import committed, but its checkpoint could not be written; the next open replays the log");
                 }
                 Ok(sum)
@@ -474,45 +461,17 @@ impl Engine {
         }
     }
 
-    /// Starts the next checkpoint's fold part with the dedupe keys known now; `None`
-    /// (the checkpoint then writes them all at the end) when the store cannot.
-    fn begin_fold_ahead(&mut self) -> Option<FoldAhead> {
-        let started = self.store.begin_fold_part().and_then(|mut part| {
-            let mut keys = FoldWriter::default();
-            keys.put_keys(self.book.parts().seen.iter(), &mut part)
-                .map_err(|e| StoreError::io(std::path::Path::new("checkpoint fold part"), e))?;
-            Ok((part, keys))
-        });
-        started
-            .inspect_err(|e| tracing::warn!(error = %e, "cannot write dedupe keys ahead"))
-            .ok()
-    }
-
-    /// Writes a checkpoint when the log grew since the last one.
+    /// Writes a checkpoint when the log grew since the last one: the call states, and
+    /// the dedupe keys and calls added since the last checkpoint as runs of their own
+    /// (see `store::runs`), which the book then maps instead of keeping them in memory.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.checkpoint_with(None)
-    }
-
-    /// [`Self::checkpoint`], with the fold part's dedupe keys already written ahead
-    /// (by [`Self::stage_stream`]) when given.
-    fn checkpoint_with(&mut self, ahead: Option<FoldAhead>) -> Result<(), StoreError> {
         if self.poisoned || self.book.is_read_only() || self.position == self.checkpointed {
             return Ok(());
         }
-        let parts = self.book.parts();
-        // Keys written ahead are used only when they are all of them (they always are:
-        // every accepted key was written; anything else is written again).
-        let ahead = ahead.filter(|(_, keys)| keys.keys() == parts.seen.len() as u64);
-        let fold = match ahead {
-            Some((part, keys)) => FoldPart::Ahead(
-                part,
-                Box::new(move |w| keys.finish(parts.index, parts.dead_letters, w)),
-            ),
-            None => FoldPart::Write(&|w| snapshot::write_fold(&parts, w)),
-        };
-        self.store
-            .save_checkpoint(self.position, &|w| snapshot::write_query(&parts, w), fold)?;
+        let named = runs::save(&mut *self.store, &self.book, &self.runs, self.position)?;
         self.checkpointed = self.position;
+        let old = std::mem::take(&mut self.runs);
+        self.runs = runs::freeze(&mut *self.store, &mut self.book, old, named);
         Ok(())
     }
 
@@ -598,6 +557,7 @@ struct LoadedBook {
     position: LogPosition,
     /// Position of the checkpoint it started from (0: none).
     checkpointed: LogPosition,
+    runs: RunSet,
 }
 
 /// Loads the store's checkpoint and replays the rest of its log. A query-only load
@@ -609,20 +569,33 @@ fn load_book(
     mut for_folding: bool,
 ) -> Result<LoadedBook, StoreError> {
     loop {
-        let fresh = || (CallBook::new(dedupe_secret), 0);
-        let (mut book, from) = match store.load_checkpoint(for_folding)? {
+        let fresh = || (CallBook::new(dedupe_secret), 0, RunSet::default());
+        let (mut book, from, runs) = match store.load_checkpoint(for_folding)? {
             None => fresh(),
             Some(cp) if for_folding && cp.fold.is_none() => {
                 tracing::warn!("checkpoint incomplete; replaying the whole log");
                 fresh()
             }
-            Some(cp) => match snapshot::decode(&cp.query, cp.fold.as_deref(), dedupe_secret) {
-                Some(book) => (book, cp.position),
-                None => {
-                    tracing::warn!("checkpoint damaged; replaying the whole log");
-                    fresh()
+            Some(cp) => {
+                let fold = match &cp.fold {
+                    Some(fold) => runs::load(store, fold)?.ok_or(()),
+                    None => Err(()),
+                };
+                let (fold_state, runs) = match fold {
+                    Ok((state, runs)) => (Some(state), runs),
+                    Err(()) => (None, RunSet::default()),
+                };
+                let usable = for_folding == fold_state.is_some();
+                match snapshot::decode(&cp.query, fold_state, dedupe_secret) {
+                    Some(book) if usable => (book, cp.position, runs),
+                    _ => {
+                        tracing::warn!(
+                            "checkpoint damaged or of an older version; replaying the whole log"
+                        );
+                        fresh()
+                    }
                 }
-            },
+            }
         };
         let mut replayed = 0u64;
         let position = if book.is_read_only() {
@@ -661,6 +634,7 @@ fn load_book(
             book,
             position,
             checkpointed: from,
+            runs,
         });
     }
 }
@@ -826,48 +800,189 @@ mod tests {
         assert_eq!(t2.figures.overflow, 1);
     }
 
+    /// `n` offered events of calls `c{from}`.. in March 2019.
+    fn offers(p: &Pseudonymizer, from: usize, n: usize) -> Vec<Record<'static>> {
+        (from..from + n)
+            .map(|i| {
+                let ts = 1_551_690_000_000 + i as i64 * 1_000;
+                let l = format!(r#"{{"call_id":"c{i}","type":"offered","ts":{ts}}}"#);
+                Record::Event(validate_line(l.as_bytes(), p).expect("valid").into_owned())
+            })
+            .collect()
+    }
+
+    fn run_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join("runs"))
+            .map(|d| d.map(|e| e.expect("entry").path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
     #[test]
-    fn a_streamed_import_checkpoints_its_keys_written_ahead() {
+    fn a_checkpoint_writes_only_what_is_new_and_the_book_maps_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = Pseudonymizer::new([0; 32]);
         let mut e = open(dir.path());
-        // Keys known before the import: written ahead first.
-        e.ingest(items(&p).into_iter().take(1)).expect("ingest");
-        let hasher = e.key_hasher();
-        let chunks: Vec<EncodedChunk> = LINES
-            .chunks(2)
-            .map(|lines| {
-                let mut c = EncodedChunk::default();
-                for l in lines {
-                    c.push_event(&validate_line(l.as_bytes(), &p).expect("valid"), &hasher);
-                }
-                c
-            })
+        e.ingest(offers(&p, 0, 1_000)).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        assert_eq!(e.runs.keys.len(), 1);
+        let first = run_files(dir.path());
+        assert_eq!(first.len(), 2, "one run of keys, one of calls");
+        let first_bytes: Vec<Vec<u8>> = first
+            .iter()
+            .map(|f| std::fs::read(f).expect("read"))
             .collect();
-        let sum = e
-            .stage_stream(chunks.into_iter(), 1, true, None)
-            .expect("import");
-        assert_eq!((sum.accepted, sum.duplicate), (3, 1));
+        // Ten more events, one of them a late event of an old call.
+        let mut more = offers(&p, 1_000, 9);
+        let late = r#"{"call_id":"c5","type":"answered","ts":1551690009000,"agent":"x"}"#;
+        more.push(Record::Event(
+            validate_line(late.as_bytes(), &p).expect("valid"),
+        ));
+        e.ingest(more).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        let (keys, calls) = (&e.runs.keys, &e.runs.calls);
+        assert_eq!(
+            (keys.len(), keys[1].keys),
+            (2, 10),
+            "a run of the 10 new keys"
+        );
+        assert_eq!(
+            (calls.len(), calls[1].keys),
+            (2, 9),
+            "and one of the 9 new calls"
+        );
+        assert_eq!(e.book().parts().seen.layers().fresh().len(), 0);
+        let now = run_files(dir.path());
+        assert_eq!(now.len(), 4);
+        for (f, bytes) in first.iter().zip(&first_bytes) {
+            assert_eq!(
+                &std::fs::read(f).expect("still there"),
+                bytes,
+                "old runs are not rewritten"
+            );
+        }
+        // The mapped runs still dedupe, and reopening uses them (nothing replayed).
+        let again = e.ingest(offers(&p, 990, 20)).expect("ingest");
+        assert_eq!((again.accepted, again.duplicate), (1, 19));
+        e.checkpoint().expect("checkpoint");
         drop(e);
-        // Reopened from the checkpoint alone (nothing replayed), every key is known.
         let mut e = open(dir.path());
         assert_eq!(e.uncheckpointed(), 0);
-        assert_eq!(e.book().distinct_events(), 4);
-        let again = e.ingest(items(&p)).expect("ingest");
-        assert_eq!((again.accepted, again.duplicate), (0, 4));
-        // A fold part whose keys do not add up is refused: the log is replayed instead.
-        drop(e);
-        let fold = dir.path().join("checkpoint.keys");
-        let mut bytes = std::fs::read(&fold).expect("read");
-        let n = bytes.len();
-        bytes[n - 28] ^= 1; // the count of keys, CRC left stale
-        std::fs::write(&fold, bytes).expect("write");
-        let e = open(dir.path());
-        assert!(
-            e.uncheckpointed() > 0,
-            "the damaged checkpoint was not used"
+        assert_eq!(e.book().distinct_events(), 1_011);
+        let again = e.ingest(offers(&p, 0, 1_010)).expect("ingest");
+        assert_eq!((again.accepted, again.duplicate), (0, 1_010));
+        // Small runs merge as they pile up: their number stays small.
+        for i in 0..20 {
+            e.ingest(offers(&p, 2_000 + i * 10, 10)).expect("ingest");
+            e.checkpoint().expect("checkpoint");
+        }
+        assert!(e.runs.keys.len() <= 6, "{:?}", e.runs.keys);
+        assert_eq!(
+            run_files(dir.path()).len(),
+            e.runs.keys.len() + e.runs.calls.len()
         );
-        assert_eq!(e.book().distinct_events(), 4);
+        assert_eq!(e.book().distinct_events(), 1_211);
+    }
+
+    /// Copies a store's directory (its files and runs).
+    fn copy_store(from: &std::path::Path, to: &std::path::Path) {
+        for sub in ["", "runs"] {
+            std::fs::create_dir_all(to.join(sub)).expect("mkdir");
+            for f in std::fs::read_dir(from.join(sub)).expect("list") {
+                let f = f.expect("entry");
+                if f.file_type().expect("type").is_file() && f.file_name() != "LOCK" {
+                    std::fs::copy(f.path(), to.join(sub).join(f.file_name())).expect("copy");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_truncated_missing_or_old_checkpoint_files_replay_the_log_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let d = |s| crate::domain::time::parse_date(s).expect("date");
+        let mut e = open(dir.path());
+        e.ingest(offers(&p, 0, 300)).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        e.ingest(items(&p)).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        let want = e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
+        drop(e);
+        let runs = run_files(dir.path());
+        assert_eq!(runs.len(), 4);
+        let name = |f: &std::path::Path| f.strip_prefix(dir.path()).expect("inside").to_owned();
+        let mut harms: Vec<(String, Box<dyn Fn(&std::path::Path)>)> = Vec::new();
+        for run in &runs {
+            let run = name(run);
+            let (r1, r2, r3) = (run.clone(), run.clone(), run.clone());
+            harms.push((
+                format!("{run:?} flipped"),
+                Box::new(move |d| {
+                    let mut b = std::fs::read(d.join(&r1)).expect("read");
+                    let mid = b.len() / 2;
+                    b[mid] ^= 0x40;
+                    std::fs::write(d.join(&r1), b).expect("write");
+                }),
+            ));
+            harms.push((
+                format!("{run:?} truncated"),
+                Box::new(move |d| {
+                    let b = std::fs::read(d.join(&r2)).expect("read");
+                    std::fs::write(d.join(&r2), &b[..b.len() - 20]).expect("write");
+                }),
+            ));
+            harms.push((
+                format!("{run:?} missing"),
+                Box::new(move |d| {
+                    std::fs::remove_file(d.join(&r3)).expect("remove");
+                }),
+            ));
+        }
+        harms.push((
+            "no runs".into(),
+            Box::new(|d| {
+                std::fs::remove_dir_all(d.join("runs")).expect("remove");
+            }),
+        ));
+        harms.push((
+            "a fold part of the previous version".into(),
+            Box::new(|d| {
+                let path = d.join("checkpoint.keys");
+                let mut b = std::fs::read(&path).expect("read");
+                b.truncate(16); // header and position
+                let mut body = b"NWF5".to_vec();
+                body.extend_from_slice(&[0; 24]);
+                let crc = crc32fast::hash(&body);
+                b.extend_from_slice(&body);
+                b.extend_from_slice(&crc.to_le_bytes());
+                std::fs::write(&path, b).expect("write");
+            }),
+        ));
+        for (what, harm) in &harms {
+            let copy = tempfile::tempdir().expect("tempdir");
+            copy_store(dir.path(), copy.path());
+            harm(copy.path());
+            let mut e = open(copy.path());
+            assert!(e.uncheckpointed() > 0, "{what}: the log is replayed");
+            assert_eq!(e.book().distinct_events(), 304, "{what}");
+            assert_eq!(
+                e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None),
+                want,
+                "{what}"
+            );
+            let again = e.ingest(offers(&p, 0, 300)).expect("ingest");
+            assert_eq!(again.duplicate, 300, "{what}");
+            // The next checkpoint is whole again, and unnamed runs are gone.
+            e.ingest(offers(&p, 300, 1)).expect("ingest");
+            e.checkpoint().expect("checkpoint");
+            drop(e);
+            let e = open(copy.path());
+            assert_eq!(e.uncheckpointed(), 0, "{what}");
+            assert_eq!(e.book().distinct_events(), 305, "{what}");
+            assert_eq!(run_files(copy.path()).len(), 2, "{what}");
+        }
     }
 
     /// The embedded store, but its checkpoints cannot be written (a full disk, say).
@@ -897,20 +1012,17 @@ mod tests {
             self.0.load_checkpoint(with_fold)
         }
 
-        fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
-            Err(StoreError::io(
-                std::path::Path::new("checkpoint"),
-                std::io::Error::other("no space left on device"),
-            ))
-        }
-
         fn save_checkpoint(
             &mut self,
             _position: LogPosition,
             _query: crate::store::PartWriter<'_>,
-            _fold: FoldPart<'_>,
+            _fold: crate::store::PartWriter<'_>,
+            _runs: &[(crate::store::RunId, crate::store::PartWriter<'_>)],
         ) -> Result<(), StoreError> {
-            self.begin_fold_part().map(|_| ())
+            Err(StoreError::io(
+                std::path::Path::new("checkpoint"),
+                std::io::Error::other("no space left on device"),
+            ))
         }
     }
 

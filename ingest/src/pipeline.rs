@@ -324,7 +324,7 @@ mod failure_tests {
     use netwait_aggregator::domain::config::MetricsConfig;
     use netwait_aggregator::store::codec::Record;
     use netwait_aggregator::store::{
-        Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartWriter, PendingPart,
+        Batch, Checkpoint, EventStore, LogPosition, PartWriter, RunId,
     };
 
     /// A store whose disk fills up after the first commit.
@@ -363,18 +363,12 @@ mod failure_tests {
             Ok(None)
         }
 
-        fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
-            Err(StoreError::Io {
-                path: "checkpoint".into(),
-                source: std::io::Error::other("no space left on device"),
-            })
-        }
-
         fn save_checkpoint(
             &mut self,
             _position: LogPosition,
             _query: PartWriter<'_>,
-            _fold: FoldPart<'_>,
+            _fold: PartWriter<'_>,
+            _runs: &[(RunId, PartWriter<'_>)],
         ) -> Result<(), StoreError> {
             Ok(())
         }

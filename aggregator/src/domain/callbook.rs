@@ -4,7 +4,7 @@
 use super::call::{CallRecord, CallState, LineId};
 use super::dedupe::{CallKey, DedupeKey, KeyHasher, KeySet};
 use super::event::{DEFAULT_LINE, Event, EventType};
-use super::key_table::KeyTable;
+use super::key_runs::{FrozenTable, Layered};
 use super::time::Millis;
 use std::collections::HashMap;
 
@@ -15,15 +15,14 @@ pub enum Applied {
     Duplicate,
 }
 
-/// What folding needs beyond the states: the dedupe keys and each call's state index.
 /// What folding needs besides the states: dedupe keys, call index, dead-letter keys.
-pub type FoldState = (KeySet, Vec<(CallKey, u32)>, KeySet);
+pub type FoldState = (KeySet, CallIndex, KeySet);
 
 /// Line name (UTF-8 bytes) -> interned id.
 type LineIds = HashMap<Box<[u8]>, LineId, foldhash::fast::RandomState>;
 
-/// Call key -> index of its state.
-type Index = KeyTable<u32>;
+/// Call key -> index of its state: frozen runs of a long history and the calls since.
+pub type CallIndex = Layered<u32>;
 
 /// The part of an event that folding reads (the rest only feeds its dedupe key): the
 /// import path's parse workers compute these, so the folding thread decodes nothing.
@@ -60,7 +59,7 @@ pub struct CallBook {
     /// Identities of the dead letters stored (see [`KeyHasher::dead_letter_key`]), so
     /// that the same rejected input sent again is not stored again.
     dead_letters: KeySet,
-    index: Index,
+    index: CallIndex,
     states: Vec<CallState>,
     lines: Vec<Box<str>>,
     line_ids: LineIds,
@@ -76,7 +75,7 @@ impl CallBook {
             hasher: KeyHasher::new(dedupe_secret),
             seen: KeySet::default(),
             dead_letters: KeySet::default(),
-            index: Index::default(),
+            index: CallIndex::default(),
             states: Vec::new(),
             lines: Vec::new(),
             line_ids: HashMap::default(),
@@ -212,6 +211,13 @@ impl CallBook {
         }
     }
 
+    /// After a checkpoint wrote every dedupe key and call of the book into `seen` and
+    /// `calls` (runs): they replace the book's, whose fresh keys are dropped from memory.
+    pub fn freeze(&mut self, seen: Vec<FrozenTable<()>>, calls: Vec<FrozenTable<u32>>) {
+        self.seen.freeze(seen);
+        self.index.freeze(calls);
+    }
+
     /// Rebuilds a book from snapshot parts. Without `seen` and `index` the book is
     /// read-only: it answers queries but takes no events.
     pub fn from_parts(
@@ -233,10 +239,7 @@ impl CallBook {
             Some((seen, ids, dead_letters)) => {
                 book.seen = seen;
                 book.dead_letters = dead_letters;
-                book.index = KeyTable::with_capacity(ids.len());
-                for (call, i) in ids {
-                    book.index.get_or_insert(call, i);
-                }
+                book.index = ids;
             }
             None => book.read_only = true,
         }
@@ -292,7 +295,7 @@ impl DedupeHalf<'_> {
 pub struct CallsHalf<'a> {
     /// Events announced by [`CallBook::reserve`] (about 4 per call), not yet made room for.
     planned: usize,
-    index: &'a mut Index,
+    index: &'a mut CallIndex,
     states: &'a mut Vec<CallState>,
     lines: &'a mut Vec<Box<str>>,
     line_ids: &'a mut LineIds,
@@ -348,7 +351,7 @@ impl CallsHalf<'_> {
 pub struct BookParts<'a> {
     pub seen: &'a KeySet,
     pub dead_letters: &'a KeySet,
-    pub index: &'a KeyTable<u32>,
+    pub index: &'a CallIndex,
     pub states: &'a [CallState],
     pub lines: &'a [Box<str>],
     pub newest_ts: Option<Millis>,

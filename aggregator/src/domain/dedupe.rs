@@ -5,7 +5,7 @@
 //! of an accidental collision among n events is about n² / 2¹²⁹ (1e-21 for 10⁹ events).
 
 use super::event::Event;
-use super::key_table::KeyTable;
+use super::key_runs::{FrozenTable, Layered};
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::hash::Hasher;
 
@@ -89,16 +89,34 @@ impl KeyHasher {
     }
 }
 
-/// The dedupe keys seen (see [`KeyTable`]).
+/// The dedupe keys seen: frozen runs of a long history and the keys added since (see
+/// [`Layered`]).
 #[derive(Debug, Clone, Default)]
-pub struct KeySet(KeyTable<()>);
+pub struct KeySet(Layered<()>);
 
 /// How many keys ahead [`KeySet::insert_all`] prefetches.
 const PREFETCH_AHEAD: usize = 32;
 
 impl KeySet {
     pub fn with_capacity(n: usize) -> Self {
-        Self(KeyTable::with_capacity(n))
+        let mut set = Self::default();
+        set.reserve(n);
+        set
+    }
+
+    /// A set of the keys of `runs` (distinct runs, as a checkpoint wrote them).
+    pub fn with_runs(runs: Vec<FrozenTable<()>>) -> Self {
+        Self(Layered::with_runs(runs))
+    }
+
+    /// The runs and the keys added since they were written.
+    pub fn layers(&self) -> &Layered<()> {
+        &self.0
+    }
+
+    /// See [`Layered::freeze`].
+    pub fn freeze(&mut self, runs: Vec<FrozenTable<()>>) {
+        self.0.freeze(runs);
     }
 
     pub fn len(&self) -> usize {

@@ -70,9 +70,27 @@ impl<V: Copy + Default> KeyTable<V> {
         }
     }
 
-    /// The home slot of a key: its low 64 bits scaled to the table (Lemire's reduction).
+    /// The home slot of a key (see [`home_slot`]).
     fn slot(&self, key: u128) -> usize {
-        ((u128::from(key as u64) * self.slots.len() as u128) >> 64) as usize
+        home_slot(key, self.slots.len())
+    }
+
+    /// Number of slots (empty ones included): the shape of a frozen image.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The value of key 0, kept apart from the slots.
+    pub fn zero(&self) -> Option<V> {
+        self.zero
+    }
+
+    /// Every slot in order, `None` when empty: what a frozen image stores, so that its
+    /// lookups probe exactly as this table's do.
+    pub fn slots(&self) -> impl Iterator<Item = Option<(u128, V)>> + '_ {
+        self.slots
+            .iter()
+            .map(|&(k, v)| (k != Key::EMPTY).then(|| (k.get(), v)))
     }
 
     fn next(&self, i: usize) -> usize {
@@ -157,9 +175,15 @@ impl<V: Copy + Default> KeyTable<V> {
     }
 }
 
+/// The home slot of a key among `slots`: its low 64 bits scaled to the table (Lemire's
+/// reduction). Shared with frozen images (`key_runs`), which must probe alike.
+pub fn home_slot(key: u128, slots: usize) -> usize {
+    ((u128::from(key as u64) * slots as u128) >> 64) as usize
+}
+
 /// Asks the CPU to start loading `at`'s cache line.
 #[inline(always)]
-fn prefetch<T>(at: &T) {
+pub fn prefetch<T>(at: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults, and the address is valid anyway.
     unsafe {

@@ -10,6 +10,7 @@ pub mod dedupe;
 pub mod event;
 pub mod figures;
 pub mod json_line;
+pub mod key_runs;
 pub mod key_table;
 pub mod line_scan;
 pub mod plain_line;

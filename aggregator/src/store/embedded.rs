@@ -5,19 +5,19 @@
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
 //! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
-//! DIR/checkpoint.keys   the rest of it: dedupe keys and call keys (atomic renames)
+//! DIR/checkpoint.keys   the rest of it: which runs hold the dedupe keys and the call
+//!                       index, the dead letters' keys (atomic renames)
+//! DIR/runs/ID.run   the runs: immutable key-table images, written once, mapped when
+//!                   loaded, removed once no checkpoint names them (see `store::runs`)
 //! ```
 
 use super::codec::{Decoder, Record};
 use super::log::LogFile;
 use super::secrets;
 use super::verify::{self, Survey};
-use super::{
-    Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartBytes, PartWriter, PendingPart,
-    StoreError,
-};
+use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const LOG: &str = "events.log";
@@ -25,6 +25,8 @@ const LOCK: &str = "LOCK";
 const SNAPSHOT_QUERY: &str = "checkpoint.calls";
 const SNAPSHOT_FOLD: &str = "checkpoint.keys";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NWSNAP01";
+const RUNS: &str = "runs";
+const RUN_SUFFIX: &str = ".run";
 
 pub struct EmbeddedStore {
     dir: PathBuf,
@@ -250,53 +252,110 @@ impl EventStore for EmbeddedStore {
         }))
     }
 
-    fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly);
-        }
-        let path = self.dir.join(format!("{SNAPSHOT_FOLD}.tmp"));
-        let f = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 16, f);
-        // The position is filled in by `complete`.
-        out.write_all(SNAPSHOT_MAGIC)
-            .and_then(|()| out.write_all(&[0; 8]))
-            .map_err(|e| StoreError::io(&path, e))?;
-        Ok(Box::new(AheadPart { out, path }))
-    }
-
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
         query: PartWriter<'_>,
-        fold: FoldPart<'_>,
+        fold: PartWriter<'_>,
+        runs: &[(RunId, PartWriter<'_>)],
     ) -> Result<(), StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
-        // Both at once. A crash between the two renames leaves parts of different
-        // positions, which the loader refuses to pair, so their order does not matter.
+        if !runs.is_empty() {
+            let dir = self.dir.join(RUNS);
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
+        // The runs and the query part at once; the fold part, which names the runs, once
+        // they are in place. A crash between the two parts' renames leaves parts of
+        // different positions, which the loader refuses to pair.
         let this = &*self;
         std::thread::scope(|s| {
-            let fold = s.spawn(move || match fold {
-                FoldPart::Write(body) => this.write_part(SNAPSHOT_FOLD, position, body),
-                FoldPart::Ahead(mut part, rest) => {
-                    let tmp = this.dir.join(format!("{SNAPSHOT_FOLD}.tmp"));
-                    rest(&mut *part).map_err(|e| StoreError::io(&tmp, e))?;
-                    part.complete(position)?;
-                    let path = this.dir.join(SNAPSHOT_FOLD);
-                    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
-                }
-            });
+            let writers: Vec<_> = runs
+                .iter()
+                .map(|&(id, body)| s.spawn(move || this.write_run(id, body)))
+                .collect();
             let query = this.write_part(SNAPSHOT_QUERY, position, query);
-            fold.join().unwrap_or_else(|_| {
-                Err(StoreError::Corrupt {
-                    path: SNAPSHOT_FOLD.into(),
-                    what: "checkpoint writer panicked".into(),
-                })
-            })?;
+            for w in writers {
+                w.join().unwrap_or_else(|_| {
+                    Err(StoreError::Corrupt {
+                        path: RUNS.into(),
+                        what: "checkpoint writer panicked".into(),
+                    })
+                })?;
+            }
+            this.write_part(SNAPSHOT_FOLD, position, fold)?;
             query
         })
     }
+
+    fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
+        let path = self.run_path(id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        if verify && !crc_trailer_holds(&file).map_err(|e| StoreError::io(&path, e))? {
+            tracing::warn!(file = %path.display(), "a checkpoint run fails its checksum");
+            return Ok(None);
+        }
+        // SAFETY: runs are never modified once renamed into place, only removed when no
+        // checkpoint names them (a mapping keeps a removed file's bytes), and the
+        // directory is locked by this process, so the mapped bytes stay as they are.
+        match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(map) => Ok(Some(PartBytes::mapped(map, 0))),
+            Err(_) if file.metadata().is_ok_and(|m| m.len() == 0) => Ok(None),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let dir = self.dir.join(RUNS);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let name = entry.file_name();
+            let kept = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(RUN_SUFFIX))
+                .and_then(|id| RunId::from_str_radix(id, 16).ok())
+                .is_some_and(|id| keep.contains(&id));
+            if !kept {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a file's last 4 bytes are the CRC-32 of the rest; read in blocks, not
+/// mapped (the pages of a mapping would count against the process while it lives).
+fn crc_trailer_holds(file: &File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    let Some(mut body) = len.checked_sub(4) else {
+        return Ok(false);
+    };
+    let mut r = file;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while body > 0 {
+        let n = buf.len().min(usize::try_from(body).unwrap_or(usize::MAX));
+        r.read_exact(&mut buf[..n])?;
+        crc.update(&buf[..n]);
+        body -= n as u64;
+    }
+    let mut trailer = [0u8; 4];
+    r.read_exact(&mut trailer)?;
+    Ok(crc.finalize() == u32::from_le_bytes(trailer))
 }
 
 /// Free space a store needs before it is taken for writable again after a failure.
@@ -317,38 +376,24 @@ fn probe_space(dir: &Path) -> Result<(), StoreError> {
     written.and(removed)
 }
 
-/// The fold part's temporary file, begun ahead (see [`EventStore::begin_fold_part`]).
-struct AheadPart {
-    out: BufWriter<File>,
-    path: PathBuf,
-}
-
-impl Write for AheadPart {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
-impl PendingPart for AheadPart {
-    fn complete(self: Box<Self>, position: LogPosition) -> Result<(), StoreError> {
-        let path = self.path;
-        // No fsync, as for every checkpoint part (see `write_part`).
-        self.out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|mut f| {
-                f.seek(SeekFrom::Start(SNAPSHOT_MAGIC.len() as u64))?;
-                f.write_all(&position.to_le_bytes())
-            })
-            .map_err(|e| StoreError::io(&path, e))
-    }
-}
-
 impl EmbeddedStore {
+    fn run_path(&self, id: RunId) -> PathBuf {
+        self.dir.join(RUNS).join(format!("{id:016x}{RUN_SUFFIX}"))
+    }
+
+    /// Writes a run under a temporary name, then renames it into place (no fsync, as
+    /// for checkpoint parts: a run that did not reach the disk fails its checksum).
+    fn write_run(&self, id: RunId, body: PartWriter<'_>) -> Result<(), StoreError> {
+        let path = self.run_path(id);
+        let tmp = path.with_extension("tmp");
+        let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
+        body(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+    }
+
     /// Reads one checkpoint file: its position and body; `None` when absent or foreign.
     fn read_part(&self, name: &str) -> Result<Option<(LogPosition, PartBytes)>, StoreError> {
         let path = self.dir.join(name);
@@ -579,9 +624,15 @@ mod tests {
         s.save_checkpoint(
             end,
             &|w| w.write_all(b"calls"),
-            FoldPart::Write(&|w| w.write_all(b"keys")),
+            &|w| w.write_all(b"keys"),
+            &[(7, &|w| w.write_all(b"run\xc0\xa4\x76\x50"))],
         )
         .expect("checkpoint");
+        let run = s.load_run(7, true).expect("load").expect("whole");
+        assert_eq!(&*run, b"run\xc0\xa4\x76\x50");
+        assert_eq!(s.load_run(8, true).expect("load"), None);
+        s.retain_runs(&[]).expect("retain");
+        assert_eq!(s.load_run(7, false).expect("load"), None);
         drop(s);
         let mut s = EmbeddedStore::open(dir.path()).expect("reopen");
         let mut n = 0;

@@ -3,7 +3,7 @@
 
 use super::StoreError;
 use super::codec::Record;
-use super::{Batch, Checkpoint, EventStore, FoldPart, LogPosition, PartWriter, PendingPart};
+use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -61,16 +61,21 @@ impl<S: EventStore> EventStore for FullDisk<S> {
         self.inner.load_checkpoint(with_fold)
     }
 
-    fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError> {
-        self.inner.begin_fold_part()
-    }
-
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
         query: PartWriter<'_>,
-        fold: FoldPart<'_>,
+        fold: PartWriter<'_>,
+        runs: &[(RunId, PartWriter<'_>)],
     ) -> Result<(), StoreError> {
-        self.inner.save_checkpoint(position, query, fold)
+        self.inner.save_checkpoint(position, query, fold, runs)
+    }
+
+    fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
+        self.inner.load_run(id, verify)
+    }
+
+    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
+        self.inner.retain_runs(keep)
     }
 }

@@ -12,6 +12,7 @@ pub mod embedded;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fault;
 pub mod log;
+pub mod runs;
 pub mod secrets;
 pub mod snapshot;
 pub mod verify;
@@ -229,6 +230,12 @@ impl std::ops::Deref for PartBytes {
     }
 }
 
+impl AsRef<[u8]> for PartBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl PartialEq for PartBytes {
     fn eq(&self, other: &Self) -> bool {
         **self == **other
@@ -246,24 +253,8 @@ impl std::fmt::Debug for PartBytes {
 /// Writes one part of a checkpoint (see [`snapshot`]) into the given output.
 pub type PartWriter<'a> = &'a (dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()> + Sync);
 
-/// A fold part begun ahead of its checkpoint ([`EventStore::begin_fold_part`]): a long
-/// import writes its dedupe keys there while events are still being parsed, so that the
-/// checkpoint at its end has less left to write.
-pub trait PendingPart: std::io::Write + Send {
-    /// Completes the part for the checkpoint at `position` (not yet put in place).
-    fn complete(self: Box<Self>, position: LogPosition) -> Result<(), StoreError>;
-}
-
-/// Writes the rest of a part begun ahead, once.
-pub type PartRest<'a> = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'a>;
-
-/// The fold part of a checkpoint being saved.
-pub enum FoldPart<'a> {
-    /// Written whole by the function.
-    Write(PartWriter<'a>),
-    /// Begun ahead; the function writes the rest of it.
-    Ahead(Box<dyn PendingPart>, PartRest<'a>),
-}
+/// Names a run of a checkpoint (see [`runs`]): unique within a store.
+pub type RunId = u64;
 
 /// A durable, append-only home for events and dead letters.
 pub trait EventStore: Send {
@@ -285,17 +276,29 @@ pub trait EventStore: Send {
     /// The latest checkpoint, if any; its fold part only when asked for (and intact).
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError>;
 
-    /// Starts the fold part of the next checkpoint, to be written ahead and passed to
-    /// [`Self::save_checkpoint`] as [`FoldPart::Ahead`].
-    fn begin_fold_part(&mut self) -> Result<Box<dyn PendingPart>, StoreError>;
-
-    /// Replaces the checkpoint (both parts, for `position`). Each part is written by its
-    /// function straight into the store's output (the two may run on two threads), so
-    /// that no copy of a big book is built in memory first.
+    /// Replaces the checkpoint (both parts, for `position`), after writing the new
+    /// `runs` it names (see [`runs`]). Each part and run is written by its function
+    /// straight into the store's output (several may run on several threads), so that
+    /// no copy of a big book is built in memory first.
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
         query: PartWriter<'_>,
-        fold: FoldPart<'_>,
+        fold: PartWriter<'_>,
+        runs: &[(RunId, PartWriter<'_>)],
     ) -> Result<(), StoreError>;
+
+    /// A run written by [`Self::save_checkpoint`], when it is there whole (with
+    /// `verify`, its trailing CRC-32 is checked against the rest of it first); `None`
+    /// when missing or damaged. A store without runs has none.
+    fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
+        let _ = (id, verify);
+        Ok(None)
+    }
+
+    /// Removes the runs but `keep` (those the checkpoint names); only a writer does.
+    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
+        let _ = keep;
+        Ok(())
+    }
 }

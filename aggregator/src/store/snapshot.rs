@@ -4,18 +4,17 @@
 use crate::domain::call::{CallState, NONE};
 use crate::domain::callbook::FoldState;
 use crate::domain::callbook::{BookParts, CallBook};
-use crate::domain::dedupe::{DedupeKey, KeySet};
-use crate::domain::key_table::KeyTable;
+use crate::domain::dedupe::KeySet;
 use crate::domain::time::Millis;
+use crate::store::RunId;
 use std::io::Write;
 
 /// Version 4 of the query part.
 const MAGIC: &[u8; 4] = b"NWS4";
-/// Version 5 of the fold part: the dedupe keys first (so that they can be written while
-/// an import runs), then the call index (calls by the keyed hash of their id), then the
-/// dead letters' keys. A fold part of version 4 (no dead-letter keys) is not used: the
-/// log is replayed, which finds them.
-const FOLD_MAGIC: &[u8; 4] = b"NWF5";
+/// Version 6 of the fold part: the runs holding the dedupe keys and the call index, then
+/// the dead letters' keys. An older fold part (all keys written in it) is not used: the
+/// log is replayed once, and the next checkpoint is of this version.
+const FOLD_MAGIC: &[u8; 4] = b"NWF6";
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -95,78 +94,81 @@ impl Sealed {
     }
 }
 
-/// The fold part, in two sittings: the dedupe keys, as they come (during a long import
-/// they are written while events are still parsed, instead of after the last one), then
-/// [`Self::finish`] with the call index, the dead-letter keys and the counts. After the
-/// magic: the keys (16 bytes each), the index entries (state index `u32`, call key
-/// `u128`), the dead-letter keys (16 bytes each), the number of keys, of entries and of
-/// dead-letter keys (`u64` each), then the CRC.
-#[derive(Debug)]
-pub struct FoldWriter {
-    sealed: Sealed,
-    keys: u64,
+/// Which table a run holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// Dedupe keys (no values).
+    Keys = 0,
+    /// The call index: call key -> state index.
+    Calls = 1,
 }
 
-impl Default for FoldWriter {
-    fn default() -> Self {
-        Self {
-            sealed: Sealed::new(FOLD_MAGIC),
-            keys: 0,
-        }
-    }
+/// A run as a checkpoint names it: which file, and what it must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunMeta {
+    pub kind: RunKind,
+    pub id: RunId,
+    pub keys: u64,
+    pub slots: u64,
 }
 
-impl FoldWriter {
-    /// Appends dedupe keys.
-    pub fn put_keys(
-        &mut self,
-        keys: impl Iterator<Item = DedupeKey>,
-        out: &mut dyn Write,
-    ) -> std::io::Result<()> {
-        for k in keys {
-            self.sealed.room(out)?.extend_from_slice(&k.to_le_bytes());
-            self.keys += 1;
+/// The fold part: the runs that hold the dedupe keys and the call index (see
+/// `store::runs`), then the dead letters' keys. After the magic: the number of runs
+/// (`u32`), each as kind (`u8`), id, keys and slots (`u64` each), the number of
+/// dead-letter keys (`u64`) and the keys (16 bytes each), then the CRC.
+pub fn write_fold(
+    runs: &[RunMeta],
+    dead_letters: &KeySet,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut w = Sealed::new(FOLD_MAGIC);
+    w.room(out)?
+        .extend_from_slice(&(runs.len() as u32).to_le_bytes());
+    for r in runs {
+        let room = w.room(out)?;
+        room.push(r.kind as u8);
+        for n in [r.id, r.keys, r.slots] {
+            room.extend_from_slice(&n.to_le_bytes());
         }
-        Ok(())
     }
+    w.room(out)?
+        .extend_from_slice(&(dead_letters.len() as u64).to_le_bytes());
+    for k in dead_letters.iter() {
+        w.room(out)?.extend_from_slice(&k.to_le_bytes());
+    }
+    w.finish(out)
+}
 
-    /// Appends the keys flagged `true` (the accepted events of a chunk).
-    pub fn put_accepted(
-        &mut self,
-        keys: &[DedupeKey],
-        accepted: &[bool],
-        out: &mut dyn Write,
-    ) -> std::io::Result<()> {
-        let kept = keys.iter().zip(accepted).filter(|(_, a)| **a);
-        self.put_keys(kept.map(|(k, _)| *k), out)
+/// The runs and the dead letters' keys of a fold part; `None` when damaged or of
+/// another version.
+pub fn decode_fold(fold: &[u8]) -> Option<(Vec<RunMeta>, KeySet)> {
+    let body = unseal(fold, FOLD_MAGIC)?;
+    let mut r = Reader { b: body, at: 4 };
+    let n_runs = r.u32()? as usize;
+    let mut runs = Vec::with_capacity(n_runs.min(body.len() / 25));
+    for _ in 0..n_runs {
+        let kind = match r.take(1)?.first()? {
+            0 => RunKind::Keys,
+            1 => RunKind::Calls,
+            _ => return None,
+        };
+        runs.push(RunMeta {
+            kind,
+            id: r.u64()?,
+            keys: r.u64()?,
+            slots: r.u64()?,
+        });
     }
-
-    /// Keys written so far.
-    pub fn keys(&self) -> u64 {
-        self.keys
+    let n_dead = usize::try_from(r.u64()?).ok()?;
+    let keys = r.take(n_dead.checked_mul(16)?)?;
+    if r.at != body.len() {
+        return None;
     }
-
-    /// Appends the call index, the dead-letter keys and the counts, then the CRC.
-    pub fn finish(
-        mut self,
-        index: &KeyTable<u32>,
-        dead_letters: &KeySet,
-        out: &mut dyn Write,
-    ) -> std::io::Result<()> {
-        for (call, i) in index.iter() {
-            let room = self.sealed.room(out)?;
-            room.extend_from_slice(&i.to_le_bytes());
-            room.extend_from_slice(&call.to_le_bytes());
-        }
-        for k in dead_letters.iter() {
-            self.sealed.room(out)?.extend_from_slice(&k.to_le_bytes());
-        }
-        let room = self.sealed.room(out)?;
-        room.extend_from_slice(&self.keys.to_le_bytes());
-        room.extend_from_slice(&(index.len() as u64).to_le_bytes());
-        room.extend_from_slice(&(dead_letters.len() as u64).to_le_bytes());
-        self.sealed.finish(out)
+    let mut dead = KeySet::with_capacity(n_dead);
+    for k in keys.as_chunks::<16>().0 {
+        dead.insert(u128::from_le_bytes(*k));
     }
+    Some((runs, dead))
 }
 
 fn unseal<'a>(bytes: &'a [u8], magic: &[u8; 4]) -> Option<&'a [u8]> {
@@ -174,18 +176,8 @@ fn unseal<'a>(bytes: &'a [u8], magic: &[u8; 4]) -> Option<&'a [u8]> {
     (crc32fast::hash(body).to_le_bytes() == crc && body.starts_with(magic)).then_some(body)
 }
 
-/// The book in two CRC-checked parts: what queries need (lines and the call states), and
-/// what folding more events needs (call keys, dedupe keys). A query-only open reads the
-/// first part alone. (In memory, for tests; stores stream [`write_query`] and
-/// [`write_fold`].)
-pub fn encode(p: &BookParts<'_>) -> (Vec<u8>, Vec<u8>) {
-    let (mut query, mut fold) = (Vec::new(), Vec::new());
-    // Writing to a Vec cannot fail.
-    let _ = write_query(p, &mut query).and_then(|()| write_fold(p, &mut fold));
-    (query, fold)
-}
-
-/// Writes the query part: newest `ts`, the line names, the call states.
+/// Writes the query part: newest `ts`, the line names, the call states. (What folding
+/// needs is in the fold part and its runs, see `store::runs`.)
 pub fn write_query(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     let mut w = Sealed::new(MAGIC);
     w.room(out)?
@@ -201,13 +193,6 @@ pub fn write_query(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()
         put_state(w.room(out)?, s);
     }
     w.finish(out)
-}
-
-/// Writes the fold part in one sitting (see [`FoldWriter`]).
-pub fn write_fold(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut w = FoldWriter::default();
-    w.put_keys(p.seen.iter(), out)?;
-    w.finish(p.index, p.dead_letters, out)
 }
 
 /// Bytes written in place at the end of a buffer grown by their most: no copy from a
@@ -325,44 +310,14 @@ impl Reader<'_> {
     }
 }
 
-/// The dedupe keys and call index of a fold part's body (see [`FoldWriter`]).
-fn decode_fold(body: &[u8], n_calls: usize) -> Option<FoldState> {
-    let (rest, counts) = body.split_last_chunk::<24>()?;
-    let word = |i: usize| {
-        let b = counts.get(i * 8..i * 8 + 8)?;
-        usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok()
-    };
-    let (n_keys, n_ids, n_dead) = (word(0)?, word(1)?, word(2)?);
-    let keys_end = FOLD_MAGIC.len().checked_add(n_keys.checked_mul(16)?)?;
-    let ids_end = keys_end.checked_add(n_ids.checked_mul(20)?)?;
-    if ids_end.checked_add(n_dead.checked_mul(16)?)? != rest.len() {
-        return None;
-    }
-    let keys = &rest[FOLD_MAGIC.len()..keys_end];
-    let (ids, dead) = rest[keys_end..].split_at(ids_end - keys_end);
-    let key_set = |bytes: &[u8], n: usize| {
-        let mut set = KeySet::with_capacity(n);
-        for k in bytes.as_chunks::<16>().0 {
-            set.insert(u128::from_le_bytes(*k));
-        }
-        set
-    };
-    let seen = key_set(keys, n_keys);
-    let mut index = Vec::with_capacity(n_ids);
-    for e in ids.as_chunks::<20>().0 {
-        let (i, call) = e.split_first_chunk::<4>()?;
-        let i = u32::from_le_bytes(*i);
-        if i as usize >= n_calls {
-            return None;
-        }
-        index.push((u128::from_le_bytes(call.try_into().ok()?), i));
-    }
-    Some((seen, index, key_set(dead, n_dead)))
-}
-
-/// Decodes a checkpoint; `None` when it is damaged (the caller then replays the log).
-/// Without the fold part the book is read-only.
-pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Option<CallBook> {
+/// Decodes a checkpoint's query part, with what folding needs when given (loaded from
+/// the fold part and its runs); `None` when it is damaged or does not match the fold
+/// state (the caller then replays the log). Without a fold state the book is read-only.
+pub fn decode(
+    query: &[u8],
+    fold_state: Option<FoldState>,
+    dedupe_secret: [u8; 16],
+) -> Option<CallBook> {
     let body = unseal(query, MAGIC)?;
     let mut r = Reader { b: body, at: 4 };
     let newest = r.i64()?;
@@ -370,8 +325,16 @@ pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Opt
     let n_lines = r.u32()?;
     let lines = (0..n_lines).map(|_| r.str()).collect::<Option<Vec<_>>>()?;
     let n_calls = usize::try_from(r.u64()?).ok()?;
-    // At least 10 bytes a state: a damaged count cannot make us allocate much.
-    let mut states = Vec::with_capacity(n_calls.min(body.len() / 10));
+    // At least 10 bytes a state: a damaged count cannot make us allocate much. A book
+    // that folds more gets room for an eighth more calls (address space, untouched
+    // until used): a small import then does not copy every state into a vector twice
+    // the size (a 10-year book holds 1.8 M states, 130 MB).
+    let room = if fold_state.is_some() {
+        n_calls / 8 + 1024
+    } else {
+        0
+    };
+    let mut states = Vec::with_capacity(n_calls.min(body.len() / 10) + room);
     for _ in 0..n_calls {
         states.push(r.state()?);
     }
@@ -381,10 +344,13 @@ pub fn decode(query: &[u8], fold: Option<&[u8]>, dedupe_secret: [u8; 16]) -> Opt
     if states.iter().any(|s| s.line as usize >= lines.len()) {
         return None;
     }
-    let fold_state = match fold {
-        None => None,
-        Some(fold) => Some(decode_fold(unseal(fold, FOLD_MAGIC)?, n_calls)?),
-    };
+    // Every call is in the index once, and only calls are.
+    if fold_state
+        .as_ref()
+        .is_some_and(|(_, index, _)| index.len() != n_calls)
+    {
+        return None;
+    }
     Some(CallBook::from_parts(
         dedupe_secret,
         lines,
@@ -399,6 +365,37 @@ mod tests {
     use super::*;
     use crate::domain::privacy::Pseudonymizer;
     use crate::domain::validate::validate_line;
+
+    #[test]
+    fn a_fold_part_round_trips_and_damage_is_refused() {
+        let runs = [
+            RunMeta {
+                kind: RunKind::Keys,
+                id: 4,
+                keys: 10,
+                slots: 14,
+            },
+            RunMeta {
+                kind: RunKind::Calls,
+                id: 5,
+                keys: 3,
+                slots: 5,
+            },
+        ];
+        let mut dead = KeySet::default();
+        dead.insert(77);
+        let mut fold = Vec::new();
+        write_fold(&runs, &dead, &mut fold).expect("to a vec");
+        let (back, dead_back) = decode_fold(&fold).expect("decodes");
+        assert_eq!(back, runs);
+        assert!(dead_back.contains(77) && dead_back.len() == 1);
+        for at in [0, 5, fold.len() - 1] {
+            let mut bad = fold.clone();
+            bad[at] ^= 1;
+            assert!(decode_fold(&bad).is_none(), "byte {at}");
+        }
+        assert!(decode_fold(&fold[..fold.len() - 3]).is_none());
+    }
 
     #[test]
     fn compact_states_round_trip_extremes() {
@@ -438,10 +435,17 @@ mod tests {
         for l in lines {
             book.apply(&validate_line(l.as_bytes(), &p).expect("valid"));
         }
-        let (query, fold) = encode(&book.parts());
+        let parts = book.parts();
+        let mut query = Vec::new();
+        write_query(&parts, &mut query).expect("to a vec");
+        let fold_state = (
+            parts.seen.clone(),
+            parts.index.clone(),
+            parts.dead_letters.clone(),
+        );
         let read_only = decode(&query, None, [2; 16]).expect("decodes");
         assert!(read_only.is_read_only());
-        let mut back = decode(&query, Some(&fold), [2; 16]).expect("decodes");
+        let mut back = decode(&query, Some(fold_state.clone()), [2; 16]).expect("decodes");
         let mut a: Vec<_> = book.records(10).collect();
         let mut b: Vec<_> = back.records(10).collect();
         a.sort_by_key(|r| r.anchor);
@@ -456,9 +460,9 @@ mod tests {
             back.apply(&again),
             crate::domain::callbook::Applied::Duplicate
         );
-        let mut bad = fold.clone();
-        bad[10] ^= 1;
-        assert!(decode(&query, Some(&bad), [2; 16]).is_none());
+        // A fold state of another book is refused.
+        let other = (KeySet::default(), Default::default(), KeySet::default());
+        assert!(decode(&query, Some(other), [2; 16]).is_none());
         let mut bad = query.clone();
         bad[10] ^= 1;
         assert!(decode(&bad, None, [2; 16]).is_none());

@@ -1,0 +1,384 @@
+//! Key tables frozen into immutable images ("runs") that are looked up in place, and a
+//! table layered over them. A long history's dedupe keys and call index stay in runs
+//! (a store maps them from files: only the pages a lookup probes are read), the keys
+//! added since they were written in an in-memory [`KeyTable`]; a checkpoint writes the
+//! fresh keys as one more run, so it costs what is new, not the whole history.
+//!
+//! An image is the table's slots as they are (so a lookup probes the same slots as the
+//! table did), little-endian: magic `NWK1`, value width (`u32`), slot count (`u64`), keys
+//! held (`u64`), whether key 0 is held and its value (`u32` each), the slots (key as two
+//! `u64`, then the value), then a CRC-32 of everything before it (checked by the store
+//! that loads the image, before it is used).
+
+use super::key_table::{KeyTable, home_slot, prefetch};
+use std::io::Write;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// A value a run can hold: fixed width, little-endian.
+pub trait SlotValue: Copy + Default + Send + Sync + 'static {
+    const BYTES: usize;
+    fn read(b: &[u8]) -> Self;
+    fn put(self, out: &mut Vec<u8>);
+}
+
+impl SlotValue for () {
+    const BYTES: usize = 0;
+    fn read(_: &[u8]) -> Self {}
+    fn put(self, _: &mut Vec<u8>) {}
+}
+
+impl SlotValue for u32 {
+    const BYTES: usize = 4;
+    fn read(b: &[u8]) -> Self {
+        b.first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w))
+    }
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+const MAGIC: &[u8; 4] = b"NWK1";
+const HEADER: usize = 32;
+/// The image's trailing CRC-32.
+pub const CRC_BYTES: usize = 4;
+
+/// The bytes of an image, wherever they live (a mapped file, a buffer).
+pub type RunBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at + 8)?.try_into().ok().map(u64::from_le_bytes)
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4)?.try_into().ok().map(u32::from_le_bytes)
+}
+
+/// The CRC-32 an image ends with, and the bytes it covers.
+pub fn image_crc(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let (body, crc) = bytes.split_last_chunk::<CRC_BYTES>()?;
+    Some((u32::from_le_bytes(*crc), body))
+}
+
+/// A [`KeyTable`] image, read in place.
+#[derive(Clone)]
+pub struct FrozenTable<V> {
+    bytes: RunBytes,
+    slots: usize,
+    len: usize,
+    zero: Option<V>,
+    _v: PhantomData<V>,
+}
+
+impl<V> std::fmt::Debug for FrozenTable<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FrozenTable({} keys, {} slots)", self.len, self.slots)
+    }
+}
+
+impl<V: SlotValue> FrozenTable<V> {
+    const STRIDE: usize = 16 + V::BYTES;
+
+    /// Reads an image's shape; `None` when the bytes are not an image of this value
+    /// width or their sizes do not add up (the checksum is the loading store's to check).
+    pub fn open(bytes: RunBytes) -> Option<Self> {
+        let b = (*bytes).as_ref();
+        if b.get(..4)? != MAGIC || u32_at(b, 4)? as usize != V::BYTES {
+            return None;
+        }
+        let slots = usize::try_from(u64_at(b, 8)?).ok()?;
+        let len = usize::try_from(u64_at(b, 16)?).ok()?;
+        let zero = match u32_at(b, 24)? {
+            0 => None,
+            1 => Some(V::read(b.get(28..32)?)),
+            _ => return None,
+        };
+        let size = slots
+            .checked_mul(Self::STRIDE)?
+            .checked_add(HEADER + CRC_BYTES)?;
+        // A table is never full: every probe ends at an empty slot.
+        let in_slots = len.checked_sub(usize::from(zero.is_some()))?;
+        if size != b.len() || (in_slots >= slots && in_slots > 0) {
+            return None;
+        }
+        Some(Self {
+            bytes,
+            slots,
+            len,
+            zero,
+            _v: PhantomData,
+        })
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn slot_count(&self) -> usize {
+        self.slots
+    }
+
+    /// The image's bytes (the store checks them against what a checkpoint recorded).
+    pub fn bytes(&self) -> &[u8] {
+        (*self.bytes).as_ref()
+    }
+
+    fn slot(&self, i: usize) -> &[u8] {
+        let at = HEADER + i * Self::STRIDE;
+        &self.bytes()[at..at + Self::STRIDE]
+    }
+
+    fn key_of(slot: &[u8]) -> u128 {
+        let lo = u64_at(slot, 0).unwrap_or(0);
+        let hi = u64_at(slot, 8).unwrap_or(0);
+        u128::from(lo) | u128::from(hi) << 64
+    }
+
+    pub fn get(&self, key: u128) -> Option<V> {
+        if key == 0 {
+            return self.zero;
+        }
+        if self.slots == 0 {
+            return None;
+        }
+        let mut i = home_slot(key, self.slots);
+        // Bounded, although `open` saw to it that some slot is empty.
+        for _ in 0..self.slots {
+            let slot = self.slot(i);
+            match Self::key_of(slot) {
+                0 => return None,
+                k if k == key => return Some(V::read(&slot[16..])),
+                _ => i = if i + 1 == self.slots { 0 } else { i + 1 },
+            }
+        }
+        None
+    }
+
+    /// Starts loading the cache line where a lookup of `key` begins.
+    #[inline(always)]
+    pub fn prefetch(&self, key: u128) {
+        if self.slots > 0 {
+            let at = HEADER + home_slot(key, self.slots) * Self::STRIDE;
+            prefetch(&self.bytes()[at]);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u128, V)> + '_ {
+        let zero = self.zero.map(|v| (0, v));
+        zero.into_iter().chain((0..self.slots).filter_map(|i| {
+            let slot = self.slot(i);
+            let key = Self::key_of(slot);
+            (key != 0).then(|| (key, V::read(&slot[16..])))
+        }))
+    }
+}
+
+/// Writes the image of `table`; returns its CRC-32 (also its last 4 bytes).
+pub fn write_image<V: SlotValue>(table: &KeyTable<V>, out: &mut dyn Write) -> std::io::Result<u32> {
+    const BLOCK: usize = 1 << 16;
+    let mut crc = crc32fast::Hasher::new();
+    let mut block = Vec::with_capacity(BLOCK + 64);
+    block.extend_from_slice(MAGIC);
+    block.extend_from_slice(&(V::BYTES as u32).to_le_bytes());
+    block.extend_from_slice(&(table.slot_count() as u64).to_le_bytes());
+    block.extend_from_slice(&(table.len() as u64).to_le_bytes());
+    block.extend_from_slice(&u32::from(table.zero().is_some()).to_le_bytes());
+    table.zero().unwrap_or_default().put(&mut block);
+    block.resize(HEADER, 0);
+    for slot in table.slots() {
+        let (key, value) = slot.unwrap_or_default();
+        block.extend_from_slice(&(key as u64).to_le_bytes());
+        block.extend_from_slice(&((key >> 64) as u64).to_le_bytes());
+        let at = block.len();
+        value.put(&mut block);
+        block.resize(at + V::BYTES, 0);
+        if block.len() >= BLOCK {
+            crc.update(&block);
+            out.write_all(&block)?;
+            block.clear();
+        }
+    }
+    crc.update(&block);
+    let crc = crc.finalize();
+    block.extend_from_slice(&crc.to_le_bytes());
+    out.write_all(&block)?;
+    Ok(crc)
+}
+
+/// One table of every key of `runs` and of `fresh` (a merge of runs; keys of different
+/// layers are distinct by construction).
+pub fn merged<V: SlotValue>(runs: &[FrozenTable<V>], fresh: &KeyTable<V>) -> KeyTable<V> {
+    let n = runs.iter().map(FrozenTable::len).sum::<usize>() + fresh.len();
+    let mut table = KeyTable::with_capacity(n);
+    for (key, value) in runs.iter().flat_map(FrozenTable::iter).chain(fresh.iter()) {
+        table.get_or_insert_reserved(key, value);
+    }
+    table
+}
+
+/// A [`KeyTable`] over frozen runs: lookups see every layer, inserts go to the fresh
+/// table (a key is in one layer at most).
+#[derive(Debug, Clone, Default)]
+pub struct Layered<V> {
+    runs: Vec<FrozenTable<V>>,
+    fresh: KeyTable<V>,
+}
+
+impl<V: SlotValue> Layered<V> {
+    pub fn with_runs(runs: Vec<FrozenTable<V>>) -> Self {
+        Self {
+            runs,
+            fresh: KeyTable::default(),
+        }
+    }
+
+    /// The frozen runs, oldest first.
+    pub fn runs(&self) -> &[FrozenTable<V>] {
+        &self.runs
+    }
+
+    /// The keys added since the runs were written.
+    pub fn fresh(&self) -> &KeyTable<V> {
+        &self.fresh
+    }
+
+    /// Replaces the runs by `runs`, which must hold every key of the runs and of the
+    /// fresh table (a checkpoint wrote them): the fresh table empties.
+    pub fn freeze(&mut self, runs: Vec<FrozenTable<V>>) {
+        self.runs = runs;
+        self.fresh = KeyTable::default();
+    }
+
+    pub fn len(&self) -> usize {
+        self.runs.iter().map(FrozenTable::len).sum::<usize>() + self.fresh.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes room in the fresh table for `more` keys without growing.
+    pub fn reserve(&mut self, more: usize) {
+        self.fresh.reserve(more);
+    }
+
+    fn frozen(&self, key: u128) -> Option<V> {
+        self.runs.iter().rev().find_map(|r| r.get(key))
+    }
+
+    pub fn get(&self, key: u128) -> Option<V> {
+        self.fresh.get(key).or_else(|| self.frozen(key))
+    }
+
+    /// The value of `key`, inserting `value` in the fresh table when absent (then `true`).
+    pub fn get_or_insert(&mut self, key: u128, value: V) -> (V, bool) {
+        match self.frozen(key) {
+            Some(v) => (v, false),
+            None => self.fresh.get_or_insert(key, value),
+        }
+    }
+
+    /// [`Self::get_or_insert`] with room made (see [`Self::reserve`]).
+    pub fn get_or_insert_reserved(&mut self, key: u128, value: V) -> (V, bool) {
+        match self.frozen(key) {
+            Some(v) => (v, false),
+            None => self.fresh.get_or_insert_reserved(key, value),
+        }
+    }
+
+    /// Starts loading where lookups of `key` begin, in every layer.
+    #[inline(always)]
+    pub fn prefetch(&self, key: u128) {
+        self.fresh.prefetch(key);
+        for r in &self.runs {
+            r.prefetch(key);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u128, V)> + '_ {
+        self.runs
+            .iter()
+            .flat_map(FrozenTable::iter)
+            .chain(self.fresh.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image<V: SlotValue>(t: &KeyTable<V>) -> FrozenTable<V> {
+        let mut bytes = Vec::new();
+        let crc = write_image(t, &mut bytes).expect("to a vec");
+        assert_eq!(image_crc(&bytes).map(|(c, _)| c), Some(crc));
+        assert_eq!(
+            image_crc(&bytes).map(|(_, b)| crc32fast::hash(b)),
+            Some(crc)
+        );
+        FrozenTable::open(Arc::new(bytes)).expect("an image")
+    }
+
+    #[test]
+    fn an_image_answers_as_its_table_including_key_zero_and_collisions() {
+        let mut t = KeyTable::<u32>::with_capacity(0);
+        let keys = (0..3_000u128)
+            .map(|i| (i % 900) << 64 | (i % 3))
+            .chain([0, u128::MAX]);
+        for (n, k) in keys.enumerate() {
+            t.get_or_insert(k, n as u32);
+        }
+        let f = image(&t);
+        assert_eq!(f.len(), t.len());
+        for k in (0..5_000u128)
+            .map(|i| (i % 1_200) << 64 | (i % 4))
+            .chain([0, u128::MAX, 7])
+        {
+            assert_eq!(f.get(k), t.get(k), "key {k:x}");
+        }
+        let mut a: Vec<_> = f.iter().collect();
+        let mut b: Vec<_> = t.iter().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        // Empty tables and sets have images too.
+        assert_eq!(image(&KeyTable::<()>::default()).get(5), None);
+    }
+
+    #[test]
+    fn images_of_another_width_or_size_are_refused() {
+        let mut t = KeyTable::<u32>::with_capacity(4);
+        t.get_or_insert(9, 1);
+        let mut bytes = Vec::new();
+        write_image(&t, &mut bytes).expect("to a vec");
+        assert!(FrozenTable::<()>::open(Arc::new(bytes.clone())).is_none());
+        bytes.pop();
+        assert!(FrozenTable::<u32>::open(Arc::new(bytes)).is_none());
+    }
+
+    #[test]
+    fn a_layered_table_sees_every_layer_and_inserts_only_new_keys() {
+        let mut l = Layered::<u32>::default();
+        for k in 1..100u128 {
+            assert_eq!(l.get_or_insert(k << 64 | k, k as u32), (k as u32, true));
+        }
+        let first = image(l.fresh());
+        l.freeze(vec![first.clone()]);
+        assert_eq!((l.len(), l.fresh().len()), (99, 0));
+        for k in 50..150u128 {
+            let new = k >= 100;
+            assert_eq!(l.get_or_insert(k << 64 | k, 7).1, new, "key {k}");
+        }
+        assert_eq!(l.get(60 << 64 | 60), Some(60));
+        assert_eq!(l.get(120 << 64 | 120), Some(7));
+        let all = merged(l.runs(), l.fresh());
+        assert_eq!(all.len(), 149);
+        l.freeze(vec![first, image(l.fresh())]);
+        assert_eq!(l.len(), 149);
+        assert_eq!(l.iter().count(), 149);
+    }
+}
