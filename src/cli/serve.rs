@@ -28,6 +28,8 @@ pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Re
             error: &e,
         });
     }
+    // A server answers many queries: each reads the cells of its period.
+    engine.index_periods();
     let state = AppState::new(engine, pseudo);
     let rt = super::runtime()?;
     let served = rt.block_on(async {

@@ -67,6 +67,37 @@ pub struct CallBook {
     read_only: bool,
     /// Events announced by [`Self::reserve`], room made for them on first use.
     planned: usize,
+    /// What changed since [`Self::take_changes`], when tracked ([`Self::track_changes`]).
+    changes: Option<Changes>,
+}
+
+/// The calls changed since the last [`CallBook::take_changes`]: the state each existing
+/// call had before its first change (one copy per call, however many events it gets),
+/// and the calls created since (they had no state before).
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Calls from this index on were created since the last take.
+    pub created_from: usize,
+    /// Earlier calls changed since, with their state before the first change.
+    pub before: Vec<(u32, CallState)>,
+    /// One bit per call below `created_from`: its state is in `before` already.
+    noted: Vec<u64>,
+}
+
+impl Changes {
+    /// Notes the state of call `at` (below `created_from`) before it changes.
+    #[inline]
+    fn note(&mut self, at: usize, state: &CallState) {
+        let (word, bit) = (at / 64, 1u64 << (at % 64));
+        if self.noted.len() <= word {
+            self.noted
+                .resize(self.created_from.div_ceil(64).max(word + 1), 0);
+        }
+        if self.noted[word] & bit == 0 {
+            self.noted[word] |= bit;
+            self.before.push((at as u32, *state));
+        }
+    }
 }
 
 impl CallBook {
@@ -82,6 +113,7 @@ impl CallBook {
             newest_ts: None,
             read_only: false,
             planned: 0,
+            changes: None,
         };
         book.intern(DEFAULT_LINE.as_bytes());
         book
@@ -142,8 +174,57 @@ impl CallBook {
                 lines: &mut self.lines,
                 line_ids: &mut self.line_ids,
                 newest_ts: &mut self.newest_ts,
+                changes: self.changes.as_mut(),
             },
         )
+    }
+
+    /// From now on, keeps what changes (see [`Self::take_changes`]).
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(|| Changes {
+            created_from: self.states.len(),
+            ..Changes::default()
+        });
+    }
+
+    /// What changed since tracking began or the last take (`None` when not tracked),
+    /// and starts over.
+    pub fn take_changes(&mut self) -> Option<Changes> {
+        let changes = self.changes.as_mut()?;
+        let mut noted = std::mem::take(&mut changes.noted);
+        for &(at, _) in &changes.before {
+            noted[at as usize / 64] = 0;
+        }
+        let next = Changes {
+            created_from: self.states.len(),
+            before: Vec::new(),
+            noted,
+        };
+        Some(std::mem::replace(changes, next))
+    }
+
+    /// Every call's state, in the order calls were first seen.
+    pub fn states(&self) -> &[CallState] {
+        &self.states
+    }
+
+    /// The line a call counts on (the default line without an `offered`).
+    pub fn line_of(&self, state: &CallState) -> LineId {
+        if state.offered == super::call::NONE {
+            self.line_id(DEFAULT_LINE).unwrap_or(LineId::MAX)
+        } else {
+            state.line
+        }
+    }
+
+    /// The interned id of a line name, if the book has seen it.
+    pub fn line_id(&self, name: &str) -> Option<LineId> {
+        self.line_ids.get(name.as_bytes()).copied()
+    }
+
+    /// The record of one call at clock `now`.
+    pub fn record(&self, state: &CallState, now: Millis) -> CallRecord<'_> {
+        state.record(now, self.line_name(state))
     }
 
     fn intern(&mut self, name: &[u8]) -> LineId {
@@ -172,9 +253,7 @@ impl CallBook {
 
     /// Every call's record at clock `now`.
     pub fn records(&self, now: Millis) -> impl Iterator<Item = CallRecord<'_>> + '_ {
-        self.states
-            .iter()
-            .map(move |s| s.record(now, self.line_name(s)))
+        self.states.iter().map(move |s| self.record(s, now))
     }
 
     /// Every line named by an `offered` event so far, and the default line.
@@ -233,6 +312,8 @@ impl CallBook {
         for l in lines {
             book.intern(l.as_bytes());
         }
+        // Calls without an `offered` count on the default line: it always has an id.
+        book.intern(DEFAULT_LINE.as_bytes());
         book.states = states;
         book.newest_ts = newest_ts;
         match fold_state {
@@ -300,6 +381,7 @@ pub struct CallsHalf<'a> {
     lines: &'a mut Vec<Box<str>>,
     line_ids: &'a mut LineIds,
     newest_ts: &'a mut Option<Millis>,
+    changes: Option<&'a mut Changes>,
 }
 
 impl CallsHalf<'_> {
@@ -336,6 +418,11 @@ impl CallsHalf<'_> {
             self.states.push(CallState::default());
         }
         let at = at as usize;
+        if let Some(changes) = self.changes.as_deref_mut()
+            && at < changes.created_from
+        {
+            changes.note(at, &self.states[at]);
+        }
         let state = &mut self.states[at];
         match line {
             Some(line) => {

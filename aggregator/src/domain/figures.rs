@@ -106,6 +106,131 @@ impl LineFilter {
     }
 }
 
+/// Decides where records count, one after another: the Europe/Rome local day of an
+/// anchor and whether it is inside service hours. Records come roughly in time order:
+/// the hours of the last local day seen serve most of them.
+pub struct Classifier<'c> {
+    calendar: &'c ServiceCalendar,
+    clock: RomeClock,
+    today: Option<(i64, Option<Hours>)>,
+}
+
+impl<'c> Classifier<'c> {
+    pub fn new(calendar: &'c ServiceCalendar) -> Self {
+        Self {
+            calendar,
+            clock: RomeClock::default(),
+            today: None,
+        }
+    }
+
+    /// The local day (days since 1970-01-01) of an instant, and whether it is in hours.
+    pub fn place(&mut self, at: Millis) -> (i64, bool) {
+        let (day, time) = self.clock.local_day(at);
+        let hours = match self.today {
+            Some((d, hours)) if d == day => hours,
+            _ => {
+                let hours = self.calendar.hours_on(local_date(day));
+                self.today = Some((day, hours));
+                hours
+            }
+        };
+        (day, hours.is_some_and(|h| h.contains(time)))
+    }
+
+    /// What one record adds to the figures of its period: the figures of it alone
+    /// (nothing for an open call), by the one rule of [`Figures::add`].
+    pub fn contribution(&mut self, rec: &CallRecord<'_>, threshold_ms: Millis) -> Figures {
+        let mut f = Figures::default();
+        if rec.outcome != Outcome::Open {
+            let (_, in_hours) = self.place(rec.anchor);
+            f.add(rec, in_hours, threshold_ms);
+        }
+        f
+    }
+}
+
+impl Figures {
+    /// Adds the figures of other calls.
+    pub fn merge(&mut self, o: &Figures) {
+        self.answered += o.answered;
+        self.abandoned += o.abandoned;
+        self.overflow += o.overflow;
+        self.answered_without_wait += o.answered_without_wait;
+        self.answered_wait_within_threshold += o.answered_wait_within_threshold;
+        self.answered_wait_over_threshold += o.answered_wait_over_threshold;
+        self.answered_under_threshold += o.answered_under_threshold;
+        self.max_wait_ms = match (self.max_wait_ms, o.max_wait_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.wait_sum_ms += o.wait_sum_ms;
+        self.talk_sum_ms += o.talk_sum_ms;
+        self.talk_count += o.talk_count;
+        self.bookings += o.bookings;
+        self.out_of_hours += o.out_of_hours;
+        self.unresolved += o.unresolved;
+    }
+
+    /// Takes back the counts and sums of calls [`Self::merge`]d in before. A maximum
+    /// cannot be taken back: `max_wait_ms` is left as it is, for the caller to settle.
+    pub fn retract_sums(&mut self, o: &Figures) {
+        self.answered -= o.answered;
+        self.abandoned -= o.abandoned;
+        self.overflow -= o.overflow;
+        self.answered_without_wait -= o.answered_without_wait;
+        self.answered_wait_within_threshold -= o.answered_wait_within_threshold;
+        self.answered_wait_over_threshold -= o.answered_wait_over_threshold;
+        self.answered_under_threshold -= o.answered_under_threshold;
+        self.wait_sum_ms -= o.wait_sum_ms;
+        self.talk_sum_ms -= o.talk_sum_ms;
+        self.talk_count -= o.talk_count;
+        self.bookings -= o.bookings;
+        self.out_of_hours -= o.out_of_hours;
+        self.unresolved -= o.unresolved;
+    }
+}
+
+/// Where a report's figures are counted from: every record (a scan), or a book's
+/// per-interval cells ([`super::cells`]).
+pub trait CallSource {
+    /// Folds the calls of `line` anchored on local dates in `[from, to)` into buckets:
+    /// `bucket(local_date)` names the bucket of a call anchored on that date (always
+    /// inside the period), or `None` to leave it out.
+    fn tally(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        period: (Date, Date),
+        bucket: &dyn Fn(Date) -> Option<usize>,
+        out: &mut [Figures],
+    );
+}
+
+/// Records held in a slice are a source (for tests and small sets).
+impl CallSource for [CallRecord<'_>] {
+    fn tally(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        (from, to): (Date, Date),
+        bucket: &dyn Fn(Date) -> Option<usize>,
+        out: &mut [Figures],
+    ) {
+        let in_period = |d: Date| (from <= d && d < to).then(|| bucket(d)).flatten();
+        tally(
+            self.iter().copied(),
+            line,
+            calendar,
+            threshold_ms,
+            in_period,
+            out,
+        );
+    }
+}
+
 /// Folds records into buckets: `bucket(local_date)` names the bucket of a call anchored
 /// on that Europe/Rome date, or `None` to leave it out.
 pub fn tally<'a>(
@@ -116,28 +241,27 @@ pub fn tally<'a>(
     bucket: impl Fn(Date) -> Option<usize>,
     out: &mut [Figures],
 ) {
-    let mut clock = RomeClock::default();
-    // Calls come roughly in time order: the bucket and the hours of the last local day
-    // seen serve most of them.
-    let mut today: Option<(i64, Option<usize>, Option<Hours>)> = None;
+    let mut place = Classifier::new(calendar);
+    // The bucket of the last local day seen serves most calls (they come roughly in
+    // time order).
+    let mut today: Option<(i64, Option<usize>)> = None;
     for rec in records {
         if rec.outcome == Outcome::Open || !line.admits(rec.line) {
             continue;
         }
-        let (day, time) = clock.local_day(rec.anchor);
-        let (slot, hours) = match today {
-            Some((d, slot, hours)) if d == day => (slot, hours),
+        let (day, in_hours) = place.place(rec.anchor);
+        let slot = match today {
+            Some((d, slot)) if d == day => slot,
             _ => {
-                let date = local_date(day);
-                let entry = (bucket(date), calendar.hours_on(date));
-                today = Some((day, entry.0, entry.1));
-                entry
+                let slot = bucket(local_date(day));
+                today = Some((day, slot));
+                slot
             }
         };
         let Some(slot) = slot.and_then(|i| out.get_mut(i)) else {
             continue;
         };
-        slot.add(&rec, hours.is_some_and(|h| h.contains(time)), threshold_ms);
+        slot.add(&rec, in_hours, threshold_ms);
     }
 }
 

@@ -5,6 +5,7 @@ pub mod arguments;
 pub mod calendar;
 pub mod call;
 pub mod callbook;
+pub mod cells;
 pub mod config;
 pub mod dedupe;
 pub mod event;

@@ -1,9 +1,8 @@
 //! The reports of spec §4 (Table 1), §5 (monthly SLA, year view, penalties) and §6
 //! (volume check), built from [`Figures`] only.
 
-use super::call::CallRecord;
 use super::config::{MetricsConfig, SlaPolicy};
-use super::figures::{Figures, LineFilter, tally};
+use super::figures::{CallSource, Figures, LineFilter};
 use super::time::Millis;
 use jiff::civil::Date;
 
@@ -31,8 +30,8 @@ pub struct Table1 {
     pub figures: Figures,
 }
 
-pub fn table1<'a>(
-    records: impl Iterator<Item = CallRecord<'a>>,
+pub fn table1(
+    source: &(impl CallSource + ?Sized),
     cfg: &MetricsConfig,
     from: Date,
     to: Date,
@@ -41,12 +40,12 @@ pub fn table1<'a>(
 ) -> Table1 {
     let filter = LineFilter(line);
     let mut out = [Figures::default()];
-    tally(
-        records,
+    source.tally(
         &filter,
         &cfg.calendar,
         threshold_ms,
-        |d| (from <= d && d < to).then_some(0),
+        (from, to),
+        &|_| Some(0),
         &mut out,
     );
     Table1 {
@@ -166,19 +165,16 @@ pub struct SlaQuery {
     pub target: f64,
 }
 
-pub fn sla_year<'a>(
-    records: impl Iterator<Item = CallRecord<'a>>,
-    cfg: &MetricsConfig,
-    q: SlaQuery,
-) -> SlaYear {
+pub fn sla_year(source: &(impl CallSource + ?Sized), cfg: &MetricsConfig, q: SlaQuery) -> SlaYear {
     let filter = LineFilter(q.line);
     let mut by_month = [Figures::default(); 12];
-    tally(
-        records,
+    let (from, to) = year_range(q.year);
+    source.tally(
         &filter,
         &cfg.calendar,
         q.threshold_ms,
-        |d| (d.year() == q.year).then(|| (d.month() - 1) as usize),
+        (from, to),
+        &|d| Some((d.month() - 1) as usize),
         &mut by_month,
     );
     let months: Vec<SlaMonth> = by_month
@@ -226,6 +222,12 @@ pub fn sla_year<'a>(
     }
 }
 
+/// `[from, to)` local dates of a calendar year.
+fn year_range(year: i16) -> (Date, Date) {
+    let d = |y: i16| Date::new(y, 1, 1).unwrap_or(Date::MIN);
+    (d(year), d(year.saturating_add(1)))
+}
+
 /// Half of a year (seed §1.6 checks on 30 June and 31 December).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Half {
@@ -270,13 +272,13 @@ impl VolumeCheck {
 }
 
 /// Bookings of the half-year (Table 1's `bookings`) against the pro-rated index.
-pub fn volume_check<'a>(
-    records: impl Iterator<Item = CallRecord<'a>>,
+pub fn volume_check(
+    source: &(impl CallSource + ?Sized),
     cfg: &MetricsConfig,
     half: Half,
 ) -> VolumeCheck {
     let (from, to) = half.range();
-    let t = table1(records, cfg, from, to, None, cfg.threshold_ms);
+    let t = table1(source, cfg, from, to, None, cfg.threshold_ms);
     let index = cfg.volume.annual_index as f64 / 2.0;
     let deviation_pct = if index > 0.0 {
         (t.figures.bookings as f64 - index) / index * 100.0
@@ -296,7 +298,7 @@ pub fn volume_check<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::call::Outcome;
+    use crate::domain::call::{CallRecord, Outcome};
     use crate::domain::time::parse_rfc3339;
 
     fn rec(ts: &str, outcome: Outcome, wait: Millis, line: &'static str) -> CallRecord<'static> {
@@ -329,20 +331,13 @@ mod tests {
         ];
         let from = jiff::civil::date(2019, 3, 30);
         let to = jiff::civil::date(2019, 4, 2);
-        let t = table1(recs.into_iter(), &cfg, from, to, None, 140_000);
+        let t = table1(&recs[..], &cfg, from, to, None, 140_000);
         assert_eq!(t.figures.calls_received(), 2);
         assert_eq!(t.figures.out_of_hours, 2);
-        let t = table1(
-            recs.into_iter(),
-            &cfg,
-            from,
-            to,
-            Some("prelievi".into()),
-            140_000,
-        );
+        let t = table1(&recs[..], &cfg, from, to, Some("prelievi".into()), 140_000);
         assert_eq!((t.figures.abandoned, t.figures.answered), (1, 0));
         let t = table1(
-            recs.into_iter(),
+            &recs[..],
             &cfg,
             from,
             jiff::civil::date(2019, 4, 1),
@@ -388,7 +383,7 @@ mod tests {
 
     fn year(recs: Vec<CallRecord<'static>>, cfg: &MetricsConfig) -> SlaYear {
         sla_year(
-            recs.into_iter(),
+            &recs[..],
             cfg,
             SlaQuery {
                 year: 2019,
@@ -456,7 +451,7 @@ mod tests {
             0,
             "cup",
         )];
-        let v = volume_check(recs.into_iter(), &cfg, half);
+        let v = volume_check(&recs[..], &cfg, half);
         assert_eq!(v.bookings, 1);
         assert_eq!(v.index, 68_000.0);
         assert_eq!(v.verdict(), "renegotiable");

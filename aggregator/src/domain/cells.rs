@@ -1,0 +1,628 @@
+//! Per-interval cells: every call's figures (for the configured threshold) folded into
+//! additive cells keyed by (Europe/Rome 15-minute interval of its anchor, line), so that
+//! a query reads the cells of its period instead of every call of the book.
+//!
+//! A cell holds [`Figures`] (counts, sums, a maximum) and its member calls (every call
+//! anchored in the interval on the line). Each call's part is made by the one rule of
+//! the figures ([`Classifier::contribution`]), so a sum of cells is the tally of their
+//! calls. Kept exact as records change ([`Cells::settle`]): a changed call's old part is
+//! taken back and its new one added; a maximum, which cannot be taken back, is counted
+//! with how many calls reach it, and found again from the members when the last of them
+//! leaves.
+//!
+//! The clock (spec §2): cells are settled at the book's newest `ts`, which only grows.
+//! Cells hold the calls resolved or already unresolved at that clock; the calls still
+//! open then (at most 6 hours of traffic) are kept apart by anchor, and a query at a
+//! later `now` (wall clock) counts those of them that are unresolved by `now`.
+//!
+//! Europe/Rome has used only whole-hour offsets since 1970, so its local quarter hours
+//! are UTC quarter hours: an interval never straddles a local midnight, and the local
+//! date of an interval's start is that of every call in it.
+
+use super::calendar::ServiceCalendar;
+use super::call::{CallState, LineId, Outcome, UNRESOLVED_AFTER};
+use super::callbook::{CallBook, Changes};
+use super::figures::{CallSource, Classifier, Figures, LineFilter, tally};
+use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
+use jiff::civil::Date;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The length of a cell's interval.
+pub const INTERVAL: Millis = 15 * 60 * SECOND;
+
+/// (interval number since the epoch, line).
+type CellKey = (i64, LineId);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Cell {
+    /// Figures of the members that are not open at the cells' clock.
+    figures: Figures,
+    /// How many of those reach `figures.max_wait_ms`.
+    at_max: u32,
+    /// Every call anchored in the interval on the line, open ones included.
+    members: Vec<u32>,
+}
+
+impl Cell {
+    fn add(&mut self, part: &Figures) {
+        if let Some(w) = part.max_wait_ms {
+            match self.figures.max_wait_ms {
+                Some(m) if m > w => {}
+                Some(m) if m == w => self.at_max += 1,
+                _ => self.at_max = 1,
+            }
+        }
+        self.figures.merge(part);
+    }
+
+    /// Takes a part back; true when the cell's maximum must be found again.
+    fn retract(&mut self, part: &Figures) -> bool {
+        self.figures.retract_sums(part);
+        if part.max_wait_ms.is_some() && part.max_wait_ms == self.figures.max_wait_ms {
+            self.at_max -= 1;
+            if self.at_max == 0 {
+                self.figures.max_wait_ms = None;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The cells of a [`CallBook`] for one threshold and calendar (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cells {
+    threshold_ms: Millis,
+    calendar: ServiceCalendar,
+    cells: BTreeMap<CellKey, Cell>,
+    /// Calls open at `clock`, by anchor.
+    open: BTreeSet<(Millis, u32)>,
+    /// The clock the cells are settled at: the book's newest `ts`.
+    clock: Millis,
+}
+
+fn key_of(book: &CallBook, state: &CallState) -> CellKey {
+    (state.anchor().div_euclid(INTERVAL), book.line_of(state))
+}
+
+impl Cells {
+    /// The cells of every call of `book`.
+    pub fn build(book: &CallBook, calendar: &ServiceCalendar, threshold_ms: Millis) -> Self {
+        let clock = book.clock(Millis::MIN);
+        let mut keyed: Vec<(CellKey, u32)> = book
+            .states()
+            .iter()
+            .zip(0u32..)
+            .map(|(s, i)| (key_of(book, s), i))
+            .collect();
+        keyed.sort_unstable();
+        let mut place = Classifier::new(calendar);
+        let mut open = Vec::new();
+        let mut cells: Vec<(CellKey, Cell)> = Vec::new();
+        for (key, i) in keyed {
+            if cells.last().is_none_or(|(k, _)| *k != key) {
+                cells.push((key, Cell::default()));
+            }
+            let Some((_, cell)) = cells.last_mut() else {
+                continue;
+            };
+            cell.members.push(i);
+            let rec = book.record(&book.states()[i as usize], clock);
+            if rec.outcome == Outcome::Open {
+                open.push((rec.anchor, i));
+            } else {
+                cell.add(&place.contribution(&rec, threshold_ms));
+            }
+        }
+        Self {
+            threshold_ms,
+            calendar: calendar.clone(),
+            // Both come sorted: built in bulk.
+            cells: cells.into_iter().collect(),
+            open: open.into_iter().collect(),
+            clock,
+        }
+    }
+
+    /// Brings the cells in step with `book` after the `changes` it reported (all of
+    /// them since the cells were built or last settled).
+    pub fn settle(&mut self, book: &CallBook, changes: Changes) {
+        // Lent out for the settling (the classifier borrows it).
+        let calendar = std::mem::take(&mut self.calendar);
+        self.settle_with(book, changes, &mut Classifier::new(&calendar));
+        self.calendar = calendar;
+    }
+
+    fn settle_with(&mut self, book: &CallBook, changes: Changes, place: &mut Classifier<'_>) {
+        let mut lost_max = Vec::new();
+        // 1. Take back the old part of each changed call, at the clock it was added at.
+        for (i, before) in &changes.before {
+            self.remove(book, *i, before, place, &mut lost_max);
+        }
+        // 2. Move the clock: calls open at the old one may be unresolved now.
+        let clock = book.clock(Millis::MIN);
+        if clock > self.clock {
+            self.clock = clock;
+            while let Some(&(anchor, i)) = self.open.first()
+                && clock.saturating_sub(anchor) >= UNRESOLVED_AFTER
+            {
+                self.open.pop_first();
+                let state = &book.states()[i as usize];
+                let part = place.contribution(&book.record(state, clock), self.threshold_ms);
+                if let Some(cell) = self.cells.get_mut(&key_of(book, state)) {
+                    cell.add(&part);
+                }
+            }
+        }
+        // 3. Add the new part of each changed or new call.
+        let created = changes.created_from as u32..book.states().len() as u32;
+        for i in changes.before.iter().map(|(i, _)| *i).chain(created) {
+            self.insert(book, i, place);
+        }
+        // 4. Maximums whose last holder left: found again from the members, now that
+        // every member's part is the current one.
+        for key in lost_max {
+            if let Some(cell) = self.cells.get_mut(&key) {
+                cell.figures.max_wait_ms = None;
+                cell.at_max = 0;
+                for at in 0..cell.members.len() {
+                    let state = &book.states()[cell.members[at] as usize];
+                    let rec = book.record(state, self.clock);
+                    let one = Figures {
+                        max_wait_ms: place.contribution(&rec, self.threshold_ms).max_wait_ms,
+                        ..Figures::default()
+                    };
+                    cell.add(&one);
+                }
+            }
+        }
+    }
+
+    fn remove(
+        &mut self,
+        book: &CallBook,
+        i: u32,
+        before: &CallState,
+        place: &mut Classifier<'_>,
+        lost_max: &mut Vec<CellKey>,
+    ) {
+        let key = key_of(book, before);
+        let Some(cell) = self.cells.get_mut(&key) else {
+            return;
+        };
+        if let Some(at) = cell.members.iter().position(|&m| m == i) {
+            cell.members.swap_remove(at);
+        }
+        let rec = book.record(before, self.clock);
+        if rec.outcome == Outcome::Open {
+            self.open.remove(&(rec.anchor, i));
+        } else if cell.retract(&place.contribution(&rec, self.threshold_ms)) {
+            lost_max.push(key);
+        }
+        if cell.members.is_empty() {
+            self.cells.remove(&key);
+        }
+    }
+
+    fn insert(&mut self, book: &CallBook, i: u32, place: &mut Classifier<'_>) {
+        let state = &book.states()[i as usize];
+        let cell = self.cells.entry(key_of(book, state)).or_default();
+        cell.members.push(i);
+        let rec = book.record(state, self.clock);
+        if rec.outcome == Outcome::Open {
+            self.open.insert((rec.anchor, i));
+        } else {
+            cell.add(&place.contribution(&rec, self.threshold_ms));
+        }
+    }
+
+    /// How many cells there are (for logs and benchmarks).
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+}
+
+/// Intervals that hold every call anchored on local dates in `[from, to)` (and some
+/// more around them: a day either side, whatever the UTC offset; callers filter by date).
+fn intervals_around(from: Date, to: Date) -> std::ops::Range<i64> {
+    let day = |d: Date| days_from_civil(i64::from(d.year()), d.month() as u32, d.day() as u32);
+    ((day(from) - 1) * DAY).div_euclid(INTERVAL)..((day(to) + 1) * DAY).div_euclid(INTERVAL)
+}
+
+/// Remembers the bucket of the last local day seen (cells and calls come in time order).
+struct Buckets<'b> {
+    period: (Date, Date),
+    bucket: &'b dyn Fn(Date) -> Option<usize>,
+    today: Option<(i64, Option<usize>)>,
+}
+
+impl Buckets<'_> {
+    fn of(&mut self, day: i64) -> Option<usize> {
+        match self.today {
+            Some((d, slot)) if d == day => slot,
+            _ => {
+                let date = local_date(day);
+                let (from, to) = self.period;
+                let slot = (from <= date && date < to)
+                    .then(|| (self.bucket)(date))
+                    .flatten();
+                self.today = Some((day, slot));
+                slot
+            }
+        }
+    }
+}
+
+/// Every record of a book at clock `now`: the full recount.
+pub struct Scan<'a> {
+    pub book: &'a CallBook,
+    pub now: Millis,
+}
+
+impl CallSource for Scan<'_> {
+    fn tally(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        (from, to): (Date, Date),
+        bucket: &dyn Fn(Date) -> Option<usize>,
+        out: &mut [Figures],
+    ) {
+        let in_period = |d: Date| (from <= d && d < to).then(|| bucket(d)).flatten();
+        let records = self.book.records(self.now);
+        tally(records, line, calendar, threshold_ms, in_period, out);
+    }
+}
+
+/// A book's cells at clock `now` (at least the book's own clock): the configured
+/// threshold reads the cells of the period, another one recounts the calls anchored in
+/// the period (the cells' members).
+pub struct CellsView<'a> {
+    pub cells: &'a Cells,
+    pub book: &'a CallBook,
+    pub now: Millis,
+}
+
+impl CallSource for CellsView<'_> {
+    fn tally(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        period: (Date, Date),
+        bucket: &dyn Fn(Date) -> Option<usize>,
+        out: &mut [Figures],
+    ) {
+        let wanted = match &line.0 {
+            None => None,
+            Some(name) => match self.book.line_id(name) {
+                Some(id) => Some(id),
+                None => return, // a line the book has not seen has no calls
+            },
+        };
+        let admits = |l: LineId| wanted.is_none_or(|w| w == l);
+        let intervals = intervals_around(period.0, period.1);
+        let range = self
+            .cells
+            .cells
+            .range((intervals.start, 0)..(intervals.end, 0));
+        let in_period = |d: Date| (period.0 <= d && d < period.1).then(|| bucket(d)).flatten();
+        if threshold_ms != self.cells.threshold_ms || *calendar != self.cells.calendar {
+            let records = range
+                .filter(|((_, l), _)| admits(*l))
+                .flat_map(|(_, cell)| &cell.members)
+                .map(|&i| self.book.record(&self.book.states()[i as usize], self.now));
+            tally(records, line, calendar, threshold_ms, in_period, out);
+            return;
+        }
+        let mut place = Classifier::new(calendar);
+        let mut buckets = Buckets {
+            period,
+            bucket,
+            today: None,
+        };
+        for ((interval, _), cell) in range.filter(|((_, l), _)| admits(*l)) {
+            let (day, _) = place.place(interval * INTERVAL);
+            if let Some(f) = buckets.of(day).and_then(|i| out.get_mut(i)) {
+                f.merge(&cell.figures);
+            }
+        }
+        // Calls open at the cells' clock that are unresolved by `now`.
+        let first = intervals.start * INTERVAL;
+        let last = (intervals.end * INTERVAL).min(self.now.saturating_sub(UNRESOLVED_AFTER) + 1);
+        if first >= last {
+            return;
+        }
+        for &(anchor, i) in self.cells.open.range((first, 0)..(last, 0)) {
+            let state = &self.book.states()[i as usize];
+            if !admits(self.book.line_of(state)) {
+                continue;
+            }
+            let (day, _) = place.place(anchor);
+            if let Some(f) = buckets.of(day).and_then(|i| out.get_mut(i)) {
+                let rec = self.book.record(state, self.now);
+                f.merge(&place.contribution(&rec, threshold_ms));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Differential: cells, kept in step event by event, equal a full recount (every
+    //! record tallied) and cells rebuilt from scratch, over many random streams.
+    use super::*;
+    use crate::domain::calendar::Hours;
+    use crate::domain::callbook::Fold;
+    use crate::domain::config::MetricsConfig;
+    use crate::domain::event::EventType::{self, *};
+    use crate::domain::random_edits::Rng;
+    use crate::domain::reports;
+    use crate::domain::time::{HOUR, parse_rfc3339};
+
+    const LINES: [&str; 3] = ["cup", "prelievi", "zeta"];
+    /// DST starts on 2019-03-31 and ends on 2019-10-27 (local); plus a plain Monday.
+    const DAYS: [&str; 3] = ["2019-03-30", "2019-10-26", "2019-06-03"];
+    /// Waits around the band edges (1 s, the default T = 140 s, the other T = 95.5 s).
+    const WAITS_MS: [Millis; 9] = [
+        0, 999, 1_000, 95_499, 95_500, 139_999, 140_000, 140_001, 400_000,
+    ];
+
+    /// One random event: (kind, ts, call number, line of an `offered`).
+    type Ev = (EventType, Millis, u32, Option<&'static str>);
+
+    fn random_call(rng: &mut Rng, call: u32, base: Millis, out: &mut Vec<Ev>) {
+        // Anchors over three days from `base` (UTC midnight), at a few hours in and out
+        // of service (the DST switch at 01:00 UTC among them), so that cells hold
+        // several calls.
+        let hour = *rng.pick(&[0, 1, 2, 6, 7, 9, 16, 17, 22, 23]);
+        let anchor = base
+            + rng.below(3) as Millis * DAY
+            + hour * HOUR
+            + rng.below(2) as Millis * INTERVAL
+            + rng.below(60) as Millis * SECOND;
+        let wait = *rng.pick(&WAITS_MS) + rng.below(2) as Millis;
+        let line = Some(*rng.pick(&LINES)).filter(|_| rng.below(5) > 0);
+        if rng.below(8) > 0 {
+            out.push((Offered, anchor, call, line));
+        }
+        if rng.below(6) == 0 {
+            // A second offered: the same instant (line tie) or later / earlier.
+            let shift = [0, 3 * SECOND, -7 * HOUR, 9 * HOUR][rng.below(4)];
+            out.push((Offered, anchor + shift, call, Some(*rng.pick(&LINES))));
+        }
+        let start = anchor + 40 * SECOND;
+        match rng.below(3) {
+            0 => out.push((AnnouncementEnd, start, call, None)),
+            1 => out.push((Queued, start, call, None)),
+            _ => {}
+        }
+        let end = start + wait;
+        match rng.below(6) {
+            0 | 1 | 2 => {
+                out.push((Answered, end, call, None));
+                if rng.below(4) > 0 {
+                    out.push((Ended, end + rng.below(300_000) as Millis, call, None));
+                }
+            }
+            3 => out.push((Abandoned, end, call, None)),
+            4 => out.push((Overflow, end, call, None)),
+            _ => {} // open: unresolved 6 h after its anchor
+        }
+        if rng.below(3) == 0 {
+            // A late outcome of the other kind (or at the same instant: a tie).
+            let kind = *rng.pick(&[Abandoned, Overflow, Answered]);
+            out.push((kind, end - rng.below(2) as Millis * 5 * SECOND, call, None));
+        }
+        for _ in 0..rng.below(3) {
+            out.push((Booking, end + SECOND, call, None));
+        }
+    }
+
+    struct Stream {
+        book: CallBook,
+        keys: Vec<u128>,
+        /// Whether some events are sent twice (with the key of an earlier one).
+        resend: bool,
+    }
+
+    impl Stream {
+        fn apply(&mut self, rng: &mut Rng, ev: Ev) {
+            let (kind, ts, call, line) = ev;
+            // A resent event (same key) is a duplicate: it changes nothing.
+            let key = if self.resend && !self.keys.is_empty() && rng.below(10) == 0 {
+                *rng.pick(&self.keys)
+            } else {
+                let k = self.keys.len() as u128 + 1;
+                self.keys.push(k);
+                k
+            };
+            let fold = Fold {
+                kind,
+                ts,
+                call: (!kind.is_agent_event()).then_some(u128::from(call) + 1),
+                line: line.map(str::as_bytes),
+            };
+            self.book.apply_fold(fold, key);
+        }
+    }
+
+    fn normalized(mut c: Cells) -> Cells {
+        for cell in c.cells.values_mut() {
+            cell.members.sort_unstable();
+        }
+        c
+    }
+
+    fn date(s: &str) -> Date {
+        crate::domain::time::parse_date(s).expect("date")
+    }
+
+    fn compare_queries(rng: &mut Rng, cells: &Cells, book: &CallBook, cfg: &MetricsConfig) {
+        for _ in 0..6 {
+            // Queries at the book's clock, or later by the wall clock (timeouts).
+            let wall = [0, book.clock(0) + rng.below(14) as Millis * HOUR][rng.below(2)];
+            let now = book.clock(wall);
+            let (scan, view) = (Scan { book, now }, CellsView { cells, book, now });
+            let line = [
+                None,
+                Some("cup"),
+                Some("prelievi"),
+                Some("zeta"),
+                Some("nope"),
+            ][rng.below(5)]
+            .map(String::from);
+            let threshold = [cfg.threshold_ms, 95_500][rng.below(2)];
+            let from = date(DAYS[rng.below(DAYS.len())])
+                .checked_add(jiff::Span::new().days(rng.below(6) as i64 - 1))
+                .expect("date");
+            let to = from
+                .checked_add(jiff::Span::new().days(rng.below(4) as i64))
+                .expect("date");
+            let t = |s: &dyn CallSource| reports::table1(s, cfg, from, to, line.clone(), threshold);
+            assert_eq!(
+                t(&view),
+                t(&scan),
+                "table1 {from}..{to} {line:?} T={threshold} now={now}"
+            );
+            let q = reports::SlaQuery {
+                year: 2019,
+                line: line.clone(),
+                threshold_ms: threshold,
+                target: 0.6,
+            };
+            assert_eq!(
+                reports::sla_year(&view, cfg, q.clone()),
+                reports::sla_year(&scan, cfg, q)
+            );
+            for second in [false, true] {
+                let half = reports::Half { year: 2019, second };
+                assert_eq!(
+                    reports::volume_check(&view, cfg, half),
+                    reports::volume_check(&scan, cfg, half)
+                );
+            }
+        }
+    }
+
+    fn run(seed: u64, cfg: &MetricsConfig) {
+        let mut rng = Rng::new(seed);
+        let mut events = Vec::new();
+        let calls = 5 + rng.below(60) as u32;
+        let base = parse_rfc3339(&format!("{}T00:00:00Z", rng.pick(&DAYS))).expect("ts");
+        for call in 0..calls {
+            random_call(&mut rng, call, base, &mut events);
+        }
+        // Reordered: any order (late events), roughly in time with a few far off.
+        for i in (1..events.len()).rev() {
+            let j = if rng.below(3) == 0 {
+                rng.below(i + 1)
+            } else {
+                i
+            };
+            events.swap(i, j);
+        }
+        let mut s = Stream {
+            book: CallBook::new([7; 16]),
+            keys: Vec::new(),
+            resend: true,
+        };
+        // Cells built at some point of the stream (maybe before any event), then kept.
+        let build_at = rng.below(events.len() + 1);
+        let mut cells = None;
+        for (n, ev) in events.into_iter().enumerate() {
+            if n == build_at {
+                cells = Some(Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms));
+                s.book.track_changes();
+            }
+            s.apply(&mut rng, ev);
+            if rng.below(12) == 0 {
+                // An agent event hours later: moves the clock only (open calls time out).
+                let ts = s.book.clock(0) + rng.below(8) as Millis * HOUR;
+                s.apply(&mut rng, (AgentLogin, ts, 0, None));
+            }
+            if let Some(c) = &mut cells
+                && rng.below(4) == 0
+            {
+                // Settled after a few events (one commit), not after each.
+                let changes = s.book.take_changes().expect("tracked");
+                c.settle(&s.book, changes);
+                compare_queries(&mut rng, c, &s.book, cfg);
+            }
+        }
+        let mut cells =
+            cells.unwrap_or_else(|| Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms));
+        if let Some(changes) = s.book.take_changes() {
+            cells.settle(&s.book, changes);
+        }
+        compare_queries(&mut rng, &cells, &s.book, cfg);
+        let rebuilt = Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms);
+        assert_eq!(normalized(cells), normalized(rebuilt), "seed {seed}");
+    }
+
+    #[test]
+    fn cells_equal_a_full_recount_over_random_streams() {
+        let cfg = MetricsConfig::default();
+        for seed in 1..=400 {
+            run(seed, &cfg);
+        }
+    }
+
+    #[test]
+    fn cells_equal_a_full_recount_with_hours_off_the_quarter_hours() {
+        let mut cfg = MetricsConfig::default();
+        let odd = Hours::parse("02:07-17:53").expect("hours");
+        cfg.calendar.week = [Some(odd); 7];
+        cfg.calendar.extra_closures.insert(date("2019-10-27"));
+        cfg.threshold_ms = 95_500;
+        for seed in 1000..1200 {
+            run(seed, &cfg);
+        }
+    }
+
+    #[test]
+    fn a_lost_maximum_is_found_again_from_the_members() {
+        let cfg = MetricsConfig::default();
+        let at = parse_rfc3339("2019-06-03T10:00:00+02:00").expect("ts");
+        let mut s = Stream {
+            book: CallBook::new([7; 16]),
+            keys: Vec::new(),
+            resend: false,
+        };
+        let mut rng = Rng::new(1);
+        let mut cells = Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms);
+        s.book.track_changes();
+        for (call, wait) in [(0, 50_000), (1, 90_000), (2, 90_000)] {
+            s.apply(&mut rng, (Offered, at, call, None));
+            s.apply(&mut rng, (Answered, at + wait, call, None));
+        }
+        let settle = |cells: &mut Cells, s: &mut Stream| {
+            let changes = s.book.take_changes().expect("tracked");
+            cells.settle(&s.book, changes);
+        };
+        settle(&mut cells, &mut s);
+        let max = |cells: &Cells, s: &Stream| {
+            let view = CellsView {
+                cells,
+                book: &s.book,
+                now: s.book.clock(0),
+            };
+            let (from, to) = (date("2019-06-03"), date("2019-06-04"));
+            reports::table1(&view, &cfg, from, to, None, cfg.threshold_ms)
+                .figures
+                .max_wait_ms
+        };
+        assert_eq!(max(&cells, &s), Some(90_000));
+        // Earlier answers of the two longest waits: one holder left, then none.
+        for (call, wait, expected) in [(1, 10_000, 90_000), (2, 20_000, 50_000)] {
+            s.apply(&mut rng, (Answered, at + wait, call, None));
+            settle(&mut cells, &mut s);
+            assert_eq!(max(&cells, &s), Some(expected));
+        }
+    }
+}
