@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 const PLANTED: &str = "393331234567";
+/// The planted number as the corpus writes it, with and without separators.
+const WRITTEN_AS: [&str; 4] = [PLANTED, "333 123 4567", "123-4567", "3331234567"];
 
 /// Lines that carry the planted number somewhere a caller could be.
 fn hostile_corpus() -> Vec<Vec<u8>> {
@@ -40,6 +42,8 @@ fn hostile_corpus() -> Vec<Vec<u8>> {
         format!(r#"{{"type":"x","caller":"\ud800{n}"}}"#),
         format!(r#"{{"type":"x"}} {{"caller":"{n}"}}"#),
         format!("caller={n}"),
+        r#"{"type":"offered",caller:"+39 333 123 4567"}"#.to_owned(),
+        r#"{'type':'offered','caller':'(333) 123-4567'}"#.to_owned(),
         format!("{{\"type\":\"x\",\"caller\":\"{n}\u{1}\"}}"),
         format!(r#"{{"type":"x","caller":"{n}",}}"#),
         format!("{{\"caller\":\"{n}\"\t,,}}"),
@@ -67,7 +71,10 @@ fn files_with_number(dir: &Path) -> Vec<String> {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 stack.push(path);
-            } else if contains(&std::fs::read(&path).expect("read"), PLANTED) {
+            } else if WRITTEN_AS
+                .iter()
+                .any(|n| contains(&std::fs::read(&path).expect("read"), n))
+            {
                 found.push(path.display().to_string());
             }
         }
@@ -149,7 +156,7 @@ fn no_clear_number_under_the_data_directory_nor_in_logs() {
         assert!(found.is_empty(), "clear number stored in {found:?}");
     }
     assert!(
-        !contains(&logs, PLANTED),
+        !WRITTEN_AS.iter().any(|n| contains(&logs, n)),
         "clear number in output or logs: {}",
         String::from_utf8_lossy(&logs)
     );

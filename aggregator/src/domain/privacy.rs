@@ -77,51 +77,88 @@ pub fn redact_rejected<'a>(raw: &'a [u8], pseudo: &Pseudonymizer) -> Cow<'a, [u8
     }
 }
 
-/// `text` with every run of [`MASKED_RUN`] or more digits masked digit by digit. A digit
-/// is an ASCII digit, its JSON escape (`\u0033`) or a full-width digit, so that neither
-/// escaping nor a different script hides a number.
+/// `text` with every number of [`MASKED_RUN`] or more digits masked digit by digit, a
+/// number being digits written as a phone number may be: in groups split by at most two
+/// of ` -./()` (`+39 333 123 4567`, `(0364) 12-34-56`). A digit is an ASCII digit, its
+/// JSON escape (`\u0033`) or a full-width digit, so that neither escaping nor a different
+/// script hides a number.
 pub fn mask_digit_runs(text: &[u8]) -> Cow<'_, [u8]> {
+    mask_numbers(text, 2)
+}
+
+/// Masks numbers of [`MASKED_RUN`] or more digits whose groups are split by at most
+/// `max_gap` separators (0: only unbroken runs count).
+fn mask_numbers(text: &[u8], max_gap: usize) -> Cow<'_, [u8]> {
     let digit_len = |at: usize| -> usize {
-        let rest = &text[at..];
-        match rest {
+        match text.get(at..).unwrap_or_default() {
             [b'0'..=b'9', ..] => 1,
             [b'\\', b'u', b'0', b'0', b'3', b'0'..=b'9', ..] => 6,
             [0xEF, 0xBC, 0x90..=0x99, ..] => 3,
             _ => 0,
         }
     };
+    let separator =
+        |at: usize| matches!(text.get(at), Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')'));
     let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
     while i < text.len() {
-        let start = i;
-        let mut digits = 0;
-        loop {
-            let n = if i < text.len() { digit_len(i) } else { 0 };
-            if n == 0 {
-                break;
-            }
-            i += n;
-            digits += 1;
-        }
-        if digits >= MASKED_RUN {
-            let buf = out.get_or_insert_with(|| text[..start].to_vec());
-            buf.extend(std::iter::repeat_n(MASK, digits));
-        } else if let Some(buf) = &mut out {
-            buf.extend_from_slice(&text[start..i]);
-        }
-        if digits == 0 {
+        if digit_len(i) == 0 {
             if let Some(buf) = &mut out {
                 buf.push(text[i]);
             }
             i += 1;
+            continue;
+        }
+        // One number: digit groups, and the short separator runs between them.
+        let start = i;
+        let mut digits = 0;
+        let mut end = i;
+        loop {
+            let n = digit_len(i);
+            if n > 0 {
+                i += n;
+                digits += 1;
+                end = i;
+                continue;
+            }
+            let mut gap = 0;
+            while gap < max_gap && separator(i + gap) {
+                gap += 1;
+            }
+            if gap > 0 && digit_len(i + gap) > 0 {
+                i += gap;
+            } else {
+                break;
+            }
+        }
+        i = end;
+        if digits >= MASKED_RUN {
+            let buf = out.get_or_insert_with(|| text[..start].to_vec());
+            let mut j = start;
+            while j < end {
+                match digit_len(j) {
+                    0 => {
+                        buf.push(text[j]);
+                        j += 1;
+                    }
+                    n => {
+                        buf.push(MASK);
+                        j += n;
+                    }
+                }
+            }
+        } else if let Some(buf) = &mut out {
+            buf.extend_from_slice(&text[start..end]);
         }
     }
     out.map_or(Cow::Borrowed(text), Cow::Owned)
 }
 
-/// [`mask_digit_runs`] of a message (a reject's reason may quote a key of the input).
+/// A message (a reject's reason may quote a key of the input) with every unbroken run of
+/// [`MASKED_RUN`] or more digits masked (its own numbers, positions and sizes, are split
+/// by words, and stay readable).
 pub fn mask_digit_runs_str(text: &str) -> Cow<'_, str> {
-    match mask_digit_runs(text.as_bytes()) {
+    match mask_numbers(text.as_bytes(), 0) {
         Cow::Borrowed(_) => Cow::Borrowed(text),
         // Only whole ASCII digits, escapes or full-width digits were replaced by ASCII.
         Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
@@ -160,7 +197,12 @@ mod tests {
         assert_eq!(m("1234567"), "#######");
         assert_eq!(m("\\u0033\\u003912345"), "#######");
         assert_eq!(m("３９3331234"), "#########");
-        assert_eq!(m("12 34 56"), "12 34 56");
+        assert_eq!(m("12 34 5"), "12 34 5");
+        assert_eq!(m("+39 333 123 4567"), "+## ### ### ####");
+        assert_eq!(m("(0364) 12-34-56"), "(####) ##-##-##");
+        assert_eq!(m("333-123-4567,"), "###-###-####,");
+        assert_eq!(m("12 ab 3456"), "12 ab 3456");
+        assert_eq!(m("123   456"), "123   456");
         assert!(matches!(mask_digit_runs(b"no digits"), Cow::Borrowed(_)));
     }
 
@@ -201,6 +243,8 @@ mod tests {
             r#"["+393331234567"]"#,
             r#""+393331234567""#,
             r#"caller=+393331234567"#,
+            r#"{"type":"offered",caller:"+39 333 123 4567"}"#,
+            r#"{'type':'offered','caller':'333-123-4567'}"#,
             r#"{"type":"x","caller":"\ud800+393331234567"}"#,
             r#"{"type":"x","caller":"+39\u00333\u003331234567"}"#,
             r#"{"type":"x"} {"caller":"+393331234567"}"#,
@@ -209,6 +253,10 @@ mod tests {
             let out = red(line);
             assert!(!out.contains(NUMBER), "{line} -> {out}");
             assert!(!out.contains("31234567"), "{line} -> {out}");
+            assert!(
+                !out.contains("123 4567") && !out.contains("123-4567"),
+                "{line} -> {out}"
+            );
         }
         let bytes = b"{\"caller\":\"+393331234567\xff\"}";
         let out = redact_rejected(bytes, &Pseudonymizer::new([1; 32]));
