@@ -9,6 +9,7 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::figures::CallSource;
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
+use crate::observe;
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
 };
@@ -377,6 +378,11 @@ impl Engine {
         dedupe.first_seen_all(&chunk.keys, &mut accepted);
         chunk.flag_dead_letters(&hasher, |k| dedupe.first_dead_letter(k));
         let sum = apply_chunk(&mut calls, &mut self.batch, &mut chunk, &accepted, None);
+        if sum.is_err() {
+            // Its keys are already seen and some of its events may be applied: the book
+            // no longer matches the log until it is rebuilt from it.
+            self.poisoned = true;
+        }
         self.settle_cells();
         sum
     }
@@ -422,6 +428,10 @@ impl Engine {
                 let mut end = None;
                 for batch in from_apply {
                     end = Some(store.commit(&batch)?);
+                    observe::emit(observe::CommitDurable {
+                        records: u64::from(batch.records),
+                        bytes: batch.len() as u64,
+                    });
                     let _ = spent_tx.try_send(batch);
                 }
                 end.map_or_else(|| store.commit(&Batch::default()), Ok)
@@ -476,7 +486,10 @@ impl Engine {
                 // Every event is durable now: a checkpoint that cannot be written only
                 // makes the next open replay more of the log, so it fails nothing.
                 if checkpoint && let Err(e) = self.checkpoint() {
-                    tracing::warn!(error = %e, "import committed, but its checkpoint could not be written; the next open replays the log");
+                    observe::emit(observe::CheckpointFailed {
+                        after: "import",
+                        error: &e,
+                    });
                 }
                 Ok(sum)
             }
@@ -495,13 +508,19 @@ impl Engine {
         }
         match self.store.commit(&self.batch) {
             Ok(pos) => {
+                if !self.batch.is_empty() {
+                    observe::emit(observe::CommitDurable {
+                        records: u64::from(self.batch.records),
+                        bytes: self.batch.len() as u64,
+                    });
+                }
                 self.position = pos;
                 self.batch.clear();
                 Ok(())
             }
             Err(e) => {
                 // The book already holds events the log does not: refuse further work
-                // until a restart rebuilds the book from the log.
+                // until `recover` rebuilds the book from the log.
                 self.poisoned = true;
                 Err(e)
             }
@@ -927,6 +946,17 @@ mod tests {
             engine.ingest(extra.clone()).expect("ingest");
         }
         assert_eq!(same(&e, &scan, later).overflow, 1);
+    }
+
+    #[test]
+    fn a_durable_commit_is_counted() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let mut e = open(dir.path());
+        let before = crate::observe::METRICS.commits.load(Ordering::Relaxed);
+        e.ingest(items(&p)).expect("ingest");
+        assert!(crate::observe::METRICS.commits.load(Ordering::Relaxed) > before);
     }
 
     #[test]
