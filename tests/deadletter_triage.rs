@@ -201,3 +201,42 @@ fn since_refuses_what_is_not_a_time() {
         "{err}"
     );
 }
+
+/// The same file named two ways is one source: importing it again stores its dead letters
+/// once, and `--source` finds them under either name.
+#[test]
+fn one_file_under_two_names_is_one_source() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("bad.ndjson"),
+        "not json\n{\"type\":\"x\"}\n",
+    )
+    .expect("write");
+    let data = tmp.path().join("data");
+    let d = data.to_str().expect("path");
+    for name in ["./bad.ndjson", "bad.ndjson", "data/../bad.ndjson"] {
+        let out = std::process::Command::new(BIN)
+            .current_dir(tmp.path())
+            .args(["import", "--data", d, name])
+            .output()
+            .expect("run import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = |extra: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .current_dir(tmp.path())
+            .args(["deadletter", "--json", "--data", d])
+            .args(extra)
+            .output()
+            .expect("run deadletter");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(listed(&[]), 2, "each dead letter once");
+    assert_eq!(listed(&["--source", "./bad.ndjson"]), 2);
+    assert_eq!(listed(&["--source", "no-such-source"]), 0);
+}

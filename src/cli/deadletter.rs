@@ -19,9 +19,10 @@ pub struct Query {
     /// `--summary` lists them). Repeat for several.
     #[arg(long = "code", value_name = "C")]
     codes: Vec<String>,
-    /// Only dead letters from this source: the path as given to `import`/`push` (as
-    /// `--summary` lists them). Repeat for several.
-    #[arg(long = "source", value_name = "S")]
+    /// Only dead letters from this source: a file's path (any spelling of it: files are
+    /// stored by their absolute path), or a source name as `--summary` lists them.
+    /// Repeat for several.
+    #[arg(long = "source", value_name = "S", value_parser = source_arg)]
     sources: Vec<String>,
     /// Only dead letters received at or after T: RFC 3339 with an offset
     /// (2026-03-04T09:00:00+01:00) or a date YYYY-MM-DD (its midnight, Europe/Rome).
@@ -38,6 +39,14 @@ pub struct Query {
     /// is UTF-8, else `raw_base64`); with `--summary`, one object of counts.
     #[arg(long)]
     json: bool,
+}
+
+/// `--source`: an existing file stands for its absolute path, as stored.
+fn source_arg(text: &str) -> Result<String, String> {
+    Ok(super::inputs::source_name(
+        text,
+        std::path::Path::new(text).is_file(),
+    ))
 }
 
 impl Query {

@@ -41,15 +41,16 @@ pub fn run(
         let source: Box<dyn Source> = match input {
             Input::Stdin => Box::new(ReaderSource::new("stdin", std::io::stdin(), None)),
             Input::File {
-                name,
+                source,
                 file,
                 len,
                 regular,
+                ..
             } => {
                 // Regular files are mapped; anything else (a FIFO, a device) is read.
-                match (regular && len > 0).then(|| MappedSource::open(name.clone(), &file)) {
+                match (regular && len > 0).then(|| MappedSource::open(source.clone(), &file)) {
                     Some(Ok(mapped)) => Box::new(mapped),
-                    _ => Box::new(ReaderSource::new(name, file, Some(len))),
+                    _ => Box::new(ReaderSource::new(source, file, Some(len))),
                 }
             }
         };

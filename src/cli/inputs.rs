@@ -10,6 +10,10 @@ pub enum Input {
     Stdin,
     File {
         name: String,
+        /// The source name its events and dead letters carry: the absolute path of a
+        /// regular file (the same file named `./a` or `a` is one source, so importing it
+        /// again stores its dead letters once), else the name as given.
+        source: String,
         file: File,
         /// Size in bytes when opened.
         len: u64,
@@ -47,12 +51,22 @@ pub fn open_all(names: &[String]) -> anyhow::Result<Vec<Input>> {
             }
             Ok(Input::File {
                 name: name.clone(),
+                source: source_name(name, meta.is_file()),
                 file,
                 len: meta.len(),
                 regular: meta.is_file(),
             })
         })
         .collect()
+}
+
+/// See [`Input::File::source`].
+pub fn source_name(name: &str, regular: bool) -> String {
+    regular
+        .then(|| std::fs::canonicalize(name).ok())
+        .flatten()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| name.to_owned())
 }
 
 #[cfg(test)]
@@ -73,5 +87,14 @@ mod tests {
         assert!(format!("{e:#}").contains("is a directory"), "{e:#}");
         assert!(open_all(&[name(&dir.path().join("missing"))]).is_err());
         assert!(open_all(&["-".into(), "-".into()]).is_err());
+        // One source however the file is named.
+        let spelled = format!("{}/./a.ndjson", dir.path().display());
+        let [Input::File { source: a, .. }, Input::File { source: b, .. }] =
+            <[Input; 2]>::try_from(open_all(&[name(&file), spelled]).expect("open"))
+                .unwrap_or_else(|_| panic!("two files"))
+        else {
+            panic!("two files")
+        };
+        assert_eq!(a, b);
     }
 }

@@ -52,7 +52,8 @@ pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> an
                 read_lines(&reader_name, lines_tx, &reader_bar)
             });
             let (tx, rx) = mpsc::channel::<PushRequest>(4);
-            let batcher = tokio::spawn(batch_lines(lines_rx, tx, name.clone(), cadence));
+            let source = super::inputs::source_name(name, name != "-");
+            let batcher = tokio::spawn(batch_lines(lines_rx, tx, source, cadence));
             let reply = client.push(ReceiverStream::new(rx)).await;
             // A failed call is reported at once: its reader may be blocked on a pipe that
             // never ends (`tail -f`), so it is not waited for.
