@@ -3,7 +3,8 @@
 //! Frame: magic `NWL1`, payload length (u32 LE), CRC-32 of the payload (u32 LE), payload.
 //! A commit is acknowledged only after `fdatasync`, so a crash can leave at most one torn
 //! frame, at the end: opening cuts it off. Bytes after the last good frame count as torn
-//! only when they cannot be a complete frame (see [`is_torn_tail`]); anything else — a
+//! only when they cannot be a complete frame (see [`is_torn_tail`]: a length damaged
+//! upwards is recognised by the payload checksum holding earlier); anything else — a
 //! complete frame failing its CRC, last or not, or foreign bytes — is damage, which
 //! opening refuses rather than dropping acknowledged data.
 
@@ -33,21 +34,48 @@ pub struct ScanEnd {
 }
 
 /// Whether the bytes after the last good frame can be an unfinished last write: fewer
-/// than a header, a header whose frame reaches past the end of the file, or zeros
-/// (space the file system allocated but never wrote). `head` holds the first bytes
-/// (up to a header), `rest` how many there are, `zeros` tells whether all are zero.
-/// Only the header is looked at, never payload bytes, which may hold anything (a
-/// rejected line is stored as it came, frames included).
-pub fn is_torn_tail(head: &[u8], rest: u64, zeros: impl FnOnce() -> bool) -> bool {
+/// than a header, a header whose frame reaches past the end of the file (unless its
+/// payload is complete earlier, see [`ends_early`]), or zeros (space the file system
+/// allocated but never wrote). `head` holds the first bytes (up to a header), `rest` how
+/// many there are, `zeros` tells whether all are zero, `ends_early` whether the payload
+/// checksum of the header holds at an earlier end.
+pub fn is_torn_tail(
+    head: &[u8],
+    rest: u64,
+    zeros: impl FnOnce() -> bool,
+    ends_early: impl FnOnce(u32) -> bool,
+) -> bool {
     if rest < HEADER as u64 {
         return true;
     }
     if head[..4] == MAGIC {
         let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
+        let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
         // A frame that fits is complete: failing its CRC, it is damage, not a torn write.
-        return HEADER as u64 + len > rest;
+        // One that does not fit is torn, unless its length is what is wrong.
+        return HEADER as u64 + len > rest && len as usize <= MAX_FRAME && !ends_early(crc);
     }
     zeros()
+}
+
+/// Whether `after_header` (the bytes after a frame header that claims more than the file
+/// holds) holds a complete payload ending earlier: where a frame begins, or at the end
+/// of the file, with the header's checksum. Only the payload is checksummed, not the
+/// header, so a length damaged upwards would otherwise pass for an unfinished write and
+/// be cut off with every acknowledged commit after it; an unfinished write matches by
+/// chance once in 2^32.
+pub fn ends_early(after_header: &[u8], crc: u32) -> bool {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut done = 0;
+    let ends = memchr::memmem::find_iter(after_header, &MAGIC).chain([after_header.len()]);
+    for end in ends {
+        hasher.update(&after_header[done..end]);
+        done = end;
+        if hasher.clone().finalize() == crc {
+            return true;
+        }
+    }
+    false
 }
 
 /// The payload length of the good frame at the start of `bytes`, if there is one.
@@ -157,22 +185,43 @@ impl LogFile {
         f.read_exact(&mut header[..n]).map_err(|e| self.io(e))?;
         let head = &header[..n];
         let mut error = None;
-        let torn = is_torn_tail(head, rest, || {
-            let mut zeros = header.iter().all(|&b| b == 0);
-            let mut buf = vec![0u8; 1 << 16];
-            while zeros {
-                match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => zeros = buf[..n].iter().all(|&b| b == 0),
-                    Err(e) => {
-                        error = Some(e);
-                        break;
-                    }
+        let mut rest_error = None;
+        let early = |crc: u32| {
+            // Rare (only after a crash, or damage): the bytes a frame can span are read.
+            let span = rest.min((HEADER + MAX_FRAME) as u64) as usize - HEADER;
+            let mut after = vec![0u8; span];
+            let read = (&self.file)
+                .seek(SeekFrom::Start(at + HEADER as u64))
+                .and_then(|_| (&self.file).read_exact(&mut after));
+            match read {
+                Ok(()) => ends_early(&after, crc),
+                Err(e) => {
+                    rest_error = Some(e);
+                    false
                 }
             }
-            zeros
-        });
-        match error {
+        };
+        let torn = is_torn_tail(
+            head,
+            rest,
+            || {
+                let mut zeros = header.iter().all(|&b| b == 0);
+                let mut buf = vec![0u8; 1 << 16];
+                while zeros {
+                    match f.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => zeros = buf[..n].iter().all(|&b| b == 0),
+                        Err(e) => {
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                zeros
+            },
+            early,
+        );
+        match error.or(rest_error) {
             Some(e) => Err(self.io(e)),
             None => Ok(torn),
         }
@@ -321,6 +370,50 @@ mod tests {
         drop(f);
         let log = LogFile::open(&path).expect("open");
         assert_eq!(frames(&log).1.torn_bytes, 4096);
+    }
+
+    #[test]
+    fn a_length_damaged_upwards_is_damage_not_a_torn_tail() {
+        // Three commits; a bit of one frame's length flipped so that it claims more than
+        // the file holds. Its payload is whole: cutting there would drop acknowledged
+        // commits (the middle frame's case) or the last one.
+        for frame in [1usize, 2] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("events.log");
+            let mut log = LogFile::open(&path).expect("open");
+            let mut starts = vec![0u64];
+            for p in [&b"first commit"[..], b"second commit", b"third commit"] {
+                starts.push(log.append(&[p]).expect("append"));
+            }
+            drop(log);
+            let mut bytes = std::fs::read(&path).expect("read");
+            bytes[starts[frame] as usize + 6] ^= 0x01; // + 65,536 bytes of length
+            std::fs::write(&path, &bytes).expect("write");
+            let log = LogFile::open(&path).expect("open");
+            let e = log
+                .scan(0, &mut |_, _| {})
+                .expect_err("damage, not a torn tail");
+            assert!(
+                matches!(e, StoreError::Damaged { at, .. } if at == starts[frame]),
+                "{e}"
+            );
+            let survey = super::super::verify::survey(&bytes);
+            assert_eq!(survey.torn_tail, None, "frame {frame}");
+            assert_eq!(survey.damage.len(), 1, "frame {frame}");
+        }
+        // Cut inside the payload of the last frame: still an unfinished write.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.log");
+        let mut log = LogFile::open(&path).expect("open");
+        let end = log.append(&[b"first commit"]).expect("append");
+        let full = log.append(&[b"second commit, longer"]).expect("append");
+        drop(log);
+        let f = OpenOptions::new().write(true).open(&path).expect("reopen");
+        f.set_len(full - 5).expect("cut");
+        drop(f);
+        let log = LogFile::open(&path).expect("open");
+        let scan = log.scan(0, &mut |_, _| {}).expect("torn");
+        assert_eq!((scan.valid_end, scan.torn_bytes), (end, full - 5 - end));
     }
 
     #[test]

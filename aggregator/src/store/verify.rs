@@ -4,7 +4,7 @@
 
 use super::LogPosition;
 use super::codec::Decoder;
-use super::log::{HEADER, MAGIC, frame_at, is_torn_tail};
+use super::log::{HEADER, MAGIC, ends_early, frame_at, is_torn_tail};
 
 /// An intact commit: a frame whose checksum holds and whose records all decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +177,9 @@ pub fn survey(log: &[u8]) -> Survey {
         }
         let rest = &log[at..];
         let head = &rest[..rest.len().min(HEADER)];
-        if is_torn_tail(head, rest.len() as u64, || rest.iter().all(|&b| b == 0)) {
+        let zeros = || rest.iter().all(|&b| b == 0);
+        let early = |crc| ends_early(rest.get(HEADER..).unwrap_or_default(), crc);
+        if is_torn_tail(head, rest.len() as u64, zeros, early) {
             s.torn_tail = Some((at as u64, rest.len() as u64));
             break;
         }
