@@ -36,6 +36,10 @@ pub struct EmbeddedStore {
     /// Held for the life of the store; the OS releases it if the process dies. `None`
     /// for a reader of a directory where no lock file can be opened (a read-only copy).
     _lock: Option<File>,
+    /// The directory itself, locked too: readers of a directory without a lock file
+    /// (a read-only copy) lock it instead, so every open holds a lock that excludes a
+    /// writer, and none creates anything to take it.
+    _dir_lock: File,
 }
 
 /// Takes the lock of `file` (shared or exclusive) without waiting.
@@ -68,6 +72,8 @@ impl EmbeddedStore {
         let lock_path = dir.join(LOCK);
         let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
         try_lock(&lock, false, dir, &lock_path)?;
+        let dir_lock = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+        try_lock(&dir_lock, false, dir, dir)?;
         let log = LogFile::open(&dir.join(LOG))?;
         sync_dir(dir)?;
         Ok(Self {
@@ -75,13 +81,15 @@ impl EmbeddedStore {
             log,
             read_only: false,
             _lock: Some(lock),
+            _dir_lock: dir_lock,
         })
     }
 
     /// Opens the existing store in `dir` for queries, with a shared lock (several readers
     /// at once, no writer). Never writes, cuts or creates anything: a torn tail is skipped
     /// in memory, a missing directory or log is [`StoreError::NoStore`]. Where the lock
-    /// file cannot be opened (a read-only copy without one), the store opens unlocked.
+    /// file cannot be opened (a read-only copy without one), the directory's own lock
+    /// (which writers take too) is enough.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
         let log_path = dir.join(LOG);
         match std::fs::metadata(&log_path) {
@@ -97,18 +105,21 @@ impl EmbeddedStore {
         let lock = match File::open(&lock_path) {
             Ok(f) => Some(f),
             Err(e) => {
-                tracing::debug!(error = %e, "no lock file to open: querying without a lock");
+                tracing::debug!(error = %e, "no lock file to open: locking the directory only");
                 None
             }
         };
         if let Some(f) = &lock {
             try_lock(f, true, dir, &lock_path)?;
         }
+        let dir_lock = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+        try_lock(&dir_lock, true, dir, dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             log: LogFile::open_read_only(&log_path)?,
             read_only: true,
             _lock: lock,
+            _dir_lock: dir_lock,
         })
     }
 
@@ -123,8 +134,9 @@ impl EmbeddedStore {
         if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
             return Ok(Survey::default());
         }
-        // SAFETY: the log is only ever appended to, by a writer, which the lock held by
-        // this store excludes (or the directory cannot be written at all).
+        // SAFETY: only a writer changes the log (appends, or cuts a torn tail at open),
+        // and every writer takes the directory's lock exclusively, which this store holds
+        // (shared for a reader, exclusively for the writer itself).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
         Ok(verify::survey(&map))
     }
@@ -531,6 +543,22 @@ mod tests {
         let survey = committed.survey();
         assert_eq!((survey.commits.len(), survey.records()), (1, (0, 1)));
         assert!(!survey.is_damaged() && survey.torn_tail.is_none());
+    }
+
+    #[test]
+    fn a_reader_without_a_lock_file_still_excludes_a_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(EmbeddedStore::open(dir.path()).expect("create"));
+        std::fs::remove_file(dir.path().join(LOCK)).expect("remove the lock file");
+        let reader = EmbeddedStore::open_read_only(dir.path()).expect("reader");
+        assert!(!dir.path().join(LOCK).exists(), "a reader creates nothing");
+        assert!(matches!(
+            EmbeddedStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+        let second = EmbeddedStore::open_read_only(dir.path()).expect("readers share");
+        drop((reader, second));
+        EmbeddedStore::open(dir.path()).expect("a writer once the readers are gone");
     }
 
     #[test]
