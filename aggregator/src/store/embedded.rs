@@ -68,6 +68,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir` for writing, taking its lock.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::NotADirectory(dir.display().to_string()));
+        }
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock_path = dir.join(LOCK);
         let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
@@ -91,6 +94,9 @@ impl EmbeddedStore {
     /// file cannot be opened (a read-only copy without one), the directory's own lock
     /// (which writers take too) is enough.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::NotADirectory(dir.display().to_string()));
+        }
         let log_path = dir.join(LOG);
         match std::fs::metadata(&log_path) {
             Ok(m) if m.is_file() => {}

@@ -48,6 +48,8 @@ pub enum StoreError {
     },
     #[error("no netwait store in {0}")]
     NoStore(String),
+    #[error("{0} is a file, not a data directory")]
+    NotADirectory(String),
     #[error(
         "the store failed to persist a commit; it takes no work until it recovers (retried in the background)"
     )]
@@ -74,7 +76,10 @@ impl StoreError {
         match self {
             Self::Io { .. } | Self::Poisoned => StoreErrorKind::Transient,
             Self::Locked(_) | Self::ReadOnly => StoreErrorKind::Conflict,
-            Self::Corrupt { .. } | Self::Damaged { .. } | Self::NoStore(_) => StoreErrorKind::Fatal,
+            Self::Corrupt { .. }
+            | Self::Damaged { .. }
+            | Self::NoStore(_)
+            | Self::NotADirectory(_) => StoreErrorKind::Fatal,
         }
     }
 
