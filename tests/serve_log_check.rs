@@ -54,7 +54,14 @@ fn serve(data: &Path) -> (Server, mpsc::Receiver<String>) {
             }
         }
     });
-    (Server { child, addr }, rx)
+    (
+        Server {
+            child,
+            addr,
+            http: None,
+        },
+        rx,
+    )
 }
 
 /// The first log line holding `what` (within 20 s), and every line before it.

@@ -365,7 +365,17 @@ impl Engine {
     /// Folds an encoded chunk (built with this engine's [`Self::key_hasher`]) into the
     /// book and the pending commit: accepted events and dead letters are staged,
     /// duplicates dropped. Nothing is durable before [`Self::commit`].
-    pub fn stage(&mut self, mut chunk: EncodedChunk) -> Result<IngestSummary, StoreError> {
+    pub fn stage(&mut self, chunk: EncodedChunk) -> Result<IngestSummary, StoreError> {
+        self.stage_flagged(chunk).map(|(sum, _)| sum)
+    }
+
+    /// [`Self::stage`], also saying which event records were accepted: one flag per
+    /// event record of the chunk, in order (false: a duplicate, dropped). For callers
+    /// that answer per input line (the HTTP push).
+    pub fn stage_flagged(
+        &mut self,
+        mut chunk: EncodedChunk,
+    ) -> Result<(IngestSummary, Vec<bool>), StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
@@ -384,7 +394,7 @@ impl Engine {
             self.poisoned = true;
         }
         self.settle_cells();
-        sum
+        sum.map(|sum| (sum, accepted))
     }
 
     /// The dedupe key function of this engine: parse workers compute the keys of

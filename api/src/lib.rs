@@ -3,6 +3,7 @@
 
 pub mod availability;
 pub mod convert;
+pub mod http;
 pub mod push;
 pub mod server;
 pub mod shutdown;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 /// Longest `source` name accepted (a file path or an integrator id).
-const MAX_SOURCE_CHARS: usize = 1024;
+pub(crate) const MAX_SOURCE_CHARS: usize = 1024;
 
 /// Write a checkpoint after a push once this much log has built up since the last one.
 const CHECKPOINT_AFTER_BYTES: u64 = 64 << 20;
@@ -60,8 +60,9 @@ impl Positions {
 
 /// Validates one message into encoded records, lines first, then events. Each
 /// `ndjson_lines` entry is split into lines exactly as `import` splits a file (its last
-/// line may lack a terminator); an empty entry is one empty line.
-fn encode_message(
+/// line may lack a terminator); an empty entry is one empty line. The HTTP push encodes
+/// its bodies with it too.
+pub(crate) fn encode_message(
     msg: &pb::PushRequest,
     source: &str,
     pseudo: &Pseudonymizer,
@@ -174,14 +175,51 @@ impl IngestService {
             tokio::task::spawn_blocking(move || encode_message(&msg, &source, &pseudo, &hasher))
                 .await
                 .map_err(|e| Status::internal(format!("validation task failed: {e}")))??;
-        self.state
-            .write(move |e| {
-                let sum = e.stage(encoded)?;
-                e.commit()?;
-                Ok(sum)
-            })
+        commit_chunks(&self.state, vec![encoded])
             .await
+            .map(|(sum, _)| sum)
     }
+}
+
+/// The commit path of every push (gRPC and HTTP): stages validated chunks and commits
+/// them as one durable batch. Returns the counts and, per event record in order, whether
+/// it was accepted (false: a duplicate).
+pub(crate) async fn commit_chunks(
+    state: &AppState,
+    chunks: Vec<EncodedChunk>,
+) -> Result<(IngestSummary, Vec<bool>), Status> {
+    state
+        .write(move |e| {
+            let mut sum = IngestSummary::default();
+            let mut flags = Vec::new();
+            for chunk in chunks {
+                let (s, f) = e.stage_flagged(chunk)?;
+                sum += s;
+                flags.extend(f);
+            }
+            e.commit()?;
+            Ok((sum, flags))
+        })
+        .await
+}
+
+/// After a push is durable: a checkpoint once enough log built up. One that cannot be
+/// written (a full disk) only makes the next open replay more of the log, as after an
+/// import.
+pub(crate) async fn checkpoint_if_due(state: &AppState) -> Result<(), Status> {
+    state
+        .blocking(|e| {
+            if e.uncheckpointed() >= CHECKPOINT_AFTER_BYTES
+                && let Err(err) = e.checkpoint()
+            {
+                observe::emit(observe::CheckpointFailed {
+                    after: "push",
+                    error: &err,
+                });
+            }
+            Ok(())
+        })
+        .await
 }
 
 #[tonic::async_trait]
@@ -213,21 +251,8 @@ impl Ingest for IngestService {
                 Err(s) => return Err(done.ended(s)),
             }
         }
-        // Everything is durable: a checkpoint that cannot be written (a full disk) only
-        // makes the next open replay more of the log, as after an import.
-        self.state
-            .blocking(|e| {
-                if e.uncheckpointed() >= CHECKPOINT_AFTER_BYTES
-                    && let Err(err) = e.checkpoint()
-                {
-                    observe::emit(observe::CheckpointFailed {
-                        after: "push",
-                        error: &err,
-                    });
-                }
-                Ok(())
-            })
-            .await?;
+        // Everything is durable.
+        checkpoint_if_due(&self.state).await?;
         let Committed { total, messages } = done;
         observe::emit(observe::PushCommitted {
             accepted: total.accepted,

@@ -137,6 +137,8 @@ enum Command {
         /// Seconds a push stream may go without a message before it is ended.
         #[arg(long, default_value = "60", value_parser = positive_seconds)]
         idle_timeout: Duration,
+        #[command(flatten)]
+        http: serve::HttpArgs,
     },
     /// Stream NDJSON files to a running server.
     Push {
@@ -208,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             drain_timeout,
             idle_timeout,
+            http,
         } => serve::run(
             &StoreArgs {
                 calendar: calendar.calendar,
@@ -218,6 +221,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 drain_timeout,
                 idle_timeout,
             },
+            &http,
         ),
         Command::Push {
             server,

@@ -1,22 +1,89 @@
-//! `netwait serve`: the gRPC API and push ingest on the embedded store.
+//! `netwait serve`: the gRPC API and push ingest on the embedded store, and (with
+//! `--http-listen`) the HTTP push and `/metrics` on a second listener.
 
 use super::StoreArgs;
 use super::config::{Use, open_engine};
 use anyhow::Context;
 use netwait_aggregator::observe;
+use netwait_api::http::{DEFAULT_MAX_BODY, HttpOptions};
 use netwait_api::server::ServeOptions;
-use netwait_api::shutdown::{Stopped, serve_until_signalled};
+use netwait_api::shutdown::{Phase, Stopped, serve_until_signalled};
 use netwait_api::state::AppState;
 use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment variable holding the HTTP bearer token (`--http-token-file` wins).
+const TOKEN_ENV: &str = "NETWAIT_HTTP_TOKEN";
+
+/// How long open HTTP requests may go on once the gRPC server has stopped.
+const HTTP_GRACE: Duration = Duration::from_secs(2);
+
+/// The HTTP listener's flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Address of the HTTP listener (push `POST /v1/events`, `POST /v1/cdrs`,
+    /// `GET /v1/openapi.json`, `GET /metrics`); off unless given. `:0` picks a free
+    /// port: the line `netwait http listening on ADDR` says which.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
+    /// Largest HTTP request body in bytes, before and after gzip decompression (413 above).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY, value_parser = positive_bytes)]
+    http_max_body: usize,
+    /// File holding the bearer token every HTTP request must carry (`Authorization:
+    /// Bearer <token>`); else the NETWAIT_HTTP_TOKEN environment variable; else none.
+    #[arg(long, value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
+}
+
+fn positive_bytes(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| "expected a number of bytes, more than 0".to_owned())
+}
+
+impl HttpArgs {
+    /// The options, reading the token (surrounding whitespace, such as the file's line
+    /// end, is not part of it).
+    fn options(&self) -> anyhow::Result<HttpOptions> {
+        let token = match &self.http_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --http-token-file {}", path.display()))?,
+            ),
+            None => std::env::var(TOKEN_ENV).ok(),
+        };
+        let token = match token.as_deref().map(str::trim) {
+            Some("") => anyhow::bail!(
+                "the HTTP token is empty ({})",
+                self.http_token_file
+                    .as_ref()
+                    .map_or_else(|| TOKEN_ENV.to_owned(), |p| p.display().to_string())
+            ),
+            Some(t) => Some(t.to_owned()),
+            None => None,
+        };
+        Ok(HttpOptions {
+            max_body: self.http_max_body,
+            token,
+        })
+    }
+}
 
 /// Checkpoint at start when this much log would otherwise be replayed at the next start.
 const CHECKPOINT_AT_START_BYTES: u64 = 16 << 20;
 
-pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Result<()> {
+pub fn run(
+    store: &StoreArgs,
+    listen: &str,
+    options: ServeOptions,
+    http: &HttpArgs,
+) -> anyhow::Result<()> {
     // Bound first: a port in use fails here, before any store is opened or created.
-    let listener = std::net::TcpListener::bind(listen)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = bind(listen)?;
+    let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
+    let http_options = http.options()?;
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     // Opened from the checkpoint, the log before it was not read: check it all, aside.
     super::log_check::spawn(&store.data);
@@ -38,9 +105,35 @@ pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Re
         let mut signals = signals()?;
         // A line on stdout that scripts and tests wait for (the port when `:0` was asked).
         println!("netwait listening on {addr}");
+        let http_server = match http_listener {
+            Some(l) => {
+                let l = tokio::net::TcpListener::from_std(l)?;
+                let http_addr = l.local_addr()?;
+                println!("netwait http listening on {http_addr}");
+                tracing::info!(addr = %http_addr, token = http_options.token.is_some(), "serving HTTP");
+                let shutdown = state.shutdown.clone();
+                Some(tokio::spawn(netwait_api::http::serve(
+                    l,
+                    state.clone(),
+                    http_options,
+                    async move { shutdown.reached(Phase::Draining).await },
+                )))
+            }
+            None => None,
+        };
         std::io::stdout().flush()?;
         tracing::info!(%addr, data = %store.data.display(), "serving");
         let stopped = serve_until_signalled(listener, state.clone(), options, &mut signals).await?;
+        // Requests still open on the HTTP listener get a moment to finish (each is
+        // answered only once durable); then they are dropped, unacknowledged.
+        if let Some(task) = http_server {
+            match tokio::time::timeout(HTTP_GRACE, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP listener failed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "HTTP listener task failed"),
+                Err(_) => tracing::warn!("HTTP requests still open: stopping anyway"),
+            }
+        }
         if stopped == Stopped::Forced {
             tracing::warn!("stopped at once: no checkpoint (the next start replays the log)");
             return Ok(());
@@ -69,6 +162,13 @@ pub fn run(store: &StoreArgs, listen: &str, options: ServeOptions) -> anyhow::Re
     // it did not acknowledge, the next open cuts off.
     rt.shutdown_background();
     served
+}
+
+/// A bound, non-blocking listener.
+fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on {listen}"))
 }
 
 /// A message for each SIGINT or SIGTERM.

@@ -40,6 +40,8 @@ pub fn json(args: &[&str]) -> serde_json::Value {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The HTTP listener's address, when `--http-listen` was given.
+    pub http: Option<String>,
 }
 
 impl Server {
@@ -59,16 +61,30 @@ impl Server {
             .spawn()
             .expect("spawn netwait serve");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("netwait listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self { child, addr }
+        let mut reader = BufReader::new(stdout);
+        let mut read_line = |prefix: &str| {
+            let mut line = String::new();
+            reader
+                .read_line(&mut line)
+                .expect("read the listening line");
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+                .to_owned()
+        };
+        let addr = read_line("netwait listening on ");
+        let http = extra
+            .contains(&"--http-listen")
+            .then(|| read_line("netwait http listening on "));
+        Self { child, addr, http }
+    }
+
+    /// `http://ADDR` of the HTTP listener.
+    pub fn http_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.http.as_deref().expect("started with --http-listen")
+        )
     }
 
     pub fn url(&self) -> String {
