@@ -12,8 +12,8 @@
 //! ```
 
 use super::codec::{Decoder, Record};
-use super::log::LogFile;
-use super::secrets;
+use super::log::{HEADER, LogFile, LogKey, encode_header};
+use super::secrets::{self, Secrets};
 use super::verify::{self, Survey};
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
 use std::fs::File;
@@ -36,6 +36,7 @@ pub struct EmbeddedStore {
     /// Held for the life of the store; the OS releases it if the process dies. `None`
     /// for a reader of a directory where no lock file can be opened (a read-only copy).
     _lock: Option<File>,
+    key: LogKey,
 }
 
 /// Takes the lock of `file` (shared or exclusive) without waiting.
@@ -68,13 +69,15 @@ impl EmbeddedStore {
         let lock_path = dir.join(LOCK);
         let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
         try_lock(&lock, false, dir, &lock_path)?;
-        let log = LogFile::open(&dir.join(LOG))?;
+        let key = Secrets::load_or_create(dir, None)?.log_key();
+        let log = LogFile::open(&dir.join(LOG), key)?;
         sync_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             log,
             read_only: false,
             _lock: Some(lock),
+            key,
         })
     }
 
@@ -104,11 +107,13 @@ impl EmbeddedStore {
         if let Some(f) = &lock {
             try_lock(f, true, dir, &lock_path)?;
         }
+        let key = Secrets::load(dir, None)?.log_key();
         Ok(Self {
             dir: dir.to_owned(),
-            log: LogFile::open_read_only(&log_path)?,
+            log: LogFile::open_read_only(&log_path, key)?,
             read_only: true,
             _lock: lock,
+            key,
         })
     }
 
@@ -126,7 +131,7 @@ impl EmbeddedStore {
         // SAFETY: the log is only ever appended to, by a writer, which the lock held by
         // this store excludes (or the directory cannot be written at all).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
-        Ok(verify::survey(&map))
+        Ok(verify::survey(&map, &self.key))
     }
 
     /// The log of `dir` as committed now, mapped, for the writer that holds its lock (a
@@ -134,6 +139,7 @@ impl EmbeddedStore {
     /// ends where the log ends now: the writer only appends past that, or cuts back to its
     /// last acknowledged commit, which is no earlier.
     pub fn map_committed(dir: &Path) -> Result<verify::CommittedLog, StoreError> {
+        let key = Secrets::load(dir, None)?.log_key();
         let path = dir.join(LOG);
         let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
         if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
@@ -142,16 +148,17 @@ impl EmbeddedStore {
         // SAFETY: see above: every mapped byte stays in the file, unchanged (a log's
         // commits are never rewritten), while the mapping lives.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
-        Ok(verify::CommittedLog::new(map))
+        Ok(verify::CommittedLog::new(map, key))
     }
 
-    /// Copies every intact commit of the log, as it is, into a new store in `out` (which
-    /// must not hold one), with this store's keys; returns the survey that says what was
-    /// left behind. Nothing here is changed.
+    /// Copies every intact commit of the log into a new store in `out` (which must not
+    /// hold one), with this store's keys; returns the survey that says what was left
+    /// behind. Nothing here is changed. Each commit's payload is copied as it is, under a
+    /// new (tagged) header for its new position: dropping damage moves the commits after it.
     pub fn salvage_into(&self, out: &Path) -> Result<Survey, StoreError> {
         let path = self.dir.join(LOG);
         let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-        let survey = verify::survey(&bytes);
+        let survey = verify::survey(&bytes, &self.key);
         std::fs::create_dir_all(out).map_err(|e| StoreError::io(out, e))?;
         let new_log = out.join(LOG);
         let f = std::fs::OpenOptions::new()
@@ -160,9 +167,17 @@ impl EmbeddedStore {
             .open(&new_log)
             .map_err(|e| StoreError::io(&new_log, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut at: LogPosition = 0;
         for c in &survey.commits {
-            w.write_all(&bytes[c.at as usize..c.end() as usize])
+            let payload = &bytes[(c.at + c.header()) as usize..c.end() as usize];
+            // The survey checked the payload against this CRC (same place in both versions).
+            let crc = &bytes[c.at as usize + 8..c.at as usize + 12];
+            let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+            let len = payload.len() as u32;
+            w.write_all(&encode_header(&self.key, at, len, crc))
+                .and_then(|()| w.write_all(payload))
                 .map_err(|e| StoreError::io(&new_log, e))?;
+            at += (HEADER + payload.len()) as u64;
         }
         w.into_inner()
             .map_err(|e| e.into_error())
@@ -198,6 +213,9 @@ impl EventStore for EmbeddedStore {
             return Err(self
                 .log
                 .damaged(at, format!("the commit there holds a {e}")));
+        }
+        if scan.torn_bytes > 0 {
+            self.refuse_cut_below_checkpoint(scan.valid_end)?;
         }
         if scan.torn_bytes > 0 && self.read_only {
             tracing::warn!(
@@ -334,6 +352,23 @@ impl EventStore for EmbeddedStore {
             }
         }
         Ok(())
+    }
+}
+
+impl EmbeddedStore {
+    /// Defence in depth against cutting acknowledged commits: the bytes a checkpoint
+    /// covers were acknowledged, so a torn tail starting before its position is damage,
+    /// never cut (nor skipped by a reader).
+    fn refuse_cut_below_checkpoint(&self, valid_end: LogPosition) -> Result<(), StoreError> {
+        match self.read_part(SNAPSHOT_QUERY)? {
+            Some((position, _)) if position > valid_end => Err(self.log.damaged(
+                valid_end,
+                format!(
+                    "the last good frame ends there, but the checkpoint covers the log up to byte {position}: the bytes after it were acknowledged, they are no unfinished last write"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -583,10 +618,11 @@ mod tests {
         );
         batch.append(bytes, 1);
         let end = w.commit(&batch).expect("commit");
-        drop(w);
         let log = dir.path().join(LOG);
         let mut torn = std::fs::read(&log).expect("read");
-        torn.extend_from_slice(b"NWL1\xff\0\0\0\0\0\0\0ab");
+        torn.extend_from_slice(&encode_header(&w.key, end, 0xff, 0));
+        torn.extend_from_slice(b"ab");
+        drop(w);
         std::fs::write(&log, &torn).expect("write");
         let mut r = EmbeddedStore::open_read_only(dir.path()).expect("reader");
         let mut n = 0;
@@ -654,5 +690,160 @@ mod tests {
         .expect("write");
         let cp = s.load_checkpoint(true).expect("load").expect("some");
         assert_eq!(cp.fold, None);
+    }
+
+    fn dead_letter_with_raw(position: u64, raw: &[u8]) -> Batch {
+        let mut bytes = Vec::new();
+        encode_dead_letter(
+            &mut bytes,
+            &DeadLetter {
+                source: "push:peer".into(),
+                position,
+                code: "invalid_json".into(),
+                reason: "not JSON".into(),
+                raw: raw.into(),
+                truncated_from: None,
+                received_ms: None,
+            },
+        );
+        Batch {
+            parts: vec![bytes],
+            records: 1,
+        }
+    }
+
+    fn records(dir: &Path) -> (usize, usize) {
+        let mut s = EmbeddedStore::open(dir).expect("open");
+        let (mut events, mut dead) = (0, 0);
+        s.replay(0, &mut |r| match r {
+            Record::Event(_) => events += 1,
+            Record::DeadLetter(_) => dead += 1,
+        })
+        .expect("replay");
+        (events, dead)
+    }
+
+    #[test]
+    fn a_flipped_length_bit_is_refused_by_a_writer_never_cut() {
+        for victim in [1, 2] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut s = EmbeddedStore::open(dir.path()).expect("open");
+            let ends: Vec<LogPosition> = (1..=3)
+                .map(|p| s.commit(&one_dead_letter(p)).expect("commit"))
+                .collect();
+            drop(s);
+            let log = dir.path().join(LOG);
+            let mut bytes = std::fs::read(&log).expect("read");
+            let at = ends[victim - 1];
+            bytes[at as usize + 4 + 2] ^= 0x01;
+            std::fs::write(&log, &bytes).expect("write");
+            let mut s = EmbeddedStore::open(dir.path()).expect("open");
+            match s.replay(0, &mut |_| {}) {
+                Err(StoreError::Damaged { at: got, .. }) => assert_eq!(got, at),
+                other => panic!("frame {victim}: expected damage, got {other:?}"),
+            }
+            drop(s);
+            assert_eq!(std::fs::read(&log).expect("read"), bytes, "the log was cut");
+            let survey = EmbeddedStore::open_read_only(dir.path())
+                .expect("reader")
+                .survey()
+                .expect("survey");
+            assert_eq!((survey.commits.len(), survey.torn_tail), (2, None));
+            let next = ends
+                .get(victim)
+                .map_or(bytes.len() as u64, |_| ends[victim]);
+            assert_eq!((survey.damage[0].at, survey.damage[0].end), (at, next));
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_under_the_checkpoint_is_damage_never_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = EmbeddedStore::open(dir.path()).expect("open");
+        let first = s.commit(&one_dead_letter(1)).expect("commit");
+        let end = s.commit(&one_dead_letter(2)).expect("commit");
+        s.save_checkpoint(
+            end,
+            &|w| w.write_all(b"calls"),
+            &|w| w.write_all(b"keys"),
+            &[],
+        )
+        .expect("checkpoint");
+        drop(s);
+        // The second, acknowledged, commit loses its last bytes: it looks torn.
+        let log = dir.path().join(LOG);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .expect("open");
+        f.set_len(end - 3).expect("cut");
+        drop(f);
+        for read_only in [false, true] {
+            let mut s = if read_only {
+                EmbeddedStore::open_read_only(dir.path()).expect("reader")
+            } else {
+                EmbeddedStore::open(dir.path()).expect("writer")
+            };
+            match s.replay(0, &mut |_| {}) {
+                Err(StoreError::Damaged { at, what, .. }) => {
+                    assert_eq!(at, first);
+                    assert!(what.contains("checkpoint"), "{what}");
+                }
+                other => panic!("expected damage, got {other:?}"),
+            }
+        }
+        assert_eq!(std::fs::metadata(&log).expect("stat").len(), end - 3);
+    }
+
+    #[test]
+    fn repair_never_salvages_a_frame_sent_inside_a_rejected_line() {
+        for tag_damaged_too in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut s = EmbeddedStore::open(dir.path()).expect("open");
+            let a = s.commit(&one_dead_letter(1)).expect("commit A");
+            // B: a dead letter whose raw line is a complete (untagged) frame of an event.
+            let mut forged = Vec::new();
+            crate::store::codec::encode_event(
+                &mut forged,
+                &crate::domain::event::Event {
+                    kind: crate::domain::event::EventType::Answered,
+                    ts: 1_551_682_805_250,
+                    call_id: Some("never-acknowledged".into()),
+                    event_id: None,
+                    line: None,
+                    agent: None,
+                    booking: None,
+                    reason: None,
+                    caller: None,
+                },
+            );
+            let mut raw = crate::store::log::MAGIC_V1.to_vec();
+            raw.extend_from_slice(&(forged.len() as u32).to_le_bytes());
+            raw.extend_from_slice(&crc32fast::hash(&forged).to_le_bytes());
+            raw.extend_from_slice(&forged);
+            let b = s.commit(&dead_letter_with_raw(2, &raw)).expect("commit B");
+            s.commit(&one_dead_letter(3)).expect("commit C");
+            drop(s);
+            let log = dir.path().join(LOG);
+            let mut bytes = std::fs::read(&log).expect("read");
+            bytes[a as usize] ^= 0x01; // B's magic
+            if tag_damaged_too {
+                bytes[a as usize + 14] ^= 0x01;
+            }
+            std::fs::write(&log, &bytes).expect("write");
+            let out = dir.path().join("fixed");
+            let survey = EmbeddedStore::open_read_only(dir.path())
+                .expect("reader")
+                .salvage_into(&out)
+                .expect("salvage");
+            assert_eq!(
+                survey.records(),
+                (0, 2),
+                "tag damaged too: {tag_damaged_too}"
+            );
+            assert_eq!((survey.damage[0].at, survey.damage[0].end), (a, b));
+            // The new store opens, its commits framed for their new places.
+            assert_eq!(records(&out), (0, 2));
+        }
     }
 }
