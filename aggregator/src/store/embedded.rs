@@ -1,7 +1,9 @@
 //! The default store: one directory on the local disk, no server.
 //!
 //! ```text
-//! DIR/LOCK          lock: one writer (exclusive) or any number of readers (shared)
+//! DIR/LOCK          lock: one writer (exclusive) or any number of readers (shared);
+//!                   a writer also locks DIR itself (exclusive), so that a reader of a
+//!                   directory without LOCK locks DIR (shared) and creates nothing
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
 //! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
@@ -34,8 +36,12 @@ pub struct EmbeddedStore {
     /// Opened for queries: nothing in the directory is ever written, cut or created.
     read_only: bool,
     /// Held for the life of the store; the OS releases it if the process dies. `None`
-    /// for a reader of a directory where no lock file can be opened (a read-only copy).
+    /// for a reader of a directory without a lock file (a read-only copy).
     _lock: Option<File>,
+    /// The directory itself, locked like `LOCK` (flock on a directory fd creates
+    /// nothing). A writer holds both, so a reader holding either excludes every writer.
+    /// `None` only for a reader holding `LOCK` that cannot open the directory.
+    _dir_lock: Option<File>,
     key: LogKey,
 }
 
@@ -69,6 +75,8 @@ impl EmbeddedStore {
         let lock_path = dir.join(LOCK);
         let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
         try_lock(&lock, false, dir, &lock_path)?;
+        let dir_lock = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+        try_lock(&dir_lock, false, dir, dir)?;
         let key = Secrets::load_or_create(dir, None)?.log_key();
         let log = LogFile::open(&dir.join(LOG), key)?;
         sync_dir(dir)?;
@@ -77,14 +85,18 @@ impl EmbeddedStore {
             log,
             read_only: false,
             _lock: Some(lock),
+            _dir_lock: Some(dir_lock),
             key,
         })
     }
 
     /// Opens the existing store in `dir` for queries, with a shared lock (several readers
     /// at once, no writer). Never writes, cuts or creates anything: a torn tail is skipped
-    /// in memory, a missing directory or log is [`StoreError::NoStore`]. Where the lock
-    /// file cannot be opened (a read-only copy without one), the store opens unlocked.
+    /// in memory, a missing directory or log is [`StoreError::NoStore`]. The lock is
+    /// taken on `LOCK` when there is one, and on the directory itself (which creates
+    /// nothing: a read-only copy without `LOCK`, or a directory no writer has locked
+    /// yet); a writer takes both, so either excludes it. A store that can take neither
+    /// (no `LOCK`, and a directory that cannot be opened) does not open.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
         let log_path = dir.join(LOG);
         match std::fs::metadata(&log_path) {
@@ -100,19 +112,35 @@ impl EmbeddedStore {
         let lock = match File::open(&lock_path) {
             Ok(f) => Some(f),
             Err(e) => {
-                tracing::debug!(error = %e, "no lock file to open: querying without a lock");
+                tracing::debug!(error = %e, "no lock file to open: locking the directory only");
                 None
             }
         };
         if let Some(f) = &lock {
             try_lock(f, true, dir, &lock_path)?;
         }
+        let dir_lock = match File::open(dir) {
+            Ok(d) => {
+                try_lock(&d, true, dir, dir)?;
+                Some(d)
+            }
+            // `LOCK`, locked, already excludes every writer.
+            Err(e) if lock.is_some() => {
+                tracing::debug!(error = %e, "the directory cannot be opened: locked by LOCK only");
+                None
+            }
+            Err(e) => {
+                let what = format!("no {LOCK} file, and the directory cannot be locked: {e}");
+                return Err(StoreError::io(dir, std::io::Error::new(e.kind(), what)));
+            }
+        };
         let key = Secrets::load(dir, None)?.log_key();
         Ok(Self {
             dir: dir.to_owned(),
             log: LogFile::open_read_only(&log_path, key)?,
             read_only: true,
             _lock: lock,
+            _dir_lock: dir_lock,
             key,
         })
     }
@@ -128,8 +156,12 @@ impl EmbeddedStore {
         if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
             return Ok(Survey::default());
         }
-        // SAFETY: the log is only ever appended to, by a writer, which the lock held by
-        // this store excludes (or the directory cannot be written at all).
+        // SAFETY: only a writer changes the log (it appends, and cuts what follows the
+        // last good frame), and every writer locks `LOCK` and the directory exclusively
+        // before it opens the log, while this store holds one of them for its whole life
+        // (see `open`, `open_read_only`): no other process changes the file while it is
+        // mapped. Nor does this one: the map lives for this call only, and this store
+        // changes its log only through `&mut self`.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
         Ok(verify::survey(&map, &self.key))
     }
@@ -138,15 +170,23 @@ impl EmbeddedStore {
     /// server checking, in the background, the part its checkpoint covers). The mapping
     /// ends where the log ends now: the writer only appends past that, or cuts back to its
     /// last acknowledged commit, which is no earlier.
-    pub fn map_committed(dir: &Path) -> Result<verify::CommittedLog, StoreError> {
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold a store of `dir` opened for writing ([`Self::open`]) whose
+    /// log has been replayed (its torn tail, if any, cut), and keep it for as long as the
+    /// returned log is surveyed: then no byte mapped is cut or changed (a writer only
+    /// appends past them, or cuts what a failed commit left after them).
+    pub unsafe fn map_committed(dir: &Path) -> Result<verify::CommittedLog, StoreError> {
         let key = Secrets::load(dir, None)?.log_key();
         let path = dir.join(LOG);
         let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
         if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
             return Ok(verify::CommittedLog::default());
         }
-        // SAFETY: see above: every mapped byte stays in the file, unchanged (a log's
-        // commits are never rewritten), while the mapping lives.
+        // SAFETY: the caller holds the writer, its log replayed (this function's contract):
+        // every byte mapped is an acknowledged commit, which stays in the file, unchanged,
+        // while the mapping lives.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
         Ok(verify::CommittedLog::new(map, key))
     }
@@ -553,13 +593,16 @@ mod tests {
     fn the_committed_log_is_what_was_there_when_mapped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = EmbeddedStore::open(dir.path()).expect("open");
+        s.replay(0, &mut |_| {}).expect("replay");
+        // SAFETY: `s`, the writer, is open and replayed, and outlives both mappings.
         assert!(
-            EmbeddedStore::map_committed(dir.path())
+            unsafe { EmbeddedStore::map_committed(dir.path()) }
                 .expect("map")
                 .is_empty()
         );
         let end = s.commit(&one_dead_letter(1)).expect("commit");
-        let committed = EmbeddedStore::map_committed(dir.path()).expect("map");
+        // SAFETY: as above.
+        let committed = unsafe { EmbeddedStore::map_committed(dir.path()) }.expect("map");
         // Commits after the mapping are not part of it.
         s.commit(&one_dead_letter(2)).expect("commit");
         assert_eq!(committed.len(), end);
@@ -845,5 +888,62 @@ mod tests {
             // The new store opens, its commits framed for their new places.
             assert_eq!(records(&out), (0, 2));
         }
+    }
+
+    #[test]
+    fn a_reader_without_lock_file_locks_the_directory_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = EmbeddedStore::open(dir.path()).expect("create");
+        w.commit(&one_dead_letter(1)).expect("commit");
+        drop(w);
+        std::fs::remove_file(dir.path().join(LOCK)).expect("rm LOCK");
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        let r = EmbeddedStore::open_read_only(dir.path()).expect("reader");
+        let _second = EmbeddedStore::open_read_only(dir.path()).expect("second reader");
+        assert_eq!(listing(), before, "a reader created a file");
+        assert!(r.survey().expect("survey").commits.len() == 1);
+        // A writer cannot take the store (and so cannot cut the log under the reader).
+        assert!(matches!(
+            EmbeddedStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+        drop((r, _second));
+        let _w = EmbeddedStore::open(dir.path()).expect("writer once the readers are gone");
+        assert!(matches!(
+            EmbeddedStore::open_read_only(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+    }
+
+    #[test]
+    fn a_reader_that_can_lock_nothing_does_not_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let mut w = EmbeddedStore::open(&data).expect("create");
+        w.commit(&one_dead_letter(1)).expect("commit");
+        drop(w);
+        std::fs::remove_file(data.join(LOCK)).expect("rm LOCK");
+        let mode = |m| std::fs::set_permissions(&data, std::fs::Permissions::from_mode(m));
+        mode(0o300).expect("chmod"); // search, no read: the directory cannot be opened
+        let enforced = File::open(&data).is_err();
+        let opened = EmbeddedStore::open_read_only(&data);
+        mode(0o700).expect("chmod");
+        if !enforced {
+            return; // (permissions are not enforced for this user, e.g. root)
+        }
+        assert!(
+            matches!(opened, Err(StoreError::Io { .. })),
+            "{:?}",
+            opened.err()
+        );
     }
 }
