@@ -161,7 +161,9 @@ fn queries_never_change_a_byte_even_of_a_torn_store_without_checkpoint() {
     std::fs::write(data.join("checkpoint.keys"), b"garbage").expect("damage");
     let log = data.join("events.log");
     let mut bytes = std::fs::read(&log).expect("read");
-    bytes.extend_from_slice(b"NWL1\xff\xff\0\0\0\0\0\0{\"call_id\"");
+    let committed = bytes.len() as u64;
+    // A frame header cut short (a complete one would need the store's key).
+    bytes.extend_from_slice(b"NWL2\xff\xff\0\0\0\0\0");
     std::fs::write(&log, &bytes).expect("write");
     check("torn, no checkpoint");
     // Several readers at once: a shared lock held by this test does not stop a query,
@@ -204,9 +206,10 @@ fn queries_never_change_a_byte_even_of_a_torn_store_without_checkpoint() {
     assert_eq!(answered(&data), 50);
     let after = std::fs::read(&log).expect("read");
     assert!(
-        !after.windows(6).any(|w| w == b"NWL1\xff\xff"),
+        !after.windows(6).any(|w| w == b"NWL2\xff\xff"),
         "the torn commit was not cut"
     );
+    assert!(after.len() as u64 >= committed);
 }
 
 /// Two imports (two commits: 30 calls, then 20), whose data directory is returned with
@@ -302,6 +305,54 @@ fn a_flipped_byte_in_the_last_commit_is_reported_never_dropped_and_repaired() {
     let out = run(&["repair", "--data", d, "--out", d]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_flipped_length_bit_is_damage_never_a_torn_tail_to_cut() {
+    // Three commits; bit 0 of byte 2 of the second one's length makes its frame reach
+    // past the end of the log, as an unfinished write would: it must be damage.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, first) = two_commits(tmp.path());
+    let d = data.to_str().expect("path");
+    let c = write(tmp.path(), "c.ndjson", &events(50, 10));
+    netwait(&["import", "--data", d, &c]);
+    std::fs::remove_file(data.join("checkpoint.calls")).expect("rm");
+    let log = data.join("events.log");
+    let mut bytes = std::fs::read(&log).expect("read");
+    bytes[first as usize + 6] ^= 0x01;
+    std::fs::write(&log, &bytes).expect("write");
+    let out = run(&["check", "--data", d]);
+    assert!(!out.status.success(), "check passed: {}", stdout(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!("damaged: bytes {first}..")),
+        "{report}"
+    );
+    assert!(!report.contains("torn tail"), "{report}");
+    let a = tmp.path().join("a.ndjson");
+    let out = run(&["import", "--data", d, a.to_str().expect("path")]);
+    assert!(!out.status.success(), "a writer opened a damaged log");
+    assert!(
+        stderr(&out).contains(&format!("damaged at byte {first}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&log).expect("read"), bytes, "the log was cut");
+    // Repair keeps the first and the third commit (the third moved to its new place).
+    let fixed = tmp.path().join("fixed");
+    netwait(&[
+        "repair",
+        "--data",
+        d,
+        "--out",
+        fixed.to_str().expect("path"),
+    ]);
+    assert_eq!(answered(&fixed), 40);
+    assert!(
+        run(&["check", "--data", fixed.to_str().expect("path")])
+            .status
+            .success()
+    );
 }
 
 #[test]

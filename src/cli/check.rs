@@ -33,6 +33,16 @@ pub(super) fn intact(s: &Survey) -> String {
     )
 }
 
+/// What the survey could not prove about the commits it found past damage.
+pub(super) fn unproven(s: &Survey) -> Option<String> {
+    let n = s.unproven();
+    (n > 0).then(|| {
+        format!(
+            "{n} of them found past the damage in the old (untagged) frame format: taken as intact because the log holds no better, but nothing proves they are commits rather than bytes inside a damaged one (a rejected line's raw bytes)"
+        )
+    })
+}
+
 pub(super) fn torn(s: &Survey) -> Option<String> {
     s.torn_tail
         .map(|(at, n)| format!("byte {at} ({n} bytes): an unfinished (unacknowledged) last write"))
@@ -45,6 +55,9 @@ pub fn run(data: &Path) -> anyhow::Result<()> {
     println!("  {}", intact(&survey));
     for d in &survey.damage {
         println!("  damaged: {}", describe(d));
+    }
+    if let Some(u) = unproven(&survey) {
+        println!("  {u}");
     }
     if let Some(t) = torn(&survey) {
         println!("  torn tail at {t}, cut off by the next import or serve");

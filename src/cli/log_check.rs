@@ -14,9 +14,13 @@ use std::time::Instant;
 const REGIONS_NAMED: usize = 8;
 
 /// Starts the check of the log of `data` as committed now (call it before serving: what
-/// is committed later is not read).
+/// is committed later is not read), once the store is opened for writing and kept open
+/// for as long as the process runs.
 pub fn spawn(data: &Path) {
-    let log = match EmbeddedStore::map_committed(data) {
+    // SAFETY: `serve` calls this once its engine has opened the store of `data` for
+    // writing (its log replayed, a torn tail cut), and keeps that store until it exits,
+    // so no byte mapped is cut or changed while the check runs.
+    let log = match unsafe { EmbeddedStore::map_committed(data) } {
         Ok(log) => log,
         Err(e) => {
             tracing::warn!(error = %e, "the log cannot be checked in the background");

@@ -1,7 +1,7 @@
 //! `netwait repair`: every intact commit of a damaged store copied into a new data
 //! directory (never in place), saying what was left behind.
 
-use super::check::{describe, intact, torn};
+use super::check::{describe, intact, torn, unproven};
 use anyhow::{Context, bail};
 use netwait_aggregator::store::embedded::EmbeddedStore;
 use std::path::Path;
@@ -31,6 +31,9 @@ pub fn run(data: &Path, out: &Path) -> anyhow::Result<()> {
         }
     }
     println!("kept in {}: {}", out.display(), intact(&survey));
+    if let Some(u) = unproven(&survey) {
+        println!("kept: {u}");
+    }
     for d in &survey.damage {
         println!("lost: {}", describe(d));
     }

@@ -1,7 +1,9 @@
 //! The default store: one directory on the local disk, no server.
 //!
 //! ```text
-//! DIR/LOCK          lock: one writer (exclusive) or any number of readers (shared)
+//! DIR/LOCK          lock: one writer (exclusive) or any number of readers (shared);
+//!                   a writer also locks DIR itself (exclusive), so that a reader of a
+//!                   directory without LOCK locks DIR (shared) and creates nothing
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
 //! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
@@ -12,8 +14,8 @@
 //! ```
 
 use super::codec::{Decoder, Record};
-use super::log::LogFile;
-use super::secrets;
+use super::log::{HEADER, LogFile, LogKey, encode_header};
+use super::secrets::{self, Secrets};
 use super::verify::{self, Survey};
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
 use std::fs::File;
@@ -34,12 +36,13 @@ pub struct EmbeddedStore {
     /// Opened for queries: nothing in the directory is ever written, cut or created.
     read_only: bool,
     /// Held for the life of the store; the OS releases it if the process dies. `None`
-    /// for a reader of a directory where no lock file can be opened (a read-only copy).
+    /// for a reader of a directory without a lock file (a read-only copy).
     _lock: Option<File>,
-    /// The directory itself, locked too: readers of a directory without a lock file
-    /// (a read-only copy) lock it instead, so every open holds a lock that excludes a
-    /// writer, and none creates anything to take it.
-    _dir_lock: File,
+    /// The directory itself, locked like `LOCK` (flock on a directory fd creates
+    /// nothing). A writer holds both, so a reader holding either excludes every writer.
+    /// `None` only for a reader holding `LOCK` that cannot open the directory.
+    _dir_lock: Option<File>,
+    key: LogKey,
 }
 
 /// Takes the lock of `file` (shared or exclusive) without waiting.
@@ -77,22 +80,26 @@ impl EmbeddedStore {
         try_lock(&lock, false, dir, &lock_path)?;
         let dir_lock = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
         try_lock(&dir_lock, false, dir, dir)?;
-        let log = LogFile::open(&dir.join(LOG))?;
+        let key = Secrets::load_or_create(dir, None)?.log_key();
+        let log = LogFile::open(&dir.join(LOG), key)?;
         sync_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             log,
             read_only: false,
             _lock: Some(lock),
-            _dir_lock: dir_lock,
+            _dir_lock: Some(dir_lock),
+            key,
         })
     }
 
     /// Opens the existing store in `dir` for queries, with a shared lock (several readers
     /// at once, no writer). Never writes, cuts or creates anything: a torn tail is skipped
-    /// in memory, a missing directory or log is [`StoreError::NoStore`]. Where the lock
-    /// file cannot be opened (a read-only copy without one), the directory's own lock
-    /// (which writers take too) is enough.
+    /// in memory, a missing directory or log is [`StoreError::NoStore`]. The lock is
+    /// taken on `LOCK` when there is one, and on the directory itself (which creates
+    /// nothing: a read-only copy without `LOCK`, or a directory no writer has locked
+    /// yet); a writer takes both, so either excludes it. A store that can take neither
+    /// (no `LOCK`, and a directory that cannot be opened) does not open.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
         if dir.exists() && !dir.is_dir() {
             return Err(StoreError::NotADirectory(dir.display().to_string()));
@@ -118,14 +125,29 @@ impl EmbeddedStore {
         if let Some(f) = &lock {
             try_lock(f, true, dir, &lock_path)?;
         }
-        let dir_lock = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
-        try_lock(&dir_lock, true, dir, dir)?;
+        let dir_lock = match File::open(dir) {
+            Ok(d) => {
+                try_lock(&d, true, dir, dir)?;
+                Some(d)
+            }
+            // `LOCK`, locked, already excludes every writer.
+            Err(e) if lock.is_some() => {
+                tracing::debug!(error = %e, "the directory cannot be opened: locked by LOCK only");
+                None
+            }
+            Err(e) => {
+                let what = format!("no {LOCK} file, and the directory cannot be locked: {e}");
+                return Err(StoreError::io(dir, std::io::Error::new(e.kind(), what)));
+            }
+        };
+        let key = Secrets::load(dir, None)?.log_key();
         Ok(Self {
             dir: dir.to_owned(),
-            log: LogFile::open_read_only(&log_path)?,
+            log: LogFile::open_read_only(&log_path, key)?,
             read_only: true,
             _lock: lock,
             _dir_lock: dir_lock,
+            key,
         })
     }
 
@@ -140,36 +162,49 @@ impl EmbeddedStore {
         if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
             return Ok(Survey::default());
         }
-        // SAFETY: only a writer changes the log (appends, or cuts a torn tail at open),
-        // and every writer takes the directory's lock exclusively, which this store holds
-        // (shared for a reader, exclusively for the writer itself).
+        // SAFETY: only a writer changes the log (it appends, and cuts what follows the
+        // last good frame), and every writer locks `LOCK` and the directory exclusively
+        // before it opens the log, while this store holds one of them for its whole life
+        // (see `open`, `open_read_only`): no other process changes the file while it is
+        // mapped. Nor does this one: the map lives for this call only, and this store
+        // changes its log only through `&mut self`.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
-        Ok(verify::survey(&map))
+        Ok(verify::survey(&map, &self.key))
     }
 
     /// The log of `dir` as committed now, mapped, for the writer that holds its lock (a
     /// server checking, in the background, the part its checkpoint covers). The mapping
     /// ends where the log ends now: the writer only appends past that, or cuts back to its
     /// last acknowledged commit, which is no earlier.
-    pub fn map_committed(dir: &Path) -> Result<verify::CommittedLog, StoreError> {
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold a store of `dir` opened for writing ([`Self::open`]) whose
+    /// log has been replayed (its torn tail, if any, cut), and keep it for as long as the
+    /// returned log is surveyed: then no byte mapped is cut or changed (a writer only
+    /// appends past them, or cuts what a failed commit left after them).
+    pub unsafe fn map_committed(dir: &Path) -> Result<verify::CommittedLog, StoreError> {
+        let key = Secrets::load(dir, None)?.log_key();
         let path = dir.join(LOG);
         let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
         if file.metadata().map_err(|e| StoreError::io(&path, e))?.len() == 0 {
             return Ok(verify::CommittedLog::default());
         }
-        // SAFETY: see above: every mapped byte stays in the file, unchanged (a log's
-        // commits are never rewritten), while the mapping lives.
+        // SAFETY: the caller holds the writer, its log replayed (this function's contract):
+        // every byte mapped is an acknowledged commit, which stays in the file, unchanged,
+        // while the mapping lives.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StoreError::io(&path, e))?;
-        Ok(verify::CommittedLog::new(map))
+        Ok(verify::CommittedLog::new(map, key))
     }
 
-    /// Copies every intact commit of the log, as it is, into a new store in `out` (which
-    /// must not hold one), with this store's keys; returns the survey that says what was
-    /// left behind. Nothing here is changed.
+    /// Copies every intact commit of the log into a new store in `out` (which must not
+    /// hold one), with this store's keys; returns the survey that says what was left
+    /// behind. Nothing here is changed. Each commit's payload is copied as it is, under a
+    /// new (tagged) header for its new position: dropping damage moves the commits after it.
     pub fn salvage_into(&self, out: &Path) -> Result<Survey, StoreError> {
         let path = self.dir.join(LOG);
         let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-        let survey = verify::survey(&bytes);
+        let survey = verify::survey(&bytes, &self.key);
         std::fs::create_dir_all(out).map_err(|e| StoreError::io(out, e))?;
         let new_log = out.join(LOG);
         let f = std::fs::OpenOptions::new()
@@ -178,9 +213,17 @@ impl EmbeddedStore {
             .open(&new_log)
             .map_err(|e| StoreError::io(&new_log, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut at: LogPosition = 0;
         for c in &survey.commits {
-            w.write_all(&bytes[c.at as usize..c.end() as usize])
+            let payload = &bytes[(c.at + c.header()) as usize..c.end() as usize];
+            // The survey checked the payload against this CRC (same place in both versions).
+            let crc = &bytes[c.at as usize + 8..c.at as usize + 12];
+            let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+            let len = payload.len() as u32;
+            w.write_all(&encode_header(&self.key, at, len, crc))
+                .and_then(|()| w.write_all(payload))
                 .map_err(|e| StoreError::io(&new_log, e))?;
+            at += (HEADER + payload.len()) as u64;
         }
         w.into_inner()
             .map_err(|e| e.into_error())
@@ -216,6 +259,9 @@ impl EventStore for EmbeddedStore {
             return Err(self
                 .log
                 .damaged(at, format!("the commit there holds a {e}")));
+        }
+        if scan.torn_bytes > 0 {
+            self.refuse_cut_below_checkpoint(scan.valid_end)?;
         }
         if scan.torn_bytes > 0 && self.read_only {
             tracing::warn!(
@@ -352,6 +398,23 @@ impl EventStore for EmbeddedStore {
             }
         }
         Ok(())
+    }
+}
+
+impl EmbeddedStore {
+    /// Defence in depth against cutting acknowledged commits: the bytes a checkpoint
+    /// covers were acknowledged, so a torn tail starting before its position is damage,
+    /// never cut (nor skipped by a reader).
+    fn refuse_cut_below_checkpoint(&self, valid_end: LogPosition) -> Result<(), StoreError> {
+        match self.read_part(SNAPSHOT_QUERY)? {
+            Some((position, _)) if position > valid_end => Err(self.log.damaged(
+                valid_end,
+                format!(
+                    "the last good frame ends there, but the checkpoint covers the log up to byte {position}: the bytes after it were acknowledged, they are no unfinished last write"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -536,35 +599,22 @@ mod tests {
     fn the_committed_log_is_what_was_there_when_mapped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = EmbeddedStore::open(dir.path()).expect("open");
+        s.replay(0, &mut |_| {}).expect("replay");
+        // SAFETY: `s`, the writer, is open and replayed, and outlives both mappings.
         assert!(
-            EmbeddedStore::map_committed(dir.path())
+            unsafe { EmbeddedStore::map_committed(dir.path()) }
                 .expect("map")
                 .is_empty()
         );
         let end = s.commit(&one_dead_letter(1)).expect("commit");
-        let committed = EmbeddedStore::map_committed(dir.path()).expect("map");
+        // SAFETY: as above.
+        let committed = unsafe { EmbeddedStore::map_committed(dir.path()) }.expect("map");
         // Commits after the mapping are not part of it.
         s.commit(&one_dead_letter(2)).expect("commit");
         assert_eq!(committed.len(), end);
         let survey = committed.survey();
         assert_eq!((survey.commits.len(), survey.records()), (1, (0, 1)));
         assert!(!survey.is_damaged() && survey.torn_tail.is_none());
-    }
-
-    #[test]
-    fn a_reader_without_a_lock_file_still_excludes_a_writer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        drop(EmbeddedStore::open(dir.path()).expect("create"));
-        std::fs::remove_file(dir.path().join(LOCK)).expect("remove the lock file");
-        let reader = EmbeddedStore::open_read_only(dir.path()).expect("reader");
-        assert!(!dir.path().join(LOCK).exists(), "a reader creates nothing");
-        assert!(matches!(
-            EmbeddedStore::open(dir.path()),
-            Err(StoreError::Locked(_))
-        ));
-        let second = EmbeddedStore::open_read_only(dir.path()).expect("readers share");
-        drop((reader, second));
-        EmbeddedStore::open(dir.path()).expect("a writer once the readers are gone");
     }
 
     #[test]
@@ -617,10 +667,11 @@ mod tests {
         );
         batch.append(bytes, 1);
         let end = w.commit(&batch).expect("commit");
-        drop(w);
         let log = dir.path().join(LOG);
         let mut torn = std::fs::read(&log).expect("read");
-        torn.extend_from_slice(b"NWL1\xff\0\0\0\0\0\0\0ab");
+        torn.extend_from_slice(&encode_header(&w.key, end, 0xff, 0));
+        torn.extend_from_slice(b"ab");
+        drop(w);
         std::fs::write(&log, &torn).expect("write");
         let mut r = EmbeddedStore::open_read_only(dir.path()).expect("reader");
         let mut n = 0;
@@ -688,5 +739,217 @@ mod tests {
         .expect("write");
         let cp = s.load_checkpoint(true).expect("load").expect("some");
         assert_eq!(cp.fold, None);
+    }
+
+    fn dead_letter_with_raw(position: u64, raw: &[u8]) -> Batch {
+        let mut bytes = Vec::new();
+        encode_dead_letter(
+            &mut bytes,
+            &DeadLetter {
+                source: "push:peer".into(),
+                position,
+                code: "invalid_json".into(),
+                reason: "not JSON".into(),
+                raw: raw.into(),
+                truncated_from: None,
+                received_ms: None,
+            },
+        );
+        Batch {
+            parts: vec![bytes],
+            records: 1,
+        }
+    }
+
+    fn records(dir: &Path) -> (usize, usize) {
+        let mut s = EmbeddedStore::open(dir).expect("open");
+        let (mut events, mut dead) = (0, 0);
+        s.replay(0, &mut |r| match r {
+            Record::Event(_) => events += 1,
+            Record::DeadLetter(_) => dead += 1,
+        })
+        .expect("replay");
+        (events, dead)
+    }
+
+    #[test]
+    fn a_flipped_length_bit_is_refused_by_a_writer_never_cut() {
+        for victim in [1, 2] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut s = EmbeddedStore::open(dir.path()).expect("open");
+            let ends: Vec<LogPosition> = (1..=3)
+                .map(|p| s.commit(&one_dead_letter(p)).expect("commit"))
+                .collect();
+            drop(s);
+            let log = dir.path().join(LOG);
+            let mut bytes = std::fs::read(&log).expect("read");
+            let at = ends[victim - 1];
+            bytes[at as usize + 4 + 2] ^= 0x01;
+            std::fs::write(&log, &bytes).expect("write");
+            let mut s = EmbeddedStore::open(dir.path()).expect("open");
+            match s.replay(0, &mut |_| {}) {
+                Err(StoreError::Damaged { at: got, .. }) => assert_eq!(got, at),
+                other => panic!("frame {victim}: expected damage, got {other:?}"),
+            }
+            drop(s);
+            assert_eq!(std::fs::read(&log).expect("read"), bytes, "the log was cut");
+            let survey = EmbeddedStore::open_read_only(dir.path())
+                .expect("reader")
+                .survey()
+                .expect("survey");
+            assert_eq!((survey.commits.len(), survey.torn_tail), (2, None));
+            let next = ends
+                .get(victim)
+                .map_or(bytes.len() as u64, |_| ends[victim]);
+            assert_eq!((survey.damage[0].at, survey.damage[0].end), (at, next));
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_under_the_checkpoint_is_damage_never_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = EmbeddedStore::open(dir.path()).expect("open");
+        let first = s.commit(&one_dead_letter(1)).expect("commit");
+        let end = s.commit(&one_dead_letter(2)).expect("commit");
+        s.save_checkpoint(
+            end,
+            &|w| w.write_all(b"calls"),
+            &|w| w.write_all(b"keys"),
+            &[],
+        )
+        .expect("checkpoint");
+        drop(s);
+        // The second, acknowledged, commit loses its last bytes: it looks torn.
+        let log = dir.path().join(LOG);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .expect("open");
+        f.set_len(end - 3).expect("cut");
+        drop(f);
+        for read_only in [false, true] {
+            let mut s = if read_only {
+                EmbeddedStore::open_read_only(dir.path()).expect("reader")
+            } else {
+                EmbeddedStore::open(dir.path()).expect("writer")
+            };
+            match s.replay(0, &mut |_| {}) {
+                Err(StoreError::Damaged { at, what, .. }) => {
+                    assert_eq!(at, first);
+                    assert!(what.contains("checkpoint"), "{what}");
+                }
+                other => panic!("expected damage, got {other:?}"),
+            }
+        }
+        assert_eq!(std::fs::metadata(&log).expect("stat").len(), end - 3);
+    }
+
+    #[test]
+    fn repair_never_salvages_a_frame_sent_inside_a_rejected_line() {
+        for tag_damaged_too in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut s = EmbeddedStore::open(dir.path()).expect("open");
+            let a = s.commit(&one_dead_letter(1)).expect("commit A");
+            // B: a dead letter whose raw line is a complete (untagged) frame of an event.
+            let mut forged = Vec::new();
+            crate::store::codec::encode_event(
+                &mut forged,
+                &crate::domain::event::Event {
+                    kind: crate::domain::event::EventType::Answered,
+                    ts: 1_551_682_805_250,
+                    call_id: Some("never-acknowledged".into()),
+                    event_id: None,
+                    line: None,
+                    agent: None,
+                    booking: None,
+                    reason: None,
+                    caller: None,
+                },
+            );
+            let mut raw = crate::store::log::MAGIC_V1.to_vec();
+            raw.extend_from_slice(&(forged.len() as u32).to_le_bytes());
+            raw.extend_from_slice(&crc32fast::hash(&forged).to_le_bytes());
+            raw.extend_from_slice(&forged);
+            let b = s.commit(&dead_letter_with_raw(2, &raw)).expect("commit B");
+            s.commit(&one_dead_letter(3)).expect("commit C");
+            drop(s);
+            let log = dir.path().join(LOG);
+            let mut bytes = std::fs::read(&log).expect("read");
+            bytes[a as usize] ^= 0x01; // B's magic
+            if tag_damaged_too {
+                bytes[a as usize + 14] ^= 0x01;
+            }
+            std::fs::write(&log, &bytes).expect("write");
+            let out = dir.path().join("fixed");
+            let survey = EmbeddedStore::open_read_only(dir.path())
+                .expect("reader")
+                .salvage_into(&out)
+                .expect("salvage");
+            assert_eq!(
+                survey.records(),
+                (0, 2),
+                "tag damaged too: {tag_damaged_too}"
+            );
+            assert_eq!((survey.damage[0].at, survey.damage[0].end), (a, b));
+            // The new store opens, its commits framed for their new places.
+            assert_eq!(records(&out), (0, 2));
+        }
+    }
+
+    #[test]
+    fn a_reader_without_lock_file_locks_the_directory_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = EmbeddedStore::open(dir.path()).expect("create");
+        w.commit(&one_dead_letter(1)).expect("commit");
+        drop(w);
+        std::fs::remove_file(dir.path().join(LOCK)).expect("rm LOCK");
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        let r = EmbeddedStore::open_read_only(dir.path()).expect("reader");
+        let _second = EmbeddedStore::open_read_only(dir.path()).expect("second reader");
+        assert_eq!(listing(), before, "a reader created a file");
+        assert!(r.survey().expect("survey").commits.len() == 1);
+        // A writer cannot take the store (and so cannot cut the log under the reader).
+        assert!(matches!(
+            EmbeddedStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+        drop((r, _second));
+        let _w = EmbeddedStore::open(dir.path()).expect("writer once the readers are gone");
+        assert!(matches!(
+            EmbeddedStore::open_read_only(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+    }
+
+    #[test]
+    fn a_reader_that_can_lock_nothing_does_not_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let mut w = EmbeddedStore::open(&data).expect("create");
+        w.commit(&one_dead_letter(1)).expect("commit");
+        drop(w);
+        std::fs::remove_file(data.join(LOCK)).expect("rm LOCK");
+        let mode = |m| std::fs::set_permissions(&data, std::fs::Permissions::from_mode(m));
+        mode(0o300).expect("chmod"); // search, no read: the directory cannot be opened
+        let enforced = File::open(&data).is_err();
+        let opened = EmbeddedStore::open_read_only(&data);
+        mode(0o700).expect("chmod");
+        if !enforced {
+            return; // (permissions are not enforced for this user, e.g. root)
+        }
+        assert!(
+            matches!(opened, Err(StoreError::Io { .. })),
+            "{:?}",
+            opened.err()
+        );
     }
 }

@@ -77,6 +77,16 @@ impl Secrets {
         }
     }
 
+    /// The key of the log's frame tags (see [`super::log`]): derived from the dedupe
+    /// secret, which never changes for a directory (a caller override does not touch it)
+    /// and is copied with the log by `repair`.
+    pub fn log_key(&self) -> super::log::LogKey {
+        let derived = blake3::derive_key("netwait events.log frame tag v2", &self.dedupe);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&derived[..16]);
+        key
+    }
+
     fn with_caller(mut self, caller_override: Option<[u8; 32]>) -> Self {
         if let Some(k) = caller_override {
             self.caller = k;
@@ -141,5 +151,8 @@ mod tests {
         assert!(Secrets::load(empty.path(), None).is_err());
         assert_eq!(std::fs::read_dir(empty.path()).expect("list").count(), 0);
         assert_eq!(unhex::<2>("0aF"), None);
+        // The log key follows the dedupe secret only.
+        assert_eq!(c.log_key(), a.log_key());
+        assert_ne!(a.log_key(), a.dedupe);
     }
 }
