@@ -1053,7 +1053,8 @@ mod tests {
         let runs = run_files(dir.path());
         assert_eq!(runs.len(), 4);
         let name = |f: &std::path::Path| f.strip_prefix(dir.path()).expect("inside").to_owned();
-        let mut harms: Vec<(String, Box<dyn Fn(&std::path::Path)>)> = Vec::new();
+        type Harm = Box<dyn Fn(&std::path::Path)>;
+        let mut harms: Vec<(String, Harm)> = Vec::new();
         for run in &runs {
             let run = name(run);
             let (r1, r2, r3) = (run.clone(), run.clone(), run.clone());

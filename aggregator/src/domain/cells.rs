@@ -415,7 +415,7 @@ mod tests {
         }
         let end = start + wait;
         match rng.below(6) {
-            0 | 1 | 2 => {
+            0..=2 => {
                 out.push((Answered, end, call, None));
                 if rng.below(4) > 0 {
                     out.push((Ended, end + rng.below(300_000) as Millis, call, None));
