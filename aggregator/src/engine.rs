@@ -27,7 +27,8 @@ pub struct EncodedChunk {
     pub bytes: Vec<u8>,
     keys: Vec<DedupeKey>,
     folds: Vec<FoldItem>,
-    /// The line names of `offered` events in `folds`, back to back.
+    /// The line names of `offered` events and the agents of agent events in `folds`,
+    /// back to back.
     line_names: Vec<u8>,
     dead_letters: u64,
     /// Where each dead letter's record starts in `bytes` (see [`Self::rebase_positions`]).
@@ -121,13 +122,19 @@ impl EncodedChunk {
 
     fn note_event(&mut self, ev: &Event<'_>, hasher: &KeyHasher) {
         self.keys.push(hasher.key(ev));
-        let line = match (ev.kind, &ev.line) {
-            (EventType::Offered, Some(name)) => {
+        // The one name folding reads: the line of an `offered`, the agent of an agent event.
+        let name = match ev.kind {
+            EventType::Offered => &ev.line,
+            k if k.is_agent_event() => &ev.agent,
+            _ => &None,
+        };
+        let line = match name {
+            Some(name) => {
                 let start = self.line_names.len() as u32;
                 self.line_names.extend_from_slice(name.as_bytes());
                 Some((start, self.line_names.len() as u32))
             }
-            _ => None,
+            None => None,
         };
         let call = ev.call_id.as_deref().map(|c| hasher.call_key(c.as_bytes()));
         let key = call.unwrap_or(0);
@@ -166,13 +173,16 @@ impl EncodedChunk {
 
     fn fold(&self, item: &FoldItem) -> Fold<'_> {
         let (a, b) = item.line;
+        let name = item
+            .has_line
+            .then(|| &self.line_names[a as usize..b as usize]);
+        let agent = item.kind.is_agent_event();
         Fold {
             kind: item.kind,
             ts: item.ts,
             call: item.call(),
-            line: item
-                .has_line
-                .then(|| &self.line_names[a as usize..b as usize]),
+            line: name.filter(|_| !agent),
+            agent: name.filter(|_| agent),
         }
     }
 }

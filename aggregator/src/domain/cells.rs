@@ -458,6 +458,7 @@ mod tests {
                 ts,
                 call: (!kind.is_agent_event()).then_some(u128::from(call) + 1),
                 line: line.map(str::as_bytes),
+                agent: None,
             };
             self.book.apply_fold(fold, key);
         }

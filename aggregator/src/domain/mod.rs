@@ -22,4 +22,5 @@ mod random_edits;
 pub mod reject;
 pub mod reports;
 pub mod time;
+pub mod transitions;
 pub mod validate;
