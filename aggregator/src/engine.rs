@@ -9,6 +9,7 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::figures::CallSource;
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
+use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Transitions};
 use crate::observe;
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
@@ -27,7 +28,8 @@ pub struct EncodedChunk {
     pub bytes: Vec<u8>,
     keys: Vec<DedupeKey>,
     folds: Vec<FoldItem>,
-    /// The line names of `offered` events in `folds`, back to back.
+    /// The line names of `offered` events and the agents of agent events in `folds`,
+    /// back to back.
     line_names: Vec<u8>,
     dead_letters: u64,
     /// Where each dead letter's record starts in `bytes` (see [`Self::rebase_positions`]).
@@ -121,13 +123,19 @@ impl EncodedChunk {
 
     fn note_event(&mut self, ev: &Event<'_>, hasher: &KeyHasher) {
         self.keys.push(hasher.key(ev));
-        let line = match (ev.kind, &ev.line) {
-            (EventType::Offered, Some(name)) => {
+        // The one name folding reads: the line of an `offered`, the agent of an agent event.
+        let name = match ev.kind {
+            EventType::Offered => &ev.line,
+            k if k.is_agent_event() => &ev.agent,
+            _ => &None,
+        };
+        let line = match name {
+            Some(name) => {
                 let start = self.line_names.len() as u32;
                 self.line_names.extend_from_slice(name.as_bytes());
                 Some((start, self.line_names.len() as u32))
             }
-            _ => None,
+            None => None,
         };
         let call = ev.call_id.as_deref().map(|c| hasher.call_key(c.as_bytes()));
         let key = call.unwrap_or(0);
@@ -166,13 +174,16 @@ impl EncodedChunk {
 
     fn fold(&self, item: &FoldItem) -> Fold<'_> {
         let (a, b) = item.line;
+        let name = item
+            .has_line
+            .then(|| &self.line_names[a as usize..b as usize]);
+        let agent = item.kind.is_agent_event();
         Fold {
             kind: item.kind,
             ts: item.ts,
             call: item.call(),
-            line: item
-                .has_line
-                .then(|| &self.line_names[a as usize..b as usize]),
+            line: name.filter(|_| !agent),
+            agent: name.filter(|_| agent),
         }
     }
 }
@@ -223,6 +234,21 @@ pub struct Engine {
     batch: Batch,
     /// The book's per-interval cells, once [`Self::index_periods`] asked for them.
     cells: Option<Cells>,
+    /// The output side, once [`Self::watch_transitions`] asked for it.
+    live: Option<Transitions>,
+    /// The book was rebuilt since the last drain (see [`TransitionBatch::reset`]).
+    live_reset: bool,
+}
+
+/// What [`Engine::drain_transitions`] hands out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransitionBatch {
+    /// The book was rebuilt from the store (after a failed commit): transitions drained
+    /// before are void (they may tell events that never became durable), calls may
+    /// have new indexes; start again from [`Engine::open_calls`].
+    pub reset: bool,
+    pub calls: Vec<CallTransition>,
+    pub agents: Vec<AgentTransition>,
 }
 
 impl Engine {
@@ -264,6 +290,8 @@ impl Engine {
             poisoned: false,
             batch: Batch::default(),
             cells: None,
+            live: None,
+            live_reset: false,
         })
     }
 
@@ -284,13 +312,71 @@ impl Engine {
         let _ = self.book.take_changes();
     }
 
-    /// Folds what changed in the book since the last time into its cells.
+    /// Folds what changed in the book since the last time into its cells, and into the
+    /// transitions when watched (once per stage: what the cells track anyway).
     fn settle_cells(&mut self) {
         if let Some(cells) = &mut self.cells
             && let Some(changes) = self.book.take_changes()
         {
+            if let Some(live) = &mut self.live {
+                live.derive(&self.book, &changes, cells.open_calls());
+            }
             cells.settle(&self.book, changes);
         }
+    }
+
+    /// From now on, derives call and agent transitions once per stage (see
+    /// [`crate::domain::transitions`]), for [`Self::drain_transitions`]; nothing is told
+    /// of the book's past. Keeps the cells too ([`Self::index_periods`]): their open-call
+    /// index is the one the timeouts and [`Self::open_calls`] read. Costs nothing until
+    /// asked for; once watched, drain after each stage (they pile up otherwise).
+    pub fn watch_transitions(&mut self) {
+        if self.cells.is_none() {
+            self.index_periods();
+        }
+        self.book.track_agents();
+        let _ = self.book.take_changes(); // in the cells already
+        self.live = Some(Transitions::new(&self.book, self.config.threshold_ms));
+    }
+
+    /// The transitions derived since the last drain (`None` when not watched).
+    pub fn drain_transitions(&mut self) -> Option<TransitionBatch> {
+        let live = self.live.as_mut()?;
+        let (calls, agents) = live.drain();
+        Some(TransitionBatch {
+            reset: std::mem::take(&mut self.live_reset),
+            calls,
+            agents,
+        })
+    }
+
+    /// When the next open call turns unresolved (6 h after its anchor): the caller
+    /// calls [`Self::handle_timeout`] with its wall clock then. `None` when no call is
+    /// open or transitions are not watched.
+    pub fn next_timeout(&self) -> Option<Millis> {
+        let (live, cells) = (self.live.as_ref()?, self.cells.as_ref()?);
+        live.next_timeout(cells.open_calls())
+    }
+
+    /// Moves the clock of spec §2 to the wall clock `now` (when later): the open calls
+    /// anchored 6 h or more before it become unresolved transitions.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if let (Some(live), Some(cells)) = (&mut self.live, &self.cells) {
+            live.handle_timeout(now, &self.book, cells.open_calls());
+        }
+    }
+
+    /// The calls of `line` waiting now (open at the transitions' clock), by anchor;
+    /// none when transitions are not watched or the line is unknown. Costs the calls
+    /// of that line that are open, not the book.
+    pub fn open_calls(&self, line: &str) -> impl Iterator<Item = OpenCall> + '_ {
+        let parts = match (&self.live, &self.cells, self.book.line_id(line)) {
+            (Some(live), Some(cells), Some(id)) => Some((live, cells, id)),
+            _ => None,
+        };
+        parts
+            .into_iter()
+            .flat_map(|(live, cells, id)| live.open_calls(id, &self.book, cells.open_calls()))
     }
 
     /// The cells, when kept, else every record: what queries count from.
@@ -323,6 +409,10 @@ impl Engine {
         self.poisoned = false;
         if indexed {
             self.index_periods();
+        }
+        if self.live.take().is_some() {
+            self.watch_transitions();
+            self.live_reset = true;
         }
         Ok(())
     }
@@ -820,6 +910,73 @@ mod tests {
     }
 
     #[test]
+    fn watched_transitions_come_per_stage_with_timeouts_open_calls_and_a_reset() {
+        use crate::domain::transitions::CallChange;
+        use crate::store::fault::{DiskSwitch, FullDisk};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let full = DiskSwitch::default();
+        let store = FullDisk {
+            inner: EmbeddedStore::open(dir.path()).expect("store"),
+            switch: full.clone(),
+        };
+        let mut e =
+            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
+        assert_eq!(e.drain_transitions(), None, "not watched: nothing kept");
+        e.ingest(items(&p)[..1].to_vec()).expect("ingest");
+        e.watch_transitions();
+        e.ingest(items(&p)[1..].to_vec()).expect("ingest");
+        let batch = e.drain_transitions().expect("watched");
+        let changes: Vec<_> = batch.calls.iter().map(|t| t.change).collect();
+        // Call a was offered before watching: told from its announcement end on.
+        assert_eq!(
+            changes,
+            [
+                CallChange::AnnouncementEnd,
+                CallChange::Answered {
+                    net_wait_ms: 60_000,
+                    within_threshold: true
+                },
+                CallChange::Booking { bookings: 1 },
+            ]
+        );
+        assert!(!batch.reset && batch.agents.is_empty());
+        let ev = |l: &'static str| Record::Event(validate_line(l.as_bytes(), &p).expect("valid"));
+        e.ingest([
+            ev(r#"{"call_id":"b","type":"offered","ts":"2019-03-04T10:00:00+01:00"}"#),
+            ev(r#"{"type":"agent_login","ts":"2019-03-04T10:00:01+01:00","agent":"op7"}"#),
+        ])
+        .expect("ingest");
+        let batch = e.drain_transitions().expect("watched");
+        assert_eq!(batch.calls.len(), 1);
+        assert_eq!(&*batch.agents[0].agent, "op7");
+        let anchor = batch.calls[0].at;
+        assert_eq!(
+            e.open_calls("cup").map(|c| c.anchor).collect::<Vec<_>>(),
+            [anchor]
+        );
+        assert_eq!(e.open_calls("nope").count(), 0);
+        let due = anchor + crate::domain::call::UNRESOLVED_AFTER;
+        assert_eq!(e.next_timeout(), Some(due));
+        e.handle_timeout(due);
+        let batch = e.drain_transitions().expect("watched");
+        assert_eq!(batch.calls[0].change, CallChange::Unresolved);
+        assert_eq!(e.open_calls("cup").count(), 0);
+        assert_eq!(e.next_timeout(), None);
+        // A failed commit: recovery rebuilds the book and says so.
+        full.fill();
+        assert!(
+            e.ingest([ev(r#"{"call_id":"c","type":"offered","ts":1}"#)])
+                .is_err()
+        );
+        full.free();
+        e.recover().expect("recover");
+        let batch = e.drain_transitions().expect("still watched");
+        assert!(batch.reset && batch.calls.is_empty());
+        assert!(!e.drain_transitions().expect("watched").reset);
+    }
+
+    #[test]
     fn figures_survive_reopen_with_and_without_checkpoint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = Pseudonymizer::new([0; 32]);
@@ -1063,7 +1220,8 @@ mod tests {
         let runs = run_files(dir.path());
         assert_eq!(runs.len(), 4);
         let name = |f: &std::path::Path| f.strip_prefix(dir.path()).expect("inside").to_owned();
-        let mut harms: Vec<(String, Box<dyn Fn(&std::path::Path)>)> = Vec::new();
+        type Harm = Box<dyn Fn(&std::path::Path)>;
+        let mut harms: Vec<(String, Harm)> = Vec::new();
         for run in &runs {
             let run = name(run);
             let (r1, r2, r3) = (run.clone(), run.clone(), run.clone());

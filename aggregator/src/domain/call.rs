@@ -117,6 +117,18 @@ impl CallState {
         }
     }
 
+    /// Where the net wait starts: the earliest `announcement_end`, else the earliest
+    /// `queued`, else the anchor (spec §2).
+    pub fn wait_start(&self) -> Millis {
+        if self.announcement_end != NONE {
+            self.announcement_end
+        } else if self.queued != NONE {
+            self.queued
+        } else {
+            self.anchor()
+        }
+    }
+
     /// The record at clock `now` (the later of the wall clock and the newest event `ts`).
     pub fn record<'a>(&self, now: Millis, line_name: &'a str) -> CallRecord<'a> {
         let anchor = self.anchor();
@@ -134,13 +146,7 @@ impl CallState {
         } else {
             Outcome::Open
         };
-        let wait_start = if self.announcement_end != NONE {
-            self.announcement_end
-        } else if self.queued != NONE {
-            self.queued
-        } else {
-            anchor
-        };
+        let wait_start = self.wait_start();
         let net_wait = match outcome {
             Outcome::Answered => Some((self.answered - wait_start).max(0)),
             Outcome::Abandoned => Some((self.abandoned - wait_start).max(0)),

@@ -34,6 +34,9 @@ pub struct Fold<'a> {
     pub call: Option<CallKey>,
     /// The line name, read only on `offered`.
     pub line: Option<&'a [u8]>,
+    /// The operator, read only on agent events (and only when they are tracked:
+    /// [`CallBook::track_agents`]).
+    pub agent: Option<&'a [u8]>,
 }
 
 impl<'a> Fold<'a> {
@@ -43,6 +46,7 @@ impl<'a> Fold<'a> {
             ts: ev.ts,
             call: ev.call_id.as_deref().map(|c| hasher.call_key(c.as_bytes())),
             line: ev.line.as_deref().map(str::as_bytes),
+            agent: ev.agent.as_deref().map(str::as_bytes),
         }
     }
 }
@@ -82,6 +86,17 @@ pub struct Changes {
     pub before: Vec<(u32, CallState)>,
     /// One bit per call below `created_from`: its state is in `before` already.
     noted: Vec<u64>,
+    /// The accepted agent events since, in input order, when tracked
+    /// ([`CallBook::track_agents`]).
+    pub agents: Option<Vec<AgentEvent>>,
+}
+
+/// One accepted agent event (operator presence), as [`Changes`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEvent {
+    pub kind: EventType,
+    pub ts: Millis,
+    pub agent: Box<str>,
 }
 
 impl Changes {
@@ -187,6 +202,15 @@ impl CallBook {
         });
     }
 
+    /// From now on, also keeps the accepted agent events (see [`Changes::agents`]);
+    /// starts tracking changes if it was not.
+    pub fn track_agents(&mut self) {
+        self.track_changes();
+        if let Some(changes) = &mut self.changes {
+            changes.agents.get_or_insert_with(Vec::new);
+        }
+    }
+
     /// What changed since tracking began or the last take (`None` when not tracked),
     /// and starts over.
     pub fn take_changes(&mut self) -> Option<Changes> {
@@ -199,6 +223,7 @@ impl CallBook {
             created_from: self.states.len(),
             before: Vec::new(),
             noted,
+            agents: changes.agents.as_ref().map(|_| Vec::new()),
         };
         Some(std::mem::replace(changes, next))
     }
@@ -399,12 +424,22 @@ impl CallsHalf<'_> {
             self.states.reserve(calls);
         }
         *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
-        let Some(call) = ev.call else {
-            return; // agent event: only moves the clock
-        };
         if ev.kind.is_agent_event() {
+            // Only moves the clock; kept for presence when asked for.
+            if let Some(log) = self.changes.as_deref_mut().and_then(|c| c.agents.as_mut())
+                && let Some(agent) = ev.agent
+            {
+                log.push(AgentEvent {
+                    kind: ev.kind,
+                    ts: ev.ts,
+                    agent: String::from_utf8_lossy(agent).into(),
+                });
+            }
             return;
         }
+        let Some(call) = ev.call else {
+            return;
+        };
         let line = match ev.kind {
             EventType::Offered => Some(intern(
                 self.lines,

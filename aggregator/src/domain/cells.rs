@@ -23,9 +23,10 @@ use super::calendar::ServiceCalendar;
 use super::call::{CallState, LineId, Outcome, UNRESOLVED_AFTER};
 use super::callbook::{CallBook, Changes};
 use super::figures::{CallSource, Classifier, Figures, LineFilter, tally};
+use super::open_calls::{OpenCalls, timed_out_by};
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
 use jiff::civil::Date;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The length of a cell's interval.
 pub const INTERVAL: Millis = 15 * 60 * SECOND;
@@ -75,8 +76,8 @@ pub struct Cells {
     threshold_ms: Millis,
     calendar: ServiceCalendar,
     cells: BTreeMap<CellKey, Cell>,
-    /// Calls open at `clock`, by anchor.
-    open: BTreeSet<(Millis, u32)>,
+    /// Calls open at `clock` (by anchor, and by line).
+    open: OpenCalls,
     /// The clock the cells are settled at: the book's newest `ts`.
     clock: Millis,
 }
@@ -109,7 +110,7 @@ impl Cells {
             cell.members.push(i);
             let rec = book.record(&book.states()[i as usize], clock);
             if rec.outcome == Outcome::Open {
-                open.push((rec.anchor, i));
+                open.push((rec.anchor, key.1, i));
             } else {
                 cell.add(&place.contribution(&rec, threshold_ms));
             }
@@ -119,7 +120,7 @@ impl Cells {
             calendar: calendar.clone(),
             // Both come sorted: built in bulk.
             cells: cells.into_iter().collect(),
-            open: open.into_iter().collect(),
+            open: OpenCalls::from_calls(open),
             clock,
         }
     }
@@ -143,10 +144,9 @@ impl Cells {
         let clock = book.clock(Millis::MIN);
         if clock > self.clock {
             self.clock = clock;
-            while let Some(&(anchor, i)) = self.open.first()
-                && clock.saturating_sub(anchor) >= UNRESOLVED_AFTER
-            {
-                self.open.pop_first();
+            let states = book.states();
+            let line_of = |i: u32| book.line_of(&states[i as usize]);
+            while let Some((_, i)) = self.open.pop_anchored_by(timed_out_by(clock), line_of) {
                 let state = &book.states()[i as usize];
                 let part = place.contribution(&book.record(state, clock), self.threshold_ms);
                 if let Some(cell) = self.cells.get_mut(&key_of(book, state)) {
@@ -195,7 +195,7 @@ impl Cells {
         }
         let rec = book.record(before, self.clock);
         if rec.outcome == Outcome::Open {
-            self.open.remove(&(rec.anchor, i));
+            self.open.remove(rec.anchor, key.1, i);
         } else if cell.retract(&place.contribution(&rec, self.threshold_ms)) {
             lost_max.push(key);
         }
@@ -206,14 +206,25 @@ impl Cells {
 
     fn insert(&mut self, book: &CallBook, i: u32, place: &mut Classifier<'_>) {
         let state = &book.states()[i as usize];
-        let cell = self.cells.entry(key_of(book, state)).or_default();
+        let key = key_of(book, state);
+        let cell = self.cells.entry(key).or_default();
         cell.members.push(i);
         let rec = book.record(state, self.clock);
         if rec.outcome == Outcome::Open {
-            self.open.insert((rec.anchor, i));
+            self.open.insert(rec.anchor, key.1, i);
         } else {
             cell.add(&place.contribution(&rec, self.threshold_ms));
         }
+    }
+
+    /// The calls open at [`Self::clock`].
+    pub fn open_calls(&self) -> &OpenCalls {
+        &self.open
+    }
+
+    /// The clock the cells are settled at: the book's newest `ts`.
+    pub fn clock(&self) -> Millis {
+        self.clock
     }
 
     /// How many cells there are (for logs and benchmarks).
@@ -338,7 +349,7 @@ impl CallSource for CellsView<'_> {
         if first >= last {
             return;
         }
-        for &(anchor, i) in self.cells.open.range((first, 0)..(last, 0)) {
+        for (anchor, i) in self.cells.open.anchored_in(first, last) {
             let state = &self.book.states()[i as usize];
             if !admits(self.book.line_of(state)) {
                 continue;
@@ -404,7 +415,7 @@ mod tests {
         }
         let end = start + wait;
         match rng.below(6) {
-            0 | 1 | 2 => {
+            0..=2 => {
                 out.push((Answered, end, call, None));
                 if rng.below(4) > 0 {
                     out.push((Ended, end + rng.below(300_000) as Millis, call, None));
@@ -447,6 +458,7 @@ mod tests {
                 ts,
                 call: (!kind.is_agent_event()).then_some(u128::from(call) + 1),
                 line: line.map(str::as_bytes),
+                agent: None,
             };
             self.book.apply_fold(fold, key);
         }

@@ -14,6 +14,7 @@ pub mod json_line;
 pub mod key_runs;
 pub mod key_table;
 pub mod line_scan;
+pub mod open_calls;
 pub mod plain_line;
 pub mod privacy;
 #[cfg(test)]
@@ -21,4 +22,5 @@ mod random_edits;
 pub mod reject;
 pub mod reports;
 pub mod time;
+pub mod transitions;
 pub mod validate;

@@ -445,7 +445,7 @@ mod tests {
         let cfg = MetricsConfig::default();
         let half = crate::domain::arguments::half("2019-H1").expect("half");
         assert_eq!(half.range().1, jiff::civil::date(2019, 7, 1));
-        let recs = vec![rec(
+        let recs = [rec(
             "2019-05-06T10:00:00+02:00",
             Outcome::Overflow,
             0,
