@@ -127,11 +127,17 @@ fn queries_of_a_missing_store_fail_and_create_nothing() {
     let file = tmp.path().join("a-file");
     std::fs::write(&file, "x").expect("write");
     let f = file.to_str().expect("path");
-    for args in [vec!["deadletter", "--data", f], vec!["import", "--data", f, f]] {
+    for args in [
+        vec!["deadletter", "--data", f],
+        vec!["import", "--data", f, f],
+    ] {
         let out = run(&args);
         assert!(!out.status.success());
         let err = stderr(&out);
-        assert!(err.contains("is a file, not a data directory"), "{args:?}: {err}");
+        assert!(
+            err.contains("is a file, not a data directory"),
+            "{args:?}: {err}"
+        );
         assert_eq!(err.matches("a-file").count(), 1, "{err}");
     }
 }
