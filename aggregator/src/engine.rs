@@ -9,6 +9,7 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::figures::CallSource;
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
+use crate::published::{Publisher, Snapshot};
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
 };
@@ -222,6 +223,8 @@ pub struct Engine {
     batch: Batch,
     /// The book's per-interval cells, once [`Self::index_periods`] asked for them.
     cells: Option<Cells>,
+    /// What was last published, once [`Self::publish`] was first called.
+    publisher: Option<Publisher>,
 }
 
 impl Engine {
@@ -263,6 +266,7 @@ impl Engine {
             poisoned: false,
             batch: Batch::default(),
             cells: None,
+            publisher: None,
         })
     }
 
@@ -270,6 +274,8 @@ impl Engine {
     /// them in step from now on, so that a query costs the period it asks for. Worth
     /// it for a long-running server; a one-shot query is cheaper as one scan.
     pub fn index_periods(&mut self) {
+        // What changed before goes to the publisher first.
+        self.settle_cells();
         let started = std::time::Instant::now();
         let cells = Cells::build(&self.book, &self.config.calendar, self.config.threshold_ms);
         tracing::info!(
@@ -283,13 +289,44 @@ impl Engine {
         let _ = self.book.take_changes();
     }
 
-    /// Folds what changed in the book since the last time into its cells.
+    /// Folds what changed in the book since the last time into its cells, and notes it
+    /// for the next publication.
     fn settle_cells(&mut self) {
-        if let Some(cells) = &mut self.cells
-            && let Some(changes) = self.book.take_changes()
-        {
+        let Some(changes) = self.book.take_changes() else {
+            return;
+        };
+        if let Some(publisher) = &mut self.publisher {
+            publisher.mark(&changes, self.book.calls());
+        }
+        if let Some(cells) = &mut self.cells {
             cells.settle(&self.book, changes);
         }
+    }
+
+    /// An immutable snapshot of the book as it is now, for queries on other threads
+    /// (see [`crate::published`]): call it once what was staged is durable (after a
+    /// successful [`Self::commit`]), never on a poisoned engine. The first call copies
+    /// every call state; later ones copy only the chunks of the calls changed since.
+    pub fn publish(&mut self) -> Snapshot {
+        let started = std::time::Instant::now();
+        self.settle_cells();
+        let publisher = self.publisher.get_or_insert_with(|| {
+            self.book.track_changes();
+            Publisher::new(&self.book, &self.config)
+        });
+        let snapshot = Snapshot {
+            config: std::sync::Arc::clone(publisher.config()),
+            states: publisher.states(&self.book),
+            cells: self.cells.clone(),
+            newest_ts: self.book.newest_ts(),
+            position: self.position,
+        };
+        tracing::debug!(
+            us = started.elapsed().as_micros() as u64,
+            calls = snapshot.calls(),
+            "snapshot published"
+        );
+        snapshot
     }
 
     /// The cells, when kept, else every record: what queries count from.
@@ -323,6 +360,8 @@ impl Engine {
         if indexed {
             self.index_periods();
         }
+        // A new book: the next publication copies it whole.
+        self.publisher = None;
         Ok(())
     }
 
