@@ -561,6 +561,11 @@ impl Engine {
         Ok(())
     }
 
+    /// The end of the log the book covers (what is durable once nothing is staged).
+    pub fn position(&self) -> LogPosition {
+        self.position
+    }
+
     /// Log bytes written since the last checkpoint.
     pub fn uncheckpointed(&self) -> u64 {
         self.position.saturating_sub(self.checkpointed)
