@@ -11,6 +11,7 @@ use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck}
 use crate::domain::time::Millis;
 use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Transitions};
 use crate::observe;
+use crate::published::{Publisher, Snapshot};
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
 };
@@ -238,6 +239,8 @@ pub struct Engine {
     live: Option<Transitions>,
     /// The book was rebuilt since the last drain (see [`TransitionBatch::reset`]).
     live_reset: bool,
+    /// What was last published, once [`Self::publish`] was first called.
+    publisher: Option<Publisher>,
 }
 
 /// What [`Engine::drain_transitions`] hands out.
@@ -292,6 +295,7 @@ impl Engine {
             cells: None,
             live: None,
             live_reset: false,
+            publisher: None,
         })
     }
 
@@ -299,6 +303,8 @@ impl Engine {
     /// them in step from now on, so that a query costs the period it asks for. Worth
     /// it for a long-running server; a one-shot query is cheaper as one scan.
     pub fn index_periods(&mut self) {
+        // What changed before goes to the publisher first.
+        self.settle_cells();
         let started = std::time::Instant::now();
         let cells = Cells::build(&self.book, &self.config.calendar, self.config.threshold_ms);
         tracing::info!(
@@ -313,11 +319,16 @@ impl Engine {
     }
 
     /// Folds what changed in the book since the last time into its cells, and into the
-    /// transitions when watched (once per stage: what the cells track anyway).
+    /// transitions when watched (once per stage: what the cells track anyway), and notes
+    /// it for the next publication.
     fn settle_cells(&mut self) {
-        if let Some(cells) = &mut self.cells
-            && let Some(changes) = self.book.take_changes()
-        {
+        let Some(changes) = self.book.take_changes() else {
+            return;
+        };
+        if let Some(publisher) = &mut self.publisher {
+            publisher.mark(&changes, self.book.calls());
+        }
+        if let Some(cells) = &mut self.cells {
             if let Some(live) = &mut self.live {
                 live.derive(&self.book, &changes, cells.open_calls());
             }
@@ -335,7 +346,9 @@ impl Engine {
             self.index_periods();
         }
         self.book.track_agents();
-        let _ = self.book.take_changes(); // in the cells already
+        // What changed until now goes into the cells (and a publication), not into
+        // transitions: nothing is told of the book's past.
+        self.settle_cells();
         self.live = Some(Transitions::new(&self.book, self.config.threshold_ms));
     }
 
@@ -379,6 +392,32 @@ impl Engine {
             .flat_map(|(live, cells, id)| live.open_calls(id, &self.book, cells.open_calls()))
     }
 
+    /// An immutable snapshot of the book as it is now, for queries on other threads
+    /// (see [`crate::published`]): call it once what was staged is durable (after a
+    /// successful [`Self::commit`]), never on a poisoned engine. The first call copies
+    /// every call state; later ones copy only the chunks of the calls changed since.
+    pub fn publish(&mut self) -> Snapshot {
+        let started = std::time::Instant::now();
+        self.settle_cells();
+        let publisher = self.publisher.get_or_insert_with(|| {
+            self.book.track_changes();
+            Publisher::new(&self.book, &self.config)
+        });
+        let snapshot = Snapshot {
+            config: std::sync::Arc::clone(publisher.config()),
+            states: publisher.states(&self.book),
+            cells: self.cells.clone(),
+            newest_ts: self.book.newest_ts(),
+            position: self.position,
+        };
+        tracing::debug!(
+            us = started.elapsed().as_micros() as u64,
+            calls = snapshot.calls(),
+            "snapshot published"
+        );
+        snapshot
+    }
+
     /// The cells, when kept, else every record: what queries count from.
     fn with_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
         let (book, now) = (&self.book, self.book.clock(wall));
@@ -414,6 +453,8 @@ impl Engine {
             self.watch_transitions();
             self.live_reset = true;
         }
+        // A new book: the next publication copies it whole.
+        self.publisher = None;
         Ok(())
     }
 
@@ -639,6 +680,11 @@ impl Engine {
         let old = std::mem::take(&mut self.runs);
         self.runs = runs::freeze(&mut *self.store, &mut self.book, old, named);
         Ok(())
+    }
+
+    /// The end of the log the book covers (what is durable once nothing is staged).
+    pub fn position(&self) -> LogPosition {
+        self.position
     }
 
     /// Log bytes written since the last checkpoint.

@@ -1,62 +1,98 @@
-//! What the services share: the engine behind a lock, the caller pseudonymizer, and
-//! whether the server takes work.
+//! What the services share: the engine's one writer, the snapshot queries read, the
+//! caller pseudonymizer, and whether the server takes work.
+//!
+//! One thread owns the [`Engine`] and runs every piece of work that changes it (a push's
+//! commit, a checkpoint, a recovery), one at a time, in the order sent. After each one it
+//! publishes a new [`Snapshot`] when the log grew (everything it holds is durable: a
+//! commit that failed publishes nothing), then replies, so that a client whose push was
+//! acknowledged reads its own events. Queries take the snapshot current when they start
+//! and never wait on the writer, nor on an fsync.
 
 use crate::availability::Availability;
 use crate::shutdown::Shutdown;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
+use netwait_aggregator::published::Snapshot;
 use netwait_aggregator::store::{StoreError, StoreErrorKind};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{oneshot, watch};
 use tonic::{Code, Status};
+
+/// Work for the writer: runs on the engine, returns what to do once the result is
+/// published (send the reply).
+type Job = Box<dyn FnOnce(&mut Engine) -> Box<dyn FnOnce() + Send> + Send>;
 
 #[derive(Clone)]
 pub struct AppState {
-    engine: Arc<Mutex<Engine>>,
+    writer: std::sync::mpsc::Sender<Job>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Set by the writer while the engine is poisoned (a commit failed and it has not
+    /// recovered yet): queries are refused meanwhile, as the store is not serving.
+    poisoned: Arc<AtomicBool>,
     pub pseudo: Arc<Pseudonymizer>,
     /// The engine's dedupe and call key function: push handlers compute keys while
-    /// validating, outside the engine's lock.
+    /// validating, off the writer.
     pub hasher: Arc<KeyHasher>,
     pub availability: Availability,
     /// Where a stopping server is (stream handlers end when it closes them).
     pub shutdown: Shutdown,
 }
 
+fn writer_stopped() -> Status {
+    Status::internal("the engine's writer stopped (an earlier panic)")
+}
+
 impl AppState {
-    pub fn new(engine: Engine, pseudo: Pseudonymizer) -> Self {
+    /// Publishes the engine's first snapshot and starts its writer thread, which ends
+    /// once every clone of the state is dropped.
+    pub fn new(mut engine: Engine, pseudo: Pseudonymizer) -> Self {
+        let hasher = Arc::new(engine.key_hasher());
+        let poisoned = Arc::new(AtomicBool::new(engine.is_poisoned()));
+        let (published, snapshot) = watch::channel(Arc::new(engine.publish()));
+        let (writer, jobs) = std::sync::mpsc::channel::<Job>();
+        let flag = Arc::clone(&poisoned);
+        let spawned = std::thread::Builder::new()
+            .name("netwait-writer".into())
+            .spawn(move || write_loop(engine, &jobs, &published, &flag));
+        if let Err(e) = spawned {
+            // Without a writer every write is refused (the jobs' replies are dropped).
+            tracing::error!(error = %e, "cannot start the engine's writer thread");
+        }
         Self {
-            hasher: Arc::new(engine.key_hasher()),
-            engine: Arc::new(Mutex::new(engine)),
+            writer,
+            snapshot,
+            poisoned,
             pseudo: Arc::new(pseudo),
+            hasher,
             availability: Availability::default(),
             shutdown: Shutdown::default(),
         }
     }
 
-    pub fn lock(&self) -> Result<MutexGuard<'_, Engine>, Status> {
-        self.engine
-            .lock()
-            .map_err(|_| Status::internal("engine lock poisoned by an earlier panic"))
+    /// The snapshot queries read now; refused while the engine is poisoned (the store
+    /// is failing: the server is not serving).
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(store_status(&StoreError::Poisoned));
+        }
+        Ok(Arc::clone(&self.snapshot.borrow()))
     }
 
-    /// Runs a query off the async workers; refused while the engine is poisoned (its
-    /// book may hold events that were never acknowledged).
+    /// Runs a query on the current snapshot, off the async workers.
     pub async fn query<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Engine) -> T + Send + 'static,
+        work: impl FnOnce(&Snapshot) -> T + Send + 'static,
     ) -> Result<T, Status> {
-        self.blocking(move |e| {
-            if e.is_poisoned() {
-                Err(store_status(&StoreError::Poisoned))
-            } else {
-                Ok(work(e))
-            }
-        })
-        .await
+        let snapshot = self.snapshot()?;
+        tokio::task::spawn_blocking(move || work(&snapshot))
+            .await
+            .map_err(|e| Status::internal(format!("query task failed: {e}")))
     }
 
-    /// Runs engine work that writes to the store off the async workers; a transient
-    /// store failure makes the server unavailable until the store recovers.
+    /// Runs engine work that writes to the store on the writer; a transient store
+    /// failure makes the server unavailable until the store recovers.
     pub async fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Engine) -> Result<T, StoreError> + Send + 'static,
@@ -72,20 +108,41 @@ impl AppState {
         }
     }
 
-    /// Runs blocking engine work (fsync, full scans) off the async workers.
+    /// Runs work on the engine on its writer (after the work sent before it); the
+    /// result comes once what it committed is published.
     pub async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Engine) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, Status> {
-        let engine = Arc::clone(&self.engine);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = engine
-                .lock()
-                .map_err(|_| Status::internal("engine lock poisoned by an earlier panic"))?;
-            work(&mut guard)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+        let (reply, result) = oneshot::channel();
+        let job: Job = Box::new(move |engine: &mut Engine| {
+            let out = work(engine);
+            Box::new(move || {
+                let _ = reply.send(out); // the caller may have gone: nothing to tell
+            })
+        });
+        self.writer.send(job).map_err(|_| writer_stopped())?;
+        result.await.map_err(|_| writer_stopped())?
+    }
+}
+
+/// The writer: runs each job, publishes what it made durable, then replies.
+fn write_loop(
+    mut engine: Engine,
+    jobs: &std::sync::mpsc::Receiver<Job>,
+    published: &watch::Sender<Arc<Snapshot>>,
+    poisoned: &AtomicBool,
+) {
+    for job in jobs {
+        let reply = job(&mut engine);
+        let failed = engine.is_poisoned();
+        poisoned.store(failed, Ordering::SeqCst);
+        // A poisoned book may hold events the log does not: never published. The last
+        // snapshot, of what was durable before, stands.
+        if !failed && engine.position() != published.borrow().position() {
+            published.send_replace(Arc::new(engine.publish()));
+        }
+        reply();
     }
 }
 
@@ -106,4 +163,104 @@ pub fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_server::TestServer;
+    use netwait_aggregator::store::embedded::EmbeddedStore;
+    use netwait_aggregator::store::fault::{CommitGate, HeldCommits};
+    use netwait_proto::v1::ingest_client::IngestClient;
+    use netwait_proto::v1::stats_client::StatsClient;
+    use netwait_proto::v1::{PushRequest, Table1Request};
+    use std::time::Duration;
+    use tonic_health::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    const OFFERED: &str = r#"{"call_id":"a","type":"offered","ts":"2019-03-04T09:00:00+01:00"}"#;
+    const ABANDONED: &str =
+        r#"{"call_id":"a","type":"abandoned","ts":"2019-03-04T09:01:00+01:00"}"#;
+
+    /// The same lines for call `b`.
+    fn of_b(line: &str) -> String {
+        line.replace(r#""a""#, r#""b""#)
+    }
+
+    fn push_of(lines: &[&str]) -> PushRequest {
+        PushRequest {
+            ndjson_lines: lines.iter().map(|l| l.as_bytes().to_vec()).collect(),
+            source: "t".into(),
+            first_position: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Far longer than any answer: only a query stuck behind the commit reaches it.
+    const STUCK: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn queries_answer_from_the_last_durable_snapshot_while_a_commit_waits_on_its_fsync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gate = CommitGate::default();
+        let store = HeldCommits {
+            inner: EmbeddedStore::open(dir.path()).expect("store"),
+            gate: gate.clone(),
+        };
+        let server = TestServer::start(store).await;
+        let mut ingest = IngestClient::new(server.channel.clone());
+        let mut stats = StatsClient::new(server.channel.clone());
+        let mut health = HealthClient::new(server.channel.clone());
+        ingest
+            .push(tokio_stream::iter([push_of(&[OFFERED, ABANDONED])]))
+            .await
+            .expect("push");
+        let month = Table1Request {
+            from: "2019-03-01".into(),
+            to: "2019-04-01".into(),
+            line: None,
+            threshold_s: None,
+        };
+
+        gate.close();
+        let mut held = ingest.clone();
+        let push = tokio::spawn(async move {
+            let b = [of_b(OFFERED), of_b(ABANDONED)];
+            held.push(tokio_stream::iter([push_of(&[&b[0], &b[1]])]))
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        let deadline = tokio::time::Instant::now() + STUCK;
+        while gate.waiting() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the push never committed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The commit waits in its fsync: queries and health still answer, from what
+        // was durable before it (call b is not acknowledged yet).
+        for _ in 0..3 {
+            let t = tokio::time::timeout(STUCK, stats.get_table1(month.clone()))
+                .await
+                .expect("a query waited on the commit")
+                .expect("table1")
+                .into_inner();
+            assert_eq!((t.calls_received, t.abandoned), (1, 1));
+        }
+        let h = tokio::time::timeout(STUCK, health.check(HealthCheckRequest::default()))
+            .await
+            .expect("health waited on the commit")
+            .expect("health");
+        assert_eq!(h.into_inner().status, ServingStatus::Serving as i32);
+        assert!(!push.is_finished(), "acknowledged before it was durable");
+
+        gate.open();
+        let sum = push.await.expect("push task").expect("push");
+        assert_eq!(sum.accepted, 2);
+        // Acknowledged: the next query sees it.
+        let t = stats.get_table1(month).await.expect("table1").into_inner();
+        assert_eq!((t.calls_received, t.abandoned), (2, 2));
+        server.stop().await;
+    }
 }

@@ -4,7 +4,7 @@ use crate::convert;
 use crate::state::{AppState, wall_ms};
 use netwait_aggregator::domain::arguments::{self, ArgumentError};
 use netwait_aggregator::domain::time::Millis;
-use netwait_aggregator::engine::Engine;
+use netwait_aggregator::published::Snapshot;
 use netwait_proto::v1 as pb;
 use pb::stats_server::Stats;
 use tonic::{Request, Response, Status};
@@ -34,9 +34,9 @@ fn date(field: &str, text: &str) -> Result<jiff::civil::Date, Status> {
 }
 
 /// A line filter must name a line the store has seen.
-fn check_line(engine: &Engine, line: Option<&str>) -> Result<(), Status> {
+fn check_line(snapshot: &Snapshot, line: Option<&str>) -> Result<(), Status> {
     match line {
-        Some(l) => arguments::line(l, engine.lines()).map_err(|e| invalid("line", e)),
+        Some(l) => arguments::line(l, snapshot.lines()).map_err(|e| invalid("line", e)),
         None => Ok(()),
     }
 }

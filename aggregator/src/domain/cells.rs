@@ -18,21 +18,69 @@
 //! Europe/Rome has used only whole-hour offsets since 1970, so its local quarter hours
 //! are UTC quarter hours: an interval never straddles a local midnight, and the local
 //! date of an interval's start is that of every call in it.
+//!
+//! The cells of one UTC day are kept in a shared chunk ([`Arc`]): a clone of [`Cells`]
+//! (a published snapshot) costs the map of days, and settling copies only the chunks of
+//! the days it changes while a snapshot still holds them (copy on write).
 
 use super::calendar::ServiceCalendar;
-use super::call::{CallState, LineId, Outcome, UNRESOLVED_AFTER};
+use super::call::{CallRecord, CallState, LineId, Outcome, UNRESOLVED_AFTER};
 use super::callbook::{CallBook, Changes};
 use super::figures::{CallSource, Classifier, Figures, LineFilter, tally};
 use super::open_calls::{OpenCalls, timed_out_by};
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
 use jiff::civil::Date;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The length of a cell's interval.
 pub const INTERVAL: Millis = 15 * 60 * SECOND;
 
 /// (interval number since the epoch, line).
 type CellKey = (i64, LineId);
+
+/// Intervals in a UTC day: the cells of one day share a chunk.
+const PER_DAY: i64 = DAY / INTERVAL;
+
+/// The cells of one UTC day.
+type DayCells = BTreeMap<CellKey, Cell>;
+
+fn day_of((interval, _): CellKey) -> i64 {
+    interval.div_euclid(PER_DAY)
+}
+
+/// What a view of the cells reads of the calls: their states by number and their lines.
+/// A [`CallBook`] is one; a published snapshot of its states is another.
+pub trait CallStates {
+    /// The state of call number `i` (the cells' members, the open calls).
+    fn state(&self, i: u32) -> &CallState;
+    /// How many calls there are (numbered from 0).
+    fn count(&self) -> usize;
+    /// The interned id of a line name, if seen.
+    fn line_id(&self, name: &str) -> Option<LineId>;
+    /// The line a call counts on.
+    fn line_of(&self, state: &CallState) -> LineId;
+    /// The record of one call at clock `now`.
+    fn record(&self, state: &CallState, now: Millis) -> CallRecord<'_>;
+}
+
+impl CallStates for CallBook {
+    fn state(&self, i: u32) -> &CallState {
+        &self.states()[i as usize]
+    }
+    fn count(&self) -> usize {
+        self.calls()
+    }
+    fn line_id(&self, name: &str) -> Option<LineId> {
+        CallBook::line_id(self, name)
+    }
+    fn line_of(&self, state: &CallState) -> LineId {
+        CallBook::line_of(self, state)
+    }
+    fn record(&self, state: &CallState, now: Millis) -> CallRecord<'_> {
+        CallBook::record(self, state, now)
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Cell {
@@ -75,7 +123,8 @@ impl Cell {
 pub struct Cells {
     threshold_ms: Millis,
     calendar: ServiceCalendar,
-    cells: BTreeMap<CellKey, Cell>,
+    /// The cells, one shared chunk per UTC day (no empty chunk).
+    days: BTreeMap<i64, Arc<DayCells>>,
     /// Calls open at `clock` (by anchor, and by line).
     open: OpenCalls,
     /// The clock the cells are settled at: the book's newest `ts`.
@@ -115,11 +164,16 @@ impl Cells {
                 cell.add(&place.contribution(&rec, threshold_ms));
             }
         }
+        let mut days: BTreeMap<i64, Arc<DayCells>> = BTreeMap::new();
+        for (key, cell) in cells {
+            // Not shared yet: no copy.
+            Arc::make_mut(days.entry(day_of(key)).or_default()).insert(key, cell);
+        }
         Self {
             threshold_ms,
             calendar: calendar.clone(),
-            // Both come sorted: built in bulk.
-            cells: cells.into_iter().collect(),
+            days,
+            // Comes sorted: built in bulk.
             open: OpenCalls::from_calls(open),
             clock,
         }
@@ -149,7 +203,7 @@ impl Cells {
             while let Some((_, i)) = self.open.pop_anchored_by(timed_out_by(clock), line_of) {
                 let state = &book.states()[i as usize];
                 let part = place.contribution(&book.record(state, clock), self.threshold_ms);
-                if let Some(cell) = self.cells.get_mut(&key_of(book, state)) {
+                if let Some(cell) = self.cell_mut(key_of(book, state)) {
                     cell.add(&part);
                 }
             }
@@ -162,14 +216,15 @@ impl Cells {
         // 4. Maximums whose last holder left: found again from the members, now that
         // every member's part is the current one.
         for key in lost_max {
-            if let Some(cell) = self.cells.get_mut(&key) {
+            let (threshold_ms, clock) = (self.threshold_ms, self.clock);
+            if let Some(cell) = self.cell_mut(key) {
                 cell.figures.max_wait_ms = None;
                 cell.at_max = 0;
                 for at in 0..cell.members.len() {
                     let state = &book.states()[cell.members[at] as usize];
-                    let rec = book.record(state, self.clock);
+                    let rec = book.record(state, clock);
                     let one = Figures {
-                        max_wait_ms: place.contribution(&rec, self.threshold_ms).max_wait_ms,
+                        max_wait_ms: place.contribution(&rec, threshold_ms).max_wait_ms,
                         ..Figures::default()
                     };
                     cell.add(&one);
@@ -187,7 +242,11 @@ impl Cells {
         lost_max: &mut Vec<CellKey>,
     ) {
         let key = key_of(book, before);
-        let Some(cell) = self.cells.get_mut(&key) else {
+        let Some(day) = self.days.get_mut(&day_of(key)) else {
+            return;
+        };
+        let day = Arc::make_mut(day);
+        let Some(cell) = day.get_mut(&key) else {
             return;
         };
         if let Some(at) = cell.members.iter().position(|&m| m == i) {
@@ -200,14 +259,35 @@ impl Cells {
             lost_max.push(key);
         }
         if cell.members.is_empty() {
-            self.cells.remove(&key);
+            day.remove(&key);
+            if day.is_empty() {
+                self.days.remove(&day_of(key));
+            }
         }
+    }
+
+    /// The cell of `key`, copied out of a snapshot's chunk first if one shares it.
+    fn cell_mut(&mut self, key: CellKey) -> Option<&mut Cell> {
+        let day = self.days.get_mut(&day_of(key))?;
+        Arc::make_mut(day).get_mut(&key)
+    }
+
+    /// The cells of the intervals in `intervals`, in order.
+    fn range(&self, intervals: std::ops::Range<i64>) -> impl Iterator<Item = (&CellKey, &Cell)> {
+        // An empty range reads no chunk (and `range` refuses a reversed one).
+        let end = intervals.end.max(intervals.start);
+        let days = intervals.start.div_euclid(PER_DAY)..(end + PER_DAY - 1).div_euclid(PER_DAY);
+        let keys = (intervals.start, 0)..(end, 0);
+        self.days
+            .range(days)
+            .flat_map(move |(_, day)| day.range(keys.clone()))
     }
 
     fn insert(&mut self, book: &CallBook, i: u32, place: &mut Classifier<'_>) {
         let state = &book.states()[i as usize];
         let key = key_of(book, state);
-        let cell = self.cells.entry(key).or_default();
+        let day = Arc::make_mut(self.days.entry(day_of(key)).or_default());
+        let cell = day.entry(key).or_default();
         cell.members.push(i);
         let rec = book.record(state, self.clock);
         if rec.outcome == Outcome::Open {
@@ -229,11 +309,11 @@ impl Cells {
 
     /// How many cells there are (for logs and benchmarks).
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.days.values().map(|d| d.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
+        self.days.is_empty()
     }
 }
 
@@ -268,13 +348,14 @@ impl Buckets<'_> {
     }
 }
 
-/// Every record of a book at clock `now`: the full recount.
-pub struct Scan<'a> {
-    pub book: &'a CallBook,
+/// Every record of a book (or of a snapshot of its states) at clock `now`: the full
+/// recount.
+pub struct Scan<'a, B: ?Sized = CallBook> {
+    pub book: &'a B,
     pub now: Millis,
 }
 
-impl CallSource for Scan<'_> {
+impl<B: CallStates + ?Sized> CallSource for Scan<'_, B> {
     fn tally(
         &self,
         line: &LineFilter,
@@ -285,7 +366,8 @@ impl CallSource for Scan<'_> {
         out: &mut [Figures],
     ) {
         let in_period = |d: Date| (from <= d && d < to).then(|| bucket(d)).flatten();
-        let records = self.book.records(self.now);
+        let (book, now) = (self.book, self.now);
+        let records = (0..book.count() as u32).map(|i| book.record(book.state(i), now));
         tally(records, line, calendar, threshold_ms, in_period, out);
     }
 }
@@ -293,13 +375,13 @@ impl CallSource for Scan<'_> {
 /// A book's cells at clock `now` (at least the book's own clock): the configured
 /// threshold reads the cells of the period, another one recounts the calls anchored in
 /// the period (the cells' members).
-pub struct CellsView<'a> {
+pub struct CellsView<'a, B: ?Sized = CallBook> {
     pub cells: &'a Cells,
-    pub book: &'a CallBook,
+    pub book: &'a B,
     pub now: Millis,
 }
 
-impl CallSource for CellsView<'_> {
+impl<B: CallStates + ?Sized> CallSource for CellsView<'_, B> {
     fn tally(
         &self,
         line: &LineFilter,
@@ -318,16 +400,13 @@ impl CallSource for CellsView<'_> {
         };
         let admits = |l: LineId| wanted.is_none_or(|w| w == l);
         let intervals = intervals_around(period.0, period.1);
-        let range = self
-            .cells
-            .cells
-            .range((intervals.start, 0)..(intervals.end, 0));
+        let range = self.cells.range(intervals.clone());
         let in_period = |d: Date| (period.0 <= d && d < period.1).then(|| bucket(d)).flatten();
         if threshold_ms != self.cells.threshold_ms || *calendar != self.cells.calendar {
             let records = range
                 .filter(|((_, l), _)| admits(*l))
                 .flat_map(|(_, cell)| &cell.members)
-                .map(|&i| self.book.record(&self.book.states()[i as usize], self.now));
+                .map(|&i| self.book.record(self.book.state(i), self.now));
             tally(records, line, calendar, threshold_ms, in_period, out);
             return;
         }
@@ -350,7 +429,7 @@ impl CallSource for CellsView<'_> {
             return;
         }
         for (anchor, i) in self.cells.open.anchored_in(first, last) {
-            let state = &self.book.states()[i as usize];
+            let state = self.book.state(i);
             if !admits(self.book.line_of(state)) {
                 continue;
             }
@@ -465,8 +544,10 @@ mod tests {
     }
 
     fn normalized(mut c: Cells) -> Cells {
-        for cell in c.cells.values_mut() {
-            cell.members.sort_unstable();
+        for day in c.days.values_mut() {
+            for cell in Arc::make_mut(day).values_mut() {
+                cell.members.sort_unstable();
+            }
         }
         c
     }

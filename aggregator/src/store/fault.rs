@@ -1,11 +1,13 @@
-//! A test double: any store whose writes fail on demand, as on a full disk (for tests
-//! of the engine and of the server; built with the `test-support` feature).
+//! Test doubles: any store whose writes fail on demand, as on a full disk, or whose
+//! commits wait until let through, as a slow fsync (for tests of the engine and of the
+//! server; built with the `test-support` feature).
 
 use super::StoreError;
 use super::codec::Record;
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 /// The switch of a [`FullDisk`]: while set, commits and recovery fail with `ENOSPC`.
 #[derive(Clone, Default)]
@@ -54,6 +56,101 @@ impl<S: EventStore> EventStore for FullDisk<S> {
 
     fn recover(&mut self) -> Result<(), StoreError> {
         self.switch.check()?;
+        self.inner.recover()
+    }
+
+    fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.load_checkpoint(with_fold)
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        position: LogPosition,
+        query: PartWriter<'_>,
+        fold: PartWriter<'_>,
+        runs: &[(RunId, PartWriter<'_>)],
+    ) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(position, query, fold, runs)
+    }
+
+    fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
+        self.inner.load_run(id, verify)
+    }
+
+    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
+        self.inner.retain_runs(keep)
+    }
+}
+
+/// The gate of a [`HeldCommits`]: while closed, commits wait in it.
+#[derive(Clone, Default)]
+pub struct CommitGate(Arc<(Mutex<GateState>, Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    waiting: usize,
+}
+
+impl CommitGate {
+    pub fn close(&self) {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+    }
+
+    pub fn open(&self) {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = false;
+        self.0.1.notify_all();
+    }
+
+    /// How many commits wait in the gate now.
+    pub fn waiting(&self) -> usize {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .waiting
+    }
+
+    fn pass(&self) {
+        let (state, opened) = &*self.0;
+        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.waiting += 1;
+        while s.closed {
+            s = opened.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        s.waiting -= 1;
+    }
+}
+
+/// `inner`, but each commit first waits until its gate is open (a slow fsync).
+pub struct HeldCommits<S> {
+    pub inner: S,
+    pub gate: CommitGate,
+}
+
+impl<S: EventStore> EventStore for HeldCommits<S> {
+    fn replay(
+        &mut self,
+        from: LogPosition,
+        visit: &mut dyn FnMut(Record<'_>),
+    ) -> Result<LogPosition, StoreError> {
+        self.inner.replay(from, visit)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
+        self.gate.pass();
+        self.inner.commit(batch)
+    }
+
+    fn recover(&mut self) -> Result<(), StoreError> {
         self.inner.recover()
     }
 

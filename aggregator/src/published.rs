@@ -1,0 +1,406 @@
+//! What queries read: an immutable [`Snapshot`] of the engine's durable state, which the
+//! engine's one writer publishes after each durable commit ([`crate::engine::Engine::publish`]).
+//! Readers hold it as long as they like and never wait on the writer.
+//!
+//! A snapshot shares nearly everything with the previous one: the call states are kept
+//! in chunks of [`CHUNK`] calls behind [`Arc`]s, and publishing copies only the chunks
+//! whose calls changed since the last publication (a commit touches the calls of its
+//! events: one or two chunks, plus those of late events); the cells share their days
+//! the same way (see [`crate::domain::cells`]). The cost of a publication is the chunks
+//! a commit touched and a map of chunk pointers, not the history.
+
+use crate::domain::call::{CallRecord, CallState, LineId, NONE};
+use crate::domain::callbook::{CallBook, Changes};
+use crate::domain::cells::{CallStates, Cells, CellsView, Scan};
+use crate::domain::config::MetricsConfig;
+use crate::domain::event::DEFAULT_LINE;
+use crate::domain::figures::CallSource;
+use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
+use crate::domain::time::Millis;
+use crate::store::LogPosition;
+use jiff::civil::Date;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Calls per shared chunk of states (80 bytes each: 320 KiB a chunk).
+pub const CHUNK: usize = 4096;
+
+/// The interned lines of a book, as a snapshot reads them.
+#[derive(Debug, Default)]
+struct LineTable {
+    names: Vec<Box<str>>,
+    ids: HashMap<Box<str>, LineId>,
+}
+
+impl LineTable {
+    fn of(book: &CallBook) -> Self {
+        let names: Vec<Box<str>> = book.line_names().map(Into::into).collect();
+        let ids = names
+            .iter()
+            .filter_map(|n| book.line_id(n).map(|id| (n.clone(), id)))
+            .collect();
+        Self { names, ids }
+    }
+}
+
+/// The call states of a book at one publication, in shared chunks.
+#[derive(Debug, Clone, Default)]
+pub struct SharedStates {
+    chunks: Vec<Arc<[CallState]>>,
+    count: usize,
+    lines: Arc<LineTable>,
+}
+
+impl CallStates for SharedStates {
+    fn state(&self, i: u32) -> &CallState {
+        let i = i as usize;
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn line_id(&self, name: &str) -> Option<LineId> {
+        self.lines.ids.get(name).copied()
+    }
+
+    /// As [`CallBook::line_of`].
+    fn line_of(&self, state: &CallState) -> LineId {
+        if state.offered == NONE {
+            self.line_id(DEFAULT_LINE).unwrap_or(LineId::MAX)
+        } else {
+            state.line
+        }
+    }
+
+    /// As [`CallBook::record`].
+    fn record(&self, state: &CallState, now: Millis) -> CallRecord<'_> {
+        let name = if state.offered == NONE {
+            DEFAULT_LINE
+        } else {
+            self.lines
+                .names
+                .get(state.line as usize)
+                .map_or(DEFAULT_LINE, |s| s)
+        };
+        state.record(now, name)
+    }
+}
+
+/// The writer's side: the chunks last published and which of them changed since.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    states: SharedStates,
+    /// Chunks whose calls changed (or were created) since the last publication.
+    dirty: BTreeSet<usize>,
+    config: Arc<MetricsConfig>,
+}
+
+impl Publisher {
+    /// Everything of `book` is to be published (its first publication).
+    pub(crate) fn new(book: &CallBook, config: &MetricsConfig) -> Self {
+        Self {
+            states: SharedStates::default(),
+            dirty: (0..book.calls().div_ceil(CHUNK)).collect(),
+            config: Arc::new(config.clone()),
+        }
+    }
+
+    /// Notes the calls `changes` (of a book of `calls` calls) says changed.
+    pub(crate) fn mark(&mut self, changes: &Changes, calls: usize) {
+        for &(i, _) in &changes.before {
+            self.dirty.insert(i as usize / CHUNK);
+        }
+        if changes.created_from < calls {
+            self.dirty
+                .extend(changes.created_from / CHUNK..calls.div_ceil(CHUNK));
+        }
+    }
+
+    /// The states of `book` now: the changed chunks copied, the others shared.
+    pub(crate) fn states(&mut self, book: &CallBook) -> SharedStates {
+        let all = book.states();
+        for c in std::mem::take(&mut self.dirty) {
+            let start = c * CHUNK;
+            let Some(calls) = all.get(start..(start + CHUNK).min(all.len())) else {
+                continue; // no such chunk (cannot happen: books only grow)
+            };
+            let chunk: Arc<[CallState]> = calls.into();
+            match self.states.chunks.get_mut(c) {
+                Some(old) => *old = chunk,
+                None => self.states.chunks.push(chunk),
+            }
+        }
+        self.states.count = all.len();
+        if self.states.lines.names.len() != book.line_names().count() {
+            self.states.lines = Arc::new(LineTable::of(book));
+        }
+        self.states.clone()
+    }
+
+    pub(crate) fn config(&self) -> &Arc<MetricsConfig> {
+        &self.config
+    }
+}
+
+/// The engine's durable state at one publication: answers every query as the engine
+/// does (the cells of the period for the configured threshold, a recount of the
+/// period's calls for another, every call without cells).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub(crate) config: Arc<MetricsConfig>,
+    pub(crate) states: SharedStates,
+    pub(crate) cells: Option<Cells>,
+    pub(crate) newest_ts: Option<Millis>,
+    pub(crate) position: LogPosition,
+}
+
+impl Snapshot {
+    pub fn config(&self) -> &MetricsConfig {
+        &self.config
+    }
+
+    /// The service lines seen (a query's `line` must be one of them).
+    pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
+        self.states.lines.names.iter().map(|l| &**l)
+    }
+
+    /// The end of the log this snapshot covers.
+    pub fn position(&self) -> LogPosition {
+        self.position
+    }
+
+    /// How many calls it holds.
+    pub fn calls(&self) -> usize {
+        self.states.count
+    }
+
+    /// As [`CallBook::clock`].
+    fn clock(&self, wall: Millis) -> Millis {
+        self.newest_ts.map_or(wall, |n| n.max(wall))
+    }
+
+    fn with_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
+        let (book, now) = (&self.states, self.clock(wall));
+        match &self.cells {
+            Some(cells) => count(&CellsView { cells, book, now }),
+            None => count(&Scan { book, now }),
+        }
+    }
+
+    pub fn table1(
+        &self,
+        wall: Millis,
+        from: Date,
+        to: Date,
+        line: Option<String>,
+        threshold_ms: Option<Millis>,
+    ) -> Table1 {
+        let threshold_ms = threshold_ms.unwrap_or(self.config.threshold_ms);
+        self.with_source(wall, |source| {
+            reports::table1(source, &self.config, from, to, line, threshold_ms)
+        })
+    }
+
+    pub fn sla_year(
+        &self,
+        wall: Millis,
+        year: i16,
+        line: Option<String>,
+        threshold_ms: Option<Millis>,
+        target: Option<f64>,
+    ) -> SlaYear {
+        let q = SlaQuery {
+            year,
+            line,
+            threshold_ms: threshold_ms.unwrap_or(self.config.threshold_ms),
+            target: target.unwrap_or(self.config.target),
+        };
+        self.with_source(wall, |source| reports::sla_year(source, &self.config, q))
+    }
+
+    pub fn volume(&self, wall: Millis, half: Half) -> VolumeCheck {
+        self.with_source(wall, |source| {
+            reports::volume_check(source, &self.config, half)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::privacy::Pseudonymizer;
+    use crate::domain::time::parse_date;
+    use crate::domain::validate::validate_line;
+    use crate::engine::Engine;
+    use crate::store::codec::Record;
+    use crate::store::embedded::EmbeddedStore;
+
+    /// One event line of call `i` (spread over March 2019, two lines).
+    fn line(i: usize, kind: &str, offset_s: usize) -> String {
+        let (day, s) = (1 + i % 28, 8 * 3600 + (i * 37) % 30_000 + offset_s);
+        let ts = format!(
+            "2019-03-{day:02}T{:02}:{:02}:{:02}+01:00",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        );
+        let line = if i % 3 == 0 { "prelievi" } else { "cup" };
+        let agent = if kind == "answered" {
+            r#","agent":"op""#
+        } else {
+            ""
+        };
+        format!(r#"{{"call_id":"c{i}","type":"{kind}","ts":"{ts}","line":"{line}"{agent}}}"#)
+    }
+
+    fn ingest(e: &mut Engine, lines: &[String]) {
+        let p = Pseudonymizer::new([0; 32]);
+        let records = lines
+            .iter()
+            .map(|l| Record::Event(validate_line(l.as_bytes(), &p).expect("valid")));
+        e.ingest(records).expect("ingest");
+    }
+
+    fn calls(range: std::ops::Range<usize>, kind: &str, offset_s: usize) -> Vec<String> {
+        range.map(|i| line(i, kind, offset_s)).collect()
+    }
+
+    /// Every query the API asks, from the engine and from a snapshot.
+    fn same_answers(e: &Engine, s: &Snapshot) {
+        let d = |t| parse_date(t).expect("date");
+        let periods = [("2019-03-01", "2019-04-01"), ("2019-03-04", "2019-03-05")];
+        for (from, to) in periods {
+            for line in [None, Some("prelievi".to_owned())] {
+                for t in [None, Some(95_500)] {
+                    assert_eq!(
+                        e.table1(0, d(from), d(to), line.clone(), t),
+                        s.table1(0, d(from), d(to), line.clone(), t),
+                        "{from}..{to} {line:?} {t:?}"
+                    );
+                }
+            }
+        }
+        // Hours later by the wall clock: the open calls are unresolved by then.
+        let later = e.book().clock(0) + 7 * 3_600_000;
+        assert_eq!(
+            e.table1(later, d("2019-03-01"), d("2019-04-01"), None, None),
+            s.table1(later, d("2019-03-01"), d("2019-04-01"), None, None)
+        );
+        assert_eq!(
+            e.sla_year(0, 2019, None, None, None),
+            s.sla_year(0, 2019, None, None, None)
+        );
+        assert_eq!(
+            e.sla_year(0, 2019, Some("cup".into()), Some(60_000), Some(0.7)),
+            s.sla_year(0, 2019, Some("cup".into()), Some(60_000), Some(0.7))
+        );
+        let h1 = Half {
+            year: 2019,
+            second: false,
+        };
+        assert_eq!(e.volume(0, h1), s.volume(0, h1));
+        assert_eq!(e.lines().collect::<Vec<_>>(), s.lines().collect::<Vec<_>>());
+    }
+
+    fn chunk(s: &Snapshot, c: usize) -> &Arc<[CallState]> {
+        &s.states.chunks[c]
+    }
+
+    fn snapshots_answer_as_the_engine_and_share_what_did_not_change(indexed: bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let mut e =
+            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
+        if indexed {
+            e.index_periods();
+        }
+        let empty = e.publish();
+        assert_eq!(empty.calls(), 0);
+        // Calls 0..9000 offered and waiting: three chunks, the last one partial.
+        let mut first = calls(0..9_000, "offered", 0);
+        first.extend(calls(0..9_000, "announcement_end", 40));
+        ingest(&mut e, &first);
+        let s1 = e.publish();
+        assert_eq!((s1.calls(), s1.states.chunks.len()), (9_000, 3));
+        same_answers(&e, &s1);
+        let s1_table = s1.table1(
+            0,
+            parse_date("2019-03-01").expect("d"),
+            parse_date("2019-04-01").expect("d"),
+            None,
+            None,
+        );
+
+        // Answers for calls of chunks 1 and 2, and new calls: chunk 0 is shared.
+        let mut second = calls(8_000..9_000, "answered", 100);
+        second.extend(calls(9_000..9_500, "offered", 0));
+        ingest(&mut e, &second);
+        let s2 = e.publish();
+        assert!(Arc::ptr_eq(chunk(&s1, 0), chunk(&s2, 0)));
+        assert!(!Arc::ptr_eq(chunk(&s1, 1), chunk(&s2, 1)));
+        assert!(!Arc::ptr_eq(chunk(&s1, 2), chunk(&s2, 2)));
+        same_answers(&e, &s2);
+
+        // A late outcome of an old call (chunk 0) and a duplicate: chunks 1, 2 shared.
+        ingest(
+            &mut e,
+            &[line(5, "abandoned", 90), line(8_500, "answered", 100)],
+        );
+        let s3 = e.publish();
+        assert!(!Arc::ptr_eq(chunk(&s2, 0), chunk(&s3, 0)));
+        assert!(Arc::ptr_eq(chunk(&s2, 1), chunk(&s3, 1)));
+        assert!(Arc::ptr_eq(chunk(&s2, 2), chunk(&s3, 2)));
+        same_answers(&e, &s3);
+        // Nothing changed: the same chunks again.
+        let s4 = e.publish();
+        assert!((0..3).all(|c| Arc::ptr_eq(chunk(&s3, c), chunk(&s4, c))));
+        assert_eq!(s4.position(), s3.position());
+
+        // An older snapshot still answers as it did when it was published.
+        let again = s1.table1(
+            0,
+            parse_date("2019-03-01").expect("d"),
+            parse_date("2019-04-01").expect("d"),
+            None,
+            None,
+        );
+        assert_eq!(s1_table, again);
+        assert_ne!(
+            again,
+            s3.table1(
+                0,
+                parse_date("2019-03-01").expect("d"),
+                parse_date("2019-04-01").expect("d"),
+                None,
+                None
+            )
+        );
+        assert_eq!(empty.calls(), 0);
+    }
+
+    #[test]
+    fn snapshots_of_an_indexed_engine_answer_as_it_does() {
+        snapshots_answer_as_the_engine_and_share_what_did_not_change(true);
+    }
+
+    #[test]
+    fn snapshots_of_an_engine_without_cells_answer_as_it_does() {
+        snapshots_answer_as_the_engine_and_share_what_did_not_change(false);
+    }
+
+    #[test]
+    fn indexing_after_publishing_keeps_the_changes_for_the_next_publication() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let mut e =
+            Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
+        ingest(&mut e, &calls(0..100, "offered", 0));
+        let _ = e.publish();
+        ingest(&mut e, &calls(0..100, "abandoned", 50));
+        e.index_periods();
+        let s = e.publish();
+        same_answers(&e, &s);
+    }
+}
