@@ -11,7 +11,7 @@ use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck}
 use crate::domain::time::Millis;
 use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Transitions};
 use crate::observe;
-use crate::published::{Publisher, Snapshot};
+use crate::published::{Publisher, Snapshot, States};
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
 };
@@ -405,7 +405,7 @@ impl Engine {
         });
         let snapshot = Snapshot {
             config: std::sync::Arc::clone(publisher.config()),
-            states: publisher.states(&self.book),
+            states: States::Shared(publisher.states(&self.book)),
             cells: self.cells.clone(),
             newest_ts: self.book.newest_ts(),
             position: self.position,
@@ -416,6 +416,19 @@ impl Engine {
             "snapshot published"
         );
         snapshot
+    }
+
+    /// The engine as a snapshot for good, for a process that only queries (`stats
+    /// --data`): its book is handed over, nothing is copied.
+    pub fn into_snapshot(mut self) -> Snapshot {
+        self.settle_cells();
+        Snapshot {
+            config: std::sync::Arc::new(self.config),
+            newest_ts: self.book.newest_ts(),
+            states: States::Book(std::sync::Arc::new(self.book)),
+            cells: self.cells,
+            position: self.position,
+        }
     }
 
     /// The cells, when kept, else every record: what queries count from.

@@ -88,6 +88,61 @@ impl CallStates for SharedStates {
     }
 }
 
+/// The call states a snapshot reads: shared chunks (a server's publications), or a whole
+/// book handed over for good ([`crate::engine::Engine::into_snapshot`]: a one-shot
+/// query copies nothing).
+#[derive(Clone)]
+pub(crate) enum States {
+    Shared(SharedStates),
+    Book(Arc<CallBook>),
+}
+
+impl std::fmt::Debug for States {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Shared(s) => f.debug_tuple("Shared").field(s).finish(),
+            Self::Book(b) => write!(f, "Book({} calls)", b.calls()),
+        }
+    }
+}
+
+impl CallStates for States {
+    fn state(&self, i: u32) -> &CallState {
+        match self {
+            Self::Shared(s) => s.state(i),
+            Self::Book(b) => b.state(i),
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            Self::Shared(s) => s.count(),
+            Self::Book(b) => CallStates::count(&**b),
+        }
+    }
+
+    fn line_id(&self, name: &str) -> Option<LineId> {
+        match self {
+            Self::Shared(s) => s.line_id(name),
+            Self::Book(b) => CallStates::line_id(&**b, name),
+        }
+    }
+
+    fn line_of(&self, state: &CallState) -> LineId {
+        match self {
+            Self::Shared(s) => s.line_of(state),
+            Self::Book(b) => CallStates::line_of(&**b, state),
+        }
+    }
+
+    fn record(&self, state: &CallState, now: Millis) -> CallRecord<'_> {
+        match self {
+            Self::Shared(s) => s.record(state, now),
+            Self::Book(b) => CallStates::record(&**b, state, now),
+        }
+    }
+}
+
 /// The writer's side: the chunks last published and which of them changed since.
 #[derive(Debug)]
 pub(crate) struct Publisher {
@@ -150,7 +205,7 @@ impl Publisher {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub(crate) config: Arc<MetricsConfig>,
-    pub(crate) states: SharedStates,
+    pub(crate) states: States,
     pub(crate) cells: Option<Cells>,
     pub(crate) newest_ts: Option<Millis>,
     pub(crate) position: LogPosition,
@@ -162,8 +217,11 @@ impl Snapshot {
     }
 
     /// The service lines seen (a query's `line` must be one of them).
-    pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
-        self.states.lines.names.iter().map(|l| &**l)
+    pub fn lines(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match &self.states {
+            States::Shared(s) => Box::new(s.lines.names.iter().map(|l| &**l)),
+            States::Book(b) => Box::new(b.line_names()),
+        }
     }
 
     /// The end of the log this snapshot covers.
@@ -173,7 +231,7 @@ impl Snapshot {
 
     /// How many calls it holds.
     pub fn calls(&self) -> usize {
-        self.states.count
+        self.states.count()
     }
 
     /// As [`CallBook::clock`].
@@ -304,8 +362,45 @@ mod tests {
         assert_eq!(e.lines().collect::<Vec<_>>(), s.lines().collect::<Vec<_>>());
     }
 
+    fn shared(s: &Snapshot) -> &SharedStates {
+        match &s.states {
+            States::Shared(shared) => shared,
+            States::Book(_) => panic!("a publication shares chunks"),
+        }
+    }
+
     fn chunk(s: &Snapshot, c: usize) -> &Arc<[CallState]> {
-        &s.states.chunks[c]
+        &shared(s).chunks[c]
+    }
+
+    #[test]
+    fn an_engine_handed_over_answers_as_itself() {
+        for indexed in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut e = Engine::open(
+                Box::new(EmbeddedStore::open(dir.path()).expect("store")),
+                [1; 16],
+                MetricsConfig::default(),
+            )
+            .expect("engine");
+            if indexed {
+                e.index_periods();
+            }
+            ingest(&mut e, &calls(0..5_000, "offered", 0));
+            ingest(&mut e, &calls(0..3_000, "answered", 90));
+            let dir2 = tempfile::tempdir().expect("tempdir");
+            let mut twin = Engine::open(
+                Box::new(EmbeddedStore::open(dir2.path()).expect("store")),
+                [1; 16],
+                MetricsConfig::default(),
+            )
+            .expect("engine");
+            ingest(&mut twin, &calls(0..5_000, "offered", 0));
+            ingest(&mut twin, &calls(0..3_000, "answered", 90));
+            let s = e.into_snapshot();
+            assert!(matches!(s.states, States::Book(_)));
+            same_answers(&twin, &s);
+        }
     }
 
     fn snapshots_answer_as_the_engine_and_share_what_did_not_change(indexed: bool) {
@@ -323,7 +418,7 @@ mod tests {
         first.extend(calls(0..9_000, "announcement_end", 40));
         ingest(&mut e, &first);
         let s1 = e.publish();
-        assert_eq!((s1.calls(), s1.states.chunks.len()), (9_000, 3));
+        assert_eq!((s1.calls(), shared(&s1).chunks.len()), (9_000, 3));
         same_answers(&e, &s1);
         let s1_table = s1.table1(
             0,

@@ -71,6 +71,25 @@ impl AppState {
         }
     }
 
+    /// For a process that only queries (`stats --data`): the engine is handed over as
+    /// its one snapshot (nothing copied), no writer runs, and writes are refused.
+    pub fn for_queries(engine: Engine, pseudo: Pseudonymizer) -> Self {
+        let hasher = Arc::new(engine.key_hasher());
+        let poisoned = Arc::new(AtomicBool::new(engine.is_poisoned()));
+        let (_, snapshot) = watch::channel(Arc::new(engine.into_snapshot()));
+        // No writer: the receiving end is gone, so every job is refused at once.
+        let (writer, _) = std::sync::mpsc::channel::<Job>();
+        Self {
+            writer,
+            snapshot,
+            poisoned,
+            pseudo: Arc::new(pseudo),
+            hasher,
+            availability: Availability::default(),
+            shutdown: Shutdown::default(),
+        }
+    }
+
     /// The snapshot queries read now; refused while the engine is poisoned (the store
     /// is failing: the server is not serving).
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {

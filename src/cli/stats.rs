@@ -129,7 +129,7 @@ impl Backend {
                     calendar: at.calendar.calendar,
                 };
                 let (engine, pseudo) = open_engine(&store, Use::Queries)?;
-                Ok(Self::Local(StatsService::new(AppState::new(
+                Ok(Self::Local(StatsService::new(AppState::for_queries(
                     engine, pseudo,
                 ))))
             }
