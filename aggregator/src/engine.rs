@@ -7,17 +7,15 @@ use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
 use crate::domain::event::{Event, EventType};
 use crate::domain::figures::CallSource;
-use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
 use crate::domain::time::Millis;
 use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Transitions};
 use crate::observe;
-use crate::published::{Publisher, Snapshot, States};
+use crate::published::{Answers, Publisher, Snapshot, States};
 use crate::store::codec::{
     DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
 };
 use crate::store::runs::{self, RunSet};
 use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
-use jiff::civil::Date;
 use std::sync::mpsc::SyncSender;
 
 /// Encoded input records (see `codec`), with what folding needs of each event record,
@@ -431,15 +429,6 @@ impl Engine {
         }
     }
 
-    /// The cells, when kept, else every record: what queries count from.
-    fn with_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
-        let (book, now) = (&self.book, self.book.clock(wall));
-        match &self.cells {
-            Some(cells) => count(&CellsView { cells, book, now }),
-            None => count(&Scan { book, now }),
-        }
-    }
-
     /// After a failed commit: once the store can take writes again, rebuilds the book
     /// from what is durable (so the failed commit's events, never acknowledged, are not
     /// in it) and lifts the poisoning. Nothing acknowledged is lost, nothing is counted
@@ -731,42 +720,20 @@ impl Engine {
     pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
         self.book.line_names()
     }
+}
 
-    pub fn table1(
-        &self,
-        wall: Millis,
-        from: Date,
-        to: Date,
-        line: Option<String>,
-        threshold_ms: Option<Millis>,
-    ) -> Table1 {
-        let threshold_ms = threshold_ms.unwrap_or(self.config.threshold_ms);
-        self.with_source(wall, |source| {
-            reports::table1(source, &self.config, from, to, line, threshold_ms)
-        })
+/// The cells, when kept, else every record: what queries count from.
+impl Answers for Engine {
+    fn answer_config(&self) -> &MetricsConfig {
+        &self.config
     }
 
-    pub fn sla_year(
-        &self,
-        wall: Millis,
-        year: i16,
-        line: Option<String>,
-        threshold_ms: Option<Millis>,
-        target: Option<f64>,
-    ) -> SlaYear {
-        let q = SlaQuery {
-            year,
-            line,
-            threshold_ms: threshold_ms.unwrap_or(self.config.threshold_ms),
-            target: target.unwrap_or(self.config.target),
-        };
-        self.with_source(wall, |source| reports::sla_year(source, &self.config, q))
-    }
-
-    pub fn volume(&self, wall: Millis, half: Half) -> VolumeCheck {
-        self.with_source(wall, |source| {
-            reports::volume_check(source, &self.config, half)
-        })
+    fn answer_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
+        let (book, now) = (&self.book, self.book.clock(wall));
+        match &self.cells {
+            Some(cells) => count(&CellsView { cells, book, now }),
+            None => count(&Scan { book, now }),
+        }
     }
 }
 

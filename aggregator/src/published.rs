@@ -238,16 +238,32 @@ impl Snapshot {
     fn clock(&self, wall: Millis) -> Millis {
         self.newest_ts.map_or(wall, |n| n.max(wall))
     }
+}
 
-    fn with_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
+impl Answers for Snapshot {
+    fn answer_config(&self) -> &MetricsConfig {
+        &self.config
+    }
+
+    fn answer_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
         let (book, now) = (&self.states, self.clock(wall));
         match &self.cells {
             Some(cells) => count(&CellsView { cells, book, now }),
             None => count(&Scan { book, now }),
         }
     }
+}
 
-    pub fn table1(
+/// The queries of the API, answered alike by the engine and by a snapshot: they differ
+/// only in where the records are counted from ([`Self::answer_source`]).
+pub trait Answers {
+    /// The configuration the figures follow.
+    fn answer_config(&self) -> &MetricsConfig;
+
+    /// Calls `count` with what the records are counted from at wall clock `wall`.
+    fn answer_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T;
+
+    fn table1(
         &self,
         wall: Millis,
         from: Date,
@@ -255,13 +271,14 @@ impl Snapshot {
         line: Option<String>,
         threshold_ms: Option<Millis>,
     ) -> Table1 {
-        let threshold_ms = threshold_ms.unwrap_or(self.config.threshold_ms);
-        self.with_source(wall, |source| {
-            reports::table1(source, &self.config, from, to, line, threshold_ms)
+        let config = self.answer_config();
+        let threshold_ms = threshold_ms.unwrap_or(config.threshold_ms);
+        self.answer_source(wall, |source| {
+            reports::table1(source, config, from, to, line, threshold_ms)
         })
     }
 
-    pub fn sla_year(
+    fn sla_year(
         &self,
         wall: Millis,
         year: i16,
@@ -269,19 +286,19 @@ impl Snapshot {
         threshold_ms: Option<Millis>,
         target: Option<f64>,
     ) -> SlaYear {
+        let config = self.answer_config();
         let q = SlaQuery {
             year,
             line,
-            threshold_ms: threshold_ms.unwrap_or(self.config.threshold_ms),
-            target: target.unwrap_or(self.config.target),
+            threshold_ms: threshold_ms.unwrap_or(config.threshold_ms),
+            target: target.unwrap_or(config.target),
         };
-        self.with_source(wall, |source| reports::sla_year(source, &self.config, q))
+        self.answer_source(wall, |source| reports::sla_year(source, config, q))
     }
 
-    pub fn volume(&self, wall: Millis, half: Half) -> VolumeCheck {
-        self.with_source(wall, |source| {
-            reports::volume_check(source, &self.config, half)
-        })
+    fn volume(&self, wall: Millis, half: Half) -> VolumeCheck {
+        let config = self.answer_config();
+        self.answer_source(wall, |source| reports::volume_check(source, config, half))
     }
 }
 

@@ -4,6 +4,7 @@ use crate::convert;
 use crate::state::{AppState, wall_ms};
 use netwait_aggregator::domain::arguments::{self, ArgumentError};
 use netwait_aggregator::domain::time::Millis;
+use netwait_aggregator::published::Answers;
 use netwait_aggregator::published::Snapshot;
 use netwait_proto::v1 as pb;
 use pb::stats_server::Stats;

@@ -223,6 +223,7 @@ mod tests {
     use crate::source::ReaderSource;
     use netwait_aggregator::domain::config::MetricsConfig;
     use netwait_aggregator::domain::time::parse_date;
+    use netwait_aggregator::published::Answers;
     use netwait_aggregator::store::embedded::EmbeddedStore;
 
     /// Imports `input`, cut into chunks of `chunk_bytes`, into a fresh embedded store.

@@ -5,6 +5,7 @@ use crate::decoded::{encode_units, stage};
 use netwait_aggregator::domain::config::MetricsConfig;
 use netwait_aggregator::domain::time::parse_date;
 use netwait_aggregator::engine::{Engine, IngestSummary};
+use netwait_aggregator::published::Answers;
 use netwait_aggregator::store::embedded::EmbeddedStore;
 
 fn engine() -> (tempfile::TempDir, Engine) {
