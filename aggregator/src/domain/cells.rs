@@ -26,7 +26,7 @@
 use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, CallState, LineId, Outcome, UNRESOLVED_AFTER};
 use super::callbook::{CallBook, Changes};
-use super::figures::{CallSource, Classifier, Figures, LineFilter, tally};
+use super::figures::{CallSource, Classifier, Figures, LineFilter, tally, tally_period};
 use super::open_calls::{OpenCalls, timed_out_by};
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
 use jiff::civil::Date;
@@ -365,10 +365,17 @@ impl<B: CallStates + ?Sized> CallSource for Scan<'_, B> {
         bucket: &dyn Fn(Date) -> Option<usize>,
         out: &mut [Figures],
     ) {
-        let in_period = |d: Date| (from <= d && d < to).then(|| bucket(d)).flatten();
         let (book, now) = (self.book, self.now);
         let records = (0..book.count() as u32).map(|i| book.record(book.state(i), now));
-        tally(records, line, calendar, threshold_ms, in_period, out);
+        tally_period(
+            records,
+            line,
+            calendar,
+            threshold_ms,
+            (from, to),
+            bucket,
+            out,
+        );
     }
 }
 

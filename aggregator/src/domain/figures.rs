@@ -219,16 +219,31 @@ impl CallSource for [CallRecord<'_>] {
         bucket: &dyn Fn(Date) -> Option<usize>,
         out: &mut [Figures],
     ) {
-        let in_period = |d: Date| (from <= d && d < to).then(|| bucket(d)).flatten();
-        tally(
-            self.iter().copied(),
+        let records = self.iter().copied();
+        tally_period(
+            records,
             line,
             calendar,
             threshold_ms,
-            in_period,
+            (from, to),
+            bucket,
             out,
         );
     }
+}
+
+/// [`tally`] of the calls anchored on the days of `[from, to)`, into `bucket(date)`.
+pub fn tally_period<'a>(
+    records: impl Iterator<Item = CallRecord<'a>>,
+    line: &LineFilter,
+    calendar: &ServiceCalendar,
+    threshold_ms: Millis,
+    (from, to): (Date, Date),
+    bucket: &dyn Fn(Date) -> Option<usize>,
+    out: &mut [Figures],
+) {
+    let in_period = |d: Date| (from <= d && d < to).then(|| bucket(d)).flatten();
+    tally(records, line, calendar, threshold_ms, in_period, out);
 }
 
 /// Folds records into buckets: `bucket(local_date)` names the bucket of a call anchored
