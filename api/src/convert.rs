@@ -50,7 +50,7 @@ pub fn sla_year(y: &SlaYear) -> pb::SlaYear {
                 }),
                 status: m.status.as_str().into(),
                 answered: m.figures.answered,
-                answered_within_threshold: m.figures.answered_under_threshold,
+                answered_within_threshold: m.figures.answered_within_threshold,
                 abandoned: m.figures.abandoned,
                 overflow: m.figures.overflow,
             }

@@ -19,7 +19,7 @@ pub struct Figures {
     /// Answered with net wait >= T.
     pub answered_wait_over_threshold: u64,
     /// Answered with net wait < T (the SLA numerator).
-    pub answered_under_threshold: u64,
+    pub answered_within_threshold: u64,
     pub max_wait_ms: Option<Millis>,
     pub wait_sum_ms: u128,
     pub talk_sum_ms: u128,
@@ -55,7 +55,7 @@ impl Figures {
                 if w >= threshold_ms {
                     self.answered_wait_over_threshold += 1;
                 } else {
-                    self.answered_under_threshold += 1;
+                    self.answered_within_threshold += 1;
                 }
                 self.max_wait_ms = Some(self.max_wait_ms.map_or(w, |m| m.max(w)));
                 self.wait_sum_ms += w as u128;
@@ -159,7 +159,7 @@ impl Figures {
         self.answered_without_wait += o.answered_without_wait;
         self.answered_wait_within_threshold += o.answered_wait_within_threshold;
         self.answered_wait_over_threshold += o.answered_wait_over_threshold;
-        self.answered_under_threshold += o.answered_under_threshold;
+        self.answered_within_threshold += o.answered_within_threshold;
         self.max_wait_ms = match (self.max_wait_ms, o.max_wait_ms) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -181,7 +181,7 @@ impl Figures {
         self.answered_without_wait -= o.answered_without_wait;
         self.answered_wait_within_threshold -= o.answered_wait_within_threshold;
         self.answered_wait_over_threshold -= o.answered_wait_over_threshold;
-        self.answered_under_threshold -= o.answered_under_threshold;
+        self.answered_within_threshold -= o.answered_within_threshold;
         self.wait_sum_ms -= o.wait_sum_ms;
         self.talk_sum_ms -= o.talk_sum_ms;
         self.talk_count -= o.talk_count;
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(f.answered_without_wait, 2);
         assert_eq!(f.answered_wait_within_threshold, 2);
         assert_eq!(f.answered_wait_over_threshold, 2);
-        assert_eq!(f.answered_under_threshold, 4);
+        assert_eq!(f.answered_within_threshold, 4);
         assert_eq!(f.max_wait_s(), Some(140.001));
         assert_eq!(f.avg_talk_s(), None);
     }

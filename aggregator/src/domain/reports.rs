@@ -97,7 +97,7 @@ impl SlaMonth {
                 SlaPolicy::AnsweredAndAbandoned => f.answered + f.abandoned,
                 SlaPolicy::Offered => f.answered + f.abandoned + f.overflow,
             };
-            (den > 0).then(|| f.answered_under_threshold as f64 / den as f64)
+            (den > 0).then(|| f.answered_within_threshold as f64 / den as f64)
         };
         let policies = SlaPolicy::ALL.map(share);
         let sla = share(policy);
