@@ -1,6 +1,6 @@
 //! Domain <-> protobuf conversions.
 
-use netwait_aggregator::domain::json_line::{RawEvent, RawValue};
+use netwait_aggregator::domain::raw_event::{RawEvent, RawValue};
 use netwait_aggregator::domain::reports::{self, SlaYear, Table1, VolumeCheck};
 use netwait_proto::v1 as pb;
 use std::borrow::Cow;
@@ -179,13 +179,13 @@ mod tests {
         let parsed = netwait_aggregator::domain::json_line::parse_line(&raw).expect("valid JSON");
         assert_eq!(
             parsed.call_id,
-            Some(netwait_aggregator::domain::json_line::RawValue::Str(
+            Some(netwait_aggregator::domain::raw_event::RawValue::Str(
                 Cow::Owned("a\"b\\c\u{1}é".into())
             ))
         );
         assert_eq!(
             parsed.ts,
-            Some(netwait_aggregator::domain::json_line::RawValue::Int(5))
+            Some(netwait_aggregator::domain::raw_event::RawValue::Int(5))
         );
     }
 }

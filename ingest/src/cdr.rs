@@ -7,8 +7,9 @@
 use crate::bom::UTF8_BOM;
 use crate::decoded::{Unit, derived_id, text};
 use netwait_aggregator::domain::event::EventType;
-use netwait_aggregator::domain::json_line::{MAX_LINE_BYTES, RawEvent, RawValue};
+use netwait_aggregator::domain::limits::MAX_LINE_BYTES;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::domain::raw_event::{RawEvent, RawValue};
 use netwait_aggregator::domain::reject::Reject;
 use netwait_aggregator::domain::validate::instant;
 use std::borrow::Cow;

@@ -13,8 +13,8 @@ use crate::parse::{dead_letter, encode_chunk_into};
 use crate::queue_log::{self, QueueLogConfig};
 use jiff::tz::TimeZone;
 use netwait_aggregator::domain::dedupe::KeyHasher;
-use netwait_aggregator::domain::json_line::RawEvent;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::domain::raw_event::RawEvent;
 use netwait_aggregator::domain::reject::Reject;
 use netwait_aggregator::domain::validate::validate;
 use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary};
@@ -37,8 +37,8 @@ pub struct Unit<'a> {
 /// A string field value.
 pub fn text<'a>(
     s: impl Into<Cow<'a, str>>,
-) -> Option<netwait_aggregator::domain::json_line::RawValue<'a>> {
-    Some(netwait_aggregator::domain::json_line::RawValue::Str(
+) -> Option<netwait_aggregator::domain::raw_event::RawValue<'a>> {
+    Some(netwait_aggregator::domain::raw_event::RawValue::Str(
         s.into(),
     ))
 }
@@ -177,7 +177,7 @@ pub fn stage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netwait_aggregator::domain::json_line::RawValue;
+    use netwait_aggregator::domain::raw_event::RawValue;
     use netwait_aggregator::store::codec::{Decoder, Record};
 
     #[test]

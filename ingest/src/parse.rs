@@ -3,9 +3,10 @@
 use crate::lines::Chunk;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::event::Event;
-use netwait_aggregator::domain::json_line::{MAX_LINE_BYTES, RawEvent};
+use netwait_aggregator::domain::limits::MAX_LINE_BYTES;
 use netwait_aggregator::domain::line_scan::scan_lines;
 use netwait_aggregator::domain::privacy::{Pseudonymizer, mask_digit_runs_str, redact_rejected};
+use netwait_aggregator::domain::raw_event::RawEvent;
 use netwait_aggregator::domain::reject::Reject;
 use netwait_aggregator::domain::validate::{validate, validate_line, validate_scanned};
 use netwait_aggregator::engine::EncodedChunk;

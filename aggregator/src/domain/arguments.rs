@@ -11,7 +11,7 @@ use thiserror::Error;
 /// The threshold T (spec §4): 1 s to 86,400 s, at most three decimals.
 pub const THRESHOLD_MS: std::ops::RangeInclusive<Millis> = SECOND..=86_400 * SECOND;
 /// Years a query may name: those of the spec's valid instants.
-pub const YEARS: std::ops::RangeInclusive<i16> = 1970..=2100;
+use super::limits::{MAX_TEXT_CHARS, YEARS};
 
 /// Why an argument is refused. Messages quote at most a short prefix of what was given.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -189,7 +189,7 @@ pub fn target(target: f64, floor: f64) -> Result<f64, ArgumentError> {
 pub fn line<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Result<(), ArgumentError> {
     /// Names listed in the message at most.
     const LISTED: usize = 20;
-    if name.is_empty() || name.chars().count() > 128 {
+    if name.is_empty() || name.chars().count() > MAX_TEXT_CHARS {
         return Err(ArgumentError::LineLength);
     }
     let mut known: Vec<&str> = known.into_iter().collect();

@@ -5,55 +5,10 @@
 //! included), and the JSON type of each field kept apart from its value. It also borrows
 //! strings from the line when they hold no escape, which keeps the import path fast.
 
+use super::limits::{FIELDS, MAX_LINE_BYTES, field_slot};
+use super::raw_event::{RawEvent, RawValue};
 use super::reject::Reject;
 use std::borrow::Cow;
-
-/// Longest accepted line, terminator not counted.
-pub const MAX_LINE_BYTES: usize = 65_536;
-
-/// A field's value before validation. `null` is not represented: it counts as absent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawValue<'a> {
-    Str(Cow<'a, str>),
-    /// A JSON number without fraction or exponent that fits in i64.
-    Int(i64),
-    /// Any other JSON value, by its kind name (for the reject reason).
-    Other(&'static str),
-}
-
-/// The known fields of an event as found on the wire (JSON or protobuf).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RawEvent<'a> {
-    pub call_id: Option<RawValue<'a>>,
-    pub kind: Option<RawValue<'a>>,
-    pub ts: Option<RawValue<'a>>,
-    pub event_id: Option<RawValue<'a>>,
-    pub line: Option<RawValue<'a>>,
-    pub agent: Option<RawValue<'a>>,
-    pub booking: Option<RawValue<'a>>,
-    pub reason: Option<RawValue<'a>>,
-    pub caller: Option<RawValue<'a>>,
-}
-
-const KNOWN_KEYS: [&str; 9] = [
-    "call_id", "type", "ts", "event_id", "line", "agent", "booking", "reason", "caller",
-];
-
-impl<'a> RawEvent<'a> {
-    fn slot(&mut self, index: usize) -> &mut Option<RawValue<'a>> {
-        match index {
-            0 => &mut self.call_id,
-            1 => &mut self.kind,
-            2 => &mut self.ts,
-            3 => &mut self.event_id,
-            4 => &mut self.line,
-            5 => &mut self.agent,
-            6 => &mut self.booking,
-            7 => &mut self.reason,
-            _ => &mut self.caller,
-        }
-    }
-}
 
 /// Parses one line (without its `\n` / `\r\n` terminator).
 pub fn parse_line(line: &[u8]) -> Result<RawEvent<'_>, Reject> {
@@ -61,22 +16,6 @@ pub fn parse_line(line: &[u8]) -> Result<RawEvent<'_>, Reject> {
         return Err(Reject::TooLong);
     }
     parse_line_str(std::str::from_utf8(line).map_err(|_| Reject::NotUtf8)?)
-}
-
-/// Slot index of a known key (the order of `KNOWN_KEYS`).
-pub(crate) fn known_key(key: &str) -> Option<usize> {
-    Some(match key {
-        "call_id" => 0,
-        "type" => 1,
-        "ts" => 2,
-        "event_id" => 3,
-        "line" => 4,
-        "agent" => 5,
-        "booking" => 6,
-        "reason" => 7,
-        "caller" => 8,
-        _ => return None,
-    })
 }
 
 /// [`parse_line`] for a line already known to be UTF-8 (e.g. a whole chunk was checked).
@@ -111,10 +50,10 @@ pub fn parse_line_str(text: &str) -> Result<RawEvent<'_>, Reject> {
     if !p.open_object() {
         loop {
             let key = p.member_head()?;
-            match known_key(&key) {
+            match field_slot(&key) {
                 Some(idx) => {
                     if seen & (1 << idx) != 0 {
-                        return Err(Reject::DuplicateKey(KNOWN_KEYS[idx].to_owned()));
+                        return Err(Reject::DuplicateKey(FIELDS[idx].to_owned()));
                     }
                     seen |= 1 << idx;
                     *ev.slot(idx) = p.scalar()?;

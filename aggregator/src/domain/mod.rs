@@ -13,12 +13,14 @@ pub mod figures;
 pub mod json_line;
 pub mod key_runs;
 pub mod key_table;
+pub mod limits;
 pub mod line_scan;
 pub mod open_calls;
 pub mod plain_line;
 pub mod privacy;
 #[cfg(test)]
 mod random_edits;
+pub mod raw_event;
 pub mod reject;
 pub mod reports;
 pub mod time;

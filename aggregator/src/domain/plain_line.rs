@@ -11,7 +11,7 @@
 //! the general one accepts, with the same result; a differential test holds it to that.
 
 use super::event::{BookingKind, Event, EventType};
-use super::json_line::known_key;
+use super::limits::field_slot;
 use super::line_scan::QuoteMask;
 use super::privacy::Pseudonymizer;
 use super::time::{in_range, parse_rfc3339};
@@ -116,7 +116,7 @@ pub fn validate_plain_with<'a>(
         quotes,
     };
     c.eat(b'{')?;
-    // Slots in the general parser's order (`json_line::known_key`).
+    // Slots in the general parser's order (`limits::field_slot`).
     let mut known: [Option<Plain<'a>>; 9] = [None; 9];
     let mut unknown: [&str; MAX_UNKNOWN] = [""; MAX_UNKNOWN];
     let mut n_unknown = 0;
@@ -125,7 +125,7 @@ pub fn validate_plain_with<'a>(
         let key = c.plain_str()?;
         c.eat(b':')?;
         let value = c.value()?;
-        match known_key(key) {
+        match field_slot(key) {
             Some(k) if known[k].is_none() => known[k] = Some(value),
             Some(_) => return None, // a duplicate key
             None if n_unknown < MAX_UNKNOWN && !unknown[..n_unknown].contains(&key) => {

@@ -10,7 +10,9 @@
 //!   or more digits ([`mask_digit_runs`]).
 
 use super::event::CallerHash;
-use super::json_line::{RawValue, known_key, outline};
+use super::json_line::outline;
+use super::limits::field_slot;
+use super::raw_event::RawValue;
 use std::borrow::Cow;
 
 /// Digit runs at least this long are masked where the caller cannot be delimited.
@@ -61,7 +63,7 @@ pub fn redact_rejected<'a>(raw: &'a [u8], pseudo: &Pseudonymizer) -> Cow<'a, [u8
             };
             out.extend_from_slice(&raw[m.span.start..m.value_span.start]);
             out.extend_from_slice(format!("\"redacted:{hash:?}\"").as_bytes());
-        } else if known_key(&m.key).is_some() && m.scalar.is_some() {
+        } else if field_slot(&m.key).is_some() && m.scalar.is_some() {
             out.extend_from_slice(&raw[m.span.clone()]);
         } else {
             out.extend_from_slice(&mask_digit_runs(&raw[m.span.clone()]));

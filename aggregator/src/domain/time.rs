@@ -10,10 +10,7 @@ use std::sync::OnceLock;
 /// Epoch milliseconds (UTC).
 pub type Millis = i64;
 
-/// 1970-01-01T00:00Z: the first valid instant.
-pub const MIN_TS: Millis = 0;
-/// 2101-01-01T00:00Z: the first instant past the valid range.
-pub const END_TS: Millis = 4_133_980_800_000;
+use super::limits::{END_TS, MIN_TS};
 
 pub const SECOND: Millis = 1_000;
 pub const HOUR: Millis = 3_600 * SECOND;

@@ -1,15 +1,15 @@
 //! From raw fields (JSON line or protobuf message) to a valid [`Event`] (spec §1).
 
 use super::event::{BookingKind, Event, EventType};
-use super::json_line::{RawEvent, RawValue, parse_line, parse_line_str};
+use super::json_line::{parse_line, parse_line_str};
+use super::limits::MAX_TEXT_CHARS;
 use super::line_scan::ScannedLine;
 use super::plain_line::validate_plain_with;
 use super::privacy::Pseudonymizer;
+use super::raw_event::{RawEvent, RawValue};
 use super::reject::Reject;
 use super::time::{Millis, TsError, in_range, parse_rfc3339};
 use std::borrow::Cow;
-
-const MAX_CHARS: usize = 128;
 
 /// Parses and validates one NDJSON line. The clear `caller` is hashed here and dropped.
 pub fn validate_line<'a>(line: &'a [u8], pseudo: &Pseudonymizer) -> Result<Event<'a>, Reject> {
@@ -120,7 +120,8 @@ fn text<'a>(v: Option<RawValue<'a>>, field: &'static str) -> Result<Option<Cow<'
         None => Ok(None),
         Some(RawValue::Str(s)) => {
             // chars <= bytes, so the count is needed only for long non-ASCII strings.
-            let ok = !s.is_empty() && (s.len() <= MAX_CHARS || s.chars().count() <= MAX_CHARS);
+            let ok =
+                !s.is_empty() && (s.len() <= MAX_TEXT_CHARS || s.chars().count() <= MAX_TEXT_CHARS);
             if ok {
                 Ok(Some(s))
             } else {

@@ -404,7 +404,7 @@ mod tests {
             CallState {
                 first_event: 0,
                 offered: 0,
-                announcement_end: crate::domain::time::END_TS - 1,
+                announcement_end: crate::domain::limits::END_TS - 1,
                 queued: 5,
                 answered: 4_133_980_799_999,
                 ended: NONE,

@@ -12,8 +12,8 @@ pub mod verb;
 
 use crate::decoded::{Unit, derived_id, text};
 use netwait_aggregator::domain::event::EventType;
-use netwait_aggregator::domain::json_line::{RawEvent, RawValue};
 use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::domain::raw_event::{RawEvent, RawValue};
 use netwait_aggregator::domain::time::{Millis, SECOND};
 use rows::{Item, Row};
 use std::collections::HashMap;

@@ -7,7 +7,7 @@ use super::verb::Verb;
 use crate::bom::UTF8_BOM;
 use crate::decoded::Unit;
 use jiff::tz::TimeZone;
-use netwait_aggregator::domain::json_line::MAX_LINE_BYTES;
+use netwait_aggregator::domain::limits::MAX_LINE_BYTES;
 use netwait_aggregator::domain::reject::Reject;
 use netwait_aggregator::domain::time::{Millis, SECOND};
 use std::borrow::Cow;
