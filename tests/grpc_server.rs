@@ -260,3 +260,99 @@ fn dead_letter_lines_are_the_file_lines_for_import_and_push() {
     assert!(server.stop().success());
     assert_eq!(positions(&pushed), bad);
 }
+
+#[test]
+fn call_detail_records_pushed_over_grpc_count_as_the_events_they_imply() {
+    use netwait_proto::v1::{CallDetail, CdrBooking, Instant, instant::At};
+    let at = |t: &str| {
+        Some(Instant {
+            at: Some(At::Text(t.into())),
+        })
+    };
+    let complete = CallDetail {
+        call_id: Some("d1".into()),
+        line: Some("prelievi".into()),
+        caller: Some("+390364111222".into()),
+        offered_at: at("2019-03-04T09:00:00+01:00"),
+        announcement_end_at: at("2019-03-04T09:00:40+01:00"),
+        queued_at: at("2019-03-04T09:00:40+01:00"),
+        answered_at: at("2019-03-04T09:01:40+01:00"),
+        agent: Some("op1".into()),
+        ended_at: at("2019-03-04T09:04:40+01:00"),
+        bookings: vec![CdrBooking {
+            kind: "book".into(),
+            at: Some(Instant {
+                at: Some(At::Ms(1_551_686_640_000)), // 09:04:00+01:00
+            }),
+        }],
+        ..Default::default()
+    };
+    let waiting = CallDetail {
+        call_id: Some("d2".into()),
+        line: Some("prelievi".into()),
+        offered_at: at("2019-03-04T09:05:00+01:00"),
+        announcement_end_at: at("2019-03-04T09:05:40+01:00"),
+        queued_at: at("2019-03-04T09:05:40+01:00"),
+        ..Default::default()
+    };
+    let abandoned = CallDetail {
+        abandoned_at: at("2019-03-04T09:08:00+01:00"),
+        ..waiting.clone()
+    };
+    let overflow = CallDetail {
+        call_id: Some("d3".into()),
+        line: Some("prelievi".into()),
+        offered_at: at("2019-03-04T09:10:00+01:00"),
+        overflow_at: at("2019-03-04T09:10:01+01:00"),
+        overflow_reason: Some("queue full".into()),
+        ..Default::default()
+    };
+    let no_instant = CallDetail {
+        call_id: Some("d4".into()),
+        ..Default::default()
+    };
+    let msgs = vec![
+        PushRequest {
+            call_details: vec![complete.clone(), waiting, no_instant],
+            source: "integrator-cdr".into(),
+            ..Default::default()
+        },
+        // Pushed again, and the waiting call once more, now complete: only what is new counts.
+        PushRequest {
+            call_details: vec![complete, abandoned, overflow],
+            source: "integrator-cdr".into(),
+            first_position: 4,
+            ..Default::default()
+        },
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&tmp.path().join("data"));
+    rt().block_on(async {
+        let mut ingest = IngestClient::connect(server.url()).await.expect("connect");
+        let sum = ingest
+            .push(tokio_stream::iter(msgs))
+            .await
+            .expect("push")
+            .into_inner();
+        // 6 + 3 events, 1 rejected record; then 6 + 3 duplicates, 1 + 2 new.
+        assert_eq!((sum.accepted, sum.duplicate, sum.rejected), (12, 9, 1));
+        let mut stats = StatsClient::connect(server.url()).await.expect("connect");
+        let t = stats
+            .get_table1(Table1Request {
+                from: "2019-03-04".into(),
+                to: "2019-03-05".into(),
+                line: Some("prelievi".into()),
+                threshold_s: None,
+            })
+            .await
+            .expect("table1")
+            .into_inner();
+        let figures = (t.calls_received, t.answered, t.abandoned, t.overflow);
+        assert_eq!(figures, (3, 1, 1, 1));
+        assert_eq!(
+            (t.bookings, t.avg_wait_s, t.avg_talk_s),
+            (1, Some(60.0), Some(180.0))
+        );
+    });
+    assert!(server.stop().success());
+}

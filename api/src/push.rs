@@ -4,7 +4,7 @@
 //! (an invalid message, a failing store, the idle timeout, a server shutting down) gets
 //! an error saying what was committed before it.
 
-use crate::convert::{raw_event, render_event};
+use crate::convert::{raw_event, render_call_detail, render_event};
 use crate::shutdown::Phase;
 use crate::state::AppState;
 use netwait_aggregator::domain::dedupe::KeyHasher;
@@ -13,6 +13,8 @@ use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::{EncodedChunk, IngestSummary};
 use netwait_aggregator::observe;
 use netwait_ingest::bom;
+use netwait_ingest::cdr;
+use netwait_ingest::decoded::encode_unit;
 use netwait_ingest::parse::{encode_fields, encode_line};
 use netwait_proto::v1 as pb;
 use pb::ingest_server::Ingest;
@@ -98,6 +100,15 @@ pub(crate) fn encode_message(
             pseudo,
             hasher,
         );
+    }
+    for detail in &msg.call_details {
+        let rendered = render_call_detail(detail);
+        let position = positions.take()?;
+        // One rendered record is one unit of the CDR decoder.
+        for mut unit in cdr::decode_ndjson(&rendered, pseudo) {
+            unit.line = position;
+            encode_unit(&mut out, &unit, &rendered, None, source, pseudo, hasher);
+        }
     }
     Ok(out)
 }
@@ -240,7 +251,7 @@ impl Ingest for IngestService {
                 Err(s) => return Err(done.ended(s)),
             };
             // A keep-alive: nothing to commit, the stream is not idle.
-            if msg.ndjson_lines.is_empty() && msg.events.is_empty() {
+            if msg.ndjson_lines.is_empty() && msg.events.is_empty() && msg.call_details.is_empty() {
                 continue;
             }
             match self.commit_message(msg, &peer).await {

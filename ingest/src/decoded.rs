@@ -65,28 +65,51 @@ pub fn encode_units(
     for part in units.chunks(UNITS_PER_CHUNK) {
         let mut out = EncodedChunk::default();
         for unit in part {
-            let validated = match &unit.decoded {
-                Ok(events) => events
-                    .iter()
-                    .map(|raw| validate(raw.clone(), pseudo))
-                    .collect::<Result<Vec<_>, _>>(),
-                Err(reject) => Err(reject.clone()),
-            };
-            match validated {
-                Ok(events) => events.iter().for_each(|ev| out.push_event(ev, hasher)),
-                Err(reject) => {
-                    let raw = &bytes[unit.span.clone()];
-                    let mut dead = dead_letter(&reject, raw, source, unit.line, pseudo);
-                    // The offset is ours, not the input's: it is not masked.
-                    dead.reason =
-                        Cow::Owned(format!("at byte {}: {}", unit.span.start, dead.reason));
-                    out.push_dead_letter(&dead);
-                }
-            }
+            let raw = &bytes[unit.span.clone()];
+            encode_unit(
+                &mut out,
+                unit,
+                raw,
+                Some(unit.span.start),
+                source,
+                pseudo,
+                hasher,
+            );
         }
         chunks.push(out);
     }
     chunks
+}
+
+/// Validates and encodes one unit into `out`: its events, or a dead letter of `raw` at
+/// the unit's line (its reason says `at_byte` when the input has byte offsets).
+pub fn encode_unit(
+    out: &mut EncodedChunk,
+    unit: &Unit<'_>,
+    raw: &[u8],
+    at_byte: Option<usize>,
+    source: &str,
+    pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
+) {
+    let validated = match &unit.decoded {
+        Ok(events) => events
+            .iter()
+            .map(|raw| validate(raw.clone(), pseudo))
+            .collect::<Result<Vec<_>, _>>(),
+        Err(reject) => Err(reject.clone()),
+    };
+    match validated {
+        Ok(events) => events.iter().for_each(|ev| out.push_event(ev, hasher)),
+        Err(reject) => {
+            let mut dead = dead_letter(&reject, raw, source, unit.line, pseudo);
+            if let Some(at) = at_byte {
+                // The offset is ours, not the input's: it is not masked.
+                dead.reason = Cow::Owned(format!("at byte {at}: {}", dead.reason));
+            }
+            out.push_dead_letter(&dead);
+        }
+    }
 }
 
 /// What decoding needs besides the bytes.
