@@ -96,6 +96,7 @@ pub fn run(
         });
     }
     // A server answers many queries: each reads the cells of its period.
+    engine.load_states()?;
     engine.index_periods();
     let state = AppState::new(engine, pseudo);
     let rt = super::runtime()?;

@@ -21,6 +21,7 @@ pub mod privacy;
 mod random_edits;
 pub mod reject;
 pub mod reports;
+pub mod state_chunks;
 pub mod time;
 pub mod transitions;
 pub mod validate;

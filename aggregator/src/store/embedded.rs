@@ -6,11 +6,13 @@
 //!                   directory without LOCK locks DIR (shared) and creates nothing
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
-//! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
-//! DIR/checkpoint.keys   the rest of it: which runs hold the dedupe keys and the call
-//!                       index, the dead letters' keys (atomic renames)
-//! DIR/runs/ID.run   the runs: immutable key-table images, written once, mapped when
-//!                   loaded, removed once no checkpoint names them (see `store::runs`)
+//! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need (the
+//!                       lines, the pack of each chunk of call states)
+//! DIR/checkpoint.keys   the rest of it: which runs hold the dedupe keys, the call
+//!                       index and the states, the dead letters' keys (atomic renames)
+//! DIR/runs/ID.run   the runs: immutable key-table images and packs of call states,
+//!                   written once and fsynced before a checkpoint names them, mapped
+//!                   when loaded, removed once no checkpoint names them (`store::runs`)
 //! ```
 
 use super::codec::{Decoder, Record};
@@ -330,27 +332,36 @@ impl EventStore for EmbeddedStore {
             let dir = self.dir.join(RUNS);
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         }
-        // The runs and the query part at once; the fold part, which names the runs, once
-        // they are in place. A crash between the two parts' renames leaves parts of
-        // different positions, which the loader refuses to pair.
+        // The runs first, durable, then the two parts (which name them) at once; the runs
+        // no checkpoint names any more are removed only after (`retain_runs`). A crash
+        // between the two parts' renames leaves parts of different positions, which the
+        // loader refuses to pair (a query-only open reads the query part alone: its runs
+        // are there, written before it).
         let this = &*self;
+        let panicked = || StoreError::Corrupt {
+            path: RUNS.into(),
+            what: "checkpoint writer panicked".into(),
+        };
         std::thread::scope(|s| {
             let writers: Vec<_> = runs
                 .iter()
                 .map(|&(id, body)| s.spawn(move || this.write_run(id, body)))
                 .collect();
-            let query = this.write_part(SNAPSHOT_QUERY, position, query);
             for w in writers {
-                w.join().unwrap_or_else(|_| {
-                    Err(StoreError::Corrupt {
-                        path: RUNS.into(),
-                        what: "checkpoint writer panicked".into(),
-                    })
-                })?;
+                w.join().unwrap_or_else(|_| Err(panicked()))?;
             }
-            this.write_part(SNAPSHOT_FOLD, position, fold)?;
+            Ok::<(), StoreError>(())
+        })?;
+        if !runs.is_empty() {
+            sync_dir(&self.dir.join(RUNS))?;
+        }
+        std::thread::scope(|s| {
+            let fold = s.spawn(|| this.write_part(SNAPSHOT_FOLD, position, fold));
+            let query = this.write_part(SNAPSHOT_QUERY, position, query);
+            fold.join().unwrap_or_else(|_| Err(panicked()))?;
             query
-        })
+        })?;
+        sync_dir(&self.dir)
     }
 
     fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
@@ -462,15 +473,15 @@ impl EmbeddedStore {
         self.dir.join(RUNS).join(format!("{id:016x}{RUN_SUFFIX}"))
     }
 
-    /// Writes a run under a temporary name, then renames it into place (no fsync, as
-    /// for checkpoint parts: a run that did not reach the disk fails its checksum).
+    /// Writes a run under a temporary name, makes it durable, then renames it into place.
     fn write_run(&self, id: RunId, body: PartWriter<'_>) -> Result<(), StoreError> {
         let path = self.run_path(id);
         let tmp = path.with_extension("tmp");
         let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
         body(&mut out)
-            .and_then(|()| out.flush())
+            .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_data())
             .map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
     }
@@ -517,15 +528,15 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        // No fsync: a checkpoint is only a shortcut. After a crash it is either the old
-        // one, or the new one whole, or damaged (its CRC then fails and the log, which is
-        // fsynced, is replayed instead). Skipping the flush keeps imports fast.
+        // Durable before the rename: after a crash the part is the old one or the new
+        // one whole (and the runs the new one names are there, written before it).
         let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
         out.write_all(SNAPSHOT_MAGIC)
             .and_then(|()| out.write_all(&position.to_le_bytes()))
             .and_then(|()| body(&mut out))
-            .and_then(|()| out.flush())
+            .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_data())
             .map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
     }

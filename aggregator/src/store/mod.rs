@@ -4,8 +4,8 @@
 //! durable when [`EventStore::commit`] returns. The figures are never stored: they are
 //! recomputed by the domain core from the replayed events, so every store gives the same
 //! figures by construction. A store may also keep a checkpoint (an encoded
-//! [`CallBook`](crate::domain::callbook::CallBook)) so that opening does not replay
-//! everything.
+//! [`CallBook`](crate::domain::callbook::CallBook), its tables and call states in runs
+//! written once) so that opening does not replay everything.
 
 pub mod codec;
 pub mod embedded;
@@ -282,9 +282,10 @@ pub trait EventStore: Send {
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError>;
 
     /// Replaces the checkpoint (both parts, for `position`), after writing the new
-    /// `runs` it names (see [`runs`]). Each part and run is written by its function
-    /// straight into the store's output (several may run on several threads), so that
-    /// no copy of a big book is built in memory first.
+    /// `runs` it names (see [`runs`]): the runs are durable before either part names
+    /// them, and the parts are durable when this returns. Each part and run is written
+    /// by its function straight into the store's output (several may run on several
+    /// threads), so that no copy of a big book is built in memory first.
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
