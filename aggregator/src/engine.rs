@@ -844,35 +844,37 @@ fn load_book(
 /// an older version, or not what the open needs (a fold state for folding, none for a
 /// query-only open). A book for folding has its last chunk of states in memory (new calls
 /// go there), one for queries all of them; a writer's other chunks stay in their packs
-/// (checked whole) until read.
+/// (checked whole with the other runs) until read.
 fn from_checkpoint(
     store: &mut dyn EventStore,
     cp: &crate::store::Checkpoint,
     dedupe_secret: [u8; 16],
     for_folding: bool,
 ) -> Result<Option<(CallBook, RunSet)>, StoreError> {
+    let Some(query) = snapshot::decode_query(&cp.query) else {
+        return Ok(None);
+    };
+    let packs = match &query.states {
+        snapshot::StoredStates::Packs { packs, .. } => packs.as_slice(),
+        snapshot::StoredStates::Inline(_) => &[],
+    };
     let fold = match &cp.fold {
-        Some(fold) => runs::load(store, fold)?,
+        Some(fold) => runs::load(store, fold, packs)?,
         None => None,
     };
     if for_folding != fold.is_some() {
         return Ok(None);
     }
-    let Some(query) = snapshot::decode_query(&cp.query) else {
-        return Ok(None);
-    };
-    let (fold_state, mut runs) = match fold {
+    let (fold_state, runs) = match fold {
         Some((state, runs)) => (Some(state), runs),
         None => (None, RunSet::default()),
     };
     let states = match query.states {
         snapshot::StoredStates::Inline(states) => StateChunks::from_vec(states),
         snapshot::StoredStates::Packs { calls, packs } => {
-            let Some(source) = runs::open_states(store, &packs, query.lines.len(), for_folding)?
-            else {
+            let Some(source) = runs::open_states(store, &packs, query.lines.len())? else {
                 return Ok(None);
             };
-            runs.chunk_packs = packs;
             StateChunks::stored(calls, std::sync::Arc::new(source))
         }
     };

@@ -89,18 +89,17 @@ impl ChunkSource for PackedStates {
     }
 }
 
-/// The packs named by `chunk_packs` (for a book of `lines` lines), mapped, each checked
-/// whole first with `verify`; `None` when one is missing, damaged or lacks a chunk.
+/// The packs named by `chunk_packs` (for a book of `lines` lines), mapped (each segment
+/// is checked when decoded); `None` when one is missing or lacks a chunk.
 pub fn open_states(
     store: &mut dyn EventStore,
     chunk_packs: &[RunId],
     lines: usize,
-    verify: bool,
 ) -> Result<Option<PackedStates>, StoreError> {
     let mut packs = HashMap::new();
     for (c, &id) in chunk_packs.iter().enumerate() {
         if !packs.contains_key(&id) {
-            let Some(bytes) = store.load_run(id, verify)? else {
+            let Some(bytes) = store.load_run(id, false)? else {
                 return Ok(None);
             };
             let Some(table) = snapshot::pack_table(&bytes) else {
@@ -335,23 +334,36 @@ fn open<V: SlotValue>(
     Ok(Some(tables))
 }
 
-/// What folding needs, from a checkpoint's fold part and the runs it names (each
-/// checked whole); `None` when any of it is damaged, missing or of an older version.
-/// The runs returned name no chunk's pack yet: the query part does (see [`open_states`]).
+/// What folding needs, from a checkpoint's fold part and the runs it names, with the
+/// packs of the states (`chunk_packs`, from the query part: see [`open_states`]); every
+/// run is checked whole first (at once: [`EventStore::verify_runs`]), so that nothing
+/// read from them later can be damaged. `None` when any of it is damaged, missing or of
+/// an older version.
 pub fn load(
     store: &mut dyn EventStore,
     fold: &[u8],
+    chunk_packs: &[RunId],
 ) -> Result<Option<(FoldState, RunSet)>, StoreError> {
     let Some((metas, dead)) = snapshot::decode_fold(fold) else {
         return Ok(None);
     };
+    let mut ids: Vec<RunId> = metas
+        .iter()
+        .map(|m| m.id)
+        .chain(chunk_packs.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if !store.verify_runs(&ids)? {
+        return Ok(None);
+    }
     let of = |kind| metas.iter().filter(|m| m.kind == kind).copied().collect();
     let (keys, calls, states): (Vec<RunMeta>, Vec<RunMeta>, Vec<RunMeta>) =
         (of(RunKind::Keys), of(RunKind::Calls), of(RunKind::States));
-    let Some(key_runs) = open::<()>(store, &keys, true)? else {
+    let Some(key_runs) = open::<()>(store, &keys, false)? else {
         return Ok(None);
     };
-    let Some(call_runs) = open::<u32>(store, &calls, true)? else {
+    let Some(call_runs) = open::<u32>(store, &calls, false)? else {
         return Ok(None);
     };
     let state = (
@@ -363,7 +375,7 @@ pub fn load(
         keys,
         calls,
         states,
-        chunk_packs: Vec::new(),
+        chunk_packs: chunk_packs.to_vec(),
     };
     Ok(Some((state, runs)))
 }
