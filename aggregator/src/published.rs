@@ -298,7 +298,11 @@ mod tests {
             s / 60 % 60,
             s % 60
         );
-        let line = if i % 3 == 0 { "prelievi" } else { "cup" };
+        let line = if i.is_multiple_of(3) {
+            "prelievi"
+        } else {
+            "cup"
+        };
         let agent = if kind == "answered" {
             r#","agent":"op""#
         } else {

@@ -165,7 +165,7 @@ impl StateChunks {
     pub fn try_push(&mut self, state: CallState) -> Result<u32, ChunkDamaged> {
         let i = self.len;
         let c = i / CHUNK;
-        if i % CHUNK == 0 {
+        if i.is_multiple_of(CHUNK) {
             self.chunks
                 .push(OnceLock::from(Arc::new(Vec::with_capacity(CHUNK))));
         } else {

@@ -413,7 +413,7 @@ impl EventStore for EmbeddedStore {
                 Err(e) => return Err(StoreError::io(&path, e)),
             }
         }
-        sized.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        sized.sort_unstable_by_key(|&(len, _)| std::cmp::Reverse(len));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let check = || -> Result<bool, StoreError> {
             loop {
@@ -668,8 +668,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = EmbeddedStore::open(dir.path()).expect("open");
         s.replay(0, &mut |_| {}).expect("replay");
-        // SAFETY: `s`, the writer, is open and replayed, and outlives both mappings.
         assert!(
+            // SAFETY: `s`, the writer, is open and replayed, and outlives both mappings.
             unsafe { EmbeddedStore::map_committed(dir.path()) }
                 .expect("map")
                 .is_empty()

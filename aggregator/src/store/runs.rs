@@ -98,14 +98,14 @@ pub fn open_states(
 ) -> Result<Option<PackedStates>, StoreError> {
     let mut packs = HashMap::new();
     for (c, &id) in chunk_packs.iter().enumerate() {
-        if !packs.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = packs.entry(id) {
             let Some(bytes) = store.load_run(id, false)? else {
                 return Ok(None);
             };
             let Some(table) = snapshot::pack_table(&bytes) else {
                 return Ok(None);
             };
-            packs.insert(id, (bytes, table));
+            slot.insert((bytes, table));
         }
         let has = packs
             .get(&id)
