@@ -5,8 +5,8 @@
         # STORES/y1, y5, y10: the seed year, then the shifted years imported one by one
     python3 bench/history.py measure NEW3000 SERVE_READY NAME=NETWAIT:STORES ... [--rounds N]
 
-`measure`, per round, per store size, per build (in turn): a copy of the store takes
-NEW3000 (`netwait import`, wall and peak RSS from /usr/bin/time -v); `stats table1 --data`
+`measure`, per round, per store size, per build (in turn): a copy of the store (synced to
+disk first) takes NEW3000 (`netwait import`, wall and peak RSS from /usr/bin/time -v); `stats table1 --data`
 on the store (wall); `serve` ready (SERVE_READY: the `serve_ready` example, one round).
 Prints each figure's median over the rounds, per build.
 """
@@ -37,6 +37,8 @@ def timed_import(netwait, store, new):
     with tempfile.TemporaryDirectory(dir=os.path.dirname(store)) as tmp:
         copy = os.path.join(tmp, "s")
         shutil.copytree(store, copy)
+        # The copy's dirty pages are written back now, not by the import's first fsync.
+        os.sync()
         r = run(["/usr/bin/time", "-v", netwait, "import", "--data", copy, new])
         wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+(?:\.\d+)?)$", r.stderr, re.M)
         rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr)

@@ -7,6 +7,7 @@ use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
 use crate::domain::event::{Event, EventType};
 use crate::domain::figures::CallSource;
+use crate::domain::state_chunks::{ChunkDamaged, StateChunks};
 use crate::domain::time::Millis;
 use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Transitions};
 use crate::observe;
@@ -301,7 +302,7 @@ impl Engine {
     /// them in step from now on, so that a query costs the period it asks for. Worth
     /// it for a long-running server; a one-shot query is cheaper as one scan.
     pub fn index_periods(&mut self) {
-        // What changed before goes to the publisher first.
+        // What changed before is settled into the old cells (and transitions) first.
         self.settle_cells();
         let started = std::time::Instant::now();
         let cells = Cells::build(&self.book, &self.config.calendar, self.config.threshold_ms);
@@ -323,9 +324,6 @@ impl Engine {
         let Some(changes) = self.book.take_changes() else {
             return;
         };
-        if let Some(publisher) = &mut self.publisher {
-            publisher.mark(&changes, self.book.calls());
-        }
         if let Some(cells) = &mut self.cells {
             if let Some(live) = &mut self.live {
                 live.derive(&self.book, &changes, cells.open_calls());
@@ -392,15 +390,14 @@ impl Engine {
 
     /// An immutable snapshot of the book as it is now, for queries on other threads
     /// (see [`crate::published`]): call it once what was staged is durable (after a
-    /// successful [`Self::commit`]), never on a poisoned engine. The first call copies
-    /// every call state; later ones copy only the chunks of the calls changed since.
+    /// successful [`Self::commit`]), never on a poisoned engine. It shares the book's
+    /// chunks of call states (the book copies one a snapshot holds before changing it).
     pub fn publish(&mut self) -> Snapshot {
         let started = std::time::Instant::now();
         self.settle_cells();
-        let publisher = self.publisher.get_or_insert_with(|| {
-            self.book.track_changes();
-            Publisher::new(&self.book, &self.config)
-        });
+        let publisher = self
+            .publisher
+            .get_or_insert_with(|| Publisher::new(&self.config));
         let snapshot = Snapshot {
             config: std::sync::Arc::clone(publisher.config()),
             states: States::Shared(publisher.states(&self.book)),
@@ -670,17 +667,33 @@ impl Engine {
         }
     }
 
-    /// Writes a checkpoint when the log grew since the last one: the call states, and
-    /// the dedupe keys and calls added since the last checkpoint as runs of their own
-    /// (see `store::runs`), which the book then maps instead of keeping them in memory.
+    /// Writes a checkpoint when the log grew since the last one: the chunks of call
+    /// states changed since the last checkpoint, and the dedupe keys and calls added
+    /// since, as runs of their own (see `store::runs`), which the book then maps instead
+    /// of keeping the keys in memory.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
         if self.poisoned || self.book.is_read_only() || self.position == self.checkpointed {
             return Ok(());
         }
+        runs::compact(&mut self.book, &self.runs).map_err(damaged_states)?;
         let named = runs::save(&mut *self.store, &self.book, &self.runs, self.position)?;
         self.checkpointed = self.position;
         let old = std::mem::take(&mut self.runs);
         self.runs = runs::freeze(&mut *self.store, &mut self.book, old, named);
+        Ok(())
+    }
+
+    /// Loads every call state still in the checkpoint's packs (an engine opened for
+    /// folding loads them as events touch them): a server does, before it indexes and
+    /// publishes, to find damage now rather than later.
+    pub fn load_states(&mut self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        load_states(&self.book).map_err(damaged_states)?;
+        tracing::info!(
+            calls = self.book.calls(),
+            ms = started.elapsed().as_millis() as u64,
+            "call states loaded"
+        );
         Ok(())
     }
 
@@ -755,35 +768,36 @@ fn load_book(
     dedupe_secret: [u8; 16],
     mut for_folding: bool,
 ) -> Result<LoadedBook, StoreError> {
+    let mut skip_checkpoint = false;
     loop {
         let fresh = || (CallBook::new(dedupe_secret), 0, RunSet::default());
-        let (mut book, from, runs) = match store.load_checkpoint(for_folding)? {
+        let checkpoint = match skip_checkpoint {
+            true => None,
+            false => store.load_checkpoint(for_folding)?,
+        };
+        let (mut book, from, runs) = match checkpoint {
             None => fresh(),
             Some(cp) if for_folding && cp.fold.is_none() => {
                 tracing::warn!("checkpoint incomplete; replaying the whole log");
                 fresh()
             }
-            Some(cp) => {
-                let fold = match &cp.fold {
-                    Some(fold) => runs::load(store, fold)?.ok_or(()),
-                    None => Err(()),
-                };
-                let (fold_state, runs) = match fold {
-                    Ok((state, runs)) => (Some(state), runs),
-                    Err(()) => (None, RunSet::default()),
-                };
-                let usable = for_folding == fold_state.is_some();
-                match snapshot::decode(&cp.query, fold_state, dedupe_secret) {
-                    Some(book) if usable => (book, cp.position, runs),
-                    _ => {
-                        tracing::warn!(
-                            "checkpoint damaged or of an older version; replaying the whole log"
-                        );
-                        fresh()
-                    }
+            Some(cp) => match from_checkpoint(store, &cp, dedupe_secret, for_folding)? {
+                Some((book, runs)) => (book, cp.position, runs),
+                None => {
+                    tracing::warn!(
+                        "checkpoint damaged or of an older version; replaying the whole log"
+                    );
+                    fresh()
                 }
-            }
+            },
         };
+        // Events after the checkpoint are folded one by one: every state in memory first.
+        if book.states().has_stored() && store_has_tail(store, from)? && load_states(&book).is_err()
+        {
+            tracing::warn!("checkpoint's call states damaged; replaying the whole log");
+            skip_checkpoint = true;
+            continue;
+        }
         let mut replayed = 0u64;
         let position = if book.is_read_only() {
             // Events after the checkpoint need dedupe: fall back to a full open.
@@ -826,6 +840,95 @@ fn load_book(
     }
 }
 
+/// The book of a checkpoint and the runs behind it; `None` when any of it is damaged, of
+/// an older version, or not what the open needs (a fold state for folding, none for a
+/// query-only open). A book for folding has its last chunk of states in memory (new calls
+/// go there), one for queries all of them; a writer's other chunks stay in their packs
+/// (checked whole with the other runs) until read.
+fn from_checkpoint(
+    store: &mut dyn EventStore,
+    cp: &crate::store::Checkpoint,
+    dedupe_secret: [u8; 16],
+    for_folding: bool,
+) -> Result<Option<(CallBook, RunSet)>, StoreError> {
+    let Some(query) = snapshot::decode_query(&cp.query) else {
+        return Ok(None);
+    };
+    let packs = match &query.states {
+        snapshot::StoredStates::Packs { packs, .. } => packs.as_slice(),
+        snapshot::StoredStates::Inline(_) => &[],
+    };
+    let fold = match &cp.fold {
+        Some(fold) => runs::load(store, fold, packs)?,
+        None => None,
+    };
+    if for_folding != fold.is_some() {
+        return Ok(None);
+    }
+    let (fold_state, runs) = match fold {
+        Some((state, runs)) => (Some(state), runs),
+        None => (None, RunSet::default()),
+    };
+    let states = match query.states {
+        snapshot::StoredStates::Inline(states) => StateChunks::from_vec(states),
+        snapshot::StoredStates::Packs { calls, packs } => {
+            let Some(source) = runs::open_states(store, &packs, query.lines.len())? else {
+                return Ok(None);
+            };
+            StateChunks::stored(calls, std::sync::Arc::new(source))
+        }
+    };
+    // Every call is in the index once, and only calls are.
+    if fold_state
+        .as_ref()
+        .is_some_and(|(_, index, _)| index.len() != states.len())
+    {
+        return Ok(None);
+    }
+    let last = states.chunk_count().checked_sub(1);
+    let book = CallBook::from_parts(
+        dedupe_secret,
+        query.lines,
+        states,
+        query.newest_ts,
+        fold_state,
+    );
+    let ready = if for_folding {
+        last.is_none_or(|c| book.states().try_chunk(c).is_ok())
+    } else {
+        load_states(&book).is_ok()
+    };
+    Ok(ready.then_some((book, runs)))
+}
+
+/// Whether the log holds records after `from`.
+fn store_has_tail(store: &mut dyn EventStore, from: LogPosition) -> Result<bool, StoreError> {
+    let mut any = false;
+    store.replay(from, &mut |_| any = true)?;
+    Ok(any)
+}
+
+/// Loads every call state of `book` still in its packs, on two threads.
+fn load_states(book: &CallBook) -> Result<(), ChunkDamaged> {
+    let states = book.states();
+    let missing = states.missing();
+    let (a, b) = missing.split_at(missing.len() / 2);
+    let load = |cs: &[usize]| cs.iter().try_for_each(|&c| states.try_chunk(c).map(drop));
+    std::thread::scope(|s| {
+        let other = (!b.is_empty()).then(|| s.spawn(|| load(b)));
+        let here = load(a);
+        let there = other.map_or(Ok(()), |t| t.join().unwrap_or(Err(ChunkDamaged(0))));
+        here.and(there)
+    })
+}
+
+fn damaged_states(e: ChunkDamaged) -> StoreError {
+    StoreError::Corrupt {
+        path: "<checkpoint runs>".into(),
+        what: e.to_string(),
+    }
+}
+
 fn corrupt_input(what: String) -> StoreError {
     StoreError::Corrupt {
         path: "<staged input>".into(),
@@ -855,7 +958,7 @@ fn apply_chunk(
             calls.prefetch(call);
         }
         if first {
-            calls.apply(chunk.fold(item));
+            calls.try_apply(chunk.fold(item)).map_err(damaged_states)?;
         }
     }
     let kept_events = accepted.iter().filter(|&&a| a).count();
@@ -1161,7 +1264,11 @@ mod tests {
         e.checkpoint().expect("checkpoint");
         assert_eq!(e.runs.keys.len(), 1);
         let first = run_files(dir.path());
-        assert_eq!(first.len(), 2, "one run of keys, one of calls");
+        assert_eq!(
+            first.len(),
+            3,
+            "one run of keys, one of calls, one pack of states"
+        );
         let first_bytes: Vec<Vec<u8>> = first
             .iter()
             .map(|f| std::fs::read(f).expect("read"))
@@ -1187,8 +1294,10 @@ mod tests {
         );
         assert_eq!(e.book().parts().seen.layers().fresh().len(), 0);
         let now = run_files(dir.path());
-        assert_eq!(now.len(), 4);
-        for (f, bytes) in first.iter().zip(&first_bytes) {
+        // The one chunk of states changed: its new pack replaced the old one.
+        assert_eq!(now.len(), 5);
+        assert_eq!(e.runs.states.len(), 1);
+        for (f, bytes) in first.iter().zip(&first_bytes).take(2) {
             assert_eq!(
                 &std::fs::read(f).expect("still there"),
                 bytes,
@@ -1213,9 +1322,110 @@ mod tests {
         assert!(e.runs.keys.len() <= 6, "{:?}", e.runs.keys);
         assert_eq!(
             run_files(dir.path()).len(),
-            e.runs.keys.len() + e.runs.calls.len()
+            e.runs.keys.len() + e.runs.calls.len() + e.runs.states.len()
         );
         assert_eq!(e.book().distinct_events(), 1_211);
+    }
+
+    #[test]
+    fn a_checkpoint_writes_only_changed_chunks_of_states_and_an_open_loads_what_is_read() {
+        use crate::domain::state_chunks::CHUNK;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pseudonymizer::new([0; 32]);
+        let d = |s| crate::domain::time::parse_date(s).expect("date");
+        let table = |e: &Engine| e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
+        let mut e = open(dir.path());
+        e.ingest(offers(&p, 0, 3 * CHUNK + 5)).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        assert_eq!(e.runs.states.len(), 1);
+        assert_eq!(e.runs.states[0].keys, 4, "four chunks in the first pack");
+        drop(e);
+
+        // Reopened for folding: only the last chunk is in memory.
+        let mut e = open(dir.path());
+        assert_eq!(e.book().states().missing(), [0, 1, 2]);
+        // A late event of call 5 (chunk 0) and a new call (chunk 3): chunk 0 is loaded.
+        let late = r#"{"call_id":"c5","type":"abandoned","ts":1551690009000}"#;
+        let mut more = offers(&p, 3 * CHUNK + 5, 1);
+        more.push(Record::Event(
+            validate_line(late.as_bytes(), &p).expect("valid"),
+        ));
+        e.ingest(more).expect("ingest");
+        assert_eq!(e.book().states().missing(), [1, 2]);
+        e.checkpoint().expect("checkpoint");
+        let first_pack = e.runs.states[0].id;
+        assert_eq!(e.runs.states.len(), 2);
+        assert_eq!(
+            e.runs.states[1].keys, 2,
+            "the new pack holds chunks 0 and 3"
+        );
+        assert_eq!(
+            e.runs.chunk_packs,
+            [
+                e.runs.states[1].id,
+                first_pack,
+                first_pack,
+                e.runs.states[1].id
+            ]
+        );
+        let want = table(&e);
+        drop(e);
+
+        // The first pack holds two of its four chunks: still kept. One more chunk moves
+        // (a late event of call 4,100, chunk 1): then less than half of it is named, and
+        // the next checkpoint takes its last chunk in.
+        let mut e = open(dir.path());
+        assert_eq!(table(&e), want, "the figures from the packs");
+        let late = r#"{"call_id":"c4100","type":"abandoned","ts":1551694200000}"#;
+        e.ingest([Record::Event(
+            validate_line(late.as_bytes(), &p).expect("valid"),
+        )])
+        .expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        assert!(e.runs.states.iter().any(|r| r.id == first_pack));
+        e.ingest(offers(&p, 3 * CHUNK + 6, 1)).expect("ingest");
+        e.checkpoint().expect("checkpoint");
+        assert!(
+            e.runs.states.iter().all(|r| r.id != first_pack),
+            "rewritten"
+        );
+        assert_eq!(
+            run_files(dir.path()).len(),
+            e.runs.keys.len() + e.runs.calls.len() + e.runs.states.len()
+        );
+        let want = table(&e);
+        drop(e);
+
+        // A query-only open reads every chunk from the packs; a damaged pack makes the
+        // open replay the log, with the same figures.
+        let q = Engine::open_for_queries(
+            Box::new(EmbeddedStore::open_read_only(dir.path()).expect("store")),
+            [1; 16],
+            MetricsConfig::default(),
+        )
+        .expect("engine");
+        assert!(q.book().states().missing().is_empty());
+        assert_eq!(table(&q), want);
+        assert_eq!(q.uncheckpointed(), 0);
+        drop(q);
+        let pack = format!("runs/{:016x}.run", {
+            let e = open(dir.path());
+            e.runs.chunk_packs[1]
+        });
+        let mut b = std::fs::read(dir.path().join(&pack)).expect("read");
+        b[40] ^= 1;
+        std::fs::write(dir.path().join(&pack), b).expect("write");
+        for for_queries in [false, true] {
+            let store = EmbeddedStore::open(dir.path()).expect("store");
+            let e = if for_queries {
+                Engine::open_for_queries(Box::new(store), [1; 16], MetricsConfig::default())
+            } else {
+                Engine::open(Box::new(store), [1; 16], MetricsConfig::default())
+            }
+            .expect("engine");
+            assert!(e.uncheckpointed() > 0, "replayed");
+            assert_eq!(table(&e), want);
+        }
     }
 
     /// Copies a store's directory (its files and runs).
@@ -1244,7 +1454,7 @@ mod tests {
         let want = e.table1(0, d("2019-03-01"), d("2019-04-01"), None, None);
         drop(e);
         let runs = run_files(dir.path());
-        assert_eq!(runs.len(), 4);
+        assert_eq!(runs.len(), 5, "two runs of keys, two of calls, a pack");
         let name = |f: &std::path::Path| f.strip_prefix(dir.path()).expect("inside").to_owned();
         type Harm = Box<dyn Fn(&std::path::Path)>;
         let mut harms: Vec<(String, Harm)> = Vec::new();
@@ -1315,7 +1525,7 @@ mod tests {
             let e = open(copy.path());
             assert_eq!(e.uncheckpointed(), 0, "{what}");
             assert_eq!(e.book().distinct_events(), 305, "{what}");
-            assert_eq!(run_files(copy.path()).len(), 2, "{what}");
+            assert_eq!(run_files(copy.path()).len(), 3, "{what}");
         }
     }
 

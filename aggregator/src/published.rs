@@ -2,28 +2,28 @@
 //! engine's one writer publishes after each durable commit ([`crate::engine::Engine::publish`]).
 //! Readers hold it as long as they like and never wait on the writer.
 //!
-//! A snapshot shares nearly everything with the previous one: the call states are kept
-//! in chunks of [`CHUNK`] calls behind [`Arc`]s, and publishing copies only the chunks
-//! whose calls changed since the last publication (a commit touches the calls of its
-//! events: one or two chunks, plus those of late events); the cells share their days
-//! the same way (see [`crate::domain::cells`]). The cost of a publication is the chunks
-//! a commit touched and a map of chunk pointers, not the history.
+//! A snapshot shares everything with the book it was published from: the book keeps its
+//! call states in chunks of [`CHUNK`] calls behind [`Arc`]s (see
+//! [`crate::domain::state_chunks`]), a snapshot holds the same chunks, and the book
+//! copies a chunk a snapshot still holds before it changes it (copy on write: a commit
+//! touches the calls of its events, one or two chunks, plus those of late events); the
+//! cells share their days the same way (see [`crate::domain::cells`]). The cost of a
+//! publication is a list of chunk pointers, not the history, and no state is kept twice.
 
 use crate::domain::call::{CallRecord, CallState, LineId, NONE};
-use crate::domain::callbook::{CallBook, Changes};
+use crate::domain::callbook::CallBook;
 use crate::domain::cells::{CallStates, Cells, CellsView, Scan};
 use crate::domain::config::MetricsConfig;
 use crate::domain::event::DEFAULT_LINE;
 use crate::domain::figures::CallSource;
 use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
+pub use crate::domain::state_chunks::CHUNK;
+use crate::domain::state_chunks::Chunk;
 use crate::domain::time::Millis;
 use crate::store::LogPosition;
 use jiff::civil::Date;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Calls per shared chunk of states (80 bytes each: 320 KiB a chunk).
-pub const CHUNK: usize = 4096;
 
 /// The interned lines of a book, as a snapshot reads them.
 #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ impl LineTable {
 /// The call states of a book at one publication, in shared chunks.
 #[derive(Debug, Clone, Default)]
 pub struct SharedStates {
-    chunks: Vec<Arc<[CallState]>>,
+    chunks: Vec<Chunk>,
     count: usize,
     lines: Arc<LineTable>,
 }
@@ -143,55 +143,32 @@ impl CallStates for States {
     }
 }
 
-/// The writer's side: the chunks last published and which of them changed since.
+/// The writer's side: what every publication shares.
 #[derive(Debug)]
 pub(crate) struct Publisher {
-    states: SharedStates,
-    /// Chunks whose calls changed (or were created) since the last publication.
-    dirty: BTreeSet<usize>,
+    lines: Arc<LineTable>,
     config: Arc<MetricsConfig>,
 }
 
 impl Publisher {
-    /// Everything of `book` is to be published (its first publication).
-    pub(crate) fn new(book: &CallBook, config: &MetricsConfig) -> Self {
+    pub(crate) fn new(config: &MetricsConfig) -> Self {
         Self {
-            states: SharedStates::default(),
-            dirty: (0..book.calls().div_ceil(CHUNK)).collect(),
+            lines: Arc::default(),
             config: Arc::new(config.clone()),
         }
     }
 
-    /// Notes the calls `changes` (of a book of `calls` calls) says changed.
-    pub(crate) fn mark(&mut self, changes: &Changes, calls: usize) {
-        for &(i, _) in &changes.before {
-            self.dirty.insert(i as usize / CHUNK);
-        }
-        if changes.created_from < calls {
-            self.dirty
-                .extend(changes.created_from / CHUNK..calls.div_ceil(CHUNK));
-        }
-    }
-
-    /// The states of `book` now: the changed chunks copied, the others shared.
+    /// The states of `book` now: its chunks, shared (every one must be in memory: see
+    /// [`CallBook::try_load_states`]).
     pub(crate) fn states(&mut self, book: &CallBook) -> SharedStates {
-        let all = book.states();
-        for c in std::mem::take(&mut self.dirty) {
-            let start = c * CHUNK;
-            let Some(calls) = all.get(start..(start + CHUNK).min(all.len())) else {
-                continue; // no such chunk (cannot happen: books only grow)
-            };
-            let chunk: Arc<[CallState]> = calls.into();
-            match self.states.chunks.get_mut(c) {
-                Some(old) => *old = chunk,
-                None => self.states.chunks.push(chunk),
-            }
+        if self.lines.names.len() != book.line_names().count() {
+            self.lines = Arc::new(LineTable::of(book));
         }
-        self.states.count = all.len();
-        if self.states.lines.names.len() != book.line_names().count() {
-            self.states.lines = Arc::new(LineTable::of(book));
+        SharedStates {
+            chunks: book.states().share(),
+            count: book.calls(),
+            lines: Arc::clone(&self.lines),
         }
-        self.states.clone()
     }
 
     pub(crate) fn config(&self) -> &Arc<MetricsConfig> {
@@ -321,7 +298,11 @@ mod tests {
             s / 60 % 60,
             s % 60
         );
-        let line = if i % 3 == 0 { "prelievi" } else { "cup" };
+        let line = if i.is_multiple_of(3) {
+            "prelievi"
+        } else {
+            "cup"
+        };
         let agent = if kind == "answered" {
             r#","agent":"op""#
         } else {
@@ -386,7 +367,7 @@ mod tests {
         }
     }
 
-    fn chunk(s: &Snapshot, c: usize) -> &Arc<[CallState]> {
+    fn chunk(s: &Snapshot, c: usize) -> &Chunk {
         &shared(s).chunks[c]
     }
 

@@ -85,8 +85,6 @@ pub fn run(
     let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
     let http_options = http.options()?;
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
-    // Opened from the checkpoint, the log before it was not read: check it all, aside.
-    super::log_check::spawn(&store.data);
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES
         && let Err(e) = engine.checkpoint()
     {
@@ -96,7 +94,11 @@ pub fn run(
         });
     }
     // A server answers many queries: each reads the cells of its period.
+    engine.load_states()?;
     engine.index_periods();
+    // Opened from the checkpoint, the log before it was not read: check it all, aside
+    // (once the states and cells are built: the check takes a core of its own).
+    super::log_check::spawn(&store.data);
     let state = AppState::new(engine, pseudo);
     let rt = super::runtime()?;
     let served = rt.block_on(async {

@@ -5,6 +5,7 @@ use super::call::{CallRecord, CallState, LineId};
 use super::dedupe::{CallKey, DedupeKey, KeyHasher, KeySet};
 use super::event::{DEFAULT_LINE, Event, EventType};
 use super::key_runs::{FrozenTable, Layered};
+use super::state_chunks::{ChunkDamaged, StateChunks};
 use super::time::Millis;
 use std::collections::HashMap;
 
@@ -53,7 +54,8 @@ impl<'a> Fold<'a> {
 
 /// The aggregate state of every call. Pure: no I/O, no clock (callers pass `now`).
 ///
-/// States live in one contiguous vector (fast to scan for figures, fast to snapshot); the
+/// States live in shared chunks (see [`StateChunks`]: a snapshot shares them, a checkpoint
+/// writes the changed ones, a store opened from one loads them as they are read); the
 /// index from call (the keyed hash of its `call_id`) to state and the dedupe keys are
 /// needed only to fold events in, so a book opened for queries alone may come without
 /// them ([`Self::is_read_only`]).
@@ -64,7 +66,7 @@ pub struct CallBook {
     /// that the same rejected input sent again is not stored again.
     dead_letters: KeySet,
     index: CallIndex,
-    states: Vec<CallState>,
+    states: StateChunks,
     lines: Vec<Box<str>>,
     line_ids: LineIds,
     newest_ts: Option<Millis>,
@@ -122,7 +124,7 @@ impl CallBook {
             seen: KeySet::default(),
             dead_letters: KeySet::default(),
             index: CallIndex::default(),
-            states: Vec::new(),
+            states: StateChunks::default(),
             lines: Vec::new(),
             line_ids: HashMap::default(),
             newest_ts: None,
@@ -228,9 +230,31 @@ impl CallBook {
         Some(std::mem::replace(changes, next))
     }
 
-    /// Every call's state, in the order calls were first seen.
-    pub fn states(&self) -> &[CallState] {
+    /// Every call's state, by number (the order calls were first seen in).
+    pub fn states(&self) -> &StateChunks {
         &self.states
+    }
+
+    /// The state of call `i`.
+    pub fn state(&self, i: u32) -> &CallState {
+        self.states.get(i)
+    }
+
+    /// Loads every call state a checkpoint left stored (a book must hold them all before
+    /// it is published or indexed); fails when stored states are damaged.
+    pub fn try_load_states(&self) -> Result<(), ChunkDamaged> {
+        self.states.try_load_all()
+    }
+
+    /// After a checkpoint wrote every chunk of states that changed.
+    pub fn states_checkpointed(&mut self) {
+        self.states.clear_dirty();
+    }
+
+    /// Counts chunk `c` of the states as changed (loaded first): the next checkpoint
+    /// writes it again.
+    pub fn rewrite_states(&mut self, c: usize) -> Result<(), ChunkDamaged> {
+        self.states.try_rewrite(c)
     }
 
     /// The line a call counts on (the default line without an `offered`).
@@ -327,7 +351,7 @@ impl CallBook {
     pub fn from_parts(
         dedupe_secret: [u8; 16],
         lines: Vec<Box<str>>,
-        states: Vec<CallState>,
+        states: StateChunks,
         newest_ts: Option<Millis>,
         fold_state: Option<FoldState>,
     ) -> Self {
@@ -402,7 +426,7 @@ pub struct CallsHalf<'a> {
     /// Events announced by [`CallBook::reserve`] (about 4 per call), not yet made room for.
     planned: usize,
     index: &'a mut CallIndex,
-    states: &'a mut Vec<CallState>,
+    states: &'a mut StateChunks,
     lines: &'a mut Vec<Box<str>>,
     line_ids: &'a mut LineIds,
     newest_ts: &'a mut Option<Millis>,
@@ -417,14 +441,25 @@ impl CallsHalf<'_> {
     }
 
     /// Applies one accepted (not duplicate) event.
+    ///
+    /// # Panics
+    /// When the state it changes must be loaded and is damaged: see [`Self::try_apply`].
     pub fn apply(&mut self, ev: Fold<'_>) {
+        if let Err(e) = self.try_apply(ev) {
+            panic!("{e}");
+        }
+    }
+
+    /// Applies one accepted (not duplicate) event; fails, changing nothing, when the
+    /// state of its call is stored and damaged.
+    pub fn try_apply(&mut self, ev: Fold<'_>) -> Result<(), ChunkDamaged> {
         if self.planned > 0 {
             let calls = std::mem::take(&mut self.planned) / 4;
             self.index.reserve(calls);
             self.states.reserve(calls);
         }
-        *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
         if ev.kind.is_agent_event() {
+            *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
             // Only moves the clock; kept for presence when asked for.
             if let Some(log) = self.changes.as_deref_mut().and_then(|c| c.agents.as_mut())
                 && let Some(agent) = ev.agent
@@ -435,11 +470,22 @@ impl CallsHalf<'_> {
                     agent: String::from_utf8_lossy(agent).into(),
                 });
             }
-            return;
+            return Ok(());
         }
         let Some(call) = ev.call else {
-            return;
+            *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
+            return Ok(());
         };
+        // The call's state is loaded before anything changes: a damaged chunk of an
+        // existing call leaves the book as it was. (A new call's goes to the last chunk,
+        // which a book opened for folding holds.)
+        let (at, new) = self.index.get_or_insert(call, self.states.len() as u32);
+        if new {
+            self.states.try_push(CallState::default())?;
+        } else {
+            self.states.try_get(at)?;
+        }
+        *self.newest_ts = Some(self.newest_ts.map_or(ev.ts, |n| n.max(ev.ts)));
         let line = match ev.kind {
             EventType::Offered => Some(intern(
                 self.lines,
@@ -448,17 +494,12 @@ impl CallsHalf<'_> {
             )),
             _ => None,
         };
-        let (at, new) = self.index.get_or_insert(call, self.states.len() as u32);
-        if new {
-            self.states.push(CallState::default());
-        }
-        let at = at as usize;
         if let Some(changes) = self.changes.as_deref_mut()
-            && at < changes.created_from
+            && (at as usize) < changes.created_from
         {
-            changes.note(at, &self.states[at]);
+            changes.note(at as usize, self.states.try_get(at)?);
         }
-        let state = &mut self.states[at];
+        let state = self.states.try_get_mut(at)?;
         match line {
             Some(line) => {
                 let lines = &*self.lines;
@@ -466,6 +507,7 @@ impl CallsHalf<'_> {
             }
             None => state.apply(ev.kind, ev.ts),
         }
+        Ok(())
     }
 }
 
@@ -474,7 +516,7 @@ pub struct BookParts<'a> {
     pub seen: &'a KeySet,
     pub dead_letters: &'a KeySet,
     pub index: &'a CallIndex,
-    pub states: &'a [CallState],
+    pub states: &'a StateChunks,
     pub lines: &'a [Box<str>],
     pub newest_ts: Option<Millis>,
 }

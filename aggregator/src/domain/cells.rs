@@ -66,7 +66,7 @@ pub trait CallStates {
 
 impl CallStates for CallBook {
     fn state(&self, i: u32) -> &CallState {
-        &self.states()[i as usize]
+        CallBook::state(self, i)
     }
     fn count(&self) -> usize {
         self.calls()
@@ -157,7 +157,7 @@ impl Cells {
                 continue;
             };
             cell.members.push(i);
-            let rec = book.record(&book.states()[i as usize], clock);
+            let rec = book.record(book.state(i), clock);
             if rec.outcome == Outcome::Open {
                 open.push((rec.anchor, key.1, i));
             } else {
@@ -198,10 +198,9 @@ impl Cells {
         let clock = book.clock(Millis::MIN);
         if clock > self.clock {
             self.clock = clock;
-            let states = book.states();
-            let line_of = |i: u32| book.line_of(&states[i as usize]);
+            let line_of = |i: u32| book.line_of(book.state(i));
             while let Some((_, i)) = self.open.pop_anchored_by(timed_out_by(clock), line_of) {
-                let state = &book.states()[i as usize];
+                let state = book.state(i);
                 let part = place.contribution(&book.record(state, clock), self.threshold_ms);
                 if let Some(cell) = self.cell_mut(key_of(book, state)) {
                     cell.add(&part);
@@ -221,7 +220,7 @@ impl Cells {
                 cell.figures.max_wait_ms = None;
                 cell.at_max = 0;
                 for at in 0..cell.members.len() {
-                    let state = &book.states()[cell.members[at] as usize];
+                    let state = book.state(cell.members[at]);
                     let rec = book.record(state, clock);
                     let one = Figures {
                         max_wait_ms: place.contribution(&rec, threshold_ms).max_wait_ms,
@@ -284,7 +283,7 @@ impl Cells {
     }
 
     fn insert(&mut self, book: &CallBook, i: u32, place: &mut Classifier<'_>) {
-        let state = &book.states()[i as usize];
+        let state = book.state(i);
         let key = key_of(book, state);
         let day = Arc::make_mut(self.days.entry(day_of(key)).or_default());
         let cell = day.entry(key).or_default();

@@ -44,7 +44,21 @@ const HEADER: usize = 32;
 pub const CRC_BYTES: usize = 4;
 
 /// The bytes of an image, wherever they live (a mapped file, a buffer).
-pub type RunBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+pub type RunBytes = Arc<dyn RunMemory>;
+
+/// Where an image's bytes live.
+pub trait RunMemory: AsRef<[u8]> + Send + Sync {
+    /// The pages read so far need not stay in the process's memory (they are read again
+    /// when next needed): a mapped file drops them. Nothing by default.
+    fn release(&self) {}
+}
+
+impl RunMemory for Vec<u8> {}
+
+/// Lookups between two [`RunMemory::release`]s of a run: each probe of a mapped run
+/// brings in the pages around the one it reads (the kernel's fault-around, 64 KiB), so
+/// that a few thousand probes of random keys would map most of a long history's runs.
+const PROBES_PER_RELEASE: u32 = 64;
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     b.get(at..at + 8)?.try_into().ok().map(u64::from_le_bytes)
@@ -67,6 +81,8 @@ pub struct FrozenTable<V> {
     slots: usize,
     len: usize,
     zero: Option<V>,
+    /// Lookups since the last release of the bytes' pages.
+    probes: Arc<std::sync::atomic::AtomicU32>,
     _v: PhantomData<V>,
 }
 
@@ -106,6 +122,7 @@ impl<V: SlotValue> FrozenTable<V> {
             slots,
             len,
             zero,
+            probes: Arc::default(),
             _v: PhantomData,
         })
     }
@@ -145,6 +162,12 @@ impl<V: SlotValue> FrozenTable<V> {
         }
         if self.slots == 0 {
             return None;
+        }
+        let probes = self
+            .probes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if probes % PROBES_PER_RELEASE == PROBES_PER_RELEASE - 1 {
+            self.bytes.release();
         }
         let mut i = home_slot(key, self.slots);
         // Bounded, although `open` saw to it that some slot is empty.

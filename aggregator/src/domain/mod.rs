@@ -23,6 +23,7 @@ mod random_edits;
 pub mod raw_event;
 pub mod reject;
 pub mod reports;
+pub mod state_chunks;
 pub mod time;
 pub mod transitions;
 pub mod validate;

@@ -175,18 +175,18 @@ impl Transitions {
             changed.sort_unstable();
             for (anchor, i) in timed_out {
                 if changed.binary_search(&i).is_err() {
-                    let line = book.line_of(&book.states()[i as usize]);
+                    let line = book.line_of(book.state(i));
                     self.calls.push(unresolved(i, line, anchor, None));
                 }
             }
         }
         self.clock = new;
         for (i, before) in &changes.before {
-            let after = &book.states()[*i as usize];
+            let after = book.state(*i);
             self.diff(book, *i, Some((before, old)), after);
         }
         for i in changes.created_from..book.states().len() {
-            self.diff(book, i as u32, None, &book.states()[i]);
+            self.diff(book, i as u32, None, book.state(i as u32));
         }
         for ev in changes.agents.iter().flatten() {
             self.agent(ev);
@@ -208,7 +208,7 @@ impl Transitions {
         }
         let from = timed_out_by(self.clock).saturating_add(1);
         for (anchor, i) in open.anchored_in(from, timed_out_by(now).saturating_add(1)) {
-            let line = book.line_of(&book.states()[i as usize]);
+            let line = book.line_of(book.state(i));
             self.calls.push(unresolved(i, line, anchor, None));
         }
         self.clock = now;
@@ -227,7 +227,7 @@ impl Transitions {
             .map(move |(anchor, call)| OpenCall {
                 call,
                 anchor,
-                wait_start: book.states()[call as usize].wait_start(),
+                wait_start: book.state(call).wait_start(),
             })
     }
 
@@ -535,7 +535,7 @@ mod tests {
             let open = live.cells.open_calls();
             let got: Vec<_> = live.tr.open_calls(line, book, open).collect();
             let mut want: Vec<_> = (0u32..)
-                .zip(book.states())
+                .zip(book.states().iter())
                 .filter(|(_, s)| book.line_of(s) == line)
                 .filter(|(_, s)| book.record(s, clock).outcome == Outcome::Open)
                 .map(|(call, s)| OpenCall {

@@ -6,11 +6,13 @@
 //!                   directory without LOCK locks DIR (shared) and creates nothing
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
-//! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
-//! DIR/checkpoint.keys   the rest of it: which runs hold the dedupe keys and the call
-//!                       index, the dead letters' keys (atomic renames)
-//! DIR/runs/ID.run   the runs: immutable key-table images, written once, mapped when
-//!                   loaded, removed once no checkpoint names them (see `store::runs`)
+//! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need (the
+//!                       lines, the pack of each chunk of call states)
+//! DIR/checkpoint.keys   the rest of it: which runs hold the dedupe keys, the call
+//!                       index and the states, the dead letters' keys (atomic renames)
+//! DIR/runs/ID.run   the runs: immutable key-table images and packs of call states,
+//!                   written once and fsynced before a checkpoint names them, mapped
+//!                   when loaded, removed once no checkpoint names them (`store::runs`)
 //! ```
 
 use super::codec::{Decoder, Record};
@@ -19,7 +21,7 @@ use super::secrets::{self, Secrets};
 use super::verify::{self, Survey};
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const LOG: &str = "events.log";
@@ -330,27 +332,47 @@ impl EventStore for EmbeddedStore {
             let dir = self.dir.join(RUNS);
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         }
-        // The runs and the query part at once; the fold part, which names the runs, once
-        // they are in place. A crash between the two parts' renames leaves parts of
-        // different positions, which the loader refuses to pair.
+        // Every file is written and made durable under a temporary name at once; then
+        // the runs are renamed into place (and their directory synced), and only then
+        // the two parts, which name them. The runs no checkpoint names any more are
+        // removed only after (`retain_runs`). A crash between the two parts' renames
+        // leaves parts of different positions, which the loader refuses to pair (a
+        // query-only open reads the query part alone: its runs are in place before it).
         let this = &*self;
-        std::thread::scope(|s| {
+        let panicked = || StoreError::Corrupt {
+            path: RUNS.into(),
+            what: "checkpoint writer panicked".into(),
+        };
+        let (parts, run_files) = std::thread::scope(|s| {
             let writers: Vec<_> = runs
                 .iter()
-                .map(|&(id, body)| s.spawn(move || this.write_run(id, body)))
-                .collect();
-            let query = this.write_part(SNAPSHOT_QUERY, position, query);
-            for w in writers {
-                w.join().unwrap_or_else(|_| {
-                    Err(StoreError::Corrupt {
-                        path: RUNS.into(),
-                        what: "checkpoint writer panicked".into(),
+                .map(|&(id, body)| {
+                    s.spawn(move || {
+                        let path = this.run_path(id);
+                        let tmp = path.with_extension("tmp");
+                        write_durable(&tmp, &[], body).map(|()| (tmp, path))
                     })
-                })?;
-            }
-            this.write_part(SNAPSHOT_FOLD, position, fold)?;
-            query
-        })
+                })
+                .collect();
+            let fold_part = s.spawn(|| this.write_part(SNAPSHOT_FOLD, position, fold));
+            let query_part = this.write_part(SNAPSHOT_QUERY, position, query);
+            let written: Result<Vec<_>, StoreError> = writers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|_| Err(panicked())))
+                .collect();
+            let fold_part = fold_part.join().unwrap_or_else(|_| Err(panicked()));
+            Ok::<_, StoreError>(([query_part?, fold_part?], written?))
+        })?;
+        for (tmp, path) in &run_files {
+            std::fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))?;
+        }
+        if !run_files.is_empty() {
+            sync_dir(&self.dir.join(RUNS))?;
+        }
+        for (tmp, path) in &parts {
+            std::fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))?;
+        }
+        sync_dir(&self.dir)
     }
 
     fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
@@ -368,10 +390,52 @@ impl EventStore for EmbeddedStore {
         // checkpoint names them (a mapping keeps a removed file's bytes), and the
         // directory is locked by this process, so the mapped bytes stay as they are.
         match unsafe { memmap2::Mmap::map(&file) } {
-            Ok(map) => Ok(Some(PartBytes::mapped(map, 0))),
+            Ok(map) => {
+                // Lookups probe a slot here and there: read no page around the one asked.
+                if let Err(e) = map.advise(memmap2::Advice::Random) {
+                    tracing::debug!(error = %e, "madvise(RANDOM) on a run refused");
+                }
+                Ok(Some(PartBytes::mapped(map, 0)))
+            }
             Err(_) if file.metadata().is_ok_and(|m| m.len() == 0) => Ok(None),
             Err(e) => Err(StoreError::io(&path, e)),
         }
+    }
+
+    fn verify_runs(&mut self, ids: &[RunId]) -> Result<bool, StoreError> {
+        // Biggest first, on two threads: about half the bytes each.
+        let mut sized = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let path = self.run_path(id);
+            match std::fs::metadata(&path) {
+                Ok(m) => sized.push((m.len(), path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(StoreError::io(&path, e)),
+            }
+        }
+        sized.sort_unstable_by_key(|&(len, _)| std::cmp::Reverse(len));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let check = || -> Result<bool, StoreError> {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((_, path)) = sized.get(i) else {
+                    return Ok(true);
+                };
+                let whole = File::open(path)
+                    .and_then(|f| crc_trailer_holds(&f))
+                    .map_err(|e| StoreError::io(path, e))?;
+                if !whole {
+                    tracing::warn!(file = %path.display(), "a checkpoint run fails its checksum");
+                    return Ok(false);
+                }
+            }
+        };
+        std::thread::scope(|s| {
+            let other = s.spawn(check);
+            let here = check();
+            let there = other.join().unwrap_or(Ok(false));
+            Ok(here? && there?)
+        })
     }
 
     fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
@@ -418,25 +482,36 @@ impl EmbeddedStore {
     }
 }
 
-/// Whether a file's last 4 bytes are the CRC-32 of the rest; read in blocks, not
-/// mapped (the pages of a mapping would count against the process while it lives).
+/// Whether a file's last 4 bytes are the CRC-32 of the rest. Read through mappings of a
+/// few MiB at a time, each dropped once hashed: no copy into a buffer (a long history's
+/// runs are some 250 MB), and no more than a window's pages count against the process.
 fn crc_trailer_holds(file: &File) -> std::io::Result<bool> {
+    const WINDOW: u64 = 8 << 20;
     let len = file.metadata()?.len();
-    let Some(mut body) = len.checked_sub(4) else {
+    let Some(body) = len.checked_sub(4) else {
         return Ok(false);
     };
-    let mut r = file;
     let mut crc = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    while body > 0 {
-        let n = buf.len().min(usize::try_from(body).unwrap_or(usize::MAX));
-        r.read_exact(&mut buf[..n])?;
-        crc.update(&buf[..n]);
-        body -= n as u64;
+    let mut trailer = Vec::with_capacity(4);
+    let mut at = 0;
+    while at < len {
+        let n = WINDOW.min(len - at);
+        // SAFETY: runs are never modified once renamed into place, only removed when no
+        // checkpoint names them (a mapping keeps a removed file's bytes), and the
+        // directory is locked by this process, so the mapped bytes stay as they are.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(at)
+                .len(usize::try_from(n).map_err(std::io::Error::other)?)
+                .populate()
+                .map(file)?
+        };
+        let hashed = usize::try_from(body.saturating_sub(at).min(n)).unwrap_or(map.len());
+        crc.update(&map[..hashed]);
+        trailer.extend_from_slice(&map[hashed..]);
+        at += n;
     }
-    let mut trailer = [0u8; 4];
-    r.read_exact(&mut trailer)?;
-    Ok(crc.finalize() == u32::from_le_bytes(trailer))
+    Ok(trailer.first_chunk::<4>().map(|t| u32::from_le_bytes(*t)) == Some(crc.finalize()))
 }
 
 /// Free space a store needs before it is taken for writable again after a failure.
@@ -460,19 +535,6 @@ fn probe_space(dir: &Path) -> Result<(), StoreError> {
 impl EmbeddedStore {
     fn run_path(&self, id: RunId) -> PathBuf {
         self.dir.join(RUNS).join(format!("{id:016x}{RUN_SUFFIX}"))
-    }
-
-    /// Writes a run under a temporary name, then renames it into place (no fsync, as
-    /// for checkpoint parts: a run that did not reach the disk fails its checksum).
-    fn write_run(&self, id: RunId, body: PartWriter<'_>) -> Result<(), StoreError> {
-        let path = self.run_path(id);
-        let tmp = path.with_extension("tmp");
-        let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
-        body(&mut out)
-            .and_then(|()| out.flush())
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
     }
 
     /// Reads one checkpoint file: its position and body; `None` when absent or foreign.
@@ -509,26 +571,32 @@ impl EmbeddedStore {
         )))
     }
 
+    /// Writes a checkpoint part, durable, under a temporary name; returns that name and
+    /// the part's own (the caller renames it once the runs it names are in place).
     fn write_part(
         &self,
         name: &str,
         position: LogPosition,
         body: PartWriter<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(PathBuf, PathBuf), StoreError> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        // No fsync: a checkpoint is only a shortcut. After a crash it is either the old
-        // one, or the new one whole, or damaged (its CRC then fails and the log, which is
-        // fsynced, is replayed instead). Skipping the flush keeps imports fast.
-        let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
-        out.write_all(SNAPSHOT_MAGIC)
-            .and_then(|()| out.write_all(&position.to_le_bytes()))
-            .and_then(|()| body(&mut out))
-            .and_then(|()| out.flush())
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+        let mut head = SNAPSHOT_MAGIC.to_vec();
+        head.extend_from_slice(&position.to_le_bytes());
+        write_durable(&tmp, &head, body)?;
+        Ok((tmp, path))
     }
+}
+
+/// Writes `head` then `body` into a new file at `path`, and makes its data durable.
+fn write_durable(path: &Path, head: &[u8], body: PartWriter<'_>) -> Result<(), StoreError> {
+    let f = File::create(path).map_err(|e| StoreError::io(path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
+    out.write_all(head)
+        .and_then(|()| body(&mut out))
+        .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
+        .and_then(|f| f.sync_data())
+        .map_err(|e| StoreError::io(path, e))
 }
 
 #[cfg(test)]
@@ -600,8 +668,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = EmbeddedStore::open(dir.path()).expect("open");
         s.replay(0, &mut |_| {}).expect("replay");
-        // SAFETY: `s`, the writer, is open and replayed, and outlives both mappings.
         assert!(
+            // SAFETY: `s`, the writer, is open and replayed, and outlives both mappings.
             unsafe { EmbeddedStore::map_committed(dir.path()) }
                 .expect("map")
                 .is_empty()

@@ -4,8 +4,8 @@
 //! durable when [`EventStore::commit`] returns. The figures are never stored: they are
 //! recomputed by the domain core from the replayed events, so every store gives the same
 //! figures by construction. A store may also keep a checkpoint (an encoded
-//! [`CallBook`](crate::domain::callbook::CallBook)) so that opening does not replay
-//! everything.
+//! [`CallBook`](crate::domain::callbook::CallBook), its tables and call states in runs
+//! written once) so that opening does not replay everything.
 
 pub mod codec;
 pub mod embedded;
@@ -241,6 +241,20 @@ impl AsRef<[u8]> for PartBytes {
     }
 }
 
+impl crate::domain::key_runs::RunMemory for PartBytes {
+    fn release(&self) {
+        if let PartSource::Mapped(map) = &self.bytes {
+            // SAFETY: the mapping is of a file opened read-only, shared: dropping its
+            // pages loses nothing (the next read maps them again from the file, whose
+            // bytes do not change while it is mapped: see `EmbeddedStore::load_run`).
+            let dropped = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            if let Err(e) = dropped {
+                tracing::debug!(error = %e, "madvise(DONTNEED) on a run refused");
+            }
+        }
+    }
+}
+
 impl PartialEq for PartBytes {
     fn eq(&self, other: &Self) -> bool {
         **self == **other
@@ -282,9 +296,10 @@ pub trait EventStore: Send {
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError>;
 
     /// Replaces the checkpoint (both parts, for `position`), after writing the new
-    /// `runs` it names (see [`runs`]). Each part and run is written by its function
-    /// straight into the store's output (several may run on several threads), so that
-    /// no copy of a big book is built in memory first.
+    /// `runs` it names (see [`runs`]): the runs are durable before either part names
+    /// them, and the parts are durable when this returns. Each part and run is written
+    /// by its function straight into the store's output (several may run on several
+    /// threads), so that no copy of a big book is built in memory first.
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
@@ -299,6 +314,13 @@ pub trait EventStore: Send {
     fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
         let _ = (id, verify);
         Ok(None)
+    }
+
+    /// Whether every run of `ids` is there whole (its trailing CRC-32 checked against the
+    /// rest of it), checked at once (several runs on several threads). A store without
+    /// runs has all of none.
+    fn verify_runs(&mut self, ids: &[RunId]) -> Result<bool, StoreError> {
+        Ok(ids.is_empty())
     }
 
     /// Removes the runs but `keep` (those the checkpoint names); only a writer does.

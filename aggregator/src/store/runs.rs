@@ -8,14 +8,24 @@
 //!
 //! A run that is missing, damaged (its CRC-32 fails) or not what the fold part says
 //! makes the fold part unusable: the log is replayed, never a wrong figure.
+//!
+//! The call states are runs too: packs of segments, one segment per chunk of states
+//! (`domain::state_chunks`). A checkpoint writes one pack with the chunks changed since
+//! the last one, and the query part names the pack of every chunk; a pack is removed
+//! once no chunk is in it, and rewritten (its chunks moved to the new pack) once less
+//! than half of what it holds is still named. Opening maps the packs and decodes a
+//! chunk when it is first read.
 
-use super::snapshot::{self, RunKind, RunMeta};
-use super::{EventStore, LogPosition, PartWriter, RunId, StoreError};
+use super::snapshot::{self, RunKind, RunMeta, Segment};
+use super::{EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
+use crate::domain::call::CallState;
 use crate::domain::callbook::{CallBook, CallIndex, FoldState};
 use crate::domain::dedupe::KeySet;
 use crate::domain::key_runs::{FrozenTable, Layered, SlotValue, merged, write_image};
 use crate::domain::key_table::KeyTable;
+use crate::domain::state_chunks::{ChunkDamaged, ChunkSource};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Runs per table beyond which the newest are merged whatever their sizes (every new
@@ -48,12 +58,83 @@ pub fn runs_to_merge(lens: &[usize], fresh: usize) -> usize {
 pub struct RunSet {
     pub keys: Vec<RunMeta>,
     pub calls: Vec<RunMeta>,
+    /// The packs of call states.
+    pub states: Vec<RunMeta>,
+    /// The pack of each chunk of states, in chunk order.
+    pub chunk_packs: Vec<RunId>,
 }
 
 impl RunSet {
     fn ids(&self) -> impl Iterator<Item = RunId> + '_ {
-        self.keys.iter().chain(&self.calls).map(|r| r.id)
+        self.keys
+            .iter()
+            .chain(&self.calls)
+            .chain(&self.states)
+            .map(|r| r.id)
     }
+}
+
+/// A checkpoint's call states, read from its packs (mapped) when a chunk is first read.
+pub struct PackedStates {
+    packs: HashMap<RunId, (PartBytes, Vec<(usize, Segment)>)>,
+    chunk_packs: Vec<RunId>,
+    lines: usize,
+}
+
+impl ChunkSource for PackedStates {
+    fn load(&self, c: usize, calls: usize) -> Option<Vec<CallState>> {
+        let (bytes, table) = self.packs.get(self.chunk_packs.get(c)?)?;
+        let at = table.binary_search_by_key(&c, |&(k, _)| k).ok()?;
+        snapshot::decode_segment(bytes, table[at].1, calls, self.lines)
+    }
+}
+
+/// The packs named by `chunk_packs` (for a book of `lines` lines), mapped (each segment
+/// is checked when decoded); `None` when one is missing or lacks a chunk.
+pub fn open_states(
+    store: &mut dyn EventStore,
+    chunk_packs: &[RunId],
+    lines: usize,
+) -> Result<Option<PackedStates>, StoreError> {
+    let mut packs = HashMap::new();
+    for (c, &id) in chunk_packs.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = packs.entry(id) {
+            let Some(bytes) = store.load_run(id, false)? else {
+                return Ok(None);
+            };
+            let Some(table) = snapshot::pack_table(&bytes) else {
+                return Ok(None);
+            };
+            slot.insert((bytes, table));
+        }
+        let has = packs
+            .get(&id)
+            .is_some_and(|(_, t)| t.binary_search_by_key(&c, |&(k, _)| k).is_ok());
+        if !has {
+            return Ok(None);
+        }
+    }
+    Ok(Some(PackedStates {
+        packs,
+        chunk_packs: chunk_packs.to_vec(),
+        lines,
+    }))
+}
+
+/// Before a checkpoint: the chunks of each pack of which less than half is still named
+/// are counted as changed, so that the new pack takes them in and the old one goes.
+pub fn compact(book: &mut CallBook, runs: &RunSet) -> Result<(), ChunkDamaged> {
+    for pack in &runs.states {
+        let named: Vec<usize> = (0..runs.chunk_packs.len())
+            .filter(|&c| runs.chunk_packs[c] == pack.id)
+            .collect();
+        if (named.len() as u64) * 2 < pack.keys {
+            for c in named {
+                book.rewrite_states(c)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The next checkpoint's runs of one table: the old ones kept, and the new one.
@@ -102,7 +183,9 @@ impl<V: Clone> Plan<'_, V> {
 }
 
 /// Writes the checkpoint of `book` at `position`, whose tables are held by `runs` and
-/// their fresh keys; returns the runs it names. The book is not changed: see [`freeze`].
+/// their fresh keys, and whose states by the packs of `runs` and the chunks changed
+/// since (see [`compact`], to call first); returns the runs it names. The book is not
+/// changed: see [`freeze`].
 pub fn save(
     store: &mut dyn EventStore,
     book: &CallBook,
@@ -110,8 +193,9 @@ pub fn save(
     position: LogPosition,
 ) -> Result<RunSet, StoreError> {
     let parts = book.parts();
-    // Unique: checkpoints are made at growing positions, two runs at most each.
-    let id = |kind: RunKind| position << 1 | kind as u64;
+    // Unique: checkpoints are made at growing positions, three runs at most each (and
+    // the ids of stores written before packs, `position << 1 | kind`, are all smaller).
+    let id = |kind: RunKind| position << 2 | kind as u64;
     let keys = plan(
         parts.seen.layers(),
         &runs.keys,
@@ -119,11 +203,40 @@ pub fn save(
         id(RunKind::Keys),
     );
     let calls = plan(parts.index, &runs.calls, RunKind::Calls, id(RunKind::Calls));
+    let dirty = parts.states.dirty();
+    let pack_id = id(RunKind::States);
+    let mut chunk_packs = runs.chunk_packs.clone();
+    chunk_packs.resize(parts.states.chunk_count(), pack_id);
+    for &c in &dirty {
+        chunk_packs[c] = pack_id;
+    }
+    let mut states: Vec<RunMeta> = runs
+        .states
+        .iter()
+        .filter(|p| chunk_packs.contains(&p.id))
+        .copied()
+        .collect();
+    if !dirty.is_empty() {
+        states.push(RunMeta {
+            kind: RunKind::States,
+            id: pack_id,
+            keys: dirty.len() as u64,
+            slots: 0,
+        });
+    }
     let named = RunSet {
         keys: keys.named(),
         calls: calls.named(),
+        states,
+        chunk_packs,
     };
-    let all: Vec<RunMeta> = named.keys.iter().chain(&named.calls).copied().collect();
+    let all: Vec<RunMeta> = named
+        .keys
+        .iter()
+        .chain(&named.calls)
+        .chain(&named.states)
+        .copied()
+        .collect();
     let key_image = keys.new.as_ref().map(|(m, t)| {
         (m.id, move |w: &mut dyn std::io::Write| {
             write_image(t, w).map(drop)
@@ -134,6 +247,10 @@ pub fn save(
             write_image(t, w).map(drop)
         })
     });
+    let pack = |w: &mut dyn std::io::Write| {
+        let chunks = dirty.iter().map(|&c| (c, parts.states.chunk(c).as_slice()));
+        snapshot::write_pack(chunks, w)
+    };
     let mut writers: Vec<(RunId, PartWriter<'_>)> = Vec::new();
     if let Some((id, w)) = &key_image {
         writers.push((*id, w));
@@ -141,9 +258,20 @@ pub fn save(
     if let Some((id, w)) = &call_image {
         writers.push((*id, w));
     }
+    if !dirty.is_empty() {
+        writers.push((pack_id, &pack));
+    }
     store.save_checkpoint(
         position,
-        &|w| snapshot::write_query(&parts, w),
+        &|w| {
+            snapshot::write_query(
+                parts.newest_ts,
+                parts.lines,
+                parts.states.len(),
+                &named.chunk_packs,
+                w,
+            )
+        },
         &|w| snapshot::write_fold(&all, parts.dead_letters, w),
         &writers,
     )?;
@@ -152,13 +280,15 @@ pub fn save(
 
 /// After [`save`]: maps the runs it named into the book (its fresh keys leave memory) and
 /// removes the runs no longer named. Returns the runs now behind the book; when they
-/// cannot be mapped the book stays as it was (correct, only bigger), and so do its runs.
+/// cannot be mapped the book's tables stay as they were (correct, only bigger), and so
+/// do their runs. (The book's states are what the checkpoint wrote, whatever happens.)
 pub fn freeze(
     store: &mut dyn EventStore,
     book: &mut CallBook,
     old: RunSet,
     named: RunSet,
 ) -> RunSet {
+    book.states_checkpointed();
     let mapped = open(store, &named.keys, false)
         .and_then(|keys| Ok(keys.zip(open(store, &named.calls, false)?)));
     let behind = match mapped {
@@ -168,7 +298,11 @@ pub fn freeze(
         }
         Ok(None) | Err(_) => {
             tracing::warn!("the checkpoint's runs cannot be mapped; keeping the keys in memory");
-            old.clone()
+            RunSet {
+                keys: old.keys.clone(),
+                calls: old.calls.clone(),
+                ..named.clone()
+            }
         }
     };
     // The book's own runs must stay until a checkpoint names others.
@@ -200,21 +334,36 @@ fn open<V: SlotValue>(
     Ok(Some(tables))
 }
 
-/// What folding needs, from a checkpoint's fold part and the runs it names (each
-/// checked whole); `None` when any of it is damaged, missing or of an older version.
+/// What folding needs, from a checkpoint's fold part and the runs it names, with the
+/// packs of the states (`chunk_packs`, from the query part: see [`open_states`]); every
+/// run is checked whole first (at once: [`EventStore::verify_runs`]), so that nothing
+/// read from them later can be damaged. `None` when any of it is damaged, missing or of
+/// an older version.
 pub fn load(
     store: &mut dyn EventStore,
     fold: &[u8],
+    chunk_packs: &[RunId],
 ) -> Result<Option<(FoldState, RunSet)>, StoreError> {
     let Some((metas, dead)) = snapshot::decode_fold(fold) else {
         return Ok(None);
     };
-    let (keys, calls): (Vec<RunMeta>, Vec<RunMeta>) =
-        metas.into_iter().partition(|m| m.kind == RunKind::Keys);
-    let Some(key_runs) = open::<()>(store, &keys, true)? else {
+    let mut ids: Vec<RunId> = metas
+        .iter()
+        .map(|m| m.id)
+        .chain(chunk_packs.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if !store.verify_runs(&ids)? {
+        return Ok(None);
+    }
+    let of = |kind| metas.iter().filter(|m| m.kind == kind).copied().collect();
+    let (keys, calls, states): (Vec<RunMeta>, Vec<RunMeta>, Vec<RunMeta>) =
+        (of(RunKind::Keys), of(RunKind::Calls), of(RunKind::States));
+    let Some(key_runs) = open::<()>(store, &keys, false)? else {
         return Ok(None);
     };
-    let Some(call_runs) = open::<u32>(store, &calls, true)? else {
+    let Some(call_runs) = open::<u32>(store, &calls, false)? else {
         return Ok(None);
     };
     let state = (
@@ -222,7 +371,13 @@ pub fn load(
         CallIndex::with_runs(call_runs),
         dead,
     );
-    Ok(Some((state, RunSet { keys, calls })))
+    let runs = RunSet {
+        keys,
+        calls,
+        states,
+        chunk_packs: chunk_packs.to_vec(),
+    };
+    Ok(Some((state, runs)))
 }
 
 #[cfg(test)]

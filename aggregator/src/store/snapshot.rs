@@ -1,16 +1,25 @@
 //! Encoding of a [`CallBook`] as a checkpoint, so that opening a store replays only the
 //! log written after it.
+//!
+//! The call states are kept in segments, one per chunk of the book's states (see
+//! `domain::state_chunks`), each checksummed, packed into runs (one new pack per
+//! checkpoint, holding the chunks changed since the last one); the query part names the
+//! pack of each chunk.
 
 use crate::domain::call::{CallState, NONE};
-use crate::domain::callbook::FoldState;
-use crate::domain::callbook::{BookParts, CallBook};
 use crate::domain::dedupe::KeySet;
+use crate::domain::state_chunks::CHUNK;
 use crate::domain::time::Millis;
 use crate::store::RunId;
 use std::io::Write;
 
-/// Version 4 of the query part.
-const MAGIC: &[u8; 4] = b"NWS4";
+/// Version 5 of the query part: the chunks' packs instead of the states.
+const MAGIC: &[u8; 4] = b"NWS5";
+/// Version 4 of the query part (the states written in it), still read: the next
+/// checkpoint writes version 5.
+const MAGIC_V4: &[u8; 4] = b"NWS4";
+/// A pack of state segments.
+const PACK_MAGIC: &[u8; 4] = b"NWP1";
 /// Version 6 of the fold part: the runs holding the dedupe keys and the call index, then
 /// the dead letters' keys. An older fold part (all keys written in it) is not used: the
 /// log is replayed once, and the next checkpoint is of this version.
@@ -61,6 +70,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 struct Sealed {
     block: Vec<u8>,
     crc: crc32fast::Hasher,
+    /// Bytes passed on to the output.
+    passed: usize,
 }
 
 impl Sealed {
@@ -72,7 +83,13 @@ impl Sealed {
         Self {
             block,
             crc: crc32fast::Hasher::new(),
+            passed: 0,
         }
+    }
+
+    /// Bytes of the part so far.
+    fn written(&self) -> usize {
+        self.passed + self.block.len()
     }
 
     /// Where to append the next item (a state is at most 89 bytes, a line name 516); a
@@ -81,6 +98,7 @@ impl Sealed {
         if self.block.len() >= Self::BLOCK {
             self.crc.update(&self.block);
             out.write_all(&self.block)?;
+            self.passed += self.block.len();
             self.block.clear();
         }
         Ok(&mut self.block)
@@ -101,6 +119,8 @@ pub enum RunKind {
     Keys = 0,
     /// The call index: call key -> state index.
     Calls = 1,
+    /// A pack of call-state segments (`keys`: segments written in it, `slots`: 0).
+    States = 2,
 }
 
 /// A run as a checkpoint names it: which file, and what it must hold.
@@ -150,6 +170,7 @@ pub fn decode_fold(fold: &[u8]) -> Option<(Vec<RunMeta>, KeySet)> {
         let kind = match r.take(1)?.first()? {
             0 => RunKind::Keys,
             1 => RunKind::Calls,
+            2 => RunKind::States,
             _ => return None,
         };
         runs.push(RunMeta {
@@ -176,23 +197,177 @@ fn unseal<'a>(bytes: &'a [u8], magic: &[u8; 4]) -> Option<&'a [u8]> {
     (crc32fast::hash(body).to_le_bytes() == crc && body.starts_with(magic)).then_some(body)
 }
 
-/// Writes the query part: newest `ts`, the line names, the call states. (What folding
-/// needs is in the fold part and its runs, see `store::runs`.)
-pub fn write_query(p: &BookParts<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+/// What a query part holds besides the line names and the newest `ts`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoredStates {
+    /// The pack holding each chunk of `calls` states, in chunk order.
+    Packs { calls: usize, packs: Vec<RunId> },
+    /// The states themselves (a query part of version 4).
+    Inline(Vec<CallState>),
+}
+
+/// A decoded query part.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueryPart {
+    pub newest_ts: Option<Millis>,
+    pub lines: Vec<Box<str>>,
+    pub states: StoredStates,
+}
+
+/// Writes the query part: newest `ts`, the line names, the number of calls, then the
+/// pack of each chunk of their states (`packs`, one per chunk).
+pub fn write_query(
+    newest_ts: Option<Millis>,
+    lines: &[Box<str>],
+    calls: usize,
+    packs: &[RunId],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let mut w = Sealed::new(MAGIC);
     w.room(out)?
-        .extend_from_slice(&p.newest_ts.unwrap_or(i64::MIN).to_le_bytes());
+        .extend_from_slice(&newest_ts.unwrap_or(i64::MIN).to_le_bytes());
     w.room(out)?
-        .extend_from_slice(&(p.lines.len() as u32).to_le_bytes());
-    for l in p.lines {
+        .extend_from_slice(&(lines.len() as u32).to_le_bytes());
+    for l in lines {
         put_str(w.room(out)?, l);
     }
     w.room(out)?
-        .extend_from_slice(&(p.states.len() as u64).to_le_bytes());
-    for s in p.states {
-        put_state(w.room(out)?, s);
+        .extend_from_slice(&(calls as u64).to_le_bytes());
+    for id in packs {
+        w.room(out)?.extend_from_slice(&id.to_le_bytes());
     }
     w.finish(out)
+}
+
+/// Decodes a query part (of version 5, or 4); `None` when damaged or foreign.
+pub fn decode_query(query: &[u8]) -> Option<QueryPart> {
+    let (body, v4) = match unseal(query, MAGIC) {
+        Some(body) => (body, false),
+        None => (unseal(query, MAGIC_V4)?, true),
+    };
+    let mut r = Reader { b: body, at: 4 };
+    let newest = r.i64()?;
+    let newest_ts: Option<Millis> = (newest != i64::MIN).then_some(newest);
+    let n_lines = r.u32()?;
+    let lines = (0..n_lines).map(|_| r.str()).collect::<Option<Vec<_>>>()?;
+    let calls = usize::try_from(r.u64()?).ok()?;
+    let states = if v4 {
+        // At least 10 bytes a state: a damaged count cannot make us allocate much.
+        let mut states = Vec::with_capacity(calls.min(body.len() / 10));
+        for _ in 0..calls {
+            states.push(r.state(lines.len())?);
+        }
+        StoredStates::Inline(states)
+    } else {
+        let chunks = calls.div_ceil(CHUNK);
+        let ids = r.take(chunks.checked_mul(8)?)?;
+        let packs = ids
+            .as_chunks::<8>()
+            .0
+            .iter()
+            .map(|b| u64::from_le_bytes(*b))
+            .collect();
+        StoredStates::Packs { calls, packs }
+    };
+    (r.at == body.len()).then_some(QueryPart {
+        newest_ts,
+        lines,
+        states,
+    })
+}
+
+/// Writes a pack of state segments: each of `chunks` (its number and states) as a
+/// segment, then the table of segments (chunk number `u32`, offset `u64`, length and
+/// CRC-32 `u32`), their count (`u32`), and the CRC-32 of the whole pack. A segment is
+/// the number of states (`u32`) then each state, compactly.
+pub fn write_pack<'a>(
+    chunks: impl Iterator<Item = (usize, &'a [CallState])>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut w = Sealed::new(PACK_MAGIC);
+    let mut table = Vec::new();
+    for (c, states) in chunks {
+        let start = w.written();
+        let mut crc = crc32fast::Hasher::new();
+        let room = w.room(out)?;
+        room.extend_from_slice(&(states.len() as u32).to_le_bytes());
+        crc.update(&room[room.len() - 4..]);
+        for s in states {
+            let room = w.room(out)?;
+            let at = room.len();
+            put_state(room, s);
+            crc.update(&room[at..]);
+        }
+        let len = u32::try_from(w.written() - start).map_err(std::io::Error::other)?;
+        table.push((c as u32, start as u64, len, crc.finalize()));
+    }
+    for &(c, at, len, crc) in &table {
+        let room = w.room(out)?;
+        room.extend_from_slice(&c.to_le_bytes());
+        room.extend_from_slice(&at.to_le_bytes());
+        room.extend_from_slice(&len.to_le_bytes());
+        room.extend_from_slice(&crc.to_le_bytes());
+    }
+    w.room(out)?
+        .extend_from_slice(&(table.len() as u32).to_le_bytes());
+    w.finish(out)
+}
+
+/// Where a segment lies in its pack, and its CRC-32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub at: usize,
+    pub len: usize,
+    pub crc: u32,
+}
+
+/// The table of a pack: chunk number -> segment, sorted; `None` when it is not a pack
+/// or its table is damaged (the segments are checked when read: [`decode_segment`]).
+pub fn pack_table(pack: &[u8]) -> Option<Vec<(usize, Segment)>> {
+    let body = pack.get(..pack.len().checked_sub(4)?)?;
+    if !body.starts_with(PACK_MAGIC) {
+        return None;
+    }
+    let n = u32::from_le_bytes(*body.last_chunk::<4>()?) as usize;
+    let table_at = body.len().checked_sub(4)?.checked_sub(n.checked_mul(20)?)?;
+    let mut r = Reader {
+        b: body,
+        at: table_at,
+    };
+    let mut table = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = r.u32()? as usize;
+        let at = usize::try_from(r.u64()?).ok()?;
+        let len = r.u32()? as usize;
+        let crc = r.u32()?;
+        (at >= 4 && at.checked_add(len)? <= table_at).then_some(())?;
+        table.push((c, Segment { at, len, crc }));
+    }
+    table.sort_unstable_by_key(|&(c, _)| c);
+    Some(table)
+}
+
+/// The states of one segment, when its CRC holds, it holds `calls` states and each names
+/// a line below `lines`.
+pub fn decode_segment(
+    pack: &[u8],
+    seg: Segment,
+    calls: usize,
+    lines: usize,
+) -> Option<Vec<CallState>> {
+    let bytes = pack.get(seg.at..seg.at.checked_add(seg.len)?)?;
+    if crc32fast::hash(bytes) != seg.crc {
+        return None;
+    }
+    let mut r = Reader { b: bytes, at: 0 };
+    if r.u32()? as usize != calls {
+        return None;
+    }
+    let mut states = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        states.push(r.state(lines)?);
+    }
+    (r.at == bytes.len()).then_some(states)
 }
 
 /// Bytes written in place at the end of a buffer grown by their most: no copy from a
@@ -275,7 +450,8 @@ impl Reader<'_> {
         None
     }
 
-    fn state(&mut self) -> Option<CallState> {
+    /// A state naming a line below `lines`.
+    fn state(&mut self, lines: usize) -> Option<CallState> {
         let first_event = self.i64()?;
         let mask = *self.take(1)?.first()?;
         let mut times = [NONE; 7];
@@ -304,67 +480,17 @@ impl Reader<'_> {
             ended,
             abandoned,
             overflow,
-            line: u32::try_from(self.varint()?).ok()?,
+            line: u32::try_from(self.varint()?)
+                .ok()
+                .filter(|&l| (l as usize) < lines)?,
             bookings: u32::try_from(self.varint()?).ok()?,
         })
     }
 }
 
-/// Decodes a checkpoint's query part, with what folding needs when given (loaded from
-/// the fold part and its runs); `None` when it is damaged or does not match the fold
-/// state (the caller then replays the log). Without a fold state the book is read-only.
-pub fn decode(
-    query: &[u8],
-    fold_state: Option<FoldState>,
-    dedupe_secret: [u8; 16],
-) -> Option<CallBook> {
-    let body = unseal(query, MAGIC)?;
-    let mut r = Reader { b: body, at: 4 };
-    let newest = r.i64()?;
-    let newest_ts: Option<Millis> = (newest != i64::MIN).then_some(newest);
-    let n_lines = r.u32()?;
-    let lines = (0..n_lines).map(|_| r.str()).collect::<Option<Vec<_>>>()?;
-    let n_calls = usize::try_from(r.u64()?).ok()?;
-    // At least 10 bytes a state: a damaged count cannot make us allocate much. A book
-    // that folds more gets room for an eighth more calls (address space, untouched
-    // until used): a small import then does not copy every state into a vector twice
-    // the size (a 10-year book holds 1.8 M states, 130 MB).
-    let room = if fold_state.is_some() {
-        n_calls / 8 + 1024
-    } else {
-        0
-    };
-    let mut states = Vec::with_capacity(n_calls.min(body.len() / 10) + room);
-    for _ in 0..n_calls {
-        states.push(r.state()?);
-    }
-    if r.at != body.len() {
-        return None;
-    }
-    if states.iter().any(|s| s.line as usize >= lines.len()) {
-        return None;
-    }
-    // Every call is in the index once, and only calls are.
-    if fold_state
-        .as_ref()
-        .is_some_and(|(_, index, _)| index.len() != n_calls)
-    {
-        return None;
-    }
-    Some(CallBook::from_parts(
-        dedupe_secret,
-        lines,
-        states,
-        newest_ts,
-        fold_state,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::privacy::Pseudonymizer;
-    use crate::domain::validate::validate_line;
 
     #[test]
     fn a_fold_part_round_trips_and_damage_is_refused() {
@@ -418,53 +544,79 @@ mod tests {
             let mut out = Vec::new();
             put_state(&mut out, &st);
             let mut r = Reader { b: &out, at: 0 };
-            assert_eq!(r.state(), Some(st));
+            assert_eq!(r.state(usize::MAX), Some(st));
             assert_eq!(r.at, out.len());
         }
     }
 
     #[test]
-    fn round_trip_gives_the_same_figures_and_dedupe() {
-        let p = Pseudonymizer::new([0; 32]);
-        let mut book = CallBook::new([2; 16]);
-        let lines = [
-            r#"{"call_id":"a","type":"offered","ts":1000,"line":"prelievi"}"#,
-            r#"{"call_id":"a","type":"answered","ts":5000,"agent":"x"}"#,
-            r#"{"call_id":"b","type":"queued","ts":7000}"#,
-        ];
-        for l in lines {
-            book.apply(&validate_line(l.as_bytes(), &p).expect("valid"));
-        }
-        let parts = book.parts();
+    fn query_parts_and_packs_round_trip_and_damage_is_refused() {
+        let lines: Vec<Box<str>> = vec!["cup".into(), "prelievi".into()];
         let mut query = Vec::new();
-        write_query(&parts, &mut query).expect("to a vec");
-        let fold_state = (
-            parts.seen.clone(),
-            parts.index.clone(),
-            parts.dead_letters.clone(),
-        );
-        let read_only = decode(&query, None, [2; 16]).expect("decodes");
-        assert!(read_only.is_read_only());
-        let mut back = decode(&query, Some(fold_state.clone()), [2; 16]).expect("decodes");
-        let mut a: Vec<_> = book.records(10).collect();
-        let mut b: Vec<_> = back.records(10).collect();
-        a.sort_by_key(|r| r.anchor);
-        b.sort_by_key(|r| r.anchor);
-        assert_eq!(a, b);
-        let mut c: Vec<_> = read_only.records(10).collect();
-        c.sort_by_key(|r| r.anchor);
-        assert_eq!(a, c);
-        assert_eq!(back.newest_ts(), Some(7000));
-        let again = validate_line(lines[1].as_bytes(), &p).expect("valid");
-        assert_eq!(
-            back.apply(&again),
-            crate::domain::callbook::Applied::Duplicate
-        );
-        // A fold state of another book is refused.
-        let other = (KeySet::default(), Default::default(), KeySet::default());
-        assert!(decode(&query, Some(other), [2; 16]).is_none());
+        write_query(Some(7), &lines, CHUNK + 1, &[8, 12], &mut query).expect("to a vec");
+        let want = QueryPart {
+            newest_ts: Some(7),
+            lines: lines.clone(),
+            states: StoredStates::Packs {
+                calls: CHUNK + 1,
+                packs: vec![8, 12],
+            },
+        };
+        assert_eq!(decode_query(&query), Some(want));
         let mut bad = query.clone();
-        bad[10] ^= 1;
-        assert!(decode(&bad, None, [2; 16]).is_none());
+        bad[9] ^= 1;
+        assert_eq!(decode_query(&bad), None);
+        // One pack id short for the calls.
+        let mut short = Vec::new();
+        write_query(None, &lines, CHUNK + 1, &[8], &mut short).expect("to a vec");
+        assert_eq!(decode_query(&short), None);
+
+        let a: Vec<CallState> = (0..5)
+            .map(|i| CallState {
+                first_event: i,
+                offered: i,
+                line: (i % 2) as u32,
+                ..CallState::default()
+            })
+            .collect();
+        let b = vec![CallState::default(); 3];
+        let mut pack = Vec::new();
+        write_pack([(3, &a[..]), (1, &b[..])].into_iter(), &mut pack).expect("to a vec");
+        let table = pack_table(&pack).expect("a pack");
+        assert_eq!(table.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [1, 3]);
+        let (seg_b, seg_a) = (table[0].1, table[1].1);
+        assert_eq!(decode_segment(&pack, seg_a, 5, 2), Some(a.clone()));
+        assert_eq!(decode_segment(&pack, seg_b, 3, 2), Some(b));
+        assert_eq!(decode_segment(&pack, seg_a, 4, 2), None, "wrong count");
+        assert_eq!(decode_segment(&pack, seg_a, 5, 1), None, "unknown line");
+        let mut bad = pack.clone();
+        bad[seg_a.at + 6] ^= 1;
+        assert_eq!(decode_segment(&bad, seg_a, 5, 2), None);
+    }
+
+    #[test]
+    fn a_version_4_query_part_still_reads() {
+        let states = [
+            CallState::default(),
+            CallState {
+                first_event: 5,
+                answered: 9,
+                ..CallState::default()
+            },
+        ];
+        let mut w = Sealed::new(MAGIC_V4);
+        let mut out = Vec::new();
+        let b = w.room(&mut out).expect("vec");
+        b.extend_from_slice(&100i64.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        put_str(b, "cup");
+        b.extend_from_slice(&2u64.to_le_bytes());
+        for st in &states {
+            put_state(w.room(&mut out).expect("vec"), st);
+        }
+        w.finish(&mut out).expect("vec");
+        let part = decode_query(&out).expect("decodes");
+        assert_eq!(part.newest_ts, Some(100));
+        assert_eq!(part.states, StoredStates::Inline(states.to_vec()));
     }
 }

@@ -1,0 +1,307 @@
+//! The call states of a book, in chunks of [`CHUNK`] calls (numbered in the order calls
+//! were first seen), each behind an [`Arc`].
+//!
+//! - A published snapshot shares the chunks themselves (copy on write: the book copies a
+//!   chunk a snapshot still holds before changing it), so publishing copies no state.
+//! - A chunk may be left where a checkpoint keeps it ([`ChunkSource`]) until it is read:
+//!   an import into a long history decodes only the chunks its events touch.
+//! - The book notes which chunks changed since the last checkpoint ([`Self::dirty`]), so
+//!   that a checkpoint writes only those.
+
+use super::call::CallState;
+use std::sync::{Arc, OnceLock};
+
+/// Calls per chunk (72 bytes a state: 288 KiB a chunk).
+pub const CHUNK: usize = 4096;
+
+/// One chunk's states (`CHUNK` of them, fewer in the last chunk).
+pub type Chunk = Arc<Vec<CallState>>;
+
+/// Where the chunks not in memory yet come from (a checkpoint's state segments).
+pub trait ChunkSource: Send + Sync {
+    /// The states of chunk `c`, exactly `calls` of them; `None` when its bytes are damaged.
+    fn load(&self, c: usize, calls: usize) -> Option<Vec<CallState>>;
+}
+
+/// A chunk whose stored bytes fail their checksum or do not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the stored call states of chunk {0} are damaged")]
+pub struct ChunkDamaged(pub usize);
+
+/// The states of every call of a book (see the module doc).
+#[derive(Default)]
+pub struct StateChunks {
+    chunks: Vec<OnceLock<Chunk>>,
+    len: usize,
+    source: Option<Arc<dyn ChunkSource>>,
+    /// One bit per chunk: changed or created since [`Self::clear_dirty`].
+    dirty: Vec<u64>,
+}
+
+impl std::fmt::Debug for StateChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loaded = self.chunks.iter().filter(|c| c.get().is_some()).count();
+        write!(
+            f,
+            "StateChunks({} calls, {loaded}/{} chunks loaded)",
+            self.len,
+            self.chunks.len()
+        )
+    }
+}
+
+impl StateChunks {
+    /// States in memory, every chunk dirty (nothing of them is stored yet).
+    pub fn from_vec(states: Vec<CallState>) -> Self {
+        let mut s = Self::default();
+        for st in states {
+            s.push(st);
+        }
+        s
+    }
+
+    /// `len` states kept by `source`, loaded when first read; nothing dirty.
+    pub fn stored(len: usize, source: Arc<dyn ChunkSource>) -> Self {
+        Self {
+            chunks: (0..len.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect(),
+            len,
+            source: Some(source),
+            dirty: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many chunks there are.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Calls in chunk `c`.
+    fn calls_in(&self, c: usize) -> usize {
+        CHUNK.min(self.len - c * CHUNK)
+    }
+
+    fn load(&self, c: usize) -> Result<Vec<CallState>, ChunkDamaged> {
+        let calls = self.calls_in(c);
+        self.source
+            .as_ref()
+            .and_then(|s| s.load(c, calls))
+            .filter(|v| v.len() == calls)
+            .ok_or(ChunkDamaged(c))
+    }
+
+    /// Chunk `c`, loaded first if it is not in memory.
+    pub fn try_chunk(&self, c: usize) -> Result<&Chunk, ChunkDamaged> {
+        let cell = self.chunks.get(c).ok_or(ChunkDamaged(c))?;
+        if let Some(chunk) = cell.get() {
+            return Ok(chunk);
+        }
+        let loaded = Arc::new(self.load(c)?);
+        Ok(cell.get_or_init(|| loaded))
+    }
+
+    /// Chunk `c`, loaded first if it is not in memory.
+    ///
+    /// # Panics
+    /// When it must be loaded and its stored bytes are damaged: a store checks them
+    /// before it hands them over (see [`Self::try_load_all`] for the careful way).
+    pub fn chunk(&self, c: usize) -> &Chunk {
+        match self.try_chunk(c) {
+            Ok(chunk) => chunk,
+            Err(e) => panic!("{e} (checked when the store was opened)"),
+        }
+    }
+
+    /// The state of call `i`, loading its chunk first if needed.
+    pub fn try_get(&self, i: u32) -> Result<&CallState, ChunkDamaged> {
+        let i = i as usize;
+        Ok(&self.try_chunk(i / CHUNK)?[i % CHUNK])
+    }
+
+    /// The state of call `i` (see [`Self::chunk`] for when it panics).
+    #[inline]
+    pub fn get(&self, i: u32) -> &CallState {
+        let i = i as usize;
+        &self.chunk(i / CHUNK)[i % CHUNK]
+    }
+
+    /// The chunks not in memory yet.
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.chunks.len())
+            .filter(|&c| self.chunks[c].get().is_none())
+            .collect()
+    }
+
+    /// Loads every chunk not in memory yet.
+    pub fn try_load_all(&self) -> Result<(), ChunkDamaged> {
+        self.missing()
+            .into_iter()
+            .try_for_each(|c| self.try_chunk(c).map(drop))
+    }
+
+    /// True when some chunk is not in memory yet.
+    pub fn has_stored(&self) -> bool {
+        self.source.is_some() && self.chunks.iter().any(|c| c.get().is_none())
+    }
+
+    /// The state of call `i`, to change (its chunk copied first if a snapshot shares it,
+    /// loaded first if stored); marks the chunk dirty.
+    pub fn try_get_mut(&mut self, i: u32) -> Result<&mut CallState, ChunkDamaged> {
+        let (c, at) = (i as usize / CHUNK, i as usize % CHUNK);
+        self.try_chunk(c)?;
+        self.mark(c);
+        let chunk = self.chunks[c].get_mut().ok_or(ChunkDamaged(c))?;
+        Ok(&mut Arc::make_mut(chunk)[at])
+    }
+
+    /// Appends the state of a new call; returns its number.
+    pub fn try_push(&mut self, state: CallState) -> Result<u32, ChunkDamaged> {
+        let i = self.len;
+        let c = i / CHUNK;
+        if i.is_multiple_of(CHUNK) {
+            self.chunks
+                .push(OnceLock::from(Arc::new(Vec::with_capacity(CHUNK))));
+        } else {
+            self.try_chunk(c)?;
+        }
+        self.mark(c);
+        let chunk = self.chunks[c].get_mut().ok_or(ChunkDamaged(c))?;
+        Arc::make_mut(chunk).push(state);
+        self.len += 1;
+        Ok(i as u32)
+    }
+
+    /// [`Self::try_push`] on a book whose last chunk is in memory (every book but one
+    /// whose stored last chunk is damaged: [`Self::try_chunk`] it first).
+    pub fn push(&mut self, state: CallState) -> u32 {
+        match self.try_push(state) {
+            Ok(i) => i,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn mark(&mut self, c: usize) {
+        let (word, bit) = (c / 64, 1u64 << (c % 64));
+        if self.dirty.len() <= word {
+            self.dirty.resize(word + 1, 0);
+        }
+        self.dirty[word] |= bit;
+    }
+
+    /// Makes room for about `calls` more calls.
+    pub fn reserve(&mut self, calls: usize) {
+        self.chunks.reserve(calls.div_ceil(CHUNK));
+    }
+
+    /// The chunks changed or created since [`Self::clear_dirty`], in order.
+    pub fn dirty(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (w, &bits) in self.dirty.iter().enumerate() {
+            let mut b = bits;
+            while b != 0 {
+                out.push(w * 64 + b.trailing_zeros() as usize);
+                b &= b - 1;
+            }
+        }
+        out
+    }
+
+    /// Counts chunk `c` as changed (loading it first): the next checkpoint writes it.
+    pub fn try_rewrite(&mut self, c: usize) -> Result<(), ChunkDamaged> {
+        self.try_chunk(c)?;
+        self.mark(c);
+        Ok(())
+    }
+
+    /// After a checkpoint wrote every dirty chunk.
+    pub fn clear_dirty(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// Every state, in order (loading what is not in memory).
+    pub fn iter(&self) -> impl Iterator<Item = &CallState> + '_ {
+        (0..self.chunks.len()).flat_map(|c| self.chunk(c).iter())
+    }
+
+    /// Every chunk, shared (loading what is not in memory), for a snapshot.
+    pub fn share(&self) -> Vec<Chunk> {
+        (0..self.chunks.len())
+            .map(|c| Arc::clone(self.chunk(c)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn st(n: i64) -> CallState {
+        CallState {
+            first_event: n,
+            ..CallState::default()
+        }
+    }
+
+    struct Numbered {
+        loads: AtomicUsize,
+        broken: Option<usize>,
+    }
+
+    impl ChunkSource for Numbered {
+        fn load(&self, c: usize, calls: usize) -> Option<Vec<CallState>> {
+            self.loads.fetch_add(1, Ordering::Relaxed);
+            (Some(c) != self.broken)
+                .then(|| (0..calls).map(|k| st((c * CHUNK + k) as i64)).collect())
+        }
+    }
+
+    #[test]
+    fn stored_chunks_load_when_read_and_changes_mark_them_dirty() {
+        let source = Arc::new(Numbered {
+            loads: AtomicUsize::new(0),
+            broken: Some(1),
+        });
+        let mut s = StateChunks::stored(3 * CHUNK + 10, source.clone());
+        assert_eq!(s.chunk_count(), 4);
+        assert!(s.dirty().is_empty());
+        assert_eq!(s.get(5).first_event, 5);
+        assert_eq!(source.loads.load(Ordering::Relaxed), 1);
+        assert_eq!(s.get(7).first_event, 7, "loaded once");
+        assert_eq!(source.loads.load(Ordering::Relaxed), 1);
+        assert_eq!(s.try_chunk(1).err(), Some(ChunkDamaged(1)));
+        assert_eq!(s.try_load_all(), Err(ChunkDamaged(1)));
+        let i = s.push(st(-1));
+        assert_eq!(i as usize, 3 * CHUNK + 10);
+        assert_eq!(s.get(i).first_event, -1);
+        s.try_get_mut(2 * CHUNK as u32).expect("loads").bookings = 3;
+        assert_eq!(s.dirty(), [2, 3]);
+        // A snapshot shares a chunk; changing it afterwards copies it.
+        let shared = Arc::clone(s.chunk(2));
+        s.try_get_mut(2 * CHUNK as u32 + 1)
+            .expect("loaded")
+            .bookings = 9;
+        assert_eq!(shared[1].bookings, 0);
+        assert_eq!(s.get(2 * CHUNK as u32 + 1).bookings, 9);
+        s.clear_dirty();
+        assert!(s.dirty().is_empty());
+    }
+
+    #[test]
+    fn pushes_fill_chunks_in_order() {
+        let mut s = StateChunks::from_vec((0..CHUNK as i64 + 1).map(st).collect());
+        assert_eq!((s.len(), s.chunk_count()), (CHUNK + 1, 2));
+        assert_eq!(s.dirty(), [0, 1]);
+        assert!(!s.has_stored());
+        assert!(s.iter().map(|x| x.first_event).eq(0..CHUNK as i64 + 1));
+        s.push(st(99));
+        assert_eq!(s.share().iter().map(|c| c.len()).sum::<usize>(), CHUNK + 2);
+    }
+}
