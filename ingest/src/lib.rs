@@ -11,3 +11,4 @@ pub mod parse;
 pub mod pipeline;
 pub mod queue_log;
 pub mod source;
+pub mod tail;

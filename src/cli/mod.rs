@@ -15,6 +15,7 @@ mod push;
 mod repair;
 mod serve;
 mod stats;
+mod tail;
 mod terminal_text;
 mod wall_time;
 
@@ -179,6 +180,21 @@ enum Command {
         #[arg(long, default_value = "./netwait-data")]
         data: PathBuf,
     },
+    /// Follow a growing log like `tail -F` (across logrotate's rename + new file and
+    /// copytruncate), committing its events as they come (within a second) with the
+    /// position read, so that a restart neither skips nor double-counts. SIGINT/SIGTERM:
+    /// the lines read are committed, then it exits.
+    Tail {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Format of the log: queue_log (or ndjson).
+        #[arg(value_parser = import::format_arg)]
+        format: netwait_ingest::format::Format,
+        /// The file to follow (it need not exist yet).
+        path: PathBuf,
+        #[command(flatten)]
+        calendar: CalendarArg,
+    },
     /// Copy every intact commit of a (damaged) data directory into a new one, saying what
     /// was lost. The original is left as it is.
     Repair {
@@ -203,6 +219,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             store.calendar = calendar.calendar;
             import::run(&store, &files, strict, format, timezone.as_deref())
+        }
+        Command::Tail {
+            mut store,
+            format,
+            path,
+            calendar,
+        } => {
+            store.calendar = calendar.calendar;
+            tail::run(&store, format, &path)
         }
         Command::Serve {
             store,
