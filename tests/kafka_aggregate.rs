@@ -322,3 +322,107 @@ fn poison_messages_land_in_the_store_and_the_dead_letter_topic_and_the_pipeline_
     assert_eq!(mixed["value"], "not json either");
     assert_eq!(mixed["headers"]["netwait-item"], "2");
 }
+
+/// `curl -X POST --data-binary @FILE -H HEADER URL`: (status, body).
+fn post(url: &str, body: &Path, header: &str) -> (u16, String) {
+    let data = format!("@{}", body.display());
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "--data-binary",
+            &data,
+            "-H",
+            header,
+            url,
+        ])
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl: {}", text(&out.stderr));
+    let all = text(&out.stdout);
+    let (body, code) = all.rsplit_once('\n').expect("status line");
+    (code.parse().expect("HTTP status"), body.to_owned())
+}
+
+#[test]
+fn the_ingest_role_publishes_pushes_that_the_aggregator_counts_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (calls, answered, abandoned) = march_calls(3_000);
+    let file = tmp.path().join("march.ndjson");
+    std::fs::write(&file, &calls).expect("write");
+    let lines = calls.lines().count() as u64;
+    let topic = topic(3);
+    let server = Server::start_with(
+        &tmp.path().join("ingest"),
+        &[
+            "--kafka",
+            broker(),
+            "--topic",
+            &topic,
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        Stdio::inherit(),
+    );
+    // gRPC push: answered once the broker has every record (counted as published).
+    let out = netwait(&[
+        "push",
+        "--server",
+        &server.addr,
+        file.to_str().expect("path"),
+    ]);
+    assert!(
+        stdout(&out).contains(&format!("accepted {lines} duplicate 0 rejected 0")),
+        "{}",
+        stdout(&out)
+    );
+    // The same lines again over HTTP, with a bad one: the aggregator counts each once.
+    let again = tmp.path().join("again.ndjson");
+    std::fs::write(&again, format!("{calls}not json\n")).expect("write");
+    let url = format!("{}/v1/events", server.http_url());
+    let (status, body) = post(&url, &again, "Content-Type: application/x-ndjson");
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).expect("JSON answer");
+    assert_eq!(reply["accepted"], lines + 1, "{reply}");
+    let (status, _) = post(
+        &format!("{}/v1/cdrs", server.http_url()),
+        &file,
+        "Content-Type: application/x-ndjson",
+    );
+    assert_eq!(status, 501, "call records are not taken by the ingest role");
+    server.stop();
+
+    let data = tmp.path().join("aggregated");
+    let data_s = data.to_str().expect("utf-8 path");
+    let out = aggregate_until_idle(data_s, &topic, &unique("ingest"), &[]);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!(
+            "total: messages {} accepted {lines} duplicate {lines} rejected 1",
+            2 * lines + 1
+        )
+    );
+    let t = table1(["--data", data_s], "2019-03-01", "2019-04-01", &[]);
+    assert_eq!(t["answered"], answered);
+    assert_eq!(t["abandoned"], abandoned);
+    // The same as the embedded push of the file.
+    let embedded = tmp.path().join("embedded");
+    netwait(&[
+        "import",
+        "--data",
+        embedded.to_str().expect("path"),
+        file.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        t,
+        table1(
+            ["--data", embedded.to_str().expect("path")],
+            "2019-03-01",
+            "2019-04-01",
+            &[]
+        )
+    );
+}
