@@ -5,10 +5,10 @@ use super::StoreArgs;
 use super::config::{Use, open_engine};
 use anyhow::Context;
 use clap::Args;
+use netwait_ingest::kafka::KafkaOptions;
 use netwait_ingest::kafka::consumer::Consumer;
 use netwait_ingest::kafka::dead_letter_topic::DeadLetterTopic;
 use netwait_ingest::kafka::driver::{self, DriverOptions, Totals};
-use netwait_ingest::kafka::{KafkaOptions, TopicPartition};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,27 +63,37 @@ pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
         options.brokers,
         options.group
     );
+    // With --idle-exit: stop once partitions are assigned and nothing came for that long
+    // (the clock restarts with every message and every rebalance).
     let started = Instant::now();
-    let last_message = Arc::new(AtomicU64::new(0));
+    let last_activity = Arc::new(AtomicU64::new(0));
+    let assigned = Arc::new(AtomicBool::new(false));
     if let Some(idle) = args.idle_exit {
-        let (stop, last) = (Arc::clone(&stop), Arc::clone(&last_message));
+        let (stop, last, assigned) = (
+            Arc::clone(&stop),
+            Arc::clone(&last_activity),
+            Arc::clone(&assigned),
+        );
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_millis(100));
                 let since = Duration::from_millis(last.load(Ordering::Relaxed));
-                if started.elapsed().saturating_sub(since) >= idle {
+                if assigned.load(Ordering::Relaxed)
+                    && started.elapsed().saturating_sub(since) >= idle
+                {
                     stop.store(true, Ordering::Relaxed);
                     return;
                 }
             }
         });
     }
-    let mut seen = 0;
+    let mut seen = (0, 0);
     let mut report = |t: &Totals| {
-        if t.messages > seen {
-            seen = t.messages;
-            last_message.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if (t.messages, t.rebalances) != seen {
+            seen = (t.messages, t.rebalances);
+            last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
+        assigned.store(t.assigned > 0, Ordering::Relaxed);
         tracing::debug!(
             messages = t.messages,
             accepted = t.summary.accepted,
@@ -91,16 +101,12 @@ pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
             "durable"
         );
     };
-    // Interim until positions are kept in the store: Kafka's committed offsets, which are
-    // committed only once the store has the events (a replay after a crash is deduped).
-    let mut resume = |_: &netwait_aggregator::engine::Engine, _: &TopicPartition| None;
     let totals = driver::run(
         &mut engine,
         &mut consumer,
         dead_letters.as_ref(),
         &stop,
         DriverOptions::default(),
-        &mut resume,
         &mut report,
     )?;
     let s = totals.summary;

@@ -1,9 +1,18 @@
-//! The aggregator's loop: chunks from the consumer are staged into the engine in
-//! windows bounded by size and time; once a window is durable, its refused items are
-//! confirmed in the dead-letter topic and then its offsets committed to Kafka. A
-//! rebalance ends the window in hand first: an assignment is answered with where the
-//! store says each partition resumes, a revocation only once everything read from the
+//! The aggregator's loop, on the positioned-source seam of the engine: chunks from the
+//! consumer are staged in windows bounded by size and time, each chunk carrying its
+//! positions (`kafka:<topic>/<partition>` → next offset), which the store commits in the
+//! same fsync as the events. Once a window is durable its refused items are confirmed in
+//! the dead-letter topic, then the store's positions committed to Kafka as offsets (the
+//! source's acknowledgement). A rebalance ends the window in hand first: an assignment is
+//! answered with the STORE's position of each partition (Kafka's committed offset may lag
+//! it, after a crash between the two), a revocation only once everything read from the
 //! revoked partitions is durable and committed.
+//!
+//! The seam's `Source` trait hands raw bytes to the file driver; a Kafka message needs
+//! its own offset as the position of its dead letters, its partition as their source and
+//! may be protobuf, so this source hands the engine encoded chunks with their delta
+//! (`EncodedChunk::set_delta`, `Engine::stage_stream`), and resumes per assignment
+//! rather than once at the start.
 
 use super::consumer::{Consumer, Delivery, Fetched};
 use super::dead_letter_topic::DeadLetterTopic;
@@ -11,6 +20,7 @@ use super::{KafkaError, TopicPartition};
 use netwait_aggregator::engine::{Engine, IngestSummary};
 use netwait_aggregator::observe;
 use netwait_aggregator::store::StoreError;
+use netwait_aggregator::store::positions::{CheckpointDelta, Position};
 use rdkafka::consumer::CommitMode;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +64,9 @@ pub struct Totals {
     pub summary: IngestSummary,
     /// Windows made durable (each followed by an offset commit).
     pub windows: u64,
+    /// Rebalances seen (assignments and revocations), and the partitions assigned now.
+    pub rebalances: u64,
+    pub assigned: usize,
     /// From the first message received to the last window made durable.
     pub busy: Option<(Instant, Instant)>,
     /// Lag of each message, its timestamp to its window durable.
@@ -100,10 +113,6 @@ impl Lag {
     }
 }
 
-/// Where each newly assigned partition resumes (the store's position, the next offset
-/// to read), `None` for Kafka's committed offset.
-pub type Resume<'a> = &'a mut dyn FnMut(&Engine, &TopicPartition) -> Option<i64>;
-
 /// Called after each durable window, with the totals so far.
 pub type Report<'a> = &'a mut dyn FnMut(&Totals);
 
@@ -115,7 +124,6 @@ pub fn run(
     dead_letters: Option<&DeadLetterTopic>,
     stop: &AtomicBool,
     options: DriverOptions,
-    resume: Resume<'_>,
     report: Report<'_>,
 ) -> Result<Totals, DriverError> {
     let mut driver = Driver {
@@ -124,6 +132,7 @@ pub fn run(
         options,
         totals: Totals::default(),
         next_offsets: BTreeMap::new(),
+        standing: BTreeMap::new(),
         held: None,
     };
     let mut stopping = false;
@@ -144,8 +153,19 @@ pub fn run(
                 report(&driver.totals);
             }
             Some(Delivery::Assigned { partitions, reply }) => {
-                let at = partitions.iter().map(|tp| resume(engine, tp)).collect();
+                let stored = engine.source_checkpoint();
+                let at = partitions
+                    .iter()
+                    .map(|tp| {
+                        let position = stored.position(&tp.name());
+                        driver.standing.insert(tp.clone(), position.clone());
+                        position.as_offset().and_then(|o| i64::try_from(o).ok())
+                    })
+                    .collect();
                 let _ = reply.send(at);
+                driver.totals.rebalances += 1;
+                driver.totals.assigned = driver.standing.len();
+                report(&driver.totals);
             }
             Some(Delivery::Revoked { partitions, done }) => {
                 // Everything before it is durable and committed (each window is); what
@@ -153,8 +173,12 @@ pub fn run(
                 driver.commit_offsets(CommitMode::Sync)?;
                 for tp in &partitions {
                     driver.next_offsets.remove(tp);
+                    driver.standing.remove(tp);
                 }
                 let _ = done.send(());
+                driver.totals.rebalances += 1;
+                driver.totals.assigned = driver.standing.len();
+                report(&driver.totals);
             }
         }
     }
@@ -202,6 +226,10 @@ struct Driver<'a> {
     totals: Totals,
     /// Next offsets of what is durable but not yet committed to Kafka.
     next_offsets: BTreeMap<TopicPartition, i64>,
+    /// Where each assigned partition stands as staged: the next chunk's delta starts
+    /// there (its first offset may be further on: offsets have gaps, e.g. transaction
+    /// markers and compacted records).
+    standing: BTreeMap<TopicPartition, Position>,
     /// A delivery that ended a window, to handle next.
     held: Option<Delivery>,
 }
@@ -211,7 +239,7 @@ impl Driver<'_> {
     /// rebalance comes; returns once all of it is durable and its offsets committed.
     fn window(&mut self, engine: &mut Engine, first: Fetched) -> Result<(), DriverError> {
         let started = Instant::now();
-        let mut offsets = BTreeMap::new();
+        let mut touched = Vec::new();
         let mut messages = 0;
         let mut bytes = 0;
         let mut dlt_error = None;
@@ -219,6 +247,8 @@ impl Driver<'_> {
         let mut first = Some(first);
         let (consumer, dead_letters, options) = (&*self.consumer, self.dead_letters, self.options);
         let held = &mut self.held;
+        let standing = &mut self.standing;
+        let mut delta_error = None;
         let chunks = std::iter::from_fn(|| {
             let fetched = match first.take() {
                 Some(f) => f,
@@ -236,11 +266,19 @@ impl Driver<'_> {
                     }
                 }
             };
-            for (tp, (_, next)) in &fetched.offsets {
-                offsets.insert(tp.clone(), *next);
+            let mut delta = CheckpointDelta::default();
+            for (tp, &(_, next)) in &fetched.offsets {
+                let to = Position::offset(u64::try_from(next).unwrap_or(0));
+                let from = standing.insert(tp.clone(), to.clone()).unwrap_or_default();
+                if let Err(e) = delta.record(tp.name(), from, to) {
+                    delta_error.get_or_insert(e);
+                }
+                touched.push(tp.clone());
             }
+            let mut encoded = fetched.encoded;
+            encoded.set_delta(delta);
             messages += fetched.messages;
-            bytes += fetched.encoded.bytes.len();
+            bytes += encoded.bytes.len();
             timestamps.extend_from_slice(&fetched.timestamps);
             if let Some(dlt) = dead_letters {
                 for refused in &fetched.refused {
@@ -249,9 +287,16 @@ impl Driver<'_> {
                     }
                 }
             }
-            Some(fetched.encoded)
+            Some(encoded)
         });
-        let summary = engine.stage_stream(chunks, options.commit_bytes, false, None)?;
+        let summary =
+            engine.stage_stream(chunks, options.commit_bytes, false, None, &mut |_| {})?;
+        tracing::debug!(
+            messages,
+            bytes,
+            open_ms = started.elapsed().as_millis() as u64,
+            "window durable"
+        );
         self.totals.summary += summary;
         self.totals.messages += messages;
         self.totals.windows += 1;
@@ -265,7 +310,17 @@ impl Driver<'_> {
         if let Some(e) = dlt_error {
             return Err(e.into());
         }
-        self.next_offsets.extend(offsets);
+        if let Some(e) = delta_error {
+            return Err(StoreError::from(e).into());
+        }
+        // The acknowledgement: what the store now says each partition read stands at.
+        let stored = engine.source_checkpoint();
+        for tp in touched {
+            if let Some(next) = stored.position(&tp.name()).as_offset() {
+                self.next_offsets
+                    .insert(tp, i64::try_from(next).unwrap_or(i64::MAX));
+            }
+        }
         if engine.uncheckpointed() >= self.options.checkpoint_bytes
             && let Err(e) = engine.checkpoint()
         {
