@@ -69,7 +69,7 @@ impl Fetched {
 
 /// What the poll thread hands the driver, in the order it happened.
 pub enum Delivery {
-    Chunk(Fetched),
+    Chunk(Box<Fetched>),
     /// New partitions: answer with the offset each resumes from (`None`: Kafka's
     /// committed offset, else the earliest), in the same order.
     Assigned {
@@ -99,7 +99,7 @@ impl GroupContext {
     /// Hands the chunk in hand over, if any; false when the driver is gone.
     fn flush(&self) -> bool {
         let chunk = std::mem::take(&mut *self.partial());
-        chunk.is_empty() || self.tx.send(Delivery::Chunk(chunk)).is_ok()
+        chunk.is_empty() || self.tx.send(Delivery::Chunk(Box::new(chunk))).is_ok()
     }
 
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {

@@ -149,7 +149,7 @@ pub fn run(
             None if stopping && driver.consumer.stopped() => break,
             None => {}
             Some(Delivery::Chunk(first)) => {
-                driver.window(engine, first)?;
+                driver.window(engine, *first)?;
                 report(&driver.totals);
             }
             Some(Delivery::Assigned { partitions, reply }) => {
@@ -258,7 +258,7 @@ impl Driver<'_> {
                     }
                     let left = options.window_wait.checked_sub(started.elapsed())?;
                     match consumer.next(left)? {
-                        Delivery::Chunk(f) => f,
+                        Delivery::Chunk(f) => *f,
                         other => {
                             *held = Some(other);
                             return None;
