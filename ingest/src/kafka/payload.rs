@@ -231,7 +231,7 @@ mod tests {
                     assert!(!String::from_utf8_lossy(&d.raw).contains("3331234567"));
                     Some((d.position, d.code.into_owned()))
                 }
-                Record::Event(_) => None,
+                Record::Event(_) | Record::Positions(_) => None,
             })
             .collect();
         (out.events(), dead, refused)
