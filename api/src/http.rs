@@ -8,7 +8,7 @@
 //! answered only once durable, with a result per line. Store errors map through the one
 //! table ([`crate::state::store_status`], then [`http_status`]).
 
-use crate::push::{MAX_SOURCE_CHARS, checkpoint_if_due, commit_chunks, encode_message};
+use crate::push::{MAX_SOURCE_CHARS, checkpoint_if_due, commit_chunks, encode_message, publish};
 use crate::state::AppState;
 use axum::Router;
 use axum::body::Body;
@@ -574,6 +574,9 @@ async fn push(
     };
     let max = http.max_body;
     let raw = read_body(body, &headers, max).await?;
+    if let Some(producer) = http.state.forward.clone() {
+        return forward(&producer, endpoint, layout, source, gzip, raw, max).await;
+    }
     let state = http.state.clone();
     let name = source.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Encoded, ApiError> {
@@ -601,6 +604,54 @@ async fn push(
         messages: 1,
     });
     let reply = answer(source, endpoint, params.results, slots, &flags, sum)?;
+    Ok(json_response(StatusCode::OK, &reply))
+}
+
+/// The ingest role: the body's events are published to Kafka (see [`publish`]); call
+/// records are taken by an embedded server or the aggregator's own inputs only.
+async fn forward(
+    producer: &netwait_ingest::kafka::producer::EventProducer,
+    endpoint: Endpoint,
+    layout: Layout,
+    source: String,
+    gzip: bool,
+    raw: Vec<u8>,
+    max: usize,
+) -> Result<Response, ApiError> {
+    if endpoint == Endpoint::Cdrs {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "call records are not taken by the ingest role (serve --kafka): push events",
+        ));
+    }
+    let lines = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, ApiError> {
+        let body = if gzip { gunzip(&raw, max)? } else { raw };
+        let body = match layout {
+            Layout::JsonArray => array_to_lines(&body)?,
+            _ => body,
+        };
+        let msg = pb::PushRequest {
+            ndjson_lines: if body.is_empty() { vec![] } else { vec![body] },
+            ..Default::default()
+        };
+        Ok(netwait_ingest::kafka::producer::message_lines(&msg))
+    })
+    .await
+    .map_err(|e| internal(&format!("reading task failed: {e}")))??;
+    let sum = publish(producer, &lines).await?;
+    let reply = PushReply {
+        source,
+        lines: lines.len() as u64,
+        accepted: sum.accepted,
+        duplicate: 0,
+        rejected: 0,
+        events: Counts {
+            accepted: sum.accepted,
+            duplicate: 0,
+            rejected: 0,
+        },
+        results: Vec::new(),
+    };
     Ok(json_response(StatusCode::OK, &reply))
 }
 

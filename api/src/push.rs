@@ -4,7 +4,6 @@
 //! (an invalid message, a failing store, the idle timeout, a server shutting down) gets
 //! an error saying what was committed before it.
 
-use crate::convert::{raw_event, render_call_detail, render_event};
 use crate::shutdown::Phase;
 use crate::state::AppState;
 use netwait_aggregator::domain::dedupe::KeyHasher;
@@ -15,7 +14,9 @@ use netwait_aggregator::observe;
 use netwait_ingest::bom;
 use netwait_ingest::cdr;
 use netwait_ingest::decoded::encode_unit;
+use netwait_ingest::kafka::producer::{EventProducer, message_lines};
 use netwait_ingest::parse::{encode_fields, encode_line};
+use netwait_ingest::proto_event::{raw_event, render_call_detail, render_event};
 use netwait_proto::v1 as pb;
 use pb::ingest_server::Ingest;
 use std::time::Duration;
@@ -175,6 +176,9 @@ impl IngestService {
                 "source must be at most {MAX_SOURCE_CHARS} characters"
             )));
         }
+        if let Some(producer) = &self.state.forward {
+            return publish(producer, &message_lines(&msg)).await;
+        }
         let source = if msg.source.is_empty() {
             peer.to_owned()
         } else {
@@ -190,6 +194,25 @@ impl IngestService {
             .await
             .map(|(sum, _)| sum)
     }
+}
+
+/// The ingest role's path of every push (gRPC and HTTP): the lines go to Kafka, and the
+/// push is answered once the broker has all of them. Validation, dedupe and dead letters
+/// are the aggregator's: `accepted` counts the records published.
+pub(crate) async fn publish(
+    producer: &EventProducer,
+    lines: &[Vec<u8>],
+) -> Result<IngestSummary, Status> {
+    let published = producer.publish(lines).await.map_err(|e| {
+        Status::unavailable(format!(
+            "publishing to Kafka topic {}: {e}",
+            producer.topic()
+        ))
+    })?;
+    Ok(IngestSummary {
+        accepted: published,
+        ..IngestSummary::default()
+    })
 }
 
 /// The commit path of every push (gRPC and HTTP): stages validated chunks and commits

@@ -15,6 +15,7 @@ use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
 use netwait_aggregator::published::Snapshot;
 use netwait_aggregator::store::{StoreError, StoreErrorKind};
+use netwait_ingest::kafka::producer::EventProducer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{oneshot, watch};
@@ -38,6 +39,9 @@ pub struct AppState {
     pub availability: Availability,
     /// Where a stopping server is (stream handlers end when it closes them).
     pub shutdown: Shutdown,
+    /// The ingest role (`serve --kafka`): pushes are published to Kafka instead of
+    /// committed here, and answered once the broker has them.
+    pub forward: Option<Arc<EventProducer>>,
 }
 
 fn writer_stopped() -> Status {
@@ -68,6 +72,15 @@ impl AppState {
             hasher,
             availability: Availability::default(),
             shutdown: Shutdown::default(),
+            forward: None,
+        }
+    }
+
+    /// Pushes go to Kafka through `producer` (the ingest role).
+    pub fn forwarding_to(self, producer: EventProducer) -> Self {
+        Self {
+            forward: Some(Arc::new(producer)),
+            ..self
         }
     }
 
@@ -87,6 +100,7 @@ impl AppState {
             hasher,
             availability: Availability::default(),
             shutdown: Shutdown::default(),
+            forward: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Command-line interface (names and flags are relied on by people and acceptance tests).
 
+mod aggregate;
 mod check;
 mod config;
 mod deadletter;
@@ -47,7 +48,10 @@ impl Cli {
             return filter;
         }
         // A server's log is its operator's view: it says it serves and how it stops.
-        let quiet = if matches!(self.command, Command::Serve { .. }) {
+        let quiet = if matches!(
+            self.command,
+            Command::Serve { .. } | Command::Aggregate { .. }
+        ) {
             "info"
         } else {
             "warn"
@@ -140,6 +144,16 @@ enum Command {
         idle_timeout: Duration,
         #[command(flatten)]
         http: serve::HttpArgs,
+        #[command(flatten)]
+        role: serve::IngestRoleArgs,
+    },
+    /// The aggregator role: consume Kafka topics (a consumer group) into the embedded
+    /// store; offsets are committed once the events are durable.
+    Aggregate {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        kafka: aggregate::KafkaArgs,
     },
     /// Stream NDJSON files to a running server.
     Push {
@@ -236,6 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             drain_timeout,
             idle_timeout,
             http,
+            role,
         } => serve::run(
             &StoreArgs {
                 calendar: calendar.calendar,
@@ -247,7 +262,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 idle_timeout,
             },
             &http,
+            &role,
         ),
+        Command::Aggregate { store, kafka } => aggregate::run(&store, &kafka),
         Command::Push {
             server,
             batch,

@@ -36,6 +36,20 @@ pub struct HttpArgs {
     http_token_file: Option<PathBuf>,
 }
 
+/// The ingest role's flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IngestRoleArgs {
+    /// The ingest role: pushed events (gRPC push, HTTP `POST /v1/events`) are published
+    /// to Kafka at these brokers (`host:port[,...]`), one record a line keyed by call id,
+    /// and a push is answered once the broker has every record; `netwait aggregate`
+    /// consumes them. Queries still read `--data`.
+    #[arg(long, value_name = "BROKERS", requires = "topic")]
+    kafka: Option<String>,
+    /// The topic pushed events are published to (with --kafka).
+    #[arg(long, requires = "kafka")]
+    topic: Option<String>,
+}
+
 fn positive_bytes(text: &str) -> Result<usize, String> {
     text.parse::<usize>()
         .ok()
@@ -79,6 +93,7 @@ pub fn run(
     listen: &str,
     options: ServeOptions,
     http: &HttpArgs,
+    role: &IngestRoleArgs,
 ) -> anyhow::Result<()> {
     // Bound first: a port in use fails here, before any store is opened or created.
     let listener = bind(listen)?;
@@ -99,7 +114,13 @@ pub fn run(
     // Opened from the checkpoint, the log before it was not read: check it all, aside
     // (once the states and cells are built: the check takes a core of its own).
     super::log_check::spawn(&store.data);
-    let state = AppState::new(engine, pseudo);
+    let mut state = AppState::new(engine, pseudo);
+    if let (Some(brokers), Some(topic)) = (&role.kafka, &role.topic) {
+        let producer = netwait_ingest::kafka::producer::EventProducer::new(brokers, topic)
+            .with_context(|| format!("Kafka producer on {brokers}"))?;
+        tracing::info!(%brokers, %topic, "ingest role: pushes are published to Kafka");
+        state = state.forwarding_to(producer);
+    }
     let rt = super::runtime()?;
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -50,6 +50,11 @@ pub enum Reject {
     NoInstant,
     #[error("`{0}` must be a list of kind@ts entries separated by `;`")]
     BadList(&'static str),
+    // Messages of a stream (Kafka) that say how their payload is encoded.
+    #[error("not a valid protobuf `{0}`")]
+    Protobuf(&'static str),
+    #[error("unsupported content type (application/x-ndjson or application/x-protobuf)")]
+    ContentType,
 }
 
 impl Reject {
@@ -76,6 +81,8 @@ impl Reject {
             Self::BadRowTime => "bad_time",
             Self::NoInstant => "no_instant",
             Self::BadList(_) => "bad_list",
+            Self::Protobuf(_) => "invalid_protobuf",
+            Self::ContentType => "bad_content_type",
         }
     }
 }

@@ -125,7 +125,7 @@ mod tests {
             .iter()
             .flat_map(|u| u.decoded.as_ref().expect("decoded").iter())
             .map(|e| match &e.kind {
-                Some(netwait_aggregator::domain::json_line::RawValue::Str(s)) => s.to_string(),
+                Some(netwait_aggregator::domain::raw_event::RawValue::Str(s)) => s.to_string(),
                 _ => String::new(),
             })
             .collect()

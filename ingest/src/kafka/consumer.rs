@@ -1,0 +1,405 @@
+//! The consumer group, polled on a thread of its own (the quickwit model): it decodes
+//! each message as it comes ([`super::payload`]) into chunks of encoded records, and
+//! hands the driver, in order, those chunks and the group's rebalances:
+//! - an assignment waits for the driver's answer, the offset each new partition resumes
+//!   from (the store's position; none: Kafka's committed offset, else the earliest);
+//! - a revocation flushes the chunk in hand first and waits until the driver has made
+//!   everything before it durable and committed its offsets, then gives the partitions up.
+//!
+//! The channel to the driver is bounded: a slow store stops the polling (backpressure),
+//! memory stays flat. Nothing is committed to Kafka here: the driver commits offsets once
+//! the store has the events ([`Consumer::commit`]).
+
+use super::payload::{self, Decoder, Encoding, Origin, Refused};
+use super::{KafkaError, KafkaOptions, TopicPartition, client_config};
+use netwait_aggregator::domain::dedupe::KeyHasher;
+use netwait_aggregator::domain::privacy::Pseudonymizer;
+use netwait_aggregator::engine::EncodedChunk;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Hand a chunk over once it holds this many encoded bytes...
+const CHUNK_BYTES: usize = 1 << 20;
+/// ... or once its first message waited this long (the lag budget is the driver's).
+const CHUNK_WAIT: Duration = Duration::from_millis(20);
+/// Chunks in flight between the poll thread and the driver.
+const IN_FLIGHT: usize = 8;
+
+/// A message that had refused items, for the dead-letter topic.
+#[derive(Debug)]
+pub struct RefusedMessage {
+    pub partition: TopicPartition,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub items: Vec<Refused>,
+}
+
+/// Consecutive messages of the assigned partitions, decoded.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub encoded: EncodedChunk,
+    pub refused: Vec<RefusedMessage>,
+    /// Per partition: the first offset in the chunk and the next one after it.
+    pub offsets: BTreeMap<TopicPartition, (i64, i64)>,
+    pub messages: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Each message's timestamp (epoch ms, as the producer or broker set it), for the lag.
+    pub timestamps: Vec<i64>,
+    started: Option<Instant>,
+}
+
+impl Fetched {
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}
+
+/// What the poll thread hands the driver, in the order it happened.
+pub enum Delivery {
+    Chunk(Box<Fetched>),
+    /// New partitions: answer with the offset each resumes from (`None`: Kafka's
+    /// committed offset, else the earliest), in the same order.
+    Assigned {
+        partitions: Vec<TopicPartition>,
+        reply: SyncSender<Vec<Option<i64>>>,
+    },
+    /// Partitions taken away: everything delivered before is to be made durable and its
+    /// offsets committed, then `done` answered.
+    Revoked {
+        partitions: Vec<TopicPartition>,
+        done: SyncSender<()>,
+    },
+}
+
+/// The consumer's callbacks, run on the poll thread inside `poll`.
+pub struct GroupContext {
+    tx: SyncSender<Delivery>,
+    /// The chunk being filled (the rebalance callbacks flush it first).
+    partial: Mutex<Fetched>,
+}
+
+impl GroupContext {
+    fn partial(&self) -> std::sync::MutexGuard<'_, Fetched> {
+        self.partial.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands the chunk in hand over, if any; false when the driver is gone.
+    fn flush(&self) -> bool {
+        let chunk = std::mem::take(&mut *self.partial());
+        chunk.is_empty() || self.tx.send(Delivery::Chunk(Box::new(chunk))).is_ok()
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions = partitions(tpl);
+        let (reply, answer) = sync_channel(1);
+        let resume = if self.flush()
+            && self
+                .tx
+                .send(Delivery::Assigned {
+                    partitions: partitions.clone(),
+                    reply,
+                })
+                .is_ok()
+        {
+            answer.recv().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for (tp, at) in partitions.iter().zip(resume) {
+            if let Some(next) = at
+                && let Err(e) =
+                    tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(next))
+            {
+                tracing::warn!(partition = %tp.name(), error = %e, "cannot resume at the store's position");
+            }
+        }
+        tracing::info!(partitions = ?names(&partitions), "kafka partitions assigned");
+        let assigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(e) = assigned {
+            tracing::error!(error = %e, "kafka assignment failed");
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions = partitions(tpl);
+        let (done, finished) = sync_channel(1);
+        if self.flush()
+            && self
+                .tx
+                .send(Delivery::Revoked {
+                    partitions: partitions.clone(),
+                    done,
+                })
+                .is_ok()
+        {
+            let _ = finished.recv();
+        }
+        tracing::info!(partitions = ?names(&partitions), "kafka partitions revoked");
+        let unassigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = unassigned {
+            tracing::error!(error = %e, "kafka unassignment failed");
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition {
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+        })
+        .collect()
+}
+
+fn names(partitions: &[TopicPartition]) -> Vec<String> {
+    partitions.iter().map(TopicPartition::name).collect()
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}");
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // A broker that restarts is retried by the client: say it, do not stop.
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::error!(error = ?other, "kafka rebalance failed: giving every partition up");
+                self.revoke(consumer, tpl);
+            }
+        }
+    }
+}
+
+/// The consumer group and its poll thread.
+pub struct Consumer {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    rx: Receiver<Delivery>,
+    stop: Arc<AtomicBool>,
+    poller: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Consumer {
+    /// Joins the group on `options.topics` and starts polling.
+    pub fn start(
+        options: &KafkaOptions,
+        pseudo: Arc<Pseudonymizer>,
+        hasher: KeyHasher,
+    ) -> Result<Self, KafkaError> {
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let context = GroupContext {
+            tx,
+            partial: Mutex::new(Fetched::default()),
+        };
+        let consumer: BaseConsumer<GroupContext> = client_config(&options.brokers)
+            .set("group.id", &options.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            // An aggregator killed without leaving the group holds its partitions until
+            // its session times out: keep that short (the broker's minimum is 6 s).
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
+            .set(
+                "fetch.max.bytes",
+                (super::MAX_MESSAGE_BYTES * 4).to_string(),
+            )
+            .set("max.partition.fetch.bytes", (4 << 20).to_string())
+            .set_log_level(RDKafkaLogLevel::Warning)
+            .create_with_context(context)?;
+        let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let consumer = Arc::clone(&consumer);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("kafka-poll".into())
+                .spawn(move || poll_loop(&consumer, &stop, &pseudo, &hasher))
+                .map_err(|e| KafkaError::Other(format!("cannot start the poll thread: {e}")))?
+        };
+        Ok(Self {
+            consumer,
+            rx,
+            stop,
+            poller: Some(poller),
+        })
+    }
+
+    /// The next delivery, waiting at most `wait`; `None` when there is none yet (or the
+    /// poll thread stopped).
+    pub fn next(&self, wait: Duration) -> Option<Delivery> {
+        self.rx.recv_timeout(wait).ok()
+    }
+
+    /// Commits `next` offsets (the next offset to read per partition) to the group.
+    pub fn commit(
+        &self,
+        next: &BTreeMap<TopicPartition, i64>,
+        mode: CommitMode,
+    ) -> KafkaResult<()> {
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, &offset) in next {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))?;
+        }
+        self.consumer.commit(&tpl, mode)
+    }
+
+    /// Stops polling and leaves the group (what is revoked on the way is delivered and
+    /// must be answered: call [`Self::next`] until it returns `None` meanwhile, or drop
+    /// the consumer to give up).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the poll thread has ended.
+    pub fn stopped(&self) -> bool {
+        self.poller.as_ref().is_none_or(|p| p.is_finished())
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Answers to the callbacks are dropped with the receiver: the thread ends.
+        if let Some(poller) = self.poller.take() {
+            let _ = poller.join();
+        }
+    }
+}
+
+fn poll_loop(
+    consumer: &BaseConsumer<GroupContext>,
+    stop: &AtomicBool,
+    pseudo: &Pseudonymizer,
+    hasher: &KeyHasher,
+) {
+    let decoder = Decoder { pseudo, hasher };
+    let context = Arc::clone(consumer.context());
+    let mut wait = Duration::from_millis(100);
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(wait) {
+            None => {
+                // Nothing more ready: what is in hand goes now.
+                if !context.flush() {
+                    return;
+                }
+                wait = Duration::from_millis(100);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "kafka poll");
+                wait = Duration::from_millis(100);
+            }
+            Some(Ok(msg)) => {
+                let full = {
+                    let mut partial = context.partial();
+                    add_message(&mut partial, &decoder, &msg);
+                    partial.encoded.bytes.len() >= CHUNK_BYTES
+                        || partial.started.is_some_and(|t| t.elapsed() >= CHUNK_WAIT)
+                };
+                if full && !context.flush() {
+                    return;
+                }
+                wait = Duration::ZERO;
+            }
+        }
+    }
+    let _ = context.flush();
+    // Leaving the group revokes the partitions (delivered to a driver still listening).
+    consumer.unsubscribe();
+    let _ = consumer.poll(Duration::from_millis(100));
+}
+
+fn add_message(
+    into: &mut Fetched,
+    decoder: &Decoder<'_>,
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+) {
+    let tp = TopicPartition {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+    };
+    let content_type = msg.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key.eq_ignore_ascii_case(payload::CONTENT_TYPE))
+            .map(|h| h.value.unwrap_or_default())
+    });
+    let payload = msg.payload().unwrap_or_default();
+    let source = tp.name();
+    let refused = decoder.message(
+        &mut into.encoded,
+        payload,
+        Encoding::of(content_type),
+        Origin {
+            source: &source,
+            offset: msg.offset(),
+        },
+    );
+    if !refused.is_empty() {
+        into.refused.push(RefusedMessage {
+            partition: tp.clone(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            items: refused,
+        });
+    }
+    let next = msg.offset() + 1;
+    into.offsets
+        .entry(tp)
+        .and_modify(|(_, n)| *n = next)
+        .or_insert((msg.offset(), next));
+    into.messages += 1;
+    into.bytes += payload.len() as u64;
+    if let Some(ms) = msg.timestamp().to_millis() {
+        into.timestamps.push(ms);
+    }
+    into.started.get_or_insert_with(Instant::now);
+}

@@ -1,0 +1,351 @@
+//! The aggregator's loop, on the positioned-source seam of the engine: chunks from the
+//! consumer are staged in windows bounded by size and time, each chunk carrying its
+//! positions (`kafka:<topic>/<partition>` → next offset), which the store commits in the
+//! same fsync as the events. Once a window is durable its refused items are confirmed in
+//! the dead-letter topic, then the store's positions committed to Kafka as offsets (the
+//! source's acknowledgement). A rebalance ends the window in hand first: an assignment is
+//! answered with the STORE's position of each partition (Kafka's committed offset may lag
+//! it, after a crash between the two), a revocation only once everything read from the
+//! revoked partitions is durable and committed.
+//!
+//! The seam's `Source` trait hands raw bytes to the file driver; a Kafka message needs
+//! its own offset as the position of its dead letters, its partition as their source and
+//! may be protobuf, so this source hands the engine encoded chunks with their delta
+//! (`EncodedChunk::set_delta`, `Engine::stage_stream`), and resumes per assignment
+//! rather than once at the start.
+
+use super::consumer::{Consumer, Delivery, Fetched};
+use super::dead_letter_topic::DeadLetterTopic;
+use super::{KafkaError, TopicPartition};
+use netwait_aggregator::engine::{Engine, IngestSummary};
+use netwait_aggregator::observe;
+use netwait_aggregator::store::StoreError;
+use netwait_aggregator::store::positions::{CheckpointDelta, Position};
+use rdkafka::consumer::CommitMode;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DriverOptions {
+    /// End a window once this many encoded bytes are in it...
+    pub window_bytes: usize,
+    /// ... or once it has been open this long.
+    pub window_wait: Duration,
+    /// Commit size inside a window (the engine's writer commits behind the folding).
+    pub commit_bytes: usize,
+    /// Write a checkpoint once this much log built up since the last one.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        Self {
+            window_bytes: 8 << 20,
+            window_wait: Duration::from_millis(200),
+            commit_bytes: 1 << 19,
+            checkpoint_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the aggregator did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub messages: u64,
+    pub summary: IngestSummary,
+    /// Windows made durable (each followed by an offset commit).
+    pub windows: u64,
+    /// Rebalances seen (assignments and revocations), and the partitions assigned now.
+    pub rebalances: u64,
+    pub assigned: usize,
+    /// From the first message received to the last window made durable.
+    pub busy: Option<(Instant, Instant)>,
+    /// Lag of each message, its timestamp to its window durable.
+    pub lag: Lag,
+}
+
+/// A histogram of lags, by millisecond up to a minute (longer ones count as a minute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lag {
+    counts: Vec<u64>,
+}
+
+impl Default for Lag {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; 60_001],
+        }
+    }
+}
+
+impl Lag {
+    fn add(&mut self, ms: i64) {
+        let at = usize::try_from(ms.max(0))
+            .unwrap_or(usize::MAX)
+            .min(self.counts.len() - 1);
+        self.counts[at] += 1;
+    }
+
+    /// The lag (ms) at quantile `q` (0 to 1), `None` before any message.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        self.counts
+            .iter()
+            .position(|&n| {
+                seen += n;
+                seen >= rank
+            })
+            .map(|ms| ms as u64)
+    }
+}
+
+/// Called after each durable window, with the totals so far.
+pub type Report<'a> = &'a mut dyn FnMut(&Totals);
+
+/// Runs until `stop` is set (then finishes the window in hand, commits, leaves the group
+/// and returns) or the store fails.
+pub fn run(
+    engine: &mut Engine,
+    consumer: &mut Consumer,
+    dead_letters: Option<&DeadLetterTopic>,
+    stop: &AtomicBool,
+    options: DriverOptions,
+    report: Report<'_>,
+) -> Result<Totals, DriverError> {
+    let mut driver = Driver {
+        consumer,
+        dead_letters,
+        options,
+        totals: Totals::default(),
+        next_offsets: BTreeMap::new(),
+        standing: BTreeMap::new(),
+        held: None,
+    };
+    let mut stopping = false;
+    loop {
+        if !stopping && stop.load(Ordering::Relaxed) {
+            stopping = true;
+            driver.consumer.stop();
+        }
+        let delivery = match driver.held.take() {
+            Some(d) => Some(d),
+            None => driver.consumer.next(Duration::from_millis(100)),
+        };
+        match delivery {
+            None if stopping && driver.consumer.stopped() => break,
+            None => {}
+            Some(Delivery::Chunk(first)) => {
+                driver.window(engine, *first)?;
+                report(&driver.totals);
+            }
+            Some(Delivery::Assigned { partitions, reply }) => {
+                let stored = engine.source_checkpoint();
+                let at = partitions
+                    .iter()
+                    .map(|tp| {
+                        let position = stored.position(&tp.name());
+                        driver.standing.insert(tp.clone(), position.clone());
+                        position.as_offset().and_then(|o| i64::try_from(o).ok())
+                    })
+                    .collect();
+                let _ = reply.send(at);
+                driver.totals.rebalances += 1;
+                driver.totals.assigned = driver.standing.len();
+                report(&driver.totals);
+            }
+            Some(Delivery::Revoked { partitions, done }) => {
+                // Everything before it is durable and committed (each window is); what
+                // is still to commit upstream goes now, and waits for the broker.
+                driver.commit_offsets(CommitMode::Sync)?;
+                for tp in &partitions {
+                    driver.next_offsets.remove(tp);
+                    driver.standing.remove(tp);
+                }
+                let _ = done.send(());
+                driver.totals.rebalances += 1;
+                driver.totals.assigned = driver.standing.len();
+                report(&driver.totals);
+            }
+        }
+    }
+    if engine.uncheckpointed() > 0
+        && let Err(e) = engine.checkpoint()
+    {
+        observe::emit(observe::CheckpointFailed {
+            after: "kafka",
+            error: &e,
+        });
+    }
+    Ok(driver.totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_quantiles() {
+        let mut lag = Lag::default();
+        assert_eq!(lag.quantile(0.5), None);
+        for ms in 1..=100 {
+            lag.add(ms);
+        }
+        lag.add(-5); // a clock behind the producer's: no lag
+        lag.add(1_000_000);
+        assert_eq!(lag.quantile(0.5), Some(50));
+        assert_eq!(lag.quantile(0.99), Some(100));
+        assert_eq!(lag.quantile(1.0), Some(60_000));
+        assert_eq!(lag.quantile(0.0), Some(0));
+    }
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+struct Driver<'a> {
+    consumer: &'a mut Consumer,
+    dead_letters: Option<&'a DeadLetterTopic>,
+    options: DriverOptions,
+    totals: Totals,
+    /// Next offsets of what is durable but not yet committed to Kafka.
+    next_offsets: BTreeMap<TopicPartition, i64>,
+    /// Where each assigned partition stands as staged: the next chunk's delta starts
+    /// there (its first offset may be further on: offsets have gaps, e.g. transaction
+    /// markers and compacted records).
+    standing: BTreeMap<TopicPartition, Position>,
+    /// A delivery that ended a window, to handle next.
+    held: Option<Delivery>,
+}
+
+impl Driver<'_> {
+    /// Stages `first` and the chunks after it until the window is full, old, or a
+    /// rebalance comes; returns once all of it is durable and its offsets committed.
+    fn window(&mut self, engine: &mut Engine, first: Fetched) -> Result<(), DriverError> {
+        let started = Instant::now();
+        let mut touched = Vec::new();
+        let mut messages = 0;
+        let mut bytes = 0;
+        let mut dlt_error = None;
+        let mut timestamps = Vec::new();
+        let mut first = Some(first);
+        let (consumer, dead_letters, options) = (&*self.consumer, self.dead_letters, self.options);
+        let held = &mut self.held;
+        let standing = &mut self.standing;
+        let mut delta_error = None;
+        let chunks = std::iter::from_fn(|| {
+            let fetched = match first.take() {
+                Some(f) => f,
+                None => {
+                    if bytes >= options.window_bytes {
+                        return None;
+                    }
+                    let left = options.window_wait.checked_sub(started.elapsed())?;
+                    match consumer.next(left)? {
+                        Delivery::Chunk(f) => *f,
+                        other => {
+                            *held = Some(other);
+                            return None;
+                        }
+                    }
+                }
+            };
+            let mut delta = CheckpointDelta::default();
+            for (tp, &(_, next)) in &fetched.offsets {
+                let to = Position::offset(u64::try_from(next).unwrap_or(0));
+                let from = standing.insert(tp.clone(), to.clone()).unwrap_or_default();
+                if let Err(e) = delta.record(tp.name(), from, to) {
+                    delta_error.get_or_insert(e);
+                }
+                touched.push(tp.clone());
+            }
+            let mut encoded = fetched.encoded;
+            encoded.set_delta(delta);
+            messages += fetched.messages;
+            bytes += encoded.bytes.len();
+            timestamps.extend_from_slice(&fetched.timestamps);
+            if let Some(dlt) = dead_letters {
+                for refused in &fetched.refused {
+                    if let Err(e) = dlt.send(refused) {
+                        dlt_error.get_or_insert(e);
+                    }
+                }
+            }
+            Some(encoded)
+        });
+        let summary =
+            engine.stage_stream(chunks, options.commit_bytes, false, None, &mut |_| {})?;
+        tracing::debug!(
+            messages,
+            bytes,
+            open_ms = started.elapsed().as_millis() as u64,
+            "window durable"
+        );
+        self.totals.summary += summary;
+        self.totals.messages += messages;
+        self.totals.windows += 1;
+        let now = Instant::now();
+        let wall_ms = wall_ms();
+        for ts in timestamps {
+            self.totals.lag.add(wall_ms - ts);
+        }
+        let first_at = self.totals.busy.map_or(started, |(f, _)| f);
+        self.totals.busy = Some((first_at, now));
+        if let Some(e) = dlt_error {
+            return Err(e.into());
+        }
+        if let Some(e) = delta_error {
+            return Err(StoreError::from(e).into());
+        }
+        // The acknowledgement: what the store now says each partition read stands at.
+        let stored = engine.source_checkpoint();
+        for tp in touched {
+            if let Some(next) = stored.position(&tp.name()).as_offset() {
+                self.next_offsets
+                    .insert(tp, i64::try_from(next).unwrap_or(i64::MAX));
+            }
+        }
+        if engine.uncheckpointed() >= self.options.checkpoint_bytes
+            && let Err(e) = engine.checkpoint()
+        {
+            observe::emit(observe::CheckpointFailed {
+                after: "kafka",
+                error: &e,
+            });
+        }
+        self.commit_offsets(CommitMode::Async)
+    }
+
+    /// Confirms the dead-letter records, then commits the offsets of what is durable.
+    fn commit_offsets(&mut self, mode: CommitMode) -> Result<(), DriverError> {
+        if self.next_offsets.is_empty() {
+            return Ok(());
+        }
+        if let Some(dlt) = self.dead_letters {
+            dlt.flush(Duration::from_secs(30))?;
+        }
+        match self.consumer.commit(&self.next_offsets, mode) {
+            Ok(()) => self.next_offsets.clear(),
+            // Not fatal: the store has the events; a later commit (or the store's
+            // positions on the next assignment) covers them.
+            Err(e) => tracing::warn!(error = %e, "kafka offset commit failed"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! The ingest role's producer: pushed events go to the topic, one canonical NDJSON line
+//! a record, keyed by call id (every event of a call lands in one partition, so the
+//! aggregator reads a call's events in the order they were pushed). The idempotent
+//! producer (`enable.idempotence`, `acks=all`) retries without duplicating, and
+//! [`EventProducer::publish`] returns only once the broker has acknowledged every record:
+//! a push is answered only then. Validation is the aggregator's (its store holds the
+//! caller key and the dead letters): lines are published as they came.
+
+use super::payload::{CONTENT_TYPE, NDJSON};
+use super::{KafkaError, client_config};
+use crate::proto_event::render_event;
+use netwait_aggregator::domain::json_line::parse_line;
+use netwait_aggregator::domain::line_scan::scan_lines;
+use netwait_aggregator::domain::raw_event::RawValue;
+use netwait_proto::v1 as pb;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::time::Duration;
+
+pub struct EventProducer {
+    topic: String,
+    producer: FutureProducer,
+}
+
+/// The record key of a line: its `call_id` when it has one (a line that is not an
+/// event, or has no call, is spread by the partitioner and refused by the aggregator).
+pub fn call_key(line: &[u8]) -> Option<Vec<u8>> {
+    match parse_line(line).ok()?.call_id? {
+        RawValue::Str(s) => Some(s.into_owned().into_bytes()),
+        _ => None,
+    }
+}
+
+/// The records of a push message: its NDJSON lines, split as `import` splits a file (an
+/// empty entry is one empty line), then its events as canonical JSON lines (the
+/// aggregator validates both exactly as the embedded push would).
+pub fn message_lines(msg: &pb::PushRequest) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    for entry in &msg.ndjson_lines {
+        if entry.is_empty() {
+            lines.push(Vec::new());
+        }
+        lines.extend(scan_lines(entry).map(|l| l.bytes().to_vec()));
+    }
+    lines.extend(msg.events.iter().map(render_event));
+    lines
+}
+
+impl EventProducer {
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
+        let producer = client_config(brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .create()?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            producer,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publishes each line as a record; returns how many once the broker acknowledged
+    /// all of them (an error if any was refused: the push is then not acknowledged, and
+    /// pushing it again is safe, the aggregator's dedupe drops what it has).
+    pub async fn publish(&self, lines: &[Vec<u8>]) -> Result<u64, KafkaError> {
+        let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(lines.len());
+        for line in lines {
+            let key = call_key(line);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: CONTENT_TYPE,
+                value: Some(NDJSON),
+            });
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+                .payload(line.as_slice())
+                .headers(headers);
+            if let Some(key) = &key {
+                record = record.key(key);
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((e, back))
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
+                    {
+                        // Room comes as deliveries are acknowledged.
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+        let mut delivered = 0;
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => delivered += 1,
+                Ok(Err((e, _))) => return Err(e.into()),
+                Err(_) => return Err(KafkaError::Other("the producer was closed".into())),
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_keyed_by_call_id_and_a_message_is_split_into_lines() {
+        assert_eq!(
+            call_key(br#"{"call_id":"c-1","type":"offered","ts":0}"#),
+            Some(b"c-1".to_vec())
+        );
+        assert_eq!(call_key(b"not json"), None);
+        assert_eq!(call_key(br#"{"call_id":7}"#), None);
+        let msg = pb::PushRequest {
+            ndjson_lines: vec![b"a\r\nb\n".to_vec(), Vec::new(), b"c".to_vec()],
+            events: vec![pb::CallEvent {
+                call_id: Some("e".into()),
+                r#type: "offered".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let lines = message_lines(&msg);
+        assert_eq!(
+            lines[..4],
+            [b"a".to_vec(), b"b".to_vec(), Vec::new(), b"c".to_vec()]
+        );
+        assert_eq!(lines[4], br#"{"call_id":"e","type":"offered"}"#.to_vec());
+    }
+}

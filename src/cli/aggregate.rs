@@ -1,0 +1,131 @@
+//! `netwait aggregate`: the aggregator role, a Kafka consumer group feeding the same
+//! engine and store as `import` and `serve` (see `netwait_ingest::kafka`).
+
+use super::StoreArgs;
+use super::config::{Use, open_engine};
+use anyhow::Context;
+use clap::Args;
+use netwait_ingest::kafka::KafkaOptions;
+use netwait_ingest::kafka::consumer::Consumer;
+use netwait_ingest::kafka::dead_letter_topic::DeadLetterTopic;
+use netwait_ingest::kafka::driver::{self, DriverOptions, Totals};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap brokers, `host:port[,host:port...]`.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: String,
+    /// Topic to consume (repeat for several).
+    #[arg(long, required = true)]
+    topic: Vec<String>,
+    /// Consumer group: aggregators of one group share the topic's partitions.
+    #[arg(long, default_value = "netwait-aggregator")]
+    group: String,
+    /// Topic refused items are copied to, with their origin and reason in headers.
+    #[arg(long, value_name = "TOPIC")]
+    dead_letter_topic: Option<String>,
+    /// Stop (commit, leave the group, exit 0) after this many seconds without a message:
+    /// for runs that catch up with a topic and end. Default: run until SIGTERM/SIGINT.
+    #[arg(long, value_name = "S", value_parser = super::positive_seconds)]
+    idle_exit: Option<Duration>,
+}
+
+pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
+    let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
+    let options = KafkaOptions {
+        brokers: args.kafka.clone(),
+        topics: args.topic.clone(),
+        group: args.group.clone(),
+        dead_letter_topic: args.dead_letter_topic.clone(),
+    };
+    let dead_letters = options
+        .dead_letter_topic
+        .as_deref()
+        .map(|t| DeadLetterTopic::new(&options.brokers, t))
+        .transpose()
+        .context("dead-letter topic producer")?;
+    let mut consumer = Consumer::start(&options, Arc::new(pseudo), engine.key_hasher())
+        .with_context(|| format!("joining group {} on {}", options.group, options.brokers))?;
+    // SIGTERM/SIGINT: finish the window in hand, commit, leave the group; a second one
+    // stops at once (what is durable is kept, Kafka has the rest).
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    eprintln!(
+        "netwait aggregating {} from {} (group {})",
+        options.topics.join(","),
+        options.brokers,
+        options.group
+    );
+    // With --idle-exit: stop once partitions are assigned and nothing came for that long
+    // (the clock restarts with every message and every rebalance).
+    let started = Instant::now();
+    let last_activity = Arc::new(AtomicU64::new(0));
+    let assigned = Arc::new(AtomicBool::new(false));
+    if let Some(idle) = args.idle_exit {
+        let (stop, last, assigned) = (
+            Arc::clone(&stop),
+            Arc::clone(&last_activity),
+            Arc::clone(&assigned),
+        );
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let since = Duration::from_millis(last.load(Ordering::Relaxed));
+                if assigned.load(Ordering::Relaxed)
+                    && started.elapsed().saturating_sub(since) >= idle
+                {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        });
+    }
+    let mut seen = (0, 0);
+    let mut report = |t: &Totals| {
+        if (t.messages, t.rebalances) != seen {
+            seen = (t.messages, t.rebalances);
+            last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        assigned.store(t.assigned > 0, Ordering::Relaxed);
+        tracing::debug!(
+            messages = t.messages,
+            accepted = t.summary.accepted,
+            windows = t.windows,
+            "durable"
+        );
+    };
+    let totals = driver::run(
+        &mut engine,
+        &mut consumer,
+        dead_letters.as_ref(),
+        &stop,
+        DriverOptions::default(),
+        &mut report,
+    )?;
+    let s = totals.summary;
+    if let Some((first, last)) = totals.busy {
+        let secs = (last - first).as_secs_f64().max(1e-3);
+        let events = s.accepted + s.duplicate + s.rejected;
+        let q = |x| totals.lag.quantile(x).unwrap_or(0);
+        eprintln!(
+            "netwait: {events} events in {secs:.2} s ({:.0} events/s) from the first message to the last durable commit; lag (message timestamp to durable) p50 {} ms, p99 {} ms",
+            events as f64 / secs,
+            q(0.5),
+            q(0.99)
+        );
+    }
+    println!(
+        "total: messages {} accepted {} duplicate {} rejected {}",
+        totals.messages, s.accepted, s.duplicate, s.rejected
+    );
+    drop(consumer);
+    std::mem::forget(engine);
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! The aggregator role against the real broker `deploy/up` starts (issue 12 item 3):
+//! events produced by an independent client (confluent-kafka, `tests/tools/kafka_events.py`)
+//! and consumed by `netwait aggregate --data` give the figures of `netwait import` of the
+//! same file, also when the aggregator is killed (-9) at random moments and restarted;
+//! poison messages land in the store's dead letters and the dead-letter topic with their
+//! topic, partition, offset and reason, and the pipeline goes on.
+//!
+//! The broker is the one named by `NETWAIT_KAFKA` (`eval "$(deploy/up)"`), else
+//! `deploy/up kafka` starts it (and leaves it running). Nothing is skipped.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn broker() -> &'static str {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        if let Ok(b) = std::env::var("NETWAIT_KAFKA")
+            && !b.is_empty()
+        {
+            return b;
+        }
+        let out = Command::new(repo().join("deploy/up"))
+            .arg("kafka")
+            .current_dir(repo())
+            .output()
+            .expect("run deploy/up");
+        assert!(
+            out.status.success(),
+            "deploy/up kafka failed:\n{}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+            .trim()
+            .strip_prefix("export NETWAIT_KAFKA=")
+            .unwrap_or_else(|| panic!("deploy/up printed {:?}", text(&out.stdout)))
+            .to_owned()
+    })
+}
+
+/// `deploy/python tests/tools/kafka_events.py BROKER ARGS...`, its stdout.
+fn tool(args: &[&str]) -> String {
+    let out = Command::new(repo().join("deploy/python"))
+        .arg(repo().join("tests/tools/kafka_events.py"))
+        .arg(broker())
+        .args(args)
+        .output()
+        .expect("run kafka_events.py");
+    assert!(
+        out.status.success(),
+        "kafka_events.py {args:?} failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), nanos())
+}
+
+fn topic(partitions: u32) -> String {
+    let t = unique("netwait-test");
+    tool(&["create", &t, "--partitions", &partitions.to_string()]);
+    t
+}
+
+fn aggregate_args<'a>(data: &'a str, topic: &'a str, group: &'a str) -> Vec<&'a str> {
+    vec![
+        "aggregate",
+        "--data",
+        data,
+        "--kafka",
+        broker(),
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ]
+}
+
+/// `netwait aggregate ... --idle-exit 8`: consumes until the topic is quiet, then exits.
+fn aggregate_until_idle(data: &str, topic: &str, group: &str, extra: &[&str]) -> Output {
+    let mut args = aggregate_args(data, topic, group);
+    args.extend_from_slice(&["--idle-exit", "8"]);
+    args.extend_from_slice(extra);
+    let started = Instant::now();
+    let out = netwait(&args);
+    eprintln!(
+        "aggregate in {:?}: {}",
+        started.elapsed(),
+        stdout(&out).trim()
+    );
+    out
+}
+
+/// Table 1 and the SLA year of a data directory, as JSON.
+fn figures(data: &str) -> (Value, Value) {
+    let t = table1(["--data", data], "2019-01-01", "2020-01-01", &[]);
+    let sla = json(&["stats", "sla", "--data", data, "--year", "2019"]);
+    (t, sla)
+}
+
+/// The seed year imported with `netwait import`, once per test process.
+fn seed() -> &'static (tempfile::TempDir, PathBuf, (Value, Value), u64) {
+    static SEED: OnceLock<(tempfile::TempDir, PathBuf, (Value, Value), u64)> = OnceLock::new();
+    SEED.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = seed_file(tmp.path());
+        let data = tmp.path().join("imported");
+        let data_s = data.to_str().expect("utf-8 path");
+        netwait(&["import", "--data", data_s, file.to_str().expect("path")]);
+        let lines = std::fs::read_to_string(&file)
+            .expect("seed")
+            .lines()
+            .count() as u64;
+        let figures = figures(data_s);
+        (tmp, file, figures, lines)
+    })
+}
+
+#[test]
+fn the_seed_year_through_kafka_equals_its_import_also_after_kill_9_at_random_moments() {
+    let (_tmp, file, imported, lines) = seed();
+    let topic = topic(3);
+    let produced: Value =
+        serde_json::from_str(&tool(&["produce", &topic, file.to_str().expect("path")]))
+            .expect("produce prints JSON");
+    assert_eq!(produced["messages"], *lines, "one event a message");
+
+    // A clean run.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let clean = tmp.path().join("clean");
+    let clean_s = clean.to_str().expect("utf-8 path");
+    let out = aggregate_until_idle(clean_s, &topic, &unique("clean"), &[]);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("total: messages {lines} accepted {lines} duplicate 0 rejected 0")
+    );
+    assert_eq!(&figures(clean_s), imported);
+
+    // Killed (-9) at random moments, restarted each time; then run until caught up.
+    let killed = tmp.path().join("killed");
+    let killed_s = killed.to_str().expect("utf-8 path");
+    let group = unique("killed");
+    let mut kills = 0;
+    for round in 0..4u128 {
+        let mut child = Command::new(BIN)
+            .args(aggregate_args(killed_s, &topic, &group))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netwait aggregate");
+        // Killed 0.3 to 4 s after it got its partitions (after a kill, the group waits
+        // for the dead member's session to time out first).
+        let (assigned_tx, assigned) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("kafka partitions assigned") {
+                    let _ = assigned_tx.send(());
+                }
+            }
+        });
+        assigned
+            .recv_timeout(Duration::from_secs(60))
+            .expect("partitions assigned within 60 s");
+        let wait = 300 + (nanos() / 7 + round * 1_237) % 3_700;
+        std::thread::sleep(Duration::from_millis(wait as u64));
+        if child.try_wait().expect("try_wait").is_none() {
+            child.kill().expect("kill -9");
+            kills += 1;
+        }
+        child.wait().expect("wait");
+    }
+    assert!(kills >= 3, "the aggregator was killed {kills} times");
+    let out = aggregate_until_idle(killed_s, &topic, &group, &[]);
+    let total = stdout(&out);
+    assert!(total.contains("rejected 0"), "{total}");
+    assert_eq!(&figures(killed_s), imported, "after {kills} kills");
+    // The offsets committed are the end of every partition: nothing is left to read.
+    let committed: Value =
+        serde_json::from_str(&tool(&["committed", &topic, &group])).expect("JSON");
+    let sum: i64 = committed
+        .as_object()
+        .expect("object")
+        .values()
+        .map(|v| v.as_i64().expect("offset"))
+        .sum();
+    assert_eq!(sum as u64, *lines, "committed offsets {committed}");
+}
+
+/// `netwait deadletter --data D --json`: one object a line.
+fn dead_letters(data: &str) -> Vec<Value> {
+    let out = netwait(&["deadletter", "--data", data, "--json"]);
+    let text = stdout(&out);
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(rows)) => rows,
+        _ => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect(),
+    }
+}
+
+#[test]
+fn poison_messages_land_in_the_store_and_the_dead_letter_topic_and_the_pipeline_goes_on() {
+    let topic = topic(3);
+    let dlt = format!("{topic}-dlt");
+    let sent: Value = serde_json::from_str(&tool(&["poison", &topic])).expect("JSON");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().expect("utf-8 path");
+    let out = aggregate_until_idle(
+        data_s,
+        &topic,
+        &unique("poison"),
+        &["--dead-letter-topic", &dlt],
+    );
+    // 7 messages; the mixed one holds a valid event and a refused line.
+    assert_eq!(
+        stdout(&out).trim(),
+        "total: messages 7 accepted 1 duplicate 0 rejected 7"
+    );
+    let want = [
+        ("not_json", "invalid_json"),
+        ("bad_fields", "bad_type"),
+        ("missing_ts", "missing_field"),
+        ("big", "too_long"),
+        ("wrong_protobuf", "invalid_protobuf"),
+        ("mixed", "invalid_json"),
+        ("unknown_type", "bad_content_type"),
+    ];
+    let stored = dead_letters(data_s);
+    assert_eq!(stored.len(), want.len(), "{stored:#?}");
+    for (name, code) in want {
+        let at = &sent[name];
+        let source = format!("kafka:{topic}/{}", at["partition"]);
+        let found = stored.iter().find(|d| {
+            d["source"] == source.as_str() && d["position"] == at["offset"] && d["code"] == code
+        });
+        let found = found.unwrap_or_else(|| {
+            panic!(
+                "{name}: no {code} at {source}@{}: {stored:#?}",
+                at["offset"]
+            )
+        });
+        let reason = found["reason"].as_str().expect("reason");
+        assert!(reason.starts_with("item "), "{name}: {reason}");
+    }
+    // The big one is kept cut, with its size.
+    let big = stored
+        .iter()
+        .find(|d| d["code"] == "too_long")
+        .expect("big");
+    assert_eq!(big["truncated"], true);
+    assert!(big["raw_size"].as_u64().expect("size") > 10 << 20);
+
+    let copies: Vec<Value> = tool(&["read", &dlt, "--timeout", "5"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(copies.len(), want.len(), "{copies:#?}");
+    for (name, code) in want {
+        let at = &sent[name];
+        let copy = copies
+            .iter()
+            .find(|c| c["key"] == name)
+            .unwrap_or_else(|| panic!("{name} not in the dead-letter topic: {copies:#?}"));
+        let h = &copy["headers"];
+        assert_eq!(h["netwait-origin-topic"], topic.as_str(), "{name}");
+        assert_eq!(
+            h["netwait-origin-partition"],
+            at["partition"].to_string(),
+            "{name}"
+        );
+        assert_eq!(
+            h["netwait-origin-offset"],
+            at["offset"].to_string(),
+            "{name}"
+        );
+        assert_eq!(h["netwait-reject-code"], code, "{name}");
+        assert!(
+            !h["netwait-reject-reason"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+        );
+    }
+    // The 10 MB item is copied whole (it can be fixed and produced again).
+    let big = copies.iter().find(|c| c["key"] == "big").expect("big copy");
+    assert!(big["size"].as_u64().expect("size") > 10 << 20);
+    let mixed = copies
+        .iter()
+        .find(|c| c["key"] == "mixed")
+        .expect("mixed copy");
+    assert_eq!(mixed["value"], "not json either");
+    assert_eq!(mixed["headers"]["netwait-item"], "2");
+}
+
+/// `curl -X POST --data-binary @FILE -H HEADER URL`: (status, body).
+fn post(url: &str, body: &Path, header: &str) -> (u16, String) {
+    let data = format!("@{}", body.display());
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "--data-binary",
+            &data,
+            "-H",
+            header,
+            url,
+        ])
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl: {}", text(&out.stderr));
+    let all = text(&out.stdout);
+    let (body, code) = all.rsplit_once('\n').expect("status line");
+    (code.parse().expect("HTTP status"), body.to_owned())
+}
+
+#[test]
+fn the_ingest_role_publishes_pushes_that_the_aggregator_counts_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (calls, answered, abandoned) = march_calls(3_000);
+    let file = tmp.path().join("march.ndjson");
+    std::fs::write(&file, &calls).expect("write");
+    let lines = calls.lines().count() as u64;
+    let topic = topic(3);
+    let server = Server::start_with(
+        &tmp.path().join("ingest"),
+        &[
+            "--kafka",
+            broker(),
+            "--topic",
+            &topic,
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        Stdio::inherit(),
+    );
+    // gRPC push: answered once the broker has every record (counted as published).
+    let out = netwait(&[
+        "push",
+        "--server",
+        &server.addr,
+        file.to_str().expect("path"),
+    ]);
+    assert!(
+        stdout(&out).contains(&format!("accepted {lines} duplicate 0 rejected 0")),
+        "{}",
+        stdout(&out)
+    );
+    // The same lines again over HTTP, with a bad one: the aggregator counts each once.
+    let again = tmp.path().join("again.ndjson");
+    std::fs::write(&again, format!("{calls}not json\n")).expect("write");
+    let url = format!("{}/v1/events", server.http_url());
+    let (status, body) = post(&url, &again, "Content-Type: application/x-ndjson");
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).expect("JSON answer");
+    assert_eq!(reply["accepted"], lines + 1, "{reply}");
+    let (status, _) = post(
+        &format!("{}/v1/cdrs", server.http_url()),
+        &file,
+        "Content-Type: application/x-ndjson",
+    );
+    assert_eq!(status, 501, "call records are not taken by the ingest role");
+    server.stop();
+
+    let data = tmp.path().join("aggregated");
+    let data_s = data.to_str().expect("utf-8 path");
+    let out = aggregate_until_idle(data_s, &topic, &unique("ingest"), &[]);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!(
+            "total: messages {} accepted {lines} duplicate {lines} rejected 1",
+            2 * lines + 1
+        )
+    );
+    let t = table1(["--data", data_s], "2019-03-01", "2019-04-01", &[]);
+    assert_eq!(t["answered"], answered);
+    assert_eq!(t["abandoned"], abandoned);
+    // The same as the embedded push of the file.
+    let embedded = tmp.path().join("embedded");
+    netwait(&[
+        "import",
+        "--data",
+        embedded.to_str().expect("path"),
+        file.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        t,
+        table1(
+            ["--data", embedded.to_str().expect("path")],
+            "2019-03-01",
+            "2019-04-01",
+            &[]
+        )
+    );
+}
