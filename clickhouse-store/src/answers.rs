@@ -45,12 +45,23 @@ fn period_filter(line: &LineFilter, from: Date, to: Date) -> String {
 /// The call records that stand (counted in and not taken back), with `filter`: a
 /// record's rows cancel out by value, so a group of them that sums to 1 is a live one.
 pub fn live_calls_sql(filter: &str) -> String {
+    live_rows_sql(
+        &format!("kind IN ({}, {})", kind::CALL, kind::OPEN_CALL),
+        filter,
+    )
+}
+
+/// [`live_calls_sql`] of the calls open at the cells' clock only.
+pub fn live_open_calls_sql(filter: &str) -> String {
+    live_rows_sql(&format!("kind = {}", kind::OPEN_CALL), filter)
+}
+
+fn live_rows_sql(kinds: &str, filter: &str) -> String {
     format!(
         "SELECT day, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
-         FROM netwait_log WHERE kind = {} {filter} \
+         FROM netwait_log WHERE {kinds} {filter} \
          GROUP BY call_n, day, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
-         HAVING sum(sign) > 0",
-        kind::CALL
+         HAVING sum(sign) > 0"
     )
 }
 
@@ -94,13 +105,13 @@ pub fn day_figures_sql(
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let late = format!("{filter} AND outcome = {open} AND anchor_ms <= {timed_out}");
+        let late = format!("{filter} AND anchor_ms <= {timed_out}");
         format!(
             "SELECT day, {sums} FROM ({}) GROUP BY day \
              UNION ALL SELECT day, {} FROM ({}) GROUP BY day",
             cells_sql(&filter),
             generated(&unresolved.to_string(), threshold_ms),
-            live_calls_sql(&late),
+            live_open_calls_sql(&late),
         )
     } else {
         let outcome =
@@ -135,8 +146,9 @@ impl SqlAnswers {
     /// The service lines the database has calls of.
     pub fn lines(&self) -> Result<Vec<String>, Error> {
         let sql = format!(
-            "SELECT DISTINCT line FROM netwait_log WHERE kind = {} ORDER BY line",
-            kind::CALL
+            "SELECT DISTINCT line FROM netwait_log WHERE kind IN ({}, {}) ORDER BY line",
+            kind::CALL,
+            kind::OPEN_CALL
         );
         self.conn
             .block_on(self.conn.client.query(&sql).fetch_all::<String>())

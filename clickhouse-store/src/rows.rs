@@ -93,9 +93,10 @@ impl LogRow {
     }
 
     pub fn call(seq: u64, idx: u32, c: &CallRow) -> Self {
+        let open = c.outcome == netwait_aggregator::domain::call::Outcome::Open;
         Self {
             seq,
-            kind: kind::CALL,
+            kind: if open { kind::OPEN_CALL } else { kind::CALL },
             idx,
             day: date_of(c.day),
             interval_n: c

@@ -36,6 +36,9 @@ pub mod kind {
     pub const CELL: u8 = 2;
     /// A call record counted in (`sign` 1) or taken back (`sign` −1).
     pub const CALL: u8 = 3;
+    /// The same for a call open at the commit's clock (kept apart: a query reads the
+    /// open ones that its clock turns unresolved without reading every record).
+    pub const OPEN_CALL: u8 = 5;
     /// A source's position (`source_partition`, `source_position`) as of the commit.
     pub const POSITION: u8 = 4;
 }

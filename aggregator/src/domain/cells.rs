@@ -750,6 +750,86 @@ mod tests {
         assert_eq!(normalized(cells), normalized(rebuilt), "seed {seed}");
     }
 
+    /// The rows handed to a store that derives ([`Cells::settle_into`]), applied as a
+    /// store applies them (a cell's latest state wins; call rows sum by sign), equal the
+    /// cells and the records of every call.
+    #[test]
+    fn derived_rows_rebuild_the_cells_and_the_records() {
+        let cfg = MetricsConfig::default();
+        for seed in 1..=150 {
+            let mut rng = Rng::new(seed);
+            let mut events = Vec::new();
+            let base = parse_rfc3339(&format!("{}T00:00:00Z", rng.pick(&DAYS))).expect("ts");
+            for call in 0..(5 + rng.below(40) as u32) {
+                random_call(&mut rng, call, base, &mut events);
+            }
+            for i in (1..events.len()).rev() {
+                let j = rng.below(i + 1);
+                events.swap(i, j);
+            }
+            let mut s = Stream {
+                book: CallBook::new([7; 16]),
+                keys: Vec::new(),
+                resend: true,
+            };
+            let mut cells = Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms);
+            s.book.track_changes();
+            let mut latest: BTreeMap<CellKey, Figures> = BTreeMap::new();
+            let mut calls: BTreeMap<String, i64> = BTreeMap::new();
+            let mut settle = |cells: &mut Cells, s: &mut Stream| {
+                let mut d = Derived::default();
+                let changes = s.book.take_changes().expect("tracked");
+                cells.settle_into(&s.book, changes, Some(&mut d));
+                for (k, row) in d.cells {
+                    latest.insert(k, row.figures);
+                }
+                for row in d.calls {
+                    let key = format!(
+                        "{:?}",
+                        CallRow {
+                            sign: 1,
+                            ..row.clone()
+                        }
+                    );
+                    *calls.entry(key).or_default() += i64::from(row.sign);
+                }
+            };
+            for ev in events {
+                s.apply(&mut rng, ev);
+                if rng.below(4) == 0 {
+                    settle(&mut cells, &mut s);
+                }
+            }
+            settle(&mut cells, &mut s);
+            for (key, f) in &latest {
+                let want = cells.cell(*key).map(|c| c.figures).unwrap_or_default();
+                assert_eq!(*f, want, "seed {seed} cell {key:?}");
+            }
+            assert_eq!(
+                latest.len(),
+                cells.len() + latest.keys().filter(|k| cells.cell(**k).is_none()).count()
+            );
+            let live: Vec<&String> = calls
+                .iter()
+                .filter(|(_, n)| **n != 0)
+                .map(|(k, _)| k)
+                .collect();
+            assert!(
+                calls.values().all(|n| *n == 0 || *n == 1),
+                "seed {seed}: {calls:?}"
+            );
+            let mut place = Classifier::new(&cfg.calendar);
+            let mut want: Vec<String> = (0..s.book.calls() as u32)
+                .map(|i| {
+                    let rec = s.book.record(&s.book.states()[i as usize], cells.clock());
+                    format!("{:?}", CallRow::new(1, i, &rec, place.place(rec.anchor)))
+                })
+                .collect();
+            want.sort();
+            assert_eq!(live, want.iter().collect::<Vec<_>>(), "seed {seed}");
+        }
+    }
+
     #[test]
     fn cells_equal_a_full_recount_over_random_streams() {
         let cfg = MetricsConfig::default();
