@@ -13,8 +13,10 @@ use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Tran
 use crate::observe;
 use crate::published::{Answers, Publisher, Snapshot, States};
 use crate::store::codec::{
-    DeadLetter, Decoder, Record, encode_dead_letter, encode_event, rebase_dead_letter,
+    DeadLetter, Decoder, Record, RecordKind, encode_dead_letter, encode_event, encode_positions,
+    rebase_dead_letter,
 };
+use crate::store::positions::{CheckpointDelta, SourceCheckpoint};
 use crate::store::runs::{self, RunSet};
 use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
 use std::sync::mpsc::SyncSender;
@@ -38,6 +40,11 @@ pub struct EncodedChunk {
     dead_letter_new: Vec<bool>,
     /// Input lines the chunk came from (set by whoever numbers them).
     lines: u64,
+    /// Where the chunk's input moved its source (see [`crate::store::positions`]): made
+    /// durable in the commit that holds the chunk's records.
+    delta: CheckpointDelta,
+    /// Commit what is staged once this chunk is (a source's time cadence).
+    commit_after: bool,
 }
 
 /// A [`Fold`] without borrowing: the line is a range of `EncodedChunk::line_names`.
@@ -70,6 +77,23 @@ impl EncodedChunk {
         self.dead_letter_at.clear();
         self.dead_letter_new.clear();
         self.lines = 0;
+        self.delta.clear();
+        self.commit_after = false;
+    }
+
+    /// The source positions the chunk's input covers.
+    pub fn set_delta(&mut self, delta: CheckpointDelta) {
+        self.delta = delta;
+    }
+
+    pub fn delta(&self) -> &CheckpointDelta {
+        &self.delta
+    }
+
+    /// Asks [`Engine::stage_stream`] to commit once this chunk is staged, however little
+    /// is staged (a source's commit interval).
+    pub fn commit_after(&mut self) {
+        self.commit_after = true;
     }
 
     /// Makes room for about `bytes` of records and `events` events. A buffer too small
@@ -232,6 +256,10 @@ pub struct Engine {
     dedupe_secret: [u8; 16],
     poisoned: bool,
     batch: Batch,
+    /// Where the sources stand in what is durable.
+    sources: SourceCheckpoint,
+    /// The source positions of what is staged and not yet committed.
+    staged_delta: CheckpointDelta,
     /// The book's per-interval cells, once [`Self::index_periods`] asked for them.
     cells: Option<Cells>,
     /// The output side, once [`Self::watch_transitions`] asked for it.
@@ -295,6 +323,8 @@ impl Engine {
             runs: loaded.runs,
             poisoned: false,
             batch: Batch::default(),
+            sources: loaded.sources,
+            staged_delta: CheckpointDelta::default(),
             cells: None,
             live: None,
             live_reset: false,
@@ -451,6 +481,7 @@ impl Engine {
         }
         self.store.recover()?;
         self.batch.clear();
+        self.staged_delta.clear();
         if let Some(d) = &mut self.derived {
             // The failed commit's rows never reached the store, which now holds the
             // rows of the book about to be rebuilt.
@@ -464,6 +495,7 @@ impl Engine {
         self.position = loaded.position;
         self.checkpointed = loaded.checkpointed;
         self.runs = loaded.runs;
+        self.sources = loaded.sources;
         self.poisoned = false;
         if indexed {
             self.index_periods();
@@ -505,6 +537,7 @@ impl Engine {
             match item {
                 Record::Event(ev) => chunk.push_event(&ev, &hasher),
                 Record::DeadLetter(d) => chunk.push_dead_letter(&d),
+                Record::Positions(d) => chunk.delta.extend(d)?,
             }
         }
         let sum = self.stage(chunk)?;
@@ -532,6 +565,10 @@ impl Engine {
         if self.book.is_read_only() {
             return Err(StoreError::ReadOnly);
         }
+        let mut pending = self.sources.clone();
+        pending.apply(&self.staged_delta);
+        pending.check(&chunk.delta)?;
+        self.staged_delta.extend(std::mem::take(&mut chunk.delta))?;
         let hasher = self.key_hasher();
         let (mut dedupe, mut calls) = self.book.split_fold();
         let mut accepted = Vec::new();
@@ -561,12 +598,18 @@ impl Engine {
     /// With `checkpoint`, also writes a checkpoint at the end (of what is new since the
     /// last one); failing to write it is logged, not returned (the events are durable;
     /// the next open replays the log).
+    ///
+    /// Each commit is made when `commit_bytes` are staged, or after a chunk that asks
+    /// for it ([`EncodedChunk::commit_after`]); it holds the source positions of its
+    /// chunks, and once it is durable `durable` is told where the sources stand (on the
+    /// writer thread: it should only hand the news on).
     pub fn stage_stream(
         &mut self,
         chunks: impl Iterator<Item = EncodedChunk>,
         commit_bytes: usize,
         checkpoint: bool,
         spares: Option<Spares>,
+        durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
     ) -> Result<IngestSummary, StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
@@ -577,36 +620,58 @@ impl Engine {
         // Whatever was staged before goes first.
         self.commit()?;
         if self.derived.is_some() {
-            return self.stage_each(chunks, commit_bytes);
+            return self.stage_each(chunks, commit_bytes, durable);
         }
         let hasher = self.key_hasher();
         let store = &mut self.store;
+        let sources = &mut self.sources;
+        let mut pending = sources.clone();
+        let mut refused = None;
         let (mut dedupe, mut calls) = self.book.split_fold();
-        let (to_writer, from_apply) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let (to_writer, from_apply) = std::sync::mpsc::sync_channel::<(Batch, CheckpointDelta)>(2);
         // Committed batches go back to the applier, whose next parts reuse their buffers.
         let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         let (to_apply, from_dedupe) = std::sync::mpsc::sync_channel::<(EncodedChunk, Vec<bool>)>(4);
         let result = std::thread::scope(|s| {
             let writer = s.spawn(move || -> Result<LogPosition, StoreError> {
                 let mut end = None;
-                for batch in from_apply {
+                for (batch, delta) in from_apply {
                     end = Some(store.commit(&batch)?);
                     observe::emit(observe::CommitDurable {
                         records: u64::from(batch.records),
                         bytes: batch.len() as u64,
                     });
                     let _ = spent_tx.try_send(batch);
+                    if !delta.is_empty() {
+                        sources.apply(&delta);
+                        durable(sources);
+                    }
                 }
                 end.map_or_else(|| store.commit(&Batch::default()), Ok)
             });
             let applier = s.spawn(move || -> Result<IngestSummary, StoreError> {
                 let mut sum = IngestSummary::default();
                 let mut batch = Batch::default();
+                let mut delta = CheckpointDelta::default();
                 let mut pool = PartPool::new(commit_bytes);
+                // The batch and the positions it covers, as the last record of its commit.
+                let sealed = |batch: &mut Batch, delta: &mut CheckpointDelta| {
+                    let delta = std::mem::take(delta);
+                    if !delta.is_empty() {
+                        let mut part = Vec::new();
+                        encode_positions(&mut part, &delta);
+                        batch.append(part, 1);
+                    }
+                    (std::mem::take(batch), delta)
+                };
                 for (mut chunk, accepted) in from_dedupe {
                     while let Ok(spent) = spent_rx.try_recv() {
                         pool.give(spent);
                     }
+                    delta
+                        .extend(std::mem::take(&mut chunk.delta))
+                        .map_err(StoreError::from)?;
+                    let commit_now = chunk.commit_after;
                     // With spares, the bytes are copied into the batch (in reused
                     // parts) and the chunk goes back whole for the workers to reuse.
                     let copy = spares.is_some().then_some(&mut pool);
@@ -614,18 +679,24 @@ impl Engine {
                     if let Some(spares) = &spares {
                         let _ = spares.try_send(chunk);
                     }
-                    if batch.len() >= commit_bytes
-                        && to_writer.send(std::mem::take(&mut batch)).is_err()
-                    {
+                    let due = batch.len() >= commit_bytes
+                        || (commit_now && !(batch.is_empty() && delta.is_empty()));
+                    if due && to_writer.send(sealed(&mut batch, &mut delta)).is_err() {
                         break; // the writer failed: its error is reported by the caller
                     }
                 }
-                if !batch.is_empty() {
-                    let _ = to_writer.send(batch);
+                if !batch.is_empty() || !delta.is_empty() {
+                    let _ = to_writer.send(sealed(&mut batch, &mut delta));
                 }
                 Ok(sum)
             });
             for mut chunk in chunks {
+                // A source that skips input is refused before anything of it is staged.
+                if let Err(e) = pending.check(&chunk.delta) {
+                    refused = Some(e);
+                    break;
+                }
+                pending.apply(&chunk.delta);
                 let mut accepted = Vec::new();
                 dedupe.first_seen_all(&chunk.keys, &mut accepted);
                 chunk.flag_dead_letters(&hasher, |k| dedupe.first_dead_letter(k));
@@ -643,6 +714,12 @@ impl Engine {
             applied.and_then(|sum| written.map(|end| (sum, end)))
         });
         match result {
+            Ok((_, end)) if refused.is_some() => {
+                // What came before the refused chunk is durable; nothing after it staged.
+                self.position = end;
+                self.settle_cells();
+                Err(refused.map_or(StoreError::Poisoned, StoreError::from))
+            }
             Ok((sum, end)) => {
                 self.position = end;
                 self.settle_cells();
@@ -670,22 +747,39 @@ impl Engine {
         &mut self,
         chunks: impl Iterator<Item = EncodedChunk>,
         commit_bytes: usize,
+        durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
     ) -> Result<IngestSummary, StoreError> {
         let mut sum = IngestSummary::default();
+        let mut commit = |engine: &mut Self| -> Result<(), StoreError> {
+            let moved = !engine.staged_delta.is_empty();
+            engine.commit()?;
+            if moved {
+                durable(&engine.sources);
+            }
+            Ok(())
+        };
         for chunk in chunks {
+            let commit_now = chunk.commit_after;
             sum += self.stage(chunk)?;
-            if self.batch.len() >= commit_bytes {
-                self.commit()?;
+            if self.batch.len() >= commit_bytes
+                || (commit_now && !(self.batch.is_empty() && self.staged_delta.is_empty()))
+            {
+                commit(self)?;
             }
         }
-        self.commit()?;
+        commit(self)?;
         Ok(sum)
     }
 
-    /// Makes everything staged durable.
+    /// Makes everything staged durable, with the source positions it covers.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
+        }
+        if !self.staged_delta.is_empty() {
+            let mut part = Vec::new();
+            encode_positions(&mut part, &self.staged_delta);
+            self.batch.append(part, 1);
         }
         let committed = if self.derived.is_some() {
             self.settle_cells();
@@ -700,6 +794,8 @@ impl Engine {
         };
         match committed {
             Ok(pos) => {
+                self.sources.apply(&self.staged_delta);
+                self.staged_delta.clear();
                 if !self.batch.is_empty() {
                     observe::emit(observe::CommitDurable {
                         records: u64::from(self.batch.records),
@@ -730,11 +826,19 @@ impl Engine {
         {
             return Ok(());
         }
+        // The positions first: kept for a later checkpoint than the one in place, they are
+        // still right (the deltas replayed after the old one only move them forward).
+        self.store.save_positions(self.position, &self.sources)?;
         let named = runs::save(&mut *self.store, &self.book, &self.runs, self.position)?;
         self.checkpointed = self.position;
         let old = std::mem::take(&mut self.runs);
         self.runs = runs::freeze(&mut *self.store, &mut self.book, old, named);
         Ok(())
+    }
+
+    /// Where every source stands in what is durable: a source resumes from here.
+    pub fn source_checkpoint(&self) -> &SourceCheckpoint {
+        &self.sources
     }
 
     /// The end of the log the book covers (what is durable once nothing is staged).
@@ -798,6 +902,30 @@ struct LoadedBook {
     /// Position of the checkpoint it started from (0: none).
     checkpointed: LogPosition,
     runs: RunSet,
+    /// Where the sources stand at `position`.
+    sources: SourceCheckpoint,
+}
+
+/// Where the sources stood at `from` (a checkpoint's position): as the store kept them
+/// with that checkpoint or a later one (the deltas replayed after `from` then move
+/// nothing back), else read from the log before it.
+fn positions_at(
+    store: &mut dyn EventStore,
+    from: LogPosition,
+) -> Result<SourceCheckpoint, StoreError> {
+    match store.load_positions()? {
+        Some((at, kept)) if at >= from => return Ok(kept),
+        _ if from == 0 => return Ok(SourceCheckpoint::default()),
+        _ => {}
+    }
+    tracing::info!("reading the sources' positions from the log");
+    let mut sources = SourceCheckpoint::default();
+    store.replay(0, &mut |rec| {
+        if let Record::Positions(d) = rec {
+            sources.apply(&d);
+        }
+    })?;
+    Ok(sources)
 }
 
 /// Loads the store's checkpoint and replays the rest of its log. A query-only load
@@ -838,12 +966,13 @@ fn load_book(
             }
         };
         let mut replayed = 0u64;
+        let mut sources = positions_at(store, from)?;
         let position = if book.is_read_only() {
             // Events after the checkpoint need dedupe: fall back to a full open.
-            let end = store.replay(from, &mut |rec| {
-                if let Record::Event(_) = rec {
-                    replayed += 1;
-                }
+            let end = store.replay(from, &mut |rec| match rec {
+                Record::Event(_) => replayed += 1,
+                Record::Positions(d) => sources.apply(&d),
+                Record::DeadLetter(_) => {}
             })?;
             if replayed > 0 {
                 for_folding = true;
@@ -860,6 +989,7 @@ fn load_book(
                 Record::DeadLetter(d) => {
                     book.note_dead_letter(dead_letter_key(&hasher, &d));
                 }
+                Record::Positions(d) => sources.apply(&d),
             })?
         };
         tracing::info!(
@@ -875,6 +1005,7 @@ fn load_book(
             position,
             checkpointed: from,
             runs,
+            sources,
         });
     }
 }
@@ -946,13 +1077,13 @@ fn without_duplicates(
     let mut kept = Vec::with_capacity(encoded.len());
     let mut records = Decoder::new(encoded);
     let mut start = 0;
-    while let Some(is_event) = records.skip_record() {
-        let is_event = is_event.map_err(|e| corrupt_input(e.to_string()))?;
+    while let Some(kind) = records.skip_record() {
+        let kind = kind.map_err(|e| corrupt_input(e.to_string()))?;
         let end = records.position();
-        let keep = if is_event {
-            flags.next().copied().unwrap_or(false)
-        } else {
-            dead_flags.next().copied().unwrap_or(true)
+        let keep = match kind {
+            RecordKind::Event => flags.next().copied().unwrap_or(false),
+            RecordKind::DeadLetter => dead_flags.next().copied().unwrap_or(true),
+            RecordKind::Positions => true,
         };
         if keep {
             kept.extend_from_slice(&encoded[start..end]);
@@ -1477,7 +1608,7 @@ mod tests {
             chunk.push_event(&validate_line(l.as_bytes(), &p).expect("valid"), &hasher);
         }
         let sum = e
-            .stage_stream([chunk].into_iter(), 1, true, None)
+            .stage_stream([chunk].into_iter(), 1, true, None, &mut |_| {})
             .expect("the events are committed: the import succeeds");
         assert_eq!(sum.accepted, 4);
         assert!(!e.is_poisoned());

@@ -435,6 +435,8 @@ fn encode_events(lines: Vec<u8>, source: &str, state: &AppState) -> Result<Encod
                 slots.push((d.position, rejected(&d)));
                 line = d.position + 1;
             }
+            // A pushed message carries no source positions.
+            Record::Positions(_) => {}
         }
     }
     Ok(Encoded {

@@ -300,7 +300,7 @@ mod tests {
         let dead = Decoder::new(&chunk.bytes)
             .filter_map(|r| match r.expect("record") {
                 Record::DeadLetter(d) => Some(d.position),
-                Record::Event(_) => None,
+                Record::Event(_) | Record::Positions(_) => None,
             })
             .collect();
         Ok((chunk.events(), dead))

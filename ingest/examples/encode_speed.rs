@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // One reused output chunk, as a worker's (its buffers come back through spares).
         for c in &chunks {
             out.clear();
-            encode_chunk_into(&mut out, c, "bench", &pseudo, &hasher);
+            encode_chunk_into(&mut out, &c.bytes, "bench", &pseudo, &hasher);
             encoded += out.bytes.len();
         }
         best = best.min(t.elapsed().as_secs_f64());

@@ -8,7 +8,6 @@
 use crate::bom::UTF8_BOM;
 use crate::cdr;
 use crate::format::Format;
-use crate::lines::Chunk;
 use crate::parse::{dead_letter, encode_chunk_into};
 use crate::queue_log::{self, QueueLogConfig};
 use jiff::tz::TimeZone;
@@ -146,16 +145,8 @@ pub fn decode_inputs(
                 Format::Cdr => cdr::decode_csv(&input.bytes, pseudo),
                 Format::Ndjson => {
                     let mut out = EncodedChunk::default();
-                    let chunk = Chunk {
-                        bytes: input
-                            .bytes
-                            .strip_prefix(UTF8_BOM)
-                            .unwrap_or(&input.bytes)
-                            .to_vec()
-                            .into(),
-                        end_offset: input.bytes.len() as u64,
-                    };
-                    encode_chunk_into(&mut out, &chunk, &input.name, pseudo, hasher);
+                    let bytes = input.bytes.strip_prefix(UTF8_BOM).unwrap_or(&input.bytes);
+                    encode_chunk_into(&mut out, bytes, &input.name, pseudo, hasher);
                     return vec![out];
                 }
             };
@@ -171,7 +162,7 @@ pub fn stage(
     chunks: Vec<EncodedChunk>,
     checkpoint: bool,
 ) -> Result<IngestSummary, StoreError> {
-    engine.stage_stream(chunks.into_iter(), 1 << 19, checkpoint, None)
+    engine.stage_stream(chunks.into_iter(), 1 << 19, checkpoint, None, &mut |_| {})
 }
 
 #[cfg(test)]

@@ -3,71 +3,12 @@
 //! every byte): the parse workers number a chunk's lines from 1 as they split them, and
 //! the in-order stage turns those numbers into the stream's (see `pipeline`).
 
-use memmap2::Mmap;
 use std::io::Read;
-use std::ops::{Deref, Range};
-use std::sync::Arc;
-
-/// The bytes of a chunk: read into a buffer of its own, or a range of a mapped file.
-#[derive(Debug)]
-pub enum ChunkBytes {
-    Owned(Vec<u8>),
-    Mapped(Arc<Mmap>, Range<usize>),
-}
-
-impl Default for ChunkBytes {
-    fn default() -> Self {
-        Self::Owned(Vec::new())
-    }
-}
-
-impl Deref for ChunkBytes {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Self::Owned(v) => v,
-            Self::Mapped(map, range) => &map[range.clone()],
-        }
-    }
-}
-
-impl ChunkBytes {
-    /// Hands the bytes back once parsed: an owned buffer, for reuse; for a mapped range,
-    /// its page mappings are dropped now, on the parse worker while other chunks are
-    /// parsed, instead of all at once when the file is unmapped after the last line.
-    pub fn release(self) -> Option<Vec<u8>> {
-        match self {
-            Self::Owned(v) => Some(v),
-            Self::Mapped(map, range) => {
-                #[cfg(unix)]
-                // SAFETY: the mapping is shared and read-only (`MappedSource`): dropping
-                // page mappings only makes a later access read the page cache again, and
-                // the file does not change while it is imported (the documented
-                // condition), so whoever still reads a byte here reads the same byte.
-                let _ = unsafe {
-                    map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        range.start,
-                        range.len(),
-                    )
-                };
-                None
-            }
-        }
-    }
-}
-
-impl From<Vec<u8>> for ChunkBytes {
-    fn from(v: Vec<u8>) -> Self {
-        Self::Owned(v)
-    }
-}
 
 /// Whole lines from a stream.
 #[derive(Debug, Default)]
 pub struct Chunk {
-    pub bytes: ChunkBytes,
+    pub bytes: Vec<u8>,
     /// Bytes of the stream consumed up to the end of this chunk.
     pub end_offset: u64,
 }
@@ -199,7 +140,7 @@ impl<R: Read> ChunkReader<R> {
     fn finish(&mut self, bytes: Vec<u8>) -> Chunk {
         self.offset += bytes.len() as u64;
         Chunk {
-            bytes: bytes.into(),
+            bytes,
             end_offset: self.offset,
         }
     }

@@ -1,6 +1,5 @@
 //! One input item -> one encoded record: a valid event, or a dead letter with its reason.
 
-use crate::lines::Chunk;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::event::Event;
 use netwait_aggregator::domain::json_line::{MAX_LINE_BYTES, RawEvent};
@@ -104,22 +103,22 @@ pub fn encode_fields(
     );
 }
 
-/// Encodes every line of a chunk into `out` (an empty chunk, e.g. one of spent buffers),
+/// Encodes every line of `bytes` (whole lines) into `out` (an empty chunk, e.g. one of spent buffers),
 /// in order, with what folding needs of each event (its dedupe key, its fold view), so
 /// that the threads folding events in decode nothing.
 pub fn encode_chunk_into(
     out: &mut EncodedChunk,
-    chunk: &Chunk,
+    bytes: &[u8],
     source: &str,
     pseudo: &Pseudonymizer,
     hasher: &KeyHasher,
 ) {
     // Room for lines of 32 bytes or more (untouched room costs no memory).
-    out.reserve(chunk.bytes.len() / 2, chunk.bytes.len() / 32);
+    out.reserve(bytes.len() / 2, bytes.len() / 32);
     // One pass splits the lines and locates each plain line's quotes. Lines are numbered
     // within the chunk; the in-order stage makes dead letters' numbers the stream's.
     let mut lines = 0;
-    for (scanned, n) in scan_lines(&chunk.bytes).zip(1..) {
+    for (scanned, n) in scan_lines(bytes).zip(1..) {
         let line = scanned.bytes();
         let result = validate_scanned(scanned, pseudo);
         push_result(out, &result, || line.into(), source, n, pseudo, hasher);
@@ -137,12 +136,9 @@ mod tests {
     fn valid_and_rejected_lines_keep_order_and_position() {
         let before = wall_ms();
         let p = Pseudonymizer::new([0; 32]);
-        let chunk = Chunk {
-            bytes: b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}".to_vec().into(),
-            end_offset: 0,
-        };
+        let bytes = b"{\"call_id\":\"a\",\"type\":\"offered\",\"ts\":0}\nnot json\r\n{\"type\":\"x\",\"caller\":\"3331234567\"}";
         let mut out = EncodedChunk::default();
-        encode_chunk_into(&mut out, &chunk, "f.ndjson", &p, &KeyHasher::new([0; 16]));
+        encode_chunk_into(&mut out, bytes, "f.ndjson", &p, &KeyHasher::new([0; 16]));
         assert_eq!((out.events(), out.lines()), (1, 3));
         // Numbered within the chunk, then as lines 10 to 12 of the stream.
         let first = |out: &EncodedChunk| match Decoder::new(&out.bytes).nth(1) {

@@ -1,23 +1,36 @@
-//! The import pipeline: a reader thread cuts the source into chunks, worker threads
-//! validate and encode them in parallel, and the calling thread folds the results into
-//! the engine in input order (so "first received wins" holds), committing in large
-//! batches. Channels are bounded: a slow disk slows the reader, memory stays flat.
+//! The driver of every source: a reader thread polls the source and cuts its input into
+//! batches, worker threads validate and encode NDJSON batches in parallel (the formats
+//! decoded in order — queue_log, call records — are decoded on the reader thread), and
+//! the calling thread folds the results into the engine in input order (so "first
+//! received wins" holds), committing in large batches with the source positions they
+//! cover. Channels are bounded: a slow disk slows the reader, memory stays flat.
+//!
+//! A file ends; a followed log or a topic does not: both are driven alike, with a
+//! commit cadence by size ([`PipelineOptions::commit_bytes`]) and time
+//! ([`PipelineOptions::commit_interval`]), and a clean stop (the batch in hand is
+//! finished, committed and acknowledged) when the stop flag is raised.
 
+use crate::decoded::{Decodable, DecodeSettings, decode_inputs, encode_units};
+use crate::format::Format;
 use crate::parse::encode_chunk_into;
-use crate::source::Source;
+use crate::queue_log::follow::Follow;
+use crate::queue_log::rows::read_file_layout;
+use crate::source::{CheckpointDelta, Poll, RawBytes, Source, SourceCheckpoint, SourceError};
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary};
 use netwait_aggregator::store::StoreError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("reading {source_name}: {error}")]
     Read {
         source_name: String,
-        error: std::io::Error,
+        error: SourceError,
         /// What was durably committed before the failure.
         committed: IngestSummary,
     },
@@ -36,6 +49,10 @@ pub struct PipelineOptions {
     /// first time, which costs more here than the extra fsyncs: 64 for the seed year's
     /// 33 MB log, on the writer thread).
     pub commit_bytes: usize,
+    /// Commit what is staged at the latest this long after its first batch was read,
+    /// and at once when the source has nothing more for now (a long-running source's
+    /// latency). `None`: by size only (a file read in one go).
+    pub commit_interval: Option<Duration>,
     /// Write a checkpoint at the end (encoded while the last batch is made durable).
     pub checkpoint: bool,
 }
@@ -45,7 +62,18 @@ impl Default for PipelineOptions {
         Self {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             commit_bytes: 1 << 19,
+            commit_interval: None,
             checkpoint: false,
+        }
+    }
+}
+
+impl PipelineOptions {
+    /// For a source that does not end: commits within 200 ms of reading.
+    pub fn long_running() -> Self {
+        Self {
+            commit_interval: Some(Duration::from_millis(200)),
+            ..Self::default()
         }
     }
 }
@@ -68,13 +96,32 @@ pub struct Staged {
 /// Progress callback, with what is staged so far.
 pub type Progress<'a> = &'a mut dyn FnMut(Staged);
 
-struct Parsed {
-    seq: u64,
-    encoded: EncodedChunk,
-    end_offset: u64,
+/// A batch's input for the workers: NDJSON to parse, or records already decoded.
+enum Work {
+    Ndjson(RawBytes),
+    Decoded {
+        chunks: Vec<EncodedChunk>,
+        lines: u64,
+    },
 }
 
-/// Imports everything from `source`; returns once all of it is durably committed.
+/// One batch of the source, as it goes from the reader through a worker.
+struct Batch<W> {
+    seq: u64,
+    work: W,
+    delta: CheckpointDelta,
+    first_line: Option<u64>,
+    end_offset: u64,
+    commit_after: bool,
+}
+
+struct Parsed {
+    chunks: Vec<EncodedChunk>,
+    lines: u64,
+}
+
+/// Imports everything from `source` (NDJSON, or any format its batches say, decoded
+/// with the default settings); returns once all of it is durably committed.
 pub fn import(
     source: &mut dyn Source,
     engine: &mut Engine,
@@ -82,30 +129,113 @@ pub fn import(
     opts: PipelineOptions,
     progress: Progress<'_>,
 ) -> Result<IngestSummary, PipelineError> {
+    drive(
+        source,
+        engine,
+        pseudo,
+        &DecodeSettings::default(),
+        opts,
+        None,
+        progress,
+    )
+}
+
+/// Drives `source` into `engine` until it ends or `stop` is raised: resumes it from
+/// the store's positions, commits its batches with their positions, tells it what is
+/// durable. Returns once everything read is durably committed (and acknowledged).
+pub fn drive(
+    source: &mut dyn Source,
+    engine: &mut Engine,
+    pseudo: &Pseudonymizer,
+    settings: &DecodeSettings,
+    opts: PipelineOptions,
+    stop: Option<&AtomicBool>,
+    progress: Progress<'_>,
+) -> Result<IngestSummary, PipelineError> {
     let name = source.name().to_owned();
+    let read_error = |error: SourceError, committed| PipelineError::Read {
+        source_name: name.clone(),
+        error,
+        committed,
+    };
+    source
+        .resume(engine.source_checkpoint())
+        .map_err(|e| read_error(e, IngestSummary::default()))?;
     let workers = opts.workers.max(1);
-    let (chunk_tx, chunk_rx) = sync_channel(workers * 2);
+    let (chunk_tx, chunk_rx) = sync_channel::<Batch<Work>>(workers * 2);
     // Room for the workers to parse ahead while the folding threads start (they first
     // clear their tables' fresh memory).
-    let (parsed_tx, parsed_rx) = sync_channel::<Parsed>(workers * 8);
+    let (parsed_tx, parsed_rx) = sync_channel::<Batch<Parsed>>(workers * 8);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
-    // Chunk buffers go back to the reader once parsed; encoded chunks' buffers come back
-    // from the engine once applied and committed.
-    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 2);
+    // Encoded chunks' buffers come back from the engine once applied and committed.
     let (spares, spent) = sync_channel::<EncodedChunk>(SPARES);
     let spent = Mutex::new(spent);
+    // What is durable, from the engine's writer to the reader (which owns the source).
+    let (durable_tx, durable_rx) = std::sync::mpsc::channel::<SourceCheckpoint>();
     let hasher = engine.key_hasher();
-    std::thread::scope(|s| {
-        let reader = s.spawn(move || -> std::io::Result<()> {
+    let src = &mut *source;
+    let result = std::thread::scope(|s| {
+        let hasher_ref = &hasher;
+        let source_name = name.as_str();
+        let reader = s.spawn(move || -> Result<(), SourceError> {
             let mut seq = 0u64;
+            let mut follow = Follow::default();
+            // When the first batch not yet asked to be committed was read.
+            let mut unflushed: Option<Instant> = None;
             loop {
-                while let Ok(bytes) = recycle_rx.try_recv() {
-                    source.recycle(bytes);
+                if let Some(cp) = durable_rx.try_iter().last() {
+                    src.on_durable(&cp);
                 }
-                let Some(chunk) = source.next_chunk()? else {
+                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                     break;
+                }
+                let batch = match src.poll()? {
+                    Poll::End => break,
+                    Poll::Idle => {
+                        if unflushed.take().is_none() {
+                            continue;
+                        }
+                        // Nothing more for now: commit what is staged.
+                        let work = Work::Decoded {
+                            chunks: Vec::new(),
+                            lines: 0,
+                        };
+                        Batch {
+                            seq,
+                            work,
+                            delta: CheckpointDelta::default(),
+                            first_line: None,
+                            end_offset: 0,
+                            commit_after: true,
+                        }
+                    }
+                    Poll::Batch(b) => {
+                        let first = *unflushed.get_or_insert_with(Instant::now);
+                        let commit_after =
+                            opts.commit_interval.is_some_and(|i| first.elapsed() >= i);
+                        if commit_after {
+                            unflushed = None;
+                        }
+                        let work = decode_in_order(
+                            b.format,
+                            b.bytes,
+                            source_name,
+                            settings,
+                            &mut follow,
+                            pseudo,
+                            hasher_ref,
+                        );
+                        Batch {
+                            seq,
+                            work,
+                            delta: b.delta,
+                            first_line: b.first_line,
+                            end_offset: b.end_offset,
+                            commit_after,
+                        }
+                    }
                 };
-                if chunk_tx.send((seq, chunk)).is_err() {
+                if chunk_tx.send(batch).is_err() {
                     break; // the folding side stopped
                 }
                 seq += 1;
@@ -115,26 +245,41 @@ pub fn import(
         for _ in 0..workers {
             let rx = Arc::clone(&chunk_rx);
             let tx = parsed_tx.clone();
-            let recycle = recycle_tx.clone();
             let spent = &spent;
-            let name = name.as_str();
-            let hasher = &hasher;
             s.spawn(move || {
                 loop {
                     let next = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((seq, chunk))) = next else { break };
-                    let reused = spent.lock().ok().and_then(|s| s.try_recv().ok());
-                    let mut encoded = reused.unwrap_or_default();
-                    encoded.clear();
-                    encode_chunk_into(&mut encoded, &chunk, name, pseudo, hasher);
-                    let p = Parsed {
-                        seq,
-                        encoded,
-                        end_offset: chunk.end_offset,
+                    let Ok(Ok(batch)) = next else { break };
+                    let parsed = match batch.work {
+                        Work::Ndjson(bytes) => {
+                            let reused = spent.lock().ok().and_then(|s| s.try_recv().ok());
+                            let mut encoded = reused.unwrap_or_default();
+                            encoded.clear();
+                            encode_chunk_into(
+                                &mut encoded,
+                                &bytes,
+                                source_name,
+                                pseudo,
+                                hasher_ref,
+                            );
+                            // Its buffer goes back to the source, its pages released.
+                            drop(bytes);
+                            let lines = encoded.lines();
+                            Parsed {
+                                chunks: vec![encoded],
+                                lines,
+                            }
+                        }
+                        Work::Decoded { chunks, lines } => Parsed { chunks, lines },
                     };
-                    if let Some(bytes) = chunk.bytes.release() {
-                        let _ = recycle.try_send(bytes);
-                    }
+                    let p = Batch {
+                        seq: batch.seq,
+                        work: parsed,
+                        delta: batch.delta,
+                        first_line: batch.first_line,
+                        end_offset: batch.end_offset,
+                        commit_after: batch.commit_after,
+                    };
                     if tx.send(p).is_err() {
                         break;
                     }
@@ -145,10 +290,10 @@ pub fn import(
         // instead of blocking (folding may stop early, on an error).
         drop(chunk_rx);
         drop(parsed_tx);
-        drop(recycle_tx);
         let mut in_order = InOrder {
             rx: &parsed_rx,
             pending: BTreeMap::new(),
+            ready: VecDeque::new(),
             next: 0,
             staged: Staged::default(),
             reported: true,
@@ -159,29 +304,71 @@ pub fn import(
             opts.commit_bytes,
             opts.checkpoint,
             Some(spares),
+            &mut |cp| {
+                let _ = durable_tx.send(cp.clone());
+            },
         );
         // Unblock the reader and workers if folding stopped early.
         drop(in_order);
         drop(parsed_rx);
         let read = reader
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")));
-        let summary = folded?;
-        match read {
-            Ok(()) => Ok(summary),
-            Err(error) => Err(PipelineError::Read {
-                source_name: name.clone(),
-                error,
-                committed: summary,
-            }),
+            .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked").into()));
+        (folded, read)
+    });
+    let (folded, read) = result;
+    // Everything committed is durable now: the source hears where the store stands.
+    source.on_durable(engine.source_checkpoint());
+    let summary = folded?;
+    read.map_err(|e| read_error(e, summary))?;
+    Ok(summary)
+}
+
+/// The work of one batch: NDJSON goes to the workers as it is; the other formats are
+/// decoded here, in input order (their rules look across rows), and encoded.
+fn decode_in_order(
+    format: Format,
+    bytes: RawBytes,
+    source: &str,
+    settings: &DecodeSettings,
+    follow: &mut Follow,
+    pseudo: &Pseudonymizer,
+    hasher: &netwait_aggregator::domain::dedupe::KeyHasher,
+) -> Work {
+    let lines = bytecount_lines(&bytes);
+    let chunks = match format {
+        Format::Ndjson => return Work::Ndjson(bytes),
+        Format::QueueLog => {
+            let units = follow.decode(read_file_layout(&bytes), &settings.queue_log, pseudo);
+            encode_units(&units, &bytes, source, pseudo, hasher)
         }
-    })
+        Format::QueueLogCsv | Format::Cdr => {
+            let input = Decodable {
+                name: source.to_owned(),
+                format,
+                bytes: bytes.to_vec(),
+            };
+            decode_inputs(std::slice::from_ref(&input), settings, pseudo, hasher)
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+    };
+    Work::Decoded { chunks, lines }
+}
+
+/// Lines of whole-line input (a last line without its end counts).
+fn bytecount_lines(bytes: &[u8]) -> u64 {
+    let ends = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    ends + u64::from(bytes.last().is_some_and(|&b| b != b'\n'))
 }
 
 /// Hands out parsed chunks in input order, whatever order the workers finish in.
 struct InOrder<'r, 'p> {
-    rx: &'r Receiver<Parsed>,
-    pending: BTreeMap<u64, Parsed>,
+    rx: &'r Receiver<Batch<Parsed>>,
+    pending: BTreeMap<u64, Batch<Parsed>>,
+    /// The chunks of the batch being handed out.
+    ready: VecDeque<EncodedChunk>,
     next: u64,
     /// What the chunks handed out so far hold.
     staged: Staged,
@@ -197,7 +384,19 @@ impl InOrder<'_, '_> {
             self.reported = true;
             (self.progress)(self.staged);
         }
-        let parsed = loop {
+        if self.ready.is_empty() {
+            self.next_batch()?;
+        }
+        let chunk = self.ready.pop_front()?;
+        self.staged.events += chunk.events() as u64;
+        self.reported = false;
+        Some(chunk)
+    }
+
+    /// Takes the next batch in order into `ready` (at least one chunk, which carries
+    /// the batch's positions and commit request).
+    fn next_batch(&mut self) -> Option<()> {
+        let batch = loop {
             if let Some(p) = self.pending.remove(&self.next) {
                 break p;
             }
@@ -205,15 +404,28 @@ impl InOrder<'_, '_> {
             self.pending.insert(p.seq, p);
         };
         self.next += 1;
-        let mut encoded = parsed.encoded;
-        encoded.rebase_positions(self.staged.lines);
-        self.staged = Staged {
-            bytes: parsed.end_offset,
-            lines: self.staged.lines + encoded.lines(),
-            events: self.staged.events + encoded.events() as u64,
-        };
-        self.reported = false;
-        Some(encoded)
+        let mut chunks = batch.work.chunks;
+        if chunks.is_empty() {
+            chunks.push(EncodedChunk::default());
+        }
+        // Lines are numbered within the batch: they become the partition's lines when
+        // the source knows where the batch starts, else the stream's.
+        let base = batch
+            .first_line
+            .map_or(self.staged.lines, |first| first.saturating_sub(1));
+        for c in &mut chunks {
+            c.rebase_positions(base);
+        }
+        if let Some(last) = chunks.last_mut() {
+            last.set_delta(batch.delta);
+            if batch.commit_after {
+                last.commit_after();
+            }
+        }
+        self.staged.lines += batch.work.lines;
+        self.staged.bytes = self.staged.bytes.max(batch.end_offset);
+        self.ready.extend(chunks);
+        Some(())
     }
 }
 

@@ -1,25 +1,85 @@
-//! Where input comes from. Today: files and stdin. The Kafka consumer and the PBX
-//! adapters (Asterisk queue_log) implement the same trait in their own issues: a source
-//! hands out chunks of lines with a resumable offset, and learns when a chunk's records
-//! are durable, so it can commit its own offset only then (at-least-once in, idempotent
-//! by dedupe).
+//! Where input comes from: acknowledged, positioned streams (the quickwit model). A
+//! source hands out batches of raw bytes in a [`Format`], each with the
+//! [`CheckpointDelta`] of the partitions it read (a file: its path and byte range); the
+//! driver ([`crate::pipeline`]) decodes them, commits the events with their positions in
+//! the same commit, and tells the source ([`Source::on_durable`]) where the store stands
+//! once it is durable, so that it can acknowledge upstream only then (at-least-once in,
+//! idempotent by dedupe). On start the driver tells it where to resume
+//! ([`Source::resume`]). Files (ending) and followed logs or Kafka (never ending) are
+//! driven alike.
 
 use crate::bom::{SkipBom, UTF8_BOM};
-use crate::lines::{Chunk, ChunkBytes, ChunkReader};
+use crate::format::Format;
+use crate::lines::ChunkReader;
 use memmap2::Mmap;
+pub use netwait_aggregator::store::positions::{
+    CheckpointDelta, PartitionId, Position, PositionError, SourceCheckpoint,
+};
 use std::fs::File;
 use std::io::Read;
+use std::ops::{Deref, Range};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+/// Why a source cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Positions(#[from] PositionError),
+    /// Anything else a source's own client reports (a broker, a PBX API).
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What one [`Source::poll`] brings.
+#[derive(Debug)]
+pub enum Poll {
+    Batch(RawBatch),
+    /// Nothing new for now (a followed file, a quiet topic): poll again.
+    Idle,
+    /// The source is exhausted (the end of a file); never for a long-running source.
+    End,
+}
+
+/// Whole records (lines) of input, as read.
+#[derive(Debug)]
+pub struct RawBatch {
+    pub bytes: RawBytes,
+    pub format: Format,
+    /// The partitions this batch moved (empty for input without positions, e.g. stdin).
+    pub delta: CheckpointDelta,
+    /// The number of the batch's first line in its partition (1-based), when the
+    /// source knows it (a resumed source): dead letters carry their line of the
+    /// partition. `None`: lines are counted from the start of this run.
+    pub first_line: Option<u64>,
+    /// Bytes of the source read up to the end of this batch (for progress).
+    pub end_offset: u64,
+}
+
+/// A long-running source is polled in a loop: `poll` may wait for input a little (at
+/// most some 250 ms) but must then return [`Poll::Idle`], so the driver can keep its
+/// commit cadence, pass on acknowledgements and see a stop signal.
 pub trait Source: Send {
-    /// Name kept with dead letters (file path, topic, ...).
+    /// Name kept with dead letters (a file's path, a topic, ...).
     fn name(&self) -> &str;
 
-    /// Next chunk of whole lines; `None` when the source is exhausted.
-    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>>;
+    /// Called once by the driver before the first poll, with where the store stands for
+    /// every source (a source reads its own partitions, e.g. [`SourceCheckpoint::with_prefix`]).
+    fn resume(&mut self, checkpoint: &SourceCheckpoint) -> Result<(), SourceError> {
+        let _ = checkpoint;
+        Ok(())
+    }
 
-    /// Gives back the bytes of a chunk once processed, for reuse.
-    fn recycle(&mut self, _bytes: Vec<u8>) {}
+    fn poll(&mut self) -> Result<Poll, SourceError>;
+
+    /// The store made durable every batch up to the positions in `checkpoint` (a
+    /// source may now commit its offsets upstream). Called on the driver's reading
+    /// thread, between polls, and once more at the end.
+    fn on_durable(&mut self, checkpoint: &SourceCheckpoint) {
+        let _ = checkpoint;
+    }
 
     /// Total size in bytes when known (for progress display).
     fn size_hint(&self) -> Option<u64> {
@@ -27,16 +87,84 @@ pub trait Source: Send {
     }
 }
 
-/// NDJSON from a file or stdin (a leading BOM skipped).
+/// The bytes of a batch. Whoever decodes them just drops them when done: a file
+/// source's buffers then go back to it for reuse, and the pages of a mapped file are
+/// released at once (on the decoding thread) instead of all at the end.
+pub struct RawBytes(Held);
+
+enum Held {
+    Owned(Vec<u8>, Option<SyncSender<Vec<u8>>>),
+    Mapped(Arc<Mmap>, Range<usize>),
+}
+
+impl std::fmt::Debug for RawBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawBytes({} bytes)", self.len())
+    }
+}
+
+impl From<Vec<u8>> for RawBytes {
+    fn from(v: Vec<u8>) -> Self {
+        Self(Held::Owned(v, None))
+    }
+}
+
+impl Deref for RawBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Held::Owned(v, _) => v,
+            Held::Mapped(map, range) => &map[range.clone()],
+        }
+    }
+}
+
+impl Drop for RawBytes {
+    fn drop(&mut self) {
+        match &mut self.0 {
+            Held::Owned(v, Some(back)) => {
+                let _ = back.try_send(std::mem::take(v));
+            }
+            Held::Owned(_, None) => {}
+            Held::Mapped(map, range) => {
+                #[cfg(unix)]
+                // SAFETY: the mapping is shared and read-only (`MappedSource`): dropping
+                // page mappings only makes a later access read the page cache again, and
+                // the file does not change while it is imported (the documented
+                // condition), so whoever still reads a byte here reads the same byte.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        range.start,
+                        range.len(),
+                    )
+                };
+            }
+        }
+    }
+}
+
+/// Chunk size for file input: big enough to amortise the per-chunk work, small enough
+/// that the chunks in flight (their buffers come back when dropped) stay in the caches.
+pub const FILE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Buffers of dropped batches coming back to the reader that filled them.
+const RECYCLED: usize = 4;
+
+/// Input from a stream (a file that cannot be mapped, a pipe, stdin; a leading BOM
+/// skipped), in whole lines.
 pub struct ReaderSource<R> {
     name: String,
     size: Option<u64>,
     reader: ChunkReader<SkipBom<R>>,
+    format: Format,
+    /// The partition its positions are kept under (none for stdin: it has no identity).
+    partition: Option<PartitionId>,
+    offset: u64,
+    back: SyncSender<Vec<u8>>,
+    returned: Receiver<Vec<u8>>,
 }
-
-/// Chunk size for file input: big enough to amortise the per-chunk work, small enough
-/// that the chunks in flight (recycled, see [`Source::recycle`]) stay in the caches.
-pub const FILE_CHUNK_BYTES: usize = 1 << 20;
 
 impl<R: Read + Send> ReaderSource<R> {
     pub fn new(name: impl Into<String>, input: R, size: Option<u64>) -> Self {
@@ -49,11 +177,40 @@ impl<R: Read + Send> ReaderSource<R> {
         size: Option<u64>,
         chunk_bytes: usize,
     ) -> Self {
+        let (back, returned) = sync_channel(RECYCLED);
         Self {
             name: name.into(),
             size,
             reader: ChunkReader::new(SkipBom::new(input), chunk_bytes),
+            format: Format::Ndjson,
+            partition: None,
+            offset: 0,
+            back,
+            returned,
         }
+    }
+
+    /// Keeps the byte positions read under `partition` (a file's absolute path).
+    pub fn positioned(mut self, partition: impl Into<PartitionId>) -> Self {
+        self.partition = Some(partition.into());
+        self
+    }
+
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+}
+
+/// The delta of a file read from `from` to `to` (bytes), under `partition` if any.
+fn file_delta(
+    partition: Option<&str>,
+    from: u64,
+    to: u64,
+) -> Result<CheckpointDelta, PositionError> {
+    match partition {
+        Some(p) => CheckpointDelta::single(p, Position::offset(from), Position::offset(to)),
+        None => Ok(CheckpointDelta::default()),
     }
 }
 
@@ -62,12 +219,22 @@ impl<R: Read + Send> Source for ReaderSource<R> {
         &self.name
     }
 
-    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
-        self.reader.next_chunk()
-    }
-
-    fn recycle(&mut self, bytes: Vec<u8>) {
-        self.reader.recycle(bytes);
+    fn poll(&mut self) -> Result<Poll, SourceError> {
+        while let Ok(buf) = self.returned.try_recv() {
+            self.reader.recycle(buf);
+        }
+        let Some(chunk) = self.reader.next_chunk()? else {
+            return Ok(Poll::End);
+        };
+        let delta = file_delta(self.partition.as_deref(), self.offset, chunk.end_offset)?;
+        self.offset = chunk.end_offset;
+        Ok(Poll::Batch(RawBatch {
+            bytes: RawBytes(Held::Owned(chunk.bytes, Some(self.back.clone()))),
+            format: self.format,
+            delta,
+            first_line: None,
+            end_offset: chunk.end_offset,
+        }))
     }
 
     fn size_hint(&self) -> Option<u64> {
@@ -81,11 +248,16 @@ impl<R: Read + Send> Source for ReaderSource<R> {
 /// As with any mapped input, the file must not be modified or truncated while it is
 /// imported (appending is fine: the mapping ends where the file ended when opened).
 /// A leading BOM is skipped.
+///
+/// Its positions are the bytes read, under the file's name (its absolute path). A file
+/// given to `import` is read whole however far an earlier import of it went: it may
+/// have been replaced since, and what is read again is dropped by dedupe.
 pub struct MappedSource {
     name: String,
     map: Arc<Mmap>,
     at: usize,
     chunk_bytes: usize,
+    format: Format,
 }
 
 impl MappedSource {
@@ -109,7 +281,13 @@ impl MappedSource {
             map: Arc::new(map),
             at,
             chunk_bytes: FILE_CHUNK_BYTES,
+            format: Format::Ndjson,
         })
+    }
+
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
     }
 }
 
@@ -118,10 +296,10 @@ impl Source for MappedSource {
         &self.name
     }
 
-    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+    fn poll(&mut self) -> Result<Poll, SourceError> {
         let len = self.map.len();
         if self.at >= len {
-            return Ok(None);
+            return Ok(Poll::End);
         }
         let mut end = (self.at + self.chunk_bytes).min(len);
         if end < len {
@@ -129,12 +307,16 @@ impl Source for MappedSource {
         }
         // The chunk's bytes are not read here (beyond finding its end): the parse workers
         // are the first and only ones to go through them.
-        let chunk = Chunk {
-            bytes: ChunkBytes::Mapped(Arc::clone(&self.map), self.at..end),
+        let delta = file_delta(Some(&self.name), self.at as u64, end as u64)?;
+        let batch = RawBatch {
+            bytes: RawBytes(Held::Mapped(Arc::clone(&self.map), self.at..end)),
+            format: self.format,
+            delta,
+            first_line: None,
             end_offset: end as u64,
         };
         self.at = end;
-        Ok(Some(chunk))
+        Ok(Poll::Batch(batch))
     }
 
     fn size_hint(&self) -> Option<u64> {
@@ -150,7 +332,7 @@ mod tests {
 
     fn all_lines(source: &mut dyn Source) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
-        while let Some(c) = source.next_chunk().expect("chunk") {
+        while let Poll::Batch(c) = source.poll().expect("chunk") {
             let before = out.len() as u64;
             let lines = scan_lines(&c.bytes).zip(before + 1..);
             out.extend(lines.map(|(l, n)| (n, l.bytes().to_vec())));
@@ -191,5 +373,29 @@ mod tests {
         let want = vec![(1, b"{\"n\":1}".to_vec()), (2, b"{\"n\":2}".to_vec())];
         assert_eq!(all_lines(&mut mapped), want);
         assert_eq!(all_lines(&mut read), want);
+    }
+
+    #[test]
+    fn file_batches_carry_contiguous_byte_positions_and_buffers_come_back() {
+        let text = "{\"n\":1}\n".repeat(1_000);
+        let mut read =
+            ReaderSource::with_chunk_bytes("f", text.as_bytes(), None, 1_000).positioned("/abs/f");
+        let mut cp = SourceCheckpoint::default();
+        let mut batches = 0;
+        while let Poll::Batch(b) = read.poll().expect("poll") {
+            cp.check(&b.delta)
+                .expect("each batch starts where the last ended");
+            cp.apply(&b.delta);
+            batches += 1;
+            drop(b); // its buffer goes back to the reader
+        }
+        assert!(batches > 3);
+        assert_eq!(cp.position("/abs/f"), Position::offset(text.len() as u64));
+        // Stdin-like input (no partition) moves nothing.
+        let mut anon = ReaderSource::new("stdin", text.as_bytes(), None);
+        let Poll::Batch(b) = anon.poll().expect("poll") else {
+            panic!("a batch")
+        };
+        assert!(b.delta.is_empty());
     }
 }

@@ -50,7 +50,9 @@ pub fn run(
                 // Regular files are mapped; anything else (a FIFO, a device) is read.
                 match (regular && len > 0).then(|| MappedSource::open(source.clone(), &file)) {
                     Some(Ok(mapped)) => Box::new(mapped),
-                    _ => Box::new(ReaderSource::new(source, file, Some(len))),
+                    _ => Box::new(
+                        ReaderSource::new(source.clone(), file, Some(len)).positioned(source),
+                    ),
                 }
             }
         };

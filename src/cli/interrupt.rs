@@ -2,8 +2,7 @@
 //! what was read is committed, and the command reports what is durable and exits 130; a
 //! second stops the process at once (what it did not acknowledge, the next open cuts off).
 
-use netwait_ingest::lines::Chunk;
-use netwait_ingest::source::Source;
+use netwait_ingest::source::{Poll, Source, SourceCheckpoint, SourceError};
 use signal_hook::consts::SIGINT;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,15 +64,19 @@ impl Source for Stoppable {
         self.inner.name()
     }
 
-    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
-        if self.interrupt.happened() {
-            return Ok(None);
-        }
-        self.inner.next_chunk()
+    fn resume(&mut self, checkpoint: &SourceCheckpoint) -> Result<(), SourceError> {
+        self.inner.resume(checkpoint)
     }
 
-    fn recycle(&mut self, bytes: Vec<u8>) {
-        self.inner.recycle(bytes);
+    fn poll(&mut self) -> Result<Poll, SourceError> {
+        if self.interrupt.happened() {
+            return Ok(Poll::End);
+        }
+        self.inner.poll()
+    }
+
+    fn on_durable(&mut self, checkpoint: &SourceCheckpoint) {
+        self.inner.on_durable(checkpoint);
     }
 
     fn size_hint(&self) -> Option<u64> {
@@ -94,9 +97,11 @@ mod tests {
         let text = "{\"a\":1}\n".repeat(100_000).into_bytes();
         let input = std::io::Cursor::new(text);
         let mut source = interrupt.stops(Box::new(ReaderSource::new("t", input, None)));
-        let first = source.next_chunk().expect("read").expect("a chunk");
+        let Poll::Batch(first) = source.poll().expect("read") else {
+            panic!("a chunk")
+        };
         assert!(first.bytes.ends_with(b"\n"));
         interrupt.flag.store(true, Ordering::Relaxed);
-        assert!(source.next_chunk().expect("read").is_none());
+        assert!(matches!(source.poll().expect("read"), Poll::End));
     }
 }

@@ -2,6 +2,7 @@
 //! Pure functions over byte buffers; the framing and the files are in [`super::log`].
 
 use crate::domain::event::{BookingKind, CallerHash, Event, EventType};
+use crate::store::positions::CheckpointDelta;
 use std::borrow::Cow;
 
 const TAG_EVENT: u8 = 1;
@@ -13,6 +14,9 @@ const TAG_DEAD_LETTER_CUT: u8 = 3;
 /// Written for every dead letter that has a time (all new ones); tags 2 and 3 are still
 /// read, as dead letters of unknown time.
 const TAG_DEAD_LETTER_AT: u8 = 4;
+/// The source positions a commit covers (a [`CheckpointDelta`]): written as the last
+/// record of a commit whose input came with positions. Logs without it read as ever.
+const TAG_POSITIONS: u8 = 5;
 
 /// Raw bytes of a rejected input kept at most: re-sent hostile input cannot grow the
 /// store by 64 KiB a line.
@@ -45,6 +49,16 @@ pub struct DeadLetter<'a> {
 pub enum Record<'a> {
     Event(Event<'a>),
     DeadLetter(DeadLetter<'a>),
+    /// Where the sources of the commit's input stood once it was read.
+    Positions(CheckpointDelta),
+}
+
+/// What [`Decoder::skip_record`] stepped over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Event,
+    DeadLetter,
+    Positions,
 }
 
 /// Why bytes could not be decoded.
@@ -117,6 +131,12 @@ pub fn encode_dead_letter(out: &mut Vec<u8>, d: &DeadLetter<'_>) {
     out.extend_from_slice(kept);
 }
 
+/// Encodes the source positions of a commit.
+pub fn encode_positions(out: &mut Vec<u8>, delta: &CheckpointDelta) {
+    out.push(TAG_POSITIONS);
+    delta.encode(out);
+}
+
 /// Adds `base` to the position of the dead letter whose record starts `record`.
 pub fn rebase_dead_letter(record: &mut [u8], base: u64) {
     if let Some(
@@ -177,17 +197,18 @@ impl<'a> Decoder<'a> {
         self.take(usize::from(len))
     }
 
-    /// Steps over the next record: `true` for an event, `false` for a dead letter.
-    pub fn skip_record(&mut self) -> Option<Result<bool, DecodeError>> {
+    /// Steps over the next record, saying what it was.
+    pub fn skip_record(&mut self) -> Option<Result<RecordKind, DecodeError>> {
         if self.at >= self.buf.len() {
             return None;
         }
         let at = self.at;
         let r = match self.u8() {
-            Ok(TAG_EVENT) => self.event_fields(at).map(|_| true),
+            Ok(TAG_EVENT) => self.event_fields(at).map(|_| RecordKind::Event),
             Ok(tag @ (TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT | TAG_DEAD_LETTER_AT)) => {
-                self.dead_letter(tag).map(|_| false)
+                self.dead_letter(tag).map(|_| RecordKind::DeadLetter)
             }
+            Ok(TAG_POSITIONS) => self.positions(at).map(|_| RecordKind::Positions),
             Ok(_) => Err(DecodeError(at)),
             Err(e) => Err(e),
         };
@@ -257,6 +278,13 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    fn positions(&mut self, at: usize) -> Result<CheckpointDelta, DecodeError> {
+        let rest = self.buf.get(self.at..).ok_or(DecodeError(at))?;
+        let (delta, used) = CheckpointDelta::decode(rest).ok_or(DecodeError(at))?;
+        self.at += used;
+        Ok(delta)
+    }
+
     fn next_record(&mut self) -> Result<Record<'a>, DecodeError> {
         let at = self.at;
         match self.u8()? {
@@ -283,6 +311,7 @@ impl<'a> Decoder<'a> {
             tag @ (TAG_DEAD_LETTER | TAG_DEAD_LETTER_CUT | TAG_DEAD_LETTER_AT) => {
                 self.dead_letter(tag).map(Record::DeadLetter)
             }
+            TAG_POSITIONS => self.positions(at).map(Record::Positions),
             _ => Err(DecodeError(at)),
         }
     }
@@ -365,11 +394,34 @@ mod tests {
         encode_event(&mut buf, &ev);
         encode_dead_letter(&mut buf, &dl);
         let got: Vec<_> = Decoder::new(&buf).collect();
-        assert_eq!(got, vec![Ok(Record::Event(ev)), Ok(Record::DeadLetter(dl))]);
+        assert_eq!(
+            got,
+            vec![
+                Ok(Record::Event(ev.clone())),
+                Ok(Record::DeadLetter(dl.clone()))
+            ]
+        );
         assert!(Decoder::new(&buf[..buf.len() - 1]).any(|r| r.is_err()));
+        let delta = CheckpointDelta::single(
+            "/data/a.ndjson",
+            crate::store::positions::Position::offset(3),
+            crate::store::positions::Position::offset(90),
+        )
+        .expect("delta");
+        encode_positions(&mut buf, &delta);
+        let got: Vec<_> = Decoder::new(&buf).collect();
+        assert_eq!(
+            got,
+            vec![
+                Ok(Record::Event(ev)),
+                Ok(Record::DeadLetter(dl)),
+                Ok(Record::Positions(delta))
+            ]
+        );
         let mut d = Decoder::new(&buf);
-        assert_eq!(d.skip_record(), Some(Ok(true)));
-        assert_eq!(d.skip_record(), Some(Ok(false)));
+        assert_eq!(d.skip_record(), Some(Ok(RecordKind::Event)));
+        assert_eq!(d.skip_record(), Some(Ok(RecordKind::DeadLetter)));
+        assert_eq!(d.skip_record(), Some(Ok(RecordKind::Positions)));
         assert_eq!(d.skip_record(), None);
     }
 
@@ -402,7 +454,7 @@ mod tests {
         let mut buf = Vec::new();
         encode_dead_letter(&mut buf, &dl);
         let mut dec = Decoder::new(&buf);
-        assert_eq!(dec.skip_record(), Some(Ok(false)));
+        assert_eq!(dec.skip_record(), Some(Ok(RecordKind::DeadLetter)));
         let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
             panic!("decodes");
         };
@@ -424,7 +476,10 @@ mod tests {
             let mut buf = Vec::new();
             encode_dead_letter(&mut buf, &dl);
             rebase_dead_letter(&mut buf, 4);
-            assert_eq!(Decoder::new(&buf).skip_record(), Some(Ok(false)));
+            assert_eq!(
+                Decoder::new(&buf).skip_record(),
+                Some(Ok(RecordKind::DeadLetter))
+            );
             let Some(Ok(Record::DeadLetter(d))) = Decoder::new(&buf).next() else {
                 panic!("decodes");
             };

@@ -9,12 +9,15 @@
 //! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need
 //! DIR/checkpoint.keys   the rest of it: which runs hold the dedupe keys and the call
 //!                       index, the dead letters' keys (atomic renames)
+//! DIR/positions     where the sources stood as of the checkpoint (their deltas after it
+//!                   are in the log's commits)
 //! DIR/runs/ID.run   the runs: immutable key-table images, written once, mapped when
 //!                   loaded, removed once no checkpoint names them (see `store::runs`)
 //! ```
 
 use super::codec::{Decoder, Record};
 use super::log::{HEADER, LogFile, LogKey, encode_header};
+use super::positions::SourceCheckpoint;
 use super::secrets::{self, Secrets};
 use super::verify::{self, Survey};
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
@@ -353,6 +356,21 @@ impl EventStore for EmbeddedStore {
         })
     }
 
+    fn save_positions(
+        &mut self,
+        at: LogPosition,
+        positions: &SourceCheckpoint,
+    ) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        self.write_positions(at, positions)
+    }
+
+    fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        self.read_positions()
+    }
+
     fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
         let path = self.run_path(id);
         let file = match File::open(&path) {
@@ -398,6 +416,57 @@ impl EventStore for EmbeddedStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The sources' positions as of a checkpoint (see [`EventStore::save_positions`]):
+/// magic, log position (u64 LE), CRC-32 of the encoded checkpoint, the encoded checkpoint.
+const POSITIONS: &str = "positions";
+const POSITIONS_MAGIC: &[u8; 8] = b"NWPOS1\0\0";
+
+impl EmbeddedStore {
+    fn write_positions(
+        &self,
+        at: LogPosition,
+        positions: &SourceCheckpoint,
+    ) -> Result<(), StoreError> {
+        let mut body = Vec::new();
+        positions.encode(&mut body);
+        let mut file = Vec::with_capacity(body.len() + 20);
+        file.extend_from_slice(POSITIONS_MAGIC);
+        file.extend_from_slice(&at.to_le_bytes());
+        file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        file.extend_from_slice(&body);
+        let path = self.dir.join(POSITIONS);
+        let tmp = self.dir.join(format!("{POSITIONS}.tmp"));
+        // No fsync, as for checkpoint parts: one lost or torn makes the next open read
+        // the positions from the whole log instead.
+        std::fs::write(&tmp, &file).map_err(|e| StoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+    }
+
+    fn read_positions(&self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        let path = self.dir.join(POSITIONS);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let parsed = bytes
+            .strip_prefix(POSITIONS_MAGIC.as_slice())
+            .and_then(|rest| {
+                let at = u64::from_le_bytes(*rest.first_chunk::<8>()?);
+                let crc = u32::from_le_bytes(*rest.get(8..)?.first_chunk::<4>()?);
+                let body = rest.get(12..)?;
+                (crc32fast::hash(body) == crc)
+                    .then(|| SourceCheckpoint::decode(body))
+                    .flatten()
+                    .map(|cp| (at, cp))
+            });
+        if parsed.is_none() {
+            tracing::warn!("ignoring a damaged positions file; reading them from the log");
+        }
+        Ok(parsed)
     }
 }
 
@@ -767,6 +836,7 @@ mod tests {
         s.replay(0, &mut |r| match r {
             Record::Event(_) => events += 1,
             Record::DeadLetter(_) => dead += 1,
+            Record::Positions(_) => {}
         })
         .expect("replay");
         (events, dead)

@@ -12,12 +12,14 @@ pub mod embedded;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fault;
 pub mod log;
+pub mod positions;
 pub mod runs;
 pub mod secrets;
 pub mod snapshot;
 pub mod verify;
 
 use codec::Record;
+use positions::SourceCheckpoint;
 
 /// Position in a store's log: replaying from it skips what a checkpoint already holds.
 pub type LogPosition = u64;
@@ -56,6 +58,9 @@ pub enum StoreError {
     Poisoned,
     #[error("opened for queries only")]
     ReadOnly,
+    /// A source handed input that does not follow where it stands (a bug of the source).
+    #[error("source positions: {0}")]
+    Positions(#[from] positions::PositionError),
 }
 
 /// What a caller can do about a [`StoreError`].
@@ -79,7 +84,8 @@ impl StoreError {
             Self::Corrupt { .. }
             | Self::Damaged { .. }
             | Self::NoStore(_)
-            | Self::NotADirectory(_) => StoreErrorKind::Fatal,
+            | Self::NotADirectory(_)
+            | Self::Positions(_) => StoreErrorKind::Fatal,
         }
     }
 
@@ -321,6 +327,24 @@ pub trait EventStore: Send {
     /// when missing or damaged. A store without runs has none.
     fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
         let _ = (id, verify);
+        Ok(None)
+    }
+
+    /// Keeps where the sources stood at `at` (the position of the checkpoint about to
+    /// be written), so that an open from that checkpoint need not read the log before
+    /// it for them. A store without it reads them from the whole log.
+    fn save_positions(
+        &mut self,
+        at: LogPosition,
+        positions: &SourceCheckpoint,
+    ) -> Result<(), StoreError> {
+        let _ = (at, positions);
+        Ok(())
+    }
+
+    /// What [`Self::save_positions`] kept last, and at which log position; `None` when
+    /// nothing (intact) was kept.
+    fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
         Ok(None)
     }
 

@@ -21,7 +21,7 @@
 //!   tagged frame: an untagged frame is never taken on weaker evidence.
 
 use super::LogPosition;
-use super::codec::Decoder;
+use super::codec::{Decoder, RecordKind};
 use super::log::{
     HEADER, HEADER_V1, Header, LogKey, MAGIC_V1, TailVerdict, frame_at, tag_holds, tagged_headers,
     tail_verdict,
@@ -136,8 +136,9 @@ fn count_records(payload: &[u8]) -> Result<(u64, u64), usize> {
         let at = records.position();
         match records.skip_record() {
             None => return Ok((events, dead)),
-            Some(Ok(true)) => events += 1,
-            Some(Ok(false)) => dead += 1,
+            Some(Ok(RecordKind::Event)) => events += 1,
+            Some(Ok(RecordKind::DeadLetter)) => dead += 1,
+            Some(Ok(RecordKind::Positions)) => {}
             Some(Err(_)) => return Err(at),
         }
     }

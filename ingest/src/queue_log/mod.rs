@@ -7,6 +7,7 @@
 //! events; everything else is skipped. Rules that look across rows (the earliest
 //! ENTERQUEUE, the DID of a call) look across every input decoded together.
 
+pub mod follow;
 pub mod rows;
 pub mod verb;
 
@@ -47,6 +48,28 @@ struct CallFacts<'r> {
     first_enter: Option<(Millis, &'r str)>,
     first_refusal: Option<(Millis, &'r str)>,
     did: Option<(Millis, &'r str, &'r str)>,
+}
+
+/// What the rules that look across rows say of one row.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowFacts<'f> {
+    /// The row is its call's earliest ENTERQUEUE: it makes the call's `offered`.
+    first_enter: bool,
+    /// The row is the earliest refusal of a call that never joined: it makes its `offered`.
+    first_refusal_never_joined: bool,
+    /// The line a DID row gave the call.
+    did_line: Option<&'f str>,
+}
+
+impl CallFacts<'_> {
+    fn of_row(&self, row: &Row<'_>) -> RowFacts<'_> {
+        let is = |slot: Option<(Millis, &str)>| slot == Some((row.ms, row.text.as_ref()));
+        RowFacts {
+            first_enter: is(self.first_enter),
+            first_refusal_never_joined: self.first_enter.is_none() && is(self.first_refusal),
+            did_line: self.did.map(|(_, _, line)| line),
+        }
+    }
 }
 
 fn earlier<'r>(slot: &mut Option<(Millis, &'r str)>, row: &'r Row<'_>) {
@@ -97,7 +120,11 @@ pub fn decode<'a>(
                         decoded: unit.decoded.clone(),
                     }),
                     Item::Row(row) => {
-                        let events = row_events(row, facts.get(row.callid.as_ref()), cfg, pseudo);
+                        let facts = facts
+                            .get(row.callid.as_ref())
+                            .map(|f| f.of_row(row))
+                            .unwrap_or_default();
+                        let events = row_events(row, facts, cfg, pseudo);
                         (!events.is_empty()).then(|| Unit {
                             line: row.line,
                             span: row.span.clone(),
@@ -123,11 +150,10 @@ fn offered_ms(callid: &str, ms: Millis) -> Millis {
 /// The canonical events a row implies (none for skipped rows).
 fn row_events<'a>(
     row: &Row<'a>,
-    facts: Option<&CallFacts<'_>>,
+    facts: RowFacts<'_>,
     cfg: &QueueLogConfig,
     pseudo: &Pseudonymizer,
 ) -> Vec<RawEvent<'a>> {
-    let is_first = |slot: Option<(Millis, &str)>| slot == Some((row.ms, row.text.as_ref()));
     let event = |kind: EventType, ms: Millis| RawEvent {
         call_id: (!kind.is_agent_event()).then(|| RawValue::Str(row.callid.clone())),
         kind: text(kind.as_str()),
@@ -141,8 +167,8 @@ fn row_events<'a>(
     };
     let offered = || {
         let line = facts
-            .and_then(|f| f.did)
-            .map(|(_, _, line)| line.to_owned())
+            .did_line
+            .map(str::to_owned)
             .or_else(|| cfg.queue_lines.get(row.queue.as_ref()).cloned())
             .unwrap_or_else(|| row.queue.to_string());
         RawEvent {
@@ -156,7 +182,7 @@ fn row_events<'a>(
         }
     };
     match Verb::of(&row.verb) {
-        Verb::EnterQueue if is_first(facts.and_then(|f| f.first_enter)) => {
+        Verb::EnterQueue if facts.first_enter => {
             let message_end = match cfg.announcement {
                 Announcement::BeforeQueue => row.ms,
                 Announcement::InQueue(ms) => row.ms + ms,
@@ -178,8 +204,7 @@ fn row_events<'a>(
                 reason: Some(RawValue::Str(row.verb.clone())),
                 ..event(EventType::Overflow, row.ms)
             };
-            let never_joined = facts.is_some_and(|f| f.first_enter.is_none());
-            if never_joined && is_first(facts.and_then(|f| f.first_refusal)) {
+            if facts.first_refusal_never_joined {
                 vec![offered(), overflow]
             } else {
                 vec![overflow]
