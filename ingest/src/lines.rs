@@ -210,10 +210,9 @@ mod tests {
             let lines = scan_lines(&c.bytes).zip(before + 1..);
             out.extend(lines.map(|(l, n)| (n, l.bytes().to_vec())));
             // Dirty recycled buffers must not leak into later chunks.
-            if let ChunkBytes::Owned(mut bytes) = c.bytes {
-                bytes.fill(b'#');
-                r.recycle(bytes);
-            }
+            let mut bytes = c.bytes;
+            bytes.fill(b'#');
+            r.recycle(bytes);
         }
         out
     }

@@ -475,6 +475,7 @@ mod tests {
             workers: 3,
             commit_bytes: 10_000,
             checkpoint: true,
+            ..PipelineOptions::default()
         };
         let (_dir, engine, sum) = import_fresh(&input, 1_000, opts);
         assert_eq!(
@@ -609,6 +610,7 @@ mod failure_tests {
             workers: 3,
             commit_bytes: 10_000,
             checkpoint: false,
+            ..PipelineOptions::default()
         };
         let mut seen = Vec::new();
         let p = Pseudonymizer::new([0; 32]);
@@ -649,6 +651,7 @@ mod failure_tests {
                 workers: 2,
                 commit_bytes: 1_000,
                 checkpoint: true,
+                ..PipelineOptions::default()
             };
             let p = Pseudonymizer::new([0; 32]);
             let result = import(&mut src, &mut engine, &p, opts, &mut |_| {});

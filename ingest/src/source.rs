@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn file_batches_carry_contiguous_byte_positions_and_buffers_come_back() {
-        let text = "{\"n\":1}\n".repeat(1_000);
+        let text = "{\"n\":1}\n".repeat(100_000);
         let mut read =
             ReaderSource::with_chunk_bytes("f", text.as_bytes(), None, 1_000).positioned("/abs/f");
         let mut cp = SourceCheckpoint::default();

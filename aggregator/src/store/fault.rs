@@ -4,6 +4,7 @@
 
 use super::StoreError;
 use super::codec::Record;
+use super::positions::SourceCheckpoint;
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +80,18 @@ impl<S: EventStore> EventStore for FullDisk<S> {
 
     fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
         self.inner.retain_runs(keep)
+    }
+
+    fn save_positions(
+        &mut self,
+        at: LogPosition,
+        positions: &SourceCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.inner.save_positions(at, positions)
+    }
+
+    fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        self.inner.load_positions()
     }
 }
 
@@ -174,5 +187,17 @@ impl<S: EventStore> EventStore for HeldCommits<S> {
 
     fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
         self.inner.retain_runs(keep)
+    }
+
+    fn save_positions(
+        &mut self,
+        at: LogPosition,
+        positions: &SourceCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.inner.save_positions(at, positions)
+    }
+
+    fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        self.inner.load_positions()
     }
 }

@@ -197,10 +197,13 @@ impl SourceCheckpoint {
     }
 
     /// Checks that `delta` applies: each partition's move starts where it stands or
-    /// before (input read again after a crash, harmless: dedupe drops it).
+    /// before (input read again after a crash, harmless: dedupe drops it). A partition
+    /// never seen may start anywhere (a topic's first retained offset, a file's BOM).
     pub fn check(&self, delta: &CheckpointDelta) -> Result<(), PositionError> {
         for (p, d) in delta.iter() {
-            let at = self.0.get(p).cloned().unwrap_or_default();
+            let Some(at) = self.0.get(p).cloned() else {
+                continue;
+            };
             if d.from > at {
                 return Err(PositionError::Gap {
                     partition: p.clone(),
@@ -355,6 +358,8 @@ mod tests {
         assert_eq!(cp.position("a"), at(10));
         let gap = CheckpointDelta::single("a", at(11), at(20)).expect("delta");
         assert!(cp.check(&gap).is_err());
+        let new = CheckpointDelta::single("b", at(1_000), at(1_001)).expect("delta");
+        cp.check(&new).expect("a new partition starts anywhere");
         assert_eq!(cp.position("zz"), Position::BEGINNING);
     }
 
