@@ -100,8 +100,8 @@ pub fn day_figures_sql(
         let sums = FIGURE_COLUMNS
             .iter()
             .map(|c| match *c {
-                "max_wait_ms" => format!("max({c}) AS {c}"),
-                _ => format!("sum({c}) AS {c}"),
+                "max_wait_ms" => format!("max(cur_{c}) AS {c}"),
+                _ => format!("sum(cur_{c}) AS {c}"),
             })
             .collect::<Vec<_>>()
             .join(", ");

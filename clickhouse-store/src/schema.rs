@@ -73,19 +73,19 @@ fn v2() -> Vec<String> {
     let sums = |key: &str| {
         format!(
             "SELECT {key}, line, \
-             sum(answered) + sum(abandoned) + sum(overflow) AS calls_received, \
-             sum(answered) AS answered, sum(abandoned) AS abandoned, sum(overflow) AS overflow, \
-             sum(answered_without_wait) AS answered_without_wait, \
-             sum(answered_wait_within_threshold) AS answered_wait_within_threshold, \
-             sum(answered_wait_over_threshold) AS answered_wait_over_threshold, \
-             sum(answered_within_threshold) AS sla_numerator, \
-             sum(answered) AS sla_denominator_answered, \
-             sum(answered) + sum(abandoned) AS sla_denominator_answered_and_abandoned, \
-             sum(answered) + sum(abandoned) + sum(overflow) AS sla_denominator_offered, \
-             max(max_wait_ms) AS max_wait_ms, sum(wait_sum_ms) AS wait_sum_ms, \
-             sum(talk_sum_ms) AS talk_sum_ms, sum(talk_count) AS talk_count, \
-             sum(bookings) AS bookings, sum(out_of_hours) AS out_of_hours, \
-             sum(unresolved) AS unresolved"
+             sum(cur_answered) + sum(cur_abandoned) + sum(cur_overflow) AS calls_received, \
+             sum(cur_answered) AS answered, sum(cur_abandoned) AS abandoned, sum(cur_overflow) AS overflow, \
+             sum(cur_answered_without_wait) AS answered_without_wait, \
+             sum(cur_answered_wait_within_threshold) AS answered_wait_within_threshold, \
+             sum(cur_answered_wait_over_threshold) AS answered_wait_over_threshold, \
+             sum(cur_answered_within_threshold) AS sla_numerator, \
+             sum(cur_answered) AS sla_denominator_answered, \
+             sum(cur_answered) + sum(cur_abandoned) AS sla_denominator_answered_and_abandoned, \
+             sum(cur_answered) + sum(cur_abandoned) + sum(cur_overflow) AS sla_denominator_offered, \
+             max(cur_max_wait_ms) AS max_wait_ms, sum(cur_wait_sum_ms) AS wait_sum_ms, \
+             sum(cur_talk_sum_ms) AS talk_sum_ms, sum(cur_talk_count) AS talk_count, \
+             sum(cur_bookings) AS bookings, sum(cur_out_of_hours) AS out_of_hours, \
+             sum(cur_unresolved) AS unresolved"
         )
     };
     vec![
@@ -124,12 +124,12 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS netwait_migration
      (version UInt32, name String) ENGINE = MergeTree() ORDER BY version";
 
 /// Every cell's current state (its row of the latest commit that touched it), one row
-/// per (day, line, interval), with `filter` (e.g. `AND day >= ...`) applied before
+/// per (day, line, interval), its figures as `cur_<field>`, with `filter` (e.g. `AND day >= ...`) applied before
 /// grouping so that a query reads only the rows of its period.
 pub fn cells_sql(filter: &str) -> String {
     let latest = FIGURE_COLUMNS
         .iter()
-        .map(|c| format!("argMax({c}, seq) AS {c}"))
+        .map(|c| format!("argMax({c}, seq) AS cur_{c}"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
