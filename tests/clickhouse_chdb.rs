@@ -90,26 +90,26 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
         &db,
         file.to_str().expect("path"),
     ]);
-    let rows = tmp.path().join("rows.bin");
-    std::fs::write(
-        &rows,
-        http(
-            &url,
-            Some(&db),
-            "SELECT * FROM netwait_log FORMAT RowBinary",
-        ),
-    )
-    .expect("rows");
-    let structure = String::from_utf8(http(
-        &url,
-        Some(&db),
-        "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'netwait_log' FORMAT TabSeparated",
-    ))
-    .expect("utf-8")
-    .lines()
-    .map(|l| l.replace('\t', " "))
-    .collect::<Vec<_>>()
-    .join(", ");
+    // Each table's rows as RowBinary (the layout the store's inserts send).
+    let tables: Vec<serde_json::Value> = ["netwait_log", "netwait_meta", "netwait_migrations"]
+        .iter()
+        .map(|table| {
+            let rows = tmp.path().join(format!("{table}.bin"));
+            let sql = format!("SELECT * FROM {table} FORMAT RowBinary");
+            std::fs::write(&rows, http(&url, Some(&db), &sql)).expect("rows");
+            let columns = format!(
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase() \
+                 AND table = '{table}' FORMAT TabSeparated"
+            );
+            let structure = String::from_utf8(http(&url, Some(&db), &columns))
+                .expect("utf-8")
+                .lines()
+                .map(|l| l.replace('\t', " "))
+                .collect::<Vec<_>>()
+                .join(", ");
+            serde_json::json!({"name": table, "structure": structure, "rows": rows})
+        })
+        .collect();
     // Every query the store and the api role send, with the arguments varied.
     let d = |s: &str| netwait_aggregator::domain::time::parse_date(s).expect("date");
     let mut queries = vec![
@@ -159,8 +159,7 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
     let case = serde_json::json!({
         "database": db,
         "ddl": all_statements(),
-        "structure": structure,
-        "rows": rows.to_str().expect("path"),
+        "tables": tables,
         "queries": cases,
     });
     let case_file = tmp.path().join("case.json");

@@ -3,7 +3,8 @@ with those of the 18.16 server (issue 12 item 2).
 
 Usage: deploy/python tests/tools/chdb_compat.py CASE.json
 CASE.json (written by tests/clickhouse_chdb.rs): {"database", "ddl": [statements],
-"structure": "col Type, ...", "rows": path of netwait_log's rows as RowBinary,
+"tables": [{"name", "structure": "col Type, ...", "rows": path of its rows as
+RowBinary}],
 "queries": [{"sql", "expected": [sorted TabSeparated lines]}]}.
 Exit 0 when every statement runs and every result equals the server's; else prints
 each difference and exits 1.
@@ -25,10 +26,11 @@ def main(path):
     for ddl in case["ddl"]:
         s.query(ddl)
     # The rows exactly as the store sends them (RowBinary, every column in order).
-    s.query(
-        f"INSERT INTO {db}.netwait_log SELECT * FROM file('{case['rows']}', 'RowBinary', "
-        f"'{case['structure']}')"
-    )
+    for t in case["tables"]:
+        s.query(
+            f"INSERT INTO {db}.{t['name']} SELECT * FROM file('{t['rows']}', 'RowBinary', "
+            f"'{t['structure']}')"
+        )
     failed = 0
     for q in case["queries"]:
         got = s.query(q["sql"], "TabSeparated").bytes().decode()
