@@ -5,6 +5,7 @@ use crate::domain::callbook::{CallBook, CallsHalf, Fold};
 use crate::domain::cells::{Cells, CellsView, Scan};
 use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
+use crate::domain::derived::Derived;
 use crate::domain::event::{Event, EventType};
 use crate::domain::figures::CallSource;
 use crate::domain::state_chunks::{ChunkDamaged, StateChunks};
@@ -268,6 +269,9 @@ pub struct Engine {
     live_reset: bool,
     /// What was last published, once [`Self::publish`] was first called.
     publisher: Option<Publisher>,
+    /// What the staged work changed in the cells and call records, for a store that
+    /// keeps them ([`EventStore::derives`]); handed over with the next commit.
+    derived: Option<Derived>,
 }
 
 /// What [`Engine::drain_transitions`] hands out.
@@ -309,7 +313,8 @@ impl Engine {
         for_folding: bool,
     ) -> Result<Self, StoreError> {
         let loaded = load_book(&mut *store, dedupe_secret, for_folding)?;
-        Ok(Self {
+        let derives = store.derives();
+        let mut engine = Self {
             book: loaded.book,
             store,
             config,
@@ -325,7 +330,14 @@ impl Engine {
             live: None,
             live_reset: false,
             publisher: None,
-        })
+            derived: None,
+        };
+        if derives {
+            // The store's cells are those of the book: kept in step from here on.
+            engine.index_periods();
+            engine.derived = Some(Derived::default());
+        }
+        Ok(engine)
     }
 
     /// Builds the book's per-interval cells (see [`crate::domain::cells`]) and keeps
@@ -358,7 +370,7 @@ impl Engine {
             if let Some(live) = &mut self.live {
                 live.derive(&self.book, &changes, cells.open_calls());
             }
-            cells.settle(&self.book, changes);
+            cells.settle_into(&self.book, changes, self.derived.as_mut());
         }
     }
 
@@ -467,6 +479,11 @@ impl Engine {
         self.store.recover()?;
         self.batch.clear();
         self.staged_delta.clear();
+        if let Some(d) = &mut self.derived {
+            // The failed commit's rows never reached the store, which now holds the
+            // rows of the book about to be rebuilt.
+            d.clear();
+        }
         // The old book goes first: two books of a long history need not fit at once.
         self.book = CallBook::new(self.dedupe_secret);
         let indexed = self.cells.take().is_some();
@@ -599,6 +616,9 @@ impl Engine {
         }
         // Whatever was staged before goes first.
         self.commit()?;
+        if self.derived.is_some() {
+            return self.stage_each(chunks, commit_bytes, durable);
+        }
         let hasher = self.key_hasher();
         let store = &mut self.store;
         let sources = &mut self.sources;
@@ -718,6 +738,36 @@ impl Engine {
         }
     }
 
+    /// [`Self::stage_stream`] on one thread, for a store that is handed the derived rows
+    /// of each commit: each commit's rows are settled from the book before it is written.
+    fn stage_each(
+        &mut self,
+        chunks: impl Iterator<Item = EncodedChunk>,
+        commit_bytes: usize,
+        durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
+    ) -> Result<IngestSummary, StoreError> {
+        let mut sum = IngestSummary::default();
+        let mut commit = |engine: &mut Self| -> Result<(), StoreError> {
+            let moved = !engine.staged_delta.is_empty();
+            engine.commit()?;
+            if moved {
+                durable(&engine.sources);
+            }
+            Ok(())
+        };
+        for chunk in chunks {
+            let commit_now = chunk.commit_after;
+            sum += self.stage(chunk)?;
+            if self.batch.len() >= commit_bytes
+                || (commit_now && !(self.batch.is_empty() && self.staged_delta.is_empty()))
+            {
+                commit(self)?;
+            }
+        }
+        commit(self)?;
+        Ok(sum)
+    }
+
     /// Makes everything staged durable, with the source positions it covers.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         if self.poisoned {
@@ -728,7 +778,18 @@ impl Engine {
             encode_positions(&mut part, &self.staged_delta);
             self.batch.append(part, 1);
         }
-        match self.store.commit(&self.batch) {
+        let committed = if self.derived.is_some() {
+            self.settle_cells();
+            let derived = self
+                .derived
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default();
+            self.store.commit_derived(&self.batch, &derived)
+        } else {
+            self.store.commit(&self.batch)
+        };
+        match committed {
             Ok(pos) => {
                 self.sources.apply(&self.staged_delta);
                 self.staged_delta.clear();
@@ -756,7 +817,11 @@ impl Engine {
     /// since, as runs of their own (see `store::runs`), which the book then maps instead
     /// of keeping the keys in memory.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.poisoned || self.book.is_read_only() || self.position == self.checkpointed {
+        if self.poisoned
+            || self.book.is_read_only()
+            || self.position == self.checkpointed
+            || !self.store.checkpoints()
+        {
             return Ok(());
         }
         runs::compact(&mut self.book, &self.runs).map_err(damaged_states)?;

@@ -273,6 +273,12 @@ pub fn load(store: &StoreArgs) -> anyhow::Result<Settings> {
         .config
         .clone()
         .or_else(|| default_path.exists().then_some(default_path));
+    load_file(path, store)
+}
+
+/// The settings of configuration file `path` (the defaults without one), with the
+/// command's `--calendar` and the environment's caller key applied.
+pub fn load_file(path: Option<std::path::PathBuf>, store: &StoreArgs) -> anyhow::Result<Settings> {
     let mut settings = match &path {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -308,6 +314,9 @@ pub enum Use {
 /// Opens the engine on the embedded store of `--data`.
 pub fn open_engine(store: &StoreArgs, usage: Use) -> anyhow::Result<(Engine, Pseudonymizer)> {
     let settings = load(store)?;
+    if let Some(target) = &store.clickhouse {
+        return super::clickhouse::open_engine(target, settings);
+    }
     let dir: &Path = &store.data;
     let engine = match usage {
         Use::Ingest => {

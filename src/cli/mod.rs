@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod check;
+mod clickhouse;
 mod config;
 mod deadletter;
 mod decoded_inputs;
@@ -92,6 +93,10 @@ pub struct StoreArgs {
     /// The command's `--calendar`, when it has one (wins over the configuration).
     #[arg(skip)]
     calendar: Option<config::CalendarMode>,
+    /// The ClickHouse store instead of the embedded one, when the command was given
+    /// `--clickhouse`.
+    #[arg(skip)]
+    clickhouse: Option<netwait_clickhouse::Target>,
 }
 
 /// `--calendar`: which hours count as service time.
@@ -126,6 +131,16 @@ enum Command {
         /// Default: the configuration's `[queue_log] timezone`, else Europe/Rome.
         #[arg(long, value_name = "ZONE")]
         timezone: Option<String>,
+        #[command(flatten)]
+        clickhouse: clickhouse::ClickHouseArgs,
+    },
+    /// Create or upgrade the schema of a ClickHouse database (versioned migrations).
+    Migrate {
+        #[command(flatten)]
+        clickhouse: clickhouse::ClickHouseArgs,
+        /// Print every statement of every migration instead (nothing is sent).
+        #[arg(long)]
+        print_sql: bool,
     },
     /// Serve the gRPC API and push ingest on the embedded store.
     Serve {
@@ -230,8 +245,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             calendar,
             timezone,
+            clickhouse,
         } => {
             store.calendar = calendar.calendar;
+            store.clickhouse = clickhouse.target();
             import::run(&store, &files, strict, format, timezone.as_deref())
         }
         Command::Tail {
@@ -243,6 +260,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             store.calendar = calendar.calendar;
             tail::run(&store, format, &path)
         }
+        Command::Migrate {
+            clickhouse,
+            print_sql,
+        } => clickhouse::migrate(&clickhouse, print_sql),
         Command::Serve {
             store,
             calendar,

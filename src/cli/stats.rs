@@ -16,11 +16,14 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 pub struct Where {
     /// gRPC address of a running `netwait serve` (http://host:port or host:port).
-    #[arg(long, conflicts_with = "data", required_unless_present = "data")]
+    #[arg(long, conflicts_with_all = ["data", "clickhouse"], required_unless_present_any = ["data", "clickhouse"])]
     server: Option<String>,
     /// Read a data directory directly instead (it must not be served at the same time).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "clickhouse")]
     data: Option<PathBuf>,
+    /// Or answer from a ClickHouse database's SQL (the api role, no server needed).
+    #[command(flatten)]
+    clickhouse: super::clickhouse::ClickHouseArgs,
     /// Configuration file, with --data only (a server uses its own).
     #[arg(long, conflicts_with = "server")]
     config: Option<PathBuf>,
@@ -127,6 +130,7 @@ impl Backend {
                     data: data.clone(),
                     config: at.config.clone(),
                     calendar: at.calendar.calendar,
+                    clickhouse: None,
                 };
                 let (engine, pseudo) = open_engine(&store, Use::Queries)?;
                 Ok(Self::Local(StatsService::new(AppState::for_queries(
@@ -167,7 +171,60 @@ fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{message}")
 }
 
+/// `stats --clickhouse`: answered from SQL, before any runtime of the CLI's starts
+/// (the ClickHouse client runs its own).
+fn from_clickhouse(query: &Query) -> Option<anyhow::Result<()>> {
+    use super::clickhouse::Report;
+    let (at, report) = match query {
+        Query::Table1 {
+            at,
+            from,
+            to,
+            line,
+            threshold,
+        } => (
+            at,
+            Report::Table1 {
+                from: from.clone(),
+                to: to.clone(),
+                line: line.clone(),
+                threshold: *threshold,
+            },
+        ),
+        Query::Sla {
+            at,
+            year,
+            line,
+            threshold,
+            target,
+        } => (
+            at,
+            Report::Sla {
+                year: *year,
+                line: line.clone(),
+                threshold: *threshold,
+                target: *target,
+            },
+        ),
+        Query::Volume { at, half } => (at, Report::Volume { half: half.clone() }),
+    };
+    let target = at.clickhouse.target()?;
+    let store = StoreArgs {
+        data: PathBuf::new(),
+        config: None,
+        calendar: None,
+        clickhouse: None,
+    };
+    Some(
+        super::config::load_file(at.config.clone(), &store)
+            .and_then(|settings| super::clickhouse::stats(target, settings, report, at.json)),
+    )
+}
+
 pub fn run(query: Query) -> anyhow::Result<()> {
+    if let Some(done) = from_clickhouse(&query) {
+        return done;
+    }
     let rt = super::runtime()?;
     rt.block_on(async {
         match query {

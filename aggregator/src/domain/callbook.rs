@@ -280,6 +280,11 @@ impl CallBook {
         intern(&mut self.lines, &mut self.line_ids, name)
     }
 
+    /// The name of an interned line id (the default line for an unknown one).
+    pub fn line_name_of(&self, id: LineId) -> &str {
+        self.lines.get(id as usize).map_or(DEFAULT_LINE, |s| s)
+    }
+
     fn line_name(&self, state: &CallState) -> &str {
         if state.offered == super::call::NONE {
             DEFAULT_LINE

@@ -26,6 +26,7 @@
 use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, CallState, LineId, Outcome, UNRESOLVED_AFTER};
 use super::callbook::{CallBook, Changes};
+use super::derived::{CallRow, CellRow, Derived};
 use super::figures::{CallSource, Classifier, Figures, LineFilter, tally, tally_period};
 use super::open_calls::{OpenCalls, timed_out_by};
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
@@ -131,6 +132,9 @@ pub struct Cells {
     clock: Millis,
 }
 
+/// Where a settling notes what it changed, when asked to: the rows, and the cells touched.
+type Noting<'a> = Option<(&'a mut Derived, &'a mut Vec<CellKey>)>;
+
 fn key_of(book: &CallBook, state: &CallState) -> CellKey {
     (state.anchor().div_euclid(INTERVAL), book.line_of(state))
 }
@@ -182,17 +186,65 @@ impl Cells {
     /// Brings the cells in step with `book` after the `changes` it reported (all of
     /// them since the cells were built or last settled).
     pub fn settle(&mut self, book: &CallBook, changes: Changes) {
+        self.settle_into(book, changes, None);
+    }
+
+    /// [`Self::settle`], also noting in `derived` the cells it touched (their new state)
+    /// and the call records it took back and counted in.
+    pub fn settle_into(
+        &mut self,
+        book: &CallBook,
+        changes: Changes,
+        derived: Option<&mut Derived>,
+    ) {
         // Lent out for the settling (the classifier borrows it).
         let calendar = std::mem::take(&mut self.calendar);
-        self.settle_with(book, changes, &mut Classifier::new(&calendar));
+        let mut place = Classifier::new(&calendar);
+        match derived {
+            Some(out) => {
+                let mut touched = Vec::new();
+                self.settle_with(
+                    book,
+                    changes,
+                    &mut place,
+                    &mut Some((&mut *out, &mut touched)),
+                );
+                for key in touched {
+                    let figures = self.cell(key).map(|c| c.figures).unwrap_or_default();
+                    let (day, _) = place.place(key.0 * INTERVAL);
+                    let line = book.line_name_of(key.1).to_owned();
+                    let (interval, _) = key;
+                    out.cells.insert(
+                        key,
+                        CellRow {
+                            interval,
+                            day,
+                            line,
+                            figures,
+                        },
+                    );
+                }
+            }
+            None => self.settle_with(book, changes, &mut place, &mut None),
+        }
         self.calendar = calendar;
     }
 
-    fn settle_with(&mut self, book: &CallBook, changes: Changes, place: &mut Classifier<'_>) {
+    fn cell(&self, key: CellKey) -> Option<&Cell> {
+        self.days.get(&day_of(key))?.get(&key)
+    }
+
+    fn settle_with(
+        &mut self,
+        book: &CallBook,
+        changes: Changes,
+        place: &mut Classifier<'_>,
+        out: &mut Noting<'_>,
+    ) {
         let mut lost_max = Vec::new();
         // 1. Take back the old part of each changed call, at the clock it was added at.
         for (i, before) in &changes.before {
-            self.remove(book, *i, before, place, &mut lost_max);
+            self.remove(book, *i, before, place, &mut lost_max, out);
         }
         // 2. Move the clock: calls open at the old one may be unresolved now.
         let clock = book.clock(Millis::MIN);
@@ -201,16 +253,28 @@ impl Cells {
             let line_of = |i: u32| book.line_of(book.state(i));
             while let Some((_, i)) = self.open.pop_anchored_by(timed_out_by(clock), line_of) {
                 let state = book.state(i);
-                let part = place.contribution(&book.record(state, clock), self.threshold_ms);
-                if let Some(cell) = self.cell_mut(key_of(book, state)) {
+                let rec = book.record(state, clock);
+                let part = place.contribution(&rec, self.threshold_ms);
+                let key = key_of(book, state);
+                if let Some(cell) = self.cell_mut(key) {
                     cell.add(&part);
+                }
+                if let Some((derived, touched)) = out {
+                    let at = place.place(rec.anchor);
+                    let was = CallRecord {
+                        outcome: Outcome::Open,
+                        ..rec
+                    };
+                    derived.calls.push(CallRow::new(-1, i, &was, at));
+                    derived.calls.push(CallRow::new(1, i, &rec, at));
+                    touched.push(key);
                 }
             }
         }
         // 3. Add the new part of each changed or new call.
         let created = changes.created_from as u32..book.states().len() as u32;
         for i in changes.before.iter().map(|(i, _)| *i).chain(created) {
-            self.insert(book, i, place);
+            self.insert(book, i, place, out);
         }
         // 4. Maximums whose last holder left: found again from the members, now that
         // every member's part is the current one.
@@ -239,8 +303,16 @@ impl Cells {
         before: &CallState,
         place: &mut Classifier<'_>,
         lost_max: &mut Vec<CellKey>,
+        out: &mut Noting<'_>,
     ) {
         let key = key_of(book, before);
+        if let Some((derived, touched)) = out {
+            let rec = book.record(before, self.clock);
+            derived
+                .calls
+                .push(CallRow::new(-1, i, &rec, place.place(rec.anchor)));
+            touched.push(key);
+        }
         let Some(day) = self.days.get_mut(&day_of(key)) else {
             return;
         };
@@ -282,9 +354,22 @@ impl Cells {
             .flat_map(move |(_, day)| day.range(keys.clone()))
     }
 
-    fn insert(&mut self, book: &CallBook, i: u32, place: &mut Classifier<'_>) {
+    fn insert(
+        &mut self,
+        book: &CallBook,
+        i: u32,
+        place: &mut Classifier<'_>,
+        out: &mut Noting<'_>,
+    ) {
         let state = book.state(i);
         let key = key_of(book, state);
+        if let Some((derived, touched)) = out {
+            let rec = book.record(state, self.clock);
+            derived
+                .calls
+                .push(CallRow::new(1, i, &rec, place.place(rec.anchor)));
+            touched.push(key);
+        }
         let day = Arc::make_mut(self.days.entry(day_of(key)).or_default());
         let cell = day.entry(key).or_default();
         cell.members.push(i);
@@ -662,6 +747,86 @@ mod tests {
         compare_queries(&mut rng, &cells, &s.book, cfg);
         let rebuilt = Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms);
         assert_eq!(normalized(cells), normalized(rebuilt), "seed {seed}");
+    }
+
+    /// The rows handed to a store that derives ([`Cells::settle_into`]), applied as a
+    /// store applies them (a cell's latest state wins; call rows sum by sign), equal the
+    /// cells and the records of every call.
+    #[test]
+    fn derived_rows_rebuild_the_cells_and_the_records() {
+        let cfg = MetricsConfig::default();
+        for seed in 1..=150 {
+            let mut rng = Rng::new(seed);
+            let mut events = Vec::new();
+            let base = parse_rfc3339(&format!("{}T00:00:00Z", rng.pick(&DAYS))).expect("ts");
+            for call in 0..(5 + rng.below(40) as u32) {
+                random_call(&mut rng, call, base, &mut events);
+            }
+            for i in (1..events.len()).rev() {
+                let j = rng.below(i + 1);
+                events.swap(i, j);
+            }
+            let mut s = Stream {
+                book: CallBook::new([7; 16]),
+                keys: Vec::new(),
+                resend: true,
+            };
+            let mut cells = Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms);
+            s.book.track_changes();
+            let mut latest: BTreeMap<CellKey, Figures> = BTreeMap::new();
+            let mut calls: BTreeMap<String, i64> = BTreeMap::new();
+            let mut settle = |cells: &mut Cells, s: &mut Stream| {
+                let mut d = Derived::default();
+                let changes = s.book.take_changes().expect("tracked");
+                cells.settle_into(&s.book, changes, Some(&mut d));
+                for (k, row) in d.cells {
+                    latest.insert(k, row.figures);
+                }
+                for row in d.calls {
+                    let key = format!(
+                        "{:?}",
+                        CallRow {
+                            sign: 1,
+                            ..row.clone()
+                        }
+                    );
+                    *calls.entry(key).or_default() += i64::from(row.sign);
+                }
+            };
+            for ev in events {
+                s.apply(&mut rng, ev);
+                if rng.below(4) == 0 {
+                    settle(&mut cells, &mut s);
+                }
+            }
+            settle(&mut cells, &mut s);
+            for (key, f) in &latest {
+                let want = cells.cell(*key).map(|c| c.figures).unwrap_or_default();
+                assert_eq!(*f, want, "seed {seed} cell {key:?}");
+            }
+            assert_eq!(
+                latest.len(),
+                cells.len() + latest.keys().filter(|k| cells.cell(**k).is_none()).count()
+            );
+            let live: Vec<&String> = calls
+                .iter()
+                .filter(|(_, n)| **n != 0)
+                .map(|(k, _)| k)
+                .collect();
+            assert!(
+                calls.values().all(|n| *n == 0 || *n == 1),
+                "seed {seed}: {calls:?}"
+            );
+            let mut place = Classifier::new(&cfg.calendar);
+            let mut want: Vec<String> = (0..s.book.calls() as u32)
+                .map(|i| {
+                    let rec = s.book.record(s.book.state(i), cells.clock());
+                    format!("{:?}", CallRow::new(1, i, &rec, place.place(rec.anchor)))
+                })
+                .collect();
+            want.sort();
+            assert_eq!(live, want.iter().collect::<Vec<_>>(), "seed {seed}");
+        }
     }
 
     #[test]

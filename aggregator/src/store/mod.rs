@@ -293,6 +293,29 @@ pub trait EventStore: Send {
     /// Appends one commit; when this returns `Ok`, the batch survives a crash.
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError>;
 
+    /// Whether the store keeps checkpoints ([`Self::save_checkpoint`]); one that does
+    /// not is replayed whole on open.
+    fn checkpoints(&self) -> bool {
+        true
+    }
+
+    /// Whether the store keeps the figures' cells and call records of its own: the
+    /// engine then keeps cells and hands each commit's changes to [`Self::commit_derived`].
+    fn derives(&self) -> bool {
+        false
+    }
+
+    /// [`Self::commit`] of `batch` together with what it changed in the cells and call
+    /// records: all of it durable and visible together, or none of it.
+    fn commit_derived(
+        &mut self,
+        batch: &Batch,
+        derived: &crate::domain::derived::Derived,
+    ) -> Result<LogPosition, StoreError> {
+        let _ = derived;
+        self.commit(batch)
+    }
+
     /// After a failed [`Self::commit`]: puts the store back at its last durable commit
     /// (nothing of the failed one is replayed) and checks that it can take a commit
     /// again. `Ok` means the next commit may succeed; an error, that it is still failing.

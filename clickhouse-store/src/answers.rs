@@ -1,0 +1,229 @@
+//! The API's queries answered from ClickHouse (the api role): the same reports as the
+//! embedded mode ([`Answers`]), counted from SQL sums over the cells and call records
+//! the engine derived. No rule is written here: the cells hold figures the domain made,
+//! and a threshold other than theirs is counted by expressions the domain generates
+//! ([`figures_sql`]).
+
+use crate::conn::{Conn, Error, Target};
+use crate::rows::DayFigures;
+use crate::schema::{FIGURE_COLUMNS, cells_sql, kind};
+use jiff::civil::Date;
+use netwait_aggregator::domain::calendar::ServiceCalendar;
+use netwait_aggregator::domain::call::Outcome;
+use netwait_aggregator::domain::call::UNRESOLVED_AFTER;
+use netwait_aggregator::domain::config::MetricsConfig;
+use netwait_aggregator::domain::figures::{CallSource, Figures, LineFilter};
+use netwait_aggregator::domain::figures_sql::{RowColumns, figures_sql, outcome_code};
+use netwait_aggregator::domain::time::{Millis, local_date};
+use netwait_aggregator::published::Answers;
+use std::cell::RefCell;
+
+/// A string as a ClickHouse literal.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The period's rows: `AND day >= ... AND day < ... [AND line = ...]`.
+fn period_filter(line: &LineFilter, from: Date, to: Date) -> String {
+    let mut f = format!("AND day >= toDate('{from}') AND day < toDate('{to}')");
+    if let Some(l) = &line.0 {
+        f.push_str(&format!(" AND line = {}", quote(l)));
+    }
+    f
+}
+
+/// The call records that stand (counted in and not taken back), with `filter`: a
+/// record's rows cancel out by value, so a group of them that sums to 1 is a live one.
+pub fn live_calls_sql(filter: &str) -> String {
+    live_rows_sql(
+        &format!("kind IN ({}, {})", kind::CALL, kind::OPEN_CALL),
+        filter,
+    )
+}
+
+/// [`live_calls_sql`] of the calls open at the cells' clock only.
+pub fn live_open_calls_sql(filter: &str) -> String {
+    live_rows_sql(&format!("kind = {}", kind::OPEN_CALL), filter)
+}
+
+fn live_rows_sql(kinds: &str, filter: &str) -> String {
+    format!(
+        "SELECT day, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
+         FROM netwait_log WHERE {kinds} {filter} \
+         GROUP BY call_n, day, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
+         HAVING sum(sign) > 0"
+    )
+}
+
+/// The generated figures over live call rows, `outcome` being the expression of their
+/// outcome (open calls unresolved by the query's clock).
+fn generated(outcome: &str, threshold_ms: Millis) -> String {
+    let cols = RowColumns {
+        outcome,
+        in_hours: "in_hours",
+        net_wait_ms: "net_wait_ms",
+        talk_ms: "talk_ms",
+        bookings: "bookings",
+    };
+    figures_sql(&cols, threshold_ms)
+        .into_iter()
+        .map(|(name, expr)| format!("{expr} AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Figures per local day of the period: from the cells for their threshold (plus the
+/// calls open at the cells' clock that are unresolved by `now`), else from the call
+/// records by the generated expressions.
+pub fn day_figures_sql(
+    line: &LineFilter,
+    (from, to): (Date, Date),
+    threshold_ms: Millis,
+    cells_threshold_ms: Millis,
+    now: Millis,
+) -> String {
+    let filter = period_filter(line, from, to);
+    let open = outcome_code(Outcome::Open);
+    let unresolved = outcome_code(Outcome::Unresolved);
+    let timed_out = now.saturating_sub(UNRESOLVED_AFTER);
+    if threshold_ms == cells_threshold_ms {
+        let sums = FIGURE_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                "max_wait_ms" => format!("max(cur_{c}) AS {c}"),
+                _ => format!("sum(cur_{c}) AS {c}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let late = format!("{filter} AND anchor_ms <= {timed_out}");
+        format!(
+            "SELECT day, {sums} FROM ({}) GROUP BY day \
+             UNION ALL SELECT day, {} FROM ({}) GROUP BY day",
+            cells_sql(&filter),
+            generated(&unresolved.to_string(), threshold_ms),
+            live_open_calls_sql(&late),
+        )
+    } else {
+        let outcome =
+            format!("if(outcome = {open} AND anchor_ms <= {timed_out}, {unresolved}, outcome)");
+        format!(
+            "SELECT day, {} FROM ({}) GROUP BY day",
+            generated(&outcome, threshold_ms),
+            live_calls_sql(&filter),
+        )
+    }
+}
+
+/// The reports of one contract's database.
+pub struct SqlAnswers {
+    conn: Conn,
+    config: MetricsConfig,
+    /// The first query failure of the report being made (a [`CallSource`] cannot fail).
+    failed: RefCell<Option<Error>>,
+}
+
+impl SqlAnswers {
+    pub fn open(target: Target, config: MetricsConfig) -> Result<Self, Error> {
+        let conn = Conn::new(target)?;
+        conn.require_schema()?;
+        Ok(Self {
+            conn,
+            config,
+            failed: RefCell::new(None),
+        })
+    }
+
+    /// The service lines the database has calls of.
+    pub fn lines(&self) -> Result<Vec<String>, Error> {
+        let sql = format!(
+            "SELECT DISTINCT line FROM netwait_log WHERE kind IN ({}, {}) ORDER BY line",
+            kind::CALL,
+            kind::OPEN_CALL
+        );
+        self.conn
+            .block_on(self.conn.client.query(&sql).fetch_all::<String>())
+            .map_err(|e| self.conn.error(e))
+    }
+
+    /// Makes a report with `report` (one of the [`Answers`] methods), failing when one
+    /// of its queries failed.
+    pub fn checked<T>(&self, report: impl FnOnce(&Self) -> T) -> Result<T, Error> {
+        self.failed.replace(None);
+        let out = report(self);
+        match self.failed.replace(None) {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    fn day_figures(
+        &self,
+        line: &LineFilter,
+        period: (Date, Date),
+        threshold_ms: Millis,
+        now: Millis,
+    ) -> Result<Vec<DayFigures>, Error> {
+        let sql = day_figures_sql(line, period, threshold_ms, self.config.threshold_ms, now);
+        self.conn
+            .block_on(self.conn.client.query(&sql).fetch_all::<DayFigures>())
+            .map_err(|e| self.conn.error(e))
+    }
+}
+
+struct SqlSource<'a> {
+    answers: &'a SqlAnswers,
+    now: Millis,
+}
+
+impl CallSource for SqlSource<'_> {
+    fn tally(
+        &self,
+        line: &LineFilter,
+        _calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        period: (Date, Date),
+        bucket: &dyn Fn(Date) -> Option<usize>,
+        out: &mut [Figures],
+    ) {
+        // The calendar is the configured one: the rows were placed by it.
+        match self
+            .answers
+            .day_figures(line, period, threshold_ms, self.now)
+        {
+            Ok(days) => {
+                for d in days {
+                    let date = local_date(i64::from(d.day));
+                    if let Some(slot) = bucket(date).and_then(|i| out.get_mut(i)) {
+                        slot.merge(&d.figures());
+                    }
+                }
+            }
+            Err(e) => {
+                self.answers.failed.borrow_mut().get_or_insert(e);
+            }
+        }
+    }
+}
+
+impl Answers for SqlAnswers {
+    fn answer_config(&self) -> &MetricsConfig {
+        &self.config
+    }
+
+    fn answer_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
+        count(&SqlSource {
+            answers: self,
+            now: wall,
+        })
+    }
+}

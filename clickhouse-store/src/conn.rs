@@ -1,0 +1,236 @@
+//! A connection to one contract's database: the client, the small runtime its calls
+//! run on (the store's callers are synchronous), and the retry of transient failures.
+
+use clickhouse::Client;
+use std::time::{Duration, Instant};
+
+/// Why a ClickHouse call failed, and whether retrying may help.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("ClickHouse at {url}: {source}")]
+    Server {
+        url: String,
+        transient: bool,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    #[error(
+        "ClickHouse database {database} at {url} has schema version {found}, this netwait needs {needed}: run `netwait migrate --clickhouse {url} --database {database}`"
+    )]
+    Schema {
+        url: String,
+        database: String,
+        found: u32,
+        needed: u32,
+    },
+    #[error("cannot start the ClickHouse client's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("ClickHouse at {url}: {what}")]
+    Data { url: String, what: String },
+}
+
+impl Error {
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Server {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// ClickHouse error codes that pass by waiting: too many parts, timeouts, network,
+/// memory, too many queries.
+const TRANSIENT_CODES: [&str; 7] = [
+    "Code: 252",
+    "Code: 159",
+    "Code: 209",
+    "Code: 210",
+    "Code: 241",
+    "Code: 202",
+    "Code: 425",
+];
+
+fn transient(e: &clickhouse::error::Error) -> bool {
+    use clickhouse::error::Error as E;
+    match e {
+        E::Network(_) | E::TimedOut => true,
+        E::BadResponse(text) => TRANSIENT_CODES.iter().any(|c| text.contains(c)),
+        _ => false,
+    }
+}
+
+/// How long and how often a failing call is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// Give up (the error goes to the caller) once failing for this long.
+    pub give_up_after: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+            give_up_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Where the data is: a server's HTTP URL and a database (one contract per database).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub database: String,
+}
+
+pub const DEFAULT_DATABASE: &str = "netwait";
+
+pub struct Conn {
+    pub target: Target,
+    pub client: Client,
+    /// Without a database: for `CREATE DATABASE`.
+    pub server: Client,
+    rt: tokio::runtime::Runtime,
+    pub retry: Retry,
+}
+
+impl Conn {
+    pub fn new(target: Target) -> Result<Self, Error> {
+        let server = Client::default()
+            .with_url(&target.url)
+            .with_validation(false);
+        let client = server.clone().with_database(&target.database);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        Ok(Self {
+            target,
+            client,
+            server,
+            rt,
+            retry: Retry::default(),
+        })
+    }
+
+    pub fn error(&self, source: clickhouse::error::Error) -> Error {
+        Error::Server {
+            url: self.target.url.clone(),
+            transient: transient(&source),
+            source,
+        }
+    }
+
+    /// Runs a call to completion on the connection's runtime (never from async code).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Runs `call` until it succeeds, or fails for good, or [`Retry::give_up_after`]
+    /// passes; `before_retry` runs before each retry (e.g. to learn that a call whose
+    /// answer was lost did succeed: `Ok(true)` ends the retries with success).
+    pub fn retrying<T>(
+        &self,
+        what: &str,
+        mut call: impl FnMut(&Self) -> Result<T, Error>,
+        mut landed: impl FnMut(&Self) -> Result<Option<T>, Error>,
+    ) -> Result<T, Error> {
+        let started = Instant::now();
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 0u32;
+        loop {
+            let err = match call(self) {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !err.is_transient() || started.elapsed() >= self.retry.give_up_after {
+                return Err(err);
+            }
+            attempt += 1;
+            tracing::warn!(attempt, error = %err, delay_ms = delay.as_millis() as u64, "{what} failed; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(self.retry.max_delay);
+            match landed(self) {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(e) if e.is_transient() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The schema version the database has (0: none).
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        let exists: u64 = self
+            .block_on(
+                self.server
+                    .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'netwait_migrations'")
+                    .bind(&self.target.database)
+                    .fetch_one(),
+            )
+            .map_err(|e| self.error(e))?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        let version: u32 = self
+            .block_on(
+                self.client
+                    .query("SELECT toUInt32(max(version)) FROM netwait_migrations")
+                    .fetch_one(),
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(version)
+    }
+
+    /// Fails unless the schema is the one this netwait writes.
+    pub fn require_schema(&self) -> Result<(), Error> {
+        let needed = crate::schema::MIGRATIONS.last().map_or(0, |m| m.version);
+        let found = self.schema_version()?;
+        if found != needed {
+            return Err(Error::Schema {
+                url: self.target.url.clone(),
+                database: self.target.database.clone(),
+                found,
+                needed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Creates or upgrades the schema; returns the versions applied now.
+pub fn migrate(conn: &Conn) -> Result<Vec<u32>, Error> {
+    let db = &conn.target.database;
+    let create = format!("CREATE DATABASE IF NOT EXISTS `{}`", db.replace('`', "\\`"));
+    conn.block_on(conn.server.query(&create).execute())
+        .map_err(|e| conn.error(e))?;
+    conn.block_on(conn.client.query(crate::schema::MIGRATIONS_TABLE).execute())
+        .map_err(|e| conn.error(e))?;
+    let found = conn.schema_version()?;
+    let mut applied = Vec::new();
+    for m in crate::schema::MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found)
+    {
+        for sql in (m.statements)() {
+            conn.block_on(conn.client.query(&sql).execute())
+                .map_err(|e| conn.error(e))?;
+        }
+        conn.block_on(
+            conn.client
+                .query("INSERT INTO netwait_migrations (version, name) VALUES (?, ?)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(),
+        )
+        .map_err(|e| conn.error(e))?;
+        tracing::info!(version = m.version, name = m.name, "migration applied");
+        applied.push(m.version);
+    }
+    Ok(applied)
+}

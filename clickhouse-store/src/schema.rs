@@ -1,0 +1,149 @@
+//! The schema: versioned migrations (applied in order, each noted in
+//! `netwait_migrations`), and the SQL of the cells' current state that queries and the
+//! BI views share. Every statement runs unchanged on ClickHouse 18.16 and 26.x
+//! (`MergeTree()` with `ORDER BY`, no old-style engine arguments).
+
+/// One migration: its version and its statements, in order.
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub statements: fn() -> Vec<String>,
+}
+
+/// The columns of a cell's figures, named as the fields of `Figures`.
+pub const FIGURE_COLUMNS: [&str; 14] = [
+    "answered",
+    "abandoned",
+    "overflow",
+    "answered_without_wait",
+    "answered_wait_within_threshold",
+    "answered_wait_over_threshold",
+    "answered_within_threshold",
+    "max_wait_ms",
+    "wait_sum_ms",
+    "talk_sum_ms",
+    "talk_count",
+    "bookings",
+    "out_of_hours",
+    "unresolved",
+];
+
+/// Row kinds of `netwait_log`.
+pub mod kind {
+    /// Encoded records (events and dead letters) of one part of a commit.
+    pub const RECORDS: u8 = 1;
+    /// A cell's state as of the commit `seq` (the latest `seq` is the current one).
+    pub const CELL: u8 = 2;
+    /// A call record counted in (`sign` 1) or taken back (`sign` −1).
+    pub const CALL: u8 = 3;
+    /// The same for a call open at the commit's clock (kept apart: a query reads the
+    /// open ones that its clock turns unresolved without reading every record).
+    pub const OPEN_CALL: u8 = 5;
+    /// A source's position (`source_partition`, `source_position`) as of the commit.
+    pub const POSITION: u8 = 4;
+}
+
+/// One table holds every row of every commit: a commit is one INSERT of one block,
+/// which ClickHouse makes visible whole or not at all (one part: the table is not
+/// partitioned). Rows of a kind leave the other kinds' columns at their defaults.
+fn v1() -> Vec<String> {
+    vec![
+        "CREATE TABLE IF NOT EXISTS netwait_meta (key String, value String) \
+         ENGINE = MergeTree() ORDER BY key"
+            .into(),
+        "CREATE TABLE IF NOT EXISTS netwait_log (\
+         seq UInt64, kind UInt8, idx UInt32, payload String, \
+         day Date, interval_n Int64, line String, \
+         sign Int8, call_n UInt32, anchor_ms Int64, outcome UInt8, in_hours UInt8, \
+         net_wait_ms Int64, talk_ms Int64, \
+         answered UInt64, abandoned UInt64, overflow UInt64, answered_without_wait UInt64, \
+         answered_wait_within_threshold UInt64, answered_wait_over_threshold UInt64, \
+         answered_within_threshold UInt64, max_wait_ms Int64, wait_sum_ms UInt64, \
+         talk_sum_ms UInt64, talk_count UInt64, bookings UInt64, out_of_hours UInt64, \
+         unresolved UInt64, source_partition String, source_position UInt64\
+         ) ENGINE = MergeTree() ORDER BY (kind, day, line, interval_n, seq, idx)"
+            .into(),
+    ]
+}
+
+/// The BI views (issue 12 item 6): Europe/Rome local time keys, Table 1 counts under
+/// their spec names, the SLA policies' numerator and denominators, sums for averages.
+fn v2() -> Vec<String> {
+    let cells = cells_sql("");
+    let sums = |key: &str| {
+        format!(
+            "SELECT {key}, line, \
+             sum(cur_answered) + sum(cur_abandoned) + sum(cur_overflow) AS calls_received, \
+             sum(cur_answered) AS answered, sum(cur_abandoned) AS abandoned, sum(cur_overflow) AS overflow, \
+             sum(cur_answered_without_wait) AS answered_without_wait, \
+             sum(cur_answered_wait_within_threshold) AS answered_wait_within_threshold, \
+             sum(cur_answered_wait_over_threshold) AS answered_wait_over_threshold, \
+             sum(cur_answered_within_threshold) AS sla_numerator, \
+             sum(cur_answered) AS sla_denominator_answered, \
+             sum(cur_answered) + sum(cur_abandoned) AS sla_denominator_answered_and_abandoned, \
+             sum(cur_answered) + sum(cur_abandoned) + sum(cur_overflow) AS sla_denominator_offered, \
+             max(cur_max_wait_ms) AS max_wait_ms, sum(cur_wait_sum_ms) AS wait_sum_ms, \
+             sum(cur_talk_sum_ms) AS talk_sum_ms, sum(cur_talk_count) AS talk_count, \
+             sum(cur_bookings) AS bookings, sum(cur_out_of_hours) AS out_of_hours, \
+             sum(cur_unresolved) AS unresolved"
+        )
+    };
+    vec![
+        format!(
+            "CREATE VIEW IF NOT EXISTS netwait_interval_15m AS {} \
+             FROM ({cells}) GROUP BY interval_start, line",
+            sums("toDateTime(interval_n * 900, 'Europe/Rome') AS interval_start")
+        ),
+        format!(
+            "CREATE VIEW IF NOT EXISTS netwait_daily AS {} FROM ({cells}) GROUP BY day, line",
+            sums("day")
+        ),
+        format!(
+            "CREATE VIEW IF NOT EXISTS netwait_monthly AS {} FROM ({cells}) \
+             GROUP BY month, line",
+            sums("toStartOfMonth(day) AS month")
+        ),
+    ]
+}
+
+pub const MIGRATIONS: [Migration; 2] = [
+    Migration {
+        version: 1,
+        name: "log and meta tables",
+        statements: v1,
+    },
+    Migration {
+        version: 2,
+        name: "BI views",
+        statements: v2,
+    },
+];
+
+/// The migrations table, created before any migration.
+pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS netwait_migrations \
+     (version UInt32, name String) ENGINE = MergeTree() ORDER BY version";
+
+/// Every cell's current state (its row of the latest commit that touched it), one row
+/// per (day, line, interval), its figures as `cur_<field>`, with `filter` (e.g. `AND day >= ...`) applied before
+/// grouping so that a query reads only the rows of its period.
+pub fn cells_sql(filter: &str) -> String {
+    let latest = FIGURE_COLUMNS
+        .iter()
+        .map(|c| format!("argMax({c}, seq) AS cur_{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT day, line, interval_n, {latest} FROM netwait_log \
+         WHERE kind = {} {filter} GROUP BY day, line, interval_n",
+        kind::CELL
+    )
+}
+
+/// Every statement of every migration, in order (`netwait migrate --print-sql`).
+pub fn all_statements() -> Vec<String> {
+    let mut out = vec![MIGRATIONS_TABLE.to_string()];
+    for m in &MIGRATIONS {
+        out.extend((m.statements)());
+    }
+    out
+}

@@ -1,0 +1,290 @@
+//! [`ClickHouseStore`]: the [`EventStore`] whose commits are rows of `netwait_log`.
+//!
+//! Commit `seq` (1, 2, ...; the store's [`LogPosition`]) is ONE insert of one block:
+//! its records (as the embedded log encodes them), the new state of each cell it
+//! touched and its call records' cancel and new rows. ClickHouse makes a block visible
+//! whole or not at all, so a crash (of netwait or of the server) leaves every commit
+//! whole or absent. A failed insert whose answer was lost is found by its `seq` before
+//! it is tried again, so nothing is written twice. There is no checkpoint: opening
+//! replays the records into the book (the cells in ClickHouse are already its own).
+
+use crate::conn::{Conn, Error, Target};
+use crate::rows::{LogRow, RecordsRow};
+use crate::schema::kind;
+use netwait_aggregator::domain::derived::Derived;
+use netwait_aggregator::store::codec::{Decoder, Record};
+use netwait_aggregator::store::secrets::{Secrets, unhex};
+use netwait_aggregator::store::{
+    Batch, Checkpoint, EventStore, LogPosition, PartWriter, RunId, StoreError,
+};
+
+/// Rows of one commit at most (one block: ClickHouse splits an insert into blocks of
+/// `max_insert_block_size` rows, and only a block is atomic).
+pub const MAX_COMMIT_ROWS: usize = 1 << 22;
+
+pub struct ClickHouseStore {
+    conn: Conn,
+    /// The last durable commit.
+    seq: u64,
+}
+
+fn store_error(e: Error) -> StoreError {
+    match e {
+        Error::Server {
+            url,
+            transient: true,
+            source,
+        } => StoreError::Io {
+            path: url,
+            source: std::io::Error::other(source),
+        },
+        other => StoreError::Corrupt {
+            path: "clickhouse".into(),
+            what: other.to_string(),
+        },
+    }
+}
+
+impl ClickHouseStore {
+    /// Opens the store of `target`, whose schema must be current (`netwait migrate`).
+    pub fn open(target: Target) -> Result<Self, Error> {
+        let conn = Conn::new(target)?;
+        conn.require_schema()?;
+        let seq = last_seq(&conn)?;
+        Ok(Self { conn, seq })
+    }
+
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// The store's keys, created on first use (one writer creates them).
+    pub fn secrets(&self, caller_override: Option<[u8; 32]>) -> Result<Secrets, Error> {
+        let conn = &self.conn;
+        let read = |conn: &Conn| -> Result<Option<Secrets>, Error> {
+            let rows: Vec<(String, String)> = conn
+                .block_on(
+                    conn.client
+                        .query("SELECT key, any(value) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key")
+                        .fetch_all(),
+                )
+                .map_err(|e| conn.error(e))?;
+            let get = |k: &str| {
+                rows.iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.as_str())
+            };
+            match (
+                get("dedupe_key").and_then(unhex::<16>),
+                get("caller_key").and_then(unhex::<32>),
+            ) {
+                (Some(dedupe), Some(caller)) => Ok(Some(Secrets { dedupe, caller })),
+                _ => Ok(None),
+            }
+        };
+        let secrets = match read(conn)? {
+            Some(s) => s,
+            None => {
+                let mut raw = [0u8; 48];
+                use std::io::Read;
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut raw))
+                    .map_err(|e| Error::Data {
+                        url: conn.target.url.clone(),
+                        what: format!("/dev/urandom: {e}"),
+                    })?;
+                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                conn.block_on(
+                    conn.client
+                        .query("INSERT INTO netwait_meta (key, value) VALUES ('dedupe_key', ?), ('caller_key', ?)")
+                        .bind(hex(&raw[..16]))
+                        .bind(hex(&raw[16..]))
+                        .execute(),
+                )
+                .map_err(|e| conn.error(e))?;
+                read(conn)?.ok_or_else(|| Error::Data {
+                    url: conn.target.url.clone(),
+                    what: "the keys written cannot be read back".into(),
+                })?
+            }
+        };
+        Ok(match caller_override {
+            Some(caller) => Secrets { caller, ..secrets },
+            None => secrets,
+        })
+    }
+
+    /// Whether commit `seq` is in the table (a block is all there or not at all).
+    fn landed(conn: &Conn, seq: u64) -> Result<bool, Error> {
+        let n: u64 = conn
+            .block_on(
+                conn.client
+                    .query("SELECT count() FROM netwait_log WHERE seq = ?")
+                    .bind(seq)
+                    .fetch_one(),
+            )
+            .map_err(|e| conn.error(e))?;
+        Ok(n > 0)
+    }
+
+    fn insert(conn: &Conn, rows: &[LogRow]) -> Result<(), Error> {
+        conn.block_on(async {
+            let mut insert = conn
+                .client
+                .insert::<LogRow>("netwait_log")
+                .await?
+                .with_setting("max_insert_block_size", MAX_COMMIT_ROWS.to_string());
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        })
+        .map_err(|e| conn.error(e))
+    }
+}
+
+fn last_seq(conn: &Conn) -> Result<u64, Error> {
+    conn.retrying(
+        "reading the last commit",
+        |conn| {
+            conn.block_on(
+                conn.client
+                    .query("SELECT max(seq) FROM netwait_log")
+                    .fetch_one(),
+            )
+            .map_err(|e| conn.error(e))
+        },
+        |_| Ok(None),
+    )
+}
+
+/// The rows of commit `seq`.
+pub fn commit_rows(seq: u64, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
+    let mut rows =
+        Vec::with_capacity(batch.parts.len() + derived.cells.len() + derived.calls.len());
+    let mut idx = 0u32;
+    let mut next = || {
+        idx += 1;
+        idx
+    };
+    for part in &batch.parts {
+        rows.push(LogRow::records(seq, next(), part.clone()));
+    }
+    for cell in derived.cells.values() {
+        rows.push(LogRow::cell(seq, next(), cell));
+    }
+    for call in &derived.calls {
+        rows.push(LogRow::call(seq, next(), call));
+    }
+    rows
+}
+
+impl EventStore for ClickHouseStore {
+    fn replay(
+        &mut self,
+        from: LogPosition,
+        visit: &mut dyn FnMut(Record<'_>),
+    ) -> Result<LogPosition, StoreError> {
+        let conn = &self.conn;
+        let sql = format!(
+            "SELECT seq, payload FROM netwait_log WHERE kind = {} AND seq > ? AND seq <= ? ORDER BY seq, idx",
+            kind::RECORDS
+        );
+        let end = self.seq;
+        let mut bad = None;
+        conn.block_on(async {
+            let mut cursor = conn
+                .client
+                .query(&sql)
+                .bind(from)
+                .bind(end)
+                .fetch::<RecordsRow>()?;
+            while let Some(row) = cursor.next().await? {
+                for rec in Decoder::new(&row.payload) {
+                    match rec {
+                        Ok(r) => visit(r),
+                        Err(e) => {
+                            bad.get_or_insert((row.seq, e));
+                        }
+                    }
+                }
+            }
+            Ok::<_, clickhouse::error::Error>(())
+        })
+        .map_err(|e| store_error(conn.error(e)))?;
+        if let Some((seq, e)) = bad {
+            return Err(StoreError::Corrupt {
+                path: format!("clickhouse commit {seq}"),
+                what: e.to_string(),
+            });
+        }
+        Ok(end)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
+        self.commit_derived(batch, &Derived::default())
+    }
+
+    fn derives(&self) -> bool {
+        true
+    }
+
+    fn checkpoints(&self) -> bool {
+        false
+    }
+
+    fn commit_derived(
+        &mut self,
+        batch: &Batch,
+        derived: &Derived,
+    ) -> Result<LogPosition, StoreError> {
+        if batch.is_empty() && derived.is_empty() {
+            return Ok(self.seq);
+        }
+        let seq = self.seq + 1;
+        let rows = commit_rows(seq, batch, derived);
+        if rows.len() > MAX_COMMIT_ROWS {
+            return Err(StoreError::Corrupt {
+                path: "clickhouse".into(),
+                what: format!(
+                    "a commit of {} rows (at most {MAX_COMMIT_ROWS})",
+                    rows.len()
+                ),
+            });
+        }
+        self.conn
+            .retrying(
+                "commit",
+                |conn| Self::insert(conn, &rows),
+                |conn| Ok(Self::landed(conn, seq)?.then_some(())),
+            )
+            .map_err(store_error)?;
+        self.seq = seq;
+        Ok(seq)
+    }
+
+    fn recover(&mut self) -> Result<(), StoreError> {
+        // What is durable is what the table holds: a commit that failed is absent
+        // whole, or, when only its answer was lost, present whole.
+        self.seq = last_seq(&self.conn).map_err(store_error)?;
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self, _with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(None)
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        _position: LogPosition,
+        _query: PartWriter<'_>,
+        _fold: PartWriter<'_>,
+        _runs: &[(RunId, PartWriter<'_>)],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! Every statement netwait sends to ClickHouse runs unchanged on current ClickHouse
+//! too (issue 12 item 2): the DDL of every migration, the rows of the store's inserts
+//! (RowBinary, as sent) and every query, run on the 18.16 server (`deploy/up`) and in
+//! chdb 26.9 (`deploy/python`), give the same results.
+
+mod common;
+use common::*;
+use netwait_aggregator::domain::figures::LineFilter;
+use netwait_clickhouse::answers::{day_figures_sql, live_calls_sql, live_open_calls_sql};
+use netwait_clickhouse::schema::{all_statements, cells_sql};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn server() -> String {
+    match std::env::var("NETWAIT_CLICKHOUSE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let out = Command::new(repo().join("deploy/up"))
+                .arg("clickhouse")
+                .output()
+                .expect("deploy/up");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .find_map(|l| l.strip_prefix("export NETWAIT_CLICKHOUSE_URL="))
+                .expect("URL")
+                .to_owned()
+        }
+    }
+}
+
+/// A statement over HTTP (`database` as the session's), its answer's bytes.
+fn http(url: &str, database: Option<&str>, statement: &str) -> Vec<u8> {
+    let target = match database {
+        Some(db) => format!("{url}/?database={db}"),
+        None => url.to_owned(),
+    };
+    let mut child = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--data-binary", "@-", &target])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(statement.as_bytes())
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("curl");
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
+}
+
+#[test]
+fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
+    let url = server();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = format!("nwchdb_{}", std::process::id());
+    http(&url, None, &format!("DROP DATABASE IF EXISTS {db}"));
+    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    // Calls of March 2019 plus late, reordered and open ones: every kind of row.
+    let (text, _, _) = march_calls(3_000);
+    let file = tmp.path().join("march.ndjson");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.reverse();
+    let mut body = lines.join("\n");
+    body.push_str("\n{\"type\":\"offered\",\"call_id\":\"open-1\",\"ts\":\"2019-03-29T10:00:00+01:00\",\"line\":\"prelievi\"}\n");
+    std::fs::write(&file, body).expect("write");
+    netwait(&[
+        "import",
+        "--clickhouse",
+        &url,
+        "--database",
+        &db,
+        file.to_str().expect("path"),
+    ]);
+    // Each table's rows as RowBinary (the layout the store's inserts send).
+    let tables: Vec<serde_json::Value> = ["netwait_log", "netwait_meta", "netwait_migrations"]
+        .iter()
+        .map(|table| {
+            let rows = tmp.path().join(format!("{table}.bin"));
+            let sql = format!("SELECT * FROM {table} FORMAT RowBinary");
+            std::fs::write(&rows, http(&url, Some(&db), &sql)).expect("rows");
+            let columns = format!(
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase() \
+                 AND table = '{table}' FORMAT TabSeparated"
+            );
+            let structure = String::from_utf8(http(&url, Some(&db), &columns))
+                .expect("utf-8")
+                .lines()
+                .map(|l| l.replace('\t', " "))
+                .collect::<Vec<_>>()
+                .join(", ");
+            serde_json::json!({"name": table, "structure": structure, "rows": rows})
+        })
+        .collect();
+    // Every query the store and the api role send, with the arguments varied.
+    let d = |s: &str| netwait_aggregator::domain::time::parse_date(s).expect("date");
+    let mut queries = vec![
+        "SELECT max(seq) FROM netwait_log".to_owned(),
+        "SELECT seq, hex(payload) FROM netwait_log WHERE kind = 1 AND seq > 0 AND seq <= 1000 ORDER BY seq, idx".to_owned(),
+        "SELECT DISTINCT line FROM netwait_log WHERE kind IN (3, 5) ORDER BY line".to_owned(),
+        "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),
+        "SELECT key, length(any(value)) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key".to_owned(),
+        cells_sql(""),
+        live_calls_sql(""),
+        live_open_calls_sql(""),
+        "SELECT * FROM netwait_interval_15m".to_owned(),
+        "SELECT * FROM netwait_daily".to_owned(),
+        "SELECT * FROM netwait_monthly".to_owned(),
+    ];
+    let now = netwait_aggregator::domain::time::parse_rfc3339("2019-03-29T18:00:00Z").expect("ts");
+    for line in [None, Some("cup"), Some("prelievi")] {
+        for (from, to) in [("2019-01-01", "2020-01-01"), ("2019-03-04", "2019-03-05")] {
+            for threshold in [140_000, 60_500] {
+                for at in [now, now + 86_400_000] {
+                    queries.push(day_figures_sql(
+                        &LineFilter(line.map(String::from)),
+                        (d(from), d(to)),
+                        threshold,
+                        140_000,
+                        at,
+                    ));
+                }
+            }
+        }
+    }
+    let cases: Vec<serde_json::Value> = queries
+        .iter()
+        .map(|q| {
+            let out = String::from_utf8(http(&url, Some(&db), &format!("{q} FORMAT TabSeparated")))
+                .expect("utf-8");
+            let mut expected: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+            expected.sort_unstable();
+            serde_json::json!({"sql": q, "expected": expected})
+        })
+        .collect();
+    let nonempty = cases
+        .iter()
+        .filter(|c| !c["expected"].as_array().expect("array").is_empty())
+        .count();
+    assert!(nonempty > 20, "queries answer rows: {nonempty}");
+    let case = serde_json::json!({
+        "database": db,
+        "ddl": all_statements(),
+        "tables": tables,
+        "queries": cases,
+    });
+    let case_file = tmp.path().join("case.json");
+    std::fs::write(&case_file, case.to_string()).expect("case");
+    let out = Command::new(repo().join("deploy/python"))
+        .arg(repo().join("tests/tools/chdb_compat.py"))
+        .arg(&case_file)
+        .output()
+        .expect("deploy/python");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("chdb {} queries, 0 different", queries.len())),
+        "{said}"
+    );
+    http(&url, None, &format!("DROP DATABASE {db}"));
+}

@@ -1,0 +1,283 @@
+//! The ClickHouse store (issue 12 items 2 and 4), against the real server `deploy/up
+//! clickhouse` starts (never skipped: started when `NETWAIT_CLICKHOUSE_URL` is not set).
+//! Each test has a database of its own.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The server's URL: from the environment, else started once by `deploy/up clickhouse`.
+fn server() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("NETWAIT_CLICKHOUSE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => deploy_up(),
+    })
+}
+
+fn deploy_up() -> String {
+    let out = Command::new(repo().join("deploy/up"))
+        .arg("clickhouse")
+        .current_dir(repo())
+        .output()
+        .expect("run deploy/up");
+    assert!(
+        out.status.success(),
+        "deploy/up clickhouse failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("export NETWAIT_CLICKHOUSE_URL="))
+        .unwrap_or_else(|| panic!("no URL in {text:?}"))
+        .to_string()
+}
+
+/// A fresh database name for one test (dropped first if a run before left it).
+fn database(name: &str) -> String {
+    let db = format!("nwtest_{name}_{}", std::process::id());
+    sql(&format!("DROP DATABASE IF EXISTS {db}"));
+    db
+}
+
+/// One statement over ClickHouse's HTTP interface: its answer's body.
+fn sql(statement: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--data-binary", "@-", server()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(statement.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "{statement}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn migrate(db: &str) {
+    let out = netwait(&["migrate", "--clickhouse", server(), "--database", db]);
+    assert!(
+        stdout(&out).contains("schema version 2"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn import(db: &str, files: &[&str]) -> String {
+    let mut args = vec!["import", "--clickhouse", server(), "--database", db];
+    args.extend_from_slice(files);
+    stdout(&netwait(&args))
+}
+
+fn ch_table1(db: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "stats",
+        "table1",
+        "--clickhouse",
+        server(),
+        "--database",
+        db,
+        "--from",
+        "2019-01-01",
+        "--to",
+        "2020-01-01",
+    ];
+    args.extend_from_slice(extra);
+    json(&args)
+}
+
+fn ch_sla(db: &str) -> Value {
+    json(&[
+        "stats",
+        "sla",
+        "--clickhouse",
+        server(),
+        "--database",
+        db,
+        "--year",
+        "2019",
+    ])
+}
+
+fn embedded(dir: &Path, files: &[&str]) -> (Value, Value) {
+    let d = dir.to_str().expect("path");
+    let mut args = vec!["import", "--data", d];
+    args.extend_from_slice(files);
+    netwait(&args);
+    let t = table1(["--data", d], "2019-01-01", "2020-01-01", &[]);
+    let s = json(&["stats", "sla", "--data", d, "--year", "2019"]);
+    (t, s)
+}
+
+/// The seed's 2019 column (seed §1.2).
+fn assert_seed(t: &Value) {
+    let want = [
+        ("calls_received", 181_795.0),
+        ("answered", 97_385.0),
+        ("overflow", 47_154.0),
+        ("abandoned", 37_256.0),
+        ("answered_without_wait", 13_745.0),
+        ("answered_wait_within_threshold", 31_358.0),
+        ("answered_wait_over_threshold", 52_282.0),
+        ("bookings", 88_210.0),
+        ("max_wait_s", 1240.0),
+        ("avg_wait_s", 229.0),
+        ("avg_talk_s", 184.0),
+    ];
+    for (k, w) in want {
+        assert_eq!(t[k].as_f64(), Some(w), "{k}: {}", t[k]);
+    }
+}
+
+/// Splits a file's lines into `n` files, line i going to file i % n (so every file
+/// holds events of every call: each import reorders the calls' events).
+fn split(src: &Path, dir: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(src).expect("read");
+    let mut parts = vec![String::new(); n];
+    for (i, line) in text.lines().enumerate() {
+        parts[i % n].push_str(line);
+        parts[i % n].push('\n');
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let path = dir.join(format!("part{i}.ndjson"));
+            std::fs::write(&path, p).expect("write");
+            path.to_str().expect("path").to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn seed_year_imported_into_clickhouse_gives_the_seed_and_the_embedded_figures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seed = seed_file(tmp.path());
+    let seed_s = seed.to_str().expect("path");
+    let db = database("seed");
+    migrate(&db);
+    // Migrating again applies nothing.
+    let again = netwait(&["migrate", "--clickhouse", server(), "--database", &db]);
+    assert!(
+        stdout(&again).contains("(0 applied now)"),
+        "{}",
+        stdout(&again)
+    );
+    let printed = import(&db, &[seed_s]);
+    assert!(printed.contains("duplicate 0 rejected 0"), "{printed}");
+    let t = ch_table1(&db, &[]);
+    assert_seed(&t);
+    let (et, es) = embedded(&tmp.path().join("data"), &[seed_s]);
+    assert_eq!(t, et, "Table 1: ClickHouse vs embedded");
+    let s = ch_sla(&db);
+    assert_eq!(s, es, "SLA year: ClickHouse vs embedded");
+    // Another threshold: counted from the call records by the generated expressions.
+    for extra in [["--threshold", "60"], ["--line", "cup"]] {
+        let d = tmp.path().join("data");
+        let embedded = table1(
+            ["--data", d.to_str().expect("path")],
+            "2019-01-01",
+            "2020-01-01",
+            &extra,
+        );
+        assert_eq!(ch_table1(&db, &extra), embedded, "{extra:?}");
+    }
+    // The monthly BI view, read with plain SQL, gives the API's monthly figures.
+    let rows = sql(&format!(
+        "SELECT toMonth(month), answered, sla_numerator, sla_denominator_answered, calls_received \
+         FROM {db}.netwait_monthly WHERE line = 'cup' ORDER BY month FORMAT TabSeparated"
+    ));
+    let months = s["months"].as_array().expect("months");
+    let mut seen = 0;
+    for row in rows.lines() {
+        let f: Vec<u64> = row
+            .split('\t')
+            .map(|x| x.parse().expect("number"))
+            .collect();
+        let m = &months[f[0] as usize - 1];
+        assert_eq!(m["answered"].as_u64(), Some(f[1]), "{row} vs {m}");
+        assert_eq!(
+            m["answered_within_threshold"].as_u64(),
+            Some(f[2]),
+            "{row} vs {m}"
+        );
+        assert_eq!(m["answered"].as_u64(), Some(f[3]), "{row} vs {m}");
+        let received = ["answered", "abandoned", "overflow"].map(|k| m[k].as_u64().expect("count"));
+        assert_eq!(received.iter().sum::<u64>(), f[4], "{row} vs {m}");
+        seen += 1;
+    }
+    assert_eq!(seen, 12, "{rows}");
+    sql(&format!("DROP DATABASE {db}"));
+}
+
+#[test]
+fn late_duplicate_and_reordered_events_stay_exact() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seed = seed_file(tmp.path());
+    let parts = split(&seed, tmp.path(), 5);
+    let db = database("reorder");
+    migrate(&db);
+    // The parts in reverse order, in two imports, then two of them again (duplicates).
+    let p: Vec<&str> = parts.iter().map(String::as_str).collect();
+    import(&db, &[p[4], p[3]]);
+    import(&db, &[p[2], p[1], p[0]]);
+    let again = import(&db, &[p[3], p[0]]);
+    assert!(again.contains("accepted 0"), "{again}");
+    let t = ch_table1(&db, &[]);
+    assert_seed(&t);
+    let (et, es) = embedded(&tmp.path().join("data"), &[seed.to_str().expect("path")]);
+    assert_eq!(t, et);
+    assert_eq!(ch_sla(&db), es);
+    sql(&format!("DROP DATABASE {db}"));
+}
+
+#[test]
+fn kill_9_during_import_then_import_again_is_exact() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seed = seed_file(tmp.path());
+    let seed_s = seed.to_str().expect("path");
+    let db = database("kill");
+    migrate(&db);
+    for wait_ms in [1500u64, 3000] {
+        let mut child = Command::new(BIN)
+            .args([
+                "import",
+                "--clickhouse",
+                server(),
+                "--database",
+                &db,
+                seed_s,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn import");
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
+    }
+    import(&db, &[seed_s]);
+    let t = ch_table1(&db, &[]);
+    assert_seed(&t);
+    sql(&format!("DROP DATABASE {db}"));
+}
