@@ -30,6 +30,9 @@ pub struct Where {
     /// With --data: `--calendar cup|24x7` (a server uses its own).
     #[command(flatten)]
     calendar: super::CalendarArg,
+    /// With --server: TLS trust and the bearer token.
+    #[command(flatten)]
+    client: super::ClientArgs,
 }
 
 /// `--threshold`: seconds, 1 to 86400, at most three decimals (read exactly, as text).
@@ -144,7 +147,7 @@ pub enum Query {
 }
 
 enum Backend {
-    Remote(StatsClient<tonic::transport::Channel>),
+    Remote(StatsClient<super::Client>),
     Local(StatsService),
 }
 
@@ -155,7 +158,7 @@ impl Backend {
                 anyhow::bail!("--calendar goes with --data (a server uses its own calendar)")
             }
             (Some(server), _) => Ok(Self::Remote(
-                StatsClient::new(super::connect(server).await?)
+                StatsClient::new(super::connect(server, &at.client).await?)
                     // A year of quarter hours is about 5 MB.
                     .max_decoding_message_size(64 << 20),
             )),
