@@ -21,7 +21,10 @@ fn hash(token: &str) -> String {
     writeln!(child.stdin.take().expect("stdin"), "{token}").expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 /// A data directory whose configuration turns TLS and tokens on; returns the CA path.
@@ -56,7 +59,14 @@ fn run(args: &[&str]) -> Output {
 
 fn table1(server: &str, extra: &[&str]) -> Output {
     let mut args = vec![
-        "stats", "table1", "--server", server, "--from", "2019-03-01", "--to", "2019-04-01",
+        "stats",
+        "table1",
+        "--server",
+        server,
+        "--from",
+        "2019-03-01",
+        "--to",
+        "2019-04-01",
         "--json",
     ];
     args.extend_from_slice(extra);
@@ -84,11 +94,7 @@ fn tls_and_tokens_with_roles_on_grpc_and_http() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ca = secured(tmp.path());
     let data = tmp.path().join("data");
-    let server = Server::start_with(
-        &data,
-        &["--http-listen", "127.0.0.1:0"],
-        Stdio::inherit(),
-    );
+    let server = Server::start_with(&data, &["--http-listen", "127.0.0.1:0"], Stdio::inherit());
     let port = server.addr.rsplit(':').next().expect("port").to_owned();
     let grpc = format!("https://localhost:{port}");
     let read = ["--ca-cert", ca.as_str(), "--token", READ];
@@ -117,7 +123,16 @@ fn tls_and_tokens_with_roles_on_grpc_and_http() {
     let file = tmp.path().join("calls.ndjson");
     std::fs::write(&file, text).expect("write");
     let f = file.to_str().expect("path");
-    let denied = run(&["push", "--server", &grpc, "--ca-cert", &ca, "--token", READ, f]);
+    let denied = run(&[
+        "push",
+        "--server",
+        &grpc,
+        "--ca-cert",
+        &ca,
+        "--token",
+        READ,
+        f,
+    ]);
     assert!(
         err(&denied).contains("a push token is needed"),
         "{}",
@@ -129,13 +144,18 @@ fn tls_and_tokens_with_roles_on_grpc_and_http() {
         .output()
         .expect("push");
     assert!(pushed.status.success(), "{}", err(&pushed));
-    let t: serde_json::Value =
-        serde_json::from_slice(&table1(&grpc, &read).stdout).expect("json");
+    let t: serde_json::Value = serde_json::from_slice(&table1(&grpc, &read).stdout).expect("json");
     assert_eq!(t["answered"], answered);
     assert_eq!(t["abandoned"], abandoned);
 
     // HTTP: the same roles over TLS; plain HTTP gets no answer.
-    let http_port = server.http.as_deref().expect("http").rsplit(':').next().expect("port");
+    let http_port = server
+        .http
+        .as_deref()
+        .expect("http")
+        .rsplit(':')
+        .next()
+        .expect("port");
     let base = format!("https://localhost:{http_port}");
     let metrics = format!("{base}/metrics");
     let (code, _) = curl(&[&format!("http://127.0.0.1:{http_port}/metrics")]);

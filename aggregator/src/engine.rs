@@ -97,6 +97,7 @@ impl EncodedChunk {
 
     /// Appends a rejected input.
     pub fn push_dead_letter(&mut self, dead: &DeadLetter<'_>) {
+        observe::emit(observe::Rejected { code: &dead.code });
         self.dead_letter_at.push(self.bytes.len());
         encode_dead_letter(&mut self.bytes, dead);
         self.dead_letters += 1;
@@ -570,10 +571,12 @@ impl Engine {
             let writer = s.spawn(move || -> Result<LogPosition, StoreError> {
                 let mut end = None;
                 for batch in from_apply {
+                    let started = std::time::Instant::now();
                     end = Some(store.commit(&batch)?);
                     observe::emit(observe::CommitDurable {
                         records: u64::from(batch.records),
                         bytes: batch.len() as u64,
+                        seconds: started.elapsed().as_secs_f64(),
                     });
                     let _ = spent_tx.try_send(batch);
                 }
@@ -649,12 +652,14 @@ impl Engine {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
+        let started = std::time::Instant::now();
         match self.store.commit(&self.batch) {
             Ok(pos) => {
                 if !self.batch.is_empty() {
                     observe::emit(observe::CommitDurable {
                         records: u64::from(self.batch.records),
                         bytes: self.batch.len() as u64,
+                        seconds: started.elapsed().as_secs_f64(),
                     });
                 }
                 self.position = pos;

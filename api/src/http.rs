@@ -608,6 +608,7 @@ async fn push(
     let (sum, flags) = commit_chunks(&http.state, chunks).await?;
     checkpoint_if_due(&http.state).await?;
     observe::emit(observe::PushCommitted {
+        source: "http",
         accepted: sum.accepted,
         duplicate: sum.duplicate,
         rejected: sum.rejected,
