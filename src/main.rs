@@ -30,11 +30,15 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(args.log_filter())
-        .init();
+        .with_env_filter(args.log_filter());
+    if args.json_logs() {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let result = cli::run(args);
     match result {
         Ok(()) if !stdout::failed() => std::process::ExitCode::SUCCESS,

@@ -123,6 +123,7 @@ impl EncodedChunk {
 
     /// Appends a rejected input.
     pub fn push_dead_letter(&mut self, dead: &DeadLetter<'_>) {
+        observe::emit(observe::Rejected { code: &dead.code });
         self.dead_letter_at.push(self.bytes.len());
         encode_dead_letter(&mut self.bytes, dead);
         self.dead_letters += 1;
@@ -633,10 +634,12 @@ impl Engine {
             let writer = s.spawn(move || -> Result<LogPosition, StoreError> {
                 let mut end = None;
                 for (batch, delta) in from_apply {
+                    let started = std::time::Instant::now();
                     end = Some(store.commit(&batch)?);
                     observe::emit(observe::CommitDurable {
                         records: u64::from(batch.records),
                         bytes: batch.len() as u64,
+                        seconds: started.elapsed().as_secs_f64(),
                     });
                     let _ = spent_tx.try_send(batch);
                     if !delta.is_empty() {
@@ -773,6 +776,7 @@ impl Engine {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
+        let started = std::time::Instant::now();
         if !self.staged_delta.is_empty() {
             let mut part = Vec::new();
             encode_positions(&mut part, &self.staged_delta);
@@ -797,6 +801,7 @@ impl Engine {
                     observe::emit(observe::CommitDurable {
                         records: u64::from(self.batch.records),
                         bytes: self.batch.len() as u64,
+                        seconds: started.elapsed().as_secs_f64(),
                     });
                 }
                 self.position = pos;

@@ -3,7 +3,9 @@
 //! [`emit`], the one facade. Counters live in [`METRICS`] (process-wide, lock-free), ready
 //! to be exposed (e.g. as Prometheus text by [`Metrics::render`]).
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An observable event.
@@ -36,6 +38,103 @@ pub struct Metrics {
     pub store_recoveries: AtomicU64,
     /// 1 while the store takes writes, 0 while it is failing.
     pub store_available: AtomicU64,
+    /// Store commit (write + fsync) durations.
+    pub commit_seconds: Histogram,
+    /// Rejected inputs by reason code (few codes: a small map).
+    pub rejects: Mutex<BTreeMap<Box<str>, u64>>,
+    /// Pushed events accepted, by source kind (`grpc`, `http`, ...).
+    pub accepted_by_source: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Metrics another part of the server keeps (the live queue state's gauges per line,
+/// the Kafka consumer's lag): registered once, written at each scrape after the
+/// counters, in the Prometheus text format (HELP, TYPE, then samples).
+pub trait MetricSource: Send + Sync {
+    fn render(&self, out: &mut String);
+}
+
+static SOURCES: Mutex<Vec<std::sync::Arc<dyn MetricSource>>> = Mutex::new(Vec::new());
+
+/// Adds `source` to what [`Metrics::render`] writes.
+pub fn register(source: std::sync::Arc<dyn MetricSource>) {
+    SOURCES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(source);
+}
+
+/// Upper bounds of [`Histogram`]'s buckets, seconds.
+pub const COMMIT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A Prometheus histogram over [`COMMIT_BUCKETS`] (lock-free).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; COMMIT_BUCKETS.len()],
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, seconds: f64) {
+        // Each bucket counts the observations at or under its bound (cumulative).
+        for (b, bound) in self.buckets.iter().zip(COMMIT_BUCKETS) {
+            if seconds <= bound {
+                add(b, 1);
+            }
+        }
+        add(&self.count, 1);
+        add(&self.sum_us, (seconds * 1e6) as u64);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        for (b, bound) in self.buckets.iter().zip(COMMIT_BUCKETS) {
+            let v = b.load(Ordering::Relaxed);
+            out.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {v}\n"));
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {count}\n"));
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        out.push_str(&format!("{name}_sum {sum}\n{name}_count {count}\n"));
+    }
+}
+
+/// Renders one labelled counter family.
+fn render_family<K: AsRef<str>>(
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &Mutex<BTreeMap<K, u64>>,
+    out: &mut String,
+) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+    let values = values.lock().unwrap_or_else(|p| p.into_inner());
+    for (k, v) in values.iter() {
+        // Label values are reason codes and source kinds: plain identifiers.
+        let k: String = k
+            .as_ref()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        out.push_str(&format!("{name}{{{label}=\"{k}\"}} {v}\n"));
+    }
+}
+
+/// Adds `n` to the counter of `key`.
+fn bump<K: Ord>(values: &Mutex<BTreeMap<K, u64>>, key: K, n: u64) {
+    let mut values = values.lock().unwrap_or_else(|p| p.into_inner());
+    *values.entry(key).or_default() += n;
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -51,6 +150,9 @@ pub static METRICS: Metrics = Metrics {
     store_failures: AtomicU64::new(0),
     store_recoveries: AtomicU64::new(0),
     store_available: AtomicU64::new(1),
+    commit_seconds: Histogram::new(),
+    rejects: Mutex::new(BTreeMap::new()),
+    accepted_by_source: Mutex::new(BTreeMap::new()),
 };
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -141,6 +243,28 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
             ));
         }
+        self.commit_seconds.render(
+            "netwait_store_commit_seconds",
+            "store commits (write and fsync), seconds",
+            &mut out,
+        );
+        render_family(
+            "netwait_rejected_total",
+            "rejected inputs (dead letters) by reason code",
+            "code",
+            &self.rejects,
+            &mut out,
+        );
+        render_family(
+            "netwait_accepted_events_total",
+            "pushed events accepted, by source kind",
+            "source",
+            &self.accepted_by_source,
+            &mut out,
+        );
+        for source in SOURCES.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            source.render(&mut out);
+        }
         out
     }
 }
@@ -149,6 +273,8 @@ impl Metrics {
 pub struct CommitDurable {
     pub records: u64,
     pub bytes: u64,
+    /// How long the commit (write and fsync) took.
+    pub seconds: f64,
 }
 
 impl Observable for CommitDurable {
@@ -159,6 +285,7 @@ impl Observable for CommitDurable {
         add(&m.commits, 1);
         add(&m.committed_records, self.records);
         add(&m.committed_bytes, self.bytes);
+        m.commit_seconds.observe(self.seconds);
     }
 }
 
@@ -204,8 +331,24 @@ impl Observable for TornTailCut<'_> {
     }
 }
 
+/// An input was rejected (it becomes a dead letter).
+pub struct Rejected<'a> {
+    pub code: &'a str,
+}
+
+impl Observable for Rejected<'_> {
+    fn log(&self) {
+        tracing::trace!(code = self.code, "input rejected");
+    }
+    fn record(&self, m: &Metrics) {
+        bump(&m.rejects, self.code.into(), 1);
+    }
+}
+
 /// A push stream was committed whole.
 pub struct PushCommitted {
+    /// The kind of source: `grpc`, `http`.
+    pub source: &'static str,
     pub accepted: u64,
     pub duplicate: u64,
     pub rejected: u64,
@@ -225,6 +368,7 @@ impl Observable for PushCommitted {
     fn record(&self, m: &Metrics) {
         add(&m.pushes_committed, 1);
         add(&m.pushed_accepted, self.accepted);
+        bump(&m.accepted_by_source, self.source, self.accepted);
         add(&m.pushed_duplicate, self.duplicate);
         add(&m.pushed_rejected, self.rejected);
     }
@@ -273,11 +417,23 @@ mod tests {
         CommitDurable {
             records: 3,
             bytes: 100,
+            seconds: 0.003,
         }
         .record(&m);
         CommitDurable {
             records: 2,
             bytes: 50,
+            seconds: 2.0,
+        }
+        .record(&m);
+        Rejected { code: "bad_time" }.record(&m);
+        Rejected { code: "bad_time" }.record(&m);
+        PushCommitted {
+            source: "http",
+            accepted: 7,
+            duplicate: 0,
+            rejected: 0,
+            messages: 1,
         }
         .record(&m);
         StoreUnavailable {
@@ -291,6 +447,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("netwait_store_available 0\n"), "{text}");
+        assert!(
+            text.contains("netwait_store_commit_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netwait_store_commit_seconds_bucket{le=\"+Inf\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netwait_store_commit_seconds_count 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netwait_rejected_total{code=\"bad_time\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netwait_accepted_events_total{source=\"http\"} 7\n"),
+            "{text}"
+        );
         StoreRecovered { attempts: 4 }.record(&m);
         assert!(m.render().contains("netwait_store_available 1\n"));
         assert!(

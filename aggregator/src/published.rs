@@ -16,7 +16,9 @@ use crate::domain::cells::{CallStates, Cells, CellsView, Scan};
 use crate::domain::config::MetricsConfig;
 use crate::domain::event::DEFAULT_LINE;
 use crate::domain::figures::CallSource;
-use crate::domain::reports::{self, Half, SlaQuery, SlaYear, Table1, VolumeCheck};
+use crate::domain::reports::{
+    self, Every, Half, IntervalReport, SlaQuery, SlaYear, Table1, VolumeCheck,
+};
 pub use crate::domain::state_chunks::CHUNK;
 use crate::domain::state_chunks::Chunk;
 use crate::domain::time::Millis;
@@ -273,6 +275,22 @@ pub trait Answers {
         self.answer_source(wall, |source| reports::sla_year(source, config, q))
     }
 
+    /// The figures of each interval of `[from, to)` (see [`reports::intervals`]).
+    fn intervals(
+        &self,
+        wall: Millis,
+        period: (Date, Date),
+        line: Option<String>,
+        threshold_ms: Option<Millis>,
+        every: Every,
+    ) -> IntervalReport {
+        let config = self.answer_config();
+        let threshold_ms = threshold_ms.unwrap_or(config.threshold_ms);
+        self.answer_source(wall, |source| {
+            reports::intervals(source, config, period, line, threshold_ms, every)
+        })
+    }
+
     fn volume(&self, wall: Millis, half: Half) -> VolumeCheck {
         let config = self.answer_config();
         self.answer_source(wall, |source| reports::volume_check(source, config, half))
@@ -357,6 +375,13 @@ mod tests {
             second: false,
         };
         assert_eq!(e.volume(0, h1), s.volume(0, h1));
+        let march = (d("2019-03-01"), d("2019-04-01"));
+        for every in [Every::Min15, Every::Min60] {
+            assert_eq!(
+                e.intervals(later, march, Some("cup".into()), None, every),
+                s.intervals(later, march, Some("cup".into()), None, every)
+            );
+        }
         assert_eq!(e.lines().collect::<Vec<_>>(), s.lines().collect::<Vec<_>>());
     }
 

@@ -1,6 +1,7 @@
 //! Domain <-> protobuf conversions.
 
-use netwait_aggregator::domain::reports::{self, SlaYear, Table1, VolumeCheck};
+use netwait_aggregator::domain::reports::{self, IntervalReport, SlaYear, Table1, VolumeCheck};
+use netwait_aggregator::domain::time::rome_rfc3339;
 use netwait_proto::v1 as pb;
 
 fn secs(ms: i64) -> f64 {
@@ -29,6 +30,54 @@ pub fn table1(t: &Table1) -> pb::Table1 {
         unresolved: f.unresolved,
         band_mapping: reports::band_mapping(t.threshold_ms, t.message_ms),
         message_s: t.message_ms as f64 / 1000.0,
+    }
+}
+
+pub fn intervals(r: &IntervalReport) -> pb::Intervals {
+    let intervals = r
+        .rows
+        .iter()
+        .map(|row| {
+            let f = &row.figures;
+            let [answered, answered_and_abandoned, offered] = reports::sla_shares(f);
+            pb::IntervalStats {
+                start: rome_rfc3339(row.start),
+                end: rome_rfc3339(row.end),
+                start_ms: row.start,
+                offered: f.calls_received(),
+                answered: f.answered,
+                abandoned: f.abandoned,
+                overflow: f.overflow,
+                answered_within_threshold: f.answered_within_threshold,
+                answered_without_wait: f.answered_without_wait,
+                answered_wait_within_threshold: f.answered_wait_within_threshold,
+                answered_wait_over_threshold: f.answered_wait_over_threshold,
+                sla: Some(pb::SlaPolicies {
+                    answered,
+                    answered_and_abandoned,
+                    offered,
+                }),
+                max_wait_s: f.max_wait_s(),
+                avg_wait_s: f.avg_wait_s(),
+                avg_talk_s: f.avg_talk_s(),
+                bookings: f.bookings,
+                out_of_hours: f.out_of_hours,
+                unresolved: f.unresolved,
+                // Sums of whole milliseconds: a year of waits fits 64 bits many times.
+                wait_sum_ms: u64::try_from(f.wait_sum_ms).unwrap_or(u64::MAX),
+                talk_sum_ms: u64::try_from(f.talk_sum_ms).unwrap_or(u64::MAX),
+                talked: f.talk_count,
+            }
+        })
+        .collect();
+    pb::Intervals {
+        from: r.from.to_string(),
+        to: r.to.to_string(),
+        line: r.line.clone(),
+        threshold_s: secs(r.threshold_ms),
+        every_minutes: r.every.minutes(),
+        policy: r.policy.as_str().into(),
+        intervals,
     }
 }
 

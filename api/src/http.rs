@@ -8,14 +8,18 @@
 //! answered only once durable, with a result per line. Store errors map through the one
 //! table ([`crate::state::store_status`], then [`http_status`]).
 
+use crate::auth::{self, Denied, Role, Tokens};
 use crate::push::{MAX_SOURCE_CHARS, checkpoint_if_due, commit_chunks, encode_message, publish};
+use crate::server::Security;
 use crate::state::AppState;
+use crate::tls::TlsListener;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use netwait_aggregator::engine::EncodedChunk;
 use netwait_aggregator::observe;
@@ -43,8 +47,10 @@ pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 pub struct HttpOptions {
     /// Largest request body, compressed and decompressed.
     pub max_body: usize,
-    /// When set, every request must carry `Authorization: Bearer <token>`.
+    /// A clear token of both roles (`--http-token-file`, NETWAIT_HTTP_TOKEN).
     pub token: Option<String>,
+    /// TLS, the tokens by role (see [`crate::auth`]).
+    pub security: Security,
 }
 
 impl Default for HttpOptions {
@@ -52,6 +58,7 @@ impl Default for HttpOptions {
         Self {
             max_body: DEFAULT_MAX_BODY,
             token: None,
+            security: Security::default(),
         }
     }
 }
@@ -62,6 +69,7 @@ impl std::fmt::Debug for HttpOptions {
         f.debug_struct("HttpOptions")
             .field("max_body", &self.max_body)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -69,43 +77,83 @@ impl std::fmt::Debug for HttpOptions {
 struct Http {
     state: AppState,
     max_body: usize,
-    /// BLAKE3 of the token: compared in constant time, whatever the length given.
-    token: Option<[u8; 32]>,
 }
 
 /// Serves the HTTP API on `listener` until `shutdown` resolves (then lets open requests
-/// finish).
+/// finish); TLS only when the options have it.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     options: HttpOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state, options);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let tls = options.security.tls.as_ref().map(|t| t.http());
+    let app = router(state, options).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            // `tap_io` gives the listener axum's peer-address `ConnectInfo`.
+            let listener = TlsListener::new(listener, config)?.tap_io(|_| ());
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
-/// The routes (peer addresses come from `ConnectInfo<SocketAddr>`).
+/// The routes (peer addresses come from `ConnectInfo<SocketAddr>`), in groups by the
+/// role they need: a new route joins a group and so declares its role.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
+    let mut tokens = (*options.security.tokens).clone();
+    if let Some(t) = &options.token {
+        tokens = tokens.with_clear_token(t, &[Role::Push, Role::Read]);
+    }
+    let tokens = Arc::new(tokens);
     let http = Arc::new(Http {
         state,
         max_body: options.max_body,
-        token: options
-            .token
-            .map(|t| *blake3::hash(t.as_bytes()).as_bytes()),
     });
-    Router::new()
+    let push = Router::new()
         .route("/v1/events", post(push_events))
-        .route("/v1/cdrs", post(push_cdrs))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
+        .route("/v1/cdrs", post(push_cdrs));
+    let read = Router::new().route("/metrics", get(metrics));
+    // Open, as gRPC reflection is: the description of the API.
+    let open = Router::new().route("/v1/openapi.json", get(openapi));
+    Router::new()
+        .merge(guarded(push, &tokens, Role::Push))
+        .merge(guarded(read, &tokens, Role::Read))
+        .merge(open)
         .fallback(not_found)
         .with_state(http)
+}
+
+/// `routes`, each refused unless the request's bearer token has `role`.
+fn guarded(routes: Router<Arc<Http>>, tokens: &Arc<Tokens>, role: Role) -> Router<Arc<Http>> {
+    routes.route_layer(axum::middleware::from_fn_with_state(
+        (tokens.clone(), role),
+        require_role,
+    ))
+}
+
+async fn require_role(
+    State((tokens, role)): State<(Arc<Tokens>, Role)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let value = request.headers().get(header::AUTHORIZATION);
+    match tokens.check(auth::bearer(value.map(|v| v.as_bytes())), role) {
+        Ok(()) => next.run(request).await,
+        Err(denied @ Denied::Unauthenticated) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, denied.message()).into_response()
+        }
+        Err(denied @ Denied::WrongRole(_)) => {
+            ApiError::new(StatusCode::FORBIDDEN, denied.message()).into_response()
+        }
+    }
 }
 
 /// An error answer: a status and a JSON `{"error": message}`.
@@ -172,38 +220,6 @@ pub fn http_status(code: Code) -> StatusCode {
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         Self::new(http_status(s.code()), s.message())
-    }
-}
-
-impl Http {
-    /// With a token configured: the request's bearer token must be it.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(want) = &self.token else {
-            return Ok(());
-        };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        match given {
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a bearer token is required: send Authorization: Bearer <token>",
-            )),
-            Some(token) => {
-                let hash = blake3::hash(token.as_bytes());
-                if constant_time_eq::constant_time_eq_32(hash.as_bytes(), want) {
-                    Ok(())
-                } else {
-                    Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "the bearer token is not valid",
-                    ))
-                }
-            }
-        }
     }
 }
 
@@ -559,7 +575,6 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    http.authorize(&headers)?;
     let layout = layout(&headers, endpoint)?;
     let gzip = gzipped(&headers)?;
     let source = match params.source {
@@ -598,6 +613,7 @@ async fn push(
     let (sum, flags) = commit_chunks(&http.state, chunks).await?;
     checkpoint_if_due(&http.state).await?;
     observe::emit(observe::PushCommitted {
+        source: "http",
         accepted: sum.accepted,
         duplicate: sum.duplicate,
         rejected: sum.rejected,
@@ -736,13 +752,11 @@ fn answer(
     Ok(reply)
 }
 
-async fn openapi(State(http): State<Arc<Http>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    http.authorize(&headers)?;
+async fn openapi() -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response())
 }
 
-async fn metrics(State(http): State<Arc<Http>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    http.authorize(&headers)?;
+async fn metrics() -> Result<Response, ApiError> {
     Ok((
         [(
             header::CONTENT_TYPE,

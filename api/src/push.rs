@@ -289,6 +289,7 @@ impl Ingest for IngestService {
         checkpoint_if_due(&self.state).await?;
         let Committed { total, messages } = done;
         observe::emit(observe::PushCommitted {
+            source: "grpc",
             accepted: total.accepted,
             duplicate: total.duplicate,
             rejected: total.rejected,

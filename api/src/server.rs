@@ -1,12 +1,15 @@
 //! Assembles the gRPC server in one place: services, health, reflection, limits and
 //! graceful shutdown.
 
+use crate::auth::{GrpcAuthLayer, Tokens};
 use crate::push::IngestService;
 use crate::state::AppState;
 use crate::stats::StatsService;
+use crate::tls::TlsIdentity;
 use netwait_proto::v1::ingest_server::IngestServer;
 use netwait_proto::v1::stats_server::StatsServer;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -22,13 +25,17 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Default limit of concurrent streams (calls) on one connection.
+pub const DEFAULT_MAX_STREAMS: u32 = 256;
+
 /// Limits of a server's streams.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// After a stop signal, how long open streams may go on before they are closed.
     pub drain_timeout: Duration,
     /// A push stream with no message for this long is ended.
     pub idle_timeout: Duration,
+    pub security: Security,
 }
 
 impl Default for ServeOptions {
@@ -36,6 +43,28 @@ impl Default for ServeOptions {
         Self {
             drain_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            security: Security::default(),
+        }
+    }
+}
+
+/// TLS, tokens and limits, shared by the gRPC and HTTP listeners.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// Serve TLS only (plain-text clients cannot connect).
+    pub tls: Option<TlsIdentity>,
+    /// The bearer tokens by role (none configured: every call is let through).
+    pub tokens: Arc<Tokens>,
+    /// Concurrent streams on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            tokens: Arc::default(),
+            max_concurrent_streams: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -65,7 +94,14 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let ingest = IngestServer::new(IngestService::new(state, options.idle_timeout))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let security = options.security;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        builder = builder.tls_config(tls.grpc())?;
+    }
+    builder
+        .max_concurrent_streams(security.max_concurrent_streams)
+        .layer(GrpcAuthLayer::new(security.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -74,6 +74,7 @@ pub async fn serve_until_signalled(
 ) -> Result<Stopped, ServeError> {
     let shutdown = state.shutdown.clone();
     let availability = state.availability.clone();
+    let drain_timeout = options.drain_timeout;
     let server = serve(listener, state, options, shutdown.reached(Phase::Draining));
     tokio::pin!(server);
     tokio::select! {
@@ -81,14 +82,14 @@ pub async fn serve_until_signalled(
         Some(()) = signals.recv() => {}
     }
     tracing::info!(
-        drain_s = options.drain_timeout.as_secs_f64(),
+        drain_s = drain_timeout.as_secs_f64(),
         "stopping: no new connections, open streams may finish"
     );
     availability.shutting_down().await;
     shutdown.enter(Phase::Draining);
     tokio::select! {
         r = &mut server => return r.map(|()| Stopped::Drained),
-        () = tokio::time::sleep(options.drain_timeout) => {}
+        () = tokio::time::sleep(drain_timeout) => {}
         Some(()) = signals.recv() => return Ok(Stopped::Forced),
     }
     tracing::warn!("drain time over: closing the open streams");

@@ -3,12 +3,16 @@
 use crate::convert;
 use crate::state::{AppState, wall_ms};
 use netwait_aggregator::domain::arguments::{self, ArgumentError};
+use netwait_aggregator::domain::reports::Every;
 use netwait_aggregator::domain::time::Millis;
 use netwait_aggregator::published::Answers;
 use netwait_aggregator::published::Snapshot;
 use netwait_proto::v1 as pb;
 use pb::stats_server::Stats;
 use tonic::{Request, Response, Status};
+
+/// The longest period of one interval request (a leap year: 35,136 quarter hours).
+pub const MAX_INTERVAL_DAYS: i32 = 366;
 
 pub struct StatsService {
     state: AppState,
@@ -106,6 +110,46 @@ impl Stats for StatsService {
         let now = wall_ms();
         let v = self.state.query(move |e| e.volume(now, half)).await?;
         Ok(Response::new(convert::volume(&v)))
+    }
+
+    async fn get_intervals(
+        &self,
+        req: Request<pb::IntervalsRequest>,
+    ) -> Result<Response<pb::Intervals>, Status> {
+        let r = req.into_inner();
+        let from = date("from", &r.from)?;
+        let to = date("to", &r.to)?;
+        if from > to {
+            return Err(Status::invalid_argument(
+                "from must not be after to (to is exclusive)",
+            ));
+        }
+        if (to - from).get_days() > MAX_INTERVAL_DAYS {
+            return Err(Status::invalid_argument(format!(
+                "to: at most {MAX_INTERVAL_DAYS} days of intervals in one request"
+            )));
+        }
+        let minutes = if r.every_minutes == 0 {
+            15
+        } else {
+            r.every_minutes
+        };
+        let every = Every::from_minutes(minutes).ok_or_else(|| {
+            Status::invalid_argument(format!("every_minutes: {minutes:.32} is not 15, 30 or 60"))
+        })?;
+        let threshold = threshold(r.threshold_s)?;
+        let line = r.line;
+        let now = wall_ms();
+        let report = self
+            .state
+            .query(move |e| -> Result<_, Status> {
+                check_line(e, line.as_deref())?;
+                Ok(e.intervals(now, (from, to), line, threshold, every))
+            })
+            .await??;
+        let mut reply = convert::intervals(&report);
+        reply.threshold_s = r.threshold_s.unwrap_or(reply.threshold_s);
+        Ok(Response::new(reply))
     }
 }
 

@@ -12,7 +12,7 @@ use netwait_aggregator::domain::calendar::ServiceCalendar;
 use netwait_aggregator::domain::call::Outcome;
 use netwait_aggregator::domain::call::UNRESOLVED_AFTER;
 use netwait_aggregator::domain::config::MetricsConfig;
-use netwait_aggregator::domain::figures::{CallSource, Figures, LineFilter};
+use netwait_aggregator::domain::figures::{CallSource, Figures, IntervalGrid, LineFilter};
 use netwait_aggregator::domain::figures_sql::{RowColumns, figures_sql, outcome_code};
 use netwait_aggregator::domain::time::{Millis, local_date};
 use netwait_aggregator::published::Answers;
@@ -212,6 +212,23 @@ impl CallSource for SqlSource<'_> {
                 self.answers.failed.borrow_mut().get_or_insert(e);
             }
         }
+    }
+
+    fn tally_intervals(
+        &self,
+        _line: &LineFilter,
+        _calendar: &ServiceCalendar,
+        _threshold_ms: Millis,
+        _grid: IntervalGrid,
+        _out: &mut [Figures],
+    ) {
+        // Interval statistics read the embedded store's cells (`stats intervals --data`
+        // or a server); ClickHouse has them in its `netwait_interval_15m` view.
+        let refused = Error::Data {
+            url: self.answers.conn.target.url.clone(),
+            what: "interval statistics are not answered from ClickHouse: query the netwait_interval_15m view".into(),
+        };
+        self.answers.failed.borrow_mut().get_or_insert(refused);
     }
 }
 

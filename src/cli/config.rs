@@ -42,7 +42,7 @@ use netwait_ingest::decoded::DecodeSettings;
 use netwait_ingest::queue_log::Announcement;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +59,46 @@ struct File {
     privacy: Privacy,
     #[serde(default)]
     queue_log: QueueLog,
+    #[serde(default)]
+    tls: Tls,
+    #[serde(default)]
+    auth: Auth,
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// `[tls]`: both listeners serve TLS only, with this PEM certificate chain and key.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Tls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+/// `[auth]`: the hashes (`netwait token hash`) of the bearer tokens of each role.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Auth {
+    #[serde(default)]
+    push: Vec<String>,
+    #[serde(default)]
+    read: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    max_concurrent_streams: Option<u32>,
+}
+
+/// What `serve` takes from the configuration: TLS, tokens, limits.
+#[derive(Debug, Default)]
+pub struct ServerSettings {
+    /// (certificate chain, key), PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub push_hashes: Vec<String>,
+    pub read_hashes: Vec<String>,
+    pub max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -164,6 +204,7 @@ pub struct Settings {
     pub caller_key: Option<[u8; 32]>,
     /// How the PBX formats are read.
     pub decode: DecodeSettings,
+    pub server: ServerSettings,
 }
 
 fn parse_settings(text: &str) -> anyhow::Result<Settings> {
@@ -251,10 +292,24 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
         Some(h) => Some(unhex::<32>(&h).context("privacy.caller_key_hex must be 64 hex digits")?),
         None => None,
     };
+    let tls = match (f.tls.cert, f.tls.key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("[tls] needs both cert and key (PEM files)"),
+    };
+    if f.limits.max_concurrent_streams == Some(0) {
+        bail!("limits.max_concurrent_streams must be 1 or more");
+    }
     Ok(Settings {
         metrics: m,
         caller_key,
         decode,
+        server: ServerSettings {
+            tls,
+            push_hashes: f.auth.push,
+            read_hashes: f.auth.read,
+            max_concurrent_streams: f.limits.max_concurrent_streams,
+        },
     })
 }
 

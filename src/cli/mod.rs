@@ -40,9 +40,17 @@ pub struct Cli {
     /// info). RUST_LOG, when set, wins.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines as `text` or `json` (one JSON object a line, for log collectors).
+    #[arg(long, global = true, value_name = "text|json", default_value = "text", env = "NETWAIT_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 impl Cli {
+    /// Whether log lines are JSON objects.
+    pub fn json_logs(&self) -> bool {
+        self.log_format == "json"
+    }
+
     /// The log filter: RUST_LOG when set, else by `-v` count.
     pub fn log_filter(&self) -> tracing_subscriber::EnvFilter {
         if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
@@ -107,6 +115,12 @@ pub struct CalendarArg {
     /// `[calendar] mode`, else `cup`.
     #[arg(long, value_name = "MODE", value_parser = config::CalendarMode::parse_arg)]
     calendar: Option<config::CalendarMode>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenAction {
+    /// Reads a token on stdin, prints its hash for `[auth] push` or `read`.
+    Hash,
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +189,8 @@ enum Command {
         /// gRPC address of a running `netwait serve` (http://host:port or host:port).
         #[arg(long)]
         server: String,
+        #[command(flatten)]
+        client: ClientArgs,
         /// Lines per message at most (each message is committed before the next).
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
@@ -188,6 +204,12 @@ enum Command {
         /// Exit non-zero when any line was rejected (the valid ones are still committed).
         #[arg(long)]
         strict: bool,
+    },
+    /// Bearer tokens: `netwait token hash` prints the hash to configure for a token
+    /// (read from stdin, so it is not left in the shell's history).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// Query the figures.
     Stats {
@@ -281,6 +303,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             netwait_api::server::ServeOptions {
                 drain_timeout,
                 idle_timeout,
+                security: Default::default(),
             },
             &http,
             &role,
@@ -288,12 +311,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Aggregate { store, kafka } => aggregate::run(&store, &kafka),
         Command::Push {
             server,
+            client,
             batch,
             flush_ms,
             files,
             strict,
         } => push::run(
             &server,
+            &client,
             push::Cadence {
                 batch,
                 flush: Duration::from_millis(flush_ms),
@@ -301,6 +326,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             &files,
             strict,
         ),
+        Command::Token {
+            action: TokenAction::Hash,
+        } => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            if token.trim().is_empty() {
+                anyhow::bail!("no token on stdin");
+            }
+            println!("{}", netwait_api::auth::hash_hex(&token));
+            Ok(())
+        }
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, query } => deadletter::run(&store, &query),
         Command::Check { data } => check::run(&data),
@@ -340,16 +376,77 @@ fn endpoint(server: &str) -> String {
     }
 }
 
+/// How a client reaches a server: TLS trust and a bearer token.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientArgs {
+    /// PEM certificate of the CA (or the self-signed certificate) the server's TLS
+    /// certificate is checked against; turns TLS on (`https://` does too).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Bearer token sent with every call (a `read` token for stats, `push` for push).
+    #[arg(long, env = "NETWAIT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<token>)")
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A client channel that sends the token.
+pub type Client =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
 /// A connected client channel to `server`, with `TCP_NODELAY` (small requests and
-/// replies are not held back by Nagle's algorithm).
-async fn connect(server: &str) -> anyhow::Result<tonic::transport::Channel> {
+/// replies are not held back by Nagle's algorithm), TLS when asked, and the token.
+async fn connect(server: &str, client: &ClientArgs) -> anyhow::Result<Client> {
     use anyhow::Context;
-    tonic::transport::Endpoint::from_shared(endpoint(server))
+    let mut url = endpoint(server);
+    if client.ca_cert.is_some() && url.starts_with("http://") {
+        url = url.replacen("http://", "https://", 1);
+    }
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .with_context(|| format!("server address {server}"))?
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    if url.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &client.ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS configuration")?;
+    }
+    let channel = endpoint
         .connect()
         .await
-        .with_context(|| format!("connecting to {server}"))
+        .with_context(|| format!("connecting to {server}"))?;
+    let token = match client.token.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .context("--token / NETWAIT_TOKEN: not a valid header value")?,
+        ),
+    };
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel,
+        Bearer(token),
+    ))
 }
 
 #[cfg(test)]

@@ -270,3 +270,135 @@ pub fn volume(v: &pb::VolumeCheck, as_json: bool) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The columns of one interval, for `--json` and `--csv` alike.
+fn interval_fields(i: &pb::IntervalStats) -> Vec<(&'static str, Value)> {
+    let sla = i.sla.unwrap_or_default();
+    vec![
+        ("start", json!(i.start)),
+        ("end", json!(i.end)),
+        ("offered", json!(i.offered)),
+        ("answered", json!(i.answered)),
+        ("abandoned", json!(i.abandoned)),
+        ("overflow", json!(i.overflow)),
+        (
+            "answered_within_threshold",
+            json!(i.answered_within_threshold),
+        ),
+        ("answered_without_wait", json!(i.answered_without_wait)),
+        (
+            "answered_wait_within_threshold",
+            json!(i.answered_wait_within_threshold),
+        ),
+        (
+            "answered_wait_over_threshold",
+            json!(i.answered_wait_over_threshold),
+        ),
+        ("sla_answered", json!(sla.answered)),
+        (
+            "sla_answered_and_abandoned",
+            json!(sla.answered_and_abandoned),
+        ),
+        ("sla_offered", json!(sla.offered)),
+        ("max_wait_s", json!(i.max_wait_s)),
+        ("avg_wait_s", json!(i.avg_wait_s)),
+        ("avg_talk_s", json!(i.avg_talk_s)),
+        ("bookings", json!(i.bookings)),
+        ("out_of_hours", json!(i.out_of_hours)),
+        ("unresolved", json!(i.unresolved)),
+        ("wait_sum_ms", json!(i.wait_sum_ms)),
+        ("talk_sum_ms", json!(i.talk_sum_ms)),
+        ("talked", json!(i.talked)),
+    ]
+}
+
+pub fn intervals(r: &pb::Intervals, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        let rows: Vec<Value> = r
+            .intervals
+            .iter()
+            .map(|i| {
+                Value::Object(
+                    interval_fields(i)
+                        .into_iter()
+                        .map(|(k, v)| (k.into(), v))
+                        .collect(),
+                )
+            })
+            .collect();
+        return print_json(&json!({
+            "from": r.from,
+            "to": r.to,
+            "line": r.line,
+            "threshold_s": r.threshold_s,
+            "every_minutes": r.every_minutes,
+            "policy": r.policy,
+            "intervals": rows,
+        }));
+    }
+    let line = r.line.as_deref().unwrap_or("all");
+    println!(
+        "Intervals of {} min — {} .. {} (to exclusive, Europe/Rome) — line: {line} — T = {} s",
+        r.every_minutes,
+        r.from,
+        r.to,
+        nf::secs(r.threshold_s)
+    );
+    println!();
+    println!(
+        "{:<25} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>5}",
+        "start", "offered", "answer.", "aband.", "overfl.", "SLA", "avg w", "max w", "talk"
+    );
+    for i in &r.intervals {
+        let sla = i.sla.unwrap_or_default();
+        let share = match r.policy.as_str() {
+            "answered_and_abandoned" => sla.answered_and_abandoned,
+            "offered" => sla.offered,
+            _ => sla.answered,
+        };
+        println!(
+            "{:<25} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>5}",
+            i.start,
+            nf::count(i.offered),
+            nf::count(i.answered),
+            nf::count(i.abandoned),
+            nf::count(i.overflow),
+            nf::percent(share),
+            nf::whole_secs(i.avg_wait_s),
+            nf::whole_secs(i.max_wait_s),
+            nf::whole_secs(i.avg_talk_s),
+        );
+    }
+    println!();
+    let legend = format!(
+        "start: the interval's local start with its UTC offset (a day has 96 quarter hours, \
+         92 when daylight saving starts, 100 when it ends). offered = answered + abandoned \
+         + overflow in service hours (Table 1's calls received). SLA: answered with net \
+         wait < {} s under the contract's policy ({}); waits and talk in whole seconds; \
+         — = none. --json or --csv give every figure unrounded, all three policies.",
+        nf::secs(r.threshold_s),
+        r.policy
+    );
+    for l in nf::wrap(&legend, WIDTH) {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// One CSV row per interval, with a header row; empty figures are empty fields.
+pub fn intervals_csv(r: &pb::Intervals) -> anyhow::Result<()> {
+    // Written whole, then printed (through the crate's closed-pipe-safe `print!`).
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let empty = pb::IntervalStats::default();
+    w.write_record(interval_fields(&empty).iter().map(|(k, _)| *k))?;
+    for i in &r.intervals {
+        w.write_record(interval_fields(i).iter().map(|(_, v)| match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        }))?;
+    }
+    let text = String::from_utf8(w.into_inner()?)?;
+    print!("{text}");
+    Ok(())
+}

@@ -27,7 +27,13 @@ pub struct Cadence {
     pub flush: Duration,
 }
 
-pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> anyhow::Result<()> {
+pub fn run(
+    server: &str,
+    client: &super::ClientArgs,
+    cadence: Cadence,
+    files: &[String],
+    strict: bool,
+) -> anyhow::Result<()> {
     // Every input is checked before the first is pushed (each is opened again to read).
     super::inputs::open_all(files)?;
     // The counts printed are a report: a reader that goes away must not stop the push.
@@ -35,8 +41,8 @@ pub fn run(server: &str, cadence: Cadence, files: &[String], strict: bool) -> an
     let mut rejected = 0;
     let rt = super::runtime()?;
     let pushed = rt.block_on(async {
-        let mut client =
-            IngestClient::new(super::connect(server).await?).max_encoding_message_size(64 << 20);
+        let mut client = IngestClient::new(super::connect(server, client).await?)
+            .max_encoding_message_size(64 << 20);
         for name in files {
             let (lines_tx, lines_rx) = mpsc::channel::<Vec<Vec<u8>>>(4);
             let reader_name = name.clone();

@@ -5,10 +5,12 @@ use super::StoreArgs;
 use super::config::{Use, open_engine};
 use anyhow::Context;
 use netwait_aggregator::observe;
+use netwait_api::auth::Tokens;
 use netwait_api::http::{DEFAULT_MAX_BODY, HttpOptions};
-use netwait_api::server::ServeOptions;
+use netwait_api::server::{DEFAULT_MAX_STREAMS, Security, ServeOptions};
 use netwait_api::shutdown::{Phase, Stopped, serve_until_signalled};
 use netwait_api::state::AppState;
+use netwait_api::tls::TlsIdentity;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,6 +83,7 @@ impl HttpArgs {
         Ok(HttpOptions {
             max_body: self.http_max_body,
             token,
+            security: Default::default(),
         })
     }
 }
@@ -88,17 +91,34 @@ impl HttpArgs {
 /// Checkpoint at start when this much log would otherwise be replayed at the next start.
 const CHECKPOINT_AT_START_BYTES: u64 = 16 << 20;
 
+/// TLS, tokens and limits from the configuration.
+fn security(store: &StoreArgs) -> anyhow::Result<Security> {
+    let s = super::config::load(store)?.server;
+    let tls = match &s.tls {
+        Some((cert, key)) => Some(TlsIdentity::load(cert, key).context("[tls]")?),
+        None => None,
+    };
+    let tokens = Tokens::from_hashes(&s.push_hashes, &s.read_hashes).context("[auth]")?;
+    Ok(Security {
+        tls,
+        tokens: std::sync::Arc::new(tokens),
+        max_concurrent_streams: s.max_concurrent_streams.unwrap_or(DEFAULT_MAX_STREAMS),
+    })
+}
+
 pub fn run(
     store: &StoreArgs,
     listen: &str,
-    options: ServeOptions,
+    mut options: ServeOptions,
     http: &HttpArgs,
     role: &IngestRoleArgs,
 ) -> anyhow::Result<()> {
     // Bound first: a port in use fails here, before any store is opened or created.
     let listener = bind(listen)?;
     let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
-    let http_options = http.options()?;
+    let mut http_options = http.options()?;
+    options.security = security(store)?;
+    http_options.security = options.security.clone();
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES
         && let Err(e) = engine.checkpoint()
@@ -133,7 +153,12 @@ pub fn run(
                 let l = tokio::net::TcpListener::from_std(l)?;
                 let http_addr = l.local_addr()?;
                 println!("netwait http listening on {http_addr}");
-                tracing::info!(addr = %http_addr, token = http_options.token.is_some(), "serving HTTP");
+                tracing::info!(
+                    addr = %http_addr,
+                    token = http_options.token.is_some(),
+                    tls = http_options.security.tls.is_some(),
+                    "serving HTTP"
+                );
                 let shutdown = state.shutdown.clone();
                 Some(tokio::spawn(netwait_api::http::serve(
                     l,
@@ -145,7 +170,13 @@ pub fn run(
             None => None,
         };
         std::io::stdout().flush()?;
-        tracing::info!(%addr, data = %store.data.display(), "serving");
+        tracing::info!(
+            %addr,
+            data = %store.data.display(),
+            tls = options.security.tls.is_some(),
+            tokens = options.security.tokens.enabled(),
+            "serving"
+        );
         let stopped = serve_until_signalled(listener, state.clone(), options, &mut signals).await?;
         // Requests still open on the HTTP listener get a moment to finish (each is
         // answered only once durable); then they are dropped, unacknowledged.

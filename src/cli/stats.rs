@@ -33,6 +33,9 @@ pub struct Where {
     /// With --data: `--calendar cup|24x7` (a server uses its own).
     #[command(flatten)]
     calendar: super::CalendarArg,
+    /// With --server: TLS trust and the bearer token.
+    #[command(flatten)]
+    client: super::ClientArgs,
 }
 
 /// `--threshold`: seconds, 1 to 86400, at most three decimals (read exactly, as text).
@@ -54,6 +57,16 @@ fn date_arg(text: &str) -> Result<String, ArgumentError> {
 
 fn half_arg(text: &str) -> Result<String, ArgumentError> {
     arguments::half(text).map(|_| text.to_owned())
+}
+
+/// `--every`: 15m, 30m or 60m (minutes).
+fn every_arg(text: &str) -> Result<u32, String> {
+    match text {
+        "15m" => Ok(15),
+        "30m" => Ok(30),
+        "60m" | "1h" => Ok(60),
+        _ => Err(format!("{text:.32} is not 15m, 30m or 60m")),
+    }
 }
 
 fn share_arg(text: &str) -> Result<f64, String> {
@@ -101,6 +114,31 @@ pub enum Query {
         #[arg(long, value_name = "SHARE", value_parser = share_arg, allow_negative_numbers = true)]
         target: Option<f64>,
     },
+    /// Figures per 15, 30 or 60 minutes of [from, to) in Europe/Rome local dates (every
+    /// interval, in time order; summed they are the period's Table 1 and SLA figures).
+    Intervals {
+        #[command(flatten)]
+        at: Where,
+        /// First local date of the period, YYYY-MM-DD.
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        from: String,
+        /// Local date after the period (exclusive), YYYY-MM-DD; at most 366 days.
+        #[arg(long, value_name = "DATE", value_parser = date_arg)]
+        to: String,
+        /// Bucket length: 15m, 30m or 60m.
+        #[arg(long, value_name = "15m|30m|60m", value_parser = every_arg, default_value = "15m")]
+        every: u32,
+        /// Only this service line (exactly as in the events, e.g. cup, prelievi).
+        #[arg(long)]
+        line: Option<String>,
+        /// SLA threshold T on the net wait, seconds: 1 to 86400, at most three decimals
+        /// (default 140, or the configuration's).
+        #[arg(long, value_name = "SECONDS", value_parser = threshold_arg, allow_negative_numbers = true)]
+        threshold: Option<f64>,
+        /// One CSV row per interval (with a header row) instead of the table.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
     /// Bookings of a half-year against the contract's index (seed §1.6).
     Volume {
         #[command(flatten)]
@@ -112,7 +150,7 @@ pub enum Query {
 }
 
 enum Backend {
-    Remote(StatsClient<tonic::transport::Channel>),
+    Remote(StatsClient<super::Client>),
     Local(StatsService),
 }
 
@@ -122,9 +160,11 @@ impl Backend {
             (Some(_), _) if at.calendar.calendar.is_some() => {
                 anyhow::bail!("--calendar goes with --data (a server uses its own calendar)")
             }
-            (Some(server), _) => Ok(Self::Remote(StatsClient::new(
-                super::connect(server).await?,
-            ))),
+            (Some(server), _) => Ok(Self::Remote(
+                StatsClient::new(super::connect(server, &at.client).await?)
+                    // A year of quarter hours is about 5 MB.
+                    .max_decoding_message_size(64 << 20),
+            )),
             (None, Some(data)) => {
                 let store = StoreArgs {
                     data: data.clone(),
@@ -143,7 +183,8 @@ impl Backend {
 }
 
 /// Request fields as the flags that set them.
-const FLAGS: [(&str, &str); 7] = [
+const FLAGS: [(&str, &str); 8] = [
+    ("every_minutes", "--every"),
     ("threshold_s", "--threshold"),
     ("target", "--target"),
     ("line", "--line"),
@@ -207,6 +248,12 @@ fn from_clickhouse(query: &Query) -> Option<anyhow::Result<()>> {
             },
         ),
         Query::Volume { at, half } => (at, Report::Volume { half: half.clone() }),
+        Query::Intervals { at, .. } => {
+            at.clickhouse.target()?;
+            return Some(Err(anyhow::anyhow!(
+                "stats intervals reads --data or --server; from ClickHouse, query the netwait_interval_15m view"
+            )));
+        }
     };
     let target = at.clickhouse.target()?;
     let store = StoreArgs {
@@ -269,6 +316,34 @@ pub fn run(query: Query) -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner();
                 output::sla(&y, at.json)
+            }
+            Query::Intervals {
+                at,
+                from,
+                to,
+                every,
+                line,
+                threshold,
+                csv,
+            } => {
+                let req = pb::IntervalsRequest {
+                    from,
+                    to,
+                    every_minutes: every,
+                    line,
+                    threshold_s: threshold,
+                };
+                let r = match Backend::open(&at).await? {
+                    Backend::Remote(mut c) => c.get_intervals(req).await,
+                    Backend::Local(s) => s.get_intervals(tonic::Request::new(req)).await,
+                }
+                .map_err(status)?
+                .into_inner();
+                if csv {
+                    output::intervals_csv(&r)
+                } else {
+                    output::intervals(&r, at.json)
+                }
             }
             Query::Volume { at, half } => {
                 let req = pb::VolumeRequest { half };

@@ -27,7 +27,9 @@ use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, CallState, LineId, Outcome, UNRESOLVED_AFTER};
 use super::callbook::{CallBook, Changes};
 use super::derived::{CallRow, CellRow, Derived};
-use super::figures::{CallSource, Classifier, Figures, LineFilter, tally, tally_period};
+use super::figures::{
+    CallSource, Classifier, Figures, IntervalGrid, LineFilter, tally, tally_grid, tally_period,
+};
 use super::open_calls::{OpenCalls, timed_out_by};
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
 use jiff::civil::Date;
@@ -461,6 +463,19 @@ impl<B: CallStates + ?Sized> CallSource for Scan<'_, B> {
             out,
         );
     }
+
+    fn tally_intervals(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        grid: IntervalGrid,
+        out: &mut [Figures],
+    ) {
+        let (book, now) = (self.book, self.now);
+        let records = (0..book.count() as u32).map(|i| book.record(book.state(i), now));
+        tally_grid(records, line, calendar, threshold_ms, grid, out);
+    }
 }
 
 /// A book's cells at clock `now` (at least the book's own clock): the configured
@@ -482,12 +497,8 @@ impl<B: CallStates + ?Sized> CallSource for CellsView<'_, B> {
         bucket: &dyn Fn(Date) -> Option<usize>,
         out: &mut [Figures],
     ) {
-        let wanted = match &line.0 {
-            None => None,
-            Some(name) => match self.book.line_id(name) {
-                Some(id) => Some(id),
-                None => return, // a line the book has not seen has no calls
-            },
+        let Some(wanted) = self.wanted(line) else {
+            return; // a line the book has not seen has no calls
         };
         let admits = |l: LineId| wanted.is_none_or(|w| w == l);
         let intervals = intervals_around(period.0, period.1);
@@ -526,6 +537,79 @@ impl<B: CallStates + ?Sized> CallSource for CellsView<'_, B> {
             }
             let (day, _) = place.place(anchor);
             if let Some(f) = buckets.of(day).and_then(|i| out.get_mut(i)) {
+                let rec = self.book.record(state, self.now);
+                f.merge(&place.contribution(&rec, threshold_ms));
+            }
+        }
+    }
+
+    fn tally_intervals(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        grid: IntervalGrid,
+        out: &mut [Figures],
+    ) {
+        self.fold_grid(line, calendar, threshold_ms, grid, out);
+    }
+}
+
+impl<B: CallStates + ?Sized> CellsView<'_, B> {
+    /// The line id a filter admits (`Some(None)`: every line), `None` for a line the
+    /// book has not seen (it has no calls).
+    fn wanted(&self, line: &LineFilter) -> Option<Option<LineId>> {
+        match &line.0 {
+            None => Some(None),
+            Some(name) => self.book.line_id(name).map(Some),
+        }
+    }
+
+    /// The interval grid's counterpart of [`CallSource::tally`]: cells are whole
+    /// intervals, so each goes into one bucket as it is.
+    fn fold_grid(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        grid: IntervalGrid,
+        out: &mut [Figures],
+    ) {
+        let Some(wanted) = self.wanted(line) else {
+            return;
+        };
+        let admits = |l: LineId| wanted.is_none_or(|w| w == l);
+        let intervals = grid.intervals();
+        let range = self.cells.range(intervals.clone());
+        if threshold_ms != self.cells.threshold_ms || *calendar != self.cells.calendar {
+            let records = range
+                .filter(|((_, l), _)| admits(*l))
+                .flat_map(|(_, cell)| &cell.members)
+                .map(|&i| self.book.record(self.book.state(i), self.now));
+            tally_grid(records, line, calendar, threshold_ms, grid, out);
+            return;
+        }
+        for ((interval, _), cell) in range.filter(|((_, l), _)| admits(*l)) {
+            if let Some(f) = grid.bucket(*interval).and_then(|k| out.get_mut(k)) {
+                f.merge(&cell.figures);
+            }
+        }
+        // Calls open at the cells' clock that are unresolved by `now`.
+        let first = intervals.start * INTERVAL;
+        let last = (intervals.end * INTERVAL).min(self.now.saturating_sub(UNRESOLVED_AFTER) + 1);
+        if first >= last {
+            return;
+        }
+        let mut place = Classifier::new(calendar);
+        for (anchor, i) in self.cells.open.anchored_in(first, last) {
+            let state = self.book.state(i);
+            if !admits(self.book.line_of(state)) {
+                continue;
+            }
+            if let Some(f) = grid
+                .bucket(anchor.div_euclid(INTERVAL))
+                .and_then(|k| out.get_mut(k))
+            {
                 let rec = self.book.record(state, self.now);
                 f.merge(&place.contribution(&rec, threshold_ms));
             }
@@ -684,6 +768,16 @@ mod tests {
                 reports::sla_year(&view, cfg, q.clone()),
                 reports::sla_year(&scan, cfg, q)
             );
+            if rng.below(3) == 0 {
+                intervals_sum_to_the_reports(
+                    &view,
+                    &scan,
+                    cfg,
+                    (from, to),
+                    line.clone(),
+                    threshold,
+                );
+            }
             for second in [false, true] {
                 let half = reports::Half { year: 2019, second };
                 assert_eq!(
@@ -692,6 +786,129 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The interval report of the cells is the scan's, and its rows summed over the
+    /// period are the period's Table 1; over a month (every bucket length), the month's
+    /// SLA figures under each policy.
+    fn intervals_sum_to_the_reports(
+        view: &dyn CallSource,
+        scan: &dyn CallSource,
+        cfg: &MetricsConfig,
+        (from, to): (Date, Date),
+        line: Option<String>,
+        threshold: Millis,
+    ) {
+        use reports::Every;
+        for every in [Every::Min15, Every::Min30, Every::Min60] {
+            let report = |s: &dyn CallSource| {
+                reports::intervals(s, cfg, (from, to), line.clone(), threshold, every)
+            };
+            let r = report(view);
+            assert_eq!(r, report(scan), "intervals {from}..{to} {line:?} {every:?}");
+            let mut sum = Figures::default();
+            for row in &r.rows {
+                sum.merge(&row.figures);
+            }
+            let t = reports::table1(view, cfg, from, to, line.clone(), threshold);
+            assert_eq!(
+                sum, t.figures,
+                "intervals summed {from}..{to} {line:?} {every:?}"
+            );
+            let days = i64::from((to - from).get_days());
+            let quarters = r.rows.len() as i64 * every.minutes() as i64 / 15;
+            assert!(
+                (days * 96 - 4..=days * 96 + 4).contains(&quarters),
+                "{days} days: {quarters} quarter hours"
+            );
+        }
+        // A whole month: the SLA year's month is the sum of the month's intervals.
+        let month = from.first_of_month();
+        let next = month.last_of_month().tomorrow().expect("date");
+        let r = reports::intervals(
+            view,
+            cfg,
+            (month, next),
+            line.clone(),
+            threshold,
+            Every::Min30,
+        );
+        let mut sum = Figures::default();
+        for row in &r.rows {
+            sum.merge(&row.figures);
+        }
+        let q = reports::SlaQuery {
+            year: month.year(),
+            line,
+            threshold_ms: threshold,
+            target: 0.6,
+        };
+        let y = reports::sla_year(view, cfg, q);
+        let m = &y.months[(month.month() - 1) as usize];
+        assert_eq!(m.figures, sum);
+        assert_eq!(m.policies, reports::sla_shares(&sum));
+    }
+
+    #[test]
+    fn dst_days_have_92_and_100_quarter_hours() {
+        let cfg = MetricsConfig::default();
+        let book = CallBook::new([7; 16]);
+        let scan = Scan {
+            book: &book,
+            now: 0,
+        };
+        for (day, quarters, first, last) in [
+            (
+                "2019-03-31",
+                92,
+                "2019-03-31T00:00:00+01:00",
+                "2019-03-31T23:45:00+02:00",
+            ),
+            (
+                "2019-10-27",
+                100,
+                "2019-10-27T00:00:00+02:00",
+                "2019-10-27T23:45:00+01:00",
+            ),
+            (
+                "2019-06-03",
+                96,
+                "2019-06-03T00:00:00+02:00",
+                "2019-06-03T23:45:00+02:00",
+            ),
+        ] {
+            let d = date(day);
+            let r = reports::intervals(
+                &scan,
+                &cfg,
+                (d, d.tomorrow().expect("date")),
+                None,
+                cfg.threshold_ms,
+                reports::Every::Min15,
+            );
+            assert_eq!(r.rows.len(), quarters, "{day}");
+            let label = |ms| crate::domain::time::rome_rfc3339(ms);
+            assert_eq!(label(r.rows[0].start), first);
+            assert_eq!(label(r.rows[quarters - 1].start), last);
+        }
+        // The hour that is repeated on 27 October has two rows of its own.
+        let d = date("2019-10-27");
+        let r = reports::intervals(
+            &scan,
+            &cfg,
+            (d, d.tomorrow().expect("date")),
+            None,
+            cfg.threshold_ms,
+            reports::Every::Min60,
+        );
+        let labels: Vec<String> = r.rows[2..4]
+            .iter()
+            .map(|row| crate::domain::time::rome_rfc3339(row.start))
+            .collect();
+        assert_eq!(
+            labels,
+            ["2019-10-27T02:00:00+02:00", "2019-10-27T02:00:00+01:00"]
+        );
     }
 
     fn run(seed: u64, cfg: &MetricsConfig) {

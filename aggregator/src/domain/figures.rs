@@ -3,6 +3,7 @@
 use super::calendar::Hours;
 use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, Outcome};
+use super::cells::INTERVAL;
 use super::time::{Millis, RomeClock, SECOND, local_date};
 use jiff::civil::Date;
 
@@ -206,6 +207,70 @@ pub trait CallSource {
         bucket: &dyn Fn(Date) -> Option<usize>,
         out: &mut [Figures],
     );
+
+    /// Folds the calls of `line` anchored in the intervals of `grid` into its buckets
+    /// (`out[k]` for bucket k).
+    fn tally_intervals(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        grid: IntervalGrid,
+        out: &mut [Figures],
+    );
+}
+
+/// Buckets of whole 15-minute intervals ([`INTERVAL`]) in a row: bucket k holds the
+/// intervals numbered `first + k * per_bucket ..` (since the epoch) up to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntervalGrid {
+    pub first: i64,
+    pub per_bucket: i64,
+    pub buckets: usize,
+}
+
+impl IntervalGrid {
+    /// The intervals the grid covers.
+    pub fn intervals(&self) -> std::ops::Range<i64> {
+        self.first..self.first + self.per_bucket * self.buckets as i64
+    }
+
+    /// The bucket of an interval, if the grid covers it.
+    pub fn bucket(&self, interval: i64) -> Option<usize> {
+        self.intervals()
+            .contains(&interval)
+            .then(|| ((interval - self.first) / self.per_bucket) as usize)
+    }
+
+    /// The first instant of bucket `k`.
+    pub fn start_of(&self, k: usize) -> Millis {
+        (self.first + k as i64 * self.per_bucket) * INTERVAL
+    }
+}
+
+/// [`tally`] of records into the buckets of a grid, by the interval of their anchor.
+pub fn tally_grid<'a>(
+    records: impl Iterator<Item = CallRecord<'a>>,
+    line: &LineFilter,
+    calendar: &ServiceCalendar,
+    threshold_ms: Millis,
+    grid: IntervalGrid,
+    out: &mut [Figures],
+) {
+    let mut place = Classifier::new(calendar);
+    for rec in records {
+        if rec.outcome == Outcome::Open || !line.admits(rec.line) {
+            continue;
+        }
+        let Some(slot) = grid
+            .bucket(rec.anchor.div_euclid(INTERVAL))
+            .and_then(|k| out.get_mut(k))
+        else {
+            continue;
+        };
+        let (_, in_hours) = place.place(rec.anchor);
+        slot.add(&rec, in_hours, threshold_ms);
+    }
 }
 
 /// Records held in a slice are a source (for tests and small sets).
@@ -227,6 +292,24 @@ impl CallSource for [CallRecord<'_>] {
             threshold_ms,
             (from, to),
             bucket,
+            out,
+        );
+    }
+
+    fn tally_intervals(
+        &self,
+        line: &LineFilter,
+        calendar: &ServiceCalendar,
+        threshold_ms: Millis,
+        grid: IntervalGrid,
+        out: &mut [Figures],
+    ) {
+        tally_grid(
+            self.iter().copied(),
+            line,
+            calendar,
+            threshold_ms,
+            grid,
             out,
         );
     }

@@ -1,9 +1,10 @@
 //! The reports of spec §4 (Table 1), §5 (monthly SLA, year view, penalties) and §6
 //! (volume check), built from [`Figures`] only.
 
+use super::cells::INTERVAL;
 use super::config::{MetricsConfig, SlaPolicy};
-use super::figures::{CallSource, Figures, LineFilter};
-use super::time::Millis;
+use super::figures::{CallSource, Figures, IntervalGrid, LineFilter};
+use super::time::{Millis, rome_midnight};
 use jiff::civil::Date;
 
 /// How the seed's Table 1 rows map to netwait's bands, stated with every Table 1.
@@ -91,16 +92,8 @@ pub struct SlaMonth {
 
 impl SlaMonth {
     fn new(year: i16, month: i8, f: Figures, policy: SlaPolicy, target: f64, floor: f64) -> Self {
-        let share = |p: SlaPolicy| {
-            let den = match p {
-                SlaPolicy::Answered => f.answered,
-                SlaPolicy::AnsweredAndAbandoned => f.answered + f.abandoned,
-                SlaPolicy::Offered => f.answered + f.abandoned + f.overflow,
-            };
-            (den > 0).then(|| f.answered_within_threshold as f64 / den as f64)
-        };
-        let policies = SlaPolicy::ALL.map(share);
-        let sla = share(policy);
+        let policies = sla_shares(&f);
+        let sla = sla_share(&f, policy);
         let status = match sla {
             None => MonthStatus::NoTraffic,
             Some(s) if s < floor => MonthStatus::Grave,
@@ -120,6 +113,22 @@ impl SlaMonth {
     pub fn label(&self) -> String {
         format!("{:04}-{:02}", self.year, self.month)
     }
+}
+
+/// The SLA of some calls under one policy (spec §5): answered with net wait < T over
+/// the policy's denominator; `None` when that is 0.
+pub fn sla_share(f: &Figures, policy: SlaPolicy) -> Option<f64> {
+    let den = match policy {
+        SlaPolicy::Answered => f.answered,
+        SlaPolicy::AnsweredAndAbandoned => f.answered + f.abandoned,
+        SlaPolicy::Offered => f.answered + f.abandoned + f.overflow,
+    };
+    (den > 0).then(|| f.answered_within_threshold as f64 / den as f64)
+}
+
+/// [`sla_share`] under each policy, in [`SlaPolicy::ALL`] order.
+pub fn sla_shares(f: &Figures) -> [Option<f64>; 3] {
+    SlaPolicy::ALL.map(|p| sla_share(f, p))
 }
 
 /// Penalty exposure of a year (seed §1.5): upper bounds, the fees being configuration.
@@ -219,6 +228,104 @@ pub fn sla_year(source: &(impl CallSource + ?Sized), cfg: &MetricsConfig, q: Sla
             termination_right: max_penalty_pct_of_annual.is_some_and(|x| x >= p.termination_pct),
         },
         months,
+    }
+}
+
+/// How long the buckets of an interval report are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Every {
+    Min15,
+    Min30,
+    Min60,
+}
+
+impl Every {
+    /// From minutes: 15, 30 or 60.
+    pub fn from_minutes(m: u32) -> Option<Self> {
+        match m {
+            15 => Some(Self::Min15),
+            30 => Some(Self::Min30),
+            60 => Some(Self::Min60),
+            _ => None,
+        }
+    }
+
+    pub fn minutes(self) -> u32 {
+        match self {
+            Self::Min15 => 15,
+            Self::Min30 => 30,
+            Self::Min60 => 60,
+        }
+    }
+
+    /// Cells ([`INTERVAL`]s of 15 minutes) per bucket.
+    fn cells(self) -> i64 {
+        i64::from(self.minutes() / 15)
+    }
+}
+
+/// One bucket of an interval report: `[start, end)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalRow {
+    pub start: Millis,
+    pub end: Millis,
+    pub figures: Figures,
+}
+
+/// The figures of every interval of `[from, to)` (Europe/Rome local dates, as Table 1),
+/// one row per interval whether or not it had calls. Local midnights are whole UTC
+/// hours (see [`super::cells`]), so every bucket is whole and a day has 96 quarter hours
+/// (92 when daylight saving starts, 100 when it ends); a call counts in the bucket of
+/// its anchor, so the rows of a period sum to its Table 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalReport {
+    pub from: Date,
+    pub to: Date,
+    pub line: Option<String>,
+    pub threshold_ms: Millis,
+    pub every: Every,
+    pub policy: SlaPolicy,
+    pub rows: Vec<IntervalRow>,
+}
+
+pub fn intervals(
+    source: &(impl CallSource + ?Sized),
+    cfg: &MetricsConfig,
+    (from, to): (Date, Date),
+    line: Option<String>,
+    threshold_ms: Millis,
+    every: Every,
+) -> IntervalReport {
+    let filter = LineFilter(line);
+    let (start, end) = (
+        rome_midnight(from),
+        rome_midnight(to).max(rome_midnight(from)),
+    );
+    let per_bucket = every.cells();
+    let grid = IntervalGrid {
+        first: start.div_euclid(INTERVAL),
+        per_bucket,
+        buckets: ((end - start) / (INTERVAL * per_bucket)) as usize,
+    };
+    let mut out = vec![Figures::default(); grid.buckets];
+    source.tally_intervals(&filter, &cfg.calendar, threshold_ms, grid, &mut out);
+    let rows = out
+        .into_iter()
+        .enumerate()
+        .map(|(k, figures)| IntervalRow {
+            start: grid.start_of(k),
+            end: grid.start_of(k + 1),
+            figures,
+        })
+        .collect();
+    IntervalReport {
+        from,
+        to,
+        line: filter.0,
+        threshold_ms,
+        every,
+        policy: cfg.policy,
+        rows,
     }
 }
 

@@ -177,6 +177,36 @@ pub fn rome_local(ms: Millis) -> jiff::civil::DateTime {
     rome().to_datetime(ts)
 }
 
+/// The instant of local midnight (Europe/Rome) starting a civil date.
+pub fn rome_midnight(date: Date) -> Millis {
+    rome()
+        .to_ambiguous_timestamp(date.at(0, 0, 0, 0))
+        .compatible()
+        .map(|t| t.as_millisecond())
+        .unwrap_or(MIN_TS)
+}
+
+/// An instant as Europe/Rome local RFC 3339 with its offset, to the second
+/// (`2019-10-27T02:00:00+01:00`: the two 02:00 of a DST end day stay apart).
+pub fn rome_rfc3339(ms: Millis) -> String {
+    let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let dt = rome().to_datetime(ts);
+    let off = rome().to_offset(ts).seconds();
+    let sign = if off < 0 { '-' } else { '+' };
+    let off = off.unsigned_abs();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        off / 3600,
+        off / 60 % 60
+    )
+}
+
 /// Europe/Rome local time for many instants: remembers the UTC offset of the last UTC
 /// hour seen.
 /// Europe/Rome has changed offset only on whole UTC hours since 1970, so an hour's offset
