@@ -92,6 +92,10 @@ pub async fn serve(
 
 /// The routes (peer addresses come from `ConnectInfo<SocketAddr>`).
 pub fn router(state: AppState, options: HttpOptions) -> Router {
+    let live = state
+        .live
+        .clone()
+        .map(|l| crate::live::wallboard::routes(l, state.shutdown.clone()));
     let http = Arc::new(Http {
         state,
         max_body: options.max_body,
@@ -99,13 +103,17 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
             .token
             .map(|t| *blake3::hash(t.as_bytes()).as_bytes()),
     });
-    Router::new()
+    let api = Router::new()
         .route("/v1/events", post(push_events))
         .route("/v1/cdrs", post(push_cdrs))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(http)
+        .with_state(http);
+    match live {
+        Some(live) => api.merge(live),
+        None => api,
+    }
 }
 
 /// An error answer: a status and a JSON `{"error": message}`.

@@ -4,6 +4,7 @@
 pub mod availability;
 pub mod convert;
 pub mod http;
+pub mod live;
 pub mod push;
 pub mod server;
 pub mod shutdown;

@@ -1,10 +1,12 @@
 //! Assembles the gRPC server in one place: services, health, reflection, limits and
 //! graceful shutdown.
 
+use crate::live::grpc::LiveService;
 use crate::push::IngestService;
 use crate::state::AppState;
 use crate::stats::StatsService;
 use netwait_proto::v1::ingest_server::IngestServer;
+use netwait_proto::v1::live_server::LiveServer;
 use netwait_proto::v1::stats_server::StatsServer;
 use std::future::Future;
 use std::time::Duration;
@@ -63,6 +65,10 @@ pub async fn serve(
         .build_v1alpha()?;
     let stats = StatsServer::new(StatsService::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let live = state
+        .live
+        .clone()
+        .map(|l| LiveServer::new(LiveService::new(l, state.shutdown.clone())));
     let ingest = IngestServer::new(IngestService::new(state, options.idle_timeout))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
@@ -71,6 +77,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(stats)
         .add_service(ingest)
+        .add_optional_service(live)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())

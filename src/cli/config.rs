@@ -25,6 +25,10 @@
 //! timezone = "Europe/Rome"        # local date-times of the CSV export
 //! [privacy]
 //! caller_key_hex = "..."   # 64 hex digits; or env NETWAIT_CALLER_KEY; else DATA/secret.key
+//! [live]                   # serve's live state and alerts (see netwait_api::live::config)
+//! long_wait_s = 120
+//! staffing = [["08:00", 3], ["08:30", 4], ["09:00", 6]]
+//! webhook_url = "http://127.0.0.1:9000/alerts"
 //! ```
 
 use super::StoreArgs;
@@ -38,6 +42,7 @@ use netwait_aggregator::domain::time::parse_date;
 use netwait_aggregator::engine::Engine;
 use netwait_aggregator::store::embedded::EmbeddedStore;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
+use netwait_api::live::{LiveConfig, LiveRules};
 use netwait_ingest::decoded::DecodeSettings;
 use netwait_ingest::queue_log::Announcement;
 use serde::Deserialize;
@@ -59,6 +64,8 @@ struct File {
     privacy: Privacy,
     #[serde(default)]
     queue_log: QueueLog,
+    #[serde(default)]
+    live: LiveConfig,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -164,6 +171,8 @@ pub struct Settings {
     pub caller_key: Option<[u8; 32]>,
     /// How the PBX formats are read.
     pub decode: DecodeSettings,
+    /// The live state's alert rules, staffing plan and webhook (`serve`).
+    pub live: LiveRules,
 }
 
 fn parse_settings(text: &str) -> anyhow::Result<Settings> {
@@ -251,10 +260,12 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
         Some(h) => Some(unhex::<32>(&h).context("privacy.caller_key_hex must be 64 hex digits")?),
         None => None,
     };
+    let live = f.live.rules()?;
     Ok(Settings {
         metrics: m,
         caller_key,
         decode,
+        live,
     })
 }
 

@@ -14,6 +14,7 @@ mod progress;
 mod push;
 mod repair;
 mod serve;
+mod watch;
 mod stats;
 mod terminal_text;
 mod wall_time;
@@ -159,6 +160,20 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Watch a server's live queue: waiting calls, operators against the plan, SLA
+    /// today and month to date, open alerts (a screen updated in place; one line per
+    /// update when not on a terminal).
+    Watch {
+        /// gRPC address of a running `netwait serve` (http://host:port or host:port).
+        #[arg(long)]
+        server: String,
+        /// Only this service line (default: every line).
+        #[arg(long)]
+        line: Option<String>,
+        /// One line per update even on a terminal.
+        #[arg(long)]
+        plain: bool,
+    },
     /// Query the figures.
     Stats {
         #[command(subcommand)]
@@ -238,6 +253,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             &files,
             strict,
         ),
+        Command::Watch {
+            server,
+            line,
+            plain,
+        } => watch::run(&server, line, plain),
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, query } => deadletter::run(&store, &query),
         Command::Check { data } => check::run(&data),

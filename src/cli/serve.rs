@@ -84,6 +84,7 @@ pub fn run(
     let listener = bind(listen)?;
     let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
     let http_options = http.options()?;
+    let live_rules = super::config::load(store)?.live;
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     // Opened from the checkpoint, the log before it was not read: check it all, aside.
     super::log_check::spawn(&store.data);
@@ -97,7 +98,13 @@ pub fn run(
     }
     // A server answers many queries: each reads the cells of its period.
     engine.index_periods();
-    let state = AppState::new(engine, pseudo);
+    // The live queue and its alerts on the wall clock (the wallboard, `Live.WatchQueue`).
+    let state = AppState::with_live(
+        engine,
+        pseudo,
+        live_rules,
+        std::sync::Arc::new(netwait_api::live::WallClock),
+    );
     let rt = super::runtime()?;
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -78,6 +78,21 @@ impl MonthStatus {
     }
 }
 
+/// The SLA share of `f` under `policy` (spec §5); `None` on an empty denominator.
+pub fn sla_share(f: &Figures, policy: SlaPolicy) -> Option<f64> {
+    let den = match policy {
+        SlaPolicy::Answered => f.answered,
+        SlaPolicy::AnsweredAndAbandoned => f.answered + f.abandoned,
+        SlaPolicy::Offered => f.answered + f.abandoned + f.overflow,
+    };
+    (den > 0).then(|| f.answered_within_threshold as f64 / den as f64)
+}
+
+/// The shares under every policy, in [`SlaPolicy::ALL`] order.
+pub fn sla_shares(f: &Figures) -> [Option<f64>; 3] {
+    SlaPolicy::ALL.map(|p| sla_share(f, p))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlaMonth {
     pub year: i16,
@@ -91,16 +106,8 @@ pub struct SlaMonth {
 
 impl SlaMonth {
     fn new(year: i16, month: i8, f: Figures, policy: SlaPolicy, target: f64, floor: f64) -> Self {
-        let share = |p: SlaPolicy| {
-            let den = match p {
-                SlaPolicy::Answered => f.answered,
-                SlaPolicy::AnsweredAndAbandoned => f.answered + f.abandoned,
-                SlaPolicy::Offered => f.answered + f.abandoned + f.overflow,
-            };
-            (den > 0).then(|| f.answered_within_threshold as f64 / den as f64)
-        };
-        let policies = SlaPolicy::ALL.map(share);
-        let sla = share(policy);
+        let policies = sla_shares(&f);
+        let sla = sla_share(&f, policy);
         let status = match sla {
             None => MonthStatus::NoTraffic,
             Some(s) if s < floor => MonthStatus::Grave,
