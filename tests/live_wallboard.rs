@@ -43,7 +43,7 @@ fn push(server: &Server, lines: &[String]) {
 /// A headless Chromium on the page, and its DevTools connection.
 struct Browser {
     child: Child,
-    socket: tungstenite::WebSocket<std::net::TcpStream>,
+    socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
     next_id: u64,
     _profile: tempfile::TempDir,
 }

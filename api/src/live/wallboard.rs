@@ -5,7 +5,6 @@
 
 use super::{LiveHandle, follow};
 use crate::shutdown::Shutdown;
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -61,8 +60,17 @@ async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
+fn json(state: &super::LiveState) -> String {
+    // Plain data: serializing cannot fail.
+    serde_json::to_string(state).unwrap_or_default()
+}
+
 async fn latest(State(wall): State<Arc<Wall>>) -> Response {
-    Json(&*wall.live.latest()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json(&wall.live.latest()),
+    )
+        .into_response()
 }
 
 async fn events(State(wall): State<Arc<Wall>>) -> Response {
@@ -70,8 +78,7 @@ async fn events(State(wall): State<Arc<Wall>>) -> Response {
     let stream = updates.map(|(state, _missed)| {
         let event = Event::default()
             .id(state.seq.to_string())
-            .json_data(&*state)
-            .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
+            .data(json(&state));
         Ok::<_, Infallible>(event)
     });
     Sse::new(stream)
