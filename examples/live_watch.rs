@@ -98,10 +98,15 @@ async fn alerts(server: &str, n: usize) -> Result<(), Box<dyn std::error::Error>
         let ann_end = now_ms - LONG_WAIT_MS + 30;
         let call = format!("bench-{}-{i}", now_ms);
         let lines = vec![
-            format!(r#"{{"call_id":"{call}","type":"offered","ts":{}}}"#, ann_end - 40_000),
+            format!(
+                r#"{{"call_id":"{call}","type":"offered","ts":{}}}"#,
+                ann_end - 40_000
+            ),
             format!(r#"{{"call_id":"{call}","type":"announcement_end","ts":{ann_end}}}"#),
         ];
-        ingest.push(tokio_stream::iter([push_of(lines, position)])).await?;
+        ingest
+            .push(tokio_stream::iter([push_of(lines, position)]))
+            .await?;
         position += 2;
         let crossing_us = (ann_end + LONG_WAIT_MS) * 1000;
         let at = wait_until(&mut updates, long_wait_open).await?;
@@ -111,7 +116,9 @@ async fn alerts(server: &str, n: usize) -> Result<(), Box<dyn std::error::Error>
             r#"{{"call_id":"{call}","type":"answered","ts":{},"agent":"op"}}"#,
             answered_us / 1000
         );
-        ingest.push(tokio_stream::iter([push_of(vec![line], position)])).await?;
+        ingest
+            .push(tokio_stream::iter([push_of(vec![line], position)]))
+            .await?;
         position += 1;
         let at = wait_until(&mut updates, |u| !long_wait_open(u)).await?;
         cleared.push((at - answered_us) as f64 / 1000.0);
@@ -131,7 +138,11 @@ async fn wait_until(
     Ok(got.0)
 }
 
-async fn ingest(server: &str, watchers: usize, file: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn ingest(
+    server: &str,
+    watchers: usize,
+    file: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(file)?;
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let total = lines.len();
@@ -152,10 +163,12 @@ async fn ingest(server: &str, watchers: usize, file: &str) -> Result<(), Box<dyn
             tokio::spawn(async move { while let Ok(Some(_)) = stream.message().await {} });
         }
     }
-    let mut client = IngestClient::new(channel(server).await?)
-        .max_encoding_message_size(64 << 20);
+    let mut client = IngestClient::new(channel(server).await?).max_encoding_message_size(64 << 20);
     let started = Instant::now();
-    let sum = client.push(tokio_stream::iter(messages)).await?.into_inner();
+    let sum = client
+        .push(tokio_stream::iter(messages))
+        .await?
+        .into_inner();
     let secs = started.elapsed().as_secs_f64();
     println!(
         "watchers {watchers}: {total} lines, accepted {} in {secs:.2} s = {:.0} events/s",
@@ -172,7 +185,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["alerts", server, n] => rt.block_on(alerts(server, n.parse()?)),
         ["ingest", server, watchers, file] => rt.block_on(ingest(server, watchers.parse()?, file)),
         _ => Err("usage: live_watch alerts HOST:PORT N | ingest HOST:PORT WATCHERS FILE".into()),

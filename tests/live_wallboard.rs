@@ -21,7 +21,14 @@ fn now_ms() -> i64 {
 /// POSTs NDJSON lines to the server's HTTP push.
 fn push(server: &Server, lines: &[String]) {
     let out = Command::new("curl")
-        .args(["-sS", "-f", "-H", "Content-Type: application/x-ndjson", "--data-binary", "@-"])
+        .args([
+            "-sS",
+            "-f",
+            "-H",
+            "Content-Type: application/x-ndjson",
+            "--data-binary",
+            "@-",
+        ])
         .arg(format!("{}/v1/events", server.http_url()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -37,7 +44,10 @@ fn push(server: &Server, lines: &[String]) {
         .expect("curl");
     assert!(out.status.success(), "push failed");
     let body = String::from_utf8_lossy(&out.stdout);
-    assert!(body.contains(&format!("\"accepted\":{}", lines.len())), "{body}");
+    assert!(
+        body.contains(&format!("\"accepted\":{}", lines.len())),
+        "{body}"
+    );
 }
 
 /// A headless Chromium on the page, and its DevTools connection.
@@ -157,7 +167,10 @@ impl Browser {
 
     fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine;
-        let r = self.call("Page.captureScreenshot", serde_json::json!({"format": "png"}));
+        let r = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png"}),
+        );
         let data = r["data"].as_str().expect("screenshot data");
         base64::engine::general_purpose::STANDARD
             .decode(data)
@@ -228,7 +241,10 @@ fn a_call_crossing_120_s_is_an_alert_on_the_wallboard_and_in_watch_and_clears_wh
     push(
         &server,
         &[
-            format!(r#"{{"type":"agent_login","ts":{},"agent":"op1"}}"#, t - 600_000),
+            format!(
+                r#"{{"type":"agent_login","ts":{},"agent":"op1"}}"#,
+                t - 600_000
+            ),
             ev("fast", "offered", t - 500_000, r#","line":"cup""#),
             ev("fast", "announcement_end", t - 460_000, ""),
             ev("fast", "answered", t - 450_000, r#","agent":"op1""#),
@@ -250,19 +266,26 @@ fn a_call_crossing_120_s_is_an_alert_on_the_wallboard_and_in_watch_and_clears_wh
         l.contains("ALERT") && l.contains("long_wait")
     });
     assert!(raised.contains("cup waiting 1 longest 12"), "{raised}");
-    assert!(now_ms() - t >= 2_900, "raised before the call crossed 120 s");
+    assert!(
+        now_ms() - t >= 2_900,
+        "raised before the call crossed 120 s"
+    );
     browser.wait_for(
         "document.querySelector('li[data-rule=long_wait]')?.textContent.includes('cup') === true",
         Duration::from_secs(10),
     );
     let alert = browser.eval("document.querySelector('li[data-rule=long_wait]').textContent");
     assert!(
-        alert.as_str().is_some_and(|a| a.contains("warning") && a.contains("waited 12")),
+        alert
+            .as_str()
+            .is_some_and(|a| a.contains("warning") && a.contains("waited 12")),
         "{alert}"
     );
     // The longest wait is coloured against the threshold (120 s: warning, not yet 140 s).
     assert_eq!(
-        browser.eval("document.querySelector('.line[data-line=cup] .longest').classList.contains('warn')"),
+        browser.eval(
+            "document.querySelector('.line[data-line=cup] .longest').classList.contains('warn')"
+        ),
         true
     );
     assert_eq!(
@@ -271,17 +294,23 @@ fn a_call_crossing_120_s_is_an_alert_on_the_wallboard_and_in_watch_and_clears_wh
     );
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wallboard-long-wait-alert.png");
+    let shot =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wallboard-long-wait-alert.png");
     std::fs::write(&shot, &png).expect("screenshot kept");
     eprintln!("screenshot: {}", shot.display());
 
     // Answered: the alert clears on the page and in watch.
-    push(&server, &[ev("slow", "answered", now_ms(), r#","agent":"op1""#)]);
+    push(
+        &server,
+        &[ev("slow", "answered", now_ms(), r#","agent":"op1""#)],
+    );
     browser.wait_for(
         "document.querySelector('li[data-rule=long_wait]') === null",
         Duration::from_secs(10),
     );
-    wait_line(&lines, "the alert cleared", |l| !l.contains("long_wait") && l.contains("cup waiting 0"));
+    wait_line(&lines, "the alert cleared", |l| {
+        !l.contains("long_wait") && l.contains("cup waiting 0")
+    });
     let _ = watcher.kill();
     let _ = watcher.wait();
     drop(browser);

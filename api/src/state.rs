@@ -57,7 +57,12 @@ impl AppState {
     /// As [`Self::new`], and keeps the live state (see [`crate::live`]): the writer
     /// drains the engine's transitions after each piece of work for the live thread,
     /// whose "now" is `clock`.
-    pub fn with_live(engine: Engine, pseudo: Pseudonymizer, rules: LiveRules, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_live(
+        engine: Engine,
+        pseudo: Pseudonymizer,
+        rules: LiveRules,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self::start(engine, pseudo, Some((rules, clock)))
     }
 

@@ -14,10 +14,10 @@ mod progress;
 mod push;
 mod repair;
 mod serve;
-mod watch;
 mod stats;
 mod terminal_text;
 mod wall_time;
+mod watch;
 
 pub use interrupt::{EXIT_STATUS as INTERRUPTED_STATUS, Interrupted};
 

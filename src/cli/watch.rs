@@ -98,7 +98,8 @@ async fn screen(stream: &mut tonic::Streaming<QueueUpdate>) -> anyhow::Result<()
                 continue;
             }
             if let Ok(Event::Key(k)) = event::read() {
-                let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                let ctrl_c =
+                    k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
                 if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) {
                     let _ = quit_tx.blocking_send(());
                     return;
@@ -130,7 +131,10 @@ fn line_row(l: &LiveLine, threshold: f64, long_wait: f64) -> Row<'static> {
         Span::raw(l.line.clone()),
         Span::raw(l.waiting.to_string()),
         Span::styled(wait(l.longest_wait_s), Style::new().fg(colour)),
-        Span::raw(format!("{}/{}/{}/{}", w.offered, w.answered, w.abandoned, w.overflow)),
+        Span::raw(format!(
+            "{}/{}/{}/{}",
+            w.offered, w.answered, w.abandoned, w.overflow
+        )),
         Span::raw(pct(l.today.and_then(|s| s.sla))),
         Span::raw(pct(l.month_to_date.and_then(|s| s.sla))),
     ])
@@ -182,8 +186,15 @@ fn draw(f: &mut ratatui::Frame<'_>, u: &QueueUpdate) {
     f.render_widget(
         Table::new(rows, widths)
             .header(
-                Row::new(["line", "waiting", "longest", "15m o/a/ab/ov", "today", "MTD"])
-                    .style(bold),
+                Row::new([
+                    "line",
+                    "waiting",
+                    "longest",
+                    "15m o/a/ab/ov",
+                    "today",
+                    "MTD",
+                ])
+                .style(bold),
             )
             .block(Block::bordered().title("queues")),
         table,
@@ -194,10 +205,18 @@ fn draw(f: &mut ratatui::Frame<'_>, u: &QueueUpdate) {
         u.open_alerts
             .iter()
             .map(|a| {
-                let colour = if a.severity == "critical" { Color::Red } else { Color::Yellow };
-                ListItem::new(alert_text(a)).style(Style::new().fg(colour).add_modifier(Modifier::BOLD))
+                let colour = if a.severity == "critical" {
+                    Color::Red
+                } else {
+                    Color::Yellow
+                };
+                ListItem::new(alert_text(a))
+                    .style(Style::new().fg(colour).add_modifier(Modifier::BOLD))
             })
             .collect()
     };
-    f.render_widget(List::new(items).block(Block::bordered().title("open alerts")), alerts);
+    f.render_widget(
+        List::new(items).block(Block::bordered().title("open alerts")),
+        alerts,
+    );
 }

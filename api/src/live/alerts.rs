@@ -172,7 +172,15 @@ mod tests {
         let mut a = Alerts::default();
         // A value going under the target, hovering between target and target + margin
         // (neither raise nor clear), then back above the margin.
-        let path = [(false, true), (true, false), (false, false), (true, false), (false, false), (false, true), (false, true)];
+        let path = [
+            (false, true),
+            (true, false),
+            (false, false),
+            (true, false),
+            (false, false),
+            (false, true),
+            (false, true),
+        ];
         let mut told = Vec::new();
         for (t, (raise, clear)) in path.into_iter().enumerate() {
             told.extend(a.evaluate(t as Millis, &[check(raise, clear, 0)]));

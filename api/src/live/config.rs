@@ -102,7 +102,9 @@ fn share(name: &str, v: f64) -> Result<f64, LiveConfigError> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(LiveConfigError(format!("{name} = {v}: a share from 0 to 1")))
+        Err(LiveConfigError(format!(
+            "{name} = {v}: a share from 0 to 1"
+        )))
     }
 }
 
@@ -187,7 +189,9 @@ mod tests {
         assert!(bad(|c| c.long_wait_s = 0.0));
         assert!(bad(|c| c.abandon_share = 1.5));
         assert!(bad(|c| c.staffing = vec![("9:00".into(), 1)]));
-        assert!(bad(|c| c.staffing = vec![("09:00".into(), 1), ("08:00".into(), 2)]));
+        assert!(bad(
+            |c| c.staffing = vec![("09:00".into(), 1), ("08:00".into(), 2)]
+        ));
         assert!(bad(|c| c.webhook_url = Some("https://x".into())));
         let parsed: LiveConfig =
             toml::from_str("long_wait_s = 90\nstaffing = [[\"08:00\", 1]]").expect("toml");

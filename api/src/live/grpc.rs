@@ -41,7 +41,8 @@ impl pb::live_server::Live for LiveService {
             }
         }
         let updates = ReceiverStream::new(follow(&self.live, self.shutdown.clone()));
-        let stream = updates.map(move |(state, missed)| Ok(state.to_proto(line.as_deref(), missed)));
+        let stream =
+            updates.map(move |(state, missed)| Ok(state.to_proto(line.as_deref(), missed)));
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -102,10 +102,7 @@ pub fn start(
         .name("netwait-live".into())
         .spawn(move || live.run(&rx, &publish))?;
     let feed = LiveFeed(tx);
-    Ok((
-        feed.clone(),
-        LiveHandle { updates, feed },
-    ))
+    Ok((feed.clone(), LiveHandle { updates, feed }))
 }
 
 /// Per line: today, month to date, and the month's days.
@@ -284,8 +281,18 @@ impl Live {
             ));
             let mtd = self.sla.get(id).and_then(|s| s.1.sla);
             for (rule, floor, severity, what) in [
-                (Rule::SlaBelowTarget, config.target, Severity::Warning, "target"),
-                (Rule::SlaGrave, config.grave_floor, Severity::Critical, "grave floor"),
+                (
+                    Rule::SlaBelowTarget,
+                    config.target,
+                    Severity::Warning,
+                    "target",
+                ),
+                (
+                    Rule::SlaGrave,
+                    config.grave_floor,
+                    Severity::Critical,
+                    "grave floor",
+                ),
             ] {
                 let raise = mtd.is_some_and(|s| s < floor);
                 let clear = mtd.is_none_or(|s| s >= floor + r.clear_margin);
@@ -298,8 +305,18 @@ impl Live {
             }
             let w = q.window;
             for (rule, n, limit, what) in [
-                (Rule::AbandonShare, w.abandoned, r.abandon_share, "abandoned"),
-                (Rule::OverflowShare, w.overflow, r.overflow_share, "overflowed"),
+                (
+                    Rule::AbandonShare,
+                    w.abandoned,
+                    r.abandon_share,
+                    "abandoned",
+                ),
+                (
+                    Rule::OverflowShare,
+                    w.overflow,
+                    r.overflow_share,
+                    "overflowed",
+                ),
             ] {
                 let closed = w.closed();
                 let share = (closed > 0).then(|| n as f64 / closed as f64);
@@ -316,7 +333,11 @@ impl Live {
         }
         let in_service = self.in_service(day, ms_of_day);
         let ops = self.tracker.operators();
-        let planned = if in_service { r.staffing.at(ms_of_day) } else { 0 };
+        let planned = if in_service {
+            r.staffing.at(ms_of_day)
+        } else {
+            0
+        };
         let few = in_service && ops.logged_in > 0 && ops.logged_in < planned;
         let mut c = check(
             Rule::Understaffed,
@@ -324,10 +345,7 @@ impl Live {
             Severity::Warning,
             few,
             !few,
-            format!(
-                "{} operators logged in, {planned} planned",
-                ops.logged_in
-            ),
+            format!("{} operators logged in, {planned} planned", ops.logged_in),
         );
         c.hold_ms = r.staffing_hold_ms;
         out.push(c);
@@ -350,7 +368,10 @@ impl Live {
             Severity::Critical,
             stalled,
             !stalled,
-            format!("no events for {} minutes in service hours", idle / (60 * SECOND)),
+            format!(
+                "no events for {} minutes in service hours",
+                idle / (60 * SECOND)
+            ),
         ));
         out
     }

@@ -153,7 +153,10 @@ impl Tracker {
     }
 
     fn apply_call(&mut self, t: &CallTransition) {
-        if !matches!(t.change, CallChange::Booking { .. } | CallChange::Unresolved) {
+        if !matches!(
+            t.change,
+            CallChange::Booking { .. } | CallChange::Unresolved
+        ) {
             self.last_event = Some(self.last_event.map_or(t.at, |l| l.max(t.at)));
         }
         let call = self
@@ -306,7 +309,11 @@ mod tests {
         let now = T0 + 100 * S;
         let q = tr.queues(now);
         assert_eq!(q[0].waiting, 2);
-        assert_eq!(q[0].longest_wait_ms, Some(90 * S), "call 1 waits from its anchor");
+        assert_eq!(
+            q[0].longest_wait_ms,
+            Some(90 * S),
+            "call 1 waits from its anchor"
+        );
         assert_eq!(q[0].window.offered, 2);
         assert_eq!(q[1].longest_wait_ms, Some(160 * S), "the seeded wait start");
         assert_eq!(q[1].window.offered, 1, "offered 200 s ago");
@@ -335,7 +342,12 @@ mod tests {
         let w = q[0].window;
         assert_eq!((w.answered, w.abandoned, w.closed()), (1, 1, 2));
         assert_eq!(tr.operators().busy, 1);
-        tr.apply(&batch(vec![t(1, 0, now + S, CallChange::Ended { talk_ms: Some(S) })]));
+        tr.apply(&batch(vec![t(
+            1,
+            0,
+            now + S,
+            CallChange::Ended { talk_ms: Some(S) },
+        )]));
         assert_eq!(tr.operators().busy, 0);
         // 15 minutes later only the seeded call is left (still waiting), then 6 h.
         tr.prune(now + WINDOW + S);
