@@ -3,12 +3,14 @@
 //! down. A store failure is logged once as an ERROR and starts a background recovery
 //! that retries with backoff until the store takes writes again.
 
+use crate::live::grpc::LiveService;
 use crate::push::IngestService;
 use crate::state::AppState;
 use crate::stats::StatsService;
 use netwait_aggregator::observe;
 use netwait_aggregator::store::StoreError;
 use netwait_proto::v1::ingest_server::IngestServer;
+use netwait_proto::v1::live_server::LiveServer;
 use netwait_proto::v1::stats_server::StatsServer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,10 +24,11 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(2);
 
 /// Every name health is asked for: the server as a whole and each service.
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "",
     <StatsServer<StatsService> as NamedService>::NAME,
     <IngestServer<IngestService> as NamedService>::NAME,
+    <LiveServer<LiveService> as NamedService>::NAME,
 ];
 
 #[derive(Clone)]

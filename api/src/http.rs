@@ -113,6 +113,10 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         tokens = tokens.with_clear_token(t, &[Role::Push, Role::Read]);
     }
     let tokens = Arc::new(tokens);
+    let live = state
+        .live
+        .clone()
+        .map(|l| crate::live::wallboard::routes(l, state.shutdown.clone()));
     let http = Arc::new(Http {
         state,
         max_body: options.max_body,
@@ -123,12 +127,20 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
     let read = Router::new().route("/metrics", get(metrics));
     // Open, as gRPC reflection is: the description of the API.
     let open = Router::new().route("/v1/openapi.json", get(openapi));
-    Router::new()
+    let app = Router::new()
         .merge(guarded(push, &tokens, Role::Push))
         .merge(guarded(read, &tokens, Role::Read))
         .merge(open)
         .fallback(not_found)
-        .with_state(http)
+        .with_state(http);
+    // The wallboard and its live feed are read routes too.
+    match live {
+        Some(live) => app.merge(live.route_layer(axum::middleware::from_fn_with_state(
+            (tokens, Role::Read),
+            require_role,
+        ))),
+        None => app,
+    }
 }
 
 /// `routes`, each refused unless the request's bearer token has `role`.

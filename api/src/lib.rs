@@ -5,6 +5,7 @@ pub mod auth;
 pub mod availability;
 pub mod convert;
 pub mod http;
+pub mod live;
 pub mod push;
 pub mod server;
 pub mod shutdown;

@@ -2,11 +2,13 @@
 //! graceful shutdown.
 
 use crate::auth::{GrpcAuthLayer, Tokens};
+use crate::live::grpc::LiveService;
 use crate::push::IngestService;
 use crate::state::AppState;
 use crate::stats::StatsService;
 use crate::tls::TlsIdentity;
 use netwait_proto::v1::ingest_server::IngestServer;
+use netwait_proto::v1::live_server::LiveServer;
 use netwait_proto::v1::stats_server::StatsServer;
 use std::future::Future;
 use std::sync::Arc;
@@ -92,6 +94,10 @@ pub async fn serve(
         .build_v1alpha()?;
     let stats = StatsServer::new(StatsService::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let live = state
+        .live
+        .clone()
+        .map(|l| LiveServer::new(LiveService::new(l, state.shutdown.clone())));
     let ingest = IngestServer::new(IngestService::new(state, options.idle_timeout))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let security = options.security;
@@ -107,6 +113,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(stats)
         .add_service(ingest)
+        .add_optional_service(live)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())

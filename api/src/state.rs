@@ -9,12 +9,13 @@
 //! and never wait on the writer, nor on an fsync.
 
 use crate::availability::Availability;
+use crate::live::{Clock, LiveFeed, LiveHandle, LiveInput, LiveRules};
 use crate::shutdown::Shutdown;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
 use netwait_aggregator::published::Snapshot;
-use netwait_aggregator::store::{StoreError, StoreErrorKind};
+use netwait_aggregator::store::{LogPosition, StoreError, StoreErrorKind};
 use netwait_ingest::kafka::producer::EventProducer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +43,8 @@ pub struct AppState {
     /// The ingest role (`serve --kafka`): pushes are published to Kafka instead of
     /// committed here, and answered once the broker has them.
     pub forward: Option<Arc<EventProducer>>,
+    /// The live queue and its alerts, when the server keeps them.
+    pub live: Option<LiveHandle>,
 }
 
 fn writer_stopped() -> Status {
@@ -51,15 +54,51 @@ fn writer_stopped() -> Status {
 impl AppState {
     /// Publishes the engine's first snapshot and starts its writer thread, which ends
     /// once every clone of the state is dropped.
-    pub fn new(mut engine: Engine, pseudo: Pseudonymizer) -> Self {
+    pub fn new(engine: Engine, pseudo: Pseudonymizer) -> Self {
+        Self::start(engine, pseudo, None)
+    }
+
+    /// As [`Self::new`], and keeps the live state (see [`crate::live`]): the writer
+    /// drains the engine's transitions after each piece of work for the live thread,
+    /// whose "now" is `clock`.
+    pub fn with_live(
+        engine: Engine,
+        pseudo: Pseudonymizer,
+        rules: LiveRules,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::start(engine, pseudo, Some((rules, clock)))
+    }
+
+    fn start(
+        mut engine: Engine,
+        pseudo: Pseudonymizer,
+        live: Option<(LiveRules, Arc<dyn Clock>)>,
+    ) -> Self {
+        if live.is_some() {
+            engine.watch_transitions();
+        }
         let hasher = Arc::new(engine.key_hasher());
         let poisoned = Arc::new(AtomicBool::new(engine.is_poisoned()));
         let (published, snapshot) = watch::channel(Arc::new(engine.publish()));
+        let live = live.and_then(|(rules, clock)| {
+            match crate::live::runner::start(rules, clock, snapshot.clone()) {
+                Ok((feed, handle)) => {
+                    feed.send(seed_of(&engine));
+                    Some((feed, handle))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the live thread: no live state");
+                    None
+                }
+            }
+        });
+        let (feed, live) = live.unzip();
         let (writer, jobs) = std::sync::mpsc::channel::<Job>();
         let flag = Arc::clone(&poisoned);
         let spawned = std::thread::Builder::new()
             .name("netwait-writer".into())
-            .spawn(move || write_loop(engine, &jobs, &published, &flag));
+            .spawn(move || write_loop(engine, &jobs, &published, &flag, feed.as_ref()));
         if let Err(e) = spawned {
             // Without a writer every write is refused (the jobs' replies are dropped).
             tracing::error!(error = %e, "cannot start the engine's writer thread");
@@ -73,6 +112,7 @@ impl AppState {
             availability: Availability::default(),
             shutdown: Shutdown::default(),
             forward: None,
+            live,
         }
     }
 
@@ -101,6 +141,7 @@ impl AppState {
             availability: Availability::default(),
             shutdown: Shutdown::default(),
             forward: None,
+            live: None,
         }
     }
 
@@ -165,8 +206,10 @@ fn write_loop(
     jobs: &std::sync::mpsc::Receiver<Job>,
     published: &watch::Sender<Arc<Snapshot>>,
     poisoned: &AtomicBool,
+    live: Option<&LiveFeed>,
 ) {
     for job in jobs {
+        let before = engine.position();
         let reply = job(&mut engine);
         let failed = engine.is_poisoned();
         poisoned.store(failed, Ordering::SeqCst);
@@ -175,7 +218,43 @@ fn write_loop(
         if !failed && engine.position() != published.borrow().position() {
             published.send_replace(Arc::new(engine.publish()));
         }
+        if let Some(feed) = live {
+            feed_live(&mut engine, feed, failed, before);
+        }
         reply();
+    }
+}
+
+/// The calls open now, for the live side to start from.
+fn seed_of(engine: &Engine) -> LiveInput {
+    let lines: Vec<String> = engine.book().line_names().map(str::to_owned).collect();
+    let open = lines
+        .iter()
+        .filter_map(|name| Some((engine.book().line_id(name)?, name)))
+        .flat_map(|(id, name)| engine.open_calls(name).map(move |c| (id, c)))
+        .collect();
+    LiveInput::Seed { lines, open }
+}
+
+/// Hands what the work drained to the live side (a failed commit's transitions never:
+/// the recovery's reset starts the live side again from what is durable).
+fn feed_live(engine: &mut Engine, feed: &LiveFeed, failed: bool, before: LogPosition) {
+    let now = wall_ms();
+    if engine.next_timeout().is_some_and(|t| t <= now) {
+        engine.handle_timeout(now);
+    }
+    let Some(batch) = engine.drain_transitions() else {
+        return;
+    };
+    if failed {
+        return;
+    }
+    if batch.reset {
+        feed.send(seed_of(engine));
+    }
+    if !batch.calls.is_empty() || !batch.agents.is_empty() || engine.position() != before {
+        let lines = engine.book().line_names().map(str::to_owned).collect();
+        feed.send(LiveInput::Batch { lines, batch });
     }
 }
 

@@ -25,6 +25,10 @@
 //! timezone = "Europe/Rome"        # local date-times of the CSV export
 //! [privacy]
 //! caller_key_hex = "..."   # 64 hex digits; or env NETWAIT_CALLER_KEY; else DATA/secret.key
+//! [live]                   # serve's live state and alerts (see netwait_api::live::config)
+//! long_wait_s = 120
+//! staffing = [["08:00", 3], ["08:30", 4], ["09:00", 6]]
+//! webhook_url = "http://127.0.0.1:9000/alerts"
 //! ```
 
 use super::StoreArgs;
@@ -38,6 +42,7 @@ use netwait_aggregator::domain::time::parse_date;
 use netwait_aggregator::engine::Engine;
 use netwait_aggregator::store::embedded::EmbeddedStore;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
+use netwait_api::live::{LiveConfig, LiveRules};
 use netwait_ingest::decoded::DecodeSettings;
 use netwait_ingest::queue_log::Announcement;
 use serde::Deserialize;
@@ -65,6 +70,8 @@ struct File {
     auth: Auth,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    live: LiveConfig,
 }
 
 /// `[tls]`: both listeners serve TLS only, with this PEM certificate chain and key.
@@ -205,6 +212,8 @@ pub struct Settings {
     /// How the PBX formats are read.
     pub decode: DecodeSettings,
     pub server: ServerSettings,
+    /// The live state's alert rules, staffing plan and webhook (`serve`).
+    pub live: LiveRules,
 }
 
 fn parse_settings(text: &str) -> anyhow::Result<Settings> {
@@ -300,6 +309,7 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
     if f.limits.max_concurrent_streams == Some(0) {
         bail!("limits.max_concurrent_streams must be 1 or more");
     }
+    let live = f.live.rules()?;
     Ok(Settings {
         metrics: m,
         caller_key,
@@ -310,6 +320,7 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
             read_hashes: f.auth.read,
             max_concurrent_streams: f.limits.max_concurrent_streams,
         },
+        live,
     })
 }
 

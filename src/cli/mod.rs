@@ -20,6 +20,7 @@ mod stats;
 mod tail;
 mod terminal_text;
 mod wall_time;
+mod watch;
 
 pub use interrupt::{EXIT_STATUS as INTERRUPTED_STATUS, Interrupted};
 
@@ -211,6 +212,22 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Watch a server's live queue: waiting calls, operators against the plan, SLA
+    /// today and month to date, open alerts (a screen updated in place; one line per
+    /// update when not on a terminal).
+    Watch {
+        /// gRPC address of a running `netwait serve` (http://host:port or host:port).
+        #[arg(long)]
+        server: String,
+        /// Only this service line (default: every line).
+        #[arg(long)]
+        line: Option<String>,
+        /// One line per update even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Query the figures.
     Stats {
         #[command(subcommand)]
@@ -337,6 +354,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", netwait_api::auth::hash_hex(&token));
             Ok(())
         }
+        Command::Watch {
+            server,
+            line,
+            plain,
+            client,
+        } => watch::run(&server, &client, line, plain),
         Command::Stats { query } => stats::run(query),
         Command::Deadletter { store, query } => deadletter::run(&store, &query),
         Command::Check { data } => check::run(&data),

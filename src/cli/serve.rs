@@ -119,6 +119,7 @@ pub fn run(
     let mut http_options = http.options()?;
     options.security = security(store)?;
     http_options.security = options.security.clone();
+    let live_rules = super::config::load(store)?.live;
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES
         && let Err(e) = engine.checkpoint()
@@ -134,7 +135,13 @@ pub fn run(
     // Opened from the checkpoint, the log before it was not read: check it all, aside
     // (once the states and cells are built: the check takes a core of its own).
     super::log_check::spawn(&store.data);
-    let mut state = AppState::new(engine, pseudo);
+    // The live queue and its alerts on the wall clock (the wallboard, `Live.WatchQueue`).
+    let mut state = AppState::with_live(
+        engine,
+        pseudo,
+        live_rules,
+        std::sync::Arc::new(netwait_api::live::WallClock),
+    );
     if let (Some(brokers), Some(topic)) = (&role.kafka, &role.topic) {
         let producer = netwait_ingest::kafka::producer::EventProducer::new(brokers, topic)
             .with_context(|| format!("Kafka producer on {brokers}"))?;

@@ -79,6 +79,21 @@ impl MonthStatus {
     }
 }
 
+/// The SLA share of `f` under `policy` (spec §5); `None` on an empty denominator.
+pub fn sla_share(f: &Figures, policy: SlaPolicy) -> Option<f64> {
+    let den = match policy {
+        SlaPolicy::Answered => f.answered,
+        SlaPolicy::AnsweredAndAbandoned => f.answered + f.abandoned,
+        SlaPolicy::Offered => f.answered + f.abandoned + f.overflow,
+    };
+    (den > 0).then(|| f.answered_within_threshold as f64 / den as f64)
+}
+
+/// The shares under every policy, in [`SlaPolicy::ALL`] order.
+pub fn sla_shares(f: &Figures) -> [Option<f64>; 3] {
+    SlaPolicy::ALL.map(|p| sla_share(f, p))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlaMonth {
     pub year: i16,
@@ -113,22 +128,6 @@ impl SlaMonth {
     pub fn label(&self) -> String {
         format!("{:04}-{:02}", self.year, self.month)
     }
-}
-
-/// The SLA of some calls under one policy (spec §5): answered with net wait < T over
-/// the policy's denominator; `None` when that is 0.
-pub fn sla_share(f: &Figures, policy: SlaPolicy) -> Option<f64> {
-    let den = match policy {
-        SlaPolicy::Answered => f.answered,
-        SlaPolicy::AnsweredAndAbandoned => f.answered + f.abandoned,
-        SlaPolicy::Offered => f.answered + f.abandoned + f.overflow,
-    };
-    (den > 0).then(|| f.answered_within_threshold as f64 / den as f64)
-}
-
-/// [`sla_share`] under each policy, in [`SlaPolicy::ALL`] order.
-pub fn sla_shares(f: &Figures) -> [Option<f64>; 3] {
-    SlaPolicy::ALL.map(|p| sla_share(f, p))
 }
 
 /// Penalty exposure of a year (seed §1.5): upper bounds, the fees being configuration.

@@ -1,0 +1,432 @@
+//! The live side's thread: folds what the writer drains into the [`Tracker`], judges
+//! the alert rules, and publishes a [`LiveState`] every second and at once when an
+//! alert is raised or cleared (or when a call's wait crosses the long-wait threshold,
+//! at that instant). Readers take the latest from a `watch` channel, so a slow one
+//! never holds up this thread, nor the writer, which only sends into an unbounded
+//! channel.
+
+use super::alerts::{Alert, Alerts, Check, Rule, Severity};
+use super::clock::Clock;
+use super::config::LiveRules;
+use super::tracker::Tracker;
+use super::view::{DaySla, LineLive, LiveSla, LiveState, Operators};
+use super::webhook::Webhook;
+use netwait_aggregator::domain::call::LineId;
+use netwait_aggregator::domain::time::{Millis, RomeClock, SECOND, local_date};
+use netwait_aggregator::domain::transitions::OpenCall;
+use netwait_aggregator::engine::TransitionBatch;
+use netwait_aggregator::published::{Answers, Snapshot};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What the writer hands the live side.
+#[derive(Debug)]
+pub enum LiveInput {
+    /// Start again from the calls open now (at the start, after a rebuilt book).
+    Seed {
+        lines: Vec<String>,
+        open: Vec<(LineId, OpenCall)>,
+    },
+    /// What one piece of work drained (`lines`: the book's lines by id).
+    Batch {
+        lines: Vec<String>,
+        batch: TransitionBatch,
+    },
+    /// Judge and publish now (a test moved its clock).
+    Poke,
+}
+
+/// The writer's end.
+#[derive(Debug, Clone)]
+pub struct LiveFeed(Sender<LiveInput>);
+
+impl LiveFeed {
+    pub fn send(&self, input: LiveInput) {
+        // The live thread gone (it panicked) must not stop ingest.
+        let _ = self.0.send(input);
+    }
+}
+
+/// The readers' end.
+#[derive(Debug, Clone)]
+pub struct LiveHandle {
+    updates: watch::Receiver<Arc<LiveState>>,
+    feed: LiveFeed,
+}
+
+impl LiveHandle {
+    /// The latest update.
+    pub fn latest(&self) -> Arc<LiveState> {
+        Arc::clone(&self.updates.borrow())
+    }
+
+    /// A receiver of the updates, to await the next one.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<LiveState>> {
+        self.updates.clone()
+    }
+
+    /// Makes the live thread judge and publish now.
+    pub fn poke(&self) {
+        self.feed.send(LiveInput::Poke);
+    }
+}
+
+/// Starts the live thread; `snapshots` are the engine's publications (the SLA figures
+/// come from their cells).
+pub fn start(
+    rules: LiveRules,
+    clock: Arc<dyn Clock>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+) -> std::io::Result<(LiveFeed, LiveHandle)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let webhook = rules.webhook_url.clone().map(Webhook::start).transpose()?;
+    let mut live = Live {
+        rules,
+        now: clock.now_ms(),
+        clock,
+        snapshots,
+        tracker: Tracker::default(),
+        alerts: Alerts::default(),
+        sla: Vec::new(),
+        sla_at: None,
+        last_ingest: 0,
+        seq: 0,
+        webhook,
+    };
+    live.last_ingest = live.now;
+    let first = live.update();
+    let (publish, updates) = watch::channel(Arc::new(first));
+    std::thread::Builder::new()
+        .name("netwait-live".into())
+        .spawn(move || live.run(&rx, &publish))?;
+    let feed = LiveFeed(tx);
+    Ok((feed.clone(), LiveHandle { updates, feed }))
+}
+
+/// Per line: today, month to date, and the month's days.
+type LineSla = (LiveSla, LiveSla, Vec<DaySla>);
+
+struct Live {
+    rules: LiveRules,
+    clock: Arc<dyn Clock>,
+    now: Millis,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    tracker: Tracker,
+    alerts: Alerts,
+    /// By line id, as of `sla_at` (the snapshot position and the local day).
+    sla: Vec<LineSla>,
+    sla_at: Option<(netwait_aggregator::store::LogPosition, i64)>,
+    /// When the writer last committed something (the live clock).
+    last_ingest: Millis,
+    seq: u64,
+    webhook: Option<Webhook>,
+}
+
+const TICK: Millis = SECOND;
+
+impl Live {
+    fn run(mut self, inputs: &Receiver<LiveInput>, publish: &watch::Sender<Arc<LiveState>>) {
+        let mut next_tick = self.clock.now_ms() + TICK;
+        loop {
+            let now = self.clock.now_ms();
+            let crossing = self.tracker.next_crossing(now, self.rules.long_wait_ms);
+            let due = crossing.map_or(next_tick, |c| c.min(next_tick));
+            let wait = Duration::from_millis((due - now).clamp(0, TICK) as u64);
+            let forced = match inputs.recv_timeout(wait) {
+                Ok(input) => {
+                    let mut poked = self.take(input);
+                    while let Ok(more) = inputs.try_recv() {
+                        poked |= self.take(more);
+                    }
+                    poked
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            self.now = self.clock.now_ms();
+            let ticked = self.now >= next_tick || self.now >= due;
+            if self.now >= next_tick {
+                next_tick = self.now + TICK;
+                self.tracker.prune(self.now);
+            }
+            let before = self.alerts.open().count();
+            let changed = self.judge();
+            if ticked || forced || !changed.is_empty() || before != self.alerts.open().count() {
+                let state = self.update();
+                publish.send_replace(Arc::new(state));
+            }
+        }
+    }
+
+    /// Folds one input; true when it asks for an update at once.
+    fn take(&mut self, input: LiveInput) -> bool {
+        match input {
+            LiveInput::Seed { lines, open } => self.tracker.seed(lines, open),
+            LiveInput::Batch { lines, batch } => {
+                self.tracker.set_lines(lines);
+                self.tracker.apply(&batch);
+                self.last_ingest = self.clock.now_ms();
+            }
+            LiveInput::Poke => return true,
+        }
+        false
+    }
+
+    /// The SLA figures of every line, recounted from the snapshot's cells when it or
+    /// the local day changed (at most once a tick: a busy ingest publishes far more).
+    fn refresh_sla(&mut self, day: i64) {
+        let snapshot = Arc::clone(&self.snapshots.borrow());
+        let at = (snapshot.position(), day);
+        let names = self.tracker.lines();
+        if self.sla_at == Some(at) && self.sla.len() == names.len() {
+            return;
+        }
+        let policy = snapshot.config().policy;
+        let today = local_date(day);
+        let first = today.first_of_month();
+        let next = |d: jiff::civil::Date| d.tomorrow().unwrap_or(d);
+        let sla_of = |from, to, line: &str| {
+            let t = snapshot.table1(self.now, from, to, Some(line.to_owned()), None);
+            LiveSla::of(&t.figures, policy)
+        };
+        let sla = names
+            .iter()
+            .map(|line| {
+                let mut daily = Vec::new();
+                let mut d = first;
+                while d <= today {
+                    daily.push(DaySla {
+                        date: d.to_string(),
+                        sla: sla_of(d, next(d), line).sla,
+                    });
+                    d = next(d);
+                    if d == first {
+                        break;
+                    }
+                }
+                (
+                    sla_of(today, next(today), line),
+                    sla_of(first, next(today), line),
+                    daily,
+                )
+            })
+            .collect();
+        self.sla = sla;
+        self.sla_at = Some(at);
+    }
+
+    fn local_now(&self) -> (i64, Millis) {
+        RomeClock::default().local_day(self.now)
+    }
+
+    fn in_service(&self, day: i64, ms_of_day: Millis) -> bool {
+        let snapshot = self.snapshots.borrow();
+        snapshot
+            .config()
+            .calendar
+            .hours_on(local_date(day))
+            .is_some_and(|h| h.contains(ms_of_day))
+    }
+
+    /// Judges every rule now; sends what was raised or cleared to the webhook.
+    fn judge(&mut self) -> Vec<Alert> {
+        let (day, ms_of_day) = self.local_now();
+        self.refresh_sla(day);
+        let checks = self.checks(day, ms_of_day);
+        let changed = self.alerts.evaluate(self.now, &checks);
+        if let Some(hook) = &self.webhook {
+            for a in &changed {
+                hook.send(a);
+            }
+        }
+        changed
+    }
+
+    fn checks(&self, day: i64, ms_of_day: Millis) -> Vec<Check> {
+        let r = &self.rules;
+        let snapshot = Arc::clone(&self.snapshots.borrow());
+        let config = snapshot.config();
+        let queues = self.tracker.queues(self.now);
+        let mut out = Vec::new();
+        let check = |rule, line: Option<&str>, severity, raise: bool, clear: bool, message| Check {
+            rule,
+            line: line.map(str::to_owned),
+            severity,
+            raise,
+            clear: clear && !raise,
+            hold_ms: 0,
+            message,
+        };
+        let pct = |x: f64| format!("{:.1} %", x * 100.0);
+        for (id, name) in self.tracker.lines().iter().enumerate() {
+            let q = queues.get(id).cloned().unwrap_or_default();
+            let line = Some(name.as_str());
+            let longest = q.longest_wait_ms.unwrap_or(0);
+            let long = q.longest_wait_ms.is_some_and(|w| w >= r.long_wait_ms);
+            out.push(check(
+                Rule::LongWait,
+                line,
+                Severity::Warning,
+                long,
+                !long,
+                format!(
+                    "{name}: a caller has waited {} s (alert at {} s, SLA threshold {} s); {} waiting",
+                    longest / SECOND,
+                    r.long_wait_ms / SECOND,
+                    config.threshold_ms / SECOND,
+                    q.waiting
+                ),
+            ));
+            let mtd = self.sla.get(id).and_then(|s| s.1.sla);
+            for (rule, floor, severity, what) in [
+                (
+                    Rule::SlaBelowTarget,
+                    config.target,
+                    Severity::Warning,
+                    "target",
+                ),
+                (
+                    Rule::SlaGrave,
+                    config.grave_floor,
+                    Severity::Critical,
+                    "grave floor",
+                ),
+            ] {
+                let raise = mtd.is_some_and(|s| s < floor);
+                let clear = mtd.is_none_or(|s| s >= floor + r.clear_margin);
+                let message = format!(
+                    "{name}: month-to-date SLA {} under the {what} {}",
+                    mtd.map_or_else(|| "-".to_owned(), pct),
+                    pct(floor)
+                );
+                out.push(check(rule, line, severity, raise, clear, message));
+            }
+            let w = q.window;
+            for (rule, n, limit, what) in [
+                (
+                    Rule::AbandonShare,
+                    w.abandoned,
+                    r.abandon_share,
+                    "abandoned",
+                ),
+                (
+                    Rule::OverflowShare,
+                    w.overflow,
+                    r.overflow_share,
+                    "overflowed",
+                ),
+            ] {
+                let closed = w.closed();
+                let share = (closed > 0).then(|| n as f64 / closed as f64);
+                let enough = closed >= r.share_min_calls.max(1);
+                let raise = enough && share.is_some_and(|s| s > limit);
+                let clear = !enough || share.is_none_or(|s| s <= limit - r.clear_margin);
+                let message = format!(
+                    "{name}: {n} of {closed} calls {what} in the last 15 minutes ({}, limit {})",
+                    share.map_or_else(|| "-".to_owned(), pct),
+                    pct(limit)
+                );
+                out.push(check(rule, line, Severity::Warning, raise, clear, message));
+            }
+        }
+        let in_service = self.in_service(day, ms_of_day);
+        let ops = self.tracker.operators();
+        let planned = if in_service {
+            r.staffing.at(ms_of_day)
+        } else {
+            0
+        };
+        let few = in_service && ops.logged_in > 0 && ops.logged_in < planned;
+        let mut c = check(
+            Rule::Understaffed,
+            None,
+            Severity::Warning,
+            few,
+            !few,
+            format!("{} operators logged in, {planned} planned", ops.logged_in),
+        );
+        c.hold_ms = r.staffing_hold_ms;
+        out.push(c);
+        let none = in_service && ops.logged_in == 0;
+        let mut c = check(
+            Rule::NoOperator,
+            None,
+            Severity::Critical,
+            none,
+            !none,
+            "no operator logged in during service hours".to_owned(),
+        );
+        c.hold_ms = r.staffing_hold_ms;
+        out.push(c);
+        let idle = self.now - self.last_ingest;
+        let stalled = in_service && r.stalled_ms > 0 && idle >= r.stalled_ms;
+        out.push(check(
+            Rule::IngestStalled,
+            None,
+            Severity::Critical,
+            stalled,
+            !stalled,
+            format!(
+                "no events for {} minutes in service hours",
+                idle / (60 * SECOND)
+            ),
+        ));
+        out
+    }
+
+    fn update(&mut self) -> LiveState {
+        self.seq += 1;
+        let (day, ms_of_day) = self.local_now();
+        self.refresh_sla(day);
+        let snapshot = Arc::clone(&self.snapshots.borrow());
+        let config = snapshot.config();
+        let in_service = self.in_service(day, ms_of_day);
+        let queues = self.tracker.queues(self.now);
+        let ops = self.tracker.operators();
+        let lines = self
+            .tracker
+            .lines()
+            .iter()
+            .enumerate()
+            .map(|(id, name)| {
+                let q = queues.get(id).cloned().unwrap_or_default();
+                let (today, month_to_date, daily) = self.sla.get(id).cloned().unwrap_or_default();
+                LineLive {
+                    line: name.clone(),
+                    waiting: q.waiting,
+                    longest_wait_s: q.longest_wait_ms.map(|w| w as f64 / 1000.0),
+                    last_15m: q.window,
+                    today,
+                    month_to_date,
+                    daily,
+                }
+            })
+            .collect();
+        LiveState {
+            seq: self.seq,
+            at_ms: self.now,
+            in_service,
+            threshold_s: config.threshold_ms as f64 / 1000.0,
+            long_wait_s: self.rules.long_wait_ms as f64 / 1000.0,
+            target: config.target,
+            grave_floor: config.grave_floor,
+            policy: config.policy.as_str(),
+            lines,
+            operators: Operators {
+                logged_in: ops.logged_in,
+                busy: ops.busy,
+                paused: ops.paused,
+                planned: if in_service {
+                    self.rules.staffing.at(ms_of_day)
+                } else {
+                    0
+                },
+            },
+            open_alerts: self.alerts.open().cloned().collect(),
+            recent_alerts: self.alerts.recent().cloned().collect(),
+            last_event_ms: self.tracker.last_event(),
+        }
+    }
+}
