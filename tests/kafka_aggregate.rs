@@ -426,3 +426,69 @@ fn the_ingest_role_publishes_pushes_that_the_aggregator_counts_once() {
         )
     );
 }
+
+/// ClickHouse's URL: from the environment, else started by `deploy/up clickhouse`.
+fn clickhouse() -> String {
+    if let Ok(url) = std::env::var("NETWAIT_CLICKHOUSE_URL")
+        && !url.is_empty()
+    {
+        return url;
+    }
+    let out = Command::new(repo().join("deploy/up"))
+        .arg("clickhouse")
+        .current_dir(repo())
+        .output()
+        .expect("run deploy/up");
+    assert!(
+        out.status.success(),
+        "deploy/up clickhouse: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .trim()
+        .strip_prefix("export NETWAIT_CLICKHOUSE_URL=")
+        .unwrap_or_else(|| panic!("deploy/up printed {:?}", text(&out.stdout)))
+        .to_owned()
+}
+
+#[test]
+fn the_seed_year_through_kafka_into_clickhouse_equals_its_embedded_import() {
+    let (_tmp, file, imported, lines) = seed();
+    let topic = topic(3);
+    tool(&[
+        "produce",
+        &topic,
+        file.to_str().expect("path"),
+        "--lines-per-message",
+        "1000",
+    ]);
+    let url = clickhouse();
+    let db = format!("nwtest_kafka_{}", std::process::id());
+    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("unused");
+    let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
+    let out = aggregate_until_idle(
+        data.to_str().expect("utf-8 path"),
+        &topic,
+        &unique("ch"),
+        &ch,
+    );
+    let total = stdout(&out);
+    assert!(
+        total.contains(&format!("accepted {lines} duplicate 0 rejected 0")),
+        "{total}"
+    );
+    let mut t = vec![
+        "stats",
+        "table1",
+        "--from",
+        "2019-01-01",
+        "--to",
+        "2020-01-01",
+    ];
+    t.extend_from_slice(&ch);
+    let mut sla = vec!["stats", "sla", "--year", "2019"];
+    sla.extend_from_slice(&ch);
+    assert_eq!(&(json(&t), json(&sla)), imported);
+}

@@ -178,12 +178,15 @@ enum Command {
         role: serve::IngestRoleArgs,
     },
     /// The aggregator role: consume Kafka topics (a consumer group) into the embedded
-    /// store; offsets are committed once the events are durable.
+    /// store, or ClickHouse with --clickhouse; offsets are committed once the events are
+    /// durable.
     Aggregate {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         kafka: aggregate::KafkaArgs,
+        #[command(flatten)]
+        clickhouse: clickhouse::ClickHouseArgs,
     },
     /// Stream NDJSON files to a running server.
     Push {
@@ -325,7 +328,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             &http,
             &role,
         ),
-        Command::Aggregate { store, kafka } => aggregate::run(&store, &kafka),
+        Command::Aggregate {
+            mut store,
+            kafka,
+            clickhouse,
+        } => {
+            store.clickhouse = clickhouse.target();
+            aggregate::run(&store, &kafka)
+        }
         Command::Push {
             server,
             client,
