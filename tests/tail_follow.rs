@@ -16,7 +16,7 @@ fn call_rows(i: u64) -> String {
     let t = 1_551_682_800 + i * 7; // Monday 2019-03-04 08:00 Rome, 7 s apart
     let id = format!("{t}.{i}");
     let mut s = format!("{t}|{id}|cup|NONE|ENTERQUEUE||33312{i:05}|1\n");
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         s += &format!("{}|{id}|cup|NONE|ABANDON|1|1|35\n", t + 35);
     } else {
         s += &format!(
@@ -37,7 +37,7 @@ fn append(path: &Path, calls: std::ops::Range<u64>) {
         .expect("open log");
     for i in calls {
         f.write_all(call_rows(i).as_bytes()).expect("write");
-        if i % 200 == 0 {
+        if i.is_multiple_of(200) {
             f.flush().expect("flush");
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -30,7 +30,8 @@ pub enum PipelineError {
     #[error("reading {source_name}: {error}")]
     Read {
         source_name: String,
-        error: SourceError,
+        /// Boxed: the error type stays small on every `Result` path.
+        error: Box<SourceError>,
         /// What was durably committed before the failure.
         committed: IngestSummary,
     },
@@ -155,7 +156,7 @@ pub fn drive(
     let name = source.name().to_owned();
     let read_error = |error: SourceError, committed| PipelineError::Read {
         source_name: name.clone(),
-        error,
+        error: Box::new(error),
         committed,
     };
     source
