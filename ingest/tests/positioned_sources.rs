@@ -44,6 +44,10 @@ struct TestSource {
     acks: usize,
     crash_at: Option<usize>,
     crashed: Arc<AtomicBool>,
+    /// A batch was handed out and no acknowledgement covers it yet: the source waits
+    /// (idle) for it, so that acknowledgements come one per batch, whatever the speed
+    /// of the machine (otherwise a fast reader hears of a few coalesced commits only).
+    unacked: bool,
 }
 
 impl TestSource {
@@ -57,6 +61,7 @@ impl TestSource {
             acks: 0,
             crash_at,
             crashed: Arc::new(AtomicBool::new(false)),
+            unacked: false,
         }
     }
 }
@@ -81,6 +86,10 @@ impl Source for TestSource {
         if open.is_empty() {
             return Ok(Poll::End);
         }
+        if self.unacked {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            return Ok(Poll::Idle);
+        }
         if self.rng.below(10) == 0 {
             return Ok(Poll::Idle);
         }
@@ -103,6 +112,7 @@ impl Source for TestSource {
             )?;
             self.next[i] = to;
         }
+        self.unacked = true;
         Ok(Poll::Batch(RawBatch {
             bytes: bytes.into(),
             format: Format::Ndjson,
@@ -123,6 +133,12 @@ impl Source for TestSource {
             return;
         }
         self.acked = checkpoint.clone();
+        let covered = self.partitions.iter().zip(&self.next).all(|((p, _), &next)| {
+            next == 0 || self.acked.position(p) >= Position::offset(next as u64)
+        });
+        if covered {
+            self.unacked = false;
+        }
     }
 }
 
