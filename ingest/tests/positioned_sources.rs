@@ -133,9 +133,13 @@ impl Source for TestSource {
             return;
         }
         self.acked = checkpoint.clone();
-        let covered = self.partitions.iter().zip(&self.next).all(|((p, _), &next)| {
-            next == 0 || self.acked.position(p) >= Position::offset(next as u64)
-        });
+        let covered = self
+            .partitions
+            .iter()
+            .zip(&self.next)
+            .all(|((p, _), &next)| {
+                next == 0 || self.acked.position(p) >= Position::offset(next as u64)
+            });
         if covered {
             self.unacked = false;
         }
