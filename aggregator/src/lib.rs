@@ -1,7 +1,8 @@
-//! netwait's aggregator: the pure domain core ([`domain`]), the stores that keep its input
-//! durable ([`store`]), and the [`engine`] that joins them.
+//! netwait's aggregator: the stores that keep the input durable ([`store`]) and the
+//! [`engine`] that joins them to the domain core (the `netwait-domain` crate, re-exported
+//! as [`domain`] so that its paths read the same everywhere).
 
-pub mod domain;
+pub use netwait_domain as domain;
 pub mod engine;
 pub mod observe;
 pub mod published;

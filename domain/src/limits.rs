@@ -42,7 +42,7 @@ pub fn field_slot(key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::time::{DAY, days_from_civil};
+    use crate::time::{DAY, days_from_civil};
 
     #[test]
     fn the_instant_range_is_the_years_range() {

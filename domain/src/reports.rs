@@ -404,8 +404,8 @@ pub fn volume_check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::call::{CallRecord, Outcome};
-    use crate::domain::time::parse_rfc3339;
+    use crate::call::{CallRecord, Outcome};
+    use crate::time::parse_rfc3339;
 
     fn rec(ts: &str, outcome: Outcome, wait: Millis, line: &'static str) -> CallRecord<'static> {
         CallRecord {
@@ -549,7 +549,7 @@ mod tests {
     #[test]
     fn volume_check_verdicts() {
         let cfg = MetricsConfig::default();
-        let half = crate::domain::arguments::half("2019-H1").expect("half");
+        let half = crate::arguments::half("2019-H1").expect("half");
         assert_eq!(half.range().1, jiff::civil::date(2019, 7, 1));
         let recs = [rec(
             "2019-05-06T10:00:00+02:00",
@@ -561,6 +561,6 @@ mod tests {
         assert_eq!(v.bookings, 1);
         assert_eq!(v.index, 68_000.0);
         assert_eq!(v.verdict(), "renegotiable");
-        assert!(crate::domain::arguments::half("2019-H3").is_err());
+        assert!(crate::arguments::half("2019-H3").is_err());
     }
 }

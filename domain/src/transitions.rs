@@ -371,12 +371,12 @@ mod tests {
     //! Differential over random streams: replaying the transitions gives each call's
     //! record, the open-call index equals a scan, timeouts fire at anchor + 6 h.
     use super::*;
-    use crate::domain::calendar::ServiceCalendar;
-    use crate::domain::callbook::Fold;
-    use crate::domain::cells::Cells;
-    use crate::domain::event::EventType::{self, *};
-    use crate::domain::random_edits::Rng;
-    use crate::domain::time::{HOUR, SECOND};
+    use crate::calendar::ServiceCalendar;
+    use crate::callbook::Fold;
+    use crate::cells::Cells;
+    use crate::event::EventType::{self, *};
+    use crate::random_edits::Rng;
+    use crate::time::{HOUR, SECOND};
 
     const T: Millis = 140_000;
     const BASE: Millis = 1_560_000_000_000;

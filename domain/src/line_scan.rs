@@ -216,7 +216,7 @@ fn swar_block_masks(block: &[u8; 16]) -> Masks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::random_edits::Rng;
+    use crate::random_edits::Rng;
 
     #[test]
     fn finds_every_quote_and_refuses_escapes_and_controls() {

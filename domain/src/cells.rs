@@ -622,13 +622,13 @@ mod tests {
     //! Differential: cells, kept in step event by event, equal a full recount (every
     //! record tallied) and cells rebuilt from scratch, over many random streams.
     use super::*;
-    use crate::domain::calendar::Hours;
-    use crate::domain::callbook::Fold;
-    use crate::domain::config::MetricsConfig;
-    use crate::domain::event::EventType::{self, *};
-    use crate::domain::random_edits::Rng;
-    use crate::domain::reports;
-    use crate::domain::time::{HOUR, parse_rfc3339};
+    use crate::calendar::Hours;
+    use crate::callbook::Fold;
+    use crate::config::MetricsConfig;
+    use crate::event::EventType::{self, *};
+    use crate::random_edits::Rng;
+    use crate::reports;
+    use crate::time::{HOUR, parse_rfc3339};
 
     const LINES: [&str; 3] = ["cup", "prelievi", "zeta"];
     /// DST starts on 2019-03-31 and ends on 2019-10-27 (local); plus a plain Monday.
@@ -728,7 +728,7 @@ mod tests {
     }
 
     fn date(s: &str) -> Date {
-        crate::domain::time::parse_date(s).expect("date")
+        crate::time::parse_date(s).expect("date")
     }
 
     fn compare_queries(rng: &mut Rng, cells: &Cells, book: &CallBook, cfg: &MetricsConfig) {
@@ -887,7 +887,7 @@ mod tests {
                 reports::Every::Min15,
             );
             assert_eq!(r.rows.len(), quarters, "{day}");
-            let label = |ms| crate::domain::time::rome_rfc3339(ms);
+            let label = |ms| crate::time::rome_rfc3339(ms);
             assert_eq!(label(r.rows[0].start), first);
             assert_eq!(label(r.rows[quarters - 1].start), last);
         }
@@ -903,7 +903,7 @@ mod tests {
         );
         let labels: Vec<String> = r.rows[2..4]
             .iter()
-            .map(|row| crate::domain::time::rome_rfc3339(row.start))
+            .map(|row| crate::time::rome_rfc3339(row.start))
             .collect();
         assert_eq!(
             labels,

@@ -169,7 +169,7 @@ impl ServiceCalendar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::time::{RomeClock, local_date, parse_rfc3339};
+    use crate::time::{RomeClock, local_date, parse_rfc3339};
 
     /// In service at an instant, as `figures::tally` decides it: the hours of the local
     /// date, and the local time of day inside them.

@@ -529,9 +529,9 @@ pub struct BookParts<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::call::Outcome;
-    use crate::domain::privacy::Pseudonymizer;
-    use crate::domain::validate::validate_line;
+    use crate::call::Outcome;
+    use crate::privacy::Pseudonymizer;
+    use crate::validate::validate_line;
 
     fn feed(book: &mut CallBook, lines: &[&str]) -> Vec<Applied> {
         let p = Pseudonymizer::new([0; 32]);

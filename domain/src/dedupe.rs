@@ -161,7 +161,7 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::{BookingKind, EventType};
+    use crate::event::{BookingKind, EventType};
     use std::borrow::Cow;
 
     fn ev(call: &str, ts: i64) -> Event<'static> {

@@ -189,9 +189,9 @@ pub fn validate_plain_with<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::json_line::parse_line_str;
-    use crate::domain::random_edits::Rng;
-    use crate::domain::validate::validate;
+    use crate::json_line::parse_line_str;
+    use crate::random_edits::Rng;
+    use crate::validate::validate;
 
     fn pseudo() -> Pseudonymizer {
         Pseudonymizer::new([3; 32])

@@ -276,7 +276,7 @@ pub fn parse_date(text: &str) -> Option<Date> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::random_edits::Rng;
+    use crate::random_edits::Rng;
 
     fn expect(b: &[u8], at: usize, what: u8) -> Result<(), TsError> {
         if b.get(at) == Some(&what) {
