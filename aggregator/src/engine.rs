@@ -14,10 +14,10 @@ use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Tran
 use crate::observe;
 use crate::published::{Answers, Publisher, Snapshot, States};
 use crate::store::codec::{
-    DeadLetter, Decoder, Record, RecordKind, encode_dead_letter, encode_event, encode_positions,
-    rebase_dead_letter,
+    Decoder, RecordKind, encode_dead_letter, encode_event, encode_positions, rebase_dead_letter,
 };
 use crate::store::positions::{CheckpointDelta, SourceCheckpoint};
+use crate::store::record::{DeadLetter, Record};
 use crate::store::runs::{self, RunSet};
 use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
 use std::sync::mpsc::SyncSender;

@@ -304,8 +304,8 @@ mod tests {
     use crate::domain::time::parse_date;
     use crate::domain::validate::validate_line;
     use crate::engine::Engine;
-    use crate::store::codec::Record;
     use crate::store::embedded::EmbeddedStore;
+    use crate::store::record::Record;
 
     /// One event line of call `i` (spread over March 2019, two lines).
     fn line(i: usize, kind: &str, offset_s: usize) -> String {

@@ -23,7 +23,8 @@ use axum::serve::ListenerExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use netwait_aggregator::engine::EncodedChunk;
 use netwait_aggregator::observe;
-use netwait_aggregator::store::codec::{Decoder, Record};
+use netwait_aggregator::store::codec::Decoder;
+use netwait_aggregator::store::record::Record;
 use netwait_ingest::bom::UTF8_BOM;
 use netwait_ingest::cdr;
 use netwait_ingest::decoded::encode_units;
@@ -473,7 +474,7 @@ fn encode_events(lines: Vec<u8>, source: &str, state: &AppState) -> Result<Encod
     })
 }
 
-fn rejected(d: &netwait_aggregator::store::codec::DeadLetter<'_>) -> Slot {
+fn rejected(d: &netwait_aggregator::store::record::DeadLetter<'_>) -> Slot {
     Slot::Rejected {
         code: d.code.clone().into_owned(),
         reason: d.reason.clone().into_owned(),

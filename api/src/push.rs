@@ -309,8 +309,9 @@ mod tests {
     use super::*;
     use crate::server::ServeOptions;
     use crate::test_server::TestServer;
-    use netwait_aggregator::store::codec::{Decoder, Record};
+    use netwait_aggregator::store::codec::Decoder;
     use netwait_aggregator::store::embedded::EmbeddedStore;
+    use netwait_aggregator::store::record::Record;
     use pb::ingest_client::IngestClient;
 
     const OFFERED: &str = r#"{"call_id":"a","type":"offered","ts":"2019-03-04T09:00:00+01:00"}"#;

@@ -12,7 +12,8 @@ use crate::conn::{Conn, Error, Target};
 use crate::rows::{LogRow, RecordsRow};
 use crate::schema::kind;
 use netwait_aggregator::domain::derived::Derived;
-use netwait_aggregator::store::codec::{Decoder, Record};
+use netwait_aggregator::store::codec::Decoder;
+use netwait_aggregator::store::record::Record;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
 use netwait_aggregator::store::{
     Batch, Checkpoint, EventStore, LogPosition, PartWriter, RunId, StoreError,

@@ -192,7 +192,8 @@ pub fn stage(
 mod tests {
     use super::*;
     use netwait_aggregator::domain::raw_event::RawValue;
-    use netwait_aggregator::store::codec::{Decoder, Record};
+    use netwait_aggregator::store::codec::Decoder;
+    use netwait_aggregator::store::record::Record;
 
     #[test]
     fn a_unit_with_an_invalid_event_is_refused_whole_with_its_offset() {

@@ -9,7 +9,7 @@ use netwait_aggregator::domain::raw_event::RawEvent;
 use netwait_aggregator::domain::reject::Reject;
 use netwait_aggregator::domain::validate::{validate, validate_line, validate_scanned};
 use netwait_aggregator::engine::EncodedChunk;
-use netwait_aggregator::store::codec::DeadLetter;
+use netwait_aggregator::store::record::DeadLetter;
 use std::borrow::Cow;
 
 /// The dead letter of a rejected input (raw kept, caller redacted, size capped).
@@ -131,7 +131,8 @@ pub fn encode_chunk_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netwait_aggregator::store::codec::{Decoder, Record};
+    use netwait_aggregator::store::codec::Decoder;
+    use netwait_aggregator::store::record::Record;
 
     #[test]
     fn valid_and_rejected_lines_keep_order_and_position() {

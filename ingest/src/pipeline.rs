@@ -537,7 +537,7 @@ mod failure_tests {
     use super::*;
     use crate::source::ReaderSource;
     use netwait_aggregator::domain::config::MetricsConfig;
-    use netwait_aggregator::store::codec::Record;
+    use netwait_aggregator::store::record::Record;
     use netwait_aggregator::store::{
         Batch, Checkpoint, EventStore, LogPosition, PartWriter, RunId,
     };

@@ -7,7 +7,7 @@ use super::terminal_text::{escape, escape_all};
 use super::wall_time::{parse_since, rome_text};
 use base64::Engine as _;
 use clap::Args;
-use netwait_aggregator::store::codec::DeadLetter;
+use netwait_aggregator::store::record::DeadLetter;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Characters of a raw line shown in the text listing (`--json` has it whole).

@@ -3,6 +3,7 @@
 
 use crate::domain::event::{BookingKind, CallerHash, Event, EventType};
 use crate::store::positions::CheckpointDelta;
+use crate::store::record::{DeadLetter, Record};
 use std::borrow::Cow;
 
 const TAG_EVENT: u8 = 1;
@@ -21,37 +22,6 @@ const TAG_POSITIONS: u8 = 5;
 /// Raw bytes of a rejected input kept at most: re-sent hostile input cannot grow the
 /// store by 64 KiB a line.
 pub const RAW_KEPT: usize = 4096;
-
-/// An input that was rejected, as kept in the dead-letter store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter<'a> {
-    /// Where it came from (file name, `push:<peer>`, ...).
-    pub source: Cow<'a, str>,
-    /// 1-based line (or message item) number within `source`.
-    pub position: u64,
-    /// Stable reason code (see `Reject::code`).
-    pub code: Cow<'a, str>,
-    /// Human-readable reason.
-    pub reason: Cow<'a, str>,
-    /// The raw input, with any calling number replaced by its keyed hash; stored, only
-    /// its first [`RAW_KEPT`] bytes.
-    pub raw: Cow<'a, [u8]>,
-    /// The input's size when `raw` holds only its first bytes (set by the encoder, or by
-    /// whoever cut it before).
-    pub truncated_from: Option<u64>,
-    /// When it was received (wall clock, epoch ms); `None` in stores written before
-    /// netwait kept it.
-    pub received_ms: Option<i64>,
-}
-
-/// One stored record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record<'a> {
-    Event(Event<'a>),
-    DeadLetter(DeadLetter<'a>),
-    /// Where the sources of the commit's input stood once it was read.
-    Positions(CheckpointDelta),
-}
 
 /// What [`Decoder::skip_record`] stepped over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

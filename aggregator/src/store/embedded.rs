@@ -17,9 +17,10 @@
 //!                   when loaded, removed once no checkpoint names them (`store::runs`)
 //! ```
 
-use super::codec::{Decoder, Record};
+use super::codec::Decoder;
 use super::log::{HEADER, LogFile, LogKey, encode_header};
 use super::positions::SourceCheckpoint;
+use super::record::Record;
 use super::secrets::{self, Secrets};
 use super::verify::{self, Survey};
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
@@ -671,7 +672,8 @@ fn write_durable(path: &Path, head: &[u8], body: PartWriter<'_>) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::codec::{DeadLetter, encode_dead_letter};
+    use crate::store::codec::encode_dead_letter;
+    use crate::store::record::DeadLetter;
 
     #[test]
     fn second_open_is_refused_while_locked() {

@@ -3,8 +3,8 @@
 //! server; built with the `test-support` feature).
 
 use super::StoreError;
-use super::codec::Record;
 use super::positions::SourceCheckpoint;
+use super::record::Record;
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,12 +13,13 @@ pub mod embedded;
 pub mod fault;
 pub mod log;
 pub mod positions;
+pub mod record;
 pub mod runs;
 pub mod secrets;
 pub mod snapshot;
 pub mod verify;
 
-use codec::Record;
+use record::Record;
 use positions::SourceCheckpoint;
 
 /// Position in a store's log: replaying from it skips what a checkpoint already holds.

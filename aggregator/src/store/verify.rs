@@ -336,8 +336,9 @@ pub fn survey(log: &[u8], key: &LogKey) -> Survey {
 mod tests {
     use super::*;
     use crate::domain::event::{Event, EventType};
-    use crate::store::codec::{DeadLetter, encode_dead_letter, encode_event};
+    use crate::store::codec::{encode_dead_letter, encode_event};
     use crate::store::log::{MAGIC, encode_header};
+    use crate::store::record::DeadLetter;
 
     const KEY: LogKey = [3; 16];
 

@@ -207,7 +207,8 @@ impl Items<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netwait_aggregator::store::codec::{Decoder as Records, Record};
+    use netwait_aggregator::store::codec::Decoder as Records;
+    use netwait_aggregator::store::record::Record;
 
     const OFFERED: &str = r#"{"call_id":"a","type":"offered","ts":"2019-03-04T09:00:00+01:00","caller":"3331234567"}"#;
 
