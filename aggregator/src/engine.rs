@@ -1236,7 +1236,7 @@ mod tests {
         let full = DiskSwitch::default();
         let store = FullDisk {
             inner: EmbeddedStore::open(dir.path()).expect("store"),
-            switch: full.clone(),
+            fault: full.clone(),
         };
         let mut e =
             Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
@@ -1374,7 +1374,7 @@ mod tests {
         let full = DiskSwitch::default();
         let store = FullDisk {
             inner: EmbeddedStore::open(dir.path()).expect("store"),
-            switch: full.clone(),
+            fault: full.clone(),
         };
         let mut e =
             Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
@@ -1769,7 +1769,7 @@ mod tests {
         let full = DiskSwitch::default();
         let store = FullDisk {
             inner: EmbeddedStore::open(dir.path()).expect("store"),
-            switch: full.clone(),
+            fault: full.clone(),
         };
         let mut e =
             Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");

@@ -170,7 +170,7 @@ mod tests {
         let switch = DiskSwitch::default();
         let store = FullDisk {
             inner: EmbeddedStore::open(dir.path()).expect("store"),
-            switch: switch.clone(),
+            fault: switch.clone(),
         };
         let server = TestServer::start(store).await;
         let mut ingest = IngestClient::new(server.channel.clone());

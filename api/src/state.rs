@@ -317,7 +317,7 @@ mod tests {
         let gate = CommitGate::default();
         let store = HeldCommits {
             inner: EmbeddedStore::open(dir.path()).expect("store"),
-            gate: gate.clone(),
+            fault: gate.clone(),
         };
         let server = TestServer::start(store).await;
         let mut ingest = IngestClient::new(server.channel.clone());

@@ -6,6 +6,7 @@ use super::StoreError;
 use super::positions::SourceCheckpoint;
 use super::record::Record;
 use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId};
+use crate::domain::derived::Derived;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -32,66 +33,6 @@ impl DiskSwitch {
         } else {
             Ok(())
         }
-    }
-}
-
-/// `inner`, but its commits and its recovery fail while the switch is set.
-pub struct FullDisk<S> {
-    pub inner: S,
-    pub switch: DiskSwitch,
-}
-
-impl<S: EventStore> EventStore for FullDisk<S> {
-    fn replay(
-        &mut self,
-        from: LogPosition,
-        visit: &mut dyn FnMut(Record<'_>),
-    ) -> Result<LogPosition, StoreError> {
-        self.inner.replay(from, visit)
-    }
-
-    fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
-        self.switch.check()?;
-        self.inner.commit(batch)
-    }
-
-    fn recover(&mut self) -> Result<(), StoreError> {
-        self.switch.check()?;
-        self.inner.recover()
-    }
-
-    fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
-        self.inner.load_checkpoint(with_fold)
-    }
-
-    fn save_checkpoint(
-        &mut self,
-        position: LogPosition,
-        query: PartWriter<'_>,
-        fold: PartWriter<'_>,
-        runs: &[(RunId, PartWriter<'_>)],
-    ) -> Result<(), StoreError> {
-        self.inner.save_checkpoint(position, query, fold, runs)
-    }
-
-    fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
-        self.inner.load_run(id, verify)
-    }
-
-    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
-        self.inner.retain_runs(keep)
-    }
-
-    fn save_positions(
-        &mut self,
-        at: LogPosition,
-        positions: &SourceCheckpoint,
-    ) -> Result<(), StoreError> {
-        self.inner.save_positions(at, positions)
-    }
-
-    fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
-        self.inner.load_positions()
     }
 }
 
@@ -143,13 +84,46 @@ impl CommitGate {
     }
 }
 
-/// `inner`, but each commit first waits until its gate is open (a slow fsync).
-pub struct HeldCommits<S> {
-    pub inner: S,
-    pub gate: CommitGate,
+/// What a [`Faulty`] store does before it lets a write through.
+pub trait Fault: Send {
+    /// Before each commit: an error fails it, a wait holds it back.
+    fn before_commit(&self) -> Result<(), StoreError>;
+    /// Before each recovery.
+    fn before_recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-impl<S: EventStore> EventStore for HeldCommits<S> {
+/// `inner`, every call passed through, but its commits (and recoveries) first meet the
+/// `fault`.
+pub struct Faulty<S, F> {
+    pub inner: S,
+    pub fault: F,
+}
+
+/// A store on a disk that fills and frees at the [`DiskSwitch`]'s word.
+pub type FullDisk<S> = Faulty<S, DiskSwitch>;
+
+/// A store whose commits wait in a [`CommitGate`] while it is closed (a slow fsync).
+pub type HeldCommits<S> = Faulty<S, CommitGate>;
+
+impl Fault for DiskSwitch {
+    fn before_commit(&self) -> Result<(), StoreError> {
+        self.check()
+    }
+    fn before_recover(&self) -> Result<(), StoreError> {
+        self.check()
+    }
+}
+
+impl Fault for CommitGate {
+    fn before_commit(&self) -> Result<(), StoreError> {
+        self.pass();
+        Ok(())
+    }
+}
+
+impl<S: EventStore, F: Fault> EventStore for Faulty<S, F> {
     fn replay(
         &mut self,
         from: LogPosition,
@@ -159,11 +133,29 @@ impl<S: EventStore> EventStore for HeldCommits<S> {
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
-        self.gate.pass();
+        self.fault.before_commit()?;
         self.inner.commit(batch)
     }
 
+    fn checkpoints(&self) -> bool {
+        self.inner.checkpoints()
+    }
+
+    fn derives(&self) -> bool {
+        self.inner.derives()
+    }
+
+    fn commit_derived(
+        &mut self,
+        batch: &Batch,
+        derived: &Derived,
+    ) -> Result<LogPosition, StoreError> {
+        self.fault.before_commit()?;
+        self.inner.commit_derived(batch, derived)
+    }
+
     fn recover(&mut self) -> Result<(), StoreError> {
+        self.fault.before_recover()?;
         self.inner.recover()
     }
 
@@ -185,8 +177,8 @@ impl<S: EventStore> EventStore for HeldCommits<S> {
         self.inner.load_run(id, verify)
     }
 
-    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
-        self.inner.retain_runs(keep)
+    fn verify_runs(&mut self, ids: &[RunId]) -> Result<bool, StoreError> {
+        self.inner.verify_runs(ids)
     }
 
     fn save_positions(
@@ -199,5 +191,9 @@ impl<S: EventStore> EventStore for HeldCommits<S> {
 
     fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
         self.inner.load_positions()
+    }
+
+    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
+        self.inner.retain_runs(keep)
     }
 }
