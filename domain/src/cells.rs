@@ -28,7 +28,7 @@ use super::call::{CallRecord, CallState, LineId, Outcome, UNRESOLVED_AFTER};
 use super::callbook::{CallBook, Changes};
 use super::derived::{CallRow, CellRow, Derived};
 use super::figures::{
-    CallSource, Classifier, Figures, IntervalGrid, LineFilter, tally, tally_grid, tally_period,
+    CallSource, Classifier, Figures, IntervalGrid, LineFilter, Records, tally, tally_grid,
 };
 use super::open_calls::{OpenCalls, timed_out_by};
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
@@ -441,40 +441,10 @@ pub struct Scan<'a, B: ?Sized = CallBook> {
     pub now: Millis,
 }
 
-impl<B: CallStates + ?Sized> CallSource for Scan<'_, B> {
-    fn tally(
-        &self,
-        line: &LineFilter,
-        calendar: &ServiceCalendar,
-        threshold_ms: Millis,
-        (from, to): (Date, Date),
-        bucket: &dyn Fn(Date) -> Option<usize>,
-        out: &mut [Figures],
-    ) {
+impl<B: CallStates + ?Sized> Records for Scan<'_, B> {
+    fn records(&self) -> impl Iterator<Item = CallRecord<'_>> {
         let (book, now) = (self.book, self.now);
-        let records = (0..book.count() as u32).map(|i| book.record(book.state(i), now));
-        tally_period(
-            records,
-            line,
-            calendar,
-            threshold_ms,
-            (from, to),
-            bucket,
-            out,
-        );
-    }
-
-    fn tally_intervals(
-        &self,
-        line: &LineFilter,
-        calendar: &ServiceCalendar,
-        threshold_ms: Millis,
-        grid: IntervalGrid,
-        out: &mut [Figures],
-    ) {
-        let (book, now) = (self.book, self.now);
-        let records = (0..book.count() as u32).map(|i| book.record(book.state(i), now));
-        tally_grid(records, line, calendar, threshold_ms, grid, out);
+        (0..book.count() as u32).map(move |i| book.record(book.state(i), now))
     }
 }
 

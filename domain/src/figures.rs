@@ -273,24 +273,29 @@ pub fn tally_grid<'a>(
     }
 }
 
-/// Records held in a slice are a source (for tests and small sets).
-impl CallSource for [CallRecord<'_>] {
+/// A source counted afresh from every record it holds: a scan of a book, a slice of
+/// records. Each is a [`CallSource`] by the one recount below.
+pub trait Records {
+    /// Every record, once.
+    fn records(&self) -> impl Iterator<Item = CallRecord<'_>>;
+}
+
+impl<R: Records + ?Sized> CallSource for R {
     fn tally(
         &self,
         line: &LineFilter,
         calendar: &ServiceCalendar,
         threshold_ms: Millis,
-        (from, to): (Date, Date),
+        period: (Date, Date),
         bucket: &dyn Fn(Date) -> Option<usize>,
         out: &mut [Figures],
     ) {
-        let records = self.iter().copied();
         tally_period(
-            records,
+            self.records(),
             line,
             calendar,
             threshold_ms,
-            (from, to),
+            period,
             bucket,
             out,
         );
@@ -304,14 +309,14 @@ impl CallSource for [CallRecord<'_>] {
         grid: IntervalGrid,
         out: &mut [Figures],
     ) {
-        tally_grid(
-            self.iter().copied(),
-            line,
-            calendar,
-            threshold_ms,
-            grid,
-            out,
-        );
+        tally_grid(self.records(), line, calendar, threshold_ms, grid, out);
+    }
+}
+
+/// Records held in a slice are a source (for tests and small sets).
+impl Records for [CallRecord<'_>] {
+    fn records(&self) -> impl Iterator<Item = CallRecord<'_>> {
+        self.iter().copied()
     }
 }
 
