@@ -19,8 +19,8 @@ pub mod secrets;
 pub mod snapshot;
 pub mod verify;
 
-use record::Record;
 use positions::SourceCheckpoint;
+use record::Record;
 
 /// Position in a store's log: replaying from it skips what a checkpoint already holds.
 pub type LogPosition = u64;
