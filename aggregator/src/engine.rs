@@ -22,6 +22,9 @@ use crate::store::runs::{self, RunSet};
 use crate::store::{Batch, EventStore, LogPosition, PartPool, StoreError, snapshot};
 use std::sync::mpsc::SyncSender;
 
+mod checkpoint_policy;
+pub use checkpoint_policy::CheckpointMoment;
+
 /// Encoded input records (see `codec`), with what folding needs of each event record,
 /// in order: its dedupe key and its [`Fold`] view. Whoever validates the input builds
 /// these (parse workers, the push handler), so the folding threads decode nothing.
@@ -723,13 +726,8 @@ impl Engine {
             Ok((sum, end)) => {
                 self.position = end;
                 self.settle_cells();
-                // Every event is durable now: a checkpoint that cannot be written only
-                // makes the next open replay more of the log, so it fails nothing.
-                if checkpoint && let Err(e) = self.checkpoint() {
-                    observe::emit(observe::CheckpointFailed {
-                        after: "import",
-                        error: &e,
-                    });
+                if checkpoint {
+                    self.checkpoint_at(CheckpointMoment::Stopping);
                 }
                 Ok(sum)
             }

@@ -7,8 +7,7 @@ use super::inputs::{self, Input};
 use super::interrupt::{Interrupt, Interrupted};
 use super::progress::{Bar, Tally};
 use anyhow::Context;
-use netwait_aggregator::engine::IngestSummary;
-use netwait_aggregator::observe;
+use netwait_aggregator::engine::{CheckpointMoment, IngestSummary};
 use netwait_ingest::format::Format;
 use netwait_ingest::pipeline::{PipelineOptions, Staged, import};
 use netwait_ingest::source::{MappedSource, ReaderSource, Source};
@@ -146,14 +145,8 @@ pub fn run(
         return Err(Interrupted.into());
     }
     let imported = started.elapsed();
-    // Normally written with the last input already (then a no-op). Every event is durable
-    // by now: a checkpoint that cannot be written is a warning, not a failed import.
-    if let Err(e) = engine.checkpoint() {
-        observe::emit(observe::CheckpointFailed {
-            after: "import",
-            error: &e,
-        });
-    }
+    // Normally written with the last input already (then nothing is due).
+    engine.checkpoint_at(CheckpointMoment::Stopping);
     print_counts("total", &total);
     tracing::debug!(
         import_ms = imported.as_millis() as u64,
