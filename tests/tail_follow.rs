@@ -39,10 +39,16 @@ fn call_rows(i: u64) -> Vec<(u64, String)> {
     };
     if i.is_multiple_of(7) {
         answered(t + 90, "cup-overflow", 30);
-        rows.push((t + 60, format!("{}|{id}|cup|NONE|EXITWITHTIMEOUT|1|1|60", t + 60)));
         rows.push((
             t + 60,
-            format!("{}|{id}|cup-overflow|NONE|ENTERQUEUE||33312{i:05}|1", t + 60),
+            format!("{}|{id}|cup|NONE|EXITWITHTIMEOUT|1|1|60", t + 60),
+        ));
+        rows.push((
+            t + 60,
+            format!(
+                "{}|{id}|cup-overflow|NONE|ENTERQUEUE||33312{i:05}|1",
+                t + 60
+            ),
         ));
     } else if i.is_multiple_of(5) {
         rows.push((t + 35, format!("{}|{id}|cup|NONE|ABANDON|1|1|35", t + 35)));
@@ -232,7 +238,11 @@ fn serve_follows_the_logs_of_its_configuration_into_the_store_it_serves() {
     let server = Server::start_with(&data, &["--config", cfg], Stdio::inherit());
     w.write_to(&mut open_append(&log), 60);
     let want = imported(&w.rows[..w.next]);
-    assert_eq!(served_figures(&server, &want), want, "followed while served");
+    assert_eq!(
+        served_figures(&server, &want),
+        want,
+        "followed while served"
+    );
     // Stopped cleanly, rotated while stopped, started again: nothing lost or counted twice.
     assert!(server.stop().success(), "serve exits 0 on SIGTERM");
     w.write_to(&mut open_append(&log), 80);
@@ -249,7 +259,14 @@ fn serve_follows_the_logs_of_its_configuration_into_the_store_it_serves() {
     )
     .expect("config");
     let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config", cfg, "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            cfg,
+            "--data",
+        ])
         .arg(&data)
         .output()
         .expect("run serve");

@@ -111,14 +111,19 @@ fn source_specs(entries: Vec<SourceToml>) -> anyhow::Result<Vec<SourceSpec>> {
             None => bail!("[[sources]] entry {n}: format is missing (\"queue_log\" or \"ndjson\")"),
             Some(f) => match Format::parse(f) {
                 Some(f @ (Format::QueueLog | Format::Ndjson)) => f,
-                _ => bail!("[[sources]] entry {n}: format {f:.64?}: a tail follows \"queue_log\" or \"ndjson\""),
+                _ => bail!(
+                    "[[sources]] entry {n}: format {f:.64?}: a tail follows \"queue_log\" or \"ndjson\""
+                ),
             },
         };
         let Some(path) = e.path.filter(|p| !p.as_os_str().is_empty()) else {
             bail!("[[sources]] entry {n}: path is missing (the file to follow)");
         };
         if specs.iter().any(|s| s.path == path) {
-            bail!("[[sources]] entry {n}: {} is followed twice", path.display());
+            bail!(
+                "[[sources]] entry {n}: {} is followed twice",
+                path.display()
+            );
         }
         specs.push(SourceSpec { format, path });
     }
@@ -404,8 +409,8 @@ pub fn load_file(path: Option<std::path::PathBuf>, store: &StoreArgs) -> anyhow:
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading configuration {}", p.display()))?;
-            let mut s = parse_settings(&text)
-                .with_context(|| format!("configuration {}", p.display()))?;
+            let mut s =
+                parse_settings(&text).with_context(|| format!("configuration {}", p.display()))?;
             // A relative source path is relative to the file that names it.
             let dir = p.parent().unwrap_or(Path::new(""));
             for src in &mut s.sources {
@@ -490,13 +495,34 @@ mod tests {
         );
         assert!(parse_settings("").expect("empty").sources.is_empty());
         for (entry, says) in [
-            ("kind = \"kafka\"\nformat = \"ndjson\"\npath = \"x\"", "entry 1: kind \"kafka\""),
-            ("format = \"ndjson\"\npath = \"x\"", "entry 1: kind is missing"),
-            ("kind = \"tail\"\nformat = \"cdr\"\npath = \"x\"", "entry 1: format \"cdr\""),
-            ("kind = \"tail\"\nformat = \"xml\"\npath = \"x\"", "entry 1: format \"xml\""),
-            ("kind = \"tail\"\npath = \"x\"", "entry 1: format is missing"),
-            ("kind = \"tail\"\nformat = \"queue_log\"", "entry 1: path is missing"),
-            ("kind = \"tail\"\nformat = \"queue_log\"\npath = \"x\"\ncolour = 1", "unknown field"),
+            (
+                "kind = \"kafka\"\nformat = \"ndjson\"\npath = \"x\"",
+                "entry 1: kind \"kafka\"",
+            ),
+            (
+                "format = \"ndjson\"\npath = \"x\"",
+                "entry 1: kind is missing",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"cdr\"\npath = \"x\"",
+                "entry 1: format \"cdr\"",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"xml\"\npath = \"x\"",
+                "entry 1: format \"xml\"",
+            ),
+            (
+                "kind = \"tail\"\npath = \"x\"",
+                "entry 1: format is missing",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"queue_log\"",
+                "entry 1: path is missing",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"queue_log\"\npath = \"x\"\ncolour = 1",
+                "unknown field",
+            ),
         ] {
             let Err(e) = parse_settings(&format!("[[sources]]\n{entry}\n")) else {
                 panic!("{entry} accepted");
@@ -507,7 +533,10 @@ mod tests {
         let Err(e) = parse_settings(&twice.repeat(2)) else {
             panic!("the same file twice accepted");
         };
-        assert!(format!("{e:#}").contains("entry 2: q is followed twice"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("entry 2: q is followed twice"),
+            "{e:#}"
+        );
     }
 
     #[test]

@@ -258,7 +258,11 @@ struct Driven {
 }
 
 impl Driven {
-    fn start(specs: &[SourceSpec], state: &AppState, decode: &DecodeSettings) -> anyhow::Result<Self> {
+    fn start(
+        specs: &[SourceSpec],
+        state: &AppState,
+        decode: &DecodeSettings,
+    ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(specs.len());
         for spec in specs {

@@ -160,7 +160,14 @@ fn copytruncate_reads_the_lines_after_the_last_read_from_the_copy() {
     seen.drain(&mut src);
     assert_eq!(
         seen.take().0,
-        strings(&["a", "b", "c", "d", "e", "f-long-enough-to-pass-the-old-offset"])
+        strings(&[
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+            "f-long-enough-to-pass-the-old-offset"
+        ])
     );
 }
 
@@ -189,7 +196,11 @@ fn a_restart_goes_on_at_its_position_across_the_rotations_made_while_stopped() {
     seen.drain(&mut src);
     let (read, context) = seen.take();
     assert_eq!(read, strings(&["a", "b", "c", "d"]), "each line once");
-    assert_eq!(context, strings(&["a"]), "the lines committed before, as context");
+    assert_eq!(
+        context,
+        strings(&["a"]),
+        "the lines committed before, as context"
+    );
     // Restarted again: the file before the position's comes back as context.
     let mut src = d.source();
     src.resume(&seen.checkpoint).expect("resume");
