@@ -1,46 +1,102 @@
-//! `netwait tail queue_log PATH` against a writer appending calls: lines committed within
-//! a second (seen after a `kill -9`), a logrotate rename while netwait is stopped, a
-//! rename and a copytruncate while it runs, a restart; the figures equal a one-shot
-//! import of the same lines.
+//! `netwait tail queue_log PATH` against a writer appending 10,000 calls, its rows in
+//! time order (so that calls straddle batches, rotations and restarts): lines committed
+//! within a second (seen after a `kill -9`), a logrotate rename while netwait is
+//! stopped, a rename while it runs with the writer appending to the renamed file until
+//! it reopens its log (as Asterisk does until `logger reload`), a copytruncate while it
+//! runs, a SIGTERM, a restart; the figures equal a one-shot import of the same rows.
+//! And the same log followed by `serve` itself (a `[[sources]]` entry of its
+//! configuration), its figures read through the gRPC API.
 
 mod common;
 
-use common::{BIN, netwait, table1};
+use common::{BIN, Server, netwait, table1};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The queue_log rows of call `i`: joins, then answered and completed, or abandoned.
-fn call_rows(i: u64) -> String {
+const CALLS: u64 = 10_000;
+
+/// The queue_log rows of call `i` with their instants: joins, then answered and
+/// completed, abandoned, or (every 7th) leaves for a second queue by timeout and is
+/// answered there (its first ENTERQUEUE alone makes its `offered`: a decoder that
+/// forgot it, at a rotation or restart, would count the call again).
+fn call_rows(i: u64) -> Vec<(u64, String)> {
     let t = 1_551_682_800 + i * 7; // Monday 2019-03-04 08:00 Rome, 7 s apart
     let id = format!("{t}.{i}");
-    let mut s = format!("{t}|{id}|cup|NONE|ENTERQUEUE||33312{i:05}|1\n");
-    if i.is_multiple_of(5) {
-        s += &format!("{}|{id}|cup|NONE|ABANDON|1|1|35\n", t + 35);
+    let mut rows = vec![(t, format!("{t}|{id}|cup|NONE|ENTERQUEUE||33312{i:05}|1"))];
+    let mut answered = |at: u64, queue: &str, waited: u64| {
+        rows.push((
+            at,
+            format!("{at}|{id}|{queue}|Agent/1|CONNECT|{waited}|{id}.9|2"),
+        ));
+        let end = at + 380;
+        rows.push((
+            end,
+            format!("{end}|{id}|{queue}|Agent/1|COMPLETECALLER|{waited}|180|1"),
+        ));
+    };
+    if i.is_multiple_of(7) {
+        answered(t + 90, "cup-overflow", 30);
+        rows.push((
+            t + 60,
+            format!("{}|{id}|cup|NONE|EXITWITHTIMEOUT|1|1|60", t + 60),
+        ));
+        rows.push((
+            t + 60,
+            format!(
+                "{}|{id}|cup-overflow|NONE|ENTERQUEUE||33312{i:05}|1",
+                t + 60
+            ),
+        ));
+    } else if i.is_multiple_of(5) {
+        rows.push((t + 35, format!("{}|{id}|cup|NONE|ABANDON|1|1|35", t + 35)));
     } else {
-        s += &format!(
-            "{}|{id}|cup|Agent/1|CONNECT|{}|{id}.9|2\n",
-            t + 20 + i % 200,
-            20 + i % 200
-        );
-        s += &format!("{}|{id}|cup|Agent/1|COMPLETECALLER|20|180|1\n", t + 400);
+        answered(t + 20 + i % 200, "cup", 20 + i % 200);
     }
-    s
+    rows
 }
 
-fn append(path: &Path, calls: std::ops::Range<u64>) {
-    let mut f = std::fs::OpenOptions::new()
+/// Every row of `calls` calls, in the order a PBX writes them (by time).
+fn all_rows(calls: u64) -> Vec<String> {
+    let mut rows: Vec<(u64, u64, usize, String)> = (0..calls)
+        .flat_map(|i| {
+            call_rows(i)
+                .into_iter()
+                .enumerate()
+                .map(move |(k, (at, text))| (at, i, k, text))
+        })
+        .collect();
+    rows.sort();
+    rows.into_iter().map(|(.., text)| text + "\n").collect()
+}
+
+fn open_append(path: &Path) -> File {
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .expect("open log");
-    for i in calls {
-        f.write_all(call_rows(i).as_bytes()).expect("write");
-        if i.is_multiple_of(200) {
-            f.flush().expect("flush");
-            std::thread::sleep(Duration::from_millis(5));
+        .expect("open log")
+}
+
+/// The writer: the rows in order, written to whichever file it has open.
+struct Writer {
+    rows: Vec<String>,
+    next: usize,
+}
+
+impl Writer {
+    /// Writes the rows up to the `share` (in %) of all of them, pausing now and then.
+    fn write_to(&mut self, f: &mut File, share: usize) {
+        let upto = self.rows.len() * share / 100;
+        for (k, row) in self.rows[self.next..upto].iter().enumerate() {
+            f.write_all(row.as_bytes()).expect("write");
+            if k % 600 == 599 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
+        self.next = upto;
     }
 }
 
@@ -63,15 +119,27 @@ fn figures(data: &Path) -> serde_json::Value {
     table1(["--data", d], "2019-03-01", "2019-04-01", &[])
 }
 
-/// The figures of a one-shot import of calls `0..n`.
-fn imported(n: u64) -> serde_json::Value {
+/// The figures of a one-shot import of `rows`.
+fn imported(rows: &[String]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("all.log");
-    append(&file, 0..n);
+    std::fs::write(&file, rows.concat()).expect("write");
     let data = dir.path().join("data");
     let (f, d) = (file.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
     netwait(&["import", "--format", "queue_log", "--data", d, f]);
     figures(&data)
+}
+
+fn sigterm(child: Child) -> std::process::Output {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    child.wait_with_output().expect("tail exits")
 }
 
 #[test]
@@ -79,18 +147,137 @@ fn a_followed_log_survives_rotation_both_ways_kill_9_and_restart_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let log = dir.path().join("queue_log");
+    let mut w = Writer {
+        rows: all_rows(CALLS),
+        next: 0,
+    };
     let mut child = tail(&data, &log);
-    append(&log, 0..1_500);
+    w.write_to(&mut open_append(&log), 25);
     // Everything written is committed within a second: kill -9 after it loses nothing.
     std::thread::sleep(Duration::from_millis(1_500));
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
     assert_eq!(
         figures(&data),
-        imported(1_500),
+        imported(&w.rows[..w.next]),
         "committed within a second of writing"
     );
-    // KNOWN DEFECT (closing note of session 5): rotation (rename, copytruncate) and a
-    // restart while a writer appends do not yet give the one-shot import's figures; that
-    // part of the test is to come back with the fix.
+    // While stopped: more lines, then logrotate renames the file and a new one starts.
+    w.write_to(&mut open_append(&log), 40);
+    std::fs::rename(&log, dir.path().join("queue_log.1")).expect("rotate");
+    w.write_to(&mut open_append(&log), 50);
+    let child = tail(&data, &log);
+    let mut old = open_append(&log);
+    w.write_to(&mut old, 65);
+    // Running: logrotate renames the file and creates an empty one; the writer goes on
+    // appending to the renamed file until it reopens its log.
+    std::fs::rename(&log, dir.path().join("queue_log.2")).expect("rotate");
+    let mut new = open_append(&log);
+    w.write_to(&mut old, 70);
+    drop(old);
+    w.write_to(&mut new, 85);
+    // ... and a copytruncate, the writer going on at the start of the truncated file;
+    // what was written after the last read is read from the copy. Known limit: a file
+    // truncated while still queued behind the renamed one (not started yet) is read
+    // from its new start, so logrotate's delay is given first (a debug build on a busy
+    // machine needs a few seconds to read the rotated files).
+    std::thread::sleep(Duration::from_millis(5_000));
+    std::fs::copy(&log, dir.path().join("queue_log.3")).expect("copy");
+    new.set_len(0).expect("truncate");
+    w.write_to(&mut new, 100);
+    // The restart read the rotated file again first: a debug build on a busy machine
+    // needs a few seconds.
+    std::thread::sleep(Duration::from_millis(5_000));
+    // A clean stop: SIGTERM commits what was read.
+    let out = sigterm(child);
+    assert!(out.status.success(), "tail exits 0 on SIGTERM");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("stopped: accepted"));
+    let all = imported(&w.rows);
+    assert_eq!(figures(&data), all);
+    // Started again on the same file: nothing new, nothing counted twice.
+    let child = tail(&data, &log);
+    std::thread::sleep(Duration::from_millis(3_000));
+    let out = sigterm(child);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "stopped: accepted 0 duplicate 0 rejected 0",
+        "the lines before the position are context, not input"
+    );
+    assert_eq!(figures(&data), all);
+}
+
+/// Table 1 of March 2019 from a server, once it equals `want` (the followed log is
+/// committed and published within a second of being written; a busy machine may take
+/// longer: asked again for up to a minute).
+fn served_figures(server: &Server, want: &serde_json::Value) -> serde_json::Value {
+    let mut got = serde_json::Value::Null;
+    for _ in 0..120 {
+        got = table1(["--server", &server.url()], "2019-03-01", "2019-04-01", &[]);
+        if got == *want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    got
+}
+
+#[test]
+fn serve_follows_the_logs_of_its_configuration_into_the_store_it_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("queue_log");
+    let config = dir.path().join("netwait.toml");
+    // A relative path is relative to the configuration file.
+    std::fs::write(
+        &config,
+        "[[sources]]\nkind = \"tail\"\nformat = \"queue_log\"\npath = \"queue_log\"\n",
+    )
+    .expect("config");
+    let cfg = config.to_str().expect("utf-8");
+    let mut w = Writer {
+        rows: all_rows(2_000),
+        next: 0,
+    };
+    w.write_to(&mut open_append(&log), 30);
+    let server = Server::start_with(&data, &["--config", cfg], Stdio::inherit());
+    w.write_to(&mut open_append(&log), 60);
+    let want = imported(&w.rows[..w.next]);
+    assert_eq!(
+        served_figures(&server, &want),
+        want,
+        "followed while served"
+    );
+    // Stopped cleanly, rotated while stopped, started again: nothing lost or counted twice.
+    assert!(server.stop().success(), "serve exits 0 on SIGTERM");
+    w.write_to(&mut open_append(&log), 80);
+    std::fs::rename(&log, dir.path().join("queue_log.1")).expect("rotate");
+    w.write_to(&mut open_append(&log), 100);
+    let server = Server::start_with(&data, &["--config", cfg], Stdio::inherit());
+    let want = imported(&w.rows);
+    assert_eq!(served_figures(&server, &want), want, "after a restart");
+    drop(server);
+    // A bad entry stops serve before it serves, saying which entry and why.
+    std::fs::write(
+        &config,
+        "[[sources]]\nkind = \"tail\"\nformat = \"queue_log\"\npath = \"queue_log\"\n[[sources]]\nkind = \"tail\"\nformat = \"queue_log\"\n",
+    )
+    .expect("config");
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            cfg,
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success(), "a bad [[sources]] entry is refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[[sources]] entry 2: path is missing"),
+        "{err}"
+    );
 }

@@ -100,6 +100,11 @@ impl EncodedChunk {
         self.commit_after = true;
     }
 
+    /// Whether a commit is asked for after this chunk (a window's end).
+    pub fn asks_commit(&self) -> bool {
+        self.commit_after
+    }
+
     /// Makes room for about `bytes` of records and `events` events. A buffer too small
     /// is replaced, not grown: growing would copy its stale contents.
     pub fn reserve(&mut self, bytes: usize, events: usize) {

@@ -13,10 +13,12 @@ use crate::live::{Clock, LiveFeed, LiveHandle, LiveInput, LiveRules};
 use crate::shutdown::Shutdown;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
-use netwait_aggregator::engine::Engine;
+use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary, Spares};
 use netwait_aggregator::published::Snapshot;
+use netwait_aggregator::store::positions::SourceCheckpoint;
 use netwait_aggregator::store::{LogPosition, StoreError, StoreErrorKind};
 use netwait_ingest::kafka::producer::EventProducer;
+use netwait_ingest::pipeline::Target;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{oneshot, watch};
@@ -197,6 +199,78 @@ impl AppState {
         });
         self.writer.send(job).map_err(|_| writer_stopped())?;
         result.await.map_err(|_| writer_stopped())?
+    }
+}
+
+impl AppState {
+    /// Runs engine work on the writer from a thread outside the runtime (a source the
+    /// server drives), waiting for its result (published first, as for every job).
+    pub fn write_waiting<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Engine) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, result) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move |engine: &mut Engine| {
+            let out = work(engine);
+            Box::new(move || {
+                let _ = reply.send(out);
+            })
+        });
+        let stopped = || StoreError::Io {
+            path: "the engine's writer".into(),
+            source: std::io::Error::other("stopped (an earlier panic)"),
+        };
+        self.writer.send(job).map_err(|_| stopped())?;
+        result.recv().map_err(|_| stopped())?
+    }
+}
+
+/// A source driven inside the server (`[[sources]]` of `serve`): its chunks go to the
+/// writer a commit window at a time (the chunk asking for a commit ends one), between
+/// the pushes' work; each window is published like any push.
+impl Target for AppState {
+    fn source_checkpoint(&mut self) -> SourceCheckpoint {
+        self.write_waiting(|e| Ok(e.source_checkpoint().clone()))
+            .unwrap_or_default()
+    }
+
+    fn key_hasher(&self) -> KeyHasher {
+        (*self.hasher).clone()
+    }
+
+    fn stage_stream(
+        &mut self,
+        chunks: &mut dyn Iterator<Item = EncodedChunk>,
+        commit_bytes: usize,
+        _checkpoint: bool,
+        _spares: Option<Spares>,
+        durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
+    ) -> Result<IngestSummary, StoreError> {
+        let mut total = IngestSummary::default();
+        loop {
+            let mut window = Vec::new();
+            let mut ended = true;
+            for chunk in &mut *chunks {
+                let last = chunk.asks_commit();
+                window.push(chunk);
+                if last {
+                    ended = false;
+                    break;
+                }
+            }
+            if !window.is_empty() {
+                let (sum, at) = self.write_waiting(move |e| {
+                    let sum =
+                        e.stage_stream(window.into_iter(), commit_bytes, false, None, &mut |_| {})?;
+                    Ok((sum, e.source_checkpoint().clone()))
+                })?;
+                total += sum;
+                durable(&at);
+            }
+            if ended {
+                return Ok(total);
+            }
+        }
     }
 }
 

@@ -16,8 +16,9 @@ use crate::parse::encode_chunk_into;
 use crate::queue_log::follow::Follow;
 use crate::queue_log::rows::read_file_layout;
 use crate::source::{CheckpointDelta, Poll, RawBytes, Source, SourceCheckpoint, SourceError};
+use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
-use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary};
+use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary, Spares};
 use netwait_aggregator::store::StoreError;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,12 +142,56 @@ pub fn import(
     )
 }
 
+/// Where a driven source's events go: an engine in hand (`import`, `tail`), or one
+/// that other work shares (`serve`'s writer thread, which takes them a commit window
+/// at a time), or a Kafka topic (the ingest role).
+pub trait Target {
+    /// Where every source stands in what is durable.
+    fn source_checkpoint(&mut self) -> SourceCheckpoint;
+
+    /// The dedupe and call key function the chunks are encoded with.
+    fn key_hasher(&self) -> KeyHasher;
+
+    /// Stages `chunks` in order and commits them with their positions, as
+    /// [`Engine::stage_stream`] does (a chunk may ask for a commit after it); `durable`
+    /// hears where the sources stand after each commit.
+    fn stage_stream(
+        &mut self,
+        chunks: &mut dyn Iterator<Item = EncodedChunk>,
+        commit_bytes: usize,
+        checkpoint: bool,
+        spares: Option<Spares>,
+        durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
+    ) -> Result<IngestSummary, StoreError>;
+}
+
+impl Target for Engine {
+    fn source_checkpoint(&mut self) -> SourceCheckpoint {
+        Engine::source_checkpoint(self).clone()
+    }
+
+    fn key_hasher(&self) -> KeyHasher {
+        Engine::key_hasher(self)
+    }
+
+    fn stage_stream(
+        &mut self,
+        chunks: &mut dyn Iterator<Item = EncodedChunk>,
+        commit_bytes: usize,
+        checkpoint: bool,
+        spares: Option<Spares>,
+        durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
+    ) -> Result<IngestSummary, StoreError> {
+        Engine::stage_stream(self, chunks, commit_bytes, checkpoint, spares, durable)
+    }
+}
+
 /// Drives `source` into `engine` until it ends or `stop` is raised: resumes it from
 /// the store's positions, commits its batches with their positions, tells it what is
 /// durable. Returns once everything read is durably committed (and acknowledged).
 pub fn drive(
     source: &mut dyn Source,
-    engine: &mut Engine,
+    engine: &mut dyn Target,
     pseudo: &Pseudonymizer,
     settings: &DecodeSettings,
     opts: PipelineOptions,
@@ -160,7 +205,7 @@ pub fn drive(
         committed,
     };
     source
-        .resume(engine.source_checkpoint())
+        .resume(&engine.source_checkpoint())
         .map_err(|e| read_error(e, IngestSummary::default()))?;
     let workers = opts.workers.max(1);
     let (chunk_tx, chunk_rx) = sync_channel::<Batch<Work>>(workers * 2);
@@ -192,6 +237,12 @@ pub fn drive(
                 }
                 let batch = match src.poll()? {
                     Poll::End => break,
+                    Poll::Context { bytes, format } => {
+                        if format == Format::QueueLog {
+                            follow.learn(&read_file_layout(&bytes), &settings.queue_log);
+                        }
+                        continue;
+                    }
                     Poll::Idle => {
                         if unflushed.take().is_none() {
                             continue;
@@ -301,7 +352,7 @@ pub fn drive(
             progress,
         };
         let folded = engine.stage_stream(
-            std::iter::from_fn(|| in_order.next_chunk()),
+            &mut std::iter::from_fn(|| in_order.next_chunk()),
             opts.commit_bytes,
             opts.checkpoint,
             Some(spares),
@@ -319,7 +370,7 @@ pub fn drive(
     });
     let (folded, read) = result;
     // Everything committed is durable now: the source hears where the store stands.
-    source.on_durable(engine.source_checkpoint());
+    source.on_durable(&engine.source_checkpoint());
     let summary = folded?;
     read.map_err(|e| read_error(e, summary))?;
     Ok(summary)
@@ -334,7 +385,7 @@ fn decode_in_order(
     settings: &DecodeSettings,
     follow: &mut Follow,
     pseudo: &Pseudonymizer,
-    hasher: &netwait_aggregator::domain::dedupe::KeyHasher,
+    hasher: &KeyHasher,
 ) -> Work {
     let lines = bytecount_lines(&bytes);
     let chunks = match format {

@@ -37,6 +37,13 @@ pub enum SourceError {
 #[derive(Debug)]
 pub enum Poll {
     Batch(RawBatch),
+    /// Whole lines committed before, read again after a restart only for the decoding
+    /// rules that look back across rows (queue_log's earliest ENTERQUEUE of a call):
+    /// the driver learns from them and makes no events of them (no position moves).
+    Context {
+        bytes: RawBytes,
+        format: Format,
+    },
     /// Nothing new for now (a followed file, a quiet topic): poll again.
     Idle,
     /// The source is exhausted (the end of a file); never for a long-running source.

@@ -29,6 +29,10 @@
 //! long_wait_s = 120
 //! staffing = [["08:00", 3], ["08:30", 4], ["09:00", 6]]
 //! webhook_url = "http://127.0.0.1:9000/alerts"
+//! [[sources]]              # serve follows these logs itself (see `netwait_ingest::tail`)
+//! kind = "tail"
+//! format = "queue_log"     # or "ndjson"
+//! path = "/var/log/asterisk/queue_log"   # relative: to the directory of this file
 //! ```
 
 use super::StoreArgs;
@@ -44,6 +48,7 @@ use netwait_aggregator::store::embedded::EmbeddedStore;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
 use netwait_api::live::{LiveConfig, LiveRules};
 use netwait_ingest::decoded::DecodeSettings;
+use netwait_ingest::format::Format;
 use netwait_ingest::queue_log::Announcement;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -72,6 +77,57 @@ struct File {
     limits: Limits,
     #[serde(default)]
     live: LiveConfig,
+    #[serde(default)]
+    sources: Vec<SourceToml>,
+}
+
+/// A `[[sources]]` entry, checked by [`source_specs`].
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct SourceToml {
+    kind: Option<String>,
+    format: Option<String>,
+    path: Option<PathBuf>,
+}
+
+/// A source `serve` drives itself: a followed log (`kind = "tail"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpec {
+    pub format: Format,
+    pub path: PathBuf,
+}
+
+/// The `[[sources]]` entries, each checked: a clear error names the entry (from 1).
+fn source_specs(entries: Vec<SourceToml>) -> anyhow::Result<Vec<SourceSpec>> {
+    let mut specs: Vec<SourceSpec> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let n = i + 1;
+        match e.kind.as_deref() {
+            Some("tail") => {}
+            Some(k) => bail!("[[sources]] entry {n}: kind {k:.64?}: the one kind is \"tail\""),
+            None => bail!("[[sources]] entry {n}: kind is missing (kind = \"tail\")"),
+        }
+        let format = match e.format.as_deref() {
+            None => bail!("[[sources]] entry {n}: format is missing (\"queue_log\" or \"ndjson\")"),
+            Some(f) => match Format::parse(f) {
+                Some(f @ (Format::QueueLog | Format::Ndjson)) => f,
+                _ => bail!(
+                    "[[sources]] entry {n}: format {f:.64?}: a tail follows \"queue_log\" or \"ndjson\""
+                ),
+            },
+        };
+        let Some(path) = e.path.filter(|p| !p.as_os_str().is_empty()) else {
+            bail!("[[sources]] entry {n}: path is missing (the file to follow)");
+        };
+        if specs.iter().any(|s| s.path == path) {
+            bail!(
+                "[[sources]] entry {n}: {} is followed twice",
+                path.display()
+            );
+        }
+        specs.push(SourceSpec { format, path });
+    }
+    Ok(specs)
 }
 
 /// `[tls]`: both listeners serve TLS only, with this PEM certificate chain and key.
@@ -214,6 +270,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The live state's alert rules, staffing plan and webhook (`serve`).
     pub live: LiveRules,
+    /// The sources `serve` drives itself (`[[sources]]`).
+    pub sources: Vec<SourceSpec>,
 }
 
 fn parse_settings(text: &str) -> anyhow::Result<Settings> {
@@ -310,6 +368,7 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
         bail!("limits.max_concurrent_streams must be 1 or more");
     }
     let live = f.live.rules()?;
+    let sources = source_specs(f.sources)?;
     Ok(Settings {
         metrics: m,
         caller_key,
@@ -321,6 +380,7 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
             max_concurrent_streams: f.limits.max_concurrent_streams,
         },
         live,
+        sources,
     })
 }
 
@@ -349,7 +409,14 @@ pub fn load_file(path: Option<std::path::PathBuf>, store: &StoreArgs) -> anyhow:
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading configuration {}", p.display()))?;
-            parse_settings(&text).with_context(|| format!("configuration {}", p.display()))?
+            let mut s =
+                parse_settings(&text).with_context(|| format!("configuration {}", p.display()))?;
+            // A relative source path is relative to the file that names it.
+            let dir = p.parent().unwrap_or(Path::new(""));
+            for src in &mut s.sources {
+                src.path = dir.join(&src.path);
+            }
+            s
         }
         None => parse_settings("")?,
     };
@@ -406,6 +473,71 @@ pub fn open_engine(store: &StoreArgs, usage: Use) -> anyhow::Result<(Engine, Pse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_are_checked_entry_by_entry() {
+        let s = parse_settings(
+            "[[sources]]\nkind = \"tail\"\nformat = \"queue_log\"\npath = \"/var/log/asterisk/queue_log\"\n[[sources]]\nkind = \"tail\"\nformat = \"ndjson\"\npath = \"events.ndjson\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            s.sources,
+            vec![
+                SourceSpec {
+                    format: Format::QueueLog,
+                    path: "/var/log/asterisk/queue_log".into()
+                },
+                SourceSpec {
+                    format: Format::Ndjson,
+                    path: "events.ndjson".into()
+                }
+            ]
+        );
+        assert!(parse_settings("").expect("empty").sources.is_empty());
+        for (entry, says) in [
+            (
+                "kind = \"kafka\"\nformat = \"ndjson\"\npath = \"x\"",
+                "entry 1: kind \"kafka\"",
+            ),
+            (
+                "format = \"ndjson\"\npath = \"x\"",
+                "entry 1: kind is missing",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"cdr\"\npath = \"x\"",
+                "entry 1: format \"cdr\"",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"xml\"\npath = \"x\"",
+                "entry 1: format \"xml\"",
+            ),
+            (
+                "kind = \"tail\"\npath = \"x\"",
+                "entry 1: format is missing",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"queue_log\"",
+                "entry 1: path is missing",
+            ),
+            (
+                "kind = \"tail\"\nformat = \"queue_log\"\npath = \"x\"\ncolour = 1",
+                "unknown field",
+            ),
+        ] {
+            let Err(e) = parse_settings(&format!("[[sources]]\n{entry}\n")) else {
+                panic!("{entry} accepted");
+            };
+            assert!(format!("{e:#}").contains(says), "{entry}: {e:#}");
+        }
+        let twice = "[[sources]]\nkind = \"tail\"\nformat = \"queue_log\"\npath = \"q\"\n";
+        let Err(e) = parse_settings(&twice.repeat(2)) else {
+            panic!("the same file twice accepted");
+        };
+        assert!(
+            format!("{e:#}").contains("entry 2: q is followed twice"),
+            "{e:#}"
+        );
+    }
 
     #[test]
     fn defaults_and_overrides() {

@@ -1,8 +1,9 @@
 //! `netwait serve`: the gRPC API and push ingest on the embedded store, and (with
-//! `--http-listen`) the HTTP push and `/metrics` on a second listener.
+//! `--http-listen`) the HTTP push and `/metrics` on a second listener; the followed
+//! logs of `[[sources]]` driven inside the process, into the same store.
 
 use super::StoreArgs;
-use super::config::{Use, open_engine};
+use super::config::{SourceSpec, Use, open_engine};
 use anyhow::Context;
 use netwait_aggregator::observe;
 use netwait_api::auth::Tokens;
@@ -11,8 +12,13 @@ use netwait_api::server::{DEFAULT_MAX_STREAMS, Security, ServeOptions};
 use netwait_api::shutdown::{Phase, Stopped, serve_until_signalled};
 use netwait_api::state::AppState;
 use netwait_api::tls::TlsIdentity;
+use netwait_ingest::decoded::DecodeSettings;
+use netwait_ingest::pipeline::{PipelineOptions, drive};
+use netwait_ingest::tail::TailSource;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The environment variable holding the HTTP bearer token (`--http-token-file` wins).
@@ -20,6 +26,9 @@ const TOKEN_ENV: &str = "NETWAIT_HTTP_TOKEN";
 
 /// How long open HTTP requests may go on once the gRPC server has stopped.
 const HTTP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the followed logs may take to commit what they read once stopped.
+const SOURCES_GRACE: Duration = Duration::from_secs(10);
 
 /// The HTTP listener's flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -119,7 +128,14 @@ pub fn run(
     let mut http_options = http.options()?;
     options.security = security(store)?;
     http_options.security = options.security.clone();
-    let live_rules = super::config::load(store)?.live;
+    let settings = super::config::load(store)?;
+    let (live_rules, decode, source_specs) = (settings.live, settings.decode, settings.sources);
+    if role.kafka.is_some() && !source_specs.is_empty() {
+        // Its events would be committed here, not published: refused rather than that.
+        anyhow::bail!(
+            "[[sources]] in the ingest role (--kafka) is not supported yet: follow the log with a serve or tail on the store"
+        );
+    }
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES
         && let Err(e) = engine.checkpoint()
@@ -148,6 +164,7 @@ pub fn run(
         tracing::info!(%brokers, %topic, "ingest role: pushes are published to Kafka");
         state = state.forwarding_to(producer);
     }
+    let sources = Driven::start(&source_specs, &state, &decode)?;
     let rt = super::runtime()?;
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -195,6 +212,13 @@ pub fn run(
                 Err(_) => tracing::warn!("HTTP requests still open: stopping anyway"),
             }
         }
+        // The followed logs stop: the batch in hand is committed, its position with it.
+        if tokio::time::timeout(SOURCES_GRACE, tokio::task::spawn_blocking(move || sources.stop()))
+            .await
+            .is_err()
+        {
+            tracing::warn!("a followed log is still committing: stopping anyway");
+        }
         if stopped == Stopped::Forced {
             tracing::warn!("stopped at once: no checkpoint (the next start replays the log)");
             return Ok(());
@@ -223,6 +247,69 @@ pub fn run(
     // it did not acknowledge, the next open cuts off.
     rt.shutdown_background();
     served
+}
+
+/// The `[[sources]]` the server drives, each on a thread of its own through the
+/// pipeline's driver (as `netwait tail` does) into the server's writer, between the
+/// pushes' work.
+struct Driven {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Driven {
+    fn start(
+        specs: &[SourceSpec],
+        state: &AppState,
+        decode: &DecodeSettings,
+    ) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let mut source = TailSource::new(&spec.path, spec.format)
+                .with_context(|| format!("[[sources]] {}", spec.path.display()))?;
+            let name = source.name_for_humans().to_owned();
+            tracing::info!(file = %name, format = spec.format.as_str(), "following");
+            let (mut target, stop, decode) = (state.clone(), Arc::clone(&stop), decode.clone());
+            let thread = std::thread::Builder::new()
+                .name("netwait-tail".into())
+                .spawn(move || {
+                    let pseudo = Arc::clone(&target.pseudo);
+                    let driven = drive(
+                        &mut source,
+                        &mut target,
+                        &pseudo,
+                        &decode,
+                        PipelineOptions::long_running(),
+                        Some(&stop),
+                        &mut |_| {},
+                    );
+                    match driven {
+                        Ok(sum) => tracing::info!(
+                            file = %name,
+                            accepted = sum.accepted,
+                            duplicate = sum.duplicate,
+                            rejected = sum.rejected,
+                            "followed log stopped"
+                        ),
+                        Err(e) => {
+                            tracing::error!(file = %name, error = %e, "followed log failed: no longer followed")
+                        }
+                    }
+                })
+                .context("starting a followed log's thread")?;
+            threads.push(thread);
+        }
+        Ok(Self { stop, threads })
+    }
+
+    /// Stops every source once its batch in hand is committed.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A bound, non-blocking listener.
