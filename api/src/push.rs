@@ -9,7 +9,7 @@ use crate::state::AppState;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::line_scan::scan_lines;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
-use netwait_aggregator::engine::{EncodedChunk, IngestSummary};
+use netwait_aggregator::engine::{CheckpointMoment, EncodedChunk, IngestSummary};
 use netwait_aggregator::observe;
 use netwait_ingest::bom;
 use netwait_ingest::cdr;
@@ -24,9 +24,6 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 /// Longest `source` name accepted (a file path or an integrator id).
 pub(crate) const MAX_SOURCE_CHARS: usize = 1024;
-
-/// Write a checkpoint after a push once this much log has built up since the last one.
-const CHECKPOINT_AFTER_BYTES: u64 = 64 << 20;
 
 pub struct IngestService {
     state: AppState,
@@ -243,14 +240,7 @@ pub(crate) async fn commit_chunks(
 pub(crate) async fn checkpoint_if_due(state: &AppState) -> Result<(), Status> {
     state
         .blocking(|e| {
-            if e.uncheckpointed() >= CHECKPOINT_AFTER_BYTES
-                && let Err(err) = e.checkpoint()
-            {
-                observe::emit(observe::CheckpointFailed {
-                    after: "push",
-                    error: &err,
-                });
-            }
+            e.checkpoint_at(CheckpointMoment::Committed);
             Ok(())
         })
         .await

@@ -5,7 +5,7 @@
 use super::StoreArgs;
 use super::config::{SourceSpec, Use, open_engine};
 use anyhow::Context;
-use netwait_aggregator::observe;
+use netwait_aggregator::engine::CheckpointMoment;
 use netwait_api::auth::Tokens;
 use netwait_api::http::{DEFAULT_MAX_BODY, HttpOptions};
 use netwait_api::server::{DEFAULT_MAX_STREAMS, Security, ServeOptions};
@@ -97,9 +97,6 @@ impl HttpArgs {
     }
 }
 
-/// Checkpoint at start when this much log would otherwise be replayed at the next start.
-const CHECKPOINT_AT_START_BYTES: u64 = 16 << 20;
-
 /// TLS, tokens and limits from the configuration.
 fn security(store: &StoreArgs) -> anyhow::Result<Security> {
     let s = super::config::load(store)?.server;
@@ -137,14 +134,7 @@ pub fn run(
         );
     }
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
-    if engine.uncheckpointed() >= CHECKPOINT_AT_START_BYTES
-        && let Err(e) = engine.checkpoint()
-    {
-        observe::emit(observe::CheckpointFailed {
-            after: "open",
-            error: &e,
-        });
-    }
+    engine.checkpoint_at(CheckpointMoment::Opened);
     // A server answers many queries: each reads the cells of its period.
     engine.load_states()?;
     engine.index_periods();
@@ -225,12 +215,7 @@ pub fn run(
         }
         tracing::info!("shutting down: writing a checkpoint");
         let checkpoint = state.blocking(|e| {
-            if let Err(err) = e.checkpoint() {
-                observe::emit(observe::CheckpointFailed {
-                    after: "shutdown",
-                    error: &err,
-                });
-            }
+            e.checkpoint_at(CheckpointMoment::Stopping);
             Ok(())
         });
         // A second signal still stops at once while the checkpoint is written (it is

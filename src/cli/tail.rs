@@ -37,12 +37,7 @@ pub fn run(store: &StoreArgs, format: Format, path: &Path) -> anyhow::Result<()>
         Some(&stop),
         &mut |_| {},
     )?;
-    if let Err(e) = engine.checkpoint() {
-        netwait_aggregator::observe::emit(netwait_aggregator::observe::CheckpointFailed {
-            after: "tail",
-            error: &e,
-        });
-    }
+    engine.checkpoint_at(netwait_aggregator::engine::CheckpointMoment::Stopping);
     println!(
         "stopped: accepted {} duplicate {} rejected {}",
         sum.accepted, sum.duplicate, sum.rejected
