@@ -88,7 +88,34 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tls = options.security.tls.as_ref().map(|t| t.http());
-    let app = router(state, options).into_make_service_with_connect_info::<SocketAddr>();
+    serve_app(listener, tls, router(state, options), shutdown).await
+}
+
+/// Serves only `GET /metrics` (read role), for a process that serves no API
+/// (`netwait aggregate --metrics-listen`: its Kafka consumer lag, commits, rejects).
+pub async fn serve_metrics(
+    listener: TcpListener,
+    security: Security,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = security.tls.as_ref().map(|t| t.http());
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (security.tokens.clone(), Role::Read),
+            require_role,
+        ))
+        .fallback(not_found);
+    serve_app(listener, tls, app, shutdown).await
+}
+
+async fn serve_app(
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => {
             axum::serve(listener, app)

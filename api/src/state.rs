@@ -85,6 +85,7 @@ impl AppState {
             match crate::live::runner::start(rules, clock, snapshot.clone()) {
                 Ok((feed, handle)) => {
                     feed.send(seed_of(&engine));
+                    crate::live::metrics::expose(&handle);
                     Some((feed, handle))
                 }
                 Err(e) => {
@@ -208,6 +209,12 @@ fn write_loop(
     poisoned: &AtomicBool,
     live: Option<&LiveFeed>,
 ) {
+    let dead_letters = |engine: &Engine| {
+        netwait_aggregator::observe::emit(netwait_aggregator::observe::DeadLetters {
+            stored: engine.book().dead_letter_count(),
+        });
+    };
+    dead_letters(&engine);
     for job in jobs {
         let before = engine.position();
         let reply = job(&mut engine);
@@ -217,6 +224,7 @@ fn write_loop(
         // snapshot, of what was durable before, stands.
         if !failed && engine.position() != published.borrow().position() {
             published.send_replace(Arc::new(engine.publish()));
+            dead_letters(&engine);
         }
         if let Some(feed) = live {
             feed_live(&mut engine, feed, failed, before);

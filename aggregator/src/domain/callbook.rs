@@ -414,6 +414,11 @@ impl DedupeHalf<'_> {
         self.seen.insert(key)
     }
 
+    /// How many distinct dead letters the store holds (their identities are kept).
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_letters.len() as u64
+    }
+
     /// True the first time a dead letter's identity is offered: it is stored.
     pub fn first_dead_letter(&mut self, key: DedupeKey) -> bool {
         self.dead_letters.insert(key)

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod clock;
 pub mod config;
 pub mod grpc;
+pub mod metrics;
 pub mod runner;
 pub mod tracker;
 pub mod view;

@@ -236,8 +236,16 @@ impl Live {
         self.refresh_sla(day);
         let checks = self.checks(day, ms_of_day);
         let changed = self.alerts.evaluate(self.now, &checks);
-        if let Some(hook) = &self.webhook {
-            for a in &changed {
+        for a in &changed {
+            netwait_aggregator::observe::emit(netwait_aggregator::observe::AlertChanged {
+                id: &a.id,
+                rule: a.rule.as_str(),
+                severity: a.severity.as_str(),
+                line: a.line.as_deref(),
+                raised: a.cleared_ms.is_none(),
+                message: &a.message,
+            });
+            if let Some(hook) = &self.webhook {
                 hook.send(a);
             }
         }
