@@ -140,10 +140,10 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         tokens = tokens.with_clear_token(t, &[Role::Push, Role::Read]);
     }
     let tokens = Arc::new(tokens);
-    let live = state
-        .live
-        .clone()
-        .map(|l| crate::live::wallboard::routes(l, state.shutdown.clone()));
+    let tls = options.security.tls.is_some();
+    let live = state.live.clone().map(|l| {
+        crate::live::wallboard::routes(l, state.shutdown.clone(), tokens.clone(), tls)
+    });
     let http = Arc::new(Http {
         state,
         max_body: options.max_body,
@@ -160,12 +160,9 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         .merge(open)
         .fallback(not_found)
         .with_state(http);
-    // The wallboard and its live feed are read routes too.
+    // The wallboard's page is open, its live data are read routes (see its module).
     match live {
-        Some(live) => app.merge(live.route_layer(axum::middleware::from_fn_with_state(
-            (tokens, Role::Read),
-            require_role,
-        ))),
+        Some(live) => app.merge(live),
         None => app,
     }
 }
@@ -178,7 +175,8 @@ fn guarded(routes: Router<Arc<Http>>, tokens: &Arc<Tokens>, role: Role) -> Route
     ))
 }
 
-async fn require_role(
+/// Refuses a request whose bearer token does not have `role` (401 / 403).
+pub(crate) async fn require_role(
     State((tokens, role)): State<(Arc<Tokens>, Role)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,

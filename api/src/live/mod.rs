@@ -13,6 +13,7 @@ pub mod config;
 pub mod grpc;
 pub mod metrics;
 pub mod runner;
+pub mod session;
 pub mod tracker;
 pub mod view;
 pub mod wallboard;
