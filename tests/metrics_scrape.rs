@@ -5,44 +5,23 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, curl_ok, http_push, now_ms};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
-
 /// Sample name and sorted labels → value.
 type Samples = BTreeMap<(String, Vec<(String, String)>), f64>;
 
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "-f"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
-
 /// Scrapes `/metrics` and parses it with prometheus_client.
 fn scrape(server: &Server) -> Samples {
-    let text = curl(&[&format!("{}/metrics", server.http_url())]);
+    let text = curl_ok(&[&format!("{}/metrics", server.http_url())]);
     let mut child = Command::new(repo().join("deploy/python"))
         .arg(repo().join("tests/tools/prom_parse.py"))
         .stdin(Stdio::piped())
@@ -89,18 +68,6 @@ fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn push(server: &Server, lines: &[String]) -> serde_json::Value {
-    let body = lines.join("\n");
-    let answer = curl(&[
-        "-H",
-        "Content-Type: application/x-ndjson",
-        "--data-binary",
-        &body,
-        &format!("{}/v1/events?results=none", server.http_url()),
-    ]);
-    serde_json::from_str(&answer).expect("JSON answer")
-}
-
 #[test]
 fn metrics_parse_with_prometheus_client_and_move_with_pushes() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -131,7 +98,7 @@ fn metrics_parse_with_prometheus_client_and_move_with_pushes() {
         // A malformed line: a dead letter.
         "{not json".to_owned(),
     ];
-    let answer = push(&server, &lines);
+    let answer = http_push(&server, &lines);
     assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(7), Some(1)), "{answer}");
 
     // The live side publishes every second and at once on an alert: wait for the alert.

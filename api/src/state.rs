@@ -75,9 +75,13 @@ impl AppState {
         pseudo: Pseudonymizer,
         live: Option<(LiveRules, Arc<dyn Clock>)>,
     ) -> Self {
-        if live.is_some() {
-            engine.watch_transitions();
-        }
+        let live = match live.map(|l| engine.watch_transitions().map(|()| l)) {
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the log for the live state: no live state");
+                None
+            }
+            live => live.and_then(Result::ok),
+        };
         let hasher = Arc::new(engine.key_hasher());
         let poisoned = Arc::new(AtomicBool::new(engine.is_poisoned()));
         let (published, snapshot) = watch::channel(Arc::new(engine.publish()));
@@ -241,7 +245,11 @@ fn seed_of(engine: &Engine) -> LiveInput {
         .filter_map(|name| Some((engine.book().line_id(name)?, name)))
         .flat_map(|(id, name)| engine.open_calls(name).map(move |c| (id, c)))
         .collect();
-    LiveInput::Seed { lines, open }
+    LiveInput::Seed {
+        lines,
+        open,
+        agents: engine.presence(),
+    }
 }
 
 /// Hands what the work drained to the live side (a failed commit's transitions never:

@@ -13,7 +13,7 @@ use super::view::{DaySla, LineLive, LiveSla, LiveState, Operators};
 use super::webhook::Webhook;
 use netwait_aggregator::domain::call::LineId;
 use netwait_aggregator::domain::time::{Millis, RomeClock, SECOND, local_date};
-use netwait_aggregator::domain::transitions::OpenCall;
+use netwait_aggregator::domain::transitions::{OpenCall, Presence};
 use netwait_aggregator::engine::TransitionBatch;
 use netwait_aggregator::published::{Answers, Snapshot};
 use std::sync::Arc;
@@ -24,10 +24,12 @@ use tokio::sync::watch;
 /// What the writer hands the live side.
 #[derive(Debug)]
 pub enum LiveInput {
-    /// Start again from the calls open now (at the start, after a rebuilt book).
+    /// Start again from the calls open now and the operators logged in (at the start,
+    /// after a rebuilt book).
     Seed {
         lines: Vec<String>,
         open: Vec<(LineId, OpenCall)>,
+        agents: Vec<(Box<str>, Presence)>,
     },
     /// What one piece of work drained (`lines`: the book's lines by id).
     Batch {
@@ -163,7 +165,11 @@ impl Live {
     /// Folds one input; true when it asks for an update at once.
     fn take(&mut self, input: LiveInput) -> bool {
         match input {
-            LiveInput::Seed { lines, open } => self.tracker.seed(lines, open),
+            LiveInput::Seed {
+                lines,
+                open,
+                agents,
+            } => self.tracker.seed(lines, open, agents),
             LiveInput::Batch { lines, batch } => {
                 self.tracker.set_lines(lines);
                 self.tracker.apply(&batch);
