@@ -19,7 +19,7 @@ use netwait_aggregator::published::{Answers, Snapshot};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// What the writer hands the live side.
 #[derive(Debug)]
@@ -56,7 +56,17 @@ impl LiveFeed {
 pub struct LiveHandle {
     updates: watch::Receiver<Arc<LiveState>>,
     feed: LiveFeed,
+    /// One permit per live stream open (server-wide), `max_streams` in all.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
+
+/// A live stream was refused: `max_streams` are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0} live streams are open, the server's limit ([live] max_streams): try again when one ends"
+)]
+pub struct StreamsFull(pub usize);
 
 impl LiveHandle {
     /// The latest update.
@@ -67,6 +77,13 @@ impl LiveHandle {
     /// A receiver of the updates, to await the next one.
     pub fn subscribe(&self) -> watch::Receiver<Arc<LiveState>> {
         self.updates.clone()
+    }
+
+    /// A permit for one more live stream, held while it is open.
+    pub fn open_stream(&self) -> Result<OwnedSemaphorePermit, StreamsFull> {
+        Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| StreamsFull(self.max_streams))
     }
 
     /// Makes the live thread judge and publish now.
@@ -84,6 +101,7 @@ pub fn start(
 ) -> std::io::Result<(LiveFeed, LiveHandle)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let webhook = rules.webhook_url.clone().map(Webhook::start).transpose()?;
+    let max_streams = rules.max_streams;
     let mut live = Live {
         rules,
         now: clock.now_ms(),
@@ -104,7 +122,13 @@ pub fn start(
         .name("netwait-live".into())
         .spawn(move || live.run(&rx, &publish))?;
     let feed = LiveFeed(tx);
-    Ok((feed.clone(), LiveHandle { updates, feed }))
+    let handle = LiveHandle {
+        updates,
+        feed: feed.clone(),
+        streams: Arc::new(Semaphore::new(max_streams)),
+        max_streams,
+    };
+    Ok((feed, handle))
 }
 
 /// Per line: today, month to date, and the month's days.

@@ -126,7 +126,21 @@ async fn latest(State(wall): State<Arc<Wall>>) -> Response {
 }
 
 async fn events(State(wall): State<Arc<Wall>>) -> Response {
-    let updates = ReceiverStream::new(follow(&wall.live, wall.shutdown.clone()));
+    let updates = match follow(&wall.live, wall.shutdown.clone()) {
+        Ok(updates) => ReceiverStream::new(updates),
+        Err(full) => {
+            let answer = serde_json::json!({ "error": full.to_string(), "status": 503 });
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::RETRY_AFTER, "5"),
+                ],
+                answer.to_string(),
+            )
+                .into_response();
+        }
+    };
     let stream = updates.map(|(state, _missed)| {
         let event = Event::default()
             .id(state.seq.to_string())
