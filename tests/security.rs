@@ -238,7 +238,7 @@ fn the_wallboard_asks_for_a_read_token_once_and_streams_with_a_session_cookie() 
     let session = format!("{base}/v1/live/session");
     let open = |token: Option<&str>| {
         let headers = tmp.path().join("headers");
-        let mut args = vec!["--cacert", &ca, "-X", "POST", "-D"];
+        let mut args = vec!["--cacert", ca.as_str(), "-X", "POST", "-D"];
         let h = headers.display().to_string();
         args.push(&h);
         let auth = token.map(bearer);

@@ -63,8 +63,10 @@ pub fn routes(live: LiveHandle, shutdown: Shutdown, tokens: Arc<Tokens>, tls: bo
 
 /// A valid wallboard session cookie, else a read bearer token.
 async fn read_or_session(State(wall): State<Arc<Wall>>, request: Request, next: Next) -> Response {
-    let cookies = request.headers().get_all(header::COOKIE);
-    let session = Sessions::from_cookies(cookies.iter().map(|v| v.as_bytes()));
+    let session = {
+        let cookies = request.headers().get_all(header::COOKIE);
+        Sessions::from_cookies(cookies.iter().map(|v| v.as_bytes()))
+    };
     if session.is_some_and(|id| wall.sessions.valid(&id)) {
         return next.run(request).await;
     }
