@@ -21,7 +21,11 @@ type Samples = BTreeMap<(String, Vec<(String, String)>), f64>;
 
 /// Scrapes `/metrics` and parses it with prometheus_client.
 fn scrape(server: &Server) -> Samples {
-    let text = curl_ok(&[&format!("{}/metrics", server.http_url())]);
+    parse(&curl_ok(&[&format!("{}/metrics", server.http_url())]))
+}
+
+/// Prometheus text parsed by prometheus_client.
+fn parse(text: &str) -> Samples {
     let mut child = Command::new(repo().join("deploy/python"))
         .arg(repo().join("tests/tools/prom_parse.py"))
         .stdin(Stdio::piped())
@@ -146,4 +150,38 @@ fn metrics_parse_with_prometheus_client_and_move_with_pushes() {
         0.0
     );
     server.stop();
+}
+
+#[test]
+fn aggregate_serves_metrics_with_the_kafka_lag_family_on_its_own_listener() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No broker answers there: the consumer keeps trying, /metrics answers meanwhile.
+    let mut child = Command::new(common::BIN)
+        .args(["aggregate", "--kafka", "127.0.0.1:9", "--topic", "t"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("d"))
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn aggregate");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let addr = line
+        .trim()
+        .strip_prefix("netwait metrics listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    let text = curl_ok(&[&format!("http://{addr}/metrics")]);
+    let samples = parse(&text);
+    assert!(
+        text.contains("# TYPE netwait_kafka_consumer_lag_messages gauge"),
+        "{text}"
+    );
+    assert_eq!(value(&samples, "netwait_commits_total", &[]), 0.0);
+    let _ = child.kill();
+    let _ = child.wait();
 }

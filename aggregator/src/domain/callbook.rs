@@ -204,6 +204,11 @@ impl CallBook {
         });
     }
 
+    /// How many distinct dead letters the store holds (their identities are kept).
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_letters.len() as u64
+    }
+
     /// From now on, also keeps the accepted agent events (see [`Changes::agents`]);
     /// starts tracking changes if it was not.
     pub fn track_agents(&mut self) {
@@ -412,11 +417,6 @@ impl DedupeHalf<'_> {
     pub fn first_seen(&mut self, key: DedupeKey) -> bool {
         self.make_room();
         self.seen.insert(key)
-    }
-
-    /// How many distinct dead letters the store holds (their identities are kept).
-    pub fn dead_letter_count(&self) -> u64 {
-        self.dead_letters.len() as u64
     }
 
     /// True the first time a dead letter's identity is offered: it is stored.

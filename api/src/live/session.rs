@@ -7,6 +7,7 @@
 //! the token nor the id is ever logged.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,7 +32,10 @@ impl Sessions {
     pub fn open(&self) -> std::io::Result<String> {
         let mut id = [0u8; 32];
         std::fs::File::open("/dev/urandom")?.read_exact(&mut id)?;
-        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let mut hex = String::with_capacity(64);
+        for b in id {
+            let _ = write!(hex, "{b:02x}");
+        }
         let now = Instant::now();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, until| *until > now);
