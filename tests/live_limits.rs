@@ -90,7 +90,10 @@ fn live_streams_over_the_server_limit_are_refused_until_one_ends() {
             break;
         }
         assert_eq!(code, 503);
-        assert!(Instant::now() < deadline, "the ended stream's place was never freed");
+        assert!(
+            Instant::now() < deadline,
+            "the ended stream's place was never freed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     stop(second);

@@ -90,20 +90,45 @@ fn metrics_parse_with_prometheus_client_and_move_with_pushes() {
     let now = now_ms();
     let lines = vec![
         // A caller on `cup` has waited 130 s net (announcement ended 130 s ago).
-        format!(r#"{{"call_id":"w1","type":"offered","ts":{},"line":"cup"}}"#, now - 170_000),
-        format!(r#"{{"call_id":"w1","type":"announcement_end","ts":{}}}"#, now - 130_000),
+        format!(
+            r#"{{"call_id":"w1","type":"offered","ts":{},"line":"cup"}}"#,
+            now - 170_000
+        ),
+        format!(
+            r#"{{"call_id":"w1","type":"announcement_end","ts":{}}}"#,
+            now - 130_000
+        ),
         // Another, just arrived, on `prelievi`.
-        format!(r#"{{"call_id":"w2","type":"offered","ts":{},"line":"prelievi"}}"#, now - 1_000),
+        format!(
+            r#"{{"call_id":"w2","type":"offered","ts":{},"line":"prelievi"}}"#,
+            now - 1_000
+        ),
         // Three operators log in, one pauses.
-        format!(r#"{{"type":"agent_login","ts":{},"agent":"op1"}}"#, now - 3_600_000),
-        format!(r#"{{"type":"agent_login","ts":{},"agent":"op2"}}"#, now - 3_600_000),
-        format!(r#"{{"type":"agent_login","ts":{},"agent":"op3"}}"#, now - 3_600_000),
-        format!(r#"{{"type":"agent_pause","ts":{},"agent":"op3"}}"#, now - 60_000),
+        format!(
+            r#"{{"type":"agent_login","ts":{},"agent":"op1"}}"#,
+            now - 3_600_000
+        ),
+        format!(
+            r#"{{"type":"agent_login","ts":{},"agent":"op2"}}"#,
+            now - 3_600_000
+        ),
+        format!(
+            r#"{{"type":"agent_login","ts":{},"agent":"op3"}}"#,
+            now - 3_600_000
+        ),
+        format!(
+            r#"{{"type":"agent_pause","ts":{},"agent":"op3"}}"#,
+            now - 60_000
+        ),
         // A malformed line: a dead letter.
         "{not json".to_owned(),
     ];
     let answer = http_push(&server, &lines);
-    assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(7), Some(1)), "{answer}");
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["rejected"].as_u64()),
+        (Some(7), Some(1)),
+        "{answer}"
+    );
 
     // The live side publishes every second and at once on an alert: wait for the alert.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -125,8 +150,15 @@ fn metrics_parse_with_prometheus_client_and_move_with_pushes() {
     assert_eq!(moved("netwait_pushed_accepted_total", &[]), 7.0);
     assert_eq!(moved("netwait_pushed_rejected_total", &[]), 1.0);
     assert_eq!(moved("netwait_pushes_committed_total", &[]), 1.0);
-    assert_eq!(moved("netwait_accepted_events_total", &[("source", "http")]), 7.0);
-    assert_eq!(moved("netwait_rejected_total", &[("code", "invalid_json")]), 1.0, "{after:?}");
+    assert_eq!(
+        moved("netwait_accepted_events_total", &[("source", "http")]),
+        7.0
+    );
+    assert_eq!(
+        moved("netwait_rejected_total", &[("code", "invalid_json")]),
+        1.0,
+        "{after:?}"
+    );
     assert!(moved("netwait_commits_total", &[]) >= 1.0);
     assert!(moved("netwait_store_commit_seconds_count", &[]) >= 1.0);
     assert_eq!(
@@ -135,8 +167,15 @@ fn metrics_parse_with_prometheus_client_and_move_with_pushes() {
     );
     // Gauges say what is now.
     assert_eq!(value(&after, "netwait_dead_letters", &[]), 1.0);
-    assert_eq!(value(&after, "netwait_live_waiting", &[("line", "cup")]), 1.0);
-    let longest = value(&after, "netwait_live_longest_wait_seconds", &[("line", "cup")]);
+    assert_eq!(
+        value(&after, "netwait_live_waiting", &[("line", "cup")]),
+        1.0
+    );
+    let longest = value(
+        &after,
+        "netwait_live_longest_wait_seconds",
+        &[("line", "cup")],
+    );
     assert!((130.0..200.0).contains(&longest), "longest wait {longest}");
     for (state, n) in [("logged_in", 3.0), ("paused", 1.0), ("busy", 0.0)] {
         assert_eq!(

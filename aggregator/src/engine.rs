@@ -413,7 +413,10 @@ impl Engine {
 
     /// The operators logged in or paused now, by name (none when not watched).
     pub fn presence(&self) -> Vec<(Box<str>, Presence)> {
-        self.live.as_ref().map(Transitions::present).unwrap_or_default()
+        self.live
+            .as_ref()
+            .map(Transitions::present)
+            .unwrap_or_default()
     }
 
     /// The transitions derived since the last drain (`None` when not watched).

@@ -141,9 +141,10 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
     }
     let tokens = Arc::new(tokens);
     let tls = options.security.tls.is_some();
-    let live = state.live.clone().map(|l| {
-        crate::live::wallboard::routes(l, state.shutdown.clone(), tokens.clone(), tls)
-    });
+    let live = state
+        .live
+        .clone()
+        .map(|l| crate::live::wallboard::routes(l, state.shutdown.clone(), tokens.clone(), tls));
     let http = Arc::new(Http {
         state,
         max_body: options.max_body,

@@ -99,8 +99,9 @@ impl Log {
             bail!("log.format {f:.32?}: use \"text\" or \"json\"");
         }
         if let Some(l) = &self.level {
-            tracing_subscriber::EnvFilter::try_new(l)
-                .with_context(|| format!("log.level {l:.64?}: a tracing filter such as \"info\""))?;
+            tracing_subscriber::EnvFilter::try_new(l).with_context(|| {
+                format!("log.level {l:.64?}: a tracing filter such as \"info\"")
+            })?;
         }
         Ok(())
     }

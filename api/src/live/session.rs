@@ -40,7 +40,10 @@ impl Sessions {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, until| *until > now);
         if open.len() >= MAX_SESSIONS
-            && let Some(oldest) = open.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k)
+            && let Some(oldest) = open
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(k, _)| *k)
         {
             open.remove(&oldest);
         }
@@ -93,7 +96,10 @@ mod tests {
         assert_eq!(found.as_deref(), Some(a.as_str()));
         assert_eq!(Sessions::from_cookies(["x=y".as_bytes()].into_iter()), None);
         let cookie = Sessions::set_cookie(&a, true);
-        assert!(cookie.contains("HttpOnly") && cookie.contains("Secure"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("Secure"),
+            "{cookie}"
+        );
         assert!(!Sessions::set_cookie(&a, false).contains("Secure"));
         // Only hashes are kept.
         let open = s.open.lock().expect("lock");

@@ -86,7 +86,11 @@ async fn open_session(State(wall): State<Arc<Wall>>) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot open a wallboard session (no random source)");
-            (StatusCode::INTERNAL_SERVER_ERROR, "no session could be opened").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no session could be opened",
+            )
+                .into_response()
         }
     }
 }
