@@ -195,3 +195,95 @@ fn tls_and_tokens_with_roles_on_grpc_and_http() {
     assert!(!config.contains(PUSH));
     server.stop();
 }
+
+/// `curl -N` on a server-sent event stream for `secs` seconds: what it printed.
+fn stream_for(secs: &str, args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", secs])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_wallboard_asks_for_a_read_token_once_and_streams_with_a_session_cookie() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = secured(tmp.path());
+    let data = tmp.path().join("data");
+    let log_path = tmp.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let server = Server::start_with(&data, &["--http-listen", "127.0.0.1:0"], log.into());
+    let port = server
+        .http
+        .as_deref()
+        .expect("http")
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let base = format!("https://localhost:{port}");
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+
+    // The page holds no data: open; it asks for the token when the data are refused.
+    let (code, page) = curl(&["--cacert", &ca, &format!("{base}/")]);
+    assert_eq!(code, 200);
+    assert!(page.contains("id=\"login\""), "{page}");
+    let live = format!("{base}/v1/live");
+    assert_eq!(curl(&["--cacert", &ca, &live]).0, 401);
+    let events = format!("{base}/v1/live/events");
+    assert_eq!(curl(&["--cacert", &ca, &events]).0, 401);
+
+    // A session for a read token only; the token travels in the header, never a URL.
+    let session = format!("{base}/v1/live/session");
+    let open = |token: Option<&str>| {
+        let headers = tmp.path().join("headers");
+        let mut args = vec!["--cacert", ca.as_str(), "-X", "POST", "-D"];
+        let h = headers.display().to_string();
+        args.push(&h);
+        let auth = token.map(bearer);
+        if let Some(a) = &auth {
+            args.extend(["-H", a.as_str()]);
+        }
+        args.push(&session);
+        let (code, _) = curl(&args);
+        (code, std::fs::read_to_string(&headers).unwrap_or_default())
+    };
+    assert_eq!(open(None).0, 401);
+    assert_eq!(open(Some(PUSH)).0, 403);
+    let (code, headers) = open(Some(READ));
+    assert_eq!(code, 204, "{headers}");
+    let set_cookie = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l[11..].trim().to_owned())
+        })
+        .expect("a Set-Cookie header");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/v1/live"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    let pair = set_cookie.split(';').next().expect("name=value").to_owned();
+    let (name, id) = pair.split_once('=').expect("name=value");
+    assert_eq!((name, id.len()), ("netwait_wallboard", 64), "{pair}");
+    let cookie = format!("Cookie: {pair}");
+
+    // With the cookie, as a browser's EventSource sends it: the data and the stream.
+    let (code, body) = curl(&["--cacert", &ca, "-H", &cookie, &live]);
+    assert_eq!(code, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(state["operators"].is_object(), "{state}");
+    let streamed = stream_for("3", &["--cacert", &ca, "-H", &cookie, &events]);
+    assert!(streamed.contains("data: {"), "{streamed}");
+    // A made-up session is not one.
+    let forged = format!("Cookie: netwait_wallboard={}", "ab".repeat(32));
+    assert_eq!(curl(&["--cacert", &ca, "-H", &forged, &live]).0, 401);
+    // The session opens the live data only, nothing else.
+    let metrics = format!("{base}/metrics");
+    assert_eq!(curl(&["--cacert", &ca, "-H", &cookie, &metrics]).0, 401);
+
+    server.stop();
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(!log.contains(READ) && !log.contains(id), "{log}");
+}

@@ -1,7 +1,7 @@
 //! The aggregator engine: the domain's [`CallBook`] kept in step with a durable
 //! [`EventStore`]. Ingest folds events in and commits them; queries read the book.
 
-use crate::domain::callbook::{CallBook, CallsHalf, Fold};
+use crate::domain::callbook::{AgentEvent, CallBook, CallsHalf, Fold};
 use crate::domain::cells::{Cells, CellsView, Scan};
 use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
@@ -10,7 +10,9 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::figures::CallSource;
 use crate::domain::state_chunks::{ChunkDamaged, StateChunks};
 use crate::domain::time::Millis;
-use crate::domain::transitions::{AgentTransition, CallTransition, OpenCall, Transitions};
+use crate::domain::transitions::{
+    AgentTransition, CallTransition, OpenCall, Presence, Transitions,
+};
 use crate::observe;
 use crate::published::{Answers, Publisher, Snapshot, States};
 use crate::store::codec::{
@@ -388,7 +390,11 @@ impl Engine {
     /// of the book's past. Keeps the cells too ([`Self::index_periods`]): their open-call
     /// index is the one the timeouts and [`Self::open_calls`] read. Costs nothing until
     /// asked for; once watched, drain after each stage (they pile up otherwise).
-    pub fn watch_transitions(&mut self) {
+    ///
+    /// Operators' presence is their latest event's, however long ago it was: it is
+    /// recalled from the log's agent events (one pass over the log, reading it), so that
+    /// a restarted server knows who is logged in ([`Self::presence`]).
+    pub fn watch_transitions(&mut self) -> Result<(), StoreError> {
         if self.cells.is_none() {
             self.index_periods();
         }
@@ -396,7 +402,29 @@ impl Engine {
         // What changed until now goes into the cells (and a publication), not into
         // transitions: nothing is told of the book's past.
         self.settle_cells();
-        self.live = Some(Transitions::new(&self.book, self.config.threshold_ms));
+        let mut live = Transitions::new(&self.book, self.config.threshold_ms);
+        self.store.replay(0, &mut |rec| {
+            if let Record::Event(e) = rec
+                && e.kind.is_agent_event()
+                && let Some(agent) = &e.agent
+            {
+                live.recall_agent(&AgentEvent {
+                    kind: e.kind,
+                    ts: e.ts,
+                    agent: Box::from(&**agent),
+                });
+            }
+        })?;
+        self.live = Some(live);
+        Ok(())
+    }
+
+    /// The operators logged in or paused now, by name (none when not watched).
+    pub fn presence(&self) -> Vec<(Box<str>, Presence)> {
+        self.live
+            .as_ref()
+            .map(Transitions::present)
+            .unwrap_or_default()
     }
 
     /// The transitions derived since the last drain (`None` when not watched).
@@ -507,7 +535,7 @@ impl Engine {
             self.index_periods();
         }
         if self.live.take().is_some() {
-            self.watch_transitions();
+            self.watch_transitions()?;
             self.live_reset = true;
         }
         // A new book: the next publication copies it whole.
@@ -1245,7 +1273,7 @@ mod tests {
             Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine");
         assert_eq!(e.drain_transitions(), None, "not watched: nothing kept");
         e.ingest(items(&p)[..1].to_vec()).expect("ingest");
-        e.watch_transitions();
+        e.watch_transitions().expect("watch");
         e.ingest(items(&p)[1..].to_vec()).expect("ingest");
         let batch = e.drain_transitions().expect("watched");
         let changes: Vec<_> = batch.calls.iter().map(|t| t.change).collect();

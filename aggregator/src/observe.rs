@@ -44,6 +44,14 @@ pub struct Metrics {
     pub rejects: Mutex<BTreeMap<Box<str>, u64>>,
     /// Pushed events accepted, by source kind (`grpc`, `http`, ...).
     pub accepted_by_source: Mutex<BTreeMap<&'static str, u64>>,
+    /// Dead letters in the store now (each refused input kept once, for triage).
+    pub dead_letters: AtomicU64,
+    /// Live alerts raised and cleared, by rule.
+    pub alerts_raised: Mutex<BTreeMap<&'static str, u64>>,
+    pub alerts_cleared: Mutex<BTreeMap<&'static str, u64>>,
+    /// The Kafka consumer's lag by partition (`topic/partition`): messages on the broker
+    /// after the group's committed offset, i.e. not yet durable here.
+    pub kafka_lag: Mutex<BTreeMap<Box<str>, u64>>,
 }
 
 /// Metrics another part of the server keeps (the live queue state's gauges per line,
@@ -110,25 +118,36 @@ impl Histogram {
     }
 }
 
-/// Renders one labelled counter family.
+/// Renders one labelled family (`kind`: counter or gauge).
 fn render_family<K: AsRef<str>>(
     name: &str,
+    kind: &str,
     help: &str,
     label: &str,
     values: &Mutex<BTreeMap<K, u64>>,
     out: &mut String,
 ) {
-    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
     let values = values.lock().unwrap_or_else(|p| p.into_inner());
     for (k, v) in values.iter() {
-        // Label values are reason codes and source kinds: plain identifiers.
-        let k: String = k
-            .as_ref()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        let k = escape_label(k.as_ref());
         out.push_str(&format!("{name}{{{label}=\"{k}\"}} {v}\n"));
     }
+}
+
+/// A label value as the Prometheus text format writes it (backslash, double quote and
+/// line feed escaped); any text may be one (a line's name, a topic).
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Adds `n` to the counter of `key`.
@@ -153,6 +172,10 @@ pub static METRICS: Metrics = Metrics {
     commit_seconds: Histogram::new(),
     rejects: Mutex::new(BTreeMap::new()),
     accepted_by_source: Mutex::new(BTreeMap::new()),
+    dead_letters: AtomicU64::new(0),
+    alerts_raised: Mutex::new(BTreeMap::new()),
+    alerts_cleared: Mutex::new(BTreeMap::new()),
+    kafka_lag: Mutex::new(BTreeMap::new()),
 };
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -162,7 +185,7 @@ fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// The metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
             (
                 "netwait_commits_total",
                 "counter",
@@ -235,6 +258,12 @@ impl Metrics {
                 "1 while the store takes writes",
                 &self.store_available,
             ),
+            (
+                "netwait_dead_letters",
+                "gauge",
+                "dead letters in the store (refused inputs, each kept once)",
+                &self.dead_letters,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
@@ -250,6 +279,7 @@ impl Metrics {
         );
         render_family(
             "netwait_rejected_total",
+            "counter",
             "rejected inputs (dead letters) by reason code",
             "code",
             &self.rejects,
@@ -257,9 +287,34 @@ impl Metrics {
         );
         render_family(
             "netwait_accepted_events_total",
+            "counter",
             "pushed events accepted, by source kind",
             "source",
             &self.accepted_by_source,
+            &mut out,
+        );
+        render_family(
+            "netwait_alerts_raised_total",
+            "counter",
+            "live alerts raised, by rule",
+            "rule",
+            &self.alerts_raised,
+            &mut out,
+        );
+        render_family(
+            "netwait_alerts_cleared_total",
+            "counter",
+            "live alerts cleared, by rule",
+            "rule",
+            &self.alerts_cleared,
+            &mut out,
+        );
+        render_family(
+            "netwait_kafka_consumer_lag_messages",
+            "gauge",
+            "Kafka messages after the group's committed offset (not yet durable here), by topic/partition",
+            "partition",
+            &self.kafka_lag,
             &mut out,
         );
         for source in SOURCES.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -374,6 +429,70 @@ impl Observable for PushCommitted {
     }
 }
 
+/// The store holds this many dead letters (after a commit, at open).
+pub struct DeadLetters {
+    pub stored: u64,
+}
+
+impl Observable for DeadLetters {
+    fn log(&self) {}
+    fn record(&self, m: &Metrics) {
+        m.dead_letters.store(self.stored, Ordering::Relaxed);
+    }
+}
+
+/// A live alert was raised or cleared.
+pub struct AlertChanged<'a> {
+    pub id: &'a str,
+    pub rule: &'static str,
+    pub severity: &'static str,
+    pub line: Option<&'a str>,
+    pub raised: bool,
+    pub message: &'a str,
+}
+
+impl Observable for AlertChanged<'_> {
+    fn log(&self) {
+        let (id, rule, severity, line) = (self.id, self.rule, self.severity, self.line);
+        if self.raised {
+            tracing::warn!(id, rule, severity, line, "alert raised: {}", self.message);
+        } else {
+            tracing::info!(id, rule, severity, line, "alert cleared: {}", self.message);
+        }
+    }
+    fn record(&self, m: &Metrics) {
+        let family = if self.raised {
+            &m.alerts_raised
+        } else {
+            &m.alerts_cleared
+        };
+        bump(family, self.rule, 1);
+    }
+}
+
+/// The Kafka consumer's lag of one partition, as its client last reported it.
+pub struct KafkaLag<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub messages: u64,
+}
+
+impl Observable for KafkaLag<'_> {
+    fn log(&self) {
+        tracing::trace!(
+            topic = self.topic,
+            partition = self.partition,
+            messages = self.messages,
+            "kafka consumer lag"
+        );
+    }
+    fn record(&self, m: &Metrics) {
+        let key: Box<str> = format!("{}/{}", self.topic, self.partition).into();
+        let mut lag = m.kafka_lag.lock().unwrap_or_else(|p| p.into_inner());
+        lag.insert(key, self.messages);
+    }
+}
+
 /// The store failed to persist a commit: writes stop until it recovers.
 pub struct StoreUnavailable<'a> {
     pub error: &'a dyn Display,
@@ -465,6 +584,44 @@ mod tests {
         );
         assert!(
             text.contains("netwait_accepted_events_total{source=\"http\"} 7\n"),
+            "{text}"
+        );
+        DeadLetters { stored: 3 }.record(&m);
+        assert!(m.render().contains("netwait_dead_letters 3\n"));
+        for raised in [true, true, false] {
+            AlertChanged {
+                id: "a1",
+                rule: "long_wait",
+                severity: "warning",
+                line: Some("cup"),
+                raised,
+                message: "m",
+            }
+            .record(&m);
+        }
+        KafkaLag {
+            topic: "t\"x",
+            partition: 2,
+            messages: 5,
+        }
+        .record(&m);
+        KafkaLag {
+            topic: "t\"x",
+            partition: 2,
+            messages: 4,
+        }
+        .record(&m);
+        let text = m.render();
+        assert!(
+            text.contains("netwait_alerts_raised_total{rule=\"long_wait\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netwait_alerts_cleared_total{rule=\"long_wait\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netwait_kafka_consumer_lag_messages{partition=\"t\\\"x/2\"} 4\n"),
             "{text}"
         );
         StoreRecovered { attempts: 4 }.record(&m);

@@ -89,7 +89,34 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tls = options.security.tls.as_ref().map(|t| t.http());
-    let app = router(state, options).into_make_service_with_connect_info::<SocketAddr>();
+    serve_app(listener, tls, router(state, options), shutdown).await
+}
+
+/// Serves only `GET /metrics` (read role), for a process that serves no API
+/// (`netwait aggregate --metrics-listen`: its Kafka consumer lag, commits, rejects).
+pub async fn serve_metrics(
+    listener: TcpListener,
+    security: Security,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = security.tls.as_ref().map(|t| t.http());
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (security.tokens.clone(), Role::Read),
+            require_role,
+        ))
+        .fallback(not_found);
+    serve_app(listener, tls, app, shutdown).await
+}
+
+async fn serve_app(
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => {
             axum::serve(listener, app)
@@ -114,10 +141,11 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         tokens = tokens.with_clear_token(t, &[Role::Push, Role::Read]);
     }
     let tokens = Arc::new(tokens);
+    let tls = options.security.tls.is_some();
     let live = state
         .live
         .clone()
-        .map(|l| crate::live::wallboard::routes(l, state.shutdown.clone()));
+        .map(|l| crate::live::wallboard::routes(l, state.shutdown.clone(), tokens.clone(), tls));
     let http = Arc::new(Http {
         state,
         max_body: options.max_body,
@@ -134,12 +162,9 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         .merge(open)
         .fallback(not_found)
         .with_state(http);
-    // The wallboard and its live feed are read routes too.
+    // The wallboard's page is open, its live data are read routes (see its module).
     match live {
-        Some(live) => app.merge(live.route_layer(axum::middleware::from_fn_with_state(
-            (tokens, Role::Read),
-            require_role,
-        ))),
+        Some(live) => app.merge(live),
         None => app,
     }
 }
@@ -152,7 +177,8 @@ fn guarded(routes: Router<Arc<Http>>, tokens: &Arc<Tokens>, role: Role) -> Route
     ))
 }
 
-async fn require_role(
+/// Refuses a request whose bearer token does not have `role` (401 / 403).
+pub(crate) async fn require_role(
     State((tokens, role)): State<(Arc<Tokens>, Role)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,

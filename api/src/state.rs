@@ -77,9 +77,13 @@ impl AppState {
         pseudo: Pseudonymizer,
         live: Option<(LiveRules, Arc<dyn Clock>)>,
     ) -> Self {
-        if live.is_some() {
-            engine.watch_transitions();
-        }
+        let live = match live.map(|l| engine.watch_transitions().map(|()| l)) {
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the log for the live state: no live state");
+                None
+            }
+            live => live.and_then(Result::ok),
+        };
         let hasher = Arc::new(engine.key_hasher());
         let poisoned = Arc::new(AtomicBool::new(engine.is_poisoned()));
         let (published, snapshot) = watch::channel(Arc::new(engine.publish()));
@@ -87,6 +91,7 @@ impl AppState {
             match crate::live::runner::start(rules, clock, snapshot.clone()) {
                 Ok((feed, handle)) => {
                     feed.send(seed_of(&engine));
+                    crate::live::metrics::expose(&handle);
                     Some((feed, handle))
                 }
                 Err(e) => {
@@ -282,6 +287,12 @@ fn write_loop(
     poisoned: &AtomicBool,
     live: Option<&LiveFeed>,
 ) {
+    let dead_letters = |engine: &Engine| {
+        netwait_aggregator::observe::emit(netwait_aggregator::observe::DeadLetters {
+            stored: engine.book().dead_letter_count(),
+        });
+    };
+    dead_letters(&engine);
     for job in jobs {
         let before = engine.position();
         let reply = job(&mut engine);
@@ -291,6 +302,7 @@ fn write_loop(
         // snapshot, of what was durable before, stands.
         if !failed && engine.position() != published.borrow().position() {
             published.send_replace(Arc::new(engine.publish()));
+            dead_letters(&engine);
         }
         if let Some(feed) = live {
             feed_live(&mut engine, feed, failed, before);
@@ -307,7 +319,11 @@ fn seed_of(engine: &Engine) -> LiveInput {
         .filter_map(|name| Some((engine.book().line_id(name)?, name)))
         .flat_map(|(id, name)| engine.open_calls(name).map(move |c| (id, c)))
         .collect();
-    LiveInput::Seed { lines, open }
+    LiveInput::Seed {
+        lines,
+        open,
+        agents: engine.presence(),
+    }
 }
 
 /// Hands what the work drained to the live side (a failed commit's transitions never:

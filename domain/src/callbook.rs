@@ -204,6 +204,11 @@ impl CallBook {
         });
     }
 
+    /// How many distinct dead letters the store holds (their identities are kept).
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_letters.len() as u64
+    }
+
     /// From now on, also keeps the accepted agent events (see [`Changes::agents`]);
     /// starts tracking changes if it was not.
     pub fn track_agents(&mut self) {

@@ -246,7 +246,26 @@ impl Transitions {
             .map_or(Presence::default(), |p| p.1)
     }
 
-    fn agent(&mut self, ev: &AgentEvent) {
+    /// Takes an operator's presence from a stored agent event (the book's past, which
+    /// [`Self::new`] tells nothing of): folded as a live one is, nothing emitted.
+    pub fn recall_agent(&mut self, ev: &AgentEvent) {
+        self.fold_presence(ev);
+    }
+
+    /// The operators logged in (available or paused), by name.
+    pub fn present(&self) -> Vec<(Box<str>, Presence)> {
+        let mut out: Vec<(Box<str>, Presence)> = self
+            .presence
+            .iter()
+            .filter(|(_, p)| p.1 != Presence::LoggedOut)
+            .map(|(agent, p)| (agent.clone(), p.1))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Folds one agent event: (presence before, after, whether it was late).
+    fn fold_presence(&mut self, ev: &AgentEvent) -> (Presence, Presence, bool) {
         let key = (ev.ts, rank(ev.kind));
         let slot = self
             .presence
@@ -257,12 +276,17 @@ impl Transitions {
         if !late {
             *slot = (key, presence_after(ev.kind));
         }
+        (before, slot.1, late)
+    }
+
+    fn agent(&mut self, ev: &AgentEvent) {
+        let (before, after, late) = self.fold_presence(ev);
         self.agents.push(AgentTransition {
             agent: ev.agent.clone(),
             kind: ev.kind,
             at: ev.ts,
             before,
-            after: slot.1,
+            after,
             late,
         });
     }

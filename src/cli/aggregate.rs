@@ -32,9 +32,41 @@ pub struct KafkaArgs {
     /// for runs that catch up with a topic and end. Default: run until SIGTERM/SIGINT.
     #[arg(long, value_name = "S", value_parser = super::positive_seconds)]
     idle_exit: Option<Duration>,
+    /// Serve `GET /metrics` (Prometheus text: the consumer lag by partition, commits,
+    /// rejects) on this address, with the configuration's TLS and read tokens. `:0`
+    /// picks a free port: the line `netwait metrics listening on ADDR` says which.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+/// `--metrics-listen`: `/metrics` on a thread of its own, for the life of the process.
+fn serve_metrics(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
+    let listener = super::serve::bind(listen)?;
+    let security = super::serve::security(store)?;
+    let addr = listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("metrics runtime")?;
+    std::thread::Builder::new()
+        .name("netwait-metrics".into())
+        .spawn(move || {
+            let served = rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                netwait_api::http::serve_metrics(listener, security, std::future::pending()).await
+            });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        })?;
+    println!("netwait metrics listening on {addr}");
+    Ok(())
 }
 
 pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
+    if let Some(listen) = &args.metrics_listen {
+        serve_metrics(store, listen)?;
+    }
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     let options = KafkaOptions {
         brokers: args.kafka.clone(),

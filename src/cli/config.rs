@@ -33,6 +33,9 @@
 //! kind = "tail"
 //! format = "queue_log"     # or "ndjson"
 //! path = "/var/log/asterisk/queue_log"   # relative: to the directory of this file
+//! [log]                    # --log-format, NETWAIT_LOG_FORMAT, -v and RUST_LOG win
+//! format = "json"          # or "text"
+//! level = "info"           # a tracing filter, e.g. "netwait_api=debug,info"
 //! ```
 
 use super::StoreArgs;
@@ -79,6 +82,8 @@ struct File {
     live: LiveConfig,
     #[serde(default)]
     sources: Vec<SourceToml>,
+    #[serde(default)]
+    log: Log,
 }
 
 /// A `[[sources]]` entry, checked by [`source_specs`].
@@ -128,6 +133,53 @@ fn source_specs(entries: Vec<SourceToml>) -> anyhow::Result<Vec<SourceSpec>> {
         specs.push(SourceSpec { format, path });
     }
     Ok(specs)
+}
+
+/// `[log]`: how a command started with this configuration logs (the command line's
+/// `--log-format`, `NETWAIT_LOG_FORMAT`, `-v` and `RUST_LOG` win).
+#[derive(Deserialize, Default, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// A `tracing` filter: `info`, `warn`, `netwait_api=debug,info` ...
+    pub level: Option<String>,
+}
+
+impl Log {
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(f) = &self.format
+            && f != "text"
+            && f != "json"
+        {
+            bail!("log.format {f:.32?}: use \"text\" or \"json\"");
+        }
+        if let Some(l) = &self.level {
+            tracing_subscriber::EnvFilter::try_new(l).with_context(|| {
+                format!("log.level {l:.64?}: a tracing filter such as \"info\"")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The `[log]` section of the configuration `store` names, read before logging starts
+/// (so before the rest is checked): `None` without a file, or when it cannot be read or
+/// its `[log]` is not valid (the command's own load then says why).
+pub fn log_settings(store: &StoreArgs) -> Option<Log> {
+    let path = store
+        .config
+        .clone()
+        .unwrap_or_else(|| store.data.join("netwait.toml"));
+    let text = std::fs::read_to_string(path).ok()?;
+    #[derive(Deserialize)]
+    struct OnlyLog {
+        log: Option<toml::Value>,
+    }
+    let only: OnlyLog = toml::from_str(&text).ok()?;
+    let log: Log = only.log?.try_into().ok()?;
+    log.check().ok()?;
+    Some(log)
 }
 
 /// `[tls]`: both listeners serve TLS only, with this PEM certificate chain and key.
@@ -369,6 +421,7 @@ fn parse_settings(text: &str) -> anyhow::Result<Settings> {
     }
     let live = f.live.rules()?;
     let sources = source_specs(f.sources)?;
+    f.log.check()?;
     Ok(Settings {
         metrics: m,
         caller_key,

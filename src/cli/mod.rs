@@ -42,19 +42,41 @@ pub struct Cli {
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
     /// Log lines as `text` or `json` (one JSON object a line, for log collectors).
-    #[arg(long, global = true, value_name = "text|json", default_value = "text", env = "NETWAIT_LOG_FORMAT", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Default: the configuration's `[log] format`, else text.
+    #[arg(long, global = true, value_name = "text|json", env = "NETWAIT_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 impl Cli {
-    /// Whether log lines are JSON objects.
-    pub fn json_logs(&self) -> bool {
-        self.log_format == "json"
+    /// The `[log]` section of the command's configuration, when it has one.
+    fn log_config(&self) -> Option<config::Log> {
+        let store = match &self.command {
+            Command::Import { store, .. }
+            | Command::Serve { store, .. }
+            | Command::Aggregate { store, .. }
+            | Command::Deadletter { store, .. }
+            | Command::Tail { store, .. } => store,
+            _ => return None,
+        };
+        config::log_settings(store)
     }
 
-    /// The log filter: RUST_LOG when set, else by `-v` count.
+    /// Whether log lines are JSON objects.
+    pub fn json_logs(&self) -> bool {
+        let configured = || self.log_config().and_then(|l| l.format);
+        self.log_format.clone().or_else(configured).as_deref() == Some("json")
+    }
+
+    /// The log filter: RUST_LOG when set, else by `-v` count, else the configuration's
+    /// `[log] level`.
     pub fn log_filter(&self) -> tracing_subscriber::EnvFilter {
         if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+            return filter;
+        }
+        if self.verbose == 0
+            && let Some(level) = self.log_config().and_then(|l| l.level)
+            && let Ok(filter) = tracing_subscriber::EnvFilter::try_new(&level)
+        {
             return filter;
         }
         // A server's log is its operator's view: it says it serves and how it stops.

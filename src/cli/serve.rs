@@ -98,7 +98,7 @@ impl HttpArgs {
 }
 
 /// TLS, tokens and limits from the configuration.
-fn security(store: &StoreArgs) -> anyhow::Result<Security> {
+pub(super) fn security(store: &StoreArgs) -> anyhow::Result<Security> {
     let s = super::config::load(store)?.server;
     let tls = match &s.tls {
         Some((cert, key)) => Some(TlsIdentity::load(cert, key).context("[tls]")?),
@@ -298,7 +298,7 @@ impl Driven {
 }
 
 /// A bound, non-blocking listener.
-fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {
+pub(super) fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {
     std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .with_context(|| format!("cannot listen on {listen}"))

@@ -25,7 +25,7 @@ pub fn run(
         let mut stream = LiveClient::new(channel)
             .watch_queue(WatchQueueRequest { line })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?
             .into_inner();
         if plain || !std::io::stdout().is_terminal() {
             use std::io::Write;

@@ -181,3 +181,45 @@ pub fn march_calls(calls: u64) -> (String, u64, u64) {
     }
     (out, answered, abandoned)
 }
+
+/// `curl -sS -f ARGS`: its stdout (the test fails on an HTTP error).
+pub fn curl_ok(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-f"])
+        .args(args)
+        .output()
+        .expect("curl runs (Debian's curl package)");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// POSTs NDJSON `lines` to the server's `POST /v1/events`; its JSON answer.
+pub fn http_push(server: &Server, lines: &[String]) -> serde_json::Value {
+    let body = lines.join("\n");
+    let answer = curl_ok(&[
+        "-H",
+        "Content-Type: application/x-ndjson",
+        "--data-binary",
+        &body,
+        &format!("{}/v1/events?results=none", server.http_url()),
+    ]);
+    serde_json::from_str(&answer).expect("JSON answer")
+}
+
+/// The server's latest live state (`GET /v1/live`).
+pub fn live_state(server: &Server) -> serde_json::Value {
+    let body = curl_ok(&[&format!("{}/v1/live", server.http_url())]);
+    serde_json::from_str(&body).expect("JSON live state")
+}
+
+/// Now, epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}

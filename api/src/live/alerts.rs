@@ -24,6 +24,17 @@ pub enum Rule {
 }
 
 impl Rule {
+    pub const ALL: [Self; 8] = [
+        Self::LongWait,
+        Self::SlaBelowTarget,
+        Self::SlaGrave,
+        Self::AbandonShare,
+        Self::OverflowShare,
+        Self::Understaffed,
+        Self::NoOperator,
+        Self::IngestStalled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LongWait => "long_wait",

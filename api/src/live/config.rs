@@ -28,7 +28,15 @@ pub struct LiveConfig {
     pub staffing: Vec<(String, u32)>,
     /// Alerts raised and cleared are POSTed here as JSON (`http://` only).
     pub webhook_url: Option<String>,
+    /// Live streams open at once on the whole server (`Live.WatchQueue` and the
+    /// wallboard's server-sent events together); one more is refused
+    /// (RESOURCE_EXHAUSTED / 503) until one ends.
+    pub max_streams: usize,
 }
+
+/// Default of [`LiveConfig::max_streams`]: many wallboards and watchers, each a task and
+/// a connection, far from what a 2-core server can hold.
+pub const DEFAULT_MAX_STREAMS: usize = 256;
 
 impl Default for LiveConfig {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Default for LiveConfig {
             staffing_hold_s: 60,
             staffing: plan.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect(),
             webhook_url: None,
+            max_streams: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -88,6 +97,7 @@ pub struct LiveRules {
     pub staffing_hold_ms: Millis,
     pub staffing: StaffingPlan,
     pub webhook_url: Option<String>,
+    pub max_streams: usize,
 }
 
 impl Default for LiveRules {
@@ -136,6 +146,14 @@ impl LiveConfig {
             }
             staffing.push((ms, *n));
         }
+        // tokio's semaphore holds at most usize::MAX >> 3 permits.
+        if self.max_streams == 0 || self.max_streams > 1 << 20 {
+            return Err(LiveConfigError(format!(
+                "max_streams = {}: from 1 to {}",
+                self.max_streams,
+                1 << 20
+            )));
+        }
         if let Some(url) = &self.webhook_url
             && !url.starts_with("http://")
         {
@@ -153,6 +171,7 @@ impl LiveConfig {
             staffing_hold_ms: self.staffing_hold_s as Millis * SECOND,
             staffing: StaffingPlan(staffing),
             webhook_url: self.webhook_url.clone(),
+            max_streams: self.max_streams,
         })
     }
 }
@@ -193,6 +212,8 @@ mod tests {
             |c| c.staffing = vec![("09:00".into(), 1), ("08:00".into(), 2)]
         ));
         assert!(bad(|c| c.webhook_url = Some("https://x".into())));
+        assert!(bad(|c| c.max_streams = 0));
+        assert_eq!(r.max_streams, DEFAULT_MAX_STREAMS);
         let parsed: LiveConfig =
             toml::from_str("long_wait_s = 90\nstaffing = [[\"08:00\", 1]]").expect("toml");
         assert_eq!(parsed.rules().expect("valid").long_wait_ms, 90_000);

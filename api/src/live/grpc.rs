@@ -40,7 +40,9 @@ impl pb::live_server::Live for LiveService {
                 )));
             }
         }
-        let updates = ReceiverStream::new(follow(&self.live, self.shutdown.clone()));
+        let updates = follow(&self.live, self.shutdown.clone())
+            .map_err(|full| Status::resource_exhausted(full.to_string()))?;
+        let updates = ReceiverStream::new(updates);
         let stream =
             updates.map(move |(state, missed)| Ok(state.to_proto(line.as_deref(), missed)));
         Ok(Response::new(Box::pin(stream)))

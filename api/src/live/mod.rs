@@ -11,7 +11,9 @@ pub mod alerts;
 pub mod clock;
 pub mod config;
 pub mod grpc;
+pub mod metrics;
 pub mod runner;
+pub mod session;
 pub mod tracker;
 pub mod view;
 pub mod wallboard;
@@ -19,7 +21,7 @@ pub mod webhook;
 
 pub use clock::{Clock, ManualClock, WallClock};
 pub use config::{LiveConfig, LiveRules};
-pub use runner::{LiveFeed, LiveHandle, LiveInput};
+pub use runner::{LiveFeed, LiveHandle, LiveInput, StreamsFull};
 pub use view::LiveState;
 
 use crate::shutdown::{Phase, Shutdown};
@@ -28,11 +30,17 @@ use tokio::sync::mpsc;
 
 /// One reader's updates: each with how many it skipped since the one before (a slow
 /// reader gets the latest, never a backlog). Ends when the reader goes away or the
-/// server starts to stop.
-pub fn follow(live: &LiveHandle, shutdown: Shutdown) -> mpsc::Receiver<(Arc<LiveState>, u64)> {
+/// server starts to stop. Refused when the server's live streams are all taken (the
+/// stream holds its permit until it ends).
+pub fn follow(
+    live: &LiveHandle,
+    shutdown: Shutdown,
+) -> Result<mpsc::Receiver<(Arc<LiveState>, u64)>, StreamsFull> {
+    let permit = live.open_stream()?;
     let (tx, rx) = mpsc::channel(1);
     let mut updates = live.subscribe();
     tokio::spawn(async move {
+        let _permit = permit;
         let mut last: Option<u64> = None;
         loop {
             let state = Arc::clone(&updates.borrow_and_update());
@@ -49,5 +57,5 @@ pub fn follow(live: &LiveHandle, shutdown: Shutdown) -> mpsc::Receiver<(Arc<Live
             }
         }
     });
-    rx
+    Ok(rx)
 }

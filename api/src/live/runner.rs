@@ -13,21 +13,23 @@ use super::view::{DaySla, LineLive, LiveSla, LiveState, Operators};
 use super::webhook::Webhook;
 use netwait_aggregator::domain::call::LineId;
 use netwait_aggregator::domain::time::{Millis, RomeClock, SECOND, local_date};
-use netwait_aggregator::domain::transitions::OpenCall;
+use netwait_aggregator::domain::transitions::{OpenCall, Presence};
 use netwait_aggregator::engine::TransitionBatch;
 use netwait_aggregator::published::{Answers, Snapshot};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// What the writer hands the live side.
 #[derive(Debug)]
 pub enum LiveInput {
-    /// Start again from the calls open now (at the start, after a rebuilt book).
+    /// Start again from the calls open now and the operators logged in (at the start,
+    /// after a rebuilt book).
     Seed {
         lines: Vec<String>,
         open: Vec<(LineId, OpenCall)>,
+        agents: Vec<(Box<str>, Presence)>,
     },
     /// What one piece of work drained (`lines`: the book's lines by id).
     Batch {
@@ -54,7 +56,17 @@ impl LiveFeed {
 pub struct LiveHandle {
     updates: watch::Receiver<Arc<LiveState>>,
     feed: LiveFeed,
+    /// One permit per live stream open (server-wide), `max_streams` in all.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
+
+/// A live stream was refused: `max_streams` are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0} live streams are open, the server's limit ([live] max_streams): try again when one ends"
+)]
+pub struct StreamsFull(pub usize);
 
 impl LiveHandle {
     /// The latest update.
@@ -65,6 +77,13 @@ impl LiveHandle {
     /// A receiver of the updates, to await the next one.
     pub fn subscribe(&self) -> watch::Receiver<Arc<LiveState>> {
         self.updates.clone()
+    }
+
+    /// A permit for one more live stream, held while it is open.
+    pub fn open_stream(&self) -> Result<OwnedSemaphorePermit, StreamsFull> {
+        Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| StreamsFull(self.max_streams))
     }
 
     /// Makes the live thread judge and publish now.
@@ -82,6 +101,7 @@ pub fn start(
 ) -> std::io::Result<(LiveFeed, LiveHandle)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let webhook = rules.webhook_url.clone().map(Webhook::start).transpose()?;
+    let max_streams = rules.max_streams;
     let mut live = Live {
         rules,
         now: clock.now_ms(),
@@ -102,7 +122,13 @@ pub fn start(
         .name("netwait-live".into())
         .spawn(move || live.run(&rx, &publish))?;
     let feed = LiveFeed(tx);
-    Ok((feed.clone(), LiveHandle { updates, feed }))
+    let handle = LiveHandle {
+        updates,
+        feed: feed.clone(),
+        streams: Arc::new(Semaphore::new(max_streams)),
+        max_streams,
+    };
+    Ok((feed, handle))
 }
 
 /// Per line: today, month to date, and the month's days.
@@ -163,7 +189,11 @@ impl Live {
     /// Folds one input; true when it asks for an update at once.
     fn take(&mut self, input: LiveInput) -> bool {
         match input {
-            LiveInput::Seed { lines, open } => self.tracker.seed(lines, open),
+            LiveInput::Seed {
+                lines,
+                open,
+                agents,
+            } => self.tracker.seed(lines, open, agents),
             LiveInput::Batch { lines, batch } => {
                 self.tracker.set_lines(lines);
                 self.tracker.apply(&batch);
@@ -236,8 +266,16 @@ impl Live {
         self.refresh_sla(day);
         let checks = self.checks(day, ms_of_day);
         let changed = self.alerts.evaluate(self.now, &checks);
-        if let Some(hook) = &self.webhook {
-            for a in &changed {
+        for a in &changed {
+            netwait_aggregator::observe::emit(netwait_aggregator::observe::AlertChanged {
+                id: &a.id,
+                rule: a.rule.as_str(),
+                severity: a.severity.as_str(),
+                line: a.line.as_deref(),
+                raised: a.cleared_ms.is_none(),
+                message: &a.message,
+            });
+            if let Some(hook) = &self.webhook {
                 hook.send(a);
             }
         }

@@ -113,11 +113,18 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Starts again from the calls open now (the book was rebuilt or just watched).
-    pub fn seed(&mut self, lines: Vec<String>, open: impl IntoIterator<Item = (LineId, OpenCall)>) {
+    /// Starts again from the calls open now and the operators logged in (the book was
+    /// rebuilt or just watched).
+    pub fn seed(
+        &mut self,
+        lines: Vec<String>,
+        open: impl IntoIterator<Item = (LineId, OpenCall)>,
+        agents: impl IntoIterator<Item = (Box<str>, Presence)>,
+    ) {
         self.lines = lines;
         self.calls.clear();
         self.talking.clear();
+        self.agents = agents.into_iter().collect();
         for (line, c) in open {
             let mut call = Call::new(line);
             call.anchor = Some(c.anchor);
@@ -300,7 +307,9 @@ mod tests {
                     wait_start: T0 - 60 * S,
                 },
             )],
+            [("op".into(), Presence::Paused)],
         );
+        assert_eq!(tr.operators().paused, 1, "seeded presence");
         tr.apply(&batch(vec![
             t(0, 0, T0, CallChange::Offered { line: 0 }),
             t(0, 0, T0 + 40 * S, CallChange::AnnouncementEnd),

@@ -194,6 +194,45 @@ impl ClientContext for GroupContext {
         // A broker that restarts is retried by the client: say it, do not stop.
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
+
+    // Read as plain JSON for the one figure wanted: rdkafka's typed `Statistics` fails
+    // whole on a field a newer librdkafka renames.
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<serde_json::Value>(statistics) {
+            Ok(v) => record_lag(&v),
+            Err(e) => tracing::debug!(error = %e, "kafka statistics not JSON"),
+        }
+    }
+}
+
+/// How often the client reports its statistics (the consumer lag on `/metrics`).
+const STATISTICS_MS: &str = "1000";
+
+/// The consumer lag of each partition the statistics report: messages on the broker
+/// after the group's committed offset, which the driver commits once durable (librdkafka
+/// says -1 while it does not know, and lists its internal partition as -1: skipped).
+fn record_lag(stats: &serde_json::Value) {
+    let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else {
+        return;
+    };
+    for (topic, t) in topics {
+        let Some(partitions) = t.get("partitions").and_then(|p| p.as_object()) else {
+            continue;
+        };
+        for (id, p) in partitions {
+            let Ok(partition) = id.parse::<i32>() else {
+                continue;
+            };
+            let lag = p.get("consumer_lag").and_then(serde_json::Value::as_i64);
+            if let (true, Some(Ok(messages))) = (partition >= 0, lag.map(u64::try_from)) {
+                netwait_aggregator::observe::emit(netwait_aggregator::observe::KafkaLag {
+                    topic,
+                    partition,
+                    messages,
+                });
+            }
+        }
+    }
 }
 
 impl ConsumerContext for GroupContext {
@@ -249,6 +288,7 @@ impl Consumer {
                 (super::MAX_MESSAGE_BYTES * 4).to_string(),
             )
             .set("max.partition.fetch.bytes", (4 << 20).to_string())
+            .set("statistics.interval.ms", STATISTICS_MS)
             .set_log_level(RDKafkaLogLevel::Warning)
             .create_with_context(context)?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
@@ -402,4 +442,28 @@ fn add_message(
         into.timestamps.push(ms);
     }
     into.started.get_or_insert_with(Instant::now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statistics_consumer_lag_becomes_a_gauge_per_partition() {
+        let stats = serde_json::json!({
+            "name": "c", "topics": {"lagged-topic": {"partitions": {
+                "0": {"consumer_lag": 7},
+                "1": {"consumer_lag": -1},
+                "-1": {"consumer_lag": 3}
+            }}}
+        });
+        record_lag(&stats);
+        let text = netwait_aggregator::observe::METRICS.render();
+        assert!(
+            text.contains("netwait_kafka_consumer_lag_messages{partition=\"lagged-topic/0\"} 7\n"),
+            "{text}"
+        );
+        assert!(!text.contains("lagged-topic/1"), "{text}");
+        assert!(!text.contains("lagged-topic/-1"), "{text}");
+    }
 }

@@ -97,6 +97,50 @@ function render(s) {
   }
 }
 
+// With tokens on, the live data need a read token: the page asks for it once and
+// POSTs it in the Authorization header to /v1/live/session, which answers with an
+// HttpOnly session cookie that the EventSource then sends (it cannot send a header).
+// The token is not kept by the page.
+async function start() {
+  let r;
+  try {
+    r = await fetch("/v1/live", { credentials: "same-origin" });
+  } catch (e) {
+    setTimeout(start, 3000);
+    return;
+  }
+  if (r.status === 401) {
+    askToken("");
+    return;
+  }
+  connect();
+}
+
+function askToken(message) {
+  $("status").textContent = "token needed";
+  $("status").className = "status down";
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+  $("token").focus();
+}
+
+$("login").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const token = $("token").value.trim();
+  $("token").value = "";
+  const r = await fetch("/v1/live/session", {
+    method: "POST",
+    headers: { Authorization: "Bearer " + token },
+    credentials: "same-origin",
+  });
+  if (r.ok) {
+    $("login").hidden = true;
+    connect();
+  } else {
+    askToken(r.status === 403 ? "that token may not read" : "token refused");
+  }
+});
+
 function connect() {
   const source = new EventSource("/v1/live/events");
   source.onmessage = (e) => {
@@ -107,7 +151,10 @@ function connect() {
   source.onerror = () => {
     $("status").textContent = "reconnecting…";
     $("status").className = "status down";
+    // Closed for good (a refusal: the session expired or the server restarted, or too
+    // many streams): start over, which asks for the token again when needed.
+    if (source.readyState === EventSource.CLOSED) setTimeout(start, 3000);
   };
 }
 
-connect();
+start();
