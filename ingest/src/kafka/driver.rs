@@ -1,9 +1,11 @@
 //! The aggregator's loop, on the positioned-source seam of the engine: chunks from the
 //! consumer are staged in windows bounded by size and time, each chunk carrying its
 //! positions (`kafka:<topic>/<partition>` → next offset), which the store commits in the
-//! same fsync as the events. Once a window is durable its refused items are confirmed in
-//! the dead-letter topic, then the store's positions committed to Kafka as offsets (the
-//! source's acknowledgement). A rebalance ends the window in hand first: an assignment is
+//! same fsync as the events. A chunk's refused items are confirmed delivered to the
+//! dead-letter topic before the chunk is staged (the store resumes a partition from its
+//! own position, so a copy not made then would never be made); once a window is durable
+//! the store's positions are committed to Kafka as offsets (the source's
+//! acknowledgement). A rebalance ends the window in hand first: an assignment is
 //! answered with the STORE's position of each partition (Kafka's committed offset may lag
 //! it, after a crash between the two), a revocation only once everything read from the
 //! revoked partitions is durable and committed.
@@ -33,6 +35,10 @@ pub enum DriverError {
     #[error(transparent)]
     Kafka(#[from] KafkaError),
 }
+
+/// How long the dead-letter records of a chunk may take to be delivered (the broker's
+/// retries included) before the aggregator stops rather than go on without them.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 pub struct DriverOptions {
@@ -190,6 +196,11 @@ pub fn run(
             error: &e,
         });
     }
+    // Each chunk's records were confirmed before it was staged: nothing is pending here
+    // unless a window failed; said, never dropped silently.
+    if let Some(dlt) = dead_letters {
+        dlt.flush(DEAD_LETTER_TIMEOUT)?;
+    }
     Ok(driver.totals)
 }
 
@@ -266,6 +277,23 @@ impl Driver<'_> {
                     }
                 }
             };
+            // The copies of its refused items are in the dead-letter topic before the
+            // chunk goes to the store; if they cannot be delivered, neither it nor
+            // anything after it is staged (the window ends, the driver fails: a restart
+            // reads it again).
+            if let Some(dlt) = dead_letters
+                && !fetched.refused.is_empty()
+            {
+                let delivered = fetched
+                    .refused
+                    .iter()
+                    .try_for_each(|refused| dlt.send(refused))
+                    .and_then(|()| dlt.flush(DEAD_LETTER_TIMEOUT));
+                if let Err(e) = delivered {
+                    dlt_error = Some(e);
+                    return None;
+                }
+            }
             let mut delta = CheckpointDelta::default();
             for (tp, &(_, next)) in &fetched.offsets {
                 let to = Position::offset(u64::try_from(next).unwrap_or(0));
@@ -280,13 +308,6 @@ impl Driver<'_> {
             messages += fetched.messages;
             bytes += encoded.bytes.len();
             timestamps.extend_from_slice(&fetched.timestamps);
-            if let Some(dlt) = dead_letters {
-                for refused in &fetched.refused {
-                    if let Err(e) = dlt.send(refused) {
-                        dlt_error.get_or_insert(e);
-                    }
-                }
-            }
             Some(encoded)
         });
         let summary =
@@ -332,13 +353,11 @@ impl Driver<'_> {
         self.commit_offsets(CommitMode::Async)
     }
 
-    /// Confirms the dead-letter records, then commits the offsets of what is durable.
+    /// Commits the offsets of what is durable (its dead-letter records were confirmed
+    /// before it went to the store).
     fn commit_offsets(&mut self, mode: CommitMode) -> Result<(), DriverError> {
         if self.next_offsets.is_empty() {
             return Ok(());
-        }
-        if let Some(dlt) = self.dead_letters {
-            dlt.flush(Duration::from_secs(30))?;
         }
         match self.consumer.commit(&self.next_offsets, mode) {
             Ok(()) => self.next_offsets.clear(),
