@@ -1,41 +1,39 @@
-//! ClickHouse stopped during an import (`deploy/down clickhouse`, then `deploy/up
-//! clickhouse` a few seconds later): the store retries with backoff, the import waits
-//! (its memory bounded by the commit it holds) and finishes once the server is back,
-//! with nothing lost or counted twice. A test binary of its own: it stops the server
-//! that the other ClickHouse tests share.
+//! ClickHouse stopped during an import (killed -9, then `deploy/up clickhouse` a few
+//! seconds later): the store retries with backoff, the import waits (its memory bounded
+//! by the commit it holds) and finishes once the server is back, with nothing lost or
+//! counted twice. The Kafka aggregator started while ClickHouse is down waits for it,
+//! and when the server is killed while it consumes, it stops polling (backpressure) and
+//! catches up once the server is back: the figures are the embedded import's. A test
+//! binary of its own: it stops the server that the other ClickHouse tests share.
 
 mod common;
+use common::servers::*;
 use common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The tests of this binary stop and start the one server: one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn deploy(script: &str) -> String {
-    let out = Command::new(repo().join("deploy").join(script))
-        .arg("clickhouse")
-        .output()
-        .expect("deploy script");
-    assert!(
-        out.status.success(),
-        "deploy/{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `kill -9` of the ClickHouse server `deploy/up` started.
+fn kill_clickhouse() {
+    let dir = std::env::var("NETWAIT_DEPLOY_DIR").unwrap_or_else(|_| "/tmp/netwait-deploy".into());
+    let pid = std::fs::read_to_string(Path::new(&dir).join("clickhouse/pid")).expect("server pid");
+    let killed = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
 }
 
 #[test]
 fn clickhouse_down_during_import_loses_nothing() {
-    let url = deploy("up")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("export NETWAIT_CLICKHOUSE_URL=")
-                .map(str::to_owned)
-        })
-        .expect("URL");
+    let _one = serial();
+    let url = clickhouse();
     let tmp = tempfile::tempdir().expect("tempdir");
     let seed = seed_file(tmp.path());
     let db = format!("nwoutage_{}", std::process::id());
@@ -50,15 +48,9 @@ fn clickhouse_down_during_import_loses_nothing() {
     // Killed (-9) while the import writes: a stop by SIGTERM lets the server finish the
     // inserts in flight, and a quiet machine imports the whole year in a few seconds.
     std::thread::sleep(Duration::from_millis(300));
-    let dir = std::env::var("NETWAIT_DEPLOY_DIR").unwrap_or_else(|_| "/tmp/netwait-deploy".into());
-    let pid = std::fs::read_to_string(Path::new(&dir).join("clickhouse/pid")).expect("server pid");
-    let killed = Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    kill_clickhouse();
     std::thread::sleep(Duration::from_secs(5));
-    deploy("up");
+    deploy("up", "clickhouse");
     let out = child.wait_with_output().expect("import");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "import failed: {err}");
@@ -75,4 +67,144 @@ fn clickhouse_down_during_import_loses_nothing() {
     assert_eq!(t["calls_received"].as_u64(), Some(181_795), "{t}");
     assert_eq!(t["answered"].as_u64(), Some(97_385), "{t}");
     assert_eq!(t["bookings"].as_u64(), Some(88_210), "{t}");
+}
+
+/// The resident set of process `pid` now and at its peak (kB), from /proc.
+fn rss_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[test]
+fn the_aggregator_waits_for_clickhouse_down_at_start_and_during_consumption_and_counts_exactly() {
+    let _one = serial();
+    let url = clickhouse();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seed = seed_file(tmp.path());
+    let seed_s = seed.to_str().expect("utf-8 path");
+    let lines = std::fs::read_to_string(&seed)
+        .expect("seed")
+        .lines()
+        .count();
+    let embedded = tmp.path().join("embedded");
+    let embedded_s = embedded.to_str().expect("utf-8 path");
+    netwait(&["import", "--data", embedded_s, seed_s]);
+    let db = format!("nwoutage_kafka_{}", std::process::id());
+    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    let topic = topic(3);
+
+    // Started with the server down: it waits (retrying) instead of failing.
+    deploy("down", "clickhouse");
+    let unused = tmp.path().join("unused");
+    let group = unique("outage");
+    let mut args = aggregate_args(unused.to_str().expect("path"), &topic, &group);
+    args.extend_from_slice(&["--clickhouse", &url, "--database", &db, "--idle-exit", "20"]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netwait aggregate");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (assigned_tx, assigned) = std::sync::mpsc::channel();
+    let reader = {
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("kafka partitions assigned") {
+                    let _ = assigned_tx.send(());
+                }
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the aggregator gave up while ClickHouse was down: {}",
+        log.lock().expect("log")
+    );
+    deploy("up", "clickhouse");
+    assigned
+        .recv_timeout(Duration::from_secs(60))
+        .expect("partitions assigned within 60 s of the server's start");
+
+    // Events arrive while it runs (about 6 s of them); the server is killed meanwhile.
+    let producer = {
+        let (topic, seed) = (topic.clone(), seed_s.to_owned());
+        let rate = (lines / 6).to_string();
+        std::thread::spawn(move || {
+            tool(&[
+                "produce",
+                &topic,
+                &seed,
+                "--lines-per-message",
+                "100",
+                "--rate",
+                &rate,
+            ])
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1_500));
+    kill_clickhouse();
+    std::thread::sleep(Duration::from_secs(6));
+    let (rss, peak) = rss_kb(child.id());
+    eprintln!("aggregator with ClickHouse down: RSS {rss} kB, peak {peak} kB");
+    deploy("up", "clickhouse");
+    producer.join().expect("producer");
+    let status = child.wait().expect("wait");
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    reader.join().expect("stderr reader");
+    let log = log.lock().expect("log").clone();
+    assert!(status.success(), "aggregate failed: {log}");
+    assert!(
+        log.contains("connecting to ClickHouse failed; retrying"),
+        "the server down at start was waited for: {log}"
+    );
+    assert!(
+        log.contains("commit failed; retrying"),
+        "the outage during consumption was seen and retried: {log}"
+    );
+    // Backpressure: what waits is the bounded window and chunks in flight, not the topic.
+    assert!(peak < 1 << 20, "peak RSS {peak} kB");
+    assert_eq!(
+        out.trim(),
+        format!(
+            "total: messages {} accepted {lines} duplicate 0 rejected 0",
+            lines.div_ceil(100)
+        )
+    );
+    let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
+    let t = table1(["--clickhouse", &url], "2019-01-01", "2020-01-01", &ch[2..]);
+    let embedded_t = table1(["--data", embedded_s], "2019-01-01", "2020-01-01", &[]);
+    assert_eq!(t, embedded_t);
+    let mut sla = vec!["stats", "sla", "--year", "2019"];
+    sla.extend_from_slice(&ch);
+    assert_eq!(
+        json(&sla),
+        json(&["stats", "sla", "--data", embedded_s, "--year", "2019"])
+    );
 }

@@ -281,3 +281,122 @@ fn kill_9_during_import_then_import_again_is_exact() {
     assert_seed(&t);
     sql(&format!("DROP DATABASE {db}"));
 }
+
+#[test]
+fn serve_clickhouse_answers_as_serve_data_of_the_embedded_import() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seed = seed_file(tmp.path());
+    let seed_s = seed.to_str().expect("path");
+    let db = database("serve");
+    migrate(&db);
+    import(&db, &[seed_s]);
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().expect("path");
+    netwait(&["import", "--data", data_s, seed_s]);
+    let embedded = Server::start(&data);
+    // The api role: no data directory of its own.
+    let ch = Server::start_with(
+        &tmp.path().join("unused"),
+        &["--clickhouse", server(), "--database", &db],
+        Stdio::inherit(),
+    );
+    let queries: [&[&str]; 9] = [
+        &["table1", "--from", "2019-01-01", "--to", "2020-01-01"],
+        &[
+            "table1",
+            "--from",
+            "2019-03-01",
+            "--to",
+            "2019-04-01",
+            "--threshold",
+            "60",
+        ],
+        &[
+            "table1",
+            "--from",
+            "2019-01-01",
+            "--to",
+            "2020-01-01",
+            "--line",
+            "cup",
+        ],
+        &["sla", "--year", "2019"],
+        &[
+            "sla",
+            "--year",
+            "2019",
+            "--threshold",
+            "90",
+            "--target",
+            "0.7",
+        ],
+        &["intervals", "--from", "2019-03-04", "--to", "2019-03-11"],
+        &[
+            "intervals",
+            "--from",
+            "2019-01-01",
+            "--to",
+            "2020-01-01",
+            "--every",
+            "60m",
+        ],
+        &[
+            "intervals",
+            "--from",
+            "2019-03-01",
+            "--to",
+            "2019-04-01",
+            "--every",
+            "30m",
+            "--threshold",
+            "60",
+            "--line",
+            "cup",
+        ],
+        &["volume", "--half", "2019-H1"],
+    ];
+    for q in queries {
+        let ask = |at: &[&str]| {
+            let mut args = vec!["stats"];
+            args.extend_from_slice(q);
+            args.extend_from_slice(at);
+            json(&args)
+        };
+        let want = ask(&["--server", &embedded.addr]);
+        assert_eq!(
+            ask(&["--server", &ch.addr]),
+            want,
+            "serve --clickhouse: {q:?}"
+        );
+        // The same service without a server.
+        assert_eq!(
+            ask(&["--clickhouse", server(), "--database", &db]),
+            want,
+            "stats --clickhouse: {q:?}"
+        );
+    }
+    // A refused argument is refused alike.
+    let out = Command::new(BIN)
+        .args([
+            "stats",
+            "table1",
+            "--from",
+            "2019-01-01",
+            "--to",
+            "2020-01-01",
+            "--line",
+            "nope",
+        ])
+        .args(["--server", &ch.addr])
+        .output()
+        .expect("run stats");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--line"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ch.stop().success());
+    assert!(embedded.stop().success());
+    sql(&format!("DROP DATABASE {db}"));
+}

@@ -83,15 +83,7 @@ pub async fn serve(
     let health_service = tonic_health::pb::health_server::HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(state.availability.reporter()),
     );
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(netwait_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    // Older clients (grpcurl before 1.9, many BI connectors) still ask v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(netwait_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
     let stats = StatsServer::new(StatsService::new(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let live = state
@@ -114,6 +106,56 @@ pub async fn serve(
         .add_service(stats)
         .add_service(ingest)
         .add_optional_service(live)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The reflection services, v1 and v1alpha (older clients, grpcurl before 1.9 and many
+/// BI connectors, still ask v1alpha).
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    ServeError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(netwait_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
+/// The api role: the Stats service alone (with health and reflection), on reports that
+/// are not the embedded engine's (a ClickHouse database: `serve --clickhouse`); serves
+/// until `shutdown` resolves.
+pub async fn serve_stats(
+    listener: TcpListener,
+    stats: StatsService,
+    security: Security,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_serving::<StatsServer<StatsService>>().await;
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let stats = StatsServer::new(stats).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        builder = builder.tls_config(tls.grpc())?;
+    }
+    builder
+        .max_concurrent_streams(security.max_concurrent_streams)
+        .layer(GrpcAuthLayer::new(security.tokens.clone()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(stats)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())

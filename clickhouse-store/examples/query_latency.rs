@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = Target {
         url: url.clone(),
         database: database.clone(),
+        retry: Default::default(),
     };
     let conn = Conn::new(target.clone())?;
     conn.block_on(

@@ -5,7 +5,7 @@
 //! ([`figures_sql`]).
 
 use crate::conn::{Conn, Error, Target};
-use crate::rows::DayFigures;
+use crate::rows::{DayFigures, IntervalFigures};
 use crate::schema::{FIGURE_COLUMNS, cells_sql, kind};
 use jiff::civil::Date;
 use netwait_aggregator::domain::calendar::ServiceCalendar;
@@ -58,9 +58,9 @@ pub fn live_open_calls_sql(filter: &str) -> String {
 
 fn live_rows_sql(kinds: &str, filter: &str) -> String {
     format!(
-        "SELECT day, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
+        "SELECT day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
          FROM netwait_log WHERE {kinds} {filter} \
-         GROUP BY call_n, day, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
+         GROUP BY call_n, day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
          HAVING sum(sign) > 0"
     )
 }
@@ -93,6 +93,38 @@ pub fn day_figures_sql(
     now: Millis,
 ) -> String {
     let filter = period_filter(line, from, to);
+    keyed_figures_sql("day", &filter, threshold_ms, cells_threshold_ms, now)
+}
+
+/// [`day_figures_sql`] per 15-minute interval of `grid` (cells and call records both
+/// carry the interval of their anchor, `interval_n`).
+pub fn interval_figures_sql(
+    line: &LineFilter,
+    grid: IntervalGrid,
+    threshold_ms: Millis,
+    cells_threshold_ms: Millis,
+    now: Millis,
+) -> String {
+    let intervals = grid.intervals();
+    let mut filter = format!(
+        "AND interval_n >= {} AND interval_n < {}",
+        intervals.start, intervals.end
+    );
+    if let Some(l) = &line.0 {
+        filter.push_str(&format!(" AND line = {}", quote(l)));
+    }
+    keyed_figures_sql("interval_n", &filter, threshold_ms, cells_threshold_ms, now)
+}
+
+/// Figures grouped by `key` (a column of the cells and of the call records) over the
+/// rows `filter` keeps; the key comes first, as [`crate::rows::KeyedFigures`] reads it.
+fn keyed_figures_sql(
+    key: &str,
+    filter: &str,
+    threshold_ms: Millis,
+    cells_threshold_ms: Millis,
+    now: Millis,
+) -> String {
     let open = outcome_code(Outcome::Open);
     let unresolved = outcome_code(Outcome::Unresolved);
     let timed_out = now.saturating_sub(UNRESOLVED_AFTER);
@@ -107,9 +139,9 @@ pub fn day_figures_sql(
             .join(", ");
         let late = format!("{filter} AND anchor_ms <= {timed_out}");
         format!(
-            "SELECT day, {sums} FROM ({}) GROUP BY day \
-             UNION ALL SELECT day, {} FROM ({}) GROUP BY day",
-            cells_sql(&filter),
+            "SELECT {key}, {sums} FROM ({}) GROUP BY {key} \
+             UNION ALL SELECT {key}, {} FROM ({}) GROUP BY {key}",
+            cells_sql(filter),
             generated(&unresolved.to_string(), threshold_ms),
             live_open_calls_sql(&late),
         )
@@ -117,9 +149,9 @@ pub fn day_figures_sql(
         let outcome =
             format!("if(outcome = {open} AND anchor_ms <= {timed_out}, {unresolved}, outcome)");
         format!(
-            "SELECT day, {} FROM ({}) GROUP BY day",
+            "SELECT {key}, {} FROM ({}) GROUP BY {key}",
             generated(&outcome, threshold_ms),
-            live_calls_sql(&filter),
+            live_calls_sql(filter),
         )
     }
 }
@@ -133,8 +165,10 @@ pub struct SqlAnswers {
 }
 
 impl SqlAnswers {
+    /// The reports of `target`; waits for a server that cannot be reached yet
+    /// ([`Conn::connect`]).
     pub fn open(target: Target, config: MetricsConfig) -> Result<Self, Error> {
-        let conn = Conn::new(target)?;
+        let conn = Conn::connect(target)?;
         conn.require_schema()?;
         Ok(Self {
             conn,
@@ -178,6 +212,19 @@ impl SqlAnswers {
             .block_on(self.conn.client.query(&sql).fetch_all::<DayFigures>())
             .map_err(|e| self.conn.error(e))
     }
+
+    fn interval_figures(
+        &self,
+        line: &LineFilter,
+        grid: IntervalGrid,
+        threshold_ms: Millis,
+        now: Millis,
+    ) -> Result<Vec<IntervalFigures>, Error> {
+        let sql = interval_figures_sql(line, grid, threshold_ms, self.config.threshold_ms, now);
+        self.conn
+            .block_on(self.conn.client.query(&sql).fetch_all::<IntervalFigures>())
+            .map_err(|e| self.conn.error(e))
+    }
 }
 
 struct SqlSource<'a> {
@@ -202,7 +249,7 @@ impl CallSource for SqlSource<'_> {
         {
             Ok(days) => {
                 for d in days {
-                    let date = local_date(i64::from(d.day));
+                    let date = local_date(i64::from(d.key));
                     if let Some(slot) = bucket(date).and_then(|i| out.get_mut(i)) {
                         slot.merge(&d.figures());
                     }
@@ -216,19 +263,28 @@ impl CallSource for SqlSource<'_> {
 
     fn tally_intervals(
         &self,
-        _line: &LineFilter,
+        line: &LineFilter,
         _calendar: &ServiceCalendar,
-        _threshold_ms: Millis,
-        _grid: IntervalGrid,
-        _out: &mut [Figures],
+        threshold_ms: Millis,
+        grid: IntervalGrid,
+        out: &mut [Figures],
     ) {
-        // Interval statistics read the embedded store's cells (`stats intervals --data`
-        // or a server); ClickHouse has them in its `netwait_interval_15m` view.
-        let refused = Error::Data {
-            url: self.answers.conn.target.url.clone(),
-            what: "interval statistics are not answered from ClickHouse: query the netwait_interval_15m view".into(),
-        };
-        self.answers.failed.borrow_mut().get_or_insert(refused);
+        // The calendar is the configured one: the rows were placed by it.
+        match self
+            .answers
+            .interval_figures(line, grid, threshold_ms, self.now)
+        {
+            Ok(intervals) => {
+                for i in intervals {
+                    if let Some(slot) = grid.bucket(i.key).and_then(|k| out.get_mut(k)) {
+                        slot.merge(&i.figures());
+                    }
+                }
+            }
+            Err(e) => {
+                self.answers.failed.borrow_mut().get_or_insert(e);
+            }
+        }
     }
 }
 

@@ -81,11 +81,13 @@ impl Default for Retry {
     }
 }
 
-/// Where the data is: a server's HTTP URL and a database (one contract per database).
+/// Where the data is: a server's HTTP URL and a database (one contract per database),
+/// and how long to wait for it while it cannot be reached.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub url: String,
     pub database: String,
+    pub retry: Retry,
 }
 
 pub const DEFAULT_DATABASE: &str = "netwait";
@@ -95,8 +97,18 @@ pub struct Conn {
     pub client: Client,
     /// Without a database: for `CREATE DATABASE`.
     pub server: Client,
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until dropped: taken by `Drop` to shut it down without blocking, so
+    /// that a connection may be dropped in async code (a server's service).
+    rt: Option<tokio::runtime::Runtime>,
     pub retry: Retry,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Conn {
@@ -109,13 +121,30 @@ impl Conn {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
+        let retry = target.retry;
         Ok(Self {
             target,
             client,
             server,
-            rt,
-            retry: Retry::default(),
+            rt: Some(rt),
+            retry,
         })
+    }
+
+    /// [`Self::new`], then waits (retrying with backoff, a warning per retry) until the
+    /// server answers, for at most [`Retry::give_up_after`]: a process started while
+    /// ClickHouse is down (or restarting) waits for it instead of failing at once.
+    pub fn connect(target: Target) -> Result<Self, Error> {
+        let conn = Self::new(target)?;
+        conn.retrying(
+            "connecting to ClickHouse",
+            |conn| {
+                conn.block_on(conn.server.query("SELECT 1").fetch_one::<u8>())
+                    .map_err(|e| conn.error(e))
+            },
+            |_| Ok(None),
+        )?;
+        Ok(conn)
     }
 
     pub fn error(&self, source: clickhouse::error::Error) -> Error {
@@ -126,9 +155,13 @@ impl Conn {
         }
     }
 
-    /// Runs a call to completion on the connection's runtime (never from async code).
+    /// Runs a call to completion on the connection's runtime (never from async code:
+    /// from a blocking thread, e.g. `spawn_blocking`).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        self.rt
+            .as_ref()
+            .expect("the runtime lives as long as the connection")
+            .block_on(f)
     }
 
     /// Runs `call` until it succeeds, or fails for good, or [`Retry::give_up_after`]
@@ -152,7 +185,14 @@ impl Conn {
                 return Err(err);
             }
             attempt += 1;
-            tracing::warn!(attempt, error = %err, delay_ms = delay.as_millis() as u64, "{what} failed; retrying");
+            let left = self.retry.give_up_after.saturating_sub(started.elapsed());
+            tracing::warn!(
+                attempt,
+                error = %err,
+                delay_ms = delay.as_millis() as u64,
+                gives_up_in_s = left.as_secs(),
+                "{what} failed; retrying"
+            );
             std::thread::sleep(delay);
             delay = (delay * 2).min(self.retry.max_delay);
             match landed(self) {
@@ -203,7 +243,8 @@ impl Conn {
     }
 }
 
-/// Creates or upgrades the schema; returns the versions applied now.
+/// Creates or upgrades the schema; returns the versions applied now. Give it a
+/// connection of [`Conn::connect`] to wait for a server that is not up yet.
 pub fn migrate(conn: &Conn) -> Result<Vec<u32>, Error> {
     let db = &conn.target.database;
     let create = format!("CREATE DATABASE IF NOT EXISTS `{}`", db.replace('`', "\\`"));

@@ -136,9 +136,15 @@ pub struct RecordsRow {
 }
 
 /// Figures per local day, as the queries read them back.
+pub type DayFigures = KeyedFigures<u16>;
+/// Figures per 15-minute interval (numbered since the epoch).
+pub type IntervalFigures = KeyedFigures<i64>;
+
+/// Figures of one group (a day, an interval), as the queries read them back: the group's
+/// key first, then [`crate::schema::FIGURE_COLUMNS`].
 #[derive(Debug, Row, Deserialize)]
-pub struct DayFigures {
-    pub day: u16,
+pub struct KeyedFigures<K> {
+    pub key: K,
     pub answered: u64,
     pub abandoned: u64,
     pub overflow: u64,
@@ -155,7 +161,7 @@ pub struct DayFigures {
     pub unresolved: u64,
 }
 
-impl DayFigures {
+impl<K> KeyedFigures<K> {
     pub fn figures(&self) -> Figures {
         Figures {
             answered: self.answered,

@@ -47,9 +47,10 @@ fn store_error(e: Error) -> StoreError {
 }
 
 impl ClickHouseStore {
-    /// Opens the store of `target`, whose schema must be current (`netwait migrate`).
+    /// Opens the store of `target`, whose schema must be current (`netwait migrate`);
+    /// waits for a server that cannot be reached yet ([`Conn::connect`]).
     pub fn open(target: Target) -> Result<Self, Error> {
-        let conn = Conn::new(target)?;
+        let conn = Conn::connect(target)?;
         conn.require_schema()?;
         let seq = last_seq(&conn)?;
         Ok(Self { conn, seq })

@@ -47,6 +47,7 @@ fn generated_sql_counts_as_the_rust_rule_on_random_records() {
     let conn = Conn::new(Target {
         url: server(),
         database: "system".into(),
+        retry: Default::default(),
     })
     .expect("conn");
     let outcomes = [

@@ -1,17 +1,13 @@
 //! The ClickHouse side of the CLI: `--clickhouse URL [--database D]`, `netwait
-//! migrate`, the engine on the ClickHouse store, and `stats --clickhouse` answered
-//! from SQL (the api role's queries, without a server).
+//! migrate`, and the engine on the ClickHouse store (`stats --clickhouse` and `serve
+//! --clickhouse` answer from SQL through the Stats service: see `netwait_api::stats`).
 
 use super::config::Settings;
-use super::output;
 use anyhow::Context;
 use clap::Args;
-use netwait_aggregator::domain::arguments;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
-use netwait_aggregator::published::Answers;
-use netwait_clickhouse::answers::SqlAnswers;
-use netwait_clickhouse::{ClickHouseStore, Conn, DEFAULT_DATABASE, Target};
+use netwait_clickhouse::{ClickHouseStore, Conn, DEFAULT_DATABASE, Retry, Target};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClickHouseArgs {
@@ -21,6 +17,17 @@ pub struct ClickHouseArgs {
     /// ClickHouse database (one contract per database), with --clickhouse.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_DATABASE, requires = "clickhouse")]
     pub database: String,
+    /// How long to wait for a ClickHouse server that cannot be reached (at start, and
+    /// for each write afterwards), retrying with backoff and a warning per retry; then
+    /// fail.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "300",
+        env = "NETWAIT_CLICKHOUSE_TIMEOUT",
+        value_parser = super::positive_seconds
+    )]
+    pub clickhouse_timeout: std::time::Duration,
 }
 
 impl ClickHouseArgs {
@@ -28,6 +35,10 @@ impl ClickHouseArgs {
         self.clickhouse.as_ref().map(|url| Target {
             url: url.clone(),
             database: self.database.clone(),
+            retry: Retry {
+                give_up_after: self.clickhouse_timeout,
+                ..Retry::default()
+            },
         })
     }
 }
@@ -43,7 +54,7 @@ pub fn migrate(args: &ClickHouseArgs, print_sql: bool) -> anyhow::Result<()> {
     let target = args
         .target()
         .context("give --clickhouse URL (or --print-sql)")?;
-    let conn = Conn::new(target.clone())?;
+    let conn = Conn::connect(target.clone())?;
     let applied = netwait_clickhouse::migrate(&conn)?;
     let version = conn.schema_version()?;
     println!(
@@ -68,83 +79,4 @@ pub fn open_engine(target: &Target, settings: Settings) -> anyhow::Result<(Engin
     let engine =
         Engine::open(Box::new(store), secrets.dedupe, settings.metrics).with_context(opening)?;
     Ok((engine, Pseudonymizer::new(secrets.caller)))
-}
-
-/// The reports of `stats --clickhouse`.
-pub enum Report {
-    Table1 {
-        from: String,
-        to: String,
-        line: Option<String>,
-        threshold: Option<f64>,
-    },
-    Sla {
-        year: i32,
-        line: Option<String>,
-        threshold: Option<f64>,
-        target: Option<f64>,
-    },
-    Volume {
-        half: String,
-    },
-}
-
-/// Answers one report from the database's SQL, argument rules as the gRPC service's.
-pub fn stats(target: Target, settings: Settings, report: Report, json: bool) -> anyhow::Result<()> {
-    let answers = SqlAnswers::open(target, settings.metrics)?;
-    let check_line = |line: Option<&str>| -> anyhow::Result<()> {
-        if let Some(l) = line {
-            let lines = answers.lines()?;
-            arguments::line(l, lines.iter().map(String::as_str)).context("--line")?;
-        }
-        Ok(())
-    };
-    let threshold = |t: Option<f64>| -> anyhow::Result<Option<i64>> {
-        t.map(|s| arguments::threshold_ms_from_secs(s).context("--threshold"))
-            .transpose()
-    };
-    let now = netwait_api::state::wall_ms();
-    match report {
-        Report::Table1 {
-            from,
-            to,
-            line,
-            threshold: t,
-        } => {
-            let from_date = arguments::date(&from).context("--from")?;
-            let to_date = arguments::date(&to).context("--to")?;
-            anyhow::ensure!(
-                from_date <= to_date,
-                "--from must not be after --to (--to is exclusive)"
-            );
-            let ms = threshold(t)?;
-            check_line(line.as_deref())?;
-            let t1 = answers.checked(|a| a.table1(now, from_date, to_date, line, ms))?;
-            let mut reply = netwait_api::convert::table1(&t1);
-            reply.threshold_s = t.unwrap_or(reply.threshold_s);
-            output::table1(&reply, json)
-        }
-        Report::Sla {
-            year,
-            line,
-            threshold: t,
-            target,
-        } => {
-            let year = arguments::year(i64::from(year)).context("--year")?;
-            let ms = threshold(t)?;
-            if let Some(x) = target {
-                arguments::target(x, answers.answer_config().grave_floor).context("--target")?;
-            }
-            check_line(line.as_deref())?;
-            let y = answers.checked(|a| a.sla_year(now, year, line, ms, target))?;
-            let mut reply = netwait_api::convert::sla_year(&y);
-            reply.threshold_s = t.unwrap_or(reply.threshold_s);
-            output::sla(&reply, json)
-        }
-        Report::Volume { half } => {
-            let half = arguments::half(&half).context("--half")?;
-            let v = answers.checked(|a| a.volume(now, half))?;
-            output::volume(&netwait_api::convert::volume(&v), json)
-        }
-    }
 }

@@ -198,6 +198,10 @@ enum Command {
         http: serve::HttpArgs,
         #[command(flatten)]
         role: serve::IngestRoleArgs,
+        /// The api role: the gRPC Stats service answered from this ClickHouse database
+        /// (no push, no live queue; `netwait aggregate --clickhouse` fills it).
+        #[command(flatten)]
+        clickhouse: clickhouse::ClickHouseArgs,
     },
     /// The aggregator role: consume Kafka topics (a consumer group) into the embedded
     /// store, or ClickHouse with --clickhouse; offsets are committed once the events are
@@ -336,9 +340,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             idle_timeout,
             http,
             role,
+            clickhouse,
         } => serve::run(
             &StoreArgs {
                 calendar: calendar.calendar,
+                clickhouse: clickhouse.target(),
                 ..store
             },
             &listen,

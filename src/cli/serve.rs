@@ -121,6 +121,13 @@ pub fn run(
 ) -> anyhow::Result<()> {
     // Bound first: a port in use fails here, before any store is opened or created.
     let listener = bind(listen)?;
+    if let Some(target) = &store.clickhouse {
+        anyhow::ensure!(
+            http.http_listen.is_none() && role.kafka.is_none(),
+            "serve --clickhouse is the api role (the Stats service): --http-listen and --kafka go with --data"
+        );
+        return api_role(store, listener, target.clone());
+    }
     let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
     let mut http_options = http.options()?;
     options.security = security(store)?;
@@ -295,6 +302,41 @@ impl Driven {
             let _ = t.join();
         }
     }
+}
+
+/// `serve --clickhouse`: the Stats service on a ClickHouse database's SQL (the same
+/// service as `stats --clickhouse`), until SIGTERM/SIGINT.
+fn api_role(
+    store: &StoreArgs,
+    listener: std::net::TcpListener,
+    target: netwait_clickhouse::Target,
+) -> anyhow::Result<()> {
+    let security = security(store)?;
+    let settings = super::config::load(store)?;
+    let opening = format!(
+        "opening the ClickHouse database {} at {}",
+        target.database, target.url
+    );
+    // Before any runtime of ours: the client blocks on a runtime of its own.
+    let answers = netwait_clickhouse::answers::SqlAnswers::open(target.clone(), settings.metrics)
+        .context(opening)?;
+    let stats = netwait_api::stats::StatsService::clickhouse(answers);
+    let rt = super::runtime()?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = listener.local_addr()?;
+        let mut signals = signals()?;
+        println!("netwait listening on {addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, clickhouse = %target.url, database = %target.database, "serving the api role");
+        netwait_api::server::serve_stats(listener, stats, security, async move {
+            signals.recv().await;
+        })
+        .await?;
+        anyhow::Ok(())
+    });
+    rt.shutdown_background();
+    served
 }
 
 /// A bound, non-blocking listener.

@@ -4,10 +4,12 @@
 
 use super::config::{Use, open_engine};
 use super::{StoreArgs, output};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use netwait_aggregator::domain::arguments::{self, ArgumentError};
 use netwait_api::state::AppState;
 use netwait_api::stats::StatsService;
+use netwait_clickhouse::answers::SqlAnswers;
 use netwait_proto::v1 as pb;
 use netwait_proto::v1::stats_client::StatsClient;
 use netwait_proto::v1::stats_server::Stats;
@@ -177,7 +179,25 @@ impl Backend {
                     engine, pseudo,
                 ))))
             }
-            (None, None) => anyhow::bail!("give --server or --data"),
+            (None, None) => {
+                let target = at
+                    .clickhouse
+                    .target()
+                    .context("give --server, --data or --clickhouse")?;
+                // The api role's service on the database's SQL (its client blocks on a
+                // runtime of its own: opened off the async workers).
+                let no_data = StoreArgs {
+                    data: PathBuf::new(),
+                    config: None,
+                    calendar: None,
+                    clickhouse: None,
+                };
+                let settings = super::config::load_file(at.config.clone(), &no_data)?;
+                let answers =
+                    tokio::task::spawn_blocking(move || SqlAnswers::open(target, settings.metrics))
+                        .await??;
+                Ok(Self::Local(StatsService::clickhouse(answers)))
+            }
         }
     }
 }
@@ -212,66 +232,7 @@ fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{message}")
 }
 
-/// `stats --clickhouse`: answered from SQL, before any runtime of the CLI's starts
-/// (the ClickHouse client runs its own).
-fn from_clickhouse(query: &Query) -> Option<anyhow::Result<()>> {
-    use super::clickhouse::Report;
-    let (at, report) = match query {
-        Query::Table1 {
-            at,
-            from,
-            to,
-            line,
-            threshold,
-        } => (
-            at,
-            Report::Table1 {
-                from: from.clone(),
-                to: to.clone(),
-                line: line.clone(),
-                threshold: *threshold,
-            },
-        ),
-        Query::Sla {
-            at,
-            year,
-            line,
-            threshold,
-            target,
-        } => (
-            at,
-            Report::Sla {
-                year: *year,
-                line: line.clone(),
-                threshold: *threshold,
-                target: *target,
-            },
-        ),
-        Query::Volume { at, half } => (at, Report::Volume { half: half.clone() }),
-        Query::Intervals { at, .. } => {
-            at.clickhouse.target()?;
-            return Some(Err(anyhow::anyhow!(
-                "stats intervals reads --data or --server; from ClickHouse, query the netwait_interval_15m view"
-            )));
-        }
-    };
-    let target = at.clickhouse.target()?;
-    let store = StoreArgs {
-        data: PathBuf::new(),
-        config: None,
-        calendar: None,
-        clickhouse: None,
-    };
-    Some(
-        super::config::load_file(at.config.clone(), &store)
-            .and_then(|settings| super::clickhouse::stats(target, settings, report, at.json)),
-    )
-}
-
 pub fn run(query: Query) -> anyhow::Result<()> {
-    if let Some(done) = from_clickhouse(&query) {
-        return done;
-    }
     let rt = super::runtime()?;
     rt.block_on(async {
         match query {

@@ -2,6 +2,8 @@
 //! `127.0.0.1:0`, and read its figures back as JSON.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,11 @@
 //! The aggregator's loop, on the positioned-source seam of the engine: chunks from the
 //! consumer are staged in windows bounded by size and time, each chunk carrying its
 //! positions (`kafka:<topic>/<partition>` → next offset), which the store commits in the
-//! same fsync as the events. Once a window is durable its refused items are confirmed in
-//! the dead-letter topic, then the store's positions committed to Kafka as offsets (the
-//! source's acknowledgement). A rebalance ends the window in hand first: an assignment is
+//! same fsync as the events. A chunk's refused items are confirmed delivered to the
+//! dead-letter topic before the chunk is staged (the store resumes a partition from its
+//! own position, so a copy not made then would never be made); once a window is durable
+//! the store's positions are committed to Kafka as offsets (the source's
+//! acknowledgement). A rebalance ends the window in hand first: an assignment is
 //! answered with the STORE's position of each partition (Kafka's committed offset may lag
 //! it, after a crash between the two), a revocation only once everything read from the
 //! revoked partitions is durable and committed.
@@ -17,8 +19,7 @@
 use super::consumer::{Consumer, Delivery, Fetched};
 use super::dead_letter_topic::DeadLetterTopic;
 use super::{KafkaError, TopicPartition};
-use netwait_aggregator::engine::{Engine, IngestSummary};
-use netwait_aggregator::observe;
+use netwait_aggregator::engine::{CheckpointMoment, Engine, IngestSummary};
 use netwait_aggregator::store::StoreError;
 use netwait_aggregator::store::positions::{CheckpointDelta, Position};
 use rdkafka::consumer::CommitMode;
@@ -34,6 +35,10 @@ pub enum DriverError {
     Kafka(#[from] KafkaError),
 }
 
+/// How long the dead-letter records of a chunk may take to be delivered (the broker's
+/// retries included) before the aggregator stops rather than go on without them.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy)]
 pub struct DriverOptions {
     /// End a window once this many encoded bytes are in it...
@@ -42,8 +47,6 @@ pub struct DriverOptions {
     pub window_wait: Duration,
     /// Commit size inside a window (the engine's writer commits behind the folding).
     pub commit_bytes: usize,
-    /// Write a checkpoint once this much log built up since the last one.
-    pub checkpoint_bytes: u64,
 }
 
 impl Default for DriverOptions {
@@ -52,7 +55,6 @@ impl Default for DriverOptions {
             window_bytes: 8 << 20,
             window_wait: Duration::from_millis(200),
             commit_bytes: 1 << 19,
-            checkpoint_bytes: 64 << 20,
         }
     }
 }
@@ -182,13 +184,11 @@ pub fn run(
             }
         }
     }
-    if engine.uncheckpointed() > 0
-        && let Err(e) = engine.checkpoint()
-    {
-        observe::emit(observe::CheckpointFailed {
-            after: "kafka",
-            error: &e,
-        });
+    engine.checkpoint_at(CheckpointMoment::Stopping);
+    // Each chunk's records were confirmed before it was staged: nothing is pending here
+    // unless a window failed; said, never dropped silently.
+    if let Some(dlt) = dead_letters {
+        dlt.flush(DEAD_LETTER_TIMEOUT)?;
     }
     Ok(driver.totals)
 }
@@ -266,6 +266,23 @@ impl Driver<'_> {
                     }
                 }
             };
+            // The copies of its refused items are in the dead-letter topic before the
+            // chunk goes to the store; if they cannot be delivered, neither it nor
+            // anything after it is staged (the window ends, the driver fails: a restart
+            // reads it again).
+            if let Some(dlt) = dead_letters
+                && !fetched.refused.is_empty()
+            {
+                let delivered = fetched
+                    .refused
+                    .iter()
+                    .try_for_each(|refused| dlt.send(refused))
+                    .and_then(|()| dlt.flush(DEAD_LETTER_TIMEOUT));
+                if let Err(e) = delivered {
+                    dlt_error = Some(e);
+                    return None;
+                }
+            }
             let mut delta = CheckpointDelta::default();
             for (tp, &(_, next)) in &fetched.offsets {
                 let to = Position::offset(u64::try_from(next).unwrap_or(0));
@@ -280,13 +297,6 @@ impl Driver<'_> {
             messages += fetched.messages;
             bytes += encoded.bytes.len();
             timestamps.extend_from_slice(&fetched.timestamps);
-            if let Some(dlt) = dead_letters {
-                for refused in &fetched.refused {
-                    if let Err(e) = dlt.send(refused) {
-                        dlt_error.get_or_insert(e);
-                    }
-                }
-            }
             Some(encoded)
         });
         let summary =
@@ -321,24 +331,15 @@ impl Driver<'_> {
                     .insert(tp, i64::try_from(next).unwrap_or(i64::MAX));
             }
         }
-        if engine.uncheckpointed() >= self.options.checkpoint_bytes
-            && let Err(e) = engine.checkpoint()
-        {
-            observe::emit(observe::CheckpointFailed {
-                after: "kafka",
-                error: &e,
-            });
-        }
+        engine.checkpoint_at(CheckpointMoment::Committed);
         self.commit_offsets(CommitMode::Async)
     }
 
-    /// Confirms the dead-letter records, then commits the offsets of what is durable.
+    /// Commits the offsets of what is durable (its dead-letter records were confirmed
+    /// before it went to the store).
     fn commit_offsets(&mut self, mode: CommitMode) -> Result<(), DriverError> {
         if self.next_offsets.is_empty() {
             return Ok(());
-        }
-        if let Some(dlt) = self.dead_letters {
-            dlt.flush(Duration::from_secs(30))?;
         }
         match self.consumer.commit(&self.next_offsets, mode) {
             Ok(()) => self.next_offsets.clear(),
