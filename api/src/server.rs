@@ -93,12 +93,7 @@ pub async fn serve(
     let ingest = IngestServer::new(IngestService::new(state, options.idle_timeout))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let security = options.security;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &security.tls {
-        builder = builder.tls_config(tls.grpc())?;
-    }
-    builder
-        .max_concurrent_streams(security.max_concurrent_streams)
+    server_builder(&security)?
         .layer(GrpcAuthLayer::new(security.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -145,12 +140,7 @@ pub async fn serve_stats(
     reporter.set_serving::<StatsServer<StatsService>>().await;
     let (reflection_v1, reflection_v1alpha) = reflection()?;
     let stats = StatsServer::new(stats).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &security.tls {
-        builder = builder.tls_config(tls.grpc())?;
-    }
-    builder
-        .max_concurrent_streams(security.max_concurrent_streams)
+    server_builder(&security)?
         .layer(GrpcAuthLayer::new(security.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -159,6 +149,15 @@ pub async fn serve_stats(
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// A server with the TLS and stream limit of `security` (its tokens are a layer).
+fn server_builder(security: &Security) -> Result<tonic::transport::Server, ServeError> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        builder = builder.tls_config(tls.grpc())?;
+    }
+    Ok(builder.max_concurrent_streams(security.max_concurrent_streams))
 }
 
 /// Accepted connections with `TCP_NODELAY`: a reply is a few small HTTP/2 frames, which
