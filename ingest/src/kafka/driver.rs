@@ -184,6 +184,9 @@ pub fn run(
             }
         }
     }
+    // Partitions left without a revocation (the group was not left in time): their
+    // offsets are committed here, synchronously.
+    driver.commit_offsets(CommitMode::Sync)?;
     engine.checkpoint_at(CheckpointMoment::Stopping);
     // Each chunk's records were confirmed before it was staged: nothing is pending here
     // unless a window failed; said, never dropped silently.
@@ -341,11 +344,13 @@ impl Driver<'_> {
         if self.next_offsets.is_empty() {
             return Ok(());
         }
-        match self.consumer.commit(&self.next_offsets, mode) {
-            Ok(()) => self.next_offsets.clear(),
+        // The offsets stay in the map until their partition is revoked: an async commit
+        // may still be in flight when the group is left (or the process exits), so the
+        // revocation's synchronous commit sends them all again and waits for the broker.
+        if let Err(e) = self.consumer.commit(&self.next_offsets, mode) {
             // Not fatal: the store has the events; a later commit (or the store's
             // positions on the next assignment) covers them.
-            Err(e) => tracing::warn!(error = %e, "kafka offset commit failed"),
+            tracing::warn!(error = %e, "kafka offset commit failed");
         }
         Ok(())
     }
