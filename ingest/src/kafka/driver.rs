@@ -196,26 +196,6 @@ pub fn run(
     Ok(driver.totals)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lag_quantiles() {
-        let mut lag = Lag::default();
-        assert_eq!(lag.quantile(0.5), None);
-        for ms in 1..=100 {
-            lag.add(ms);
-        }
-        lag.add(-5); // a clock behind the producer's: no lag
-        lag.add(1_000_000);
-        assert_eq!(lag.quantile(0.5), Some(50));
-        assert_eq!(lag.quantile(0.99), Some(100));
-        assert_eq!(lag.quantile(1.0), Some(60_000));
-        assert_eq!(lag.quantile(0.0), Some(0));
-    }
-}
-
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -353,5 +333,25 @@ impl Driver<'_> {
             tracing::warn!(error = %e, "kafka offset commit failed");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_quantiles() {
+        let mut lag = Lag::default();
+        assert_eq!(lag.quantile(0.5), None);
+        for ms in 1..=100 {
+            lag.add(ms);
+        }
+        lag.add(-5); // a clock behind the producer's: no lag
+        lag.add(1_000_000);
+        assert_eq!(lag.quantile(0.5), Some(50));
+        assert_eq!(lag.quantile(0.99), Some(100));
+        assert_eq!(lag.quantile(1.0), Some(60_000));
+        assert_eq!(lag.quantile(0.0), Some(0));
     }
 }
