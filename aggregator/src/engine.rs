@@ -403,7 +403,7 @@ impl Engine {
         // transitions: nothing is told of the book's past.
         self.settle_cells();
         let mut live = Transitions::new(&self.book, self.config.threshold_ms);
-        self.store.replay(0, &mut |rec| {
+        let recalled = self.store.replay(0, &mut |rec| {
             if let Record::Event(e) = rec
                 && e.kind.is_agent_event()
                 && let Some(agent) = &e.agent
@@ -414,7 +414,16 @@ impl Engine {
                     agent: Box::from(&**agent),
                 });
             }
-        })?;
+        });
+        if recalled.is_err() {
+            // Damage in the log (reported by the log check) must not take the live state
+            // away; a presence recalled up to the damage could keep operators logged in
+            // who logged off after it, so none is recalled.
+            tracing::warn!(
+                "operators' presence not recalled: the log cannot be read whole; the live state starts with none logged in"
+            );
+            live = Transitions::new(&self.book, self.config.threshold_ms);
+        }
         self.live = Some(live);
         Ok(())
     }
