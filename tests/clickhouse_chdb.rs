@@ -6,8 +6,11 @@
 mod common;
 use common::*;
 use netwait_aggregator::domain::figures::LineFilter;
-use netwait_clickhouse::answers::{day_figures_sql, live_calls_sql, live_open_calls_sql};
+use netwait_clickhouse::answers::{
+    day_figures_sql, lines_sql, live_calls_sql, live_open_calls_sql,
+};
 use netwait_clickhouse::schema::{all_statements, cells_sql};
+use netwait_clickhouse::store::{landed_sql, positions_sql, replay_sql};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -113,9 +116,13 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
     // Every query the store and the api role send, with the arguments varied.
     let d = |s: &str| netwait_aggregator::domain::time::parse_date(s).expect("date");
     let mut queries = vec![
-        "SELECT max(seq) FROM netwait_log".to_owned(),
-        "SELECT seq, hex(payload) FROM netwait_log WHERE kind = 1 AND seq > 0 AND seq <= 1000 ORDER BY seq, idx".to_owned(),
-        "SELECT DISTINCT line FROM netwait_log WHERE kind IN (3, 5) ORDER BY line".to_owned(),
+        positions_sql(),
+        landed_sql().replace('?', "1"),
+        replay_sql()
+            .replace("SELECT seq, payload", "SELECT seq, hex(payload)")
+            .replacen('?', "0", 1)
+            .replacen('?', "1000", 1),
+        lines_sql(),
         "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),
         "SELECT key, length(any(value)) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key".to_owned(),
         cells_sql(""),

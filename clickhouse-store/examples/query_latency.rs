@@ -108,11 +108,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         rows.push(LogRow::cell(seq + 1, 0, &row));
         if rows.len() >= 200_000 {
+            rows.extend([LogRow::commit(seq, 0), LogRow::commit(seq + 1, 0)]);
             written += rows.len() as u64;
             flush(&mut rows)?;
             seq += 2;
         }
     }
+    rows.extend([LogRow::commit(seq, 0), LogRow::commit(seq + 1, 0)]);
     written += rows.len() as u64;
     flush(&mut rows)?;
     let secs = started.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@
 
 use crate::conn::{Conn, Error, Target};
 use crate::rows::{DayFigures, IntervalFigures};
-use crate::schema::{FIGURE_COLUMNS, cells_sql, kind};
+use crate::schema::{FIGURE_COLUMNS, cells_sql, committed, kind};
 use jiff::civil::Date;
 use netwait_aggregator::domain::calendar::ServiceCalendar;
 use netwait_aggregator::domain::call::Outcome;
@@ -59,9 +59,10 @@ pub fn live_open_calls_sql(filter: &str) -> String {
 fn live_rows_sql(kinds: &str, filter: &str) -> String {
     format!(
         "SELECT day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
-         FROM netwait_log WHERE {kinds} {filter} \
+         FROM netwait_log WHERE {kinds} AND {} {filter} \
          GROUP BY call_n, day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
-         HAVING sum(sign) > 0"
+         HAVING sum(sign) > 0",
+        committed()
     )
 }
 
@@ -156,6 +157,16 @@ fn keyed_figures_sql(
     }
 }
 
+/// The service lines of the calls of whole commits.
+pub fn lines_sql() -> String {
+    format!(
+        "SELECT DISTINCT line FROM netwait_log WHERE kind IN ({}, {}) AND {} ORDER BY line",
+        kind::CALL,
+        kind::OPEN_CALL,
+        committed()
+    )
+}
+
 /// The reports of one contract's database.
 pub struct SqlAnswers {
     conn: Conn,
@@ -179,11 +190,7 @@ impl SqlAnswers {
 
     /// The service lines the database has calls of.
     pub fn lines(&self) -> Result<Vec<String>, Error> {
-        let sql = format!(
-            "SELECT DISTINCT line FROM netwait_log WHERE kind IN ({}, {}) ORDER BY line",
-            kind::CALL,
-            kind::OPEN_CALL
-        );
+        let sql = lines_sql();
         self.conn
             .block_on(self.conn.client.query(&sql).fetch_all::<String>())
             .map_err(|e| self.conn.error(e))

@@ -115,6 +115,16 @@ impl LogRow {
         }
     }
 
+    /// The last row of commit `seq`, whose rows are `rows` in all (this one included).
+    pub fn commit(seq: u64, rows: u32) -> Self {
+        Self {
+            seq,
+            kind: kind::COMMIT,
+            idx: rows,
+            ..Self::default()
+        }
+    }
+
     pub fn position(seq: u64, idx: u32, partition: &str, position: u64) -> Self {
         Self {
             seq,

@@ -41,6 +41,20 @@ pub mod kind {
     pub const OPEN_CALL: u8 = 5;
     /// A source's position (`source_partition`, `source_position`) as of the commit.
     pub const POSITION: u8 = 4;
+    /// The last row of every commit (`idx`: the commit's row count, this one included).
+    /// A commit counts only with it: ClickHouse 18.16 inserts the rows that arrived of
+    /// an insert whose connection was cut (a writer killed mid-commit), so a block can
+    /// hold a commit's first rows only.
+    pub const COMMIT: u8 = 6;
+}
+
+/// The condition every reader of `netwait_log` puts on its rows: their commit is whole.
+/// (A scalar set over the commit rows, which sort first by `kind`: cheap to build.)
+pub fn committed() -> String {
+    format!(
+        "seq IN (SELECT seq FROM netwait_log WHERE kind = {})",
+        kind::COMMIT
+    )
 }
 
 /// One table holds every row of every commit: a commit is one INSERT of one block,
@@ -106,7 +120,24 @@ fn v2() -> Vec<String> {
     ]
 }
 
-pub const MIGRATIONS: [Migration; 2] = [
+/// Commit rows (see [`kind::COMMIT`]): every commit already there is taken as whole (a
+/// database written before them cannot tell), and the BI views count whole commits only.
+fn v3() -> Vec<String> {
+    let mut out = vec![format!(
+        "INSERT INTO netwait_log (seq, kind, idx) \
+         SELECT seq, {}, toUInt32(count() + 1) FROM netwait_log GROUP BY seq",
+        kind::COMMIT
+    )];
+    out.extend(
+        ["netwait_interval_15m", "netwait_daily", "netwait_monthly"]
+            .iter()
+            .map(|v| format!("DROP TABLE IF EXISTS {v}")),
+    );
+    out.extend(v2());
+    out
+}
+
+pub const MIGRATIONS: [Migration; 3] = [
     Migration {
         version: 1,
         name: "log and meta tables",
@@ -116,6 +147,11 @@ pub const MIGRATIONS: [Migration; 2] = [
         version: 2,
         name: "BI views",
         statements: v2,
+    },
+    Migration {
+        version: 3,
+        name: "commit rows; views of whole commits",
+        statements: v3,
     },
 ];
 
@@ -134,8 +170,9 @@ pub fn cells_sql(filter: &str) -> String {
         .join(", ");
     format!(
         "SELECT day, line, interval_n, {latest} FROM netwait_log \
-         WHERE kind = {} {filter} GROUP BY day, line, interval_n",
-        kind::CELL
+         WHERE kind = {} AND {} {filter} GROUP BY day, line, interval_n",
+        kind::CELL,
+        committed()
     )
 }
 

@@ -1,16 +1,19 @@
 //! [`ClickHouseStore`]: the [`EventStore`] whose commits are rows of `netwait_log`.
 //!
-//! Commit `seq` (1, 2, ...; the store's [`LogPosition`]) is ONE insert of one block:
+//! Commit `seq` (increasing; the store's [`LogPosition`]) is ONE insert of one block:
 //! its records (as the embedded log encodes them), the new state of each cell it
-//! touched and its call records' cancel and new rows. ClickHouse makes a block visible
-//! whole or not at all, so a crash (of netwait or of the server) leaves every commit
-//! whole or absent. A failed insert whose answer was lost is found by its `seq` before
-//! it is tried again, so nothing is written twice. There is no checkpoint: opening
-//! replays the records into the book (the cells in ClickHouse are already its own).
-
+//! touched, its call records' cancel and new rows, and last a commit row. ClickHouse
+//! makes a block visible whole or not at all, but 18.16 inserts what arrived of an
+//! insert whose connection was cut (netwait killed mid-commit): a block can hold a
+//! commit's first rows only. Its commit row is then missing, and every reader counts
+//! only the rows of commits that have theirs ([`committed`]); the cut rows stay, never
+//! counted, and the next commit takes a `seq` above them. A failed insert whose answer
+//! was lost is found by its commit row before it is tried again, so nothing is written
+//! twice. There is no checkpoint: opening replays the records into the book (the cells
+//! in ClickHouse are already its own).
 use crate::conn::{Conn, Error, Target};
 use crate::rows::{LogRow, RecordsRow};
-use crate::schema::kind;
+use crate::schema::{committed, kind};
 use netwait_aggregator::domain::derived::Derived;
 use netwait_aggregator::store::codec::Decoder;
 use netwait_aggregator::store::record::Record;
@@ -25,8 +28,10 @@ pub const MAX_COMMIT_ROWS: usize = 1 << 22;
 
 pub struct ClickHouseStore {
     conn: Conn,
-    /// The last durable commit.
+    /// The last whole commit.
     seq: u64,
+    /// The `seq` of the next commit: above every row in the table, cut ones included.
+    next: u64,
 }
 
 fn store_error(e: Error) -> StoreError {
@@ -52,8 +57,8 @@ impl ClickHouseStore {
     pub fn open(target: Target) -> Result<Self, Error> {
         let conn = Conn::connect(target)?;
         conn.require_schema()?;
-        let seq = last_seq(&conn)?;
-        Ok(Self { conn, seq })
+        let (seq, next) = positions(&conn)?;
+        Ok(Self { conn, seq, next })
     }
 
     pub fn conn(&self) -> &Conn {
@@ -120,15 +125,10 @@ impl ClickHouseStore {
         })
     }
 
-    /// Whether commit `seq` is in the table (a block is all there or not at all).
+    /// Whether commit `seq` is in the table whole (its commit row is there).
     fn landed(conn: &Conn, seq: u64) -> Result<bool, Error> {
         let n: u64 = conn
-            .block_on(
-                conn.client
-                    .query("SELECT count() FROM netwait_log WHERE seq = ?")
-                    .bind(seq)
-                    .fetch_one(),
-            )
+            .block_on(conn.client.query(&landed_sql()).bind(seq).fetch_one())
             .map_err(|e| conn.error(e))?;
         Ok(n > 0)
     }
@@ -149,19 +149,51 @@ impl ClickHouseStore {
     }
 }
 
-fn last_seq(conn: &Conn) -> Result<u64, Error> {
-    conn.retrying(
+/// The last whole commit and the highest `seq` of any row (0, 0 for an empty table).
+pub fn positions_sql() -> String {
+    format!(
+        "SELECT maxIf(seq, kind = {}), max(seq) FROM netwait_log",
+        kind::COMMIT
+    )
+}
+
+/// How many commit rows commit `?` has (1 when it is whole, else 0).
+pub fn landed_sql() -> String {
+    format!(
+        "SELECT count() FROM netwait_log WHERE kind = {} AND seq = ?",
+        kind::COMMIT
+    )
+}
+
+/// The records of the whole commits in `(?, ?]`, in order.
+pub fn replay_sql() -> String {
+    format!(
+        "SELECT seq, payload FROM netwait_log WHERE kind = {} AND {} AND seq > ? AND seq <= ? \
+         ORDER BY seq, idx",
+        kind::RECORDS,
+        committed()
+    )
+}
+
+/// The last whole commit, and the `seq` the next commit takes; warns of cut commits.
+fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
+    let (whole, top): (u64, u64) = conn.retrying(
         "reading the last commit",
         |conn| {
-            conn.block_on(
-                conn.client
-                    .query("SELECT max(seq) FROM netwait_log")
-                    .fetch_one(),
-            )
-            .map_err(|e| conn.error(e))
+            conn.block_on(conn.client.query(&positions_sql()).fetch_one())
+                .map_err(|e| conn.error(e))
         },
         |_| Ok(None),
-    )
+    )?;
+    if top > whole {
+        tracing::warn!(
+            last_whole_commit = whole,
+            highest_seq = top,
+            "the table holds rows of commits cut short (a writer stopped mid-commit): \
+             they are not counted"
+        );
+    }
+    Ok((whole, top + 1))
 }
 
 /// The rows of commit `seq`.
@@ -182,6 +214,8 @@ pub fn commit_rows(seq: u64, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
     for call in &derived.calls {
         rows.push(LogRow::call(seq, next(), call));
     }
+    let all = next();
+    rows.push(LogRow::commit(seq, all));
     rows
 }
 
@@ -192,10 +226,7 @@ impl EventStore for ClickHouseStore {
         visit: &mut dyn FnMut(Record<'_>),
     ) -> Result<LogPosition, StoreError> {
         let conn = &self.conn;
-        let sql = format!(
-            "SELECT seq, payload FROM netwait_log WHERE kind = {} AND seq > ? AND seq <= ? ORDER BY seq, idx",
-            kind::RECORDS
-        );
+        let sql = replay_sql();
         let end = self.seq;
         let mut bad = None;
         conn.block_on(async {
@@ -247,8 +278,7 @@ impl EventStore for ClickHouseStore {
         if batch.is_empty() && derived.is_empty() {
             return Ok(self.seq);
         }
-        let seq = self.seq + 1;
-        let rows = commit_rows(seq, batch, derived);
+        let mut rows = commit_rows(self.next, batch, derived);
         if rows.len() > MAX_COMMIT_ROWS {
             return Err(StoreError::Corrupt {
                 path: "clickhouse".into(),
@@ -258,21 +288,37 @@ impl EventStore for ClickHouseStore {
                 ),
             });
         }
+        let seq = std::cell::Cell::new(self.next);
         self.conn
             .retrying(
                 "commit",
-                |conn| Self::insert(conn, &rows),
-                |conn| Ok(Self::landed(conn, seq)?.then_some(())),
+                |conn| {
+                    if rows.first().is_some_and(|r| r.seq != seq.get()) {
+                        rows.iter_mut().for_each(|r| r.seq = seq.get());
+                    }
+                    Self::insert(conn, &rows)
+                },
+                |conn| {
+                    if Self::landed(conn, seq.get())? {
+                        return Ok(Some(()));
+                    }
+                    // An attempt cut short may have left rows under its seq: the next
+                    // one takes a seq of its own.
+                    let (_, next) = positions(conn)?;
+                    seq.set(next.max(seq.get()));
+                    Ok(None)
+                },
             )
             .map_err(store_error)?;
-        self.seq = seq;
-        Ok(seq)
+        self.seq = seq.get();
+        self.next = self.seq + 1;
+        Ok(self.seq)
     }
 
     fn recover(&mut self) -> Result<(), StoreError> {
-        // What is durable is what the table holds: a commit that failed is absent
-        // whole, or, when only its answer was lost, present whole.
-        self.seq = last_seq(&self.conn).map_err(store_error)?;
+        // What is durable is what the table holds whole: a commit that failed is
+        // absent, or cut short (not counted), or, when only its answer was lost, whole.
+        (self.seq, self.next) = positions(&self.conn).map_err(store_error)?;
         Ok(())
     }
 
