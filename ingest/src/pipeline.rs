@@ -387,7 +387,6 @@ fn decode_in_order(
     pseudo: &Pseudonymizer,
     hasher: &KeyHasher,
 ) -> Work {
-    let lines = bytecount_lines(&bytes);
     let chunks = match format {
         Format::Ndjson => return Work::Ndjson(bytes),
         Format::QueueLog => {
@@ -406,6 +405,8 @@ fn decode_in_order(
                 .collect()
         }
     };
+    // (Counted only here: the NDJSON workers count their lines as they split them.)
+    let lines = bytecount_lines(&bytes);
     Work::Decoded { chunks, lines }
 }
 
