@@ -311,6 +311,10 @@ fn rows_of_a_commit_cut_short_are_not_counted() {
     import(&db, &[&parts[1]]);
     let t = ch_table1(&db, &[]);
     assert_seed(&t);
+    let void = sql(&format!(
+        "SELECT count() FROM {db}.netwait_log WHERE kind = 7 AND seq = {cut}"
+    ));
+    assert_eq!(void.trim(), "1", "the cut commit made void");
     // Nor is the line only the cut rows name.
     let line = Command::new(BIN)
         .args([

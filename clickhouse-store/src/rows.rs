@@ -125,6 +125,15 @@ impl LogRow {
         }
     }
 
+    /// Makes commit `seq` void (see [`kind::VOID`]).
+    pub fn void(seq: u64) -> Self {
+        Self {
+            seq,
+            kind: kind::VOID,
+            ..Self::default()
+        }
+    }
+
     pub fn position(seq: u64, idx: u32, partition: &str, position: u64) -> Self {
         Self {
             seq,

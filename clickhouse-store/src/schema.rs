@@ -46,14 +46,22 @@ pub mod kind {
     /// an insert whose connection was cut (a writer killed mid-commit), so a block can
     /// hold a commit's first rows only.
     pub const COMMIT: u8 = 6;
+    /// A commit cut short (or an attempt given up on): none of its rows count, even
+    /// if the attempt lands whole later. Written before any commit above it.
+    pub const VOID: u8 = 7;
 }
 
 /// The condition every reader of `netwait_log` puts on its rows: their commit is whole.
-/// (A scalar set over the commit rows, which sort first by `kind`: cheap to build.)
+/// Commits are numbered in order by the one writer, which voids a cut one before it
+/// commits above it; so a row counts when its `seq` is at most the last commit's and not
+/// void. (Both sets are read from the rows of their kind, which sort first: the void
+/// ones are few; a set of every commit's seq would grow with the history.)
 pub fn committed() -> String {
     format!(
-        "seq IN (SELECT seq FROM netwait_log WHERE kind = {})",
-        kind::COMMIT
+        "seq <= (SELECT max(seq) FROM netwait_log WHERE kind = {}) \
+         AND seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {})",
+        kind::COMMIT,
+        kind::VOID
     )
 }
 

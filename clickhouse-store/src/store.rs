@@ -5,12 +5,15 @@
 //! touched, its call records' cancel and new rows, and last a commit row. ClickHouse
 //! makes a block visible whole or not at all, but 18.16 inserts what arrived of an
 //! insert whose connection was cut (netwait killed mid-commit): a block can hold a
-//! commit's first rows only. Its commit row is then missing, and every reader counts
-//! only the rows of commits that have theirs ([`committed`]); the cut rows stay, never
-//! counted, and the next commit takes a `seq` above them. A failed insert whose answer
-//! was lost is found by its commit row before it is tried again, so nothing is written
-//! twice. There is no checkpoint: opening replays the records into the book (the cells
-//! in ClickHouse are already its own).
+//! commit's first rows only, without its commit row. Readers count a row when its `seq`
+//! is at most the last commit row's and not void ([`committed`]): the rows of a cut
+//! commit stay above the last commit row until the next writer opens, which makes their
+//! seqs void before it commits above them. A failed insert whose answer was lost is
+//! found by its commit row before it is tried again; one that is not there is made void
+//! (in case it lands later, or landed in part) and tried again under the next `seq`, so
+//! nothing counts twice. There is no checkpoint: opening replays the records into the
+//! book (the cells in ClickHouse are already its own).
+
 use crate::conn::{Conn, Error, Target};
 use crate::rows::{LogRow, RecordsRow};
 use crate::schema::{committed, kind};
@@ -125,7 +128,7 @@ impl ClickHouseStore {
         })
     }
 
-    /// Whether commit `seq` is in the table whole (its commit row is there).
+    /// Whether commit `seq` is in the table whole (its commit row is there) and not void.
     fn landed(conn: &Conn, seq: u64) -> Result<bool, Error> {
         let n: u64 = conn
             .block_on(conn.client.query(&landed_sql()).bind(seq).fetch_one())
@@ -157,11 +160,15 @@ pub fn positions_sql() -> String {
     )
 }
 
-/// How many commit rows commit `?` has (1 when it is whole, else 0).
+/// How many commit rows commit `?` has when it is not void (1 when it is whole, else 0).
 pub fn landed_sql() -> String {
+    // Not void: an attempt given up on and made void may still land whole, late; its
+    // retry must not then take it for landed.
     format!(
-        "SELECT count() FROM netwait_log WHERE kind = {} AND seq = ?",
-        kind::COMMIT
+        "SELECT count() FROM netwait_log WHERE kind = {} AND seq = ? \
+         AND seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {})",
+        kind::COMMIT,
+        kind::VOID
     )
 }
 
@@ -175,7 +182,8 @@ pub fn replay_sql() -> String {
     )
 }
 
-/// The last whole commit, and the `seq` the next commit takes; warns of cut commits.
+/// The last whole commit, and the `seq` the next commit takes, once every seq above the
+/// last whole commit is void (the rows there are of commits cut short).
 fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
     let (whole, top): (u64, u64) = conn.retrying(
         "reading the last commit",
@@ -190,8 +198,14 @@ fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
             last_whole_commit = whole,
             highest_seq = top,
             "the table holds rows of commits cut short (a writer stopped mid-commit): \
-             they are not counted"
+             they are made void, never counted"
         );
+        let voids: Vec<LogRow> = (whole + 1..=top).map(LogRow::void).collect();
+        conn.retrying(
+            "voiding commits cut short",
+            |conn| ClickHouseStore::insert(conn, &voids),
+            |_| Ok(None),
+        )?;
     }
     Ok((whole, top + 1))
 }
@@ -288,29 +302,30 @@ impl EventStore for ClickHouseStore {
                 ),
             });
         }
-        let seq = std::cell::Cell::new(self.next);
+        // The seq of the attempt, and whether an attempt under it failed. A failed
+        // attempt may have left rows (cut short), or may still land whole: its seq is
+        // made void before the next attempt takes the next seq.
+        let attempt = std::cell::Cell::new((self.next, false));
         self.conn
             .retrying(
                 "commit",
                 |conn| {
-                    if rows.first().is_some_and(|r| r.seq != seq.get()) {
-                        rows.iter_mut().for_each(|r| r.seq = seq.get());
+                    let (mut seq, failed) = attempt.get();
+                    if failed {
+                        Self::insert(conn, &[LogRow::void(seq)])?;
+                        seq += 1;
+                        rows.iter_mut().for_each(|r| r.seq = seq);
                     }
+                    attempt.set((seq, true));
                     Self::insert(conn, &rows)
                 },
                 |conn| {
-                    if Self::landed(conn, seq.get())? {
-                        return Ok(Some(()));
-                    }
-                    // An attempt cut short may have left rows under its seq: the next
-                    // one takes a seq of its own.
-                    let (_, next) = positions(conn)?;
-                    seq.set(next.max(seq.get()));
-                    Ok(None)
+                    let (seq, _) = attempt.get();
+                    Ok(Self::landed(conn, seq)?.then_some(()))
                 },
             )
             .map_err(store_error)?;
-        self.seq = seq.get();
+        self.seq = attempt.get().0;
         self.next = self.seq + 1;
         Ok(self.seq)
     }
