@@ -349,7 +349,11 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Answers to the callbacks are dropped with the receiver: the thread ends.
+        // The receiver goes first, and with it the deliveries still queued: a callback
+        // waiting for its answer (a revocation on the way out) gets none and goes on, so
+        // the thread ends. (Fields drop only after this body: joining with the receiver
+        // still alive would wait forever on a driver that has stopped, e.g. on an error.)
+        drop(std::mem::replace(&mut self.rx, sync_channel(0).1));
         if let Some(poller) = self.poller.take() {
             let _ = poller.join();
         }
