@@ -9,6 +9,7 @@ use netwait_aggregator::domain::figures::LineFilter;
 use netwait_clickhouse::answers::{
     day_figures_sql, lines_sql, live_calls_sql, live_open_calls_sql,
 };
+use netwait_clickhouse::lease::{claim_sql, holder_sql, latest_epoch_sql};
 use netwait_clickhouse::schema::{all_statements, cells_sql};
 use netwait_clickhouse::store::{landed_sql, positions_sql, replay_sql};
 use std::path::Path;
@@ -94,25 +95,30 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
         file.to_str().expect("path"),
     ]);
     // Each table's rows as RowBinary (the layout the store's inserts send).
-    let tables: Vec<serde_json::Value> = ["netwait_log", "netwait_meta", "netwait_migrations"]
-        .iter()
-        .map(|table| {
-            let rows = tmp.path().join(format!("{table}.bin"));
-            let sql = format!("SELECT * FROM {table} FORMAT RowBinary");
-            std::fs::write(&rows, http(&url, Some(&db), &sql)).expect("rows");
-            let columns = format!(
-                "SELECT name, type FROM system.columns WHERE database = currentDatabase() \
+    let tables: Vec<serde_json::Value> = [
+        "netwait_log",
+        "netwait_meta",
+        "netwait_migrations",
+        "netwait_writers",
+    ]
+    .iter()
+    .map(|table| {
+        let rows = tmp.path().join(format!("{table}.bin"));
+        let sql = format!("SELECT * FROM {table} FORMAT RowBinary");
+        std::fs::write(&rows, http(&url, Some(&db), &sql)).expect("rows");
+        let columns = format!(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() \
                  AND table = '{table}' FORMAT TabSeparated"
-            );
-            let structure = String::from_utf8(http(&url, Some(&db), &columns))
-                .expect("utf-8")
-                .lines()
-                .map(|l| l.replace('\t', " "))
-                .collect::<Vec<_>>()
-                .join(", ");
-            serde_json::json!({"name": table, "structure": structure, "rows": rows})
-        })
-        .collect();
+        );
+        let structure = String::from_utf8(http(&url, Some(&db), &columns))
+            .expect("utf-8")
+            .lines()
+            .map(|l| l.replace('\t', " "))
+            .collect::<Vec<_>>()
+            .join(", ");
+        serde_json::json!({"name": table, "structure": structure, "rows": rows})
+    })
+    .collect();
     // Every query the store and the api role send, with the arguments varied.
     let d = |s: &str| netwait_aggregator::domain::time::parse_date(s).expect("date");
     let mut queries = vec![
@@ -131,6 +137,14 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
         "SELECT * FROM netwait_interval_15m".to_owned(),
         "SELECT * FROM netwait_daily".to_owned(),
         "SELECT * FROM netwait_monthly".to_owned(),
+        // The writer lease's (the server's clock fixed: the two servers read it apart).
+        latest_epoch_sql().to_owned(),
+        holder_sql().replace("now()", "toDateTime(1900000000)"),
+        claim_sql()
+            .replace("INSERT INTO netwait_writers (epoch, writer, at) ", "")
+            .replacen('?', "7", 1)
+            .replacen('?', "'w'", 1)
+            .replace("now()", "toDateTime(1900000000)"),
     ];
     let now = netwait_aggregator::domain::time::parse_rfc3339("2019-03-29T18:00:00Z").expect("ts");
     for line in [None, Some("cup"), Some("prelievi")] {

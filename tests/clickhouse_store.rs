@@ -3,88 +3,37 @@
 //! Each test has a database of its own.
 
 mod common;
+use common::servers::{clickhouse_sql, clickhouse_url};
 use common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The server's URL: from the environment, else started once by `deploy/up clickhouse`.
-fn server() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| match std::env::var("NETWAIT_CLICKHOUSE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => deploy_up(),
-    })
-}
-
-fn deploy_up() -> String {
-    let out = Command::new(repo().join("deploy/up"))
-        .arg("clickhouse")
-        .current_dir(repo())
-        .output()
-        .expect("run deploy/up");
-    assert!(
-        out.status.success(),
-        "deploy/up clickhouse failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("export NETWAIT_CLICKHOUSE_URL="))
-        .unwrap_or_else(|| panic!("no URL in {text:?}"))
-        .to_string()
-}
 
 /// A fresh database name for one test (dropped first if a run before left it).
 fn database(name: &str) -> String {
     let db = format!("nwtest_{name}_{}", std::process::id());
-    sql(&format!("DROP DATABASE IF EXISTS {db}"));
+    clickhouse_sql(&format!("DROP DATABASE IF EXISTS {db}"));
     db
 }
 
-/// One statement over ClickHouse's HTTP interface: its answer's body.
-fn sql(statement: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--fail-with-body", "--data-binary", "@-", server()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .expect("stdin")
-                .write_all(statement.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("run curl");
-    assert!(
-        out.status.success(),
-        "{statement}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn migrate(db: &str) {
-    let out = netwait(&["migrate", "--clickhouse", server(), "--database", db]);
+    let out = netwait(&[
+        "migrate",
+        "--clickhouse",
+        clickhouse_url(),
+        "--database",
+        db,
+    ]);
     assert!(
-        stdout(&out).contains("schema version 3"),
+        stdout(&out).contains("schema version 4"),
         "{}",
         stdout(&out)
     );
 }
 
 fn import(db: &str, files: &[&str]) -> String {
-    let mut args = vec!["import", "--clickhouse", server(), "--database", db];
+    let mut args = vec!["import", "--clickhouse", clickhouse_url(), "--database", db];
     args.extend_from_slice(files);
     stdout(&netwait(&args))
 }
@@ -94,7 +43,7 @@ fn ch_table1(db: &str, extra: &[&str]) -> Value {
         "stats",
         "table1",
         "--clickhouse",
-        server(),
+        clickhouse_url(),
         "--database",
         db,
         "--from",
@@ -111,7 +60,7 @@ fn ch_sla(db: &str) -> Value {
         "stats",
         "sla",
         "--clickhouse",
-        server(),
+        clickhouse_url(),
         "--database",
         db,
         "--year",
@@ -177,7 +126,13 @@ fn seed_year_imported_into_clickhouse_gives_the_seed_and_the_embedded_figures() 
     let db = database("seed");
     migrate(&db);
     // Migrating again applies nothing.
-    let again = netwait(&["migrate", "--clickhouse", server(), "--database", &db]);
+    let again = netwait(&[
+        "migrate",
+        "--clickhouse",
+        clickhouse_url(),
+        "--database",
+        &db,
+    ]);
     assert!(
         stdout(&again).contains("(0 applied now)"),
         "{}",
@@ -203,7 +158,7 @@ fn seed_year_imported_into_clickhouse_gives_the_seed_and_the_embedded_figures() 
         assert_eq!(ch_table1(&db, &extra), embedded, "{extra:?}");
     }
     // The monthly BI view, read with plain SQL, gives the API's monthly figures.
-    let rows = sql(&format!(
+    let rows = clickhouse_sql(&format!(
         "SELECT toMonth(month), answered, sla_numerator, sla_denominator_answered, calls_received \
          FROM {db}.netwait_monthly WHERE line = 'cup' ORDER BY month FORMAT TabSeparated"
     ));
@@ -227,7 +182,7 @@ fn seed_year_imported_into_clickhouse_gives_the_seed_and_the_embedded_figures() 
         seen += 1;
     }
     assert_eq!(seen, 12, "{rows}");
-    sql(&format!("DROP DATABASE {db}"));
+    clickhouse_sql(&format!("DROP DATABASE {db}"));
 }
 
 #[test]
@@ -248,7 +203,7 @@ fn late_duplicate_and_reordered_events_stay_exact() {
     let (et, es) = embedded(&tmp.path().join("data"), &[seed.to_str().expect("path")]);
     assert_eq!(t, et);
     assert_eq!(ch_sla(&db), es);
-    sql(&format!("DROP DATABASE {db}"));
+    clickhouse_sql(&format!("DROP DATABASE {db}"));
 }
 
 #[test]
@@ -263,7 +218,7 @@ fn kill_9_during_import_then_import_again_is_exact() {
             .args([
                 "import",
                 "--clickhouse",
-                server(),
+                clickhouse_url(),
                 "--database",
                 &db,
                 seed_s,
@@ -279,7 +234,7 @@ fn kill_9_during_import_then_import_again_is_exact() {
     import(&db, &[seed_s]);
     let t = ch_table1(&db, &[]);
     assert_seed(&t);
-    sql(&format!("DROP DATABASE {db}"));
+    clickhouse_sql(&format!("DROP DATABASE {db}"));
 }
 
 /// What a writer killed mid-insert leaves on ClickHouse 18.16: the first rows of a
@@ -294,12 +249,12 @@ fn rows_of_a_commit_cut_short_are_not_counted() {
     migrate(&db);
     import(&db, &[&parts[0]]);
     let before = ch_table1(&db, &[]);
-    let top: u64 = sql(&format!("SELECT max(seq) FROM {db}.netwait_log"))
+    let top: u64 = clickhouse_sql(&format!("SELECT max(seq) FROM {db}.netwait_log"))
         .trim()
         .parse()
         .expect("seq");
     let cut = top + 1;
-    sql(&format!(
+    clickhouse_sql(&format!(
         "INSERT INTO {db}.netwait_log (seq, kind, idx, payload, day, interval_n, line, sign, \
          call_n, anchor_ms, outcome, net_wait_ms, talk_ms, answered, max_wait_ms) VALUES \
          ({cut}, 1, 1, 'not an encoded record', '2019-03-04', 0, '', 0, 0, 0, 0, 0, 0, 0, 0), \
@@ -311,7 +266,7 @@ fn rows_of_a_commit_cut_short_are_not_counted() {
     import(&db, &[&parts[1]]);
     let t = ch_table1(&db, &[]);
     assert_seed(&t);
-    let void = sql(&format!(
+    let void = clickhouse_sql(&format!(
         "SELECT count() FROM {db}.netwait_log WHERE kind = 7 AND seq = {cut}"
     ));
     assert_eq!(void.trim(), "1", "the cut commit made void");
@@ -321,7 +276,7 @@ fn rows_of_a_commit_cut_short_are_not_counted() {
             "stats",
             "table1",
             "--clickhouse",
-            server(),
+            clickhouse_url(),
             "--database",
             &db,
             "--from",
@@ -340,7 +295,7 @@ fn rows_of_a_commit_cut_short_are_not_counted() {
     );
     let (et, _) = embedded(&tmp.path().join("data"), &[seed.to_str().expect("path")]);
     assert_eq!(t, et);
-    sql(&format!("DROP DATABASE {db}"));
+    clickhouse_sql(&format!("DROP DATABASE {db}"));
 }
 
 #[test]
@@ -358,7 +313,7 @@ fn serve_clickhouse_answers_as_serve_data_of_the_embedded_import() {
     // The api role: no data directory of its own.
     let ch = Server::start_with(
         &tmp.path().join("unused"),
-        &["--clickhouse", server(), "--database", &db],
+        &["--clickhouse", clickhouse_url(), "--database", &db],
         Stdio::inherit(),
     );
     let queries: [&[&str]; 9] = [
@@ -431,7 +386,7 @@ fn serve_clickhouse_answers_as_serve_data_of_the_embedded_import() {
         );
         // The same service without a server.
         assert_eq!(
-            ask(&["--clickhouse", server(), "--database", &db]),
+            ask(&["--clickhouse", clickhouse_url(), "--database", &db]),
             want,
             "stats --clickhouse: {q:?}"
         );
@@ -459,5 +414,5 @@ fn serve_clickhouse_answers_as_serve_data_of_the_embedded_import() {
     );
     assert!(ch.stop().success());
     assert!(embedded.stop().success());
-    sql(&format!("DROP DATABASE {db}"));
+    clickhouse_sql(&format!("DROP DATABASE {db}"));
 }

@@ -27,6 +27,18 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     #[error("ClickHouse at {url}: {what}")]
     Data { url: String, what: String },
+    #[error(
+        "another netwait (writer {writer}, heard of {silent_s} s ago) writes to ClickHouse database {database}: one writer at a time (an aggregator started beside it stands by)"
+    )]
+    Held {
+        database: String,
+        writer: String,
+        silent_s: u64,
+    },
+    #[error(
+        "another netwait took ClickHouse database {database} over (this one held epoch {epoch} of its writer lease): no more commits from this one"
+    )]
+    TakenOver { database: String, epoch: u64 },
 }
 
 impl Error {

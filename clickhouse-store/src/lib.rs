@@ -6,9 +6,11 @@
 
 pub mod answers;
 pub mod conn;
+pub mod lease;
 pub mod rows;
 pub mod schema;
 pub mod store;
 
 pub use conn::{Conn, DEFAULT_DATABASE, Error, Retry, Target, migrate};
+pub use lease::WhenHeld;
 pub use store::ClickHouseStore;

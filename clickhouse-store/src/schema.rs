@@ -145,7 +145,16 @@ fn v3() -> Vec<String> {
     out
 }
 
-pub const MIGRATIONS: [Migration; 3] = [
+/// The writer lease (see `lease`): one row per claim and heartbeat.
+fn v4() -> Vec<String> {
+    vec![
+        "CREATE TABLE IF NOT EXISTS netwait_writers (epoch UInt64, writer String, at UInt32) \
+         ENGINE = MergeTree() ORDER BY (epoch, writer, at)"
+            .into(),
+    ]
+}
+
+pub const MIGRATIONS: [Migration; 4] = [
     Migration {
         version: 1,
         name: "log and meta tables",
@@ -160,6 +169,11 @@ pub const MIGRATIONS: [Migration; 3] = [
         version: 3,
         name: "commit rows; views of whole commits",
         statements: v3,
+    },
+    Migration {
+        version: 4,
+        name: "writer lease",
+        statements: v4,
     },
 ];
 

@@ -15,6 +15,7 @@
 //! book (the cells in ClickHouse are already its own).
 
 use crate::conn::{Conn, Error, Target};
+use crate::lease::{Lease, WhenHeld};
 use crate::rows::{LogRow, RecordsRow};
 use crate::schema::{committed, kind};
 use netwait_aggregator::domain::derived::Derived;
@@ -31,6 +32,7 @@ pub const MAX_COMMIT_ROWS: usize = 1 << 22;
 
 pub struct ClickHouseStore {
     conn: Conn,
+    lease: Lease,
     /// The last whole commit.
     seq: u64,
     /// The `seq` of the next commit: above every row in the table, cut ones included.
@@ -47,6 +49,9 @@ fn store_error(e: Error) -> StoreError {
             path: url,
             source: std::io::Error::other(source),
         },
+        e @ (Error::Held { .. } | Error::TakenOver { .. }) => {
+            StoreError::OtherWriter(e.to_string())
+        }
         other => StoreError::Corrupt {
             path: "clickhouse".into(),
             what: other.to_string(),
@@ -55,13 +60,20 @@ fn store_error(e: Error) -> StoreError {
 }
 
 impl ClickHouseStore {
-    /// Opens the store of `target`, whose schema must be current (`netwait migrate`);
-    /// waits for a server that cannot be reached yet ([`Conn::connect`]).
-    pub fn open(target: Target) -> Result<Self, Error> {
+    /// Opens the store of `target` as its one writer ([`Lease`]), whose schema must be
+    /// current (`netwait migrate`); waits for a server that cannot be reached yet
+    /// ([`Conn::connect`]), and, as `when_held` says, for another writer to stop.
+    pub fn open(target: Target, when_held: WhenHeld) -> Result<Self, Error> {
         let conn = Conn::connect(target)?;
         conn.require_schema()?;
+        let lease = Lease::acquire(&conn, when_held)?;
         let (seq, next) = positions(&conn)?;
-        Ok(Self { conn, seq, next })
+        Ok(Self {
+            conn,
+            lease,
+            seq,
+            next,
+        })
     }
 
     pub fn conn(&self) -> &Conn {
@@ -310,6 +322,8 @@ impl EventStore for ClickHouseStore {
             .retrying(
                 "commit",
                 |conn| {
+                    // Each attempt: this writer still holds the lease.
+                    self.lease.check(conn)?;
                     let (mut seq, failed) = attempt.get();
                     if failed {
                         Self::insert(conn, &[LogRow::void(seq)])?;

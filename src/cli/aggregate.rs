@@ -67,7 +67,9 @@ pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
     if let Some(listen) = &args.metrics_listen {
         serve_metrics(store, listen)?;
     }
-    let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
+    // Beside a running aggregator on the same store, this one stands by (and joins the
+    // group only once it writes: a member would be handed partitions it cannot store).
+    let (mut engine, pseudo) = open_engine(store, Use::Standby)?;
     let options = KafkaOptions {
         brokers: args.kafka.clone(),
         topics: args.topic.clone(),

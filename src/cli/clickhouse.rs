@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
-use netwait_clickhouse::{ClickHouseStore, Conn, DEFAULT_DATABASE, Retry, Target};
+use netwait_clickhouse::{ClickHouseStore, Conn, DEFAULT_DATABASE, Retry, Target, WhenHeld};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClickHouseArgs {
@@ -67,14 +67,18 @@ pub fn migrate(args: &ClickHouseArgs, print_sql: bool) -> anyhow::Result<()> {
 }
 
 /// The engine on the ClickHouse store of `target` (its keys kept in the database).
-pub fn open_engine(target: &Target, settings: Settings) -> anyhow::Result<(Engine, Pseudonymizer)> {
+pub fn open_engine(
+    target: &Target,
+    settings: Settings,
+    when_held: WhenHeld,
+) -> anyhow::Result<(Engine, Pseudonymizer)> {
     let opening = || {
         format!(
             "opening the ClickHouse store {} at {}",
             target.database, target.url
         )
     };
-    let store = ClickHouseStore::open(target.clone()).with_context(opening)?;
+    let store = ClickHouseStore::open(target.clone(), when_held).with_context(opening)?;
     let secrets = store.secrets(settings.caller_key).with_context(opening)?;
     let engine =
         Engine::open(Box::new(store), secrets.dedupe, settings.metrics).with_context(opening)?;

@@ -47,6 +47,7 @@ use netwait_aggregator::domain::config::{MetricsConfig, SlaPolicy};
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::domain::time::parse_date;
 use netwait_aggregator::engine::Engine;
+use netwait_aggregator::store::StoreError;
 use netwait_aggregator::store::embedded::EmbeddedStore;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
 use netwait_api::live::{LiveConfig, LiveRules};
@@ -494,19 +495,45 @@ pub fn load_file(path: Option<std::path::PathBuf>, store: &StoreArgs) -> anyhow:
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     Ingest,
+    /// Ingest, once no other process writes to the store (an aggregator beside a running
+    /// one stands by to take over): waits for the data directory's lock, or for the
+    /// ClickHouse writer lease.
+    Standby,
     Queries,
 }
+
+/// How often a standby tries the data directory's lock again.
+const STANDBY_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Opens the engine on the embedded store of `--data`.
 pub fn open_engine(store: &StoreArgs, usage: Use) -> anyhow::Result<(Engine, Pseudonymizer)> {
     let settings = load(store)?;
     if let Some(target) = &store.clickhouse {
-        return super::clickhouse::open_engine(target, settings);
+        let when_held = match usage {
+            Use::Standby => netwait_clickhouse::WhenHeld::Wait,
+            Use::Ingest | Use::Queries => netwait_clickhouse::WhenHeld::Refuse,
+        };
+        return super::clickhouse::open_engine(target, settings, when_held);
     }
     let dir: &Path = &store.data;
     let engine = match usage {
-        Use::Ingest => {
-            let embedded = Box::new(EmbeddedStore::open(dir)?);
+        Use::Ingest | Use::Standby => {
+            let mut told = false;
+            let embedded = loop {
+                match EmbeddedStore::open(dir) {
+                    Err(StoreError::Locked(_)) if usage == Use::Standby => {
+                        if !told {
+                            tracing::warn!(
+                                data = %dir.display(),
+                                "another netwait writes to this data directory: standing by to take over when it stops"
+                            );
+                            told = true;
+                        }
+                        std::thread::sleep(STANDBY_POLL);
+                    }
+                    opened => break Box::new(opened?),
+                }
+            };
             let secrets = Secrets::load_or_create(dir, settings.caller_key)?;
             Engine::open(embedded, secrets.dedupe, settings.metrics).map(|e| (e, secrets))
         }

@@ -5,7 +5,7 @@
 
 use super::{netwait, stdout};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,8 +54,45 @@ pub fn broker() -> &'static str {
 }
 
 /// ClickHouse's URL: from the environment, else started by `deploy/up clickhouse`.
+pub fn clickhouse_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| exported("NETWAIT_CLICKHOUSE_URL", "clickhouse"))
+}
+
 pub fn clickhouse() -> String {
-    exported("NETWAIT_CLICKHOUSE_URL", "clickhouse")
+    clickhouse_url().to_owned()
+}
+
+/// One statement over ClickHouse's HTTP interface: its answer's body.
+pub fn clickhouse_sql(statement: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "--data-binary",
+            "@-",
+            clickhouse_url(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(statement.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "{statement}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
 
 /// `deploy/python tests/tools/kafka_events.py BROKER ARGS...`, its stdout.

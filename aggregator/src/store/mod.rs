@@ -59,6 +59,10 @@ pub enum StoreError {
     Poisoned,
     #[error("opened for queries only")]
     ReadOnly,
+    /// Another writer holds the store (a database of the ClickHouse store has one
+    /// writer at a time), or took it over from this one.
+    #[error("{0}")]
+    OtherWriter(String),
     /// A source handed input that does not follow where it stands (a bug of the source).
     #[error("source positions: {0}")]
     Positions(#[from] positions::PositionError),
@@ -81,7 +85,7 @@ impl StoreError {
     pub fn kind(&self) -> StoreErrorKind {
         match self {
             Self::Io { .. } | Self::Poisoned => StoreErrorKind::Transient,
-            Self::Locked(_) | Self::ReadOnly => StoreErrorKind::Conflict,
+            Self::Locked(_) | Self::ReadOnly | Self::OtherWriter(_) => StoreErrorKind::Conflict,
             Self::Corrupt { .. }
             | Self::Damaged { .. }
             | Self::NoStore(_)

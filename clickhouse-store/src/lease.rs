@@ -1,0 +1,341 @@
+//! One writer per database: a lease in `netwait_writers`, renewed by a heartbeat and
+//! checked before every commit.
+//!
+//! Commits are numbered by their writer (see the store), so two writers on one database
+//! would number theirs alike and make each other's void. A writer claims the next
+//! epoch (a row `(epoch, writer, at)`, `at` the server's clock) when the epoch's holder
+//! has not been heard of for [`TTL`]; the claims of one epoch are ranked by their first
+//! row's time, then by writer id, so writers that claim at once agree on the winner once
+//! each has waited [`SETTLE`] (every claim made before a writer's own has landed by
+//! then). The holder's heartbeat adds a row of its epoch every [`HEARTBEAT`]; before each
+//! commit it checks that no later epoch was claimed, so a writer that was taken over
+//! (stalled, or cut off from the server for longer than [`TTL`] while another reached
+//! it) stops instead of writing. A clean stop hands the lease over at once (a claim of
+//! the next epoch by nobody). An aggregator started beside a running one waits as a
+//! standby and takes over when the running one stops or dies (at once when it was a
+//! process of the same host, found gone; else after [`TTL`]); an import is refused.
+//! (Not fenced: a writer stalled for longer than [`TTL`] in the middle of an insert.)
+
+use crate::conn::{Conn, Error, Target};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A holder not heard of for this long may be taken over.
+pub const TTL: Duration = Duration::from_secs(15);
+/// How often the holder says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(3);
+/// How long a claim waits before it is ranked against the others of its epoch.
+pub const SETTLE: Duration = Duration::from_millis(1500);
+/// How often a standby looks again.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// The writer named in an epoch's claim when nobody holds it (a holder stopped cleanly).
+const NOBODY: &str = "";
+
+/// What to do when another writer holds the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenHeld {
+    /// Fail at once ([`Error::Held`]).
+    Refuse,
+    /// Wait as a standby until the holder stops or dies.
+    Wait,
+}
+
+/// The holder of the latest epoch, as the server sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+struct Holder {
+    epoch: u64,
+    writer: String,
+    /// Seconds since the holder's last row, by the server's clock.
+    silent_s: u64,
+}
+
+impl Holder {
+    fn alive(&self) -> bool {
+        self.writer != NOBODY && self.silent_s < TTL.as_secs() && !self.gone_from_here()
+    }
+
+    /// Whether the holder was a process of this host that is no longer running (a
+    /// writer killed and started again takes over at once, not after [`TTL`]).
+    fn gone_from_here(&self) -> bool {
+        let mut parts = self.writer.splitn(3, '/');
+        match (
+            parts.next(),
+            parts.next().and_then(|p| p.parse::<u32>().ok()),
+        ) {
+            (Some(host), Some(pid)) => {
+                host == this_host() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The latest epoch's winner (its earliest claim, ties to the lowest writer id), the
+/// epoch 0 of nobody on an empty table.
+pub fn holder_sql() -> String {
+    "SELECT epoch, writer, toUInt64(greatest(toInt64(toUInt32(now())) - toInt64(last), 0)) AS silent_s \
+     FROM (SELECT epoch, writer, min(at) AS since, max(at) AS last FROM netwait_writers \
+     WHERE epoch = (SELECT max(epoch) FROM netwait_writers) \
+     GROUP BY epoch, writer ORDER BY since, writer LIMIT 1)"
+        .into()
+}
+
+/// A row of `writer` in `epoch` at the server's time.
+pub fn claim_sql() -> &'static str {
+    "INSERT INTO netwait_writers (epoch, writer, at) SELECT ?, ?, toUInt32(now())"
+}
+
+/// The latest epoch claimed.
+pub fn latest_epoch_sql() -> &'static str {
+    "SELECT max(epoch) FROM netwait_writers"
+}
+
+fn holder(conn: &Conn) -> Result<Holder, Error> {
+    let rows: Vec<Holder> = conn
+        .block_on(conn.client.query(&holder_sql()).fetch_all())
+        .map_err(|e| conn.error(e))?;
+    Ok(rows.into_iter().next().unwrap_or(Holder {
+        epoch: 0,
+        writer: NOBODY.into(),
+        silent_s: u64::MAX,
+    }))
+}
+
+fn claim(conn: &Conn, epoch: u64, writer: &str) -> Result<(), Error> {
+    conn.block_on(
+        conn.client
+            .query(claim_sql())
+            .bind(epoch)
+            .bind(writer)
+            .execute(),
+    )
+    .map_err(|e| conn.error(e))
+}
+
+fn latest_epoch(conn: &Conn) -> Result<u64, Error> {
+    conn.block_on(conn.client.query(latest_epoch_sql()).fetch_one::<u64>())
+        .map_err(|e| conn.error(e))
+}
+
+/// A writer id: `host/pid/` and 16 random hex digits.
+fn new_writer_id() -> Result<String, std::io::Error> {
+    use std::io::Read;
+    let mut raw = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    let random: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}/{}/{random}", this_host(), std::process::id()))
+}
+
+/// The database's write lease, held until dropped.
+pub struct Lease {
+    epoch: u64,
+    writer: String,
+    target: Target,
+    /// Set by the heartbeat when a later epoch was claimed.
+    lost: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    heartbeat: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lease {
+    /// Takes the lease of `conn`'s database (retrying transient failures as `conn`
+    /// does); with [`WhenHeld::Wait`], waits for as long as another writer holds it.
+    pub fn acquire(conn: &Conn, when_held: WhenHeld) -> Result<Self, Error> {
+        let writer = new_writer_id().map_err(|e| Error::Data {
+            url: conn.target.url.clone(),
+            what: format!("/dev/urandom: {e}"),
+        })?;
+        let mut told = false;
+        loop {
+            let now = conn.retrying("reading the writer lease", holder, |_| Ok(None))?;
+            if now.alive() {
+                if when_held == WhenHeld::Refuse {
+                    return Err(Error::Held {
+                        database: conn.target.database.clone(),
+                        writer: now.writer,
+                        silent_s: now.silent_s,
+                    });
+                }
+                if !told {
+                    tracing::warn!(
+                        database = %conn.target.database,
+                        holder = %now.writer,
+                        "another netwait writes to this database: standing by to take over when it stops"
+                    );
+                    told = true;
+                }
+                std::thread::sleep(STANDBY_POLL);
+                continue;
+            }
+            let epoch = now.epoch + 1;
+            conn.retrying(
+                "claiming the writer lease",
+                |c| claim(c, epoch, &writer),
+                |_| Ok(None),
+            )?;
+            std::thread::sleep(SETTLE);
+            let won = conn.retrying("reading the writer lease", holder, |_| Ok(None))?;
+            if won.epoch == epoch && won.writer == writer {
+                tracing::info!(database = %conn.target.database, epoch, %writer, "writer lease taken");
+                return Ok(Self::start(conn.target.clone(), epoch, writer));
+            }
+            // Another claim of the same epoch ranks first (or a later epoch was
+            // claimed): that writer holds it now.
+        }
+    }
+
+    fn start(target: Target, epoch: u64, writer: String) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let beat = {
+            let (target, writer) = (target.clone(), writer.clone());
+            let (lost, stop) = (lost.clone(), stop.clone());
+            move || {
+                let conn = match Conn::new(target) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "writer lease heartbeat cannot start");
+                        return;
+                    }
+                };
+                let mut failing = false;
+                while !stop.load(Ordering::Relaxed) {
+                    let beat = claim(&conn, epoch, &writer).and_then(|()| latest_epoch(&conn));
+                    match beat {
+                        Ok(latest) if latest > epoch => {
+                            tracing::error!(
+                                epoch,
+                                latest,
+                                "another writer took this database over: no more commits"
+                            );
+                            lost.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Ok(_) => failing = false,
+                        Err(e) => {
+                            // Said once per outage: the commits say the rest.
+                            if !failing {
+                                tracing::warn!(error = %e, "writer lease heartbeat failed; retrying");
+                                failing = true;
+                            }
+                        }
+                    }
+                    // Sleeps in short steps: a stop is seen at once.
+                    let until = Instant::now() + HEARTBEAT;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        };
+        let heartbeat = std::thread::Builder::new()
+            .name("netwait-lease".into())
+            .spawn(beat)
+            .map_err(|e| tracing::error!(error = %e, "writer lease heartbeat cannot start"))
+            .ok();
+        Self {
+            epoch,
+            writer,
+            target,
+            lost,
+            stop,
+            heartbeat,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether this writer may still commit: no later epoch was claimed. Asks the
+    /// server (a commit is refused on a lease it cannot confirm); transient failures
+    /// are the caller's to retry.
+    pub fn check(&self, conn: &Conn) -> Result<(), Error> {
+        let latest = if self.lost.load(Ordering::Relaxed) {
+            u64::MAX
+        } else {
+            latest_epoch(conn)?
+        };
+        if latest > self.epoch {
+            self.lost.store(true, Ordering::Relaxed);
+            return Err(Error::TakenOver {
+                database: self.target.database.clone(),
+                epoch: self.epoch,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lease {
+    /// Stops the heartbeat and hands the lease over (a standby takes it at once).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+        if self.lost.load(Ordering::Relaxed) {
+            return;
+        }
+        let released =
+            Conn::new(self.target.clone()).and_then(|conn| claim(&conn, self.epoch + 1, NOBODY));
+        match released {
+            Ok(()) => {
+                tracing::info!(epoch = self.epoch, writer = %self.writer, "writer lease handed over")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "writer lease not handed over: a standby waits for it to expire")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_alive_while_heard_of_and_not_nobody() {
+        let h = |writer: &str, silent_s| Holder {
+            epoch: 1,
+            writer: writer.into(),
+            silent_s,
+        };
+        assert!(h("a", 0).alive());
+        assert!(h("a", TTL.as_secs() - 1).alive());
+        assert!(!h("a", TTL.as_secs()).alive());
+        assert!(!h(NOBODY, 0).alive());
+    }
+
+    #[test]
+    fn writer_ids_differ_and_name_this_process() {
+        let (a, b) = (new_writer_id().unwrap(), new_writer_id().unwrap());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("{}/{}/", this_host(), std::process::id())));
+    }
+
+    #[test]
+    fn a_holder_of_this_host_that_is_not_running_is_gone() {
+        let h = |writer: String| Holder {
+            epoch: 1,
+            writer,
+            silent_s: 0,
+        };
+        let me = new_writer_id().unwrap();
+        assert!(h(me).alive());
+        // Above the kernel's pid limit: no such process.
+        let dead = format!("{}/{}/00", this_host(), u32::MAX);
+        assert!(!h(dead).alive());
+        // Another host's: alive while heard of.
+        assert!(h(format!("elsewhere-{}/{}/00", this_host(), u32::MAX)).alive());
+        assert!(h("no-pid".into()).alive());
+    }
+}

@@ -1,0 +1,252 @@
+//! Two aggregators of one group on one store (issue 12: "one killed, the other takes
+//! over; figures exact"), with the real broker and ClickHouse of `deploy/up`: the second
+//! stands by while the first writes (a store has one writer: the data directory's lock,
+//! the ClickHouse writer lease), takes over when the first is killed -9 and counts the
+//! rest; the figures are the seed's import's. An import beside a running writer is
+//! refused with a clear error.
+
+mod common;
+use common::servers::*;
+use common::*;
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+/// `netwait aggregate ARGS`, and its stderr's lines as they come.
+fn spawn(args: &[&str]) -> (Child, Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netwait aggregate");
+    let (tx, rx) = channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a line containing `what`; the lines seen before it.
+fn wait_for(lines: &Receiver<String>, what: &str, within: Duration) -> Vec<String> {
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return seen,
+            Ok(l) => seen.push(l),
+            Err(_) => panic!(
+                "no line with {what:?} within {within:?}; seen:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// Table 1 and the SLA year through `store` (`--data D` or `--clickhouse U --database D`).
+fn figures(store: &[&str]) -> (Value, Value) {
+    let mut t = vec![
+        "stats",
+        "table1",
+        "--from",
+        "2019-01-01",
+        "--to",
+        "2020-01-01",
+    ];
+    t.extend_from_slice(store);
+    let mut sla = vec!["stats", "sla", "--year", "2019"];
+    sla.extend_from_slice(store);
+    (json(&t), json(&sla))
+}
+
+/// The scenario on `store` (the arguments naming it to `aggregate` and `import`), read
+/// back with `stats` and the arguments `query`.
+fn one_killed_the_other_takes_over(store: &[&str], query: &[&str]) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = seed_file(tmp.path());
+    let imported = tmp.path().join("imported");
+    let imported_s = imported.to_str().expect("utf-8 path");
+    netwait(&["import", "--data", imported_s, file.to_str().expect("path")]);
+    let expected = figures(&["--data", imported_s]);
+    let lines = std::fs::read_to_string(&file)
+        .expect("seed")
+        .lines()
+        .count();
+
+    let topic = topic(3);
+    tool(&["produce", &topic, file.to_str().expect("path")]);
+    let group = unique("standby");
+    let mut args = vec![
+        "aggregate",
+        "--kafka",
+        broker(),
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--idle-exit",
+        "8",
+    ];
+    args.extend_from_slice(store);
+
+    let (mut first, first_lines) = spawn(&args);
+    wait_for(
+        &first_lines,
+        "kafka partitions assigned",
+        Duration::from_secs(60),
+    );
+    let (second, second_lines) = spawn(&args);
+    let before = wait_for(&second_lines, "standing by", Duration::from_secs(60));
+    assert!(
+        !before.iter().any(|l| l.contains("partitions assigned")),
+        "the standby joined the group: {before:?}"
+    );
+    // Another writer beside them is refused, and says why.
+    let mut import = vec!["import"];
+    import.extend_from_slice(store);
+    import.push(file.to_str().expect("path"));
+    let refused = Command::new(BIN).args(&import).output().expect("import");
+    assert!(
+        !refused.status.success(),
+        "an import beside a running writer"
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("another netwait"), "{said}");
+
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        first.try_wait().expect("try_wait").is_none(),
+        "still consuming"
+    );
+    first.kill().expect("kill -9");
+    first.wait().expect("wait");
+    wait_for(
+        &second_lines,
+        "kafka partitions assigned",
+        Duration::from_secs(90),
+    );
+    let out = second
+        .wait_with_output()
+        .expect("the standby exits when idle");
+    assert!(out.status.success(), "standby: {:?}", out.status);
+    let total = stdout(&out);
+    let taken: u64 = total
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("total line: {total}"));
+    assert!(taken > 0, "the standby counted the rest: {total}");
+    assert!(total.contains("rejected 0"), "{total}");
+    assert_eq!(figures(query), expected, "after the takeover");
+    let committed: Value =
+        serde_json::from_str(&tool(&["committed", &topic, &group])).expect("JSON");
+    let sum: i64 = committed
+        .as_object()
+        .expect("object")
+        .values()
+        .map(|v| v.as_i64().expect("offset"))
+        .sum();
+    assert_eq!(sum as usize, lines, "committed offsets {committed}");
+}
+
+#[test]
+fn on_clickhouse_a_standby_aggregator_takes_over_from_one_killed() {
+    let url = clickhouse();
+    let db = format!("nwtest_standby_{}", std::process::id());
+    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let unused = tmp.path().join("unused");
+    let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
+    let mut store = vec!["--data", unused.to_str().expect("utf-8 path")];
+    store.extend_from_slice(&ch);
+    one_killed_the_other_takes_over(&store, &ch);
+}
+
+#[test]
+fn on_a_data_directory_a_standby_aggregator_takes_over_from_one_killed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("shared");
+    let store = ["--data", data.to_str().expect("utf-8 path")];
+    one_killed_the_other_takes_over(&store, &store);
+}
+
+#[test]
+fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
+    let url = clickhouse();
+    let db = format!("nwtest_fenced_{}", std::process::id());
+    clickhouse_sql(&format!("DROP DATABASE IF EXISTS {db}"));
+    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (text, _, _) = march_calls(200);
+    let (before, after) = text.split_at(text.len() / 2);
+    let cut = before.rfind('\n').map_or(0, |i| i + 1);
+    let (before, after) = (&text[..cut], format!("{}{after}", &before[cut..]));
+    let first = tmp.path().join("first.ndjson");
+    let second = tmp.path().join("second.ndjson");
+    std::fs::write(&first, before).expect("write");
+    std::fs::write(&second, after).expect("write");
+
+    let topic = topic(1);
+    tool(&["produce", &topic, first.to_str().expect("path")]);
+    let unused = tmp.path().join("unused");
+    let group = unique("fenced");
+    let args = [
+        "aggregate",
+        "--data",
+        unused.to_str().expect("utf-8 path"),
+        "--kafka",
+        broker(),
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--clickhouse",
+        &url,
+        "--database",
+        &db,
+    ];
+    let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
+    let empty = figures(&ch);
+    let (mut writer, lines) = spawn(&args);
+    wait_for(&lines, "kafka partitions assigned", Duration::from_secs(60));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while figures(&ch) == empty {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first half counted"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Idle again (the first half is one window).
+    std::thread::sleep(Duration::from_secs(2));
+    let counted = figures(&ch);
+    // Another writer claims the next epoch (as a standby does once it finds the holder
+    // silent): the running one must not commit again.
+    clickhouse_sql(&format!(
+        "INSERT INTO {db}.netwait_writers (epoch, writer, at) \
+         SELECT max(epoch) + 1, 'elsewhere/1/00', toUInt32(now()) FROM {db}.netwait_writers"
+    ));
+    tool(&["produce", &topic, second.to_str().expect("path")]);
+    wait_for(&lines, "took ClickHouse database", Duration::from_secs(60));
+    let status = writer.wait().expect("wait");
+    assert!(
+        !status.success(),
+        "the writer taken over stops with an error"
+    );
+    assert_eq!(
+        figures(&ch),
+        counted,
+        "nothing committed after the takeover"
+    );
+    clickhouse_sql(&format!("DROP DATABASE {db}"));
+}
