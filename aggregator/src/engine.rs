@@ -198,6 +198,24 @@ impl EncodedChunk {
         }
     }
 
+    /// A chunk of this one's dead letters alone, their records copied as they are (no
+    /// second count of their rejects): what a process that publishes the events
+    /// elsewhere keeps in its own store.
+    pub fn dead_letters_only(&self) -> EncodedChunk {
+        let mut out = EncodedChunk::default();
+        for &at in &self.dead_letter_at {
+            let mut records = Decoder::new(&self.bytes[at..]);
+            if let Some(Ok(_)) = records.skip_record() {
+                out.dead_letter_at.push(out.bytes.len());
+                out.bytes
+                    .extend_from_slice(&self.bytes[at..at + records.position()]);
+                out.dead_letters += 1;
+            }
+        }
+        out.lines = self.lines;
+        out
+    }
+
     /// Event records in the chunk.
     pub fn events(&self) -> usize {
         self.keys.len()
