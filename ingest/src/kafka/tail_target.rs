@@ -189,6 +189,7 @@ pub fn canonical_line(ev: &Event<'_>) -> Vec<u8> {
     text("reason", ev.reason.as_deref());
     text("caller", ev.caller.map(|c| format!("{c:?}")).as_deref());
     o.insert("ts".into(), Value::from(ev.ts));
+    // (Writing a `Value` to memory cannot fail.)
     serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
 }
 
