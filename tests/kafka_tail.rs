@@ -228,7 +228,12 @@ fn a_bad_broker_or_an_unknown_topic_is_a_clear_error_at_start() {
         ],
         limit,
     );
-    assert!(err.contains("Kafka at 127.0.0.1:9, topic t"), "{err}");
+    assert!(
+        err.contains(
+            "Kafka at 127.0.0.1:9, topic t: kafka: the brokers did not answer within 10 s"
+        ),
+        "{err}"
+    );
     let missing = unique("netwait-missing");
     let err = fails_within(
         &[

@@ -83,7 +83,13 @@ impl EventProducer {
         let metadata = self
             .producer
             .client()
-            .fetch_metadata(Some(&self.topic), timeout)?;
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(|e| {
+                KafkaError::Other(format!(
+                    "the brokers did not answer within {} s ({e})",
+                    timeout.as_secs()
+                ))
+            })?;
         let known = metadata
             .topics()
             .iter()
