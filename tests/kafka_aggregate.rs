@@ -118,20 +118,6 @@ fn the_seed_year_through_kafka_equals_its_import_also_after_kill_9_at_random_mom
     assert_eq!(sum as u64, *lines, "committed offsets {committed}");
 }
 
-/// `netwait deadletter --data D --json`: one object a line.
-fn dead_letters(data: &str) -> Vec<Value> {
-    let out = netwait(&["deadletter", "--data", data, "--json"]);
-    let text = stdout(&out);
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Array(rows)) => rows,
-        _ => text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect(),
-    }
-}
-
 #[test]
 fn poison_messages_land_in_the_store_and_the_dead_letter_topic_and_the_pipeline_goes_on() {
     let topic = topic(3);

@@ -9,109 +9,13 @@
 
 mod common;
 
-use common::{BIN, Server, netwait, table1};
-use std::fs::File;
-use std::io::Write;
+use common::queue_log::{Writer, import_rows, open_append, sigterm, tail};
+use common::{BIN, Server, table1};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const CALLS: u64 = 10_000;
-
-/// The queue_log rows of call `i` with their instants: joins, then answered and
-/// completed, abandoned, or (every 7th) leaves for a second queue by timeout and is
-/// answered there (its first ENTERQUEUE alone makes its `offered`: a decoder that
-/// forgot it, at a rotation or restart, would count the call again).
-fn call_rows(i: u64) -> Vec<(u64, String)> {
-    let t = 1_551_682_800 + i * 7; // Monday 2019-03-04 08:00 Rome, 7 s apart
-    let id = format!("{t}.{i}");
-    let mut rows = vec![(t, format!("{t}|{id}|cup|NONE|ENTERQUEUE||33312{i:05}|1"))];
-    let mut answered = |at: u64, queue: &str, waited: u64| {
-        rows.push((
-            at,
-            format!("{at}|{id}|{queue}|Agent/1|CONNECT|{waited}|{id}.9|2"),
-        ));
-        let end = at + 380;
-        rows.push((
-            end,
-            format!("{end}|{id}|{queue}|Agent/1|COMPLETECALLER|{waited}|180|1"),
-        ));
-    };
-    if i.is_multiple_of(7) {
-        answered(t + 90, "cup-overflow", 30);
-        rows.push((
-            t + 60,
-            format!("{}|{id}|cup|NONE|EXITWITHTIMEOUT|1|1|60", t + 60),
-        ));
-        rows.push((
-            t + 60,
-            format!(
-                "{}|{id}|cup-overflow|NONE|ENTERQUEUE||33312{i:05}|1",
-                t + 60
-            ),
-        ));
-    } else if i.is_multiple_of(5) {
-        rows.push((t + 35, format!("{}|{id}|cup|NONE|ABANDON|1|1|35", t + 35)));
-    } else {
-        answered(t + 20 + i % 200, "cup", 20 + i % 200);
-    }
-    rows
-}
-
-/// Every row of `calls` calls, in the order a PBX writes them (by time).
-fn all_rows(calls: u64) -> Vec<String> {
-    let mut rows: Vec<(u64, u64, usize, String)> = (0..calls)
-        .flat_map(|i| {
-            call_rows(i)
-                .into_iter()
-                .enumerate()
-                .map(move |(k, (at, text))| (at, i, k, text))
-        })
-        .collect();
-    rows.sort();
-    rows.into_iter().map(|(.., text)| text + "\n").collect()
-}
-
-fn open_append(path: &Path) -> File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open log")
-}
-
-/// The writer: the rows in order, written to whichever file it has open.
-struct Writer {
-    rows: Vec<String>,
-    next: usize,
-}
-
-impl Writer {
-    /// Writes the rows up to the `share` (in %) of all of them, pausing now and then.
-    fn write_to(&mut self, f: &mut File, share: usize) {
-        let upto = self.rows.len() * share / 100;
-        for (k, row) in self.rows[self.next..upto].iter().enumerate() {
-            f.write_all(row.as_bytes()).expect("write");
-            if k % 600 == 599 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        self.next = upto;
-    }
-}
-
-fn tail(data: &Path, log: &Path) -> Child {
-    Command::new(BIN)
-        .args(["tail", "queue_log"])
-        .arg(log)
-        .arg("--data")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tail")
-}
 
 /// Table 1 of March 2019 from a data directory.
 fn figures(data: &Path) -> serde_json::Value {
@@ -121,25 +25,7 @@ fn figures(data: &Path) -> serde_json::Value {
 
 /// The figures of a one-shot import of `rows`.
 fn imported(rows: &[String]) -> serde_json::Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("all.log");
-    std::fs::write(&file, rows.concat()).expect("write");
-    let data = dir.path().join("data");
-    let (f, d) = (file.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
-    netwait(&["import", "--format", "queue_log", "--data", d, f]);
-    figures(&data)
-}
-
-fn sigterm(child: Child) -> std::process::Output {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    child.wait_with_output().expect("tail exits")
+    figures(&import_rows(rows).1)
 }
 
 #[test]
@@ -147,11 +33,8 @@ fn a_followed_log_survives_rotation_both_ways_kill_9_and_restart_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let log = dir.path().join("queue_log");
-    let mut w = Writer {
-        rows: all_rows(CALLS),
-        next: 0,
-    };
-    let mut child = tail(&data, &log);
+    let mut w = Writer::new(CALLS);
+    let mut child = tail(&data, &log, &[]);
     w.write_to(&mut open_append(&log), 25);
     // Everything written is committed within a second: kill -9 after it loses nothing.
     std::thread::sleep(Duration::from_millis(1_500));
@@ -159,14 +42,14 @@ fn a_followed_log_survives_rotation_both_ways_kill_9_and_restart_exactly() {
     child.wait().expect("reaped");
     assert_eq!(
         figures(&data),
-        imported(&w.rows[..w.next]),
+        imported(w.written()),
         "committed within a second of writing"
     );
     // While stopped: more lines, then logrotate renames the file and a new one starts.
     w.write_to(&mut open_append(&log), 40);
     std::fs::rename(&log, dir.path().join("queue_log.1")).expect("rotate");
     w.write_to(&mut open_append(&log), 50);
-    let child = tail(&data, &log);
+    let child = tail(&data, &log, &[]);
     let mut old = open_append(&log);
     w.write_to(&mut old, 65);
     // Running: logrotate renames the file and creates an empty one; the writer goes on
@@ -195,7 +78,7 @@ fn a_followed_log_survives_rotation_both_ways_kill_9_and_restart_exactly() {
     let all = imported(&w.rows);
     assert_eq!(figures(&data), all);
     // Started again on the same file: nothing new, nothing counted twice.
-    let child = tail(&data, &log);
+    let child = tail(&data, &log, &[]);
     std::thread::sleep(Duration::from_millis(3_000));
     let out = sigterm(child);
     assert_eq!(
@@ -234,14 +117,11 @@ fn serve_follows_the_logs_of_its_configuration_into_the_store_it_serves() {
     )
     .expect("config");
     let cfg = config.to_str().expect("utf-8");
-    let mut w = Writer {
-        rows: all_rows(2_000),
-        next: 0,
-    };
+    let mut w = Writer::new(2_000);
     w.write_to(&mut open_append(&log), 30);
     let server = Server::start_with(&data, &["--config", cfg], Stdio::inherit());
     w.write_to(&mut open_append(&log), 60);
-    let want = imported(&w.rows[..w.next]);
+    let want = imported(w.written());
     assert_eq!(
         served_figures(&server, &want),
         want,

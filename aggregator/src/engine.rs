@@ -198,6 +198,24 @@ impl EncodedChunk {
         }
     }
 
+    /// A chunk of this one's dead letters alone, their records copied as they are (no
+    /// second count of their rejects): what a process that publishes the events
+    /// elsewhere keeps in its own store.
+    pub fn dead_letters_only(&self) -> EncodedChunk {
+        let mut out = EncodedChunk::default();
+        for &at in &self.dead_letter_at {
+            let mut records = Decoder::new(&self.bytes[at..]);
+            if let Some(Ok(_)) = records.skip_record() {
+                out.dead_letter_at.push(out.bytes.len());
+                out.bytes
+                    .extend_from_slice(&self.bytes[at..at + records.position()]);
+                out.dead_letters += 1;
+            }
+        }
+        out.lines = self.lines;
+        out
+    }
+
     /// Event records in the chunk.
     pub fn events(&self) -> usize {
         self.keys.len()
@@ -1926,6 +1944,40 @@ mod tests {
             truncated_from: None,
             received_ms: None,
         })
+    }
+
+    #[test]
+    fn a_chunk_of_its_dead_letters_alone_keeps_them_as_encoded_and_no_event() {
+        let p = Pseudonymizer::new([0; 32]);
+        let hasher = KeyHasher::new([1; 16]);
+        let mut chunk = EncodedChunk::default();
+        let mut wanted = Vec::new();
+        for (i, record) in items(&p).into_iter().enumerate() {
+            let Record::Event(ev) = record else { continue };
+            chunk.push_event(&ev, &hasher);
+            let Record::DeadLetter(d) = dead("t", i as u64 + 1, b"not json") else {
+                unreachable!()
+            };
+            chunk.push_dead_letter(&d);
+            wanted.push(d);
+        }
+        chunk.set_lines(8);
+        chunk.rebase_positions(100);
+        let only = chunk.dead_letters_only();
+        assert_eq!((only.events(), only.lines()), (0, 8));
+        let got: Vec<_> = Decoder::new(&only.bytes)
+            .map(|r| match r.expect("decodes") {
+                Record::DeadLetter(d) => d,
+                other => panic!("not a dead letter: {other:?}"),
+            })
+            .collect();
+        let positions: Vec<u64> = got.iter().map(|d| d.position).collect();
+        assert_eq!(positions, [101, 102, 103, 104], "rebased, in order");
+        assert!(
+            got.iter()
+                .all(|d| d.raw.as_ref() == b"not json" && d.code == "invalid_json")
+        );
+        assert_eq!(got.len(), wanted.len());
     }
 
     fn stored_dead_letters(dir: &std::path::Path) -> usize {

@@ -124,9 +124,9 @@ impl AppState {
     }
 
     /// Pushes go to Kafka through `producer` (the ingest role).
-    pub fn forwarding_to(self, producer: EventProducer) -> Self {
+    pub fn forwarding_to(self, producer: Arc<EventProducer>) -> Self {
         Self {
-            forward: Some(Arc::new(producer)),
+            forward: Some(producer),
             ..self
         }
     }

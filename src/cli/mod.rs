@@ -279,8 +279,9 @@ enum Command {
     },
     /// Follow a growing log like `tail -F` (across logrotate's rename + new file and
     /// copytruncate), committing its events as they come (within a second) with the
-    /// position read, so that a restart neither skips nor double-counts. SIGINT/SIGTERM:
-    /// the lines read are committed, then it exits.
+    /// position read, so that a restart neither skips nor double-counts; with `--kafka`,
+    /// publishing them to a topic instead. SIGINT/SIGTERM: the lines read are committed,
+    /// then it exits.
     Tail {
         #[command(flatten)]
         store: StoreArgs,
@@ -291,6 +292,8 @@ enum Command {
         path: PathBuf,
         #[command(flatten)]
         calendar: CalendarArg,
+        #[command(flatten)]
+        kafka: tail::TailKafkaArgs,
     },
     /// Copy every intact commit of a (damaged) data directory into a new one, saying what
     /// was lost. The original is left as it is.
@@ -324,9 +327,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             path,
             calendar,
+            kafka,
         } => {
             store.calendar = calendar.calendar;
-            tail::run(&store, format, &path)
+            tail::run(&store, format, &path, &kafka)
         }
         Command::Migrate {
             clickhouse,

@@ -13,7 +13,10 @@ use netwait_api::shutdown::{Phase, Stopped, serve_until_signalled};
 use netwait_api::state::AppState;
 use netwait_api::tls::TlsIdentity;
 use netwait_ingest::decoded::DecodeSettings;
-use netwait_ingest::pipeline::{PipelineOptions, drive};
+use netwait_ingest::kafka::position_file::PositionFile;
+use netwait_ingest::kafka::producer::EventProducer;
+use netwait_ingest::kafka::tail_target::KafkaTarget;
+use netwait_ingest::pipeline::{PipelineOptions, Target, drive};
 use netwait_ingest::tail::TailSource;
 use std::io::Write;
 use std::path::PathBuf;
@@ -50,13 +53,14 @@ pub struct HttpArgs {
 /// The ingest role's flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct IngestRoleArgs {
-    /// The ingest role: pushed events (gRPC push, HTTP `POST /v1/events`) are published
-    /// to Kafka at these brokers (`host:port[,...]`), one record a line keyed by call id,
-    /// and a push is answered once the broker has every record; `netwait aggregate`
-    /// consumes them. Queries still read `--data`.
+    /// The ingest role: pushed events (gRPC push, HTTP `POST /v1/events`) and the
+    /// followed logs of `[[sources]]` are published to Kafka at these brokers
+    /// (`host:port[,...]`), one record a line keyed by call id, and a push is answered
+    /// once the broker has every record; `netwait aggregate` consumes them. Queries still
+    /// read `--data`.
     #[arg(long, value_name = "BROKERS", requires = "topic")]
     kafka: Option<String>,
-    /// The topic pushed events are published to (with --kafka).
+    /// The topic pushed events are published to (with --kafka); it must exist.
     #[arg(long, requires = "kafka")]
     topic: Option<String>,
 }
@@ -134,12 +138,11 @@ pub fn run(
     http_options.security = options.security.clone();
     let settings = super::config::load(store)?;
     let (live_rules, decode, source_specs) = (settings.live, settings.decode, settings.sources);
-    if role.kafka.is_some() && !source_specs.is_empty() {
-        // Its events would be committed here, not published: refused rather than that.
-        anyhow::bail!(
-            "[[sources]] in the ingest role (--kafka) is not supported yet: follow the log with a serve or tail on the store"
-        );
-    }
+    // The ingest role's producer, once the brokers said they have the topic.
+    let forward = match (&role.kafka, &role.topic) {
+        (Some(brokers), Some(topic)) => Some((super::tail::producer(brokers, topic)?, topic)),
+        _ => None,
+    };
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     engine.checkpoint_at(CheckpointMoment::Opened);
     // A server answers many queries: each reads the cells of its period.
@@ -155,13 +158,18 @@ pub fn run(
         live_rules,
         std::sync::Arc::new(netwait_api::live::WallClock),
     );
-    if let (Some(brokers), Some(topic)) = (&role.kafka, &role.topic) {
-        let producer = netwait_ingest::kafka::producer::EventProducer::new(brokers, topic)
-            .with_context(|| format!("Kafka producer on {brokers}"))?;
-        tracing::info!(%brokers, %topic, "ingest role: pushes are published to Kafka");
+    // In the ingest role the followed logs go to the topic too, their positions kept in
+    // a file of the topic's (the store holds only their rejected lines).
+    let mut publish_sources = None;
+    if let Some((producer, topic)) = forward {
+        tracing::info!(brokers = role.kafka.as_deref().unwrap_or_default(), %topic, "ingest role: pushes and followed logs are published to Kafka");
+        if !source_specs.is_empty() {
+            let positions = PositionFile::open(&store.data, topic)?;
+            publish_sources = Some((Arc::clone(&producer), Arc::new(positions)));
+        }
         state = state.forwarding_to(producer);
     }
-    let sources = Driven::start(&source_specs, &state, &decode)?;
+    let sources = Driven::start(&source_specs, &state, &decode, publish_sources)?;
     let rt = super::runtime()?;
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -243,7 +251,7 @@ pub fn run(
 
 /// The `[[sources]]` the server drives, each on a thread of its own through the
 /// pipeline's driver (as `netwait tail` does) into the server's writer, between the
-/// pushes' work.
+/// pushes' work; in the ingest role to the topic (as `netwait tail --kafka` does).
 struct Driven {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -254,6 +262,7 @@ impl Driven {
         specs: &[SourceSpec],
         state: &AppState,
         decode: &DecodeSettings,
+        publish: Option<(Arc<EventProducer>, Arc<PositionFile>)>,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(specs.len());
@@ -262,14 +271,26 @@ impl Driven {
                 .with_context(|| format!("[[sources]] {}", spec.path.display()))?;
             let name = source.name_for_humans().to_owned();
             tracing::info!(file = %name, format = spec.format.as_str(), "following");
-            let (mut target, stop, decode) = (state.clone(), Arc::clone(&stop), decode.clone());
+            let pseudo = Arc::clone(&state.pseudo);
+            let mut target: Box<dyn Target + Send> = match &publish {
+                Some((producer, positions)) => Box::new(
+                    KafkaTarget::new(
+                        Arc::clone(producer),
+                        Arc::clone(positions),
+                        state.clone(),
+                        Arc::clone(&stop),
+                    )
+                    .context("starting a followed log's Kafka delivery")?,
+                ),
+                None => Box::new(state.clone()),
+            };
+            let (stop, decode) = (Arc::clone(&stop), decode.clone());
             let thread = std::thread::Builder::new()
                 .name("netwait-tail".into())
                 .spawn(move || {
-                    let pseudo = Arc::clone(&target.pseudo);
                     let driven = drive(
                         &mut source,
-                        &mut target,
+                        &mut *target,
                         &pseudo,
                         &decode,
                         PipelineOptions::long_running(),

@@ -2,6 +2,7 @@
 //! `127.0.0.1:0`, and read its figures back as JSON.
 #![allow(dead_code)]
 
+pub mod queue_log;
 pub mod servers;
 
 use std::fmt::Write as _;
@@ -36,6 +37,20 @@ pub fn json(args: &[&str]) -> serde_json::Value {
     all.push("--json");
     let out = netwait(&all);
     serde_json::from_slice(&out.stdout).expect("stats --json prints one JSON object")
+}
+
+/// `netwait deadletter --data D --json`: one object a line.
+pub fn dead_letters(data: &str) -> Vec<serde_json::Value> {
+    let out = netwait(&["deadletter", "--data", data, "--json"]);
+    let text = stdout(&out);
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Array(rows)) => rows,
+        _ => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect(),
+    }
 }
 
 /// A `netwait serve` child process; killed on drop.

@@ -4,13 +4,17 @@
 //! dead letters and to a dead-letter topic ([`dead_letter_topic`]). Offsets are committed
 //! to Kafka only once the events they cover are durable in the store (at-least-once in,
 //! exactly once counted by dedupe). The ingest role's producer ([`producer`]) publishes
-//! pushed events, keyed by call id, and reports only once the broker has them.
+//! pushed events, keyed by call id, and reports only once the broker has them; a followed
+//! log in that role goes to the topic through the pipeline's target seam ([`tail_target`]),
+//! its positions kept in a file of their own ([`position_file`]).
 
 pub mod consumer;
 pub mod dead_letter_topic;
 pub mod driver;
 pub mod payload;
+pub mod position_file;
 pub mod producer;
+pub mod tail_target;
 
 use rdkafka::config::ClientConfig;
 

@@ -3,8 +3,10 @@
 //! aggregator reads a call's events in the order they were pushed). The idempotent
 //! producer (`enable.idempotence`, `acks=all`) retries without duplicating, and
 //! [`EventProducer::publish`] returns only once the broker has acknowledged every record:
-//! a push is answered only then. Validation is the aggregator's (its store holds the
-//! caller key and the dead letters): lines are published as they came.
+//! a push is answered only then, and a record the broker has not acknowledged within
+//! [`DELIVERY_TIMEOUT`] fails its publish (never a wait without end on a broker that is
+//! down). Validation of pushes is the aggregator's (its store holds the caller key and
+//! the dead letters): their lines are published as they came.
 
 use super::payload::{CONTENT_TYPE, NDJSON};
 use super::{KafkaError, client_config};
@@ -15,8 +17,12 @@ use netwait_aggregator::domain::raw_event::RawValue;
 use netwait_proto::v1 as pb;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::time::Duration;
+
+/// How long a record may wait for the broker's acknowledgement (librdkafka's retries
+/// included) before its publish fails.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct EventProducer {
     topic: String,
@@ -54,6 +60,13 @@ impl EventProducer {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
+            .set(
+                "message.timeout.ms",
+                DELIVERY_TIMEOUT.as_millis().to_string(),
+            )
+            // A topic that does not exist is an error, not one made by the broker's
+            // auto-creation with its defaults.
+            .set("allow.auto.create.topics", "false")
             .create()?;
         Ok(Self {
             topic: topic.to_owned(),
@@ -65,21 +78,60 @@ impl EventProducer {
         &self.topic
     }
 
-    /// Publishes each line as a record; returns how many once the broker acknowledged
-    /// all of them (an error if any was refused: the push is then not acknowledged, and
-    /// pushing it again is safe, the aggregator's dedupe drops what it has).
+    /// Fails, saying so, unless the brokers answer within `timeout` and know the topic.
+    pub fn check_topic(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(|e| {
+                KafkaError::Other(format!(
+                    "the brokers did not answer within {} s ({e})",
+                    timeout.as_secs()
+                ))
+            })?;
+        let known = metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == self.topic && t.error().is_none() && !t.partitions().is_empty());
+        if known {
+            Ok(())
+        } else {
+            Err(KafkaError::Other(format!(
+                "topic {} does not exist on the brokers (create it first)",
+                self.topic
+            )))
+        }
+    }
+
+    /// Publishes each line as a record, keyed by its `call_id` (see [`Self::publish_keyed`]).
     pub async fn publish(&self, lines: &[Vec<u8>]) -> Result<u64, KafkaError> {
-        let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(lines.len());
-        for line in lines {
-            let key = call_key(line);
+        let keys: Vec<Option<Vec<u8>>> = lines.iter().map(|l| call_key(l)).collect();
+        let records: Vec<(Option<&[u8]>, &[u8])> = keys
+            .iter()
+            .zip(lines)
+            .map(|(k, l)| (k.as_deref(), l.as_slice()))
+            .collect();
+        self.publish_keyed(&records).await
+    }
+
+    /// Publishes each payload as a record with its key; returns how many once the broker
+    /// acknowledged all of them (an error if any was refused or not acknowledged in
+    /// time: the push is then not acknowledged, and publishing it again is safe, the
+    /// aggregator's dedupe drops what it has).
+    pub async fn publish_keyed(
+        &self,
+        records: &[(Option<&[u8]>, &[u8])],
+    ) -> Result<u64, KafkaError> {
+        let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
+        for &(key, line) in records {
             let headers = OwnedHeaders::new().insert(Header {
                 key: CONTENT_TYPE,
                 value: Some(NDJSON),
             });
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
-                .payload(line.as_slice())
-                .headers(headers);
-            if let Some(key) = &key {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topic).payload(line).headers(headers);
+            if let Some(key) = key {
                 record = record.key(key);
             }
             loop {
