@@ -59,6 +59,11 @@ pub struct IngestRoleArgs {
     /// The topic pushed events are published to (with --kafka).
     #[arg(long, requires = "kafka")]
     topic: Option<String>,
+    /// With --kafka: a push the broker has not acknowledged within this many seconds (a
+    /// broker down or restarting) is refused, gRPC `UNAVAILABLE` / HTTP 503, to be pushed
+    /// again (event ids dedupe what the broker had of it).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = super::positive_seconds)]
+    kafka_timeout: std::time::Duration,
 }
 
 fn positive_bytes(text: &str) -> Result<usize, String> {
@@ -156,8 +161,9 @@ pub fn run(
         std::sync::Arc::new(netwait_api::live::WallClock),
     );
     if let (Some(brokers), Some(topic)) = (&role.kafka, &role.topic) {
-        let producer = netwait_ingest::kafka::producer::EventProducer::new(brokers, topic)
-            .with_context(|| format!("Kafka producer on {brokers}"))?;
+        let producer =
+            netwait_ingest::kafka::producer::EventProducer::new(brokers, topic, role.kafka_timeout)
+                .with_context(|| format!("Kafka producer on {brokers}"))?;
         tracing::info!(%brokers, %topic, "ingest role: pushes are published to Kafka");
         state = state.forwarding_to(producer);
     }

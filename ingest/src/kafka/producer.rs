@@ -3,8 +3,11 @@
 //! aggregator reads a call's events in the order they were pushed). The idempotent
 //! producer (`enable.idempotence`, `acks=all`) retries without duplicating, and
 //! [`EventProducer::publish`] returns only once the broker has acknowledged every record:
-//! a push is answered only then. Validation is the aggregator's (its store holds the
-//! caller key and the dead letters): lines are published as they came.
+//! a push is answered only then. One the broker has not acknowledged within the
+//! producer's timeout (a broker down or restarting) fails: the push is refused, to be
+//! pushed again (the aggregator's dedupe drops what the broker had of it). Validation is
+//! the aggregator's (its store holds the caller key and the dead letters): lines are
+//! published as they came.
 
 use super::payload::{CONTENT_TYPE, NDJSON};
 use super::{KafkaError, client_config};
@@ -21,6 +24,7 @@ use std::time::Duration;
 pub struct EventProducer {
     topic: String,
     producer: FutureProducer,
+    timeout: Duration,
 }
 
 /// The record key of a line: its `call_id` when it has one (a line that is not an
@@ -48,16 +52,24 @@ pub fn message_lines(msg: &pb::PushRequest) -> Vec<Vec<u8>> {
 }
 
 impl EventProducer {
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
+    /// A producer to `topic`; a publish the broker has not acknowledged within `timeout`
+    /// fails ([`KafkaError::Unacknowledged`]).
+    pub fn new(brokers: &str, topic: &str, timeout: Duration) -> Result<Self, KafkaError> {
+        let timeout_ms = timeout.as_millis().clamp(10, i32::MAX as u128);
         let producer = client_config(brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
+            // Records of a failed publish are not left queued for later (their push is
+            // refused, and pushed again): they expire with it. The idempotent producer
+            // survives expired records (a new epoch; no gapless guarantee is asked).
+            .set("message.timeout.ms", timeout_ms.to_string())
             .create()?;
         Ok(Self {
             topic: topic.to_owned(),
             producer,
+            timeout,
         })
     }
 
@@ -66,9 +78,18 @@ impl EventProducer {
     }
 
     /// Publishes each line as a record; returns how many once the broker acknowledged
-    /// all of them (an error if any was refused: the push is then not acknowledged, and
-    /// pushing it again is safe, the aggregator's dedupe drops what it has).
+    /// all of them, within the producer's timeout (an error if any was refused or not
+    /// acknowledged in time: the push is then not acknowledged, and pushing it again is
+    /// safe, the aggregator's dedupe drops what the broker has).
     pub async fn publish(&self, lines: &[Vec<u8>]) -> Result<u64, KafkaError> {
+        // The records' own expiry (`message.timeout.ms`) runs from each send; this bounds
+        // the whole publish, waits for room in a full queue included.
+        tokio::time::timeout(self.timeout, self.publish_all(lines))
+            .await
+            .unwrap_or(Err(KafkaError::Unacknowledged(self.timeout)))
+    }
+
+    async fn publish_all(&self, lines: &[Vec<u8>]) -> Result<u64, KafkaError> {
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(lines.len());
         for line in lines {
             let key = call_key(line);
@@ -103,6 +124,11 @@ impl EventProducer {
         for delivery in pending {
             match delivery.await {
                 Ok(Ok(_)) => delivered += 1,
+                Ok(Err((e, _)))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) =>
+                {
+                    return Err(KafkaError::Unacknowledged(self.timeout));
+                }
                 Ok(Err((e, _))) => return Err(e.into()),
                 Err(_) => return Err(KafkaError::Other("the producer was closed".into())),
             }
