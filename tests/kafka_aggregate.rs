@@ -12,7 +12,7 @@ mod common;
 use common::servers::*;
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -228,30 +228,6 @@ fn poison_messages_land_in_the_store_and_the_dead_letter_topic_and_the_pipeline_
     assert_eq!(mixed["headers"]["netwait-item"], "2");
 }
 
-/// `curl -X POST --data-binary @FILE -H HEADER URL`: (status, body).
-fn post(url: &str, body: &Path, header: &str) -> (u16, String) {
-    let data = format!("@{}", body.display());
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            "POST",
-            "--data-binary",
-            &data,
-            "-H",
-            header,
-            url,
-        ])
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "curl: {}", text(&out.stderr));
-    let all = text(&out.stdout);
-    let (body, code) = all.rsplit_once('\n').expect("status line");
-    (code.parse().expect("HTTP status"), body.to_owned())
-}
-
 #[test]
 fn the_ingest_role_publishes_pushes_that_the_aggregator_counts_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -288,11 +264,11 @@ fn the_ingest_role_publishes_pushes_that_the_aggregator_counts_once() {
     let again = tmp.path().join("again.ndjson");
     std::fs::write(&again, format!("{calls}not json\n")).expect("write");
     let url = format!("{}/v1/events", server.http_url());
-    let (status, body) = post(&url, &again, "Content-Type: application/x-ndjson");
+    let (status, body) = post_file(&url, &again, "Content-Type: application/x-ndjson");
     assert_eq!(status, 200, "{body}");
     let reply: Value = serde_json::from_str(&body).expect("JSON answer");
     assert_eq!(reply["accepted"], lines + 1, "{reply}");
-    let (status, _) = post(
+    let (status, _) = post_file(
         &format!("{}/v1/cdrs", server.http_url()),
         &file,
         "Content-Type: application/x-ndjson",
