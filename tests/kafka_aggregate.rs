@@ -13,7 +13,7 @@ use common::servers::*;
 use common::*;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -68,38 +68,16 @@ fn the_seed_year_through_kafka_equals_its_import_also_after_kill_9_at_random_mom
     let group = unique("killed");
     let mut kills = 0;
     for round in 0..4u128 {
-        let mut child = Command::new(BIN)
-            .args(aggregate_args(killed_s, &topic, &group))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netwait aggregate");
+        let mut aggregator = Aggregator::spawn(&aggregate_args(killed_s, &topic, &group));
         // Killed 0.3 to 4 s after it got its partitions (after a kill, the group waits
         // for the dead member's session to time out first).
-        let (assigned_tx, assigned) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("kafka partitions assigned") {
-                    let _ = assigned_tx.send(());
-                }
-            }
-        });
-        assigned
-            .recv_timeout(Duration::from_secs(60))
-            .expect("partitions assigned within 60 s");
+        aggregator.wait_assigned(Duration::from_secs(60));
         let wait = 300 + (nanos() / 7 + round * 1_237) % 3_700;
         std::thread::sleep(Duration::from_millis(wait as u64));
-        if child.try_wait().expect("try_wait").is_none() {
-            child.kill().expect("kill -9");
+        if aggregator.running() {
+            aggregator.kill();
             kills += 1;
         }
-        child.wait().expect("wait");
     }
     assert!(kills >= 3, "the aggregator was killed {kills} times");
     let out = aggregate_until_idle(killed_s, &topic, &group, &[]);
