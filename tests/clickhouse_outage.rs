@@ -9,7 +9,6 @@
 mod common;
 use common::servers::*;
 use common::*;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -21,13 +20,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// `kill -9` of the ClickHouse server `deploy/up` started.
 fn kill_clickhouse() {
-    let dir = std::env::var("NETWAIT_DEPLOY_DIR").unwrap_or_else(|_| "/tmp/netwait-deploy".into());
-    let pid = std::fs::read_to_string(Path::new(&dir).join("clickhouse/pid")).expect("server pid");
-    let killed = Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    deploy("kill", "clickhouse");
 }
 
 #[test]
@@ -107,43 +100,16 @@ fn the_aggregator_waits_for_clickhouse_down_at_start_and_during_consumption_and_
     let group = unique("outage");
     let mut args = aggregate_args(unused.to_str().expect("path"), &topic, &group);
     args.extend_from_slice(&["--clickhouse", &url, "--database", &db, "--idle-exit", "20"]);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn netwait aggregate");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (assigned_tx, assigned) = std::sync::mpsc::channel();
-    let reader = {
-        let stderr = child.stderr.take().expect("stderr");
-        let log = std::sync::Arc::clone(&log);
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("kafka partitions assigned") {
-                    let _ = assigned_tx.send(());
-                }
-                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        })
-    };
+    let mut aggregator = Aggregator::spawn(&args);
     std::thread::sleep(Duration::from_secs(4));
     assert!(
-        child.try_wait().expect("try_wait").is_none(),
+        aggregator.running(),
         "the aggregator gave up while ClickHouse was down: {}",
-        log.lock().expect("log")
+        aggregator.log()
     );
     deploy("up", "clickhouse");
-    assigned
-        .recv_timeout(Duration::from_secs(60))
-        .expect("partitions assigned within 60 s of the server's start");
+    // Partitions assigned within 60 s of the server's start.
+    aggregator.wait_assigned(Duration::from_secs(60));
 
     // Events arrive while it runs (about 6 s of them); the server is killed meanwhile.
     let producer = {
@@ -164,21 +130,11 @@ fn the_aggregator_waits_for_clickhouse_down_at_start_and_during_consumption_and_
     std::thread::sleep(Duration::from_millis(1_500));
     kill_clickhouse();
     std::thread::sleep(Duration::from_secs(6));
-    let (rss, peak) = rss_kb(child.id());
+    let (rss, peak) = rss_kb(aggregator.pid());
     eprintln!("aggregator with ClickHouse down: RSS {rss} kB, peak {peak} kB");
     deploy("up", "clickhouse");
     producer.join().expect("producer");
-    let status = child.wait().expect("wait");
-    let mut out = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("stdout");
-    reader.join().expect("stderr reader");
-    let log = log.lock().expect("log").clone();
+    let (status, out, log) = aggregator.finish(Duration::from_secs(300));
     assert!(status.success(), "aggregate failed: {log}");
     assert!(
         log.contains("connecting to ClickHouse failed; retrying"),

@@ -12,8 +12,8 @@ mod common;
 use common::servers::*;
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -68,38 +68,16 @@ fn the_seed_year_through_kafka_equals_its_import_also_after_kill_9_at_random_mom
     let group = unique("killed");
     let mut kills = 0;
     for round in 0..4u128 {
-        let mut child = Command::new(BIN)
-            .args(aggregate_args(killed_s, &topic, &group))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netwait aggregate");
+        let mut aggregator = Aggregator::spawn(&aggregate_args(killed_s, &topic, &group));
         // Killed 0.3 to 4 s after it got its partitions (after a kill, the group waits
         // for the dead member's session to time out first).
-        let (assigned_tx, assigned) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("kafka partitions assigned") {
-                    let _ = assigned_tx.send(());
-                }
-            }
-        });
-        assigned
-            .recv_timeout(Duration::from_secs(60))
-            .expect("partitions assigned within 60 s");
+        aggregator.wait_assigned(Duration::from_secs(60));
         let wait = 300 + (nanos() / 7 + round * 1_237) % 3_700;
         std::thread::sleep(Duration::from_millis(wait as u64));
-        if child.try_wait().expect("try_wait").is_none() {
-            child.kill().expect("kill -9");
+        if aggregator.running() {
+            aggregator.kill();
             kills += 1;
         }
-        child.wait().expect("wait");
     }
     assert!(kills >= 3, "the aggregator was killed {kills} times");
     let out = aggregate_until_idle(killed_s, &topic, &group, &[]);
@@ -214,30 +192,6 @@ fn poison_messages_land_in_the_store_and_the_dead_letter_topic_and_the_pipeline_
     assert_eq!(mixed["headers"]["netwait-item"], "2");
 }
 
-/// `curl -X POST --data-binary @FILE -H HEADER URL`: (status, body).
-fn post(url: &str, body: &Path, header: &str) -> (u16, String) {
-    let data = format!("@{}", body.display());
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            "POST",
-            "--data-binary",
-            &data,
-            "-H",
-            header,
-            url,
-        ])
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "curl: {}", text(&out.stderr));
-    let all = text(&out.stdout);
-    let (body, code) = all.rsplit_once('\n').expect("status line");
-    (code.parse().expect("HTTP status"), body.to_owned())
-}
-
 #[test]
 fn the_ingest_role_publishes_pushes_that_the_aggregator_counts_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -274,11 +228,11 @@ fn the_ingest_role_publishes_pushes_that_the_aggregator_counts_once() {
     let again = tmp.path().join("again.ndjson");
     std::fs::write(&again, format!("{calls}not json\n")).expect("write");
     let url = format!("{}/v1/events", server.http_url());
-    let (status, body) = post(&url, &again, "Content-Type: application/x-ndjson");
+    let (status, body) = post_file(&url, &again, "Content-Type: application/x-ndjson");
     assert_eq!(status, 200, "{body}");
     let reply: Value = serde_json::from_str(&body).expect("JSON answer");
     assert_eq!(reply["accepted"], lines + 1, "{reply}");
-    let (status, _) = post(
+    let (status, _) = post_file(
         &format!("{}/v1/cdrs", server.http_url()),
         &file,
         "Content-Type: application/x-ndjson",

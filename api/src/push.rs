@@ -200,9 +200,11 @@ pub(crate) async fn publish(
     producer: &EventProducer,
     lines: &[Vec<u8>],
 ) -> Result<IngestSummary, Status> {
+    // Nothing of a failed push is acknowledged; pushed again, what the broker had of it
+    // is dropped by the aggregator's dedupe (event ids).
     let published = producer.publish(lines).await.map_err(|e| {
         Status::unavailable(format!(
-            "publishing to Kafka topic {}: {e}",
+            "publishing to Kafka topic {}: {e}; this message is not acknowledged: push it again (event ids dedupe what the broker has of it)",
             producer.topic()
         ))
     })?;

@@ -9,6 +9,7 @@ use netwait_ingest::kafka::KafkaOptions;
 use netwait_ingest::kafka::consumer::Consumer;
 use netwait_ingest::kafka::dead_letter_topic::DeadLetterTopic;
 use netwait_ingest::kafka::driver::{self, DriverOptions, Totals};
+use netwait_ingest::kafka::outage::Reachability;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,8 +29,10 @@ pub struct KafkaArgs {
     /// Topic refused items are copied to, with their origin and reason in headers.
     #[arg(long, value_name = "TOPIC")]
     dead_letter_topic: Option<String>,
-    /// Stop (commit, leave the group, exit 0) after this many seconds without a message:
-    /// for runs that catch up with a topic and end. Default: run until SIGTERM/SIGINT.
+    /// Stop (commit, leave the group, exit 0) after this many seconds without a message
+    /// while the broker is reachable (a broker down or restarting is waited for, not
+    /// idle): for runs that catch up with a topic and end. Default: run until
+    /// SIGTERM/SIGINT.
     #[arg(long, value_name = "S", value_parser = super::positive_seconds)]
     idle_exit: Option<Duration>,
     /// Serve `GET /metrics` (Prometheus text: the consumer lag by partition, commits,
@@ -61,6 +64,47 @@ fn serve_metrics(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
         })?;
     println!("netwait metrics listening on {addr}");
     Ok(())
+}
+
+/// `--idle-exit`: the time without a message, counted only while partitions are assigned
+/// and the broker is reachable. The clock restarts with every message, every rebalance
+/// and every return of the broker: a topic is quiet only if the broker, there, had
+/// nothing to send. (Counted across an outage, a restart of the broker longer than the
+/// limit would end a run while events are still to come.)
+struct IdleWatch {
+    limit: Duration,
+    /// One more per durable window or rebalance.
+    activity: Arc<AtomicU64>,
+    assigned: Arc<AtomicBool>,
+    reachability: Arc<Reachability>,
+}
+
+impl IdleWatch {
+    /// Returns once idle for the limit.
+    fn wait(&self) {
+        let tick = Duration::from_millis(100);
+        let state = || {
+            (
+                self.activity.load(Ordering::Relaxed),
+                self.reachability.returns(),
+            )
+        };
+        let mut seen = state();
+        let mut idle = Duration::ZERO;
+        let mut last = Instant::now();
+        while idle < self.limit {
+            std::thread::sleep(tick);
+            let now = Instant::now();
+            let elapsed = now - std::mem::replace(&mut last, now);
+            let state = state();
+            if state != seen {
+                seen = state;
+                idle = Duration::ZERO;
+            } else if self.assigned.load(Ordering::Relaxed) && self.reachability.is_reachable() {
+                idle += elapsed;
+            }
+        }
+    }
 }
 
 pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
@@ -97,35 +141,26 @@ pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
         options.brokers,
         options.group
     );
-    // With --idle-exit: stop once partitions are assigned and nothing came for that long
-    // (the clock restarts with every message and every rebalance).
-    let started = Instant::now();
-    let last_activity = Arc::new(AtomicU64::new(0));
+    let activity = Arc::new(AtomicU64::new(0));
     let assigned = Arc::new(AtomicBool::new(false));
     if let Some(idle) = args.idle_exit {
-        let (stop, last, assigned) = (
-            Arc::clone(&stop),
-            Arc::clone(&last_activity),
-            Arc::clone(&assigned),
-        );
+        let watch = IdleWatch {
+            limit: idle,
+            activity: Arc::clone(&activity),
+            assigned: Arc::clone(&assigned),
+            reachability: consumer.reachability(),
+        };
+        let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_millis(100));
-                let since = Duration::from_millis(last.load(Ordering::Relaxed));
-                if assigned.load(Ordering::Relaxed)
-                    && started.elapsed().saturating_sub(since) >= idle
-                {
-                    stop.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
+            watch.wait();
+            stop.store(true, Ordering::Relaxed);
         });
     }
     let mut seen = (0, 0);
     let mut report = |t: &Totals| {
         if (t.messages, t.rebalances) != seen {
             seen = (t.messages, t.rebalances);
-            last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            activity.fetch_add(1, Ordering::Relaxed);
         }
         assigned.store(t.assigned > 0, Ordering::Relaxed);
         tracing::debug!(

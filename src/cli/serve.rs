@@ -63,6 +63,11 @@ pub struct IngestRoleArgs {
     /// The topic pushed events are published to (with --kafka); it must exist.
     #[arg(long, requires = "kafka")]
     topic: Option<String>,
+    /// With --kafka: a push the broker has not acknowledged within this many seconds (a
+    /// broker down or restarting) is refused, gRPC `UNAVAILABLE` / HTTP 503, to be pushed
+    /// again (event ids dedupe what the broker had of it).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = super::positive_seconds)]
+    kafka_timeout: std::time::Duration,
 }
 
 fn positive_bytes(text: &str) -> Result<usize, String> {
@@ -140,7 +145,10 @@ pub fn run(
     let (live_rules, decode, source_specs) = (settings.live, settings.decode, settings.sources);
     // The ingest role's producer, once the brokers said they have the topic.
     let forward = match (&role.kafka, &role.topic) {
-        (Some(brokers), Some(topic)) => Some((super::tail::producer(brokers, topic)?, topic)),
+        (Some(brokers), Some(topic)) => Some((
+            super::tail::producer(brokers, topic, role.kafka_timeout)?,
+            topic,
+        )),
         _ => None,
     };
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use netwait_aggregator::engine::CheckpointMoment;
 use netwait_ingest::format::Format;
 use netwait_ingest::kafka::position_file::PositionFile;
-use netwait_ingest::kafka::producer::EventProducer;
+use netwait_ingest::kafka::producer::{DELIVERY_TIMEOUT, EventProducer};
 use netwait_ingest::kafka::tail_target::KafkaTarget;
 use netwait_ingest::pipeline::{PipelineOptions, Target, drive};
 use netwait_ingest::tail::TailSource;
@@ -36,8 +36,12 @@ pub struct TailKafkaArgs {
 }
 
 /// The ingest role's producer on `brokers`, once they said they have `topic`.
-pub(super) fn producer(brokers: &str, topic: &str) -> anyhow::Result<Arc<EventProducer>> {
-    let producer = EventProducer::new(brokers, topic)
+pub(super) fn producer(
+    brokers: &str,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Arc<EventProducer>> {
+    let producer = EventProducer::new(brokers, topic, timeout)
         .and_then(|p| p.check_topic(METADATA_TIMEOUT).map(|()| p))
         .with_context(|| format!("Kafka at {brokers}, topic {topic}"))?;
     Ok(Arc::new(producer))
@@ -56,7 +60,7 @@ pub fn run(
     let mut source =
         TailSource::new(path, format).with_context(|| format!("following {}", path.display()))?;
     let published = match (&kafka.kafka, &kafka.topic) {
-        (Some(brokers), Some(topic)) => Some((producer(brokers, topic)?, topic)),
+        (Some(brokers), Some(topic)) => Some((producer(brokers, topic, DELIVERY_TIMEOUT)?, topic)),
         _ => None,
     };
     let (engine, pseudo) = open_engine(store, Use::Ingest)?;

@@ -214,6 +214,35 @@ pub fn curl_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
+/// `curl -X POST --data-binary @FILE -H HEADER URL`: (status, body); curl itself must
+/// not fail (an HTTP error status is returned).
+pub fn post_file(url: &str, body: &Path, header: &str) -> (u16, String) {
+    let data = format!("@{}", body.display());
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "--data-binary",
+            &data,
+            "-H",
+            header,
+            url,
+        ])
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = all.rsplit_once('\n').expect("status line");
+    (code.parse().expect("HTTP status"), body.to_owned())
+}
+
 /// POSTs NDJSON `lines` to the server's `POST /v1/events`; its JSON answer.
 pub fn http_push(server: &Server, lines: &[String]) -> serde_json::Value {
     let body = lines.join("\n");

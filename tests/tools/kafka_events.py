@@ -36,9 +36,12 @@ def fail(msg):
 
 
 def producer(broker):
+    # A broker restarted under it (tests/kafka_broker_restart.rs) is reconnected to within
+    # a second of its return (librdkafka's backoff otherwise grows to 10 s).
     return Producer({"bootstrap.servers": broker, "enable.idempotence": True, "acks": "all",
                      "linger.ms": 20, "batch.size": 1 << 20, "compression.type": "lz4",
-                     "message.max.bytes": MAX_MESSAGE, "queue.buffering.max.messages": 1000000})
+                     "message.max.bytes": MAX_MESSAGE, "queue.buffering.max.messages": 1000000,
+                     "reconnect.backoff.max.ms": 1000})
 
 
 def call_id(line):

@@ -7,9 +7,12 @@
 //!   everything before it durable and committed its offsets, then gives the partitions up.
 //!
 //! The channel to the driver is bounded: a slow store stops the polling (backpressure),
-//! memory stays flat. Nothing is committed to Kafka here: the driver commits offsets once
+//! memory stays flat. While no broker answers (one restarting), the client reconnects on
+//! its own; [`Consumer::reachability`] says so, and the poll errors of the outage are
+//! logged a line now and then ([`super::outage`]). Nothing is committed to Kafka here: the driver commits offsets once
 //! the store has the events ([`Consumer::commit`]).
 
+use super::outage::{Reachability, Throttle};
 use super::payload::{self, Decoder, Encoding, Origin, Refused};
 use super::{KafkaError, KafkaOptions, TopicPartition, client_config};
 use netwait_aggregator::domain::dedupe::KeyHasher;
@@ -22,7 +25,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +92,7 @@ pub struct GroupContext {
     tx: SyncSender<Delivery>,
     /// The chunk being filled (the rebalance callbacks flush it first).
     partial: Mutex<Fetched>,
+    reachability: Arc<Reachability>,
 }
 
 impl GroupContext {
@@ -191,21 +195,31 @@ impl ClientContext for GroupContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        // A broker that restarts is retried by the client: say it, do not stop.
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
+        // A broker that restarts is retried by the client: do not stop. The same error
+        // comes out of `poll` next, where it is logged (throttled): here only its effect.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.reachability.set(false);
+        }
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
     }
 
-    // Read as plain JSON for the one figure wanted: rdkafka's typed `Statistics` fails
+    // Read as plain JSON for the figures wanted: rdkafka's typed `Statistics` fails
     // whole on a field a newer librdkafka renames.
     fn stats_raw(&self, statistics: &[u8]) {
         match serde_json::from_slice::<serde_json::Value>(statistics) {
-            Ok(v) => record_lag(&v),
+            Ok(v) => {
+                record_lag(&v);
+                if let Some(up) = Reachability::from_statistics(&v) {
+                    self.reachability.set(up);
+                }
+            }
             Err(e) => tracing::debug!(error = %e, "kafka statistics not JSON"),
         }
     }
 }
 
-/// How often the client reports its statistics (the consumer lag on `/metrics`).
+/// How often the client reports its statistics (the consumer lag on `/metrics`, whether
+/// a broker is reachable).
 const STATISTICS_MS: &str = "1000";
 
 /// The consumer lag of each partition the statistics report: messages on the broker
@@ -259,6 +273,7 @@ pub struct Consumer {
     rx: Receiver<Delivery>,
     stop: Arc<AtomicBool>,
     poller: Option<std::thread::JoinHandle<()>>,
+    reachability: Arc<Reachability>,
 }
 
 impl Consumer {
@@ -269,9 +284,11 @@ impl Consumer {
         hasher: KeyHasher,
     ) -> Result<Self, KafkaError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
+        let reachability = Arc::new(Reachability::default());
         let context = GroupContext {
             tx,
             partial: Mutex::new(Fetched::default()),
+            reachability: Arc::clone(&reachability),
         };
         let consumer: BaseConsumer<GroupContext> = client_config(&options.brokers)
             .set("group.id", &options.group)
@@ -308,7 +325,13 @@ impl Consumer {
             rx,
             stop,
             poller: Some(poller),
+            reachability,
         })
+    }
+
+    /// Whether a broker is reachable now, and how often it came back.
+    pub fn reachability(&self) -> Arc<Reachability> {
+        Arc::clone(&self.reachability)
     }
 
     /// The next delivery, waiting at most `wait`; `None` when there is none yet (or the
@@ -369,6 +392,10 @@ fn poll_loop(
     let decoder = Decoder { pseudo, hasher };
     let context = Arc::clone(consumer.context());
     let mut wait = Duration::from_millis(100);
+    // Poll errors come every reconnection attempt while the broker is down: said once,
+    // then every 10 s, and at once again in the next outage.
+    let mut errors = Throttle::default();
+    let mut returns = context.reachability.returns();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(wait) {
             None => {
@@ -379,10 +406,23 @@ fn poll_loop(
                 wait = Duration::from_millis(100);
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "kafka poll");
+                let now_returns = context.reachability.returns();
+                if now_returns != returns {
+                    returns = now_returns;
+                    errors.reset();
+                }
+                if let Some(quiet) = errors.admit(Instant::now()) {
+                    tracing::warn!(
+                        error = %e,
+                        not_logged_since_last = quiet,
+                        "kafka poll failed (logged at most every 10 s while errors go on)"
+                    );
+                }
                 wait = Duration::from_millis(100);
             }
             Some(Ok(msg)) => {
+                // A message is the surest sign the broker is there.
+                context.reachability.set(true);
                 let full = {
                     let mut partial = context.partial();
                     add_message(&mut partial, &decoder, &msg);

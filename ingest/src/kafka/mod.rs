@@ -11,6 +11,7 @@
 pub mod consumer;
 pub mod dead_letter_topic;
 pub mod driver;
+pub mod outage;
 pub mod payload;
 pub mod position_file;
 pub mod producer;
@@ -55,6 +56,9 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 pub enum KafkaError {
     #[error("kafka client: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
+    /// The broker did not acknowledge a publish within the producer's timeout.
+    #[error("the broker did not acknowledge it within {} s", .0.as_secs_f64())]
+    Unacknowledged(std::time::Duration),
     #[error("kafka: {0}")]
     Other(String),
 }
@@ -70,6 +74,9 @@ fn client_config(brokers: &str) -> ClientConfig {
         )
         // rdkafka's own log goes through `tracing` (see `consumer::GroupContext::log`);
         // broker connections that drop are retried, and said once.
-        .set("log.connection.close", "false");
+        .set("log.connection.close", "false")
+        // A broker that restarts is reconnected to within 2 s of its return (the default
+        // backoff grows to 10 s: events would wait that long after a restart).
+        .set("reconnect.backoff.max.ms", "2000");
     config
 }

@@ -3,10 +3,12 @@
 //! aggregator reads a call's events in the order they were pushed). The idempotent
 //! producer (`enable.idempotence`, `acks=all`) retries without duplicating, and
 //! [`EventProducer::publish`] returns only once the broker has acknowledged every record:
-//! a push is answered only then, and a record the broker has not acknowledged within
-//! [`DELIVERY_TIMEOUT`] fails its publish (never a wait without end on a broker that is
-//! down). Validation of pushes is the aggregator's (its store holds the caller key and
-//! the dead letters): their lines are published as they came.
+//! a push is answered only then. A publish the broker has not acknowledged within the
+//! producer's timeout (a broker down or restarting; [`DELIVERY_TIMEOUT`] unless told)
+//! fails, never a wait without end: the push is refused, to be pushed again (the
+//! aggregator's dedupe drops what the broker had of it). Validation of pushes is the
+//! aggregator's (its store holds the caller key and the dead letters): their lines are
+//! published as they came.
 
 use super::payload::{CONTENT_TYPE, NDJSON};
 use super::{KafkaError, client_config};
@@ -20,13 +22,14 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::time::Duration;
 
-/// How long a record may wait for the broker's acknowledgement (librdkafka's retries
-/// included) before its publish fails.
+/// How long a publish may wait for the broker's acknowledgement (librdkafka's retries
+/// included) before it fails, unless told otherwise (`serve --kafka-timeout`).
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct EventProducer {
     topic: String,
     producer: FutureProducer,
+    timeout: Duration,
 }
 
 /// The record key of a line: its `call_id` when it has one (a line that is not an
@@ -54,16 +57,19 @@ pub fn message_lines(msg: &pb::PushRequest) -> Vec<Vec<u8>> {
 }
 
 impl EventProducer {
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
+    /// A producer to `topic`; a publish the broker has not acknowledged within `timeout`
+    /// fails ([`KafkaError::Unacknowledged`]).
+    pub fn new(brokers: &str, topic: &str, timeout: Duration) -> Result<Self, KafkaError> {
+        let timeout_ms = timeout.as_millis().clamp(10, i32::MAX as u128);
         let producer = client_config(brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set(
-                "message.timeout.ms",
-                DELIVERY_TIMEOUT.as_millis().to_string(),
-            )
+            // Records of a failed publish are not left queued for later (their push is
+            // refused, and pushed again): they expire with it. The idempotent producer
+            // survives expired records (a new epoch; no gapless guarantee is asked).
+            .set("message.timeout.ms", timeout_ms.to_string())
             // A topic that does not exist is an error, not one made by the broker's
             // auto-creation with its defaults.
             .set("allow.auto.create.topics", "false")
@@ -71,6 +77,7 @@ impl EventProducer {
         Ok(Self {
             topic: topic.to_owned(),
             producer,
+            timeout,
         })
     }
 
@@ -123,6 +130,14 @@ impl EventProducer {
         &self,
         records: &[(Option<&[u8]>, &[u8])],
     ) -> Result<u64, KafkaError> {
+        // The records' own expiry (`message.timeout.ms`) runs from each send; this bounds
+        // the whole publish, waits for room in a full queue included.
+        tokio::time::timeout(self.timeout, self.publish_all(records))
+            .await
+            .unwrap_or(Err(KafkaError::Unacknowledged(self.timeout)))
+    }
+
+    async fn publish_all(&self, records: &[(Option<&[u8]>, &[u8])]) -> Result<u64, KafkaError> {
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
         for &(key, line) in records {
             let headers = OwnedHeaders::new().insert(Header {
@@ -155,6 +170,11 @@ impl EventProducer {
         for delivery in pending {
             match delivery.await {
                 Ok(Ok(_)) => delivered += 1,
+                Ok(Err((e, _)))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) =>
+                {
+                    return Err(KafkaError::Unacknowledged(self.timeout));
+                }
                 Ok(Err((e, _))) => return Err(e.into()),
                 Err(_) => return Err(KafkaError::Other("the producer was closed".into())),
             }

@@ -1,0 +1,129 @@
+//! Broker outages as the consumer sees them: whether it reaches a broker now
+//! ([`Reachability`], from librdkafka's statistics and its "all brokers down" error), so
+//! that time without messages counts as idle only while the broker could have sent some;
+//! and [`Throttle`], which keeps the poll errors of an outage (one every reconnection
+//! attempt) to a line now and then.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Whether the consumer is connected to a broker, shared with whoever reads it.
+#[derive(Debug, Default)]
+pub struct Reachability {
+    reachable: AtomicBool,
+    /// How many times it became reachable (the first connection included).
+    returns: AtomicU64,
+}
+
+impl Reachability {
+    /// Connected to a broker now (as last seen: statistics come every second).
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// How many times the broker became reachable: a change means it came back.
+    pub fn returns(&self) -> u64 {
+        self.returns.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, reachable: bool) {
+        let was = self.reachable.swap(reachable, Ordering::Relaxed);
+        if reachable && !was {
+            let returns = self.returns.fetch_add(1, Ordering::Relaxed);
+            if returns > 0 {
+                tracing::info!("kafka broker reachable again");
+            }
+        } else if was && !reachable {
+            tracing::warn!("kafka broker unreachable: waiting for it (the client reconnects)");
+        }
+    }
+
+    /// From a statistics report: reachable when any broker connection is up. `None` when
+    /// the report lists no brokers.
+    pub(crate) fn from_statistics(stats: &serde_json::Value) -> Option<bool> {
+        let brokers = stats.get("brokers")?.as_object()?;
+        Some(
+            brokers
+                .values()
+                .any(|b| b.get("state").and_then(serde_json::Value::as_str) == Some("UP")),
+        )
+    }
+}
+
+/// How often a repeated error is said while it goes on.
+const EVERY: Duration = Duration::from_secs(10);
+
+/// Says an error the first time, then at most once every [`EVERY`] with how many were
+/// not said in between.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    last: Option<Instant>,
+    quiet: u64,
+}
+
+impl Throttle {
+    /// Whether to say this one now, and how many were kept quiet before it.
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|t| now.duration_since(t) < EVERY) {
+            self.quiet += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.quiet))
+    }
+
+    /// The errors are over: the next one is said at once.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reachable_when_a_broker_connection_is_up() {
+        let stats = |states: &[&str]| {
+            let brokers: serde_json::Map<_, _> = states
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("b{i}"), serde_json::json!({ "state": s })))
+                .collect();
+            serde_json::json!({ "brokers": brokers })
+        };
+        assert_eq!(
+            Reachability::from_statistics(&stats(&["INIT", "UP"])),
+            Some(true)
+        );
+        assert_eq!(
+            Reachability::from_statistics(&stats(&["DOWN", "CONNECT", "TRY_CONNECT"])),
+            Some(false)
+        );
+        assert_eq!(Reachability::from_statistics(&serde_json::json!({})), None);
+
+        let r = Reachability::default();
+        assert!(!r.is_reachable());
+        r.set(true);
+        r.set(true);
+        assert_eq!((r.is_reachable(), r.returns()), (true, 1));
+        r.set(false);
+        assert!(!r.is_reachable());
+        r.set(true);
+        assert_eq!((r.is_reachable(), r.returns()), (true, 2));
+    }
+
+    #[test]
+    fn a_repeated_error_is_said_once_every_ten_seconds_with_the_count_kept_quiet() {
+        let mut t = Throttle::default();
+        let t0 = Instant::now();
+        assert_eq!(t.admit(t0), Some(0));
+        for ms in [100, 5_000, 9_900] {
+            assert_eq!(t.admit(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(t.admit(t0 + Duration::from_secs(10)), Some(3));
+        assert_eq!(t.admit(t0 + Duration::from_secs(11)), None);
+        t.reset();
+        assert_eq!(t.admit(t0 + Duration::from_secs(12)), Some(0));
+    }
+}
