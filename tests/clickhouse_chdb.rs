@@ -10,7 +10,7 @@ use netwait_clickhouse::answers::{
     day_figures_sql, lines_sql, live_calls_sql, live_open_calls_sql,
 };
 use netwait_clickhouse::lease::{claim_sql, holder_sql, latest_epoch_sql};
-use netwait_clickhouse::schema::{all_statements, cells_sql};
+use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql};
 use netwait_clickhouse::store::{landed_sql, positions_sql, replay_sql};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -132,6 +132,7 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
         "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),
         "SELECT key, length(any(value)) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key".to_owned(),
         cells_sql(""),
+        days_sql(""),
         live_calls_sql(""),
         live_open_calls_sql(""),
         "SELECT * FROM netwait_interval_15m".to_owned(),

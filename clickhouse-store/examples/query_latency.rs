@@ -6,11 +6,12 @@
 //! The calls are not made one by one: their cells are inserted directly (what the
 //! queries read), as the store writes them: 20 lines over 10 years (2011-2020), in the
 //! contract's service intervals, CALLS / 40 cells (about 40 calls a cell), each with a
-//! few states (older `seq`s) to make the latest-state grouping work. The database is
+//! few states (older `seq`s) to make the latest-state grouping work, and the day rows
+//! (each (day, line)'s cells summed, as the engine writes them). The database is
 //! dropped and migrated first.
 
 use netwait_aggregator::domain::config::MetricsConfig;
-use netwait_aggregator::domain::derived::CellRow;
+use netwait_aggregator::domain::derived::{CellRow, DayRow};
 use netwait_aggregator::domain::figures::Figures;
 use netwait_aggregator::domain::time::{days_from_civil, parse_date};
 use netwait_aggregator::published::Answers;
@@ -55,6 +56,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::with_capacity(200_000);
     let mut seq = 1u64;
     let mut written = 0u64;
+    // The day rows the engine would write: each (day, line)'s cells summed.
+    let mut days: std::collections::BTreeMap<(i64, usize), Figures> = Default::default();
     let flush = |rows: &mut Vec<LogRow>| -> Result<(), Box<dyn std::error::Error>> {
         conn.block_on(async {
             let mut insert = conn.client.insert::<LogRow>("netwait_log").await?;
@@ -89,6 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out_of_hours: 0,
             unresolved: 0,
         };
+        days.entry((day, line)).or_default().merge(&f);
         let row = CellRow {
             interval,
             day,
@@ -113,6 +117,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             flush(&mut rows)?;
             seq += 2;
         }
+    }
+    // The days, each also with an older state (as a day is rewritten by every commit
+    // that touches one of its cells).
+    for (i, ((day, line), figures)) in days.into_iter().enumerate() {
+        let row = DayRow {
+            day,
+            line: lines[line].clone(),
+            figures,
+        };
+        if i % 4 == 0 {
+            rows.push(LogRow::day(
+                seq,
+                0,
+                &DayRow {
+                    figures: Figures::default(),
+                    ..row.clone()
+                },
+            ));
+        }
+        rows.push(LogRow::day(seq + 1, 0, &row));
     }
     rows.extend([LogRow::commit(seq, 0), LogRow::commit(seq + 1, 0)]);
     written += rows.len() as u64;

@@ -6,7 +6,7 @@
 
 use crate::conn::{Conn, Error, Target};
 use crate::rows::{DayFigures, IntervalFigures};
-use crate::schema::{FIGURE_COLUMNS, cells_sql, committed, kind};
+use crate::schema::{FIGURE_COLUMNS, cells_sql, committed, days_sql, kind};
 use jiff::civil::Date;
 use netwait_aggregator::domain::calendar::ServiceCalendar;
 use netwait_aggregator::domain::call::Outcome;
@@ -94,7 +94,9 @@ pub fn day_figures_sql(
     now: Millis,
 ) -> String {
     let filter = period_filter(line, from, to);
-    keyed_figures_sql("day", &filter, threshold_ms, cells_threshold_ms, now)
+    // A row a day rather than the day's cells: the same sums, made by the engine.
+    let days = days_sql(&filter);
+    keyed_figures_sql("day", &filter, &days, threshold_ms, cells_threshold_ms, now)
 }
 
 /// [`day_figures_sql`] per 15-minute interval of `grid` (cells and call records both
@@ -114,14 +116,25 @@ pub fn interval_figures_sql(
     if let Some(l) = &line.0 {
         filter.push_str(&format!(" AND line = {}", quote(l)));
     }
-    keyed_figures_sql("interval_n", &filter, threshold_ms, cells_threshold_ms, now)
+    let cells = cells_sql(&filter);
+    keyed_figures_sql(
+        "interval_n",
+        &filter,
+        &cells,
+        threshold_ms,
+        cells_threshold_ms,
+        now,
+    )
 }
 
-/// Figures grouped by `key` (a column of the cells and of the call records) over the
-/// rows `filter` keeps; the key comes first, as [`crate::rows::KeyedFigures`] reads it.
+/// Figures grouped by `key` (a column of the rows of figures and of the call records)
+/// over the rows `filter` keeps: from `figures` (the current rows of figures, cells or
+/// days, with `filter`) at the configured threshold, else from the call records; the
+/// key comes first, as [`crate::rows::KeyedFigures`] reads it.
 fn keyed_figures_sql(
     key: &str,
     filter: &str,
+    figures: &str,
     threshold_ms: Millis,
     cells_threshold_ms: Millis,
     now: Millis,
@@ -142,7 +155,7 @@ fn keyed_figures_sql(
         format!(
             "SELECT {key}, {sums} FROM ({}) GROUP BY {key} \
              UNION ALL SELECT {key}, {} FROM ({}) GROUP BY {key}",
-            cells_sql(filter),
+            figures,
             generated(&unresolved.to_string(), threshold_ms),
             live_open_calls_sql(&late),
         )

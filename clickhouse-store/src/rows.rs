@@ -2,7 +2,7 @@
 
 use crate::schema::kind;
 use clickhouse::Row;
-use netwait_aggregator::domain::derived::{CallRow, CellRow};
+use netwait_aggregator::domain::derived::{CallRow, CellRow, DayRow};
 use netwait_aggregator::domain::figures::Figures;
 use netwait_aggregator::domain::figures_sql::outcome_code;
 use serde::{Deserialize, Serialize};
@@ -66,14 +66,25 @@ impl LogRow {
     }
 
     pub fn cell(seq: u64, idx: u32, c: &CellRow) -> Self {
-        let f = &c.figures;
+        Self {
+            interval_n: c.interval,
+            ..Self::figures(seq, kind::CELL, idx, c.day, &c.line, &c.figures)
+        }
+    }
+
+    /// A day's figures (see [`kind::DAY`]).
+    pub fn day(seq: u64, idx: u32, d: &DayRow) -> Self {
+        Self::figures(seq, kind::DAY, idx, d.day, &d.line, &d.figures)
+    }
+
+    /// A row of figures (a cell's or a day's).
+    fn figures(seq: u64, kind: u8, idx: u32, day: i64, line: &str, f: &Figures) -> Self {
         Self {
             seq,
-            kind: kind::CELL,
+            kind,
             idx,
-            day: date_of(c.day),
-            interval_n: c.interval,
-            line: c.line.clone(),
+            day: date_of(day),
+            line: line.to_owned(),
             answered: f.answered,
             abandoned: f.abandoned,
             overflow: f.overflow,

@@ -49,6 +49,9 @@ pub mod kind {
     /// A commit cut short (or an attempt given up on): none of its rows count, even
     /// if the attempt lands whole later. Written before any commit above it.
     pub const VOID: u8 = 7;
+    /// A line's figures of one local day as of the commit `seq` (the sum of its cells,
+    /// made by the engine): a month or a year reads a row a day.
+    pub const DAY: u8 = 8;
 }
 
 /// The condition every reader of `netwait_log` puts on its rows: their commit is whole.
@@ -91,6 +94,12 @@ fn v1() -> Vec<String> {
 /// The BI views (issue 12 item 6): Europe/Rome local time keys, Table 1 counts under
 /// their spec names, the SLA policies' numerator and denominators, sums for averages.
 fn v2() -> Vec<String> {
+    views(&cells_sql(""))
+}
+
+/// The BI views, the daily and monthly ones over `days` (the current day rows since
+/// migration 5; the cells before).
+fn views(days: &str) -> Vec<String> {
     let cells = cells_sql("");
     let sums = |key: &str| {
         format!(
@@ -117,11 +126,11 @@ fn v2() -> Vec<String> {
             sums("toDateTime(interval_n * 900, 'Europe/Rome') AS interval_start")
         ),
         format!(
-            "CREATE VIEW IF NOT EXISTS netwait_daily AS {} FROM ({cells}) GROUP BY day, line",
+            "CREATE VIEW IF NOT EXISTS netwait_daily AS {} FROM ({days}) GROUP BY day, line",
             sums("day")
         ),
         format!(
-            "CREATE VIEW IF NOT EXISTS netwait_monthly AS {} FROM ({cells}) \
+            "CREATE VIEW IF NOT EXISTS netwait_monthly AS {} FROM ({days}) \
              GROUP BY month, line",
             sums("toStartOfMonth(day) AS month")
         ),
@@ -136,14 +145,12 @@ fn v3() -> Vec<String> {
          SELECT seq, {}, toUInt32(count() + 1) FROM netwait_log GROUP BY seq",
         kind::COMMIT
     )];
-    out.extend(
-        ["netwait_interval_15m", "netwait_daily", "netwait_monthly"]
-            .iter()
-            .map(|v| format!("DROP TABLE IF EXISTS {v}")),
-    );
+    out.extend(VIEWS.iter().map(|v| format!("DROP TABLE IF EXISTS {v}")));
     out.extend(v2());
     out
 }
+
+const VIEWS: [&str; 3] = ["netwait_interval_15m", "netwait_daily", "netwait_monthly"];
 
 /// The writer lease (see `lease`): one row per claim and heartbeat.
 fn v4() -> Vec<String> {
@@ -154,7 +161,32 @@ fn v4() -> Vec<String> {
     ]
 }
 
-pub const MIGRATIONS: [Migration; 4] = [
+/// Day rows (see [`kind::DAY`]): those of the cells already there, summed, under the
+/// last commit; the daily and monthly views read them.
+fn v5() -> Vec<String> {
+    let sums = FIGURE_COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "max_wait_ms" => format!("max(cur_{c})"),
+            _ => format!("sum(cur_{c})"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = vec![format!(
+        "INSERT INTO netwait_log (seq, kind, idx, day, line, {}) \
+         SELECT (SELECT max(seq) FROM netwait_log WHERE kind = {}), {}, 0, day, line, {sums} \
+         FROM ({}) GROUP BY day, line",
+        FIGURE_COLUMNS.join(", "),
+        kind::COMMIT,
+        kind::DAY,
+        cells_sql("")
+    )];
+    out.extend(VIEWS.iter().map(|v| format!("DROP TABLE IF EXISTS {v}")));
+    out.extend(views(&days_sql("")));
+    out
+}
+
+pub const MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         name: "log and meta tables",
@@ -175,6 +207,11 @@ pub const MIGRATIONS: [Migration; 4] = [
         name: "writer lease",
         statements: v4,
     },
+    Migration {
+        version: 5,
+        name: "day rows; daily and monthly views over them",
+        statements: v5,
+    },
 ];
 
 /// The migrations table, created before any migration.
@@ -185,15 +222,25 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS netwait_migration
 /// per (day, line, interval), its figures as `cur_<field>`, with `filter` (e.g. `AND day >= ...`) applied before
 /// grouping so that a query reads only the rows of its period.
 pub fn cells_sql(filter: &str) -> String {
+    latest_figures_sql(kind::CELL, "day, line, interval_n", filter)
+}
+
+/// The current state of each day's figures (per line) that `filter` keeps: the same
+/// columns as [`cells_sql`]'s but `interval_n`.
+pub fn days_sql(filter: &str) -> String {
+    latest_figures_sql(kind::DAY, "day, line", filter)
+}
+
+/// The latest state (by `seq`) of each row of figures of `kind`, keyed by `keys`.
+fn latest_figures_sql(kind: u8, keys: &str, filter: &str) -> String {
     let latest = FIGURE_COLUMNS
         .iter()
         .map(|c| format!("argMax({c}, seq) AS cur_{c}"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT day, line, interval_n, {latest} FROM netwait_log \
-         WHERE kind = {} AND {} {filter} GROUP BY day, line, interval_n",
-        kind::CELL,
+        "SELECT {keys}, {latest} FROM netwait_log \
+         WHERE kind = {kind} AND {} {filter} GROUP BY {keys}",
         committed()
     )
 }

@@ -224,8 +224,9 @@ fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
 
 /// The rows of commit `seq`.
 pub fn commit_rows(seq: u64, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
-    let mut rows =
-        Vec::with_capacity(batch.parts.len() + derived.cells.len() + derived.calls.len());
+    let mut rows = Vec::with_capacity(
+        batch.parts.len() + derived.cells.len() + derived.days.len() + derived.calls.len(),
+    );
     let mut idx = 0u32;
     let mut next = || {
         idx += 1;
@@ -236,6 +237,9 @@ pub fn commit_rows(seq: u64, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
     }
     for cell in derived.cells.values() {
         rows.push(LogRow::cell(seq, next(), cell));
+    }
+    for day in derived.days.values() {
+        rows.push(LogRow::day(seq, next(), day));
     }
     for call in &derived.calls {
         rows.push(LogRow::call(seq, next(), call));

@@ -26,7 +26,7 @@
 use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, CallState, LineId, Outcome, UNRESOLVED_AFTER};
 use super::callbook::{CallBook, Changes};
-use super::derived::{CallRow, CellRow, Derived};
+use super::derived::{CallRow, CellRow, DayRow, Derived};
 use super::figures::{
     CallSource, Classifier, Figures, IntervalGrid, LineFilter, Records, tally, tally_grid,
 };
@@ -211,11 +211,13 @@ impl Cells {
                     &mut place,
                     &mut Some((&mut *out, &mut touched)),
                 );
+                let mut days = Vec::with_capacity(touched.len());
                 for key in touched {
                     let figures = self.cell(key).map(|c| c.figures).unwrap_or_default();
                     let (day, _) = place.place(key.0 * INTERVAL);
                     let line = book.line_name_of(key.1).to_owned();
                     let (interval, _) = key;
+                    days.push((day, key.1));
                     out.cells.insert(
                         key,
                         CellRow {
@@ -226,6 +228,14 @@ impl Cells {
                         },
                     );
                 }
+                days.sort_unstable();
+                days.dedup();
+                for (day, line_id) in days {
+                    let figures = self.local_day(day, line_id, &mut place);
+                    let line = book.line_name_of(line_id).to_owned();
+                    out.days
+                        .insert((day, line_id), DayRow { day, line, figures });
+                }
             }
             None => self.settle_with(book, changes, &mut place, &mut None),
         }
@@ -234,6 +244,20 @@ impl Cells {
 
     fn cell(&self, key: CellKey) -> Option<&Cell> {
         self.days.get(&day_of(key))?.get(&key)
+    }
+
+    /// The sum of `line`'s cells of Europe/Rome local day `day` (days since 1970), from
+    /// the chunks of the UTC days it overlaps.
+    fn local_day(&self, day: i64, line: LineId, place: &mut Classifier<'_>) -> Figures {
+        let mut sum = Figures::default();
+        for (_, chunk) in self.days.range(day - 1..=day + 1) {
+            for (key, cell) in chunk.iter() {
+                if key.1 == line && place.place(key.0 * INTERVAL).0 == day {
+                    sum.merge(&cell.figures);
+                }
+            }
+        }
+        sum
     }
 
     fn settle_with(
@@ -961,6 +985,7 @@ mod tests {
             let mut cells = Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms);
             s.book.track_changes();
             let mut latest: BTreeMap<CellKey, Figures> = BTreeMap::new();
+            let mut latest_days: BTreeMap<(i64, LineId), Figures> = BTreeMap::new();
             let mut calls: BTreeMap<String, i64> = BTreeMap::new();
             let mut settle = |cells: &mut Cells, s: &mut Stream| {
                 let mut d = Derived::default();
@@ -968,6 +993,9 @@ mod tests {
                 cells.settle_into(&s.book, changes, Some(&mut d));
                 for (k, row) in d.cells {
                     latest.insert(k, row.figures);
+                }
+                for (k, row) in d.days {
+                    latest_days.insert(k, row.figures);
                 }
                 for row in d.calls {
                     let key = format!(
@@ -995,6 +1023,15 @@ mod tests {
                 latest.len(),
                 cells.len() + latest.keys().filter(|k| cells.cell(**k).is_none()).count()
             );
+            // Each day noted is the sum of its cells as they stand (the last state noted
+            // of each), and every day of a cell noted is noted.
+            let mut place = Classifier::new(&cfg.calendar);
+            let mut sums: BTreeMap<(i64, LineId), Figures> = BTreeMap::new();
+            for (key, f) in &latest {
+                let day = place.place(key.0 * INTERVAL).0;
+                sums.entry((day, key.1)).or_default().merge(f);
+            }
+            assert_eq!(latest_days, sums, "seed {seed}: days");
             let live: Vec<&String> = calls
                 .iter()
                 .filter(|(_, n)| **n != 0)

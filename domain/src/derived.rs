@@ -1,5 +1,6 @@
 //! The rows a store that keeps figures of its own (ClickHouse) is handed with each
-//! commit: the new state of every cell the commit touched, and its call records' changes
+//! commit: the new state of every cell the commit touched and of the days they are in,
+//! and its call records' changes
 //! as cancel (`sign` −1) and new (`sign` +1) rows. Made by the cells ([`super::cells`])
 //! from the one rule of the figures, so that a store only sums them.
 
@@ -14,6 +15,16 @@ use std::collections::BTreeMap;
 pub struct CellRow {
     pub interval: i64,
     /// Europe/Rome local day (days since 1970-01-01) of the interval.
+    pub day: i64,
+    pub line: String,
+    pub figures: Figures,
+}
+
+/// A line's figures of one Europe/Rome local day after a commit: the sum of its cells
+/// (so that a store answers a month or a year from a row a day, not 96 cells a day).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayRow {
+    /// Days since 1970-01-01.
     pub day: i64,
     pub line: String,
     pub figures: Figures,
@@ -60,16 +71,19 @@ impl CallRow {
 pub struct Derived {
     /// The latest state of each touched cell, by (interval, line).
     pub cells: BTreeMap<(i64, LineId), CellRow>,
+    /// The latest figures of each local day (and line) a touched cell is in.
+    pub days: BTreeMap<(i64, LineId), DayRow>,
     pub calls: Vec<CallRow>,
 }
 
 impl Derived {
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty() && self.calls.is_empty()
+        self.cells.is_empty() && self.days.is_empty() && self.calls.is_empty()
     }
 
     pub fn clear(&mut self) {
         self.cells.clear();
+        self.days.clear();
         self.calls.clear();
     }
 }
