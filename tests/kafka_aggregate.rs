@@ -85,15 +85,7 @@ fn the_seed_year_through_kafka_equals_its_import_also_after_kill_9_at_random_mom
     assert!(total.contains("rejected 0"), "{total}");
     assert_eq!(&figures(killed_s), imported, "after {kills} kills");
     // The offsets committed are the end of every partition: nothing is left to read.
-    let committed: Value =
-        serde_json::from_str(&tool(&["committed", &topic, &group])).expect("JSON");
-    let sum: i64 = committed
-        .as_object()
-        .expect("object")
-        .values()
-        .map(|v| v.as_i64().expect("offset"))
-        .sum();
-    assert_eq!(sum as u64, *lines, "committed offsets {committed}");
+    assert_committed(broker(), &topic, &group, *lines);
 }
 
 #[test]

@@ -176,16 +176,7 @@ fn the_aggregator_waits_through_a_broker_restart_and_a_kill_9_and_counts_exactly
     assert!(said <= 8, "{said} poll error lines: {log}");
     eprintln!("{said} poll error lines, {duplicate} duplicates");
     // The committed offsets are the end of every partition: nothing is left to read.
-    let committed: Value =
-        serde_json::from_str(&tool_on(&broker.address, &["committed", &topic, &group]))
-            .expect("JSON");
-    let sum: i64 = committed
-        .as_object()
-        .expect("object")
-        .values()
-        .map(|v| v.as_i64().expect("offset"))
-        .sum();
-    assert_eq!(sum as u64, messages, "committed offsets {committed}");
+    assert_committed(&broker.address, &topic, &group, messages);
 }
 
 /// What happened to one push.

@@ -9,49 +9,8 @@ mod common;
 use common::servers::*;
 use common::*;
 use serde_json::Value;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Command;
 use std::time::Duration;
-
-/// `netwait aggregate ARGS`, and its stderr's lines as they come.
-fn spawn(args: &[&str]) -> (Child, Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn netwait aggregate");
-    let (tx, rx) = channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for a line containing `what`; the lines seen before it.
-fn wait_for(lines: &Receiver<String>, what: &str, within: Duration) -> Vec<String> {
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(l) if l.contains(what) => return seen,
-            Ok(l) => seen.push(l),
-            Err(_) => panic!(
-                "no line with {what:?} within {within:?}; seen:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-}
 
 /// Table 1 and the SLA year through `store` (`--data D` or `--clickhouse U --database D`).
 fn figures(store: &[&str]) -> (Value, Value) {
@@ -99,17 +58,14 @@ fn one_killed_the_other_takes_over(store: &[&str], query: &[&str]) {
     ];
     args.extend_from_slice(store);
 
-    let (mut first, first_lines) = spawn(&args);
-    wait_for(
-        &first_lines,
-        "kafka partitions assigned",
-        Duration::from_secs(60),
-    );
-    let (second, second_lines) = spawn(&args);
-    let before = wait_for(&second_lines, "standing by", Duration::from_secs(60));
+    let mut first = Aggregator::spawn(&args);
+    first.wait_assigned(Duration::from_secs(60));
+    let second = Aggregator::spawn(&args);
+    second.wait_log("standing by", Duration::from_secs(60));
     assert!(
-        !before.iter().any(|l| l.contains("partitions assigned")),
-        "the standby joined the group: {before:?}"
+        !second.log().contains("partitions assigned"),
+        "the standby joined the group: {}",
+        second.log()
     );
     // Another writer beside them is refused, and says why.
     let mut import = vec!["import"];
@@ -124,22 +80,11 @@ fn one_killed_the_other_takes_over(store: &[&str], query: &[&str]) {
     assert!(said.contains("another netwait"), "{said}");
 
     std::thread::sleep(Duration::from_millis(1_500));
-    assert!(
-        first.try_wait().expect("try_wait").is_none(),
-        "still consuming"
-    );
-    first.kill().expect("kill -9");
-    first.wait().expect("wait");
-    wait_for(
-        &second_lines,
-        "kafka partitions assigned",
-        Duration::from_secs(90),
-    );
-    let out = second
-        .wait_with_output()
-        .expect("the standby exits when idle");
-    assert!(out.status.success(), "standby: {:?}", out.status);
-    let total = stdout(&out);
+    assert!(first.running(), "still consuming");
+    first.kill();
+    second.wait_assigned(Duration::from_secs(90));
+    let (status, total, log) = second.finish(Duration::from_secs(180));
+    assert!(status.success(), "standby: {status:?}\n{log}");
     let taken: u64 = total
         .split_whitespace()
         .nth(2)
@@ -148,15 +93,7 @@ fn one_killed_the_other_takes_over(store: &[&str], query: &[&str]) {
     assert!(taken > 0, "the standby counted the rest: {total}");
     assert!(total.contains("rejected 0"), "{total}");
     assert_eq!(figures(query), expected, "after the takeover");
-    let committed: Value =
-        serde_json::from_str(&tool(&["committed", &topic, &group])).expect("JSON");
-    let sum: i64 = committed
-        .as_object()
-        .expect("object")
-        .values()
-        .map(|v| v.as_i64().expect("offset"))
-        .sum();
-    assert_eq!(sum as usize, lines, "committed offsets {committed}");
+    assert_committed(broker(), &topic, &group, lines as u64);
 }
 
 #[test]
@@ -217,8 +154,8 @@ fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
     ];
     let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
     let empty = figures(&ch);
-    let (mut writer, lines) = spawn(&args);
-    wait_for(&lines, "kafka partitions assigned", Duration::from_secs(60));
+    let writer = Aggregator::spawn(&args);
+    writer.wait_assigned(Duration::from_secs(60));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while figures(&ch) == empty {
         assert!(
@@ -237,11 +174,11 @@ fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
          SELECT max(epoch) + 1, 'elsewhere/1/00', toUInt32(now()) FROM {db}.netwait_writers"
     ));
     tool(&["produce", &topic, second.to_str().expect("path")]);
-    wait_for(&lines, "took ClickHouse database", Duration::from_secs(60));
-    let status = writer.wait().expect("wait");
+    writer.wait_log("took ClickHouse database", Duration::from_secs(60));
+    let (status, _, log) = writer.finish(Duration::from_secs(60));
     assert!(
         !status.success(),
-        "the writer taken over stops with an error"
+        "the writer taken over stops with an error: {log}"
     );
     assert_eq!(
         figures(&ch),

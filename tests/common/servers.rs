@@ -194,6 +194,20 @@ pub fn aggregate_until_idle(data: &str, topic: &str, group: &str, extra: &[&str]
     out
 }
 
+/// Asserts that `group`'s committed offsets on `topic` (at `broker`) add up to `messages`:
+/// every message read was acknowledged.
+pub fn assert_committed(broker: &str, topic: &str, group: &str, messages: u64) {
+    let committed: serde_json::Value =
+        serde_json::from_str(&tool_on(broker, &["committed", topic, group])).expect("JSON");
+    let sum: i64 = committed
+        .as_object()
+        .expect("object")
+        .values()
+        .map(|v| v.as_i64().expect("offset"))
+        .sum();
+    assert_eq!(sum as u64, messages, "committed offsets {committed}");
+}
+
 /// A Kafka broker of a test's own, for tests that stop or kill it: restarting the shared
 /// one would disturb the tests running beside them on it. Started by `deploy/up kafka`
 /// with a data directory beside the shared one's (`$NETWAIT_DEPLOY_DIR-NAME`) and ports
@@ -324,6 +338,19 @@ impl Aggregator {
     pub fn wait_assigned(&self, timeout: Duration) {
         if self.assigned.recv_timeout(timeout).is_err() {
             panic!("no partitions assigned within {timeout:?}: {}", self.log());
+        }
+    }
+
+    /// Waits until its stderr has a line with `what`.
+    pub fn wait_log(&self, what: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} within {timeout:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
