@@ -8,25 +8,8 @@
 mod common;
 use common::servers::*;
 use common::*;
-use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-
-/// Table 1 and the SLA year through `store` (`--data D` or `--clickhouse U --database D`).
-fn figures(store: &[&str]) -> (Value, Value) {
-    let mut t = vec![
-        "stats",
-        "table1",
-        "--from",
-        "2019-01-01",
-        "--to",
-        "2020-01-01",
-    ];
-    t.extend_from_slice(store);
-    let mut sla = vec!["stats", "sla", "--year", "2019"];
-    sla.extend_from_slice(store);
-    (json(&t), json(&sla))
-}
 
 /// The scenario on `store` (the arguments naming it to `aggregate` and `import`), read
 /// back with `stats` and the arguments `query`.
@@ -36,7 +19,7 @@ fn one_killed_the_other_takes_over(store: &[&str], query: &[&str]) {
     let imported = tmp.path().join("imported");
     let imported_s = imported.to_str().expect("utf-8 path");
     netwait(&["import", "--data", imported_s, file.to_str().expect("path")]);
-    let expected = figures(&["--data", imported_s]);
+    let expected = year_2019(&["--data", imported_s]);
     let lines = std::fs::read_to_string(&file)
         .expect("seed")
         .lines()
@@ -92,7 +75,7 @@ fn one_killed_the_other_takes_over(store: &[&str], query: &[&str]) {
         .unwrap_or_else(|| panic!("total line: {total}"));
     assert!(taken > 0, "the standby counted the rest: {total}");
     assert!(total.contains("rejected 0"), "{total}");
-    assert_eq!(figures(query), expected, "after the takeover");
+    assert_eq!(year_2019(query), expected, "after the takeover");
     assert_committed(broker(), &topic, &group, lines as u64);
 }
 
@@ -153,11 +136,11 @@ fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
         &db,
     ];
     let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
-    let empty = figures(&ch);
+    let empty = year_2019(&ch);
     let writer = Aggregator::spawn(&args);
     writer.wait_assigned(Duration::from_secs(60));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while figures(&ch) == empty {
+    while year_2019(&ch) == empty {
         assert!(
             std::time::Instant::now() < deadline,
             "the first half counted"
@@ -166,7 +149,7 @@ fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
     }
     // Idle again (the first half is one window).
     std::thread::sleep(Duration::from_secs(2));
-    let counted = figures(&ch);
+    let counted = year_2019(&ch);
     // Another writer claims the next epoch (as a standby does once it finds the holder
     // silent): the running one must not commit again.
     clickhouse_sql(&format!(
@@ -181,7 +164,7 @@ fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
         "the writer taken over stops with an error: {log}"
     );
     assert_eq!(
-        figures(&ch),
+        year_2019(&ch),
         counted,
         "nothing committed after the takeover"
     );

@@ -6,7 +6,7 @@
 
 use crate::conn::{Conn, Error, Target};
 use crate::rows::{DayFigures, IntervalFigures};
-use crate::schema::{FIGURE_COLUMNS, cells_sql, committed, days_sql, kind};
+use crate::schema::{FIGURE_COLUMNS, cells_sql, combined, committed, days_sql, kind};
 use jiff::civil::Date;
 use netwait_aggregator::domain::calendar::ServiceCalendar;
 use netwait_aggregator::domain::call::Outcome;
@@ -145,10 +145,7 @@ fn keyed_figures_sql(
     if threshold_ms == cells_threshold_ms {
         let sums = FIGURE_COLUMNS
             .iter()
-            .map(|c| match *c {
-                "max_wait_ms" => format!("max(cur_{c}) AS {c}"),
-                _ => format!("sum(cur_{c}) AS {c}"),
-            })
+            .map(|c| format!("{} AS {c}", combined(c)))
             .collect::<Vec<_>>()
             .join(", ");
         let late = format!("{filter} AND anchor_ms <= {timed_out}");

@@ -166,10 +166,7 @@ fn v4() -> Vec<String> {
 fn v5() -> Vec<String> {
     let sums = FIGURE_COLUMNS
         .iter()
-        .map(|c| match *c {
-            "max_wait_ms" => format!("max(cur_{c})"),
-            _ => format!("sum(cur_{c})"),
-        })
+        .map(|c| combined(c))
         .collect::<Vec<_>>()
         .join(", ");
     let mut out = vec![format!(
@@ -229,6 +226,15 @@ pub fn cells_sql(filter: &str) -> String {
 /// columns as [`cells_sql`]'s but `interval_n`.
 pub fn days_sql(filter: &str) -> String {
     latest_figures_sql(kind::DAY, "day, line", filter)
+}
+
+/// How the current rows of figures (`cur_` columns, as [`cells_sql`] and [`days_sql`]
+/// name them) of one figure combine: the maximum of a maximum, else the sum.
+pub fn combined(column: &str) -> String {
+    match column {
+        "max_wait_ms" => format!("max(cur_{column})"),
+        _ => format!("sum(cur_{column})"),
+    }
 }
 
 /// The latest state (by `seq`) of each row of figures of `kind`, keyed by `keys`.

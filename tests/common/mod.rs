@@ -148,6 +148,23 @@ pub fn table1(at: [&str; 2], from: &str, to: &str, extra: &[&str]) -> serde_json
     json(&args)
 }
 
+/// Table 1 and the SLA year of 2019 through `store` (`--data D`, `--server A`, or
+/// `--clickhouse U --database D`), as JSON.
+pub fn year_2019(store: &[&str]) -> (serde_json::Value, serde_json::Value) {
+    let mut t = vec![
+        "stats",
+        "table1",
+        "--from",
+        "2019-01-01",
+        "--to",
+        "2020-01-01",
+    ];
+    t.extend_from_slice(store);
+    let mut sla = vec!["stats", "sla", "--year", "2019"];
+    sla.extend_from_slice(store);
+    (json(&t), json(&sla))
+}
+
 /// Calls on weekdays of March 2019 in service hours; every 4th abandoned, the rest answered
 /// with a booking. Returns the file text and (answered, abandoned).
 pub fn march_calls(calls: u64) -> (String, u64, u64) {

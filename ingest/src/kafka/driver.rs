@@ -161,7 +161,14 @@ pub fn run(
                     .map(|tp| {
                         let position = stored.position(&tp.name());
                         driver.standing.insert(tp.clone(), position.clone());
-                        position.as_offset().and_then(|o| i64::try_from(o).ok())
+                        let offset = position.as_offset().and_then(|o| i64::try_from(o).ok());
+                        // Kafka's committed offset may lag the store's (a crash between
+                        // the two): the store's is committed with the next commit, even
+                        // when nothing more comes to read.
+                        if let Some(o) = offset {
+                            driver.next_offsets.insert(tp.clone(), o);
+                        }
+                        offset
                     })
                     .collect();
                 let _ = reply.send(at);
