@@ -13,7 +13,8 @@
 //! it) stops instead of writing. A clean stop hands the lease over at once (a claim of
 //! the next epoch by nobody). An aggregator started beside a running one waits as a
 //! standby and takes over when the running one stops or dies (at once when it was a
-//! process of the same host, found gone; else after [`TTL`]); an import is refused.
+//! process of the same host, boot and pid namespace, found gone; else after [`TTL`]);
+//! an import is refused.
 //! (Not fenced: a writer stalled for longer than [`TTL`] in the middle of an insert.)
 
 use crate::conn::{Conn, Error, Target};
@@ -56,26 +57,50 @@ impl Holder {
         self.writer != NOBODY && self.silent_s < TTL.as_secs() && !self.gone_from_here()
     }
 
-    /// Whether the holder was a process of this host that is no longer running (a
-    /// writer killed and started again takes over at once, not after [`TTL`]).
+    /// Whether the holder was a process of this host (the same kernel boot and process
+    /// namespace: a pid means the same process only there) that is no longer running
+    /// (a writer killed and started again takes over at once, not after [`TTL`]).
     fn gone_from_here(&self) -> bool {
+        let Some(here) = this_host() else {
+            return false;
+        };
         let mut parts = self.writer.splitn(3, '/');
         match (
             parts.next(),
             parts.next().and_then(|p| p.parse::<u32>().ok()),
         ) {
             (Some(host), Some(pid)) => {
-                host == this_host() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                host == here && !std::path::Path::new(&format!("/proc/{pid}")).exists()
             }
             _ => false,
         }
     }
 }
 
-fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
+/// This host as writer ids name it: `hostname@boot id.pid namespace`, `None` when a part
+/// cannot be read (then no holder is known to be gone; it expires after [`TTL`]).
+fn this_host() -> Option<&'static str> {
+    static HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        };
+        let namespace = std::fs::read_link("/proc/self/ns/pid")
+            .ok()?
+            .to_str()?
+            .trim_start_matches("pid:[")
+            .trim_end_matches(']')
+            .to_owned();
+        Some(format!(
+            "{}@{}.{namespace}",
+            read("/proc/sys/kernel/hostname")?,
+            read("/proc/sys/kernel/random/boot_id")?
+        ))
+    })
+    .as_deref()
 }
 
 /// The latest epoch's winner (its earliest claim, ties to the lowest writer id), the
@@ -125,13 +150,14 @@ fn latest_epoch(conn: &Conn) -> Result<u64, Error> {
         .map_err(|e| conn.error(e))
 }
 
-/// A writer id: `host/pid/` and 16 random hex digits.
+/// A writer id: `host/pid/` (see [`this_host`]) and 16 random hex digits.
 fn new_writer_id() -> Result<String, std::io::Error> {
     use std::io::Read;
     let mut raw = [0u8; 8];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
     let random: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{}/{}/{random}", this_host(), std::process::id()))
+    let host = this_host().unwrap_or("unknown");
+    Ok(format!("{host}/{}/{random}", std::process::id()))
 }
 
 /// The database's write lease, held until dropped.
@@ -319,7 +345,8 @@ mod tests {
     fn writer_ids_differ_and_name_this_process() {
         let (a, b) = (new_writer_id().unwrap(), new_writer_id().unwrap());
         assert_ne!(a, b);
-        assert!(a.starts_with(&format!("{}/{}/", this_host(), std::process::id())));
+        let host = this_host().expect("this host is known");
+        assert!(a.starts_with(&format!("{host}/{}/", std::process::id())));
     }
 
     #[test]
@@ -332,10 +359,14 @@ mod tests {
         let me = new_writer_id().unwrap();
         assert!(h(me).alive());
         // Above the kernel's pid limit: no such process.
-        let dead = format!("{}/{}/00", this_host(), u32::MAX);
+        let host = this_host().expect("this host is known");
+        let dead = format!("{host}/{}/00", u32::MAX);
         assert!(!h(dead).alive());
         // Another host's: alive while heard of.
-        assert!(h(format!("elsewhere-{}/{}/00", this_host(), u32::MAX)).alive());
+        assert!(h(format!("elsewhere-{host}/{}/00", u32::MAX)).alive());
+        // The same host name under another boot or process namespace: not this host.
+        let (name, _) = host.split_once('@').expect("name@boot");
+        assert!(h(format!("{name}@other-boot.1/{}/00", u32::MAX)).alive());
         assert!(h("no-pid".into()).alive());
     }
 }
