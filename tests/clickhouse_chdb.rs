@@ -9,7 +9,7 @@ use netwait_aggregator::domain::figures::LineFilter;
 use netwait_clickhouse::answers::{
     day_figures_sql, lines_sql, live_calls_sql, live_open_calls_sql,
 };
-use netwait_clickhouse::lease::{claim_sql, holder_sql, latest_epoch_sql};
+use netwait_clickhouse::lease::{claim_sql, heartbeat_sql, holder_sql, latest_epoch_sql};
 use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql};
 use netwait_clickhouse::store::{landed_sql, positions_sql, replay_sql};
 use std::path::Path;
@@ -142,9 +142,15 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
         latest_epoch_sql().to_owned(),
         holder_sql().replace("now()", "toDateTime(1900000000)"),
         claim_sql()
-            .replace("INSERT INTO netwait_writers (epoch, writer, at) ", "")
+            .replace("INSERT INTO netwait_writers (epoch, writer, since, at) ", "")
             .replacen('?', "7", 1)
             .replacen('?', "'w'", 1)
+            .replace("now()", "toDateTime(1900000000)"),
+        heartbeat_sql()
+            .replace("INSERT INTO netwait_writers (epoch, writer, since, at) ", "")
+            .replacen('?', "7", 1)
+            .replacen('?', "'w'", 1)
+            .replacen('?', "1800000000", 1)
             .replace("now()", "toDateTime(1900000000)"),
     ];
     let now = netwait_aggregator::domain::time::parse_rfc3339("2019-03-29T18:00:00Z").expect("ts");

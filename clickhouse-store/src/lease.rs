@@ -3,9 +3,9 @@
 //!
 //! Commits are numbered by their writer (see the store), so two writers on one database
 //! would number theirs alike and make each other's void. A writer claims the next
-//! epoch (a row `(epoch, writer, at)`, `at` the server's clock) when the epoch's holder
-//! has not been heard of for [`TTL`]; the claims of one epoch are ranked by their first
-//! row's time, then by writer id, so writers that claim at once agree on the winner once
+//! epoch (a row `(epoch, writer, since, at)`, both times the server's clock) when the
+//! epoch's holder has not been heard of for [`TTL`]; the claims of one epoch are ranked
+//! by `since`, then by writer id, so writers that claim at once agree on the winner once
 //! each has waited [`SETTLE`] (every claim made before a writer's own has landed by
 //! then). The holder's heartbeat adds a row of its epoch every [`HEARTBEAT`]; before each
 //! commit it checks that no later epoch was claimed, so a writer that was taken over
@@ -48,6 +48,8 @@ pub enum WhenHeld {
 struct Holder {
     epoch: u64,
     writer: String,
+    /// When its claim was made (server clock, seconds): what ranks the claims of an epoch.
+    since: u32,
     /// Seconds since the holder's last row, by the server's clock.
     silent_s: u64,
 }
@@ -106,16 +108,23 @@ fn this_host() -> Option<&'static str> {
 /// The latest epoch's winner (its earliest claim, ties to the lowest writer id), the
 /// epoch 0 of nobody on an empty table.
 pub fn holder_sql() -> String {
-    "SELECT epoch, writer, toUInt64(greatest(toInt64(toUInt32(now())) - toInt64(last), 0)) AS silent_s \
-     FROM (SELECT epoch, writer, min(at) AS since, max(at) AS last FROM netwait_writers \
+    "SELECT epoch, writer, since, toUInt64(greatest(toInt64(toUInt32(now())) - toInt64(last), 0)) AS silent_s \
+     FROM (SELECT epoch, writer, min(since) AS since, max(at) AS last FROM netwait_writers \
      WHERE epoch = (SELECT max(epoch) FROM netwait_writers) \
      GROUP BY epoch, writer ORDER BY since, writer LIMIT 1)"
         .into()
 }
 
-/// A row of `writer` in `epoch` at the server's time.
+/// A claim of `writer` for `epoch` at the server's time.
 pub fn claim_sql() -> &'static str {
-    "INSERT INTO netwait_writers (epoch, writer, at) SELECT ?, ?, toUInt32(now())"
+    "INSERT INTO netwait_writers (epoch, writer, since, at) \
+     SELECT ?, ?, toUInt32(now()), toUInt32(now())"
+}
+
+/// A heartbeat of the holder of `epoch` whose claim was made at `since`. (The table
+/// keeps one row per claim once merged, its latest `at`: it does not grow with time.)
+pub fn heartbeat_sql() -> &'static str {
+    "INSERT INTO netwait_writers (epoch, writer, since, at) SELECT ?, ?, ?, toUInt32(now())"
 }
 
 /// The latest epoch claimed.
@@ -130,8 +139,21 @@ fn holder(conn: &Conn) -> Result<Holder, Error> {
     Ok(rows.into_iter().next().unwrap_or(Holder {
         epoch: 0,
         writer: NOBODY.into(),
+        since: 0,
         silent_s: u64::MAX,
     }))
+}
+
+fn heartbeat(conn: &Conn, epoch: u64, writer: &str, since: u32) -> Result<(), Error> {
+    conn.block_on(
+        conn.client
+            .query(heartbeat_sql())
+            .bind(epoch)
+            .bind(writer)
+            .bind(since)
+            .execute(),
+    )
+    .map_err(|e| conn.error(e))
 }
 
 fn claim(conn: &Conn, epoch: u64, writer: &str) -> Result<(), Error> {
@@ -211,14 +233,14 @@ impl Lease {
             let won = conn.retrying("reading the writer lease", holder, |_| Ok(None))?;
             if won.epoch == epoch && won.writer == writer {
                 tracing::info!(database = %conn.target.database, epoch, %writer, "writer lease taken");
-                return Ok(Self::start(conn.target.clone(), epoch, writer));
+                return Ok(Self::start(conn.target.clone(), epoch, writer, won.since));
             }
             // Another claim of the same epoch ranks first (or a later epoch was
             // claimed): that writer holds it now.
         }
     }
 
-    fn start(target: Target, epoch: u64, writer: String) -> Self {
+    fn start(target: Target, epoch: u64, writer: String, since: u32) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let beat = {
@@ -234,7 +256,8 @@ impl Lease {
                 };
                 let mut failing = false;
                 while !stop.load(Ordering::Relaxed) {
-                    let beat = claim(&conn, epoch, &writer).and_then(|()| latest_epoch(&conn));
+                    let beat =
+                        heartbeat(&conn, epoch, &writer, since).and_then(|()| latest_epoch(&conn));
                     match beat {
                         Ok(latest) if latest > epoch => {
                             tracing::error!(
@@ -333,6 +356,7 @@ mod tests {
         let h = |writer: &str, silent_s| Holder {
             epoch: 1,
             writer: writer.into(),
+            since: 0,
             silent_s,
         };
         assert!(h("a", 0).alive());
@@ -354,6 +378,7 @@ mod tests {
         let h = |writer: String| Holder {
             epoch: 1,
             writer,
+            since: 0,
             silent_s: 0,
         };
         let me = new_writer_id().unwrap();

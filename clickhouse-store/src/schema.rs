@@ -152,11 +152,13 @@ fn v3() -> Vec<String> {
 
 const VIEWS: [&str; 3] = ["netwait_interval_15m", "netwait_daily", "netwait_monthly"];
 
-/// The writer lease (see `lease`): one row per claim and heartbeat.
+/// The writer lease (see `lease`): a row per claim and heartbeat, merged to the latest
+/// heartbeat of each claim.
 fn v4() -> Vec<String> {
     vec![
-        "CREATE TABLE IF NOT EXISTS netwait_writers (epoch UInt64, writer String, at UInt32) \
-         ENGINE = MergeTree() ORDER BY (epoch, writer, at)"
+        "CREATE TABLE IF NOT EXISTS netwait_writers \
+         (epoch UInt64, writer String, since UInt32, at UInt32) \
+         ENGINE = ReplacingMergeTree(at) ORDER BY (epoch, writer, since)"
             .into(),
     ]
 }
