@@ -120,22 +120,9 @@ fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
     tool(&["produce", &topic, first.to_str().expect("path")]);
     let unused = tmp.path().join("unused");
     let group = unique("fenced");
-    let args = [
-        "aggregate",
-        "--data",
-        unused.to_str().expect("utf-8 path"),
-        "--kafka",
-        broker(),
-        "--topic",
-        &topic,
-        "--group",
-        &group,
-        "--clickhouse",
-        &url,
-        "--database",
-        &db,
-    ];
     let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
+    let mut args = aggregate_args(unused.to_str().expect("utf-8 path"), &topic, &group);
+    args.extend_from_slice(&ch);
     let empty = year_2019(&ch);
     let writer = Aggregator::spawn(&args);
     writer.wait_assigned(Duration::from_secs(60));
