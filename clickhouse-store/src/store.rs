@@ -225,14 +225,14 @@ fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
 /// The rows of commit `seq`.
 pub fn commit_rows(seq: u64, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
     let mut rows = Vec::with_capacity(
-        batch.parts.len() + derived.cells.len() + derived.days.len() + derived.calls.len(),
+        batch.parts().len() + derived.cells.len() + derived.days.len() + derived.calls.len(),
     );
     let mut idx = 0u32;
     let mut next = || {
         idx += 1;
         idx
     };
-    for part in &batch.parts {
+    for part in batch.parts() {
         rows.push(LogRow::records(seq, next(), part.clone()));
     }
     for cell in derived.cells.values() {

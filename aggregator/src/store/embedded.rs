@@ -672,7 +672,6 @@ fn write_durable(path: &Path, head: &[u8], body: PartWriter<'_>) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::codec::encode_dead_letter;
     use crate::store::record::DeadLetter;
 
     #[test]
@@ -686,23 +685,17 @@ mod tests {
     }
 
     fn one_dead_letter(position: u64) -> Batch {
-        let mut bytes = Vec::new();
-        encode_dead_letter(
-            &mut bytes,
-            &DeadLetter {
-                source: "f".into(),
-                position,
-                code: "empty".into(),
-                reason: "empty line".into(),
-                raw: (&b""[..]).into(),
-                truncated_from: None,
-                received_ms: None,
-            },
-        );
-        Batch {
-            parts: vec![bytes],
-            records: 1,
-        }
+        let mut batch = Batch::default();
+        batch.push(&Record::DeadLetter(DeadLetter {
+            source: "f".into(),
+            position,
+            code: "empty".into(),
+            reason: "empty line".into(),
+            raw: (&b""[..]).into(),
+            truncated_from: None,
+            received_ms: None,
+        }));
+        batch
     }
 
     #[test]
@@ -791,20 +784,15 @@ mod tests {
         // A torn last commit is skipped in memory, not cut; a writer cuts it.
         let mut w = EmbeddedStore::open(dir.path()).expect("create");
         let mut batch = Batch::default();
-        let mut bytes = Vec::new();
-        encode_dead_letter(
-            &mut bytes,
-            &DeadLetter {
-                source: "f".into(),
-                position: 1,
-                code: "empty".into(),
-                reason: "empty line".into(),
-                raw: (&b""[..]).into(),
-                truncated_from: None,
-                received_ms: None,
-            },
-        );
-        batch.append(bytes, 1);
+        batch.push(&Record::DeadLetter(DeadLetter {
+            source: "f".into(),
+            position: 1,
+            code: "empty".into(),
+            reason: "empty line".into(),
+            raw: (&b""[..]).into(),
+            truncated_from: None,
+            received_ms: None,
+        }));
         let end = w.commit(&batch).expect("commit");
         let log = dir.path().join(LOG);
         let mut torn = std::fs::read(&log).expect("read");
@@ -829,21 +817,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = EmbeddedStore::open(dir.path()).expect("open");
         let mut batch = Batch::default();
-        let mut bytes = Vec::new();
-        encode_dead_letter(
-            &mut bytes,
-            &DeadLetter {
-                source: "f".into(),
-                position: 3,
-                code: "empty".into(),
-                reason: "empty line".into(),
-                raw: (&b""[..]).into(),
-                truncated_from: None,
-                received_ms: None,
-            },
-        );
-        batch.parts.push(bytes);
-        batch.records = 1;
+        batch.push(&Record::DeadLetter(DeadLetter {
+            source: "f".into(),
+            position: 3,
+            code: "empty".into(),
+            reason: "empty line".into(),
+            raw: (&b""[..]).into(),
+            truncated_from: None,
+            received_ms: None,
+        }));
         let end = s.commit(&batch).expect("commit");
         s.save_checkpoint(
             end,
@@ -881,23 +863,17 @@ mod tests {
     }
 
     fn dead_letter_with_raw(position: u64, raw: &[u8]) -> Batch {
-        let mut bytes = Vec::new();
-        encode_dead_letter(
-            &mut bytes,
-            &DeadLetter {
-                source: "push:peer".into(),
-                position,
-                code: "invalid_json".into(),
-                reason: "not JSON".into(),
-                raw: raw.into(),
-                truncated_from: None,
-                received_ms: None,
-            },
-        );
-        Batch {
-            parts: vec![bytes],
-            records: 1,
-        }
+        let mut batch = Batch::default();
+        batch.push(&Record::DeadLetter(DeadLetter {
+            source: "push:peer".into(),
+            position,
+            code: "invalid_json".into(),
+            reason: "not JSON".into(),
+            raw: raw.into(),
+            truncated_from: None,
+            received_ms: None,
+        }));
+        batch
     }
 
     fn records(dir: &Path) -> (usize, usize) {

@@ -102,17 +102,24 @@ impl StoreError {
     }
 }
 
-/// The records of one commit, already encoded with [`codec`], as consecutive parts
-/// (so that whole input chunks can be committed without copying them).
+/// The records of one commit, in order. A store sees them typed ([`Self::records`]),
+/// or, when it keeps records as bytes, in their one encoding ([`codec`], the same in every
+/// store) as consecutive parts ([`Self::parts`]): whole input chunks are committed
+/// without being copied or decoded again.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub parts: Vec<Vec<u8>>,
-    pub records: u32,
+    parts: Vec<Vec<u8>>,
+    records: u32,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.records == 0
+    }
+
+    /// Records in the batch.
+    pub fn record_count(&self) -> u32 {
+        self.records
     }
 
     /// Encoded bytes in the batch.
@@ -123,6 +130,28 @@ impl Batch {
     pub fn clear(&mut self) {
         self.parts.clear();
         self.records = 0;
+    }
+
+    /// The records, typed, in commit order; an error only when the batch was built from
+    /// bytes that are not records (a bug of whoever encoded them).
+    pub fn records(&self) -> impl Iterator<Item = Result<Record<'_>, codec::DecodeError>> + '_ {
+        self.parts.iter().flat_map(|p| codec::Decoder::new(p))
+    }
+
+    /// Adds one record.
+    pub fn push(&mut self, record: &Record<'_>) {
+        let mut part = Vec::new();
+        match record {
+            Record::Event(ev) => codec::encode_event(&mut part, ev),
+            Record::DeadLetter(d) => codec::encode_dead_letter(&mut part, d),
+            Record::Positions(delta) => codec::encode_positions(&mut part, delta),
+        }
+        self.append(part, 1);
+    }
+
+    /// The records in their encoding, as consecutive parts.
+    pub fn parts(&self) -> &[Vec<u8>] {
+        &self.parts
     }
 
     /// Adds encoded records as a part of their own.
