@@ -18,7 +18,7 @@ use netwait_aggregator::published::Snapshot;
 use netwait_aggregator::store::positions::SourceCheckpoint;
 use netwait_aggregator::store::{LogPosition, StoreError, StoreErrorKind};
 use netwait_ingest::kafka::producer::EventProducer;
-use netwait_ingest::pipeline::Target;
+use netwait_ingest::pipeline::{Target, each_window};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{oneshot, watch};
@@ -251,31 +251,16 @@ impl Target for AppState {
         _spares: Option<Spares>,
         durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
     ) -> Result<IngestSummary, StoreError> {
-        let mut total = IngestSummary::default();
-        loop {
-            let mut window = Vec::new();
-            let mut ended = true;
-            for chunk in &mut *chunks {
-                let last = chunk.asks_commit();
-                window.push(chunk);
-                if last {
-                    ended = false;
-                    break;
-                }
-            }
-            if !window.is_empty() {
-                let (sum, at) = self.write_waiting(move |e| {
-                    let sum =
-                        e.stage_stream(window.into_iter(), commit_bytes, false, None, &mut |_| {})?;
-                    Ok((sum, e.source_checkpoint().clone()))
-                })?;
-                total += sum;
-                durable(&at);
-            }
-            if ended {
-                return Ok(total);
-            }
-        }
+        // The engine cuts its commits at `commit_bytes` itself: a window is a job.
+        each_window(chunks, usize::MAX, &mut |window| {
+            let (sum, at) = self.write_waiting(move |e| {
+                let sum =
+                    e.stage_stream(window.into_iter(), commit_bytes, false, None, &mut |_| {})?;
+                Ok((sum, e.source_checkpoint().clone()))
+            })?;
+            durable(&at);
+            Ok(sum)
+        })
     }
 }
 

@@ -165,6 +165,37 @@ pub trait Target {
     ) -> Result<IngestSummary, StoreError>;
 }
 
+/// Cuts `chunks` into commit windows and hands each to `deliver` as it closes, in
+/// order: a window ends after a chunk that asks for a commit
+/// ([`EncodedChunk::asks_commit`]), once `max_bytes` of encoded records are in it, or
+/// with the input. For a [`Target`] that makes one commit of each window elsewhere than
+/// in an engine of its own (a writer thread's engine, a broker).
+pub fn each_window(
+    chunks: &mut dyn Iterator<Item = EncodedChunk>,
+    max_bytes: usize,
+    deliver: &mut dyn FnMut(Vec<EncodedChunk>) -> Result<IngestSummary, StoreError>,
+) -> Result<IngestSummary, StoreError> {
+    let mut total = IngestSummary::default();
+    loop {
+        let (mut window, mut bytes, mut ended) = (Vec::new(), 0, true);
+        for chunk in &mut *chunks {
+            let last = chunk.asks_commit();
+            bytes += chunk.bytes.len();
+            window.push(chunk);
+            if last || bytes >= max_bytes {
+                ended = false;
+                break;
+            }
+        }
+        if !window.is_empty() {
+            total += deliver(window)?;
+        }
+        if ended {
+            return Ok(total);
+        }
+    }
+}
+
 impl Target for Engine {
     fn source_checkpoint(&mut self) -> SourceCheckpoint {
         Engine::source_checkpoint(self).clone()
@@ -505,6 +536,44 @@ mod tests {
         let p = Pseudonymizer::new([0; 32]);
         let sum = import(&mut src, &mut engine, &p, opts, &mut |_| {}).expect("import");
         (dir, engine, sum)
+    }
+
+    #[test]
+    fn windows_close_after_a_chunk_asking_for_a_commit_or_at_the_byte_bound() {
+        let chunk = |bytes: usize, commit: bool| {
+            let mut c = EncodedChunk::default();
+            c.bytes = vec![0; bytes];
+            if commit {
+                c.commit_after();
+            }
+            c
+        };
+        let input = [
+            chunk(10, false),
+            chunk(10, true), // a source's cadence closes the window
+            chunk(60, false),
+            chunk(50, false), // 110 >= 100: closed at the bound
+            chunk(5, false),  // the input's end closes the last one
+        ];
+        let mut sizes = Vec::new();
+        let sum = each_window(&mut input.into_iter(), 100, &mut |w| {
+            sizes.push(w.iter().map(|c| c.bytes.len()).collect::<Vec<_>>());
+            Ok(IngestSummary {
+                accepted: w.len() as u64,
+                ..IngestSummary::default()
+            })
+        })
+        .expect("windows");
+        assert_eq!(sizes, [vec![10, 10], vec![60, 50], vec![5]]);
+        assert_eq!(sum.accepted, 5, "the windows' summaries add up");
+        let mut none = std::iter::empty();
+        let mut calls = 0;
+        each_window(&mut none, 100, &mut |_| {
+            calls += 1;
+            Ok(IngestSummary::default())
+        })
+        .expect("no input");
+        assert_eq!(calls, 0, "no input, no window");
     }
 
     #[test]

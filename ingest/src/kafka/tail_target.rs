@@ -14,7 +14,7 @@
 
 use super::position_file::PositionFile;
 use super::producer::EventProducer;
-use crate::pipeline::Target;
+use crate::pipeline::{Target, each_window};
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::event::Event;
 use netwait_aggregator::engine::{EncodedChunk, IngestSummary, Spares};
@@ -131,16 +131,10 @@ struct Window {
     /// The chunks' rejected lines, for the local store.
     dead_letters: Vec<EncodedChunk>,
     delta: CheckpointDelta,
-    /// Encoded bytes taken in (the window's size, as the engine measures its commits).
-    bytes: usize,
-    /// Anything at all taken in (a source with nothing new still moves its position).
-    taken: bool,
 }
 
 impl Window {
     fn take(&mut self, chunk: &EncodedChunk) -> Result<(), StoreError> {
-        self.taken = true;
-        self.bytes += chunk.bytes.len();
         self.delta.extend(chunk.delta().clone())?;
         for record in Decoder::new(&chunk.bytes) {
             match record {
@@ -211,24 +205,13 @@ impl<L: Target> Target for KafkaTarget<L> {
         _spares: Option<Spares>,
         durable: &mut (dyn FnMut(&SourceCheckpoint) + Send),
     ) -> Result<IngestSummary, StoreError> {
-        let mut total = IngestSummary::default();
-        loop {
+        each_window(chunks, commit_bytes, &mut |chunks| {
             let mut window = Window::default();
-            let mut ended = true;
-            for chunk in &mut *chunks {
-                window.take(&chunk)?;
-                if chunk.asks_commit() || window.bytes >= commit_bytes {
-                    ended = false;
-                    break;
-                }
+            for chunk in &chunks {
+                window.take(chunk)?;
             }
-            if window.taken {
-                total += self.deliver(window, durable)?;
-            }
-            if ended {
-                return Ok(total);
-            }
-        }
+            self.deliver(window, durable)
+        })
     }
 }
 
