@@ -15,7 +15,8 @@
 //! standby and takes over when the running one stops or dies (at once when it was a
 //! process of the same host, boot and pid namespace, found gone; else after [`TTL`]);
 //! an import is refused.
-//! (Not fenced: a writer stalled for longer than [`TTL`] in the middle of an insert.)
+//! A writer stalled for longer than [`TTL`] in the middle of an insert may still land
+//! it after it was taken over: the store's fences leave it out (see the store).
 
 use crate::conn::{Conn, Error, Target};
 use std::sync::Arc;

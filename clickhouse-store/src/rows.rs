@@ -145,6 +145,16 @@ impl LogRow {
         }
     }
 
+    /// Makes every `seq` in `from..=to` void (see [`kind::FENCE`]).
+    pub fn fence(from: u64, to: u64) -> Self {
+        Self {
+            seq: from,
+            kind: kind::FENCE,
+            source_position: to,
+            ..Self::default()
+        }
+    }
+
     pub fn position(seq: u64, idx: u32, partition: &str, position: u64) -> Self {
         Self {
             seq,

@@ -52,19 +52,38 @@ pub mod kind {
     /// A line's figures of one local day as of the commit `seq` (the sum of its cells,
     /// made by the engine): a month or a year reads a row a day.
     pub const DAY: u8 = 8;
+    /// A writer's fence, written when it opens: every row with a `seq` from this row's
+    /// `seq` to its `source_position` (both included) is void. Each writer numbers its
+    /// commits from a base of its own lease epoch's, above every earlier writer's, and
+    /// fences off the range between the last whole commit and its base: the commits
+    /// cut short there, and whatever an earlier writer, stalled past its lease, still
+    /// inserts after it was taken over (such an insert can only take a seq in the
+    /// range). Also written after a failed commit, over that writer's own cut attempts.
+    pub const FENCE: u8 = 9;
 }
 
 /// The condition every reader of `netwait_log` puts on its rows: their commit is whole.
 /// Commits are numbered in order by the one writer, which voids a cut one before it
 /// commits above it; so a row counts when its `seq` is at most the last commit's and not
-/// void. (Both sets are read from the rows of their kind, which sort first: the void
-/// ones are few; a set of every commit's seq would grow with the history.)
+/// void ([`not_void`]). (Both are read from the rows of their kind, which sort first:
+/// they are few; a set of every commit's seq would grow with the history.)
 pub fn committed() -> String {
     format!(
-        "seq <= (SELECT max(seq) FROM netwait_log WHERE kind = {}) \
-         AND seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {})",
+        "seq <= (SELECT max(seq) FROM netwait_log WHERE kind = {}) AND {}",
         kind::COMMIT,
-        kind::VOID
+        not_void()
+    )
+}
+
+/// The `seq` of the row is neither made void one by one ([`kind::VOID`]: an attempt
+/// given up on) nor within a writer's fence ([`kind::FENCE`]).
+pub fn not_void() -> String {
+    format!(
+        "seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {}) \
+         AND NOT arrayExists(f -> seq >= tupleElement(f, 1) AND seq <= tupleElement(f, 2), \
+         (SELECT groupArray((seq, source_position)) FROM netwait_log WHERE kind = {}))",
+        kind::VOID,
+        kind::FENCE
     )
 }
 
@@ -145,12 +164,21 @@ fn v3() -> Vec<String> {
          SELECT seq, {}, toUInt32(count() + 1) FROM netwait_log GROUP BY seq",
         kind::COMMIT
     )];
-    out.extend(VIEWS.iter().map(|v| format!("DROP TABLE IF EXISTS {v}")));
-    out.extend(v2());
+    out.extend(views_recreated(&cells_sql("")));
     out
 }
 
 const VIEWS: [&str; 3] = ["netwait_interval_15m", "netwait_daily", "netwait_monthly"];
+
+/// The BI views dropped and made again (their condition or source changed).
+fn views_recreated(days: &str) -> Vec<String> {
+    let mut out: Vec<String> = VIEWS
+        .iter()
+        .map(|v| format!("DROP TABLE IF EXISTS {v}"))
+        .collect();
+    out.extend(views(days));
+    out
+}
 
 /// The writer lease (see `lease`): a row per claim and heartbeat, merged to the latest
 /// heartbeat of each claim.
@@ -180,12 +208,16 @@ fn v5() -> Vec<String> {
         kind::DAY,
         cells_sql("")
     )];
-    out.extend(VIEWS.iter().map(|v| format!("DROP TABLE IF EXISTS {v}")));
-    out.extend(views(&days_sql("")));
+    out.extend(views_recreated(&days_sql("")));
     out
 }
 
-pub const MIGRATIONS: [Migration; 5] = [
+/// Writers' fences (see [`kind::FENCE`]): the BI views leave fenced rows out too.
+fn v6() -> Vec<String> {
+    views_recreated(&days_sql(""))
+}
+
+pub const MIGRATIONS: [Migration; 6] = [
     Migration {
         version: 1,
         name: "log and meta tables",
@@ -210,6 +242,11 @@ pub const MIGRATIONS: [Migration; 5] = [
         version: 5,
         name: "day rows; daily and monthly views over them",
         statements: v5,
+    },
+    Migration {
+        version: 6,
+        name: "writers' fences; views without fenced rows",
+        statements: v6,
     },
 ];
 

@@ -8,7 +8,9 @@
 //! commit's first rows only, without its commit row. Readers count a row when its `seq`
 //! is at most the last commit row's and not void ([`committed`]): the rows of a cut
 //! commit stay above the last commit row until the next writer opens, which makes their
-//! seqs void before it commits above them. A failed insert whose answer was lost is
+//! seqs void before it commits above them (a fence, which also voids whatever a writer
+//! taken over while stalled still inserts: each writer commits above a base of its own
+//! lease epoch's). A failed insert whose answer was lost is
 //! found by its commit row before it is tried again; one that is not there is made void
 //! (in case it lands later, or landed in part) and tried again under the next `seq`, so
 //! nothing counts twice. There is no checkpoint: opening replays the records into the
@@ -17,7 +19,7 @@
 use crate::conn::{Conn, Error, Target};
 use crate::lease::{Lease, WhenHeld};
 use crate::rows::{LogRow, RecordsRow};
-use crate::schema::{committed, kind};
+use crate::schema::{committed, kind, not_void};
 use netwait_aggregator::domain::derived::Derived;
 use netwait_aggregator::store::codec::Decoder;
 use netwait_aggregator::store::record::Record;
@@ -67,7 +69,7 @@ impl ClickHouseStore {
         let conn = Conn::connect(target)?;
         conn.require_schema()?;
         let lease = Lease::acquire(&conn, when_held)?;
-        let (seq, next) = positions(&conn)?;
+        let (seq, next) = positions(&conn, epoch_base(lease.epoch()))?;
         Ok(Self {
             conn,
             lease,
@@ -177,11 +179,17 @@ pub fn landed_sql() -> String {
     // Not void: an attempt given up on and made void may still land whole, late; its
     // retry must not then take it for landed.
     format!(
-        "SELECT count() FROM netwait_log WHERE kind = {} AND seq = ? \
-         AND seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {})",
+        "SELECT count() FROM netwait_log WHERE kind = {} AND seq = ? AND {}",
         kind::COMMIT,
-        kind::VOID
+        not_void()
     )
+}
+
+/// The seq above which the writer of lease `epoch` numbers its commits: above every
+/// earlier epoch's (2^40 commits each), so that what an earlier writer still inserts
+/// after it was taken over falls in the fence of a later one (see [`kind::FENCE`]).
+pub fn epoch_base(epoch: u64) -> u64 {
+    epoch.saturating_mul(1 << 40)
 }
 
 /// The records of the whole commits in `(?, ?]`, in order.
@@ -194,9 +202,10 @@ pub fn replay_sql() -> String {
     )
 }
 
-/// The last whole commit, and the `seq` the next commit takes, once every seq above the
-/// last whole commit is void (the rows there are of commits cut short).
-fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
+/// The last whole commit, and the `seq` the next commit takes (above `base`, the
+/// writer's [`epoch_base`]), once every seq from the last whole commit to there is fenced
+/// off: the rows there are of commits cut short, or of an earlier writer still inserting.
+fn positions(conn: &Conn, base: u64) -> Result<(u64, u64), Error> {
     let (whole, top): (u64, u64) = conn.retrying(
         "reading the last commit",
         |conn| {
@@ -205,6 +214,7 @@ fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
         },
         |_| Ok(None),
     )?;
+    let fenced = top.max(base);
     if top > whole {
         tracing::warn!(
             last_whole_commit = whole,
@@ -212,14 +222,16 @@ fn positions(conn: &Conn) -> Result<(u64, u64), Error> {
             "the table holds rows of commits cut short (a writer stopped mid-commit): \
              they are made void, never counted"
         );
-        let voids: Vec<LogRow> = (whole + 1..=top).map(LogRow::void).collect();
+    }
+    if fenced > whole {
+        let fence = [LogRow::fence(whole + 1, fenced)];
         conn.retrying(
-            "voiding commits cut short",
-            |conn| ClickHouseStore::insert(conn, &voids),
+            "fencing off earlier writers",
+            |conn| ClickHouseStore::insert(conn, &fence),
             |_| Ok(None),
         )?;
     }
-    Ok((whole, top + 1))
+    Ok((whole, fenced + 1))
 }
 
 /// The rows of commit `seq`.
@@ -351,7 +363,8 @@ impl EventStore for ClickHouseStore {
     fn recover(&mut self) -> Result<(), StoreError> {
         // What is durable is what the table holds whole: a commit that failed is
         // absent, or cut short (not counted), or, when only its answer was lost, whole.
-        (self.seq, self.next) = positions(&self.conn).map_err(store_error)?;
+        (self.seq, self.next) =
+            positions(&self.conn, epoch_base(self.lease.epoch())).map_err(store_error)?;
         Ok(())
     }
 
