@@ -18,6 +18,7 @@ pub struct KeyTable<V> {
 /// A key as two words: a `u128` would align slots to 16 bytes, and a call index slot
 /// (key and `u32`) would take 32 bytes instead of 24.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(transparent)]
 struct Key([u64; 2]);
 
 impl Key {
@@ -73,6 +74,27 @@ impl<V: Copy + Default> KeyTable<V> {
     /// The home slot of a key (see [`home_slot`]).
     fn slot(&self, key: u128) -> usize {
         home_slot(key, self.slots.len())
+    }
+
+    /// The slots' memory as the bytes of a frozen image's slots (each key as two
+    /// little-endian words, an empty slot all zero), when it is laid out so: a table
+    /// without values on a little-endian machine. The image is then written without
+    /// encoding each slot.
+    pub fn image_slots(&self) -> Option<&[u8]> {
+        let bare = std::mem::size_of::<(Key, V)>() == std::mem::size_of::<Key>();
+        if !(bare && cfg!(target_endian = "little")) {
+            return None;
+        }
+        // SAFETY: a slot is a `Key` (two `u64`, every byte initialised: `repr(transparent)`
+        // over `[u64; 2]`) and a value of size 0 (checked above: the pair is no larger
+        // than the key, so there is no padding); `u8` has no alignment to meet, and the
+        // bytes are borrowed from `self.slots` for as long as `self` is.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.slots.as_ptr().cast::<u8>(),
+                std::mem::size_of_val(self.slots.as_slice()),
+            )
+        })
     }
 
     /// Number of slots (empty ones included): the shape of a frozen image.
