@@ -74,6 +74,14 @@ impl Cli {
             Command::Import { store, .. }
             | Command::Serve { store, .. }
             | Command::Aggregate { store, .. }
+            | Command::Deadletter {
+                action:
+                    Some(
+                        deadletter::Action::List { store, .. }
+                        | deadletter::Action::Replay { store, .. },
+                    ),
+                ..
+            }
             | Command::Deadletter { store, .. }
             | Command::Tail { store, .. } => store,
             _ => return None,
@@ -296,11 +304,16 @@ enum Command {
         #[command(subcommand)]
         query: stats::Query,
     },
-    /// List the dead letters (rejected input with its reason) of a data directory, or
-    /// count them per reason and source.
+    /// The dead letters (rejected input with its reason) of a store: `list` them (the
+    /// default) or count them per reason and source; `replay` them after a fix.
+    #[command(args_conflicts_with_subcommands = true)]
     Deadletter {
+        #[command(subcommand)]
+        action: Option<deadletter::Action>,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        clickhouse: clickhouse::ClickHouseArgs,
         #[command(flatten)]
         query: deadletter::Query,
     },
@@ -435,7 +448,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             client,
         } => watch::run(&server, &client, line, plain),
         Command::Stats { query } => stats::run(query),
-        Command::Deadletter { store, query } => deadletter::run(&store, &query),
+        Command::Deadletter {
+            action,
+            store,
+            clickhouse,
+            query,
+        } => match action {
+            None => deadletter::list(&store.on_store(&clickhouse, data_given)?, &query),
+            Some(deadletter::Action::List {
+                store,
+                clickhouse,
+                query,
+            }) => deadletter::list(&store.on_store(&clickhouse, data_given)?, &query),
+            Some(deadletter::Action::Replay {
+                store,
+                clickhouse,
+                replay,
+            }) => deadletter::replay::run(&store.on_store(&clickhouse, data_given)?, &replay),
+        },
         Command::Check { data } => check::run(&data),
         Command::Repair { data, out } => repair::run(&data, &out),
     }
