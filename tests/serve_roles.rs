@@ -9,7 +9,6 @@
 mod common;
 use common::servers::*;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -202,21 +201,11 @@ fn the_environment_never_moves_a_command_given_data_off_it() {
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data", d])
         .current_dir(t)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for v in VARS {
         cmd.env_remove(v);
     }
-    let mut child = cmd.envs(EXPORTED).spawn().expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("netwait listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
+    let (mut child, addr) = spawn_listening(cmd.envs(EXPORTED));
     let t1 = table1(["--server", &addr], "2019-03-01", "2019-04-01", &[]);
     assert_eq!(t1["answered"], answered, "{t1}");
     let _ = child.kill();
@@ -385,23 +374,13 @@ fn role_all_on_clickhouse_takes_pushes_and_answers_from_the_database() {
         .spawn()
         .expect("serve --role aggregator");
     // The api role (the configuration's) beside it: answers from the database.
-    let mut api = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config", c])
-        .env("NETWAIT_CLICKHOUSE_URL", &url)
-        .env_remove("NETWAIT_ROLE")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve --role api");
-    let mut line = String::new();
-    BufReader::new(api.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("netwait listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
+    let (mut api, addr) = spawn_listening(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config", c])
+            .env("NETWAIT_CLICKHOUSE_URL", &url)
+            .env_remove("NETWAIT_ROLE")
+            .env("RUST_LOG", "warn"),
+    );
     let got = wait_for_total(&addr, &want);
     assert_eq!(got, want, "aggregator + api roles: {got}");
     for child in [&mut aggregator, &mut api] {
