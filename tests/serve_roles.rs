@@ -302,9 +302,27 @@ fn role_all_on_clickhouse_takes_pushes_and_answers_from_the_database() {
 
     let url = clickhouse();
     let db = format!("nw_roles_{}", std::process::id());
-    netwait(&["migrate", "--clickhouse-url", &url, "--clickhouse-db", &db]);
     let topic = topic(2);
     let group = unique("roles");
+    // A database not migrated: the process stops, saying so (its aggregator thread too).
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(tmp.path().join("unmigrated"))
+        .args([
+            "--role",
+            "all",
+            "--clickhouse-url",
+            &url,
+            "--clickhouse-db",
+            &db,
+        ])
+        .args(["--kafka", broker(), "--topic", &topic, "--group", &group])
+        .args(["--clickhouse-timeout", "5"])
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    assert!(err(&out).contains("netwait migrate"), "{}", err(&out));
+    netwait(&["migrate", "--clickhouse-url", &url, "--clickhouse-db", &db]);
     // No --role: the ClickHouse store with a topic is all three.
     let server = Server::start_with(
         &tmp.path().join("ingest"),

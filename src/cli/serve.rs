@@ -183,7 +183,18 @@ pub fn run(
                 let (store, args, stop) = (store.clone(), KafkaArgs::of(kafka), Arc::clone(&stop));
                 std::thread::Builder::new()
                     .name("netwait-aggregator".into())
-                    .spawn(move || super::aggregate::run_until(&store, &args, &stop))?
+                    .spawn(move || {
+                        let aggregated = super::aggregate::run_until(&store, &args, &stop);
+                        // Failed on its own: the whole process stops, as on SIGTERM (a
+                        // server taking pushes that nothing aggregates would hide it).
+                        if let Err(e) = &aggregated
+                            && !stop.load(Ordering::Relaxed)
+                        {
+                            tracing::error!(error = %e, "the aggregator role failed: stopping");
+                            let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                        }
+                        aggregated
+                    })?
             };
             let served = sql_answers(store, target).and_then(|answers| {
                 ingest(
