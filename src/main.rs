@@ -26,10 +26,8 @@ mod stdout;
 #[global_allocator]
 static ALLOC: huge_pages::HugePageAlloc = huge_pages::HugePageAlloc;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::Cli::from_command_line();
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(args.log_filter());

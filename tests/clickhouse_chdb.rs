@@ -10,6 +10,7 @@ use netwait_clickhouse::answers::{
     day_figures_sql, lines_sql, live_calls_sql, live_open_calls_sql,
 };
 use netwait_clickhouse::lease::{claim_sql, heartbeat_sql, holder_sql, latest_epoch_sql};
+use netwait_clickhouse::replays;
 use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql};
 use netwait_clickhouse::store::{landed_sql, positions_sql, replay_sql};
 use std::path::Path;
@@ -94,6 +95,18 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
         &db,
         file.to_str().expect("path"),
     ]);
+    // Two replay marks of one dead letter and one of another (`deadletter replay`).
+    http(
+        &url,
+        Some(&db),
+        &format!(
+            "INSERT INTO netwait_meta (key, value) VALUES ('{p}{a}', '1700000000500'), \
+             ('{p}{a}', '1700000000100'), ('{p}{b}', '1700000000200')",
+            p = replays::PREFIX,
+            a = "0".repeat(32),
+            b = "f".repeat(32)
+        ),
+    );
     // Each table's rows as RowBinary (the layout the store's inserts send).
     let tables: Vec<serde_json::Value> = [
         "netwait_log",
@@ -129,6 +142,7 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             .replacen('?', "0", 1)
             .replacen('?', "1000", 1),
         lines_sql(),
+        replays::replayed_sql(),
         "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),
         "SELECT key, length(any(value)) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key".to_owned(),
         cells_sql(""),

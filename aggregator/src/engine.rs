@@ -27,8 +27,8 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub use chunk::{EncodedChunk, Spares};
-use chunk::{apply_chunk, dead_letter_key};
+use chunk::apply_chunk;
+pub use chunk::{EncodedChunk, Spares, dead_letter_key};
 pub use live::TransitionBatch;
 use open::{damaged_states, load_book, load_states};
 

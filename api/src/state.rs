@@ -17,6 +17,7 @@ use netwait_aggregator::engine::{EncodedChunk, Engine, IngestSummary, Spares};
 use netwait_aggregator::published::Snapshot;
 use netwait_aggregator::store::positions::SourceCheckpoint;
 use netwait_aggregator::store::{LogPosition, StoreError, StoreErrorKind};
+use netwait_clickhouse::answers::SqlAnswers;
 use netwait_ingest::kafka::producer::EventProducer;
 use netwait_ingest::pipeline::{Target, each_window};
 use std::sync::Arc;
@@ -47,6 +48,10 @@ pub struct AppState {
     pub forward: Option<Arc<EventProducer>>,
     /// The live queue and its alerts, when the server keeps them.
     pub live: Option<LiveHandle>,
+    /// The figures' reports from a ClickHouse database instead of this engine (`serve
+    /// --role all --store clickhouse`: pushes go to Kafka, the aggregator fills the
+    /// database, the Stats service reads it).
+    pub sql_reports: Option<Arc<std::sync::Mutex<SqlAnswers>>>,
 }
 
 fn writer_stopped() -> Status {
@@ -120,6 +125,7 @@ impl AppState {
             shutdown: Shutdown::default(),
             forward: None,
             live,
+            sql_reports: None,
         }
     }
 
@@ -127,6 +133,15 @@ impl AppState {
     pub fn forwarding_to(self, producer: Arc<EventProducer>) -> Self {
         Self {
             forward: Some(producer),
+            ..self
+        }
+    }
+
+    /// The Stats service answers from `answers` (a ClickHouse database) instead of the
+    /// engine's snapshot.
+    pub fn answering_from(self, answers: SqlAnswers) -> Self {
+        Self {
+            sql_reports: Some(Arc::new(std::sync::Mutex::new(answers))),
             ..self
         }
     }
@@ -149,6 +164,7 @@ impl AppState {
             shutdown: Shutdown::default(),
             forward: None,
             live: None,
+            sql_reports: None,
         }
     }
 

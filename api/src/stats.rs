@@ -32,10 +32,14 @@ pub struct StatsService {
 }
 
 impl StatsService {
+    /// The reports of `state`: its engine's snapshot, or the ClickHouse database it
+    /// answers from ([`AppState::answering_from`]).
     pub fn new(state: AppState) -> Self {
-        Self {
-            reports: Reports::Engine(state),
-        }
+        let reports = match &state.sql_reports {
+            Some(sql) => Reports::ClickHouse(Arc::clone(sql)),
+            None => Reports::Engine(state),
+        };
+        Self { reports }
     }
 
     /// The api role: reports from a ClickHouse database (`serve --clickhouse`, `stats

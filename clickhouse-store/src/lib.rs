@@ -7,6 +7,7 @@
 pub mod answers;
 pub mod conn;
 pub mod lease;
+pub mod replays;
 pub mod rows;
 pub mod schema;
 pub mod store;

@@ -89,28 +89,7 @@ impl ClickHouseStore {
     /// The store's keys, created on first use (one writer creates them).
     pub fn secrets(&self, caller_override: Option<[u8; 32]>) -> Result<Secrets, Error> {
         let conn = &self.conn;
-        let read = |conn: &Conn| -> Result<Option<Secrets>, Error> {
-            let rows: Vec<(String, String)> = conn
-                .block_on(
-                    conn.client
-                        .query("SELECT key, any(value) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key")
-                        .fetch_all(),
-                )
-                .map_err(|e| conn.error(e))?;
-            let get = |k: &str| {
-                rows.iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.as_str())
-            };
-            match (
-                get("dedupe_key").and_then(unhex::<16>),
-                get("caller_key").and_then(unhex::<32>),
-            ) {
-                (Some(dedupe), Some(caller)) => Ok(Some(Secrets { dedupe, caller })),
-                _ => Ok(None),
-            }
-        };
-        let secrets = match read(conn)? {
+        let secrets = match read_secrets(conn)? {
             Some(s) => s,
             None => {
                 let mut raw = [0u8; 48];
@@ -130,7 +109,7 @@ impl ClickHouseStore {
                         .execute(),
                 )
                 .map_err(|e| conn.error(e))?;
-                read(conn)?.ok_or_else(|| Error::Data {
+                read_secrets(conn)?.ok_or_else(|| Error::Data {
                     url: conn.target.url.clone(),
                     what: "the keys written cannot be read back".into(),
                 })?
@@ -163,6 +142,77 @@ impl ClickHouseStore {
             insert.end().await
         })
         .map_err(|e| conn.error(e))
+    }
+}
+
+/// The store's keys, when its first writer made them (read only).
+pub fn read_secrets(conn: &Conn) -> Result<Option<Secrets>, Error> {
+    let rows: Vec<(String, String)> = conn
+        .block_on(
+            conn.client
+                .query("SELECT key, any(value) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key")
+                .fetch_all(),
+        )
+        .map_err(|e| conn.error(e))?;
+    let get = |k: &str| {
+        rows.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    match (
+        get("dedupe_key").and_then(unhex::<16>),
+        get("caller_key").and_then(unhex::<32>),
+    ) {
+        (Some(dedupe), Some(caller)) => Ok(Some(Secrets { dedupe, caller })),
+        _ => Ok(None),
+    }
+}
+
+/// The last whole commit, read only (a reader beside the writer: rows of commits cut
+/// short above it are left for the writer to void).
+pub fn last_commit(conn: &Conn) -> Result<u64, Error> {
+    let (whole, _): (u64, u64) = conn
+        .block_on(conn.client.query(&positions_sql()).fetch_one())
+        .map_err(|e| conn.error(e))?;
+    Ok(whole)
+}
+
+/// Visits the records of the whole commits in `(from, end]`, in order: what the writer
+/// replays when it opens, and what a reader lists (`netwait deadletter`).
+pub fn visit_records(
+    conn: &Conn,
+    from: u64,
+    end: u64,
+    visit: &mut dyn FnMut(Record<'_>),
+) -> Result<(), StoreError> {
+    let sql = replay_sql();
+    let mut bad = None;
+    conn.block_on(async {
+        let mut cursor = conn
+            .client
+            .query(&sql)
+            .bind(from)
+            .bind(end)
+            .fetch::<RecordsRow>()?;
+        while let Some(row) = cursor.next().await? {
+            for rec in Decoder::new(&row.payload) {
+                match rec {
+                    Ok(r) => visit(r),
+                    Err(e) => {
+                        bad.get_or_insert((row.seq, e));
+                    }
+                }
+            }
+        }
+        Ok::<_, clickhouse::error::Error>(())
+    })
+    .map_err(|e| store_error(conn.error(e)))?;
+    match bad {
+        Some((seq, e)) => Err(StoreError::Corrupt {
+            path: format!("clickhouse commit {seq}"),
+            what: e.to_string(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -267,36 +317,8 @@ impl EventStore for ClickHouseStore {
         from: LogPosition,
         visit: &mut dyn FnMut(Record<'_>),
     ) -> Result<LogPosition, StoreError> {
-        let conn = &self.conn;
-        let sql = replay_sql();
         let end = self.seq;
-        let mut bad = None;
-        conn.block_on(async {
-            let mut cursor = conn
-                .client
-                .query(&sql)
-                .bind(from)
-                .bind(end)
-                .fetch::<RecordsRow>()?;
-            while let Some(row) = cursor.next().await? {
-                for rec in Decoder::new(&row.payload) {
-                    match rec {
-                        Ok(r) => visit(r),
-                        Err(e) => {
-                            bad.get_or_insert((row.seq, e));
-                        }
-                    }
-                }
-            }
-            Ok::<_, clickhouse::error::Error>(())
-        })
-        .map_err(|e| store_error(conn.error(e)))?;
-        if let Some((seq, e)) = bad {
-            return Err(StoreError::Corrupt {
-                path: format!("clickhouse commit {seq}"),
-                what: e.to_string(),
-            });
-        }
+        visit_records(&self.conn, from, end, visit)?;
         Ok(end)
     }
 

@@ -24,7 +24,7 @@ pub struct KafkaArgs {
     #[arg(long, required = true)]
     topic: Vec<String>,
     /// Consumer group: aggregators of one group share the topic's partitions.
-    #[arg(long, default_value = "netwait-aggregator")]
+    #[arg(long, default_value = super::deployment::DEFAULT_GROUP)]
     group: String,
     /// Topic refused items are copied to, with their origin and reason in headers.
     #[arg(long, value_name = "TOPIC")]
@@ -40,6 +40,21 @@ pub struct KafkaArgs {
     /// picks a free port: the line `netwait metrics listening on ADDR` says which.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+}
+
+impl KafkaArgs {
+    /// The aggregator role of `serve` (no dead-letter topic, no idle exit; `/metrics` is
+    /// the HTTP listener's, when it has one).
+    pub fn of(kafka: &super::deployment::KafkaChoice) -> Self {
+        Self {
+            kafka: kafka.brokers.clone(),
+            topic: vec![kafka.topic.clone()],
+            group: kafka.group.clone(),
+            dead_letter_topic: None,
+            idle_exit: None,
+            metrics_listen: None,
+        }
+    }
 }
 
 /// `--metrics-listen`: `/metrics` on a thread of its own, for the life of the process.
@@ -108,6 +123,26 @@ impl IdleWatch {
 }
 
 pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
+    run_until(store, args, &stop_on_signals()?)
+}
+
+/// A flag set by SIGTERM/SIGINT: finish the window in hand, commit, leave the group; a
+/// second signal stops at once (what is durable is kept, Kafka has the rest).
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
+/// [`run`] until `stop` is set.
+pub fn run_until(
+    store: &StoreArgs,
+    args: &KafkaArgs,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     if let Some(listen) = &args.metrics_listen {
         serve_metrics(store, listen)?;
     }
@@ -128,13 +163,6 @@ pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
         .context("dead-letter topic producer")?;
     let mut consumer = Consumer::start(&options, Arc::new(pseudo), engine.key_hasher())
         .with_context(|| format!("joining group {} on {}", options.group, options.brokers))?;
-    // SIGTERM/SIGINT: finish the window in hand, commit, leave the group; a second one
-    // stops at once (what is durable is kept, Kafka has the rest).
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGTERM, SIGINT] {
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
     eprintln!(
         "netwait aggregating {} from {} (group {})",
         options.topics.join(","),
@@ -150,7 +178,7 @@ pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
             assigned: Arc::clone(&assigned),
             reachability: consumer.reachability(),
         };
-        let stop = Arc::clone(&stop);
+        let stop = Arc::clone(stop);
         std::thread::spawn(move || {
             watch.wait();
             stop.store(true, Ordering::Relaxed);
@@ -174,7 +202,7 @@ pub fn run(store: &StoreArgs, args: &KafkaArgs) -> anyhow::Result<()> {
         &mut engine,
         &mut consumer,
         dead_letters.as_ref(),
-        &stop,
+        stop,
         DriverOptions::default(),
         &mut report,
     )?;

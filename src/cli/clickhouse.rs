@@ -3,20 +3,29 @@
 //! --clickhouse` answer from SQL through the Stats service: see `netwait_api::stats`).
 
 use super::config::Settings;
+use super::deployment::{self, Deployment, StoreFlags, StoreKind};
 use anyhow::Context;
 use clap::Args;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
-use netwait_clickhouse::{ClickHouseStore, Conn, DEFAULT_DATABASE, Retry, Target, WhenHeld};
+use netwait_clickhouse::{ClickHouseStore, Conn, Retry, Target, WhenHeld};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClickHouseArgs {
-    /// ClickHouse HTTP URL (e.g. http://127.0.0.1:8123): use the ClickHouse store.
-    #[arg(long, value_name = "URL")]
+    /// Where the figures are kept: `embedded` (the data directory of --data) or
+    /// `clickhouse`. Default: --clickhouse-url given, else NETWAIT_STORE (not applied
+    /// with --data), else the configuration's `[store] kind`, else embedded.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub store: Option<StoreKind>,
+    /// ClickHouse HTTP URL (e.g. http://127.0.0.1:8123): use the ClickHouse store. With
+    /// --store clickhouse and no URL: NETWAIT_CLICKHOUSE_URL, else `[store]
+    /// clickhouse_url`.
+    #[arg(long, visible_alias = "clickhouse-url", value_name = "URL")]
     pub clickhouse: Option<String>,
-    /// ClickHouse database (one contract per database), with --clickhouse.
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_DATABASE, requires = "clickhouse")]
-    pub database: String,
+    /// ClickHouse database (one contract per database), with the ClickHouse store.
+    /// Default: NETWAIT_CLICKHOUSE_DB, else `[store] clickhouse_db`, else netwait.
+    #[arg(long, visible_alias = "clickhouse-db", value_name = "NAME")]
+    pub database: Option<String>,
     /// How long to wait for a ClickHouse server that cannot be reached (at start, and
     /// for each write afterwards), retrying with backoff and a warning per retry; then
     /// fail.
@@ -31,15 +40,29 @@ pub struct ClickHouseArgs {
 }
 
 impl ClickHouseArgs {
-    pub fn target(&self) -> Option<Target> {
-        self.clickhouse.as_ref().map(|url| Target {
-            url: url.clone(),
-            database: self.database.clone(),
+    /// The ClickHouse store these flags, the environment and the configuration `file`
+    /// choose (`None`: the embedded one); `data_given`: --data was on the command line.
+    pub fn resolve(&self, file: &Deployment, data_given: bool) -> anyhow::Result<Option<Target>> {
+        let flags = StoreFlags {
+            kind: self.store,
+            url: self.clickhouse.as_deref(),
+            db: self.database.as_deref(),
+            data_given,
+        };
+        let chosen = deployment::store(&flags, file, &deployment::process_env)?;
+        Ok(chosen.map(|c| Target {
+            url: c.url,
+            database: c.database,
             retry: Retry {
                 give_up_after: self.clickhouse_timeout,
                 ..Retry::default()
             },
-        })
+        }))
+    }
+
+    /// [`Self::resolve`] without a configuration file nor --data (`migrate`, `stats`).
+    pub fn target(&self) -> anyhow::Result<Option<Target>> {
+        self.resolve(&Deployment::default(), false)
     }
 }
 
@@ -52,8 +75,8 @@ pub fn migrate(args: &ClickHouseArgs, print_sql: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let target = args
-        .target()
-        .context("give --clickhouse URL (or --print-sql)")?;
+        .target()?
+        .context("give --clickhouse-url URL, or --store clickhouse with NETWAIT_CLICKHOUSE_URL (or --print-sql)")?;
     let conn = Conn::connect(target.clone())?;
     let applied = netwait_clickhouse::migrate(&conn)?;
     let version = conn.schema_version()?;

@@ -85,6 +85,13 @@ struct File {
     sources: Vec<SourceToml>,
     #[serde(default)]
     log: Log,
+    /// `[store]`, `[kafka]`, `[serve]`: read (and checked) by `deployment`.
+    #[serde(rename = "store")]
+    _store: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "kafka")]
+    _kafka: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "serve")]
+    _serve: Option<serde::de::IgnoredAny>,
 }
 
 /// A `[[sources]]` entry, checked by [`source_specs`].
@@ -448,12 +455,16 @@ fn apply_calendar(m: &mut MetricsConfig, mode: CalendarMode) {
 /// Reads `--config`, else `DATA/netwait.toml` if present, else the defaults; the
 /// environment's `NETWAIT_CALLER_KEY` wins over the file's caller key.
 pub fn load(store: &StoreArgs) -> anyhow::Result<Settings> {
+    load_file(path(store), store)
+}
+
+/// The configuration file of `store`: `--config`, else `DATA/netwait.toml` if present.
+pub fn path(store: &StoreArgs) -> Option<PathBuf> {
     let default_path = store.data.join("netwait.toml");
-    let path = store
+    store
         .config
         .clone()
-        .or_else(|| default_path.exists().then_some(default_path));
-    load_file(path, store)
+        .or_else(|| default_path.exists().then_some(default_path))
 }
 
 /// The settings of configuration file `path` (the defaults without one), with the

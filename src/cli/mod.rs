@@ -6,6 +6,7 @@ mod clickhouse;
 mod config;
 mod deadletter;
 mod decoded_inputs;
+mod deployment;
 mod import;
 mod inputs;
 mod interrupt;
@@ -45,15 +46,42 @@ pub struct Cli {
     /// Default: the configuration's `[log] format`, else text.
     #[arg(long, global = true, value_name = "text|json", env = "NETWAIT_LOG_FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// The command was given `--data` on its command line (not its default).
+    #[arg(skip)]
+    data_given: bool,
 }
 
 impl Cli {
+    /// The command line, parsed, knowing whether `--data` was on it (the environment
+    /// does not move such a command to another store: see `deployment`).
+    pub fn from_command_line() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().get_matches();
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        // At any depth (`deadletter replay --data D`).
+        let mut at = matches.subcommand();
+        while let Some((_, sub)) = at {
+            cli.data_given |= matches!(sub.try_get_raw("data"), Ok(Some(_)))
+                && sub.value_source("data") == Some(clap::parser::ValueSource::CommandLine);
+            at = sub.subcommand();
+        }
+        cli
+    }
+
     /// The `[log]` section of the command's configuration, when it has one.
     fn log_config(&self) -> Option<config::Log> {
         let store = match &self.command {
             Command::Import { store, .. }
             | Command::Serve { store, .. }
             | Command::Aggregate { store, .. }
+            | Command::Deadletter {
+                action:
+                    Some(
+                        deadletter::Action::List { store, .. }
+                        | deadletter::Action::Replay { store, .. },
+                    ),
+                ..
+            }
             | Command::Deadletter { store, .. }
             | Command::Tail { store, .. } => store,
             _ => return None,
@@ -124,10 +152,24 @@ pub struct StoreArgs {
     /// The command's `--calendar`, when it has one (wins over the configuration).
     #[arg(skip)]
     calendar: Option<config::CalendarMode>,
-    /// The ClickHouse store instead of the embedded one, when the command was given
-    /// `--clickhouse`.
+    /// The ClickHouse store instead of the embedded one, when the command's flags, the
+    /// environment or the configuration choose it (see `deployment`).
     #[arg(skip)]
     clickhouse: Option<netwait_clickhouse::Target>,
+}
+
+impl StoreArgs {
+    /// These, on the store that `flags`, the environment and the configuration choose
+    /// (`data_given`: --data was on the command line).
+    fn on_store(
+        mut self,
+        flags: &clickhouse::ClickHouseArgs,
+        data_given: bool,
+    ) -> anyhow::Result<Self> {
+        let file = deployment::Deployment::read(config::path(&self).as_deref())?;
+        self.clickhouse = flags.resolve(&file, data_given)?;
+        Ok(self)
+    }
 }
 
 /// `--calendar`: which hours count as service time.
@@ -262,11 +304,16 @@ enum Command {
         #[command(subcommand)]
         query: stats::Query,
     },
-    /// List the dead letters (rejected input with its reason) of a data directory, or
-    /// count them per reason and source.
+    /// The dead letters (rejected input with its reason) of a store: `list` them (the
+    /// default) or count them per reason and source; `replay` them after a fix.
+    #[command(args_conflicts_with_subcommands = true)]
     Deadletter {
+        #[command(subcommand)]
+        action: Option<deadletter::Action>,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        clickhouse: clickhouse::ClickHouseArgs,
         #[command(flatten)]
         query: deadletter::Query,
     },
@@ -308,6 +355,7 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_given = cli.data_given;
     match cli.command {
         Command::Import {
             mut store,
@@ -319,7 +367,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             clickhouse,
         } => {
             store.calendar = calendar.calendar;
-            store.clickhouse = clickhouse.target();
+            let store = store.on_store(&clickhouse, data_given)?;
             import::run(&store, &files, strict, format, timezone.as_deref())
         }
         Command::Tail {
@@ -348,9 +396,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => serve::run(
             &StoreArgs {
                 calendar: calendar.calendar,
-                clickhouse: clickhouse.target(),
                 ..store
-            },
+            }
+            .on_store(&clickhouse, data_given)?,
             &listen,
             netwait_api::server::ServeOptions {
                 drain_timeout,
@@ -361,13 +409,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             &role,
         ),
         Command::Aggregate {
-            mut store,
+            store,
             kafka,
             clickhouse,
-        } => {
-            store.clickhouse = clickhouse.target();
-            aggregate::run(&store, &kafka)
-        }
+        } => aggregate::run(&store.on_store(&clickhouse, data_given)?, &kafka),
         Command::Push {
             server,
             client,
@@ -403,7 +448,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             client,
         } => watch::run(&server, &client, line, plain),
         Command::Stats { query } => stats::run(query),
-        Command::Deadletter { store, query } => deadletter::run(&store, &query),
+        Command::Deadletter {
+            action,
+            store,
+            clickhouse,
+            query,
+        } => match action {
+            None => deadletter::list(&store.on_store(&clickhouse, data_given)?, &query),
+            Some(deadletter::Action::List {
+                store,
+                clickhouse,
+                query,
+            }) => deadletter::list(&store.on_store(&clickhouse, data_given)?, &query),
+            Some(deadletter::Action::Replay {
+                store,
+                clickhouse,
+                replay,
+            }) => deadletter::replay::run(&store.on_store(&clickhouse, data_given)?, &replay),
+        },
         Command::Check { data } => check::run(&data),
         Command::Repair { data, out } => repair::run(&data, &out),
     }

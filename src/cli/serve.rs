@@ -3,7 +3,9 @@
 //! logs of `[[sources]]` driven inside the process, into the same store.
 
 use super::StoreArgs;
+use super::aggregate::KafkaArgs;
 use super::config::{SourceSpec, Use, open_engine};
+use super::deployment::{self, Deployment, KafkaChoice, Plan, Role, RoleFlags};
 use anyhow::Context;
 use netwait_aggregator::engine::CheckpointMoment;
 use netwait_api::auth::Tokens;
@@ -12,6 +14,7 @@ use netwait_api::server::{DEFAULT_MAX_STREAMS, Security, ServeOptions};
 use netwait_api::shutdown::{Phase, Stopped, serve_until_signalled};
 use netwait_api::state::AppState;
 use netwait_api::tls::TlsIdentity;
+use netwait_clickhouse::answers::SqlAnswers;
 use netwait_ingest::decoded::DecodeSettings;
 use netwait_ingest::kafka::position_file::PositionFile;
 use netwait_ingest::kafka::producer::EventProducer;
@@ -50,24 +53,56 @@ pub struct HttpArgs {
     http_token_file: Option<PathBuf>,
 }
 
-/// The ingest role's flags.
+/// The role flags (see `deployment` for their environment and configuration keys).
 #[derive(clap::Args, Debug, Clone)]
 pub struct IngestRoleArgs {
-    /// The ingest role: pushed events (gRPC push, HTTP `POST /v1/events`) and the
-    /// followed logs of `[[sources]]` are published to Kafka at these brokers
-    /// (`host:port[,...]`), one record a line keyed by call id, and a push is answered
-    /// once the broker has every record; `netwait aggregate` consumes them. Queries still
-    /// read `--data`.
-    #[arg(long, value_name = "BROKERS", requires = "topic")]
+    /// What this process does: `ingest` (pushes and followed logs published to Kafka),
+    /// `aggregator` (the topic consumed into the store, as `netwait aggregate`), `api`
+    /// (the Stats service from ClickHouse), `all` (the three; on the embedded store
+    /// without Kafka, pushes committed to it directly). Default: NETWAIT_ROLE, else
+    /// `[serve] role`, else what the flags imply: --kafka on the embedded store is
+    /// ingest; the ClickHouse store is api, with a topic all; else all.
+    #[arg(long, value_enum, value_name = "ROLE")]
+    role: Option<Role>,
+    /// Kafka brokers (`host:port[,...]`). The ingest role publishes pushed events (gRPC
+    /// push, HTTP `POST /v1/events`) and the followed logs of `[[sources]]` there, one
+    /// record a line keyed by call id, and answers a push once the broker has every
+    /// record; the aggregator consumes them. Default: NETWAIT_KAFKA, else `[kafka]
+    /// brokers` (read only by a role that uses Kafka).
+    #[arg(long, value_name = "BROKERS")]
     kafka: Option<String>,
-    /// The topic pushed events are published to (with --kafka); it must exist.
-    #[arg(long, requires = "kafka")]
+    /// The topic (it must exist). Default: NETWAIT_KAFKA_TOPIC, else `[kafka] topic`.
+    #[arg(long)]
     topic: Option<String>,
+    /// The aggregators' consumer group. Default: NETWAIT_KAFKA_GROUP, else `[kafka]
+    /// group`, else netwait-aggregator.
+    #[arg(long)]
+    group: Option<String>,
     /// With --kafka: a push the broker has not acknowledged within this many seconds (a
     /// broker down or restarting) is refused, gRPC `UNAVAILABLE` / HTTP 503, to be pushed
     /// again (event ids dedupe what the broker had of it).
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = super::positive_seconds)]
     kafka_timeout: std::time::Duration,
+}
+
+impl IngestRoleArgs {
+    /// The role and its Kafka settings on `store`.
+    fn plan(&self, store: &StoreArgs, http_listen: bool) -> anyhow::Result<Plan> {
+        let file = Deployment::read(super::config::path(store).as_deref())?;
+        let flags = RoleFlags {
+            role: self.role,
+            kafka: self.kafka.as_deref(),
+            topic: self.topic.as_deref(),
+            group: self.group.as_deref(),
+            http_listen,
+        };
+        deployment::plan(
+            &flags,
+            store.clickhouse.is_some(),
+            &file,
+            &deployment::process_env,
+        )
+    }
 }
 
 fn positive_bytes(text: &str) -> Result<usize, String> {
@@ -124,19 +159,87 @@ pub(super) fn security(store: &StoreArgs) -> anyhow::Result<Security> {
 pub fn run(
     store: &StoreArgs,
     listen: &str,
-    mut options: ServeOptions,
+    options: ServeOptions,
     http: &HttpArgs,
     role: &IngestRoleArgs,
 ) -> anyhow::Result<()> {
-    // Bound first: a port in use fails here, before any store is opened or created.
-    let listener = bind(listen)?;
-    if let Some(target) = &store.clickhouse {
-        anyhow::ensure!(
-            http.http_listen.is_none() && role.kafka.is_none(),
-            "serve --clickhouse is the api role (the Stats service): --http-listen and --kafka go with --data"
-        );
-        return api_role(store, listener, target.clone());
+    let plan = role.plan(store, http.http_listen.is_some())?;
+    // Each role binds its listener first: a port in use fails before any store is
+    // opened or created.
+    let kafka = plan.kafka.as_ref();
+    match (plan.role, &store.clickhouse) {
+        (Role::Aggregator, _) => {
+            let kafka = kafka.context("the aggregator role's topic")?;
+            super::aggregate::run(store, &KafkaArgs::of(kafka))
+        }
+        (Role::Api, Some(target)) => api_role(store, bind(listen)?, target.clone()),
+        (Role::All, Some(target)) => {
+            let kafka = kafka.context("the aggregator role's topic")?;
+            let listener = bind(listen)?;
+            // The aggregator on a thread of its own, into the database; it stops on the
+            // same signals, once its window in hand is durable (or when the rest fails).
+            let stop = super::aggregate::stop_on_signals()?;
+            let aggregator = {
+                let (store, args, stop) = (store.clone(), KafkaArgs::of(kafka), Arc::clone(&stop));
+                std::thread::Builder::new()
+                    .name("netwait-aggregator".into())
+                    .spawn(move || {
+                        let aggregated = super::aggregate::run_until(&store, &args, &stop);
+                        // Failed on its own: the whole process stops, as on SIGTERM (a
+                        // server taking pushes that nothing aggregates would hide it).
+                        if let Err(e) = &aggregated
+                            && !stop.load(Ordering::Relaxed)
+                        {
+                            tracing::error!(error = %e, "the aggregator role failed: stopping");
+                            let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                        }
+                        aggregated
+                    })?
+            };
+            let served = sql_answers(store, target).and_then(|answers| {
+                ingest(
+                    store,
+                    listener,
+                    options,
+                    http,
+                    role,
+                    Some(kafka),
+                    Some(answers),
+                )
+            });
+            stop.store(true, Ordering::Relaxed);
+            let aggregated = aggregator
+                .join()
+                .map_err(|_| anyhow::anyhow!("the aggregator thread panicked"))?;
+            served.and(aggregated)
+        }
+        // The ingest role keeps its state (rejected lines, the followed logs' positions,
+        // the live queue) in --data, whichever store the aggregators fill.
+        (Role::Ingest | Role::All, _) => {
+            ingest(store, bind(listen)?, options, http, role, kafka, None)
+        }
+        // `deployment::plan` refuses it.
+        (Role::Api, None) => anyhow::bail!("--role api needs the ClickHouse store"),
     }
+}
+
+/// The pushes' server on `store`'s data directory: committed there, or with `kafka`
+/// published to its topic; its Stats service from `answers` when given (the ClickHouse
+/// database the aggregator fills), else from the data directory.
+fn ingest(
+    store: &StoreArgs,
+    listener: std::net::TcpListener,
+    mut options: ServeOptions,
+    http: &HttpArgs,
+    role: &IngestRoleArgs,
+    kafka: Option<&KafkaChoice>,
+    answers: Option<SqlAnswers>,
+) -> anyhow::Result<()> {
+    // Its own state is the data directory's, whichever store the figures are in.
+    let store = &StoreArgs {
+        clickhouse: None,
+        ..store.clone()
+    };
     let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
     let mut http_options = http.options()?;
     options.security = security(store)?;
@@ -144,12 +247,12 @@ pub fn run(
     let settings = super::config::load(store)?;
     let (live_rules, decode, source_specs) = (settings.live, settings.decode, settings.sources);
     // The ingest role's producer, once the brokers said they have the topic.
-    let forward = match (&role.kafka, &role.topic) {
-        (Some(brokers), Some(topic)) => Some((
-            super::tail::producer(brokers, topic, role.kafka_timeout)?,
-            topic,
+    let forward = match kafka {
+        Some(k) => Some((
+            super::tail::producer(&k.brokers, &k.topic, role.kafka_timeout)?,
+            &k.topic,
         )),
-        _ => None,
+        None => None,
     };
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     engine.checkpoint_at(CheckpointMoment::Opened);
@@ -170,12 +273,15 @@ pub fn run(
     // a file of the topic's (the store holds only their rejected lines).
     let mut publish_sources = None;
     if let Some((producer, topic)) = forward {
-        tracing::info!(brokers = role.kafka.as_deref().unwrap_or_default(), %topic, "ingest role: pushes and followed logs are published to Kafka");
+        tracing::info!(brokers = kafka.map(|k| k.brokers.as_str()).unwrap_or_default(), %topic, "ingest role: pushes and followed logs are published to Kafka");
         if !source_specs.is_empty() {
             let positions = PositionFile::open(&store.data, topic)?;
             publish_sources = Some((Arc::clone(&producer), Arc::new(positions)));
         }
         state = state.forwarding_to(producer);
+    }
+    if let Some(answers) = answers {
+        state = state.answering_from(answers);
     }
     let sources = Driven::start(&source_specs, &state, &decode, publish_sources)?;
     let rt = super::runtime()?;
@@ -341,14 +447,7 @@ fn api_role(
     target: netwait_clickhouse::Target,
 ) -> anyhow::Result<()> {
     let security = security(store)?;
-    let settings = super::config::load(store)?;
-    let opening = format!(
-        "opening the ClickHouse database {} at {}",
-        target.database, target.url
-    );
-    // Before any runtime of ours: the client blocks on a runtime of its own.
-    let answers = netwait_clickhouse::answers::SqlAnswers::open(target.clone(), settings.metrics)
-        .context(opening)?;
+    let answers = sql_answers(store, &target)?;
     let stats = netwait_api::stats::StatsService::clickhouse(answers);
     let rt = super::runtime()?;
     let served = rt.block_on(async {
@@ -366,6 +465,20 @@ fn api_role(
     });
     rt.shutdown_background();
     served
+}
+
+/// The reports of the ClickHouse database of `target`, opened before any runtime of
+/// ours (the client blocks on a runtime of its own).
+fn sql_answers(
+    store: &StoreArgs,
+    target: &netwait_clickhouse::Target,
+) -> anyhow::Result<SqlAnswers> {
+    let settings = super::config::load(store)?;
+    let opening = format!(
+        "opening the ClickHouse database {} at {}",
+        target.database, target.url
+    );
+    SqlAnswers::open(target.clone(), settings.metrics).context(opening)
 }
 
 /// A bound, non-blocking listener.

@@ -18,10 +18,10 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 pub struct Where {
     /// gRPC address of a running `netwait serve` (http://host:port or host:port).
-    #[arg(long, conflicts_with_all = ["data", "clickhouse"], required_unless_present_any = ["data", "clickhouse"])]
+    #[arg(long, conflicts_with_all = ["data", "clickhouse", "store"], required_unless_present_any = ["data", "clickhouse", "store"])]
     server: Option<String>,
     /// Read a data directory directly instead (it must not be served at the same time).
-    #[arg(long, conflicts_with = "clickhouse")]
+    #[arg(long, conflicts_with_all = ["clickhouse", "store"])]
     data: Option<PathBuf>,
     /// Or answer from a ClickHouse database's SQL (the api role, no server needed).
     #[command(flatten)]
@@ -182,8 +182,8 @@ impl Backend {
             (None, None) => {
                 let target = at
                     .clickhouse
-                    .target()
-                    .context("give --server, --data or --clickhouse")?;
+                    .target()?
+                    .context("give --server, --data or --clickhouse-url")?;
                 // The api role's service on the database's SQL (its client blocks on a
                 // runtime of its own: opened off the async workers).
                 let no_data = StoreArgs {

@@ -53,6 +53,31 @@ pub fn dead_letters(data: &str) -> Vec<serde_json::Value> {
     }
 }
 
+/// The address of the next line of a server's stdout, which starts with `prefix`
+/// (`netwait listening on `).
+pub fn read_listening(reader: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .expect("read the listening line");
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+        .to_owned()
+}
+
+/// A `netwait serve` child process spawned by `cmd` (its stdout piped): the child and
+/// the gRPC address it listens on.
+pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn netwait serve");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let addr = read_listening(&mut reader, "netwait listening on ");
+    (child, addr)
+}
+
 /// A `netwait serve` child process; killed on drop.
 pub struct Server {
     pub child: Child,
@@ -79,20 +104,10 @@ impl Server {
             .expect("spawn netwait serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
-        let mut read_line = |prefix: &str| {
-            let mut line = String::new();
-            reader
-                .read_line(&mut line)
-                .expect("read the listening line");
-            line.trim()
-                .strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
-                .to_owned()
-        };
-        let addr = read_line("netwait listening on ");
+        let addr = read_listening(&mut reader, "netwait listening on ");
         let http = extra
             .contains(&"--http-listen")
-            .then(|| read_line("netwait http listening on "));
+            .then(|| read_listening(&mut reader, "netwait http listening on "));
         Self { child, addr, http }
     }
 

@@ -3,7 +3,7 @@
 
     deploy/python tests/tools/kafka_events.py BROKER create TOPIC [--partitions N]
     deploy/python tests/tools/kafka_events.py BROKER produce TOPIC FILE [--lines-per-message N]
-        [--rate EVENTS_PER_S]
+        [--rate EVENTS_PER_S] [--content-type TYPE]
     deploy/python tests/tools/kafka_events.py BROKER poison TOPIC
     deploy/python tests/tools/kafka_events.py BROKER read TOPIC [--timeout S]
     deploy/python tests/tools/kafka_events.py BROKER committed TOPIC GROUP
@@ -11,7 +11,8 @@
 `create` makes a topic (default 3 partitions). `produce` sends an NDJSON file's lines
 with the idempotent producer (acks=all): one line a message keyed by its call_id (the
 ingest role's shape), or N lines a message (keyed by the first line's call_id); prints
-{"messages": M, "lines": L}. `poison` sends the poison messages of the acceptance (not
+{"messages": M, "lines": L}; with --content-type, every message carries that header (a
+producer misconfigured: `application/avro`, say). `poison` sends the poison messages of the acceptance (not
 JSON, bad fields, a 10 MB message, a wrong protobuf) and prints their partition and
 offset per name. `read` reads a whole topic from the start (a fresh group) and prints
 its records as JSON lines (value as text or base64, headers). `committed` prints a
@@ -87,6 +88,7 @@ def cmd_produce(args):
     errors = []
     messages = lines = 0
     started = time.monotonic()
+    headers = [("content-type", args.content_type.encode())] if args.content_type else None
     with open(args.file, "rb") as f:
         batch = []
         for line in f:
@@ -94,7 +96,7 @@ def cmd_produce(args):
             batch.append(line)
             if len(batch) < args.lines_per_message:
                 continue
-            send(p, args.topic, b"\n".join(batch), call_id(batch[0]), errors=errors)
+            send(p, args.topic, b"\n".join(batch), call_id(batch[0]), headers=headers, errors=errors)
             messages += 1
             lines += len(batch)
             batch = []
@@ -104,7 +106,7 @@ def cmd_produce(args):
                     time.sleep(ahead)
             p.poll(0)
         if batch:
-            send(p, args.topic, b"\n".join(batch), call_id(batch[0]), errors=errors)
+            send(p, args.topic, b"\n".join(batch), call_id(batch[0]), headers=headers, errors=errors)
             messages += 1
             lines += len(batch)
     flush(p, errors)
@@ -188,6 +190,7 @@ def main():
     a.add_argument("file")
     a.add_argument("--lines-per-message", type=int, default=1)
     a.add_argument("--rate", type=float, default=0)
+    a.add_argument("--content-type", help="the content-type header of every message")
     a = sub.add_parser("poison")
     a.add_argument("topic")
     a = sub.add_parser("read")

@@ -237,7 +237,7 @@ impl EncodedChunk {
 }
 
 /// The identity of a stored dead letter (see [`KeyHasher::dead_letter_key`]).
-pub(super) fn dead_letter_key(hasher: &KeyHasher, d: &DeadLetter<'_>) -> DedupeKey {
+pub fn dead_letter_key(hasher: &KeyHasher, d: &DeadLetter<'_>) -> DedupeKey {
     let size = d.truncated_from.unwrap_or(d.raw.len() as u64);
     hasher.dead_letter_key(&d.source, d.position, &d.raw, size)
 }

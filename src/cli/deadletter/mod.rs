@@ -1,23 +1,55 @@
-//! `netwait deadletter`: what was rejected, where from, and why; filtered, counted, and
-//! shown safely on a terminal (the raw line escaped and cut) or whole in JSON.
+//! `netwait deadletter [list]`: what was rejected, where from, and why; filtered,
+//! counted, and shown safely on a terminal (the raw line escaped and cut) or whole in
+//! JSON; `netwait deadletter replay` (see `replay`): the rejected lines validated again
+//! and imported once they pass. Either store: the embedded one (`--data`) or ClickHouse.
+
+mod letters;
+pub mod replay;
+
+pub use replay::ReplayArgs;
 
 use super::StoreArgs;
-use super::config::{Use, open_engine};
 use super::terminal_text::{escape, escape_all};
 use super::wall_time::{parse_since, rome_text};
 use base64::Engine as _;
-use clap::Args;
+use clap::{Args, Subcommand};
+use letters::{Letters, Marks, id_text};
+use netwait_aggregator::domain::dedupe::DedupeKey;
 use netwait_aggregator::store::record::DeadLetter;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Characters of a raw line shown in the text listing (`--json` has it whole).
-const RAW_SHOWN: usize = 200;
+/// `netwait deadletter list` and `replay` (bare `netwait deadletter` lists).
+#[derive(Subcommand, Debug)]
+pub enum Action {
+    /// List the dead letters (the default), or count them per reason and source.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        clickhouse: super::clickhouse::ClickHouseArgs,
+        #[command(flatten)]
+        query: Query,
+    },
+    /// Validate the selected dead letters' raw lines again (after a fix: of the
+    /// configuration, of netwait, or of the lines themselves with --from-file) and
+    /// import those that pass, as `import` does; mark them replayed (the originals are
+    /// kept). A second replay counts nothing twice.
+    Replay {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        clickhouse: super::clickhouse::ClickHouseArgs,
+        #[command(flatten)]
+        replay: ReplayArgs,
+    },
+}
 
-#[derive(Args, Debug, Clone)]
-pub struct Query {
+/// Which dead letters: the filters of `list` and `replay`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filter {
     /// Only dead letters with this reason code (`invalid_json`, `too_long`, ...; as
     /// `--summary` lists them). Repeat for several.
-    #[arg(long = "code", value_name = "C")]
+    #[arg(long = "code", visible_alias = "reason", value_name = "C")]
     codes: Vec<String>,
     /// Only dead letters from this source: a file's path (any spelling of it: files are
     /// stored by their absolute path), or a source name as `--summary` lists them.
@@ -29,6 +61,33 @@ pub struct Query {
     /// Dead letters stored before netwait kept the time have none and are left out.
     #[arg(long, value_name = "T", value_parser = parse_since)]
     since: Option<i64>,
+}
+
+impl Filter {
+    fn matches(&self, d: &DeadLetter<'_>) -> bool {
+        let any_of =
+            |wanted: &[String], have: &str| wanted.is_empty() || wanted.iter().any(|w| w == have);
+        any_of(&self.codes, &d.code)
+            && any_of(&self.sources, &d.source)
+            && self
+                .since
+                .is_none_or(|since| d.received_ms.is_some_and(|at| at >= since))
+    }
+}
+
+/// Characters of a raw line shown in the text listing (`--json` has it whole).
+const RAW_SHOWN: usize = 200;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Query {
+    #[command(flatten)]
+    filter: Filter,
+    /// Only the dead letters not replayed yet (`deadletter replay`).
+    #[arg(long, conflicts_with = "replayed")]
+    pending: bool,
+    /// Only the dead letters replayed.
+    #[arg(long)]
+    replayed: bool,
     /// List at most N (the oldest first); the count of all that match follows.
     #[arg(long, value_name = "N", conflicts_with = "summary")]
     limit: Option<u64>,
@@ -36,7 +95,8 @@ pub struct Query {
     #[arg(long)]
     summary: bool,
     /// JSON instead of text: one object a dead letter, the raw line whole (`raw` when it
-    /// is UTF-8, else `raw_base64`); with `--summary`, one object of counts.
+    /// is UTF-8, else `raw_base64`), its `id` and when it was `replayed`; with
+    /// `--summary`, one object of counts.
     #[arg(long)]
     json: bool,
 }
@@ -50,14 +110,10 @@ fn source_arg(text: &str) -> Result<String, String> {
 }
 
 impl Query {
-    fn matches(&self, d: &DeadLetter<'_>) -> bool {
-        let any_of =
-            |wanted: &[String], have: &str| wanted.is_empty() || wanted.iter().any(|w| w == have);
-        any_of(&self.codes, &d.code)
-            && any_of(&self.sources, &d.source)
-            && self
-                .since
-                .is_none_or(|since| d.received_ms.is_some_and(|at| at >= since))
+    fn matches(&self, d: &DeadLetter<'_>, replayed: Option<i64>) -> bool {
+        self.filter.matches(d)
+            && !(self.pending && replayed.is_some())
+            && !(self.replayed && replayed.is_none())
     }
 }
 
@@ -66,38 +122,44 @@ impl Query {
 struct Summary {
     by_code: BTreeMap<String, u64>,
     by_source: BTreeMap<String, u64>,
+    replayed: u64,
 }
 
 impl Summary {
-    fn add(&mut self, d: &DeadLetter<'_>) {
+    fn add(&mut self, d: &DeadLetter<'_>, replayed: Option<i64>) {
         *self.by_code.entry(d.code.to_string()).or_default() += 1;
         *self.by_source.entry(d.source.to_string()).or_default() += 1;
+        self.replayed += u64::from(replayed.is_some());
     }
 }
 
-pub fn run(store: &StoreArgs, q: &Query) -> anyhow::Result<()> {
-    let (mut engine, _) = open_engine(store, Use::Queries)?;
+/// `netwait deadletter [list]`.
+pub fn list(store: &StoreArgs, q: &Query) -> anyhow::Result<()> {
+    let mut letters = Letters::open(store)?;
+    let marks = Marks::of(store)?.load()?;
     let mut matched = 0u64;
     let mut summary = Summary::default();
     // What the store holds, to say so when a filter matched nothing (a typo).
     let mut codes = BTreeSet::new();
     let mut sources = BTreeSet::new();
-    engine.dead_letters(&mut |d| {
+    letters.each(&mut |d, id| {
         // Needed only while nothing matched (then all are seen).
         if matched == 0 {
             codes.insert(d.code.to_string());
             sources.insert(d.source.to_string());
         }
-        if !q.matches(d) {
+        let replayed = marks.get(&id).copied();
+        if !q.matches(d, replayed) {
             return;
         }
         if q.summary {
-            summary.add(d);
+            summary.add(d, replayed);
         } else if q.limit.is_none_or(|n| matched < n) {
+            let row = Row { d, id, replayed };
             if q.json {
-                println!("{}", json_row(d));
+                println!("{}", json_row(&row));
             } else {
-                println!("{}", text_row(d));
+                println!("{}", text_row(&row));
             }
         }
         matched += 1;
@@ -111,10 +173,17 @@ pub fn run(store: &StoreArgs, q: &Query) -> anyhow::Result<()> {
         }
     }
     if matched == 0 {
-        note_unknown("code", &q.codes, &codes);
-        note_unknown("source", &q.sources, &sources);
+        note_unknown("code", &q.filter.codes, &codes);
+        note_unknown("source", &q.filter.sources, &sources);
     }
     Ok(())
+}
+
+/// A dead letter as listed: with its id and when it was replayed.
+struct Row<'a> {
+    d: &'a DeadLetter<'a>,
+    id: DedupeKey,
+    replayed: Option<i64>,
 }
 
 /// A filter value that no dead letter has is most likely a typo: say what there is.
@@ -137,11 +206,17 @@ fn note_unknown(flag: &str, wanted: &[String], stored: &BTreeSet<String>) {
     );
 }
 
-/// One dead letter, two lines: where, why, when; the raw line escaped and cut.
-fn text_row(d: &DeadLetter<'_>) -> String {
+/// One dead letter, two lines: where, why, when, its id (and replay); the raw line
+/// escaped and cut.
+fn text_row(row: &Row<'_>) -> String {
+    let d = row.d;
     let received = d
         .received_ms
         .map(|ms| format!(", received {}", rome_text(ms)))
+        .unwrap_or_default();
+    let replayed = row
+        .replayed
+        .map(|ms| format!(", replayed {}", rome_text(ms)))
         .unwrap_or_default();
     let (raw, used) = escape(&d.raw, RAW_SHOWN);
     let shown = if used < d.raw.len() {
@@ -155,17 +230,20 @@ fn text_row(d: &DeadLetter<'_>) -> String {
         None => String::new(),
     };
     format!(
-        "{}:{}: {} ({}){received}\n    {raw}{shown}{cut}",
+        "{}:{}: {} ({}){received}, id {}{replayed}\n    {raw}{shown}{cut}",
         escape_all(&d.source),
         d.position,
         escape_all(&d.reason),
         escape_all(&d.code),
+        id_text(row.id),
     )
 }
 
 /// One dead letter as JSON, its raw bytes exact.
-fn json_row(d: &DeadLetter<'_>) -> serde_json::Value {
+fn json_row(row: &Row<'_>) -> serde_json::Value {
+    let d = row.d;
     let mut v = serde_json::json!({
+        "id": id_text(row.id),
         "source": d.source,
         "position": d.position,
         "code": d.code,
@@ -174,6 +252,8 @@ fn json_row(d: &DeadLetter<'_>) -> serde_json::Value {
         "truncated": d.truncated_from.is_some(),
         "received": d.received_ms.map(rome_text),
         "received_ms": d.received_ms,
+        "replayed": row.replayed.map(rome_text),
+        "replayed_ms": row.replayed,
     });
     let (key, raw) = match std::str::from_utf8(&d.raw) {
         Ok(text) => ("raw", text.to_owned()),
@@ -192,6 +272,7 @@ fn print_summary(s: &Summary, total: u64, as_json: bool) {
             "total": total,
             "by_code": s.by_code,
             "by_source": s.by_source,
+            "replayed": s.replayed,
         });
         println!("{v}");
         return;
@@ -204,6 +285,9 @@ fn print_summary(s: &Summary, total: u64, as_json: bool) {
         for (name, n) in rows {
             println!("  {n:>9}  {}", escape_all(name));
         }
+    }
+    if s.replayed > 0 {
+        println!("{} of them replayed", s.replayed);
     }
     println!("{total} dead letter(s)");
 }
@@ -243,7 +327,7 @@ mod tests {
         let b = dead("b.ndjson", "too_long", b"x", Some(1_000));
         let old = dead("a.ndjson", "invalid_json", b"x", None);
         let all = [&a, &b, &old];
-        let hits = |q: &Query| all.iter().filter(|d| q.matches(d)).count();
+        let hits = |q: &Query| all.iter().filter(|d| q.matches(d, None)).count();
         assert_eq!(hits(&query(&[])), 3);
         assert_eq!(hits(&query(&["--code", "invalid_json"])), 2);
         assert_eq!(
@@ -259,14 +343,32 @@ mod tests {
         assert_eq!(hits(&query(&["--since", "1970-01-01T00:00:01.5Z"])), 1);
         assert!(Cli::try_parse_from(["d", "--since", "monday"]).is_err());
         assert!(Cli::try_parse_from(["d", "--limit", "1", "--summary"]).is_err());
+        assert_eq!(hits(&query(&["--reason", "too_long"])), 1);
+        // Replayed or not.
+        let q = query(&["--pending"]);
+        assert!(q.matches(&a, None) && !q.matches(&a, Some(5)));
+        let q = query(&["--replayed"]);
+        assert!(!q.matches(&a, None) && q.matches(&a, Some(5)));
+        assert!(Cli::try_parse_from(["d", "--pending", "--replayed"]).is_err());
     }
 
     #[test]
     fn json_keeps_the_raw_bytes_exactly() {
-        let text = json_row(&dead("s", "c", "é\u{1b}".as_bytes(), None));
+        fn row<'a>(d: &'a DeadLetter<'a>) -> Row<'a> {
+            Row {
+                d,
+                id: 0xab,
+                replayed: Some(0),
+            }
+        }
+        let d = dead("s", "c", "é\u{1b}".as_bytes(), None);
+        let text = json_row(&row(&d));
+        assert_eq!(text["id"], "000000000000000000000000000000ab");
+        assert_eq!(text["replayed_ms"], 0);
         assert_eq!(text["raw"], "é\u{1b}");
         assert!(text.get("raw_base64").is_none());
-        let binary = json_row(&dead("s", "c", b"\xff\x00ab", Some(0)));
+        let d = dead("s", "c", b"\xff\x00ab", Some(0));
+        let binary = json_row(&row(&d));
         assert_eq!(binary["raw_base64"], "/wBhYg==");
         assert!(binary.get("raw").is_none());
         assert_eq!(binary["received_ms"], 0);
@@ -275,9 +377,18 @@ mod tests {
     #[test]
     fn text_is_escaped_and_cut() {
         let long: &'static [u8] = Box::leak(vec![b'z'; 1000].into_boxed_slice());
-        let row = text_row(&dead("s\u{1b}", "c", long, None));
+        let d = dead("s\u{1b}", "c", long, None);
+        let row = text_row(&Row {
+            d: &d,
+            id: 1,
+            replayed: None,
+        });
         assert!(row.contains(&format!("{}… [200 of 1000 bytes shown]", "z".repeat(200))));
         assert!(row.starts_with(r"s\x1b:1: why (c)"), "{row}");
+        assert!(
+            row.contains(", id 00000000000000000000000000000001\n"),
+            "{row}"
+        );
         assert!(!row.contains('\u{1b}'));
     }
 
@@ -289,8 +400,9 @@ mod tests {
             dead("a", "y", b"", None),
             dead("b", "x", b"", None),
         ] {
-            s.add(&d);
+            s.add(&d, (d.code == "y").then_some(1));
         }
+        assert_eq!(s.replayed, 1);
         assert_eq!(
             s.by_code,
             BTreeMap::from([("x".into(), 2), ("y".into(), 1)])
