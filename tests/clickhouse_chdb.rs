@@ -183,6 +183,12 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             }
         }
     }
+    // The Grafana dashboard's queries, as its data source sends them.
+    for line in ["cup", "prelievi"] {
+        for (from, to) in [("2019-01-01", "2019-12-31"), ("2019-03-04", "2019-03-05")] {
+            queries.extend(grafana::queries(from, to, line).into_iter().map(|(_, q)| q));
+        }
+    }
     let cases: Vec<serde_json::Value> = queries
         .iter()
         .map(|q| {

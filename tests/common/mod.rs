@@ -2,6 +2,7 @@
 //! `127.0.0.1:0`, and read its figures back as JSON.
 #![allow(dead_code)]
 
+pub mod grafana;
 pub mod queue_log;
 pub mod servers;
 
