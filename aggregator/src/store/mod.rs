@@ -12,6 +12,7 @@ pub mod embedded;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fault;
 pub mod log;
+pub mod memory;
 pub mod positions;
 pub mod record;
 pub mod runs;
