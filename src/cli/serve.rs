@@ -58,6 +58,10 @@ pub struct IngestRoleArgs {
     /// (`host:port[,...]`), one record a line keyed by call id, and a push is answered
     /// once the broker has every record; `netwait aggregate` consumes them. Queries still
     /// read `--data`.
+    ///
+    /// With `--clickhouse` (the api role): the live state follows the topic at these
+    /// brokers (every partition, no consumer group, nothing committed), for
+    /// `Live.WatchQueue`, the wallboard and the live gauges.
     #[arg(long, value_name = "BROKERS", requires = "topic")]
     kafka: Option<String>,
     /// The topic pushed events are published to (with --kafka); it must exist.
@@ -131,11 +135,8 @@ pub fn run(
     // Bound first: a port in use fails here, before any store is opened or created.
     let listener = bind(listen)?;
     if let Some(target) = &store.clickhouse {
-        anyhow::ensure!(
-            http.http_listen.is_none() && role.kafka.is_none(),
-            "serve --clickhouse is the api role (the Stats service): --http-listen and --kafka go with --data"
-        );
-        return api_role(store, listener, target.clone());
+        let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
+        return api_role(store, listener, http_listener, target.clone(), role);
     }
     let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
     let mut http_options = http.options()?;
@@ -334,11 +335,15 @@ impl Driven {
 }
 
 /// `serve --clickhouse`: the Stats service on a ClickHouse database's SQL (the same
-/// service as `stats --clickhouse`), until SIGTERM/SIGINT.
+/// service as `stats --clickhouse`); with `--kafka` and `--topic`, also the live state
+/// of the followed topic (`Live.WatchQueue`, and with `--http-listen` the wallboard,
+/// `/v1/live` and `/metrics`; see `netwait_api::live::follower`), until SIGTERM/SIGINT.
 fn api_role(
     store: &StoreArgs,
     listener: std::net::TcpListener,
+    http_listener: Option<std::net::TcpListener>,
     target: netwait_clickhouse::Target,
+    role: &IngestRoleArgs,
 ) -> anyhow::Result<()> {
     let security = security(store)?;
     let settings = super::config::load(store)?;
@@ -347,20 +352,82 @@ fn api_role(
         target.database, target.url
     );
     // Before any runtime of ours: the client blocks on a runtime of its own.
-    let answers = netwait_clickhouse::answers::SqlAnswers::open(target.clone(), settings.metrics)
-        .context(opening)?;
+    let answers =
+        netwait_clickhouse::answers::SqlAnswers::open(target.clone(), settings.metrics.clone())
+            .context(opening.clone())?;
     let stats = netwait_api::stats::StatsService::clickhouse(answers);
+    let stopping = netwait_api::shutdown::Shutdown::default();
+    // The live state: the topic followed into a book in memory, the past days from SQL
+    // on a connection of its own.
+    let (live, _follower) = match (&role.kafka, &role.topic) {
+        (Some(brokers), Some(topic)) => {
+            let clock: Arc<dyn netwait_api::live::Clock> = Arc::new(netwait_api::live::WallClock);
+            let options = netwait_api::live::follower::FollowOptions {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                timeout: super::tail::METADATA_TIMEOUT,
+                config: settings.metrics.clone(),
+            };
+            let (opened, snapshots) =
+                netwait_api::live::follower::Follower::open(options, Arc::clone(&clock))
+                    .with_context(|| format!("Kafka at {brokers}, topic {topic}"))?;
+            let past_answers = netwait_clickhouse::answers::SqlAnswers::open(
+                target.clone(),
+                settings.metrics.clone(),
+            )
+            .context(opening)?;
+            let past = netwait_api::live::past::PastDays::start(past_answers, Arc::clone(&clock))
+                .context("starting the live state's reader of past days")?;
+            let (feed, handle) =
+                netwait_api::live::runner::start(settings.live, clock, snapshots, Some(past))
+                    .context("starting the live thread")?;
+            netwait_api::live::metrics::expose(&handle);
+            let follower = opened
+                .start(feed)
+                .context("starting the topic's follower")?;
+            tracing::info!(%brokers, %topic, "api role: live state from the topic");
+            (Some(handle), Some(follower))
+        }
+        _ => (None, None),
+    };
     let rt = super::runtime()?;
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let mut signals = signals()?;
         println!("netwait listening on {addr}");
+        if let Some(l) = http_listener {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            println!("netwait http listening on {}", l.local_addr()?);
+            let (security, live, stopping) = (security.clone(), live.clone(), stopping.clone());
+            tokio::spawn(async move {
+                let draining = stopping.clone();
+                let served = netwait_api::http::serve_metrics(
+                    l,
+                    security,
+                    live.map(|l| (l, stopping)),
+                    async move { draining.reached(Phase::Draining).await },
+                )
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
+            });
+        }
         std::io::stdout().flush()?;
         tracing::info!(%addr, clickhouse = %target.url, database = %target.database, "serving the api role");
-        netwait_api::server::serve_stats(listener, stats, security, async move {
-            signals.recv().await;
-        })
+        let draining = stopping.clone();
+        netwait_api::server::serve_stats(
+            listener,
+            stats,
+            live.map(|l| (l, stopping.clone())),
+            security,
+            async move {
+                signals.recv().await;
+                // Live streams end first: the server then stops once they are gone.
+                draining.enter(Phase::Draining);
+            },
+        )
         .await?;
         anyhow::Ok(())
     });
