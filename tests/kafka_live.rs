@@ -78,26 +78,30 @@ fn open_alert(state: &Value, rule: &str) -> bool {
         .is_some_and(|a| a.iter().any(|a| a["rule"] == rule))
 }
 
+/// The configuration and the ClickHouse database, as every command of the test takes them.
+fn store_args<'a>(cfg: &'a str, db: &'a str) -> [&'a str; 6] {
+    [
+        "--config",
+        cfg,
+        "--clickhouse",
+        clickhouse_url(),
+        "--database",
+        db,
+    ]
+}
+
 /// The api role on `db` following `topic` at `brokers`.
 fn api_role(dir: &Path, cfg: &str, db: &str, brokers: &str, topic: &str) -> Server {
-    Server::start_with(
-        &dir.join("unused"),
-        &[
-            "--config",
-            cfg,
-            "--clickhouse",
-            clickhouse_url(),
-            "--database",
-            db,
-            "--kafka",
-            brokers,
-            "--topic",
-            topic,
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-        Stdio::inherit(),
-    )
+    let mut args = store_args(cfg, db).to_vec();
+    args.extend_from_slice(&[
+        "--kafka",
+        brokers,
+        "--topic",
+        topic,
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
+    Server::start_with(&dir.join("unused"), &args, Stdio::inherit())
 }
 
 fn migrated() -> String {
@@ -158,16 +162,11 @@ fn the_api_role_follows_the_topic_alerts_on_a_long_wait_and_its_month_to_date_is
     }
     let past_file = tmp.path().join("past.ndjson");
     write_lines(&past_file, &past);
-    netwait(&[
-        "import",
-        "--config",
-        &cfg,
-        "--clickhouse",
-        clickhouse_url(),
-        "--database",
-        &db,
-        past_file.to_str().expect("path"),
-    ]);
+    let store = store_args(&cfg, &db);
+    let mut import = vec!["import"];
+    import.extend_from_slice(&store);
+    import.push(past_file.to_str().expect("path"));
+    netwait(&import);
 
     // In the topic: one of yesterday's calls published late (over the threshold), an
     // operator, and two of today's (one within, one over).
@@ -186,14 +185,7 @@ fn the_api_role_follows_the_topic_alerts_on_a_long_wait_and_its_month_to_date_is
     let group = unique("live");
     let unused = tmp.path().join("unused");
     let mut aggregate = aggregate_args(unused.to_str().expect("path"), &topic, &group);
-    aggregate.extend_from_slice(&[
-        "--config",
-        &cfg,
-        "--clickhouse",
-        clickhouse_url(),
-        "--database",
-        &db,
-    ]);
+    aggregate.extend_from_slice(&store);
     let aggregator = Aggregator::spawn(&aggregate);
     aggregator.wait_assigned(Duration::from_secs(60));
 
@@ -280,20 +272,9 @@ fn the_api_role_follows_the_topic_alerts_on_a_long_wait_and_its_month_to_date_is
     let month = &date[..7];
     let year = &date[..4];
     let stats_month = || -> Value {
-        let y = json(&[
-            "stats",
-            "sla",
-            "--config",
-            &cfg,
-            "--clickhouse",
-            clickhouse_url(),
-            "--database",
-            &db,
-            "--year",
-            year,
-            "--line",
-            "cup",
-        ]);
+        let mut sla = vec!["stats", "sla", "--year", year, "--line", "cup"];
+        sla.extend_from_slice(&store);
+        let y = json(&sla);
         y["months"]
             .as_array()
             .and_then(|m| m.iter().find(|m| m["month"] == month).cloned())

@@ -6,7 +6,7 @@
 
 use super::codec::Decoder;
 use super::record::Record;
-use super::{Batch, Checkpoint, EventStore, LogPosition, PartWriter, RunId, StoreError};
+use super::{Batch, EventStore, LogPosition, StoreError};
 
 /// See the module doc.
 #[derive(Debug, Default)]
@@ -61,20 +61,6 @@ impl EventStore for MemoryStore {
     }
 
     fn recover(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    fn load_checkpoint(&mut self, _with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
-        Ok(None)
-    }
-
-    fn save_checkpoint(
-        &mut self,
-        _position: LogPosition,
-        _query: PartWriter<'_>,
-        _fold: PartWriter<'_>,
-        _runs: &[(RunId, PartWriter<'_>)],
-    ) -> Result<(), StoreError> {
         Ok(())
     }
 }

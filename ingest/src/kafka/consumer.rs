@@ -113,6 +113,19 @@ enum LagFrom {
 }
 
 impl GroupContext {
+    /// A context, the driver's end of its channel, and its reachability.
+    fn new(lag: LagFrom) -> (Self, Receiver<Delivery>, Arc<Reachability>) {
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let reachability = Arc::new(Reachability::default());
+        let context = Self {
+            tx,
+            partial: Mutex::new(Fetched::default()),
+            reachability: Arc::clone(&reachability),
+            lag,
+        };
+        (context, rx, reachability)
+    }
+
     fn partial(&self) -> std::sync::MutexGuard<'_, Fetched> {
         self.partial.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -302,6 +315,24 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// A consumer's settings on `brokers`: offsets committed only when asked, fetches sized
+/// for the largest message, statistics every second, the client's own log at warnings.
+fn consumer_config(brokers: &str) -> rdkafka::config::ClientConfig {
+    let mut config = client_config(brokers);
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set(
+            "fetch.max.bytes",
+            (super::MAX_MESSAGE_BYTES * 4).to_string(),
+        )
+        .set("max.partition.fetch.bytes", (4 << 20).to_string())
+        .set("statistics.interval.ms", STATISTICS_MS)
+        .set_log_level(RDKafkaLogLevel::Warning);
+    config
+}
+
 /// The consumer group and its poll thread.
 pub struct Consumer {
     consumer: Arc<BaseConsumer<GroupContext>>,
@@ -318,31 +349,14 @@ impl Consumer {
         pseudo: Arc<Pseudonymizer>,
         hasher: KeyHasher,
     ) -> Result<Self, KafkaError> {
-        let (tx, rx) = sync_channel(IN_FLIGHT);
-        let reachability = Arc::new(Reachability::default());
-        let context = GroupContext {
-            tx,
-            partial: Mutex::new(Fetched::default()),
-            reachability: Arc::clone(&reachability),
-            lag: LagFrom::Committed,
-        };
-        let consumer: BaseConsumer<GroupContext> = client_config(&options.brokers)
+        let (context, rx, reachability) = GroupContext::new(LagFrom::Committed);
+        let consumer: BaseConsumer<GroupContext> = consumer_config(&options.brokers)
             .set("group.id", &options.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
             // An aggregator killed without leaving the group holds its partitions until
             // its session times out: keep that short (the broker's minimum is 6 s).
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "2000")
-            .set(
-                "fetch.max.bytes",
-                (super::MAX_MESSAGE_BYTES * 4).to_string(),
-            )
-            .set("max.partition.fetch.bytes", (4 << 20).to_string())
-            .set("statistics.interval.ms", STATISTICS_MS)
-            .set_log_level(RDKafkaLogLevel::Warning)
             .create_with_context(context)?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -363,28 +377,11 @@ impl Consumer {
         pseudo: Arc<Pseudonymizer>,
         hasher: KeyHasher,
     ) -> Result<(Self, Span), KafkaError> {
-        let (tx, rx) = sync_channel(IN_FLIGHT);
-        let reachability = Arc::new(Reachability::default());
-        let context = GroupContext {
-            tx,
-            partial: Mutex::new(Fetched::default()),
-            reachability: Arc::clone(&reachability),
-            lag: LagFrom::Delivered,
-        };
-        let consumer: BaseConsumer<GroupContext> = client_config(brokers)
+        let (context, rx, reachability) = GroupContext::new(LagFrom::Delivered);
+        let consumer: BaseConsumer<GroupContext> = consumer_config(brokers)
             // librdkafka assigns only with a group id; it never joins that group (no
             // subscription) nor commits to it.
             .set("group.id", FOLLOWER_GROUP)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set(
-                "fetch.max.bytes",
-                (super::MAX_MESSAGE_BYTES * 4).to_string(),
-            )
-            .set("max.partition.fetch.bytes", (4 << 20).to_string())
-            .set("statistics.interval.ms", STATISTICS_MS)
-            .set_log_level(RDKafkaLogLevel::Warning)
             .create_with_context(context)?;
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
         let ids: Vec<i32> = metadata
