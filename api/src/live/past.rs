@@ -53,7 +53,7 @@ impl PastDays {
         (v.day == day).then_some(v)
     }
 
-    fn set(&self, view: PastView) {
+    pub(crate) fn set(&self, view: PastView) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(view));
     }
 

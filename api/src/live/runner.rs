@@ -571,3 +571,119 @@ impl Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::clock::ManualClock;
+    use netwait_aggregator::domain::config::MetricsConfig;
+    use netwait_aggregator::domain::figures::Figures;
+    use netwait_aggregator::domain::privacy::Pseudonymizer;
+    use netwait_aggregator::domain::time::parse_rfc3339;
+    use netwait_aggregator::domain::validate::validate_line;
+    use netwait_aggregator::engine::Engine;
+    use netwait_aggregator::store::memory::MemoryStore;
+    use netwait_aggregator::store::record::Record;
+    use std::collections::HashMap;
+
+    /// The latest update after `seq`.
+    fn next_after(handle: &LiveHandle, seq: u64) -> Arc<LiveState> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = handle.latest();
+            if s.seq > seq {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "no update");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn with_past_days_the_month_to_date_is_their_month_and_the_snapshots_today() {
+        let now = parse_rfc3339("2019-03-04T10:00:00+01:00").expect("ts");
+        let mut engine = Engine::open(
+            Box::new(MemoryStore::new()),
+            [1; 16],
+            MetricsConfig::default(),
+        )
+        .expect("engine");
+        let p = Pseudonymizer::new([0; 32]);
+        let lines = [
+            r#"{"call_id":"a","type":"offered","ts":"2019-03-04T09:00:00+01:00","line":"cup"}"#,
+            r#"{"call_id":"a","type":"answered","ts":"2019-03-04T09:00:20+01:00","agent":"op"}"#,
+        ];
+        engine
+            .ingest(
+                lines
+                    .iter()
+                    .map(|l| Record::Event(validate_line(l.as_bytes(), &p).expect("valid"))),
+            )
+            .expect("ingest");
+        engine.watch_transitions().expect("watch");
+        let (_published, snapshots) = watch::channel(Arc::new(engine.publish()));
+        let past = PastDays::default();
+        let (day, _) = RomeClock::default().local_day(now);
+        let month = Figures {
+            answered: 2,
+            answered_within_threshold: 1,
+            ..Figures::default()
+        };
+        let day1 = Figures {
+            answered: 2,
+            answered_within_threshold: 1,
+            ..Figures::default()
+        };
+        past.set(PastView {
+            day,
+            version: 1,
+            lines: vec!["cup".into(), "prelievi".into()],
+            month: HashMap::from([(
+                "cup".to_owned(),
+                (month, vec![day1, Figures::default(), Figures::default()]),
+            )]),
+        });
+        let clock = ManualClock::new(now);
+        let (feed, handle) = start(
+            LiveRules::default(),
+            Arc::new(clock),
+            snapshots,
+            Some(past.clone()),
+        )
+        .expect("start");
+        let seq = handle.latest().seq;
+        feed.send(crate::state::seed_of(&engine));
+        handle.poke();
+        let state = next_after(&handle, seq);
+        let names: Vec<&str> = state.lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(names, ["cup", "prelievi"], "a line only the past days have");
+        let cup = &state.lines[0];
+        assert_eq!(cup.today.answered, Some(1.0), "today: the snapshot's call");
+        assert_eq!(
+            cup.month_to_date.answered,
+            Some(2.0 / 3.0),
+            "the store's month + today"
+        );
+        let daily: Vec<_> = cup.daily.iter().map(|d| (d.date.as_str(), d.sla)).collect();
+        assert_eq!(
+            daily,
+            [
+                ("2019-03-01", Some(0.5)),
+                ("2019-03-02", None),
+                ("2019-03-03", None),
+                ("2019-03-04", Some(1.0)),
+            ]
+        );
+        // A view of another day is not used: the month to date is unknown.
+        past.set(PastView {
+            day: day - 1,
+            version: 2,
+            ..PastView::default()
+        });
+        let seq = handle.latest().seq;
+        handle.poke();
+        let state = next_after(&handle, seq);
+        assert_eq!(state.lines[0].month_to_date.answered, None);
+        assert_eq!(state.lines[0].today.answered, Some(1.0));
+    }
+}
