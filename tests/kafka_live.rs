@@ -8,7 +8,8 @@
 //! calls are only in ClickHouse, one of yesterday's is also in the topic, today's are in
 //! both: counted once each); the consumer lag and the live gauges are on `/metrics`. A
 //! broker of the test's own killed: the `source_unreachable` alert, the api still
-//! answering; back: cleared.
+//! answering; back: cleared. On a clock the test moves, the live book starts again at
+//! local midnight and holds none of the days before.
 
 mod common;
 use common::servers::*;
@@ -370,4 +371,69 @@ fn a_broker_outage_is_an_alert_and_the_api_role_keeps_answering() {
     );
     assert!(server.stop().success());
     clickhouse_sql(&format!("DROP DATABASE {db}"));
+}
+
+#[test]
+fn the_live_book_starts_again_at_local_midnight_and_forgets_the_days_before() {
+    use netwait_aggregator::domain::config::MetricsConfig;
+    use netwait_api::live::ManualClock;
+    use netwait_api::live::follower::{FollowOptions, Follower};
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let topic = topic(2);
+    let t = now_ms();
+    let mut events = Vec::new();
+    for i in 0..3 {
+        events.extend(answered(
+            &format!("{}-{i}", unique("b")),
+            t - 600 * S,
+            30 * S,
+        ));
+    }
+    let file = tmp.path().join("events.ndjson");
+    write_lines(&file, &events);
+    tool(&["produce", &topic, file.to_str().expect("path")]);
+
+    // The follower and the live runner on a clock the test moves.
+    let clock = ManualClock::new(t);
+    let options = FollowOptions {
+        brokers: broker().to_owned(),
+        topic: topic.clone(),
+        timeout: Duration::from_secs(10),
+        config: MetricsConfig::default(),
+    };
+    let (opened, snapshots) = Follower::open(options, Arc::new(clock.clone())).expect("follow");
+    let (feed, _live) = netwait_api::live::runner::start(
+        netwait_api::live::LiveRules::default(),
+        Arc::new(clock.clone()),
+        snapshots.clone(),
+        None,
+    )
+    .expect("live thread");
+    let follower = opened.start(feed).expect("follower");
+    let calls = || snapshots.borrow().calls();
+    wait_until(
+        "the book has the topic's calls",
+        Duration::from_secs(30),
+        || calls() == 3,
+    );
+
+    // Two days later: the new day's look-back starts after every message there is, so
+    // the new book has none of them; what is published next is followed.
+    clock.advance(2 * 24 * 3600 * S);
+    wait_until(
+        "the book of the new day, without the old calls",
+        Duration::from_secs(30),
+        || calls() == 0,
+    );
+    let later = tmp.path().join("later.ndjson");
+    write_lines(&later, &answered(&unique("n"), now_ms(), 10 * S));
+    tool(&["produce", &topic, later.to_str().expect("path")]);
+    wait_until(
+        "the new day's book follows the topic",
+        Duration::from_secs(30),
+        || calls() == 1,
+    );
+    drop(follower);
 }
