@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BIN, Server};
+use common::{Server, wait_line, watch};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -182,37 +182,6 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// `netwait watch --plain`'s lines, as they come.
-fn watch(server: &Server) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .args(["watch", "--plain", "--server", &server.url()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("netwait watch");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if ok(&line) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("netwait watch never printed {what}: {e}"),
-        }
     }
 }
 

@@ -109,8 +109,10 @@ fn role_and_store_combinations_that_make_no_sense_name_their_flags() {
         &serve(&[
             "--clickhouse-url",
             "http://127.0.0.1:9",
-            "--http-listen",
-            "127.0.0.1:0",
+            "--role",
+            "api",
+            "--group",
+            "g",
         ]),
         &[],
         "not with --role api",

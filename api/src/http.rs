@@ -92,11 +92,14 @@ pub async fn serve(
     serve_app(listener, tls, router(state, options), shutdown).await
 }
 
-/// Serves only `GET /metrics` (read role), for a process that serves no API
-/// (`netwait aggregate --metrics-listen`: its Kafka consumer lag, commits, rejects).
+/// Serves only `GET /metrics` (read role), for a process that takes no push: `netwait
+/// aggregate --metrics-listen` (its Kafka consumer lag, commits, rejects), and the api
+/// role (`serve --clickhouse --http-listen`), with the wallboard when it keeps a `live`
+/// state.
 pub async fn serve_metrics(
     listener: TcpListener,
     security: Security,
+    live: Option<(crate::live::LiveHandle, crate::shutdown::Shutdown)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tls = security.tls.as_ref().map(|t| t.http());
@@ -107,6 +110,15 @@ pub async fn serve_metrics(
             require_role,
         ))
         .fallback(not_found);
+    let app = match live {
+        Some((live, stopping)) => app.merge(crate::live::wallboard::routes(
+            live,
+            stopping,
+            security.tokens.clone(),
+            security.tls.is_some(),
+        )),
+        None => app,
+    };
     serve_app(listener, tls, app, shutdown).await
 }
 

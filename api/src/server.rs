@@ -2,8 +2,10 @@
 //! graceful shutdown.
 
 use crate::auth::{GrpcAuthLayer, Tokens};
+use crate::live::LiveHandle;
 use crate::live::grpc::LiveService;
 use crate::push::IngestService;
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::StatsService;
 use crate::tls::TlsIdentity;
@@ -127,12 +129,15 @@ fn reflection() -> Result<
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
-/// The api role: the Stats service alone (with health and reflection), on reports that
-/// are not the embedded engine's (a ClickHouse database: `serve --clickhouse`); serves
-/// until `shutdown` resolves.
+/// The api role: the Stats service (with health and reflection), on reports that are not
+/// the embedded engine's (a ClickHouse database: `serve --clickhouse`), and the live
+/// stream when the role keeps a live state (`--kafka`: see
+/// [`crate::live::follower`]); serves until `shutdown` resolves (live streams end once
+/// `live`'s shutdown is draining).
 pub async fn serve_stats(
     listener: TcpListener,
     stats: StatsService,
+    live: Option<(LiveHandle, Shutdown)>,
     security: Security,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -140,12 +145,14 @@ pub async fn serve_stats(
     reporter.set_serving::<StatsServer<StatsService>>().await;
     let (reflection_v1, reflection_v1alpha) = reflection()?;
     let stats = StatsServer::new(stats).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let live = live.map(|(l, s)| LiveServer::new(LiveService::new(l, s)));
     server_builder(&security)?
         .layer(GrpcAuthLayer::new(security.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(stats)
+        .add_optional_service(live)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())

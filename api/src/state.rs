@@ -93,7 +93,7 @@ impl AppState {
         let poisoned = Arc::new(AtomicBool::new(engine.is_poisoned()));
         let (published, snapshot) = watch::channel(Arc::new(engine.publish()));
         let live = live.and_then(|(rules, clock)| {
-            match crate::live::runner::start(rules, clock, snapshot.clone()) {
+            match crate::live::runner::start(rules, clock, snapshot.clone(), None) {
                 Ok((feed, handle)) => {
                     feed.send(seed_of(&engine));
                     crate::live::metrics::expose(&handle);
@@ -313,7 +313,7 @@ fn write_loop(
 }
 
 /// The calls open now, for the live side to start from.
-fn seed_of(engine: &Engine) -> LiveInput {
+pub(crate) fn seed_of(engine: &Engine) -> LiveInput {
     let lines: Vec<String> = engine.book().line_names().map(str::to_owned).collect();
     let open = lines
         .iter()
@@ -329,7 +329,7 @@ fn seed_of(engine: &Engine) -> LiveInput {
 
 /// Hands what the work drained to the live side (a failed commit's transitions never:
 /// the recovery's reset starts the live side again from what is durable).
-fn feed_live(engine: &mut Engine, feed: &LiveFeed, failed: bool, before: LogPosition) {
+pub(crate) fn feed_live(engine: &mut Engine, feed: &LiveFeed, failed: bool, before: LogPosition) {
     let now = wall_ms();
     if engine.next_timeout().is_some_and(|t| t <= now) {
         engine.handle_timeout(now);

@@ -24,9 +24,7 @@ use netwait_aggregator::domain::derived::Derived;
 use netwait_aggregator::store::codec::Decoder;
 use netwait_aggregator::store::record::Record;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
-use netwait_aggregator::store::{
-    Batch, Checkpoint, EventStore, LogPosition, PartWriter, RunId, StoreError,
-};
+use netwait_aggregator::store::{Batch, EventStore, LogPosition, StoreError};
 
 /// Rows of one commit at most (one block: ClickHouse splits an insert into blocks of
 /// `max_insert_block_size` rows, and only a block is atomic).
@@ -387,20 +385,6 @@ impl EventStore for ClickHouseStore {
         // absent, or cut short (not counted), or, when only its answer was lost, whole.
         (self.seq, self.next) =
             positions(&self.conn, epoch_base(self.lease.epoch())).map_err(store_error)?;
-        Ok(())
-    }
-
-    fn load_checkpoint(&mut self, _with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
-        Ok(None)
-    }
-
-    fn save_checkpoint(
-        &mut self,
-        _position: LogPosition,
-        _query: PartWriter<'_>,
-        _fold: PartWriter<'_>,
-        _runs: &[(RunId, PartWriter<'_>)],
-    ) -> Result<(), StoreError> {
         Ok(())
     }
 }

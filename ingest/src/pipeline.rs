@@ -694,20 +694,6 @@ mod failure_tests {
                 source: std::io::Error::other("no space left on device"),
             })
         }
-
-        fn load_checkpoint(&mut self, _with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
-            Ok(None)
-        }
-
-        fn save_checkpoint(
-            &mut self,
-            _position: LogPosition,
-            _query: PartWriter<'_>,
-            _fold: PartWriter<'_>,
-            _runs: &[(RunId, PartWriter<'_>)],
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
     }
 
     #[test]

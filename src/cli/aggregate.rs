@@ -71,7 +71,8 @@ fn serve_metrics(store: &StoreArgs, listen: &str) -> anyhow::Result<()> {
         .spawn(move || {
             let served = rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                netwait_api::http::serve_metrics(listener, security, std::future::pending()).await
+                netwait_api::http::serve_metrics(listener, security, None, std::future::pending())
+                    .await
             });
             if let Err(e) = served {
                 tracing::error!(error = %e, "metrics listener failed");

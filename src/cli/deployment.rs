@@ -234,8 +234,9 @@ pub struct KafkaChoice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub role: Role,
-    /// `None` for the api role, and for `all` on the embedded store (pushes are
-    /// committed to it directly, as `serve --data` always did).
+    /// For the api role, the topic its live state follows, if any; `None` for `all` on
+    /// the embedded store (pushes are committed to it directly, as `serve --data` always
+    /// did).
     pub kafka: Option<KafkaChoice>,
 }
 
@@ -269,20 +270,42 @@ pub fn plan(
     let kafka_flags = flags.kafka.is_some() || flags.topic.is_some() || flags.group.is_some();
     match role {
         Role::Api => {
-            if kafka_flags {
+            if flags.group.is_some() {
                 bail!(
-                    "--kafka, --topic and --group go with --role ingest, aggregator or all, not --role api"
+                    "--group is the aggregators' consumer group: not with --role api (its live state follows the topic outside any group)"
                 );
-            }
-            if flags.http_listen {
-                bail!("--http-listen takes pushes: not with --role api (the Stats service alone)");
             }
             if !clickhouse {
                 bail!(
                     "--role api serves the figures of a ClickHouse database: give --store clickhouse --clickhouse-url URL (`serve --data DIR` alone serves an embedded store)"
                 );
             }
-            return Ok(Plan { role, kafka: None });
+            // The live state follows the topic when one is named, on the command line or
+            // in the configuration (not from the environment alone: an exported
+            // NETWAIT_KAFKA does not turn it on).
+            let live = match (flags.kafka, flags.topic.or(k.topic.as_deref())) {
+                (None, None) => None,
+                (kafka, Some(topic)) => {
+                    let Some(brokers) = kafka
+                        .map(str::to_owned)
+                        .or_else(|| env(ENV_KAFKA))
+                        .or_else(|| k.brokers.clone())
+                    else {
+                        bail!(
+                            "--role api follows --topic {topic} for its live state: it needs --kafka BROKERS (or {ENV_KAFKA}, or [kafka] brokers)"
+                        );
+                    };
+                    Some(KafkaChoice {
+                        brokers,
+                        topic: topic.to_owned(),
+                        group: DEFAULT_GROUP.to_owned(),
+                    })
+                }
+                (Some(_), None) => bail!(
+                    "--role api follows a topic for its live state: --kafka needs --topic T (or [kafka] topic)"
+                ),
+            };
+            return Ok(Plan { role, kafka: live });
         }
         Role::All if !clickhouse => {
             if kafka_flags || k.topic.is_some() {
@@ -516,7 +539,22 @@ mod tests {
             topic: kafka.map(|_| "t"),
             ..RoleFlags::default()
         };
-        fails(with(Role::Api, Some("b:9092")), true, "not --role api");
+        fails(
+            RoleFlags {
+                group: Some("g"),
+                ..with(Role::Api, Some("b:9092"))
+            },
+            true,
+            "not with --role api",
+        );
+        fails(
+            RoleFlags {
+                topic: None,
+                ..with(Role::Api, Some("b:9092"))
+            },
+            true,
+            "--kafka needs --topic",
+        );
         fails(with(Role::Api, None), false, "--store clickhouse");
         fails(with(Role::All, Some("b:9092")), false, "--store clickhouse");
         fails(with(Role::Aggregator, None), true, "needs --kafka BROKERS");

@@ -241,7 +241,8 @@ enum Command {
         #[command(flatten)]
         role: serve::IngestRoleArgs,
         /// The api role: the gRPC Stats service answered from this ClickHouse database
-        /// (no push, no live queue; `netwait aggregate --clickhouse` fills it).
+        /// (no push; `netwait aggregate --clickhouse` fills it); with --kafka and
+        /// --topic, also the live state of the followed topic.
         #[command(flatten)]
         clickhouse: clickhouse::ClickHouseArgs,
     },

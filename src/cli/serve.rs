@@ -67,8 +67,10 @@ pub struct IngestRoleArgs {
     /// Kafka brokers (`host:port[,...]`). The ingest role publishes pushed events (gRPC
     /// push, HTTP `POST /v1/events`) and the followed logs of `[[sources]]` there, one
     /// record a line keyed by call id, and answers a push once the broker has every
-    /// record; the aggregator consumes them. Default: NETWAIT_KAFKA, else `[kafka]
-    /// brokers` (read only by a role that uses Kafka).
+    /// record; the aggregator consumes them. The api role's live state follows the
+    /// topic at these brokers (every partition, no consumer group, nothing committed),
+    /// for `Live.WatchQueue`, the wallboard and the live gauges. Default: NETWAIT_KAFKA,
+    /// else `[kafka] brokers` (read only by a role that uses Kafka).
     #[arg(long, value_name = "BROKERS")]
     kafka: Option<String>,
     /// The topic (it must exist). Default: NETWAIT_KAFKA_TOPIC, else `[kafka] topic`.
@@ -172,7 +174,11 @@ pub fn run(
             let kafka = kafka.context("the aggregator role's topic")?;
             super::aggregate::run(store, &KafkaArgs::of(kafka))
         }
-        (Role::Api, Some(target)) => api_role(store, bind(listen)?, target.clone()),
+        (Role::Api, Some(target)) => {
+            let listener = bind(listen)?;
+            let http_listener = http.http_listen.as_deref().map(bind).transpose()?;
+            api_role(store, listener, http_listener, target.clone(), kafka)
+        }
         (Role::All, Some(target)) => {
             let kafka = kafka.context("the aggregator role's topic")?;
             let listener = bind(listen)?;
@@ -439,27 +445,91 @@ impl Driven {
     }
 }
 
-/// `serve --clickhouse`: the Stats service on a ClickHouse database's SQL (the same
-/// service as `stats --clickhouse`), until SIGTERM/SIGINT.
+/// The api role: the Stats service on a ClickHouse database's SQL (the same service as
+/// `stats --clickhouse`); with `kafka`, also the live state of the followed topic
+/// (`Live.WatchQueue`, and with `--http-listen` the wallboard, `/v1/live` and
+/// `/metrics`; see `netwait_api::live::follower`), until SIGTERM/SIGINT.
 fn api_role(
     store: &StoreArgs,
     listener: std::net::TcpListener,
+    http_listener: Option<std::net::TcpListener>,
     target: netwait_clickhouse::Target,
+    kafka: Option<&KafkaChoice>,
 ) -> anyhow::Result<()> {
     let security = security(store)?;
-    let answers = sql_answers(store, &target)?;
-    let stats = netwait_api::stats::StatsService::clickhouse(answers);
+    let settings = super::config::load(store)?;
+    // Before any runtime of ours: the client blocks on a runtime of its own.
+    let stats = netwait_api::stats::StatsService::clickhouse(sql_answers(store, &target)?);
+    let stopping = netwait_api::shutdown::Shutdown::default();
+    // The live state: the topic followed into a book in memory, the past days from SQL
+    // on a connection of its own.
+    let (live, _follower) = match kafka {
+        Some(KafkaChoice { brokers, topic, .. }) => {
+            let clock: Arc<dyn netwait_api::live::Clock> = Arc::new(netwait_api::live::WallClock);
+            let options = netwait_api::live::follower::FollowOptions {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                timeout: super::tail::METADATA_TIMEOUT,
+                config: settings.metrics.clone(),
+            };
+            let (opened, snapshots) =
+                netwait_api::live::follower::Follower::open(options, Arc::clone(&clock))
+                    .with_context(|| format!("Kafka at {brokers}, topic {topic}"))?;
+            let past = netwait_api::live::past::PastDays::start(
+                sql_answers(store, &target)?,
+                Arc::clone(&clock),
+            )
+            .context("starting the live state's reader of past days")?;
+            let (feed, handle) =
+                netwait_api::live::runner::start(settings.live, clock, snapshots, Some(past))
+                    .context("starting the live thread")?;
+            netwait_api::live::metrics::expose(&handle);
+            let follower = opened
+                .start(feed)
+                .context("starting the topic's follower")?;
+            tracing::info!(%brokers, %topic, "api role: live state from the topic");
+            (Some(handle), Some(follower))
+        }
+        _ => (None, None),
+    };
     let rt = super::runtime()?;
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let mut signals = signals()?;
         println!("netwait listening on {addr}");
+        if let Some(l) = http_listener {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            println!("netwait http listening on {}", l.local_addr()?);
+            let (security, live, stopping) = (security.clone(), live.clone(), stopping.clone());
+            tokio::spawn(async move {
+                let draining = stopping.clone();
+                let served = netwait_api::http::serve_metrics(
+                    l,
+                    security,
+                    live.map(|l| (l, stopping)),
+                    async move { draining.reached(Phase::Draining).await },
+                )
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
+            });
+        }
         std::io::stdout().flush()?;
         tracing::info!(%addr, clickhouse = %target.url, database = %target.database, "serving the api role");
-        netwait_api::server::serve_stats(listener, stats, security, async move {
-            signals.recv().await;
-        })
+        let draining = stopping.clone();
+        netwait_api::server::serve_stats(
+            listener,
+            stats,
+            live.map(|l| (l, stopping.clone())),
+            security,
+            async move {
+                signals.recv().await;
+                // Live streams end first: the server then stops once they are gone.
+                draining.enter(Phase::Draining);
+            },
+        )
         .await?;
         anyhow::Ok(())
     });

@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// How long the brokers may take to say whether they have the topic, at start.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `tail`'s ingest role flags.
 #[derive(clap::Args, Debug, Clone)]

@@ -302,3 +302,39 @@ pub fn now_ms() -> i64 {
         .expect("clock")
         .as_millis() as i64
 }
+
+/// `netwait watch --plain --server`'s lines, as they come.
+pub fn watch(server: &Server) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(["watch", "--plain", "--server", &server.url()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("netwait watch");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The first line from `watch` that is `ok`, within 30 s.
+pub fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if ok(&line) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("netwait watch never printed {what}: {e}"),
+        }
+    }
+}

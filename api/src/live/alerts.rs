@@ -21,10 +21,11 @@ pub enum Rule {
     Understaffed,
     NoOperator,
     IngestStalled,
+    SourceUnreachable,
 }
 
 impl Rule {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::LongWait,
         Self::SlaBelowTarget,
         Self::SlaGrave,
@@ -33,6 +34,7 @@ impl Rule {
         Self::Understaffed,
         Self::NoOperator,
         Self::IngestStalled,
+        Self::SourceUnreachable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Rule {
             Self::Understaffed => "understaffed",
             Self::NoOperator => "no_operator",
             Self::IngestStalled => "ingest_stalled",
+            Self::SourceUnreachable => "source_unreachable",
         }
     }
 }

@@ -10,8 +10,10 @@
 pub mod alerts;
 pub mod clock;
 pub mod config;
+pub mod follower;
 pub mod grpc;
 pub mod metrics;
+pub mod past;
 pub mod runner;
 pub mod session;
 pub mod tracker;

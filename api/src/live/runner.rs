@@ -8,6 +8,7 @@
 use super::alerts::{Alert, Alerts, Check, Rule, Severity};
 use super::clock::Clock;
 use super::config::LiveRules;
+use super::past::{PastDays, PastView};
 use super::tracker::Tracker;
 use super::view::{DaySla, LineLive, LiveSla, LiveState, Operators};
 use super::webhook::Webhook;
@@ -38,6 +39,9 @@ pub enum LiveInput {
     },
     /// Judge and publish now (a test moved its clock).
     Poke,
+    /// Whether the source the live state follows (the Kafka brokers) is reachable: while
+    /// it is not, the `source_unreachable` alert is open.
+    Source { reachable: bool },
 }
 
 /// The writer's end.
@@ -93,11 +97,13 @@ impl LiveHandle {
 }
 
 /// Starts the live thread; `snapshots` are the engine's publications (the SLA figures
-/// come from their cells).
+/// come from their cells); with `past`, the days of the month before today come from
+/// it, today from the snapshots (see [`super::past`]).
 pub fn start(
     rules: LiveRules,
     clock: Arc<dyn Clock>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    past: Option<PastDays>,
 ) -> std::io::Result<(LiveFeed, LiveHandle)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let webhook = rules.webhook_url.clone().map(Webhook::start).transpose()?;
@@ -111,6 +117,8 @@ pub fn start(
         alerts: Alerts::default(),
         sla: Vec::new(),
         sla_at: None,
+        past,
+        unreachable_since: None,
         last_ingest: 0,
         seq: 0,
         webhook,
@@ -141,9 +149,13 @@ struct Live {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     tracker: Tracker,
     alerts: Alerts,
-    /// By line id, as of `sla_at` (the snapshot position and the local day).
+    /// By line (as [`Self::lines`] lists them), as of `sla_at`.
     sla: Vec<LineSla>,
-    sla_at: Option<(netwait_aggregator::store::LogPosition, i64)>,
+    sla_at: Option<SlaAt>,
+    /// The days before today, when they come from elsewhere than the snapshots.
+    past: Option<PastDays>,
+    /// Since when the followed source is unreachable.
+    unreachable_since: Option<Millis>,
     /// When the writer last committed something (the live clock).
     last_ingest: Millis,
     seq: u64,
@@ -151,6 +163,16 @@ struct Live {
 }
 
 const TICK: Millis = SECOND;
+
+/// What the SLA figures were counted from: the snapshot's position, the local day, the
+/// past days' read and the lines.
+#[derive(Debug, PartialEq)]
+struct SlaAt {
+    position: netwait_aggregator::store::LogPosition,
+    day: i64,
+    past: Option<u64>,
+    lines: Vec<String>,
+}
 
 impl Live {
     fn run(mut self, inputs: &Receiver<LiveInput>, publish: &watch::Sender<Arc<LiveState>>) {
@@ -200,51 +222,121 @@ impl Live {
                 self.last_ingest = self.clock.now_ms();
             }
             LiveInput::Poke => return true,
+            LiveInput::Source { reachable } => {
+                let now = self.clock.now_ms();
+                match (reachable, self.unreachable_since) {
+                    (true, _) => self.unreachable_since = None,
+                    (false, None) => self.unreachable_since = Some(now),
+                    (false, Some(_)) => {}
+                }
+                return true;
+            }
         }
         false
+    }
+
+    /// The service lines: the tracker's (by line id), then those only the past days have
+    /// (no call of them in the live book).
+    fn lines(&self, past: Option<&PastView>) -> Vec<String> {
+        let mut lines = self.tracker.lines().to_vec();
+        for l in past.map(|p| p.lines.as_slice()).unwrap_or_default() {
+            if !lines.contains(l) {
+                lines.push(l.clone());
+            }
+        }
+        lines
     }
 
     /// The SLA figures of every line, recounted from the snapshot's cells when it or
     /// the local day changed (at most once a tick: a busy ingest publishes far more).
     fn refresh_sla(&mut self, day: i64) {
         let snapshot = Arc::clone(&self.snapshots.borrow());
-        let at = (snapshot.position(), day);
-        let names = self.tracker.lines();
-        if self.sla_at == Some(at) && self.sla.len() == names.len() {
+        let past = self.past.as_ref().map(|p| p.of_day(day));
+        let names = self.lines(past.as_ref().and_then(Option::as_deref));
+        let at = SlaAt {
+            position: snapshot.position(),
+            day,
+            past: past.as_ref().map(|p| p.as_ref().map_or(0, |v| v.version)),
+            lines: names,
+        };
+        if self.sla_at.as_ref() == Some(&at) {
             return;
         }
+        let names = &at.lines;
         let policy = snapshot.config().policy;
         let today = local_date(day);
         let first = today.first_of_month();
         let next = |d: jiff::civil::Date| d.tomorrow().unwrap_or(d);
-        let sla_of = |from, to, line: &str| {
-            let t = snapshot.table1(self.now, from, to, Some(line.to_owned()), None);
-            LiveSla::of(&t.figures, policy)
+        let figures_of = |from, to, line: &str| {
+            snapshot
+                .table1(self.now, from, to, Some(line.to_owned()), None)
+                .figures
         };
+        let sla_of = |from, to, line: &str| LiveSla::of(&figures_of(from, to, line), policy);
         let sla = names
             .iter()
-            .map(|line| {
-                let mut daily = Vec::new();
-                let mut d = first;
-                while d <= today {
+            .map(|line| match &past {
+                // The days before today from the store, today from the live book.
+                Some(view) => {
+                    let today_figures = figures_of(today, next(today), line);
+                    let Some(view) = view else {
+                        // Not read for today yet: only today is known.
+                        return (
+                            LiveSla::of(&today_figures, policy),
+                            LiveSla::default(),
+                            Vec::new(),
+                        );
+                    };
+                    let (mut month, days) = view.of(line);
+                    let mut daily: Vec<DaySla> = (0..)
+                        .zip(&days)
+                        .map(|(i, f)| DaySla {
+                            date: first
+                                .checked_add(jiff::Span::new().days(i))
+                                .unwrap_or(first)
+                                .to_string(),
+                            sla: LiveSla::of(f, policy).sla,
+                        })
+                        .collect();
+                    let today_sla = LiveSla::of(&today_figures, policy);
                     daily.push(DaySla {
-                        date: d.to_string(),
-                        sla: sla_of(d, next(d), line).sla,
+                        date: today.to_string(),
+                        sla: today_sla.sla,
                     });
-                    d = next(d);
-                    if d == first {
-                        break;
-                    }
+                    month.merge(&today_figures);
+                    (today_sla, LiveSla::of(&month, policy), daily)
                 }
-                (
-                    sla_of(today, next(today), line),
-                    sla_of(first, next(today), line),
-                    daily,
-                )
+                None => {
+                    let mut daily = Vec::new();
+                    let mut d = first;
+                    while d <= today {
+                        daily.push(DaySla {
+                            date: d.to_string(),
+                            sla: sla_of(d, next(d), line).sla,
+                        });
+                        d = next(d);
+                        if d == first {
+                            break;
+                        }
+                    }
+                    (
+                        sla_of(today, next(today), line),
+                        sla_of(first, next(today), line),
+                        daily,
+                    )
+                }
             })
             .collect();
         self.sla = sla;
         self.sla_at = Some(at);
+    }
+
+    /// The lines the SLA figures were counted for (see [`Self::lines`]).
+    fn sla_lines(&self) -> &[String] {
+        self.sla_at
+            .as_ref()
+            .map(|a| a.lines.as_slice())
+            .unwrap_or_default()
     }
 
     fn local_now(&self) -> (i64, Millis) {
@@ -298,7 +390,7 @@ impl Live {
             message,
         };
         let pct = |x: f64| format!("{:.1} %", x * 100.0);
-        for (id, name) in self.tracker.lines().iter().enumerate() {
+        for (id, name) in self.sla_lines().iter().enumerate() {
             let q = queues.get(id).cloned().unwrap_or_default();
             let line = Some(name.as_str());
             let longest = q.longest_wait_ms.unwrap_or(0);
@@ -398,6 +490,18 @@ impl Live {
         );
         c.hold_ms = r.staffing_hold_ms;
         out.push(c);
+        let cut = self.unreachable_since.map(|since| self.now - since);
+        out.push(check(
+            Rule::SourceUnreachable,
+            None,
+            Severity::Critical,
+            cut.is_some(),
+            cut.is_none(),
+            format!(
+                "the Kafka brokers have been unreachable for {} s: the live state is not updated",
+                cut.unwrap_or(0) / SECOND
+            ),
+        ));
         let idle = self.now - self.last_ingest;
         let stalled = in_service && r.stalled_ms > 0 && idle >= r.stalled_ms;
         out.push(check(
@@ -424,8 +528,7 @@ impl Live {
         let queues = self.tracker.queues(self.now);
         let ops = self.tracker.operators();
         let lines = self
-            .tracker
-            .lines()
+            .sla_lines()
             .iter()
             .enumerate()
             .map(|(id, name)| {
@@ -466,5 +569,121 @@ impl Live {
             recent_alerts: self.alerts.recent().cloned().collect(),
             last_event_ms: self.tracker.last_event(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::clock::ManualClock;
+    use netwait_aggregator::domain::config::MetricsConfig;
+    use netwait_aggregator::domain::figures::Figures;
+    use netwait_aggregator::domain::privacy::Pseudonymizer;
+    use netwait_aggregator::domain::time::parse_rfc3339;
+    use netwait_aggregator::domain::validate::validate_line;
+    use netwait_aggregator::engine::Engine;
+    use netwait_aggregator::store::memory::MemoryStore;
+    use netwait_aggregator::store::record::Record;
+    use std::collections::HashMap;
+
+    /// The latest update after `seq`.
+    fn next_after(handle: &LiveHandle, seq: u64) -> Arc<LiveState> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = handle.latest();
+            if s.seq > seq {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "no update");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn with_past_days_the_month_to_date_is_their_month_and_the_snapshots_today() {
+        let now = parse_rfc3339("2019-03-04T10:00:00+01:00").expect("ts");
+        let mut engine = Engine::open(
+            Box::new(MemoryStore::new()),
+            [1; 16],
+            MetricsConfig::default(),
+        )
+        .expect("engine");
+        let p = Pseudonymizer::new([0; 32]);
+        let lines = [
+            r#"{"call_id":"a","type":"offered","ts":"2019-03-04T09:00:00+01:00","line":"cup"}"#,
+            r#"{"call_id":"a","type":"answered","ts":"2019-03-04T09:00:20+01:00","agent":"op"}"#,
+        ];
+        engine
+            .ingest(
+                lines
+                    .iter()
+                    .map(|l| Record::Event(validate_line(l.as_bytes(), &p).expect("valid"))),
+            )
+            .expect("ingest");
+        engine.watch_transitions().expect("watch");
+        let (_published, snapshots) = watch::channel(Arc::new(engine.publish()));
+        let past = PastDays::default();
+        let (day, _) = RomeClock::default().local_day(now);
+        let month = Figures {
+            answered: 2,
+            answered_within_threshold: 1,
+            ..Figures::default()
+        };
+        let day1 = Figures {
+            answered: 2,
+            answered_within_threshold: 1,
+            ..Figures::default()
+        };
+        past.set(PastView {
+            day,
+            version: 1,
+            lines: vec!["cup".into(), "prelievi".into()],
+            month: HashMap::from([(
+                "cup".to_owned(),
+                (month, vec![day1, Figures::default(), Figures::default()]),
+            )]),
+        });
+        let clock = ManualClock::new(now);
+        let (feed, handle) = start(
+            LiveRules::default(),
+            Arc::new(clock),
+            snapshots,
+            Some(past.clone()),
+        )
+        .expect("start");
+        let seq = handle.latest().seq;
+        feed.send(crate::state::seed_of(&engine));
+        handle.poke();
+        let state = next_after(&handle, seq);
+        let names: Vec<&str> = state.lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(names, ["cup", "prelievi"], "a line only the past days have");
+        let cup = &state.lines[0];
+        assert_eq!(cup.today.answered, Some(1.0), "today: the snapshot's call");
+        assert_eq!(
+            cup.month_to_date.answered,
+            Some(2.0 / 3.0),
+            "the store's month + today"
+        );
+        let daily: Vec<_> = cup.daily.iter().map(|d| (d.date.as_str(), d.sla)).collect();
+        assert_eq!(
+            daily,
+            [
+                ("2019-03-01", Some(0.5)),
+                ("2019-03-02", None),
+                ("2019-03-03", None),
+                ("2019-03-04", Some(1.0)),
+            ]
+        );
+        // A view of another day is not used: the month to date is unknown.
+        past.set(PastView {
+            day: day - 1,
+            version: 2,
+            ..PastView::default()
+        });
+        let seq = handle.latest().seq;
+        handle.poke();
+        let state = next_after(&handle, seq);
+        assert_eq!(state.lines[0].month_to_date.answered, None);
+        assert_eq!(state.lines[0].today.answered, Some(1.0));
     }
 }

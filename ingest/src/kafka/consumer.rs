@@ -40,6 +40,13 @@ const CHUNK_WAIT: Duration = Duration::from_millis(20);
 /// Chunks in flight between the poll thread and the driver.
 const IN_FLIGHT: usize = 8;
 
+/// Per partition: the first offset a follower reads and the partition's end when it
+/// started.
+pub type Span = BTreeMap<TopicPartition, (i64, i64)>;
+
+/// The group id of a follower ([`Consumer::follow`]), which it neither joins nor commits to.
+const FOLLOWER_GROUP: &str = "netwait-follower-never-joined";
+
 /// A message that had refused items, for the dead-letter topic.
 #[derive(Debug)]
 pub struct RefusedMessage {
@@ -93,9 +100,32 @@ pub struct GroupContext {
     /// The chunk being filled (the rebalance callbacks flush it first).
     partial: Mutex<Fetched>,
     reachability: Arc<Reachability>,
+    lag: LagFrom,
+}
+
+/// What a partition's lag is counted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LagFrom {
+    /// The group's committed offset (the aggregator commits once durable).
+    Committed,
+    /// The last message handed over (a follower, which commits nothing).
+    Delivered,
 }
 
 impl GroupContext {
+    /// A context, the driver's end of its channel, and its reachability.
+    fn new(lag: LagFrom) -> (Self, Receiver<Delivery>, Arc<Reachability>) {
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let reachability = Arc::new(Reachability::default());
+        let context = Self {
+            tx,
+            partial: Mutex::new(Fetched::default()),
+            reachability: Arc::clone(&reachability),
+            lag,
+        };
+        (context, rx, reachability)
+    }
+
     fn partial(&self) -> std::sync::MutexGuard<'_, Fetched> {
         self.partial.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -208,7 +238,7 @@ impl ClientContext for GroupContext {
     fn stats_raw(&self, statistics: &[u8]) {
         match serde_json::from_slice::<serde_json::Value>(statistics) {
             Ok(v) => {
-                record_lag(&v);
+                record_lag(&v, self.lag);
                 if let Some(up) = Reachability::from_statistics(&v) {
                     self.reachability.set(up);
                 }
@@ -224,8 +254,9 @@ const STATISTICS_MS: &str = "1000";
 
 /// The consumer lag of each partition the statistics report: messages on the broker
 /// after the group's committed offset, which the driver commits once durable (librdkafka
-/// says -1 while it does not know, and lists its internal partition as -1: skipped).
-fn record_lag(stats: &serde_json::Value) {
+/// says -1 while it does not know, and lists its internal partition as -1: skipped); for
+/// a follower, after the last message handed over (else the next to fetch).
+fn record_lag(stats: &serde_json::Value, from: LagFrom) {
     let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else {
         return;
     };
@@ -237,7 +268,10 @@ fn record_lag(stats: &serde_json::Value) {
             let Ok(partition) = id.parse::<i32>() else {
                 continue;
             };
-            let lag = p.get("consumer_lag").and_then(serde_json::Value::as_i64);
+            let lag = match from {
+                LagFrom::Committed => p.get("consumer_lag").and_then(serde_json::Value::as_i64),
+                LagFrom::Delivered => delivered_lag(p),
+            };
             if let (true, Some(Ok(messages))) = (partition >= 0, lag.map(u64::try_from)) {
                 netwait_aggregator::observe::emit(netwait_aggregator::observe::KafkaLag {
                     topic,
@@ -247,6 +281,20 @@ fn record_lag(stats: &serde_json::Value) {
             }
         }
     }
+}
+
+/// A follower's lag of one partition: the end of the partition (the last stable offset,
+/// else the high watermark) less the offset after the last message handed over (the next
+/// to fetch before any): `None` while the statistics know neither.
+fn delivered_lag(p: &serde_json::Value) -> Option<i64> {
+    let field = |name: &str| {
+        p.get(name)
+            .and_then(serde_json::Value::as_i64)
+            .filter(|&o| o >= 0)
+    };
+    let end = field("ls_offset").or_else(|| field("hi_offset"))?;
+    let at = field("app_offset").or_else(|| field("next_offset"))?;
+    Some((end - at).max(0))
 }
 
 impl ConsumerContext for GroupContext {
@@ -267,6 +315,24 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// A consumer's settings on `brokers`: offsets committed only when asked, fetches sized
+/// for the largest message, statistics every second, the client's own log at warnings.
+fn consumer_config(brokers: &str) -> rdkafka::config::ClientConfig {
+    let mut config = client_config(brokers);
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set(
+            "fetch.max.bytes",
+            (super::MAX_MESSAGE_BYTES * 4).to_string(),
+        )
+        .set("max.partition.fetch.bytes", (4 << 20).to_string())
+        .set("statistics.interval.ms", STATISTICS_MS)
+        .set_log_level(RDKafkaLogLevel::Warning);
+    config
+}
+
 /// The consumer group and its poll thread.
 pub struct Consumer {
     consumer: Arc<BaseConsumer<GroupContext>>,
@@ -283,33 +349,87 @@ impl Consumer {
         pseudo: Arc<Pseudonymizer>,
         hasher: KeyHasher,
     ) -> Result<Self, KafkaError> {
-        let (tx, rx) = sync_channel(IN_FLIGHT);
-        let reachability = Arc::new(Reachability::default());
-        let context = GroupContext {
-            tx,
-            partial: Mutex::new(Fetched::default()),
-            reachability: Arc::clone(&reachability),
-        };
-        let consumer: BaseConsumer<GroupContext> = client_config(&options.brokers)
+        let (context, rx, reachability) = GroupContext::new(LagFrom::Committed);
+        let consumer: BaseConsumer<GroupContext> = consumer_config(&options.brokers)
             .set("group.id", &options.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
             // An aggregator killed without leaving the group holds its partitions until
             // its session times out: keep that short (the broker's minimum is 6 s).
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "2000")
-            .set(
-                "fetch.max.bytes",
-                (super::MAX_MESSAGE_BYTES * 4).to_string(),
-            )
-            .set("max.partition.fetch.bytes", (4 << 20).to_string())
-            .set("statistics.interval.ms", STATISTICS_MS)
-            .set_log_level(RDKafkaLogLevel::Warning)
             .create_with_context(context)?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        Self::polled(consumer, rx, reachability, pseudo, hasher)
+    }
+
+    /// Follows every partition of `topic` from the first message whose timestamp is at
+    /// or after `from_ms` (the end where there is none), outside any group: it commits
+    /// nothing and is handed no rebalance (only [`Delivery::Chunk`]s come). Also returns
+    /// each partition's first offset read and its end when it started (a follower that
+    /// reached every end has caught up with what was there). Brokers that do not answer
+    /// within `timeout` are an error.
+    pub fn follow(
+        brokers: &str,
+        topic: &str,
+        from_ms: i64,
+        timeout: Duration,
+        pseudo: Arc<Pseudonymizer>,
+        hasher: KeyHasher,
+    ) -> Result<(Self, Span), KafkaError> {
+        let (context, rx, reachability) = GroupContext::new(LagFrom::Delivered);
+        let consumer: BaseConsumer<GroupContext> = consumer_config(brokers)
+            // librdkafka assigns only with a group id; it never joins that group (no
+            // subscription) nor commits to it.
+            .set("group.id", FOLLOWER_GROUP)
+            .create_with_context(context)?;
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let ids: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if ids.is_empty() {
+            return Err(KafkaError::Other(format!(
+                "topic {topic} does not exist on the brokers (create it first)"
+            )));
+        }
+        let mut wanted = TopicPartitionList::new();
+        for &id in &ids {
+            wanted.add_partition_offset(topic, id, Offset::Offset(from_ms))?;
+        }
+        let mut start = consumer.offsets_for_times(wanted, timeout)?;
+        let mut ends = BTreeMap::new();
+        for &id in &ids {
+            let (_, high) = consumer.fetch_watermarks(topic, id, timeout)?;
+            // No message at or after the time: from the end (nothing of the window there).
+            let first = match start.find_partition(topic, id).map(|p| p.offset()) {
+                Some(Offset::Offset(at)) => at.min(high),
+                _ => high,
+            };
+            start.set_partition_offset(topic, id, Offset::Offset(first))?;
+            ends.insert(
+                TopicPartition {
+                    topic: topic.to_owned(),
+                    partition: id,
+                },
+                (first, high),
+            );
+        }
+        consumer.assign(&start)?;
+        tracing::info!(%topic, partitions = ids.len(), from_ms, "kafka partitions followed");
+        let follower = Self::polled(consumer, rx, reachability, pseudo, hasher)?;
+        Ok((follower, ends))
+    }
+
+    fn polled(
+        consumer: BaseConsumer<GroupContext>,
+        rx: Receiver<Delivery>,
+        reachability: Arc<Reachability>,
+        pseudo: Arc<Pseudonymizer>,
+        hasher: KeyHasher,
+    ) -> Result<Self, KafkaError> {
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
         let poller = {
@@ -501,7 +621,7 @@ mod tests {
                 "-1": {"consumer_lag": 3}
             }}}
         });
-        record_lag(&stats);
+        record_lag(&stats, LagFrom::Committed);
         let text = netwait_aggregator::observe::METRICS.render();
         assert!(
             text.contains("netwait_kafka_consumer_lag_messages{partition=\"lagged-topic/0\"} 7\n"),
@@ -509,5 +629,25 @@ mod tests {
         );
         assert!(!text.contains("lagged-topic/1"), "{text}");
         assert!(!text.contains("lagged-topic/-1"), "{text}");
+    }
+
+    #[test]
+    fn a_followers_lag_runs_from_the_last_message_handed_over() {
+        let stats = serde_json::json!({
+            "name": "f", "topics": {"followed-topic": {"partitions": {
+                "0": {"consumer_lag": -1, "ls_offset": 40, "hi_offset": 40, "app_offset": 25, "next_offset": 40},
+                "1": {"consumer_lag": -1, "ls_offset": -1, "hi_offset": 9, "app_offset": -1001, "next_offset": 9},
+                "2": {"consumer_lag": -1, "ls_offset": -1, "hi_offset": -1, "app_offset": 3}
+            }}}
+        });
+        record_lag(&stats, LagFrom::Delivered);
+        let text = netwait_aggregator::observe::METRICS.render();
+        for want in [
+            "netwait_kafka_consumer_lag_messages{partition=\"followed-topic/0\"} 15\n",
+            "netwait_kafka_consumer_lag_messages{partition=\"followed-topic/1\"} 0\n",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        assert!(!text.contains("followed-topic/2"), "{text}");
     }
 }
