@@ -108,6 +108,20 @@ impl Engine {
     ) -> Result<Self, StoreError> {
         let loaded = load_book(&mut *store, dedupe_secret, for_folding)?;
         let derives = store.derives();
+        // The checkpoint's cells, their days left in their packs until needed.
+        let cells = match &loaded.cells {
+            Some(kept) => {
+                runs::open_cells(&mut *store, kept, loaded.book.calls())?.and_then(|days| {
+                    Cells::stored(
+                        kept.head.clone(),
+                        &config.calendar,
+                        config.threshold_ms,
+                        std::sync::Arc::new(days),
+                    )
+                })
+            }
+            None => None,
+        };
         let mut engine = Self {
             book: loaded.book,
             store,
@@ -126,6 +140,16 @@ impl Engine {
             publisher: None,
             derived: None,
         };
+        if let Some(cells) = cells {
+            // Kept in step from here on (an import settles them as it goes), starting
+            // with what the log held after the checkpoint.
+            engine.cells = Some(cells);
+            engine.book.track_changes();
+            engine.settle_cells();
+        } else {
+            // Nothing to settle into.
+            engine.book.untrack_changes();
+        }
         if derives {
             // The store's cells are those of the book: kept in step from here on.
             engine.index_periods();
@@ -134,12 +158,38 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Builds the book's per-interval cells (see [`crate::domain::cells`]) and keeps
-    /// them in step from now on, so that a query costs the period it asks for. Worth
-    /// it for a long-running server; a one-shot query is cheaper as one scan.
+    /// Makes the book's per-interval cells (see [`crate::domain::cells`]) ready for
+    /// queries and keeps them in step from now on, so that a query costs the period it
+    /// asks for: those of the checkpoint are read whole, else they are built from every
+    /// call state. Worth it for a long-running server; a one-shot query is cheaper as one
+    /// scan.
     pub fn index_periods(&mut self) {
         // What changed before is settled into the old cells (and transitions) first.
         self.settle_cells();
+        if let Some(cells) = &mut self.cells {
+            let started = std::time::Instant::now();
+            cells.load_all();
+            if !cells.is_damaged() {
+                tracing::info!(
+                    cells = cells.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "period cells loaded"
+                );
+                return;
+            }
+        }
+        self.build_cells();
+    }
+
+    /// Builds the cells from every call state (replacing any there were).
+    fn build_cells(&mut self) {
+        if self.cells.as_ref().is_some_and(Cells::is_damaged) {
+            tracing::warn!("the checkpoint's cells do not decode: building them again");
+        }
+        if let Err(e) = load_states(&self.book) {
+            // Checked when the store was opened: reading them one by one says which.
+            tracing::error!(error = %e, "call states damaged");
+        }
         let started = std::time::Instant::now();
         let cells = Cells::build(&self.book, &self.config.calendar, self.config.threshold_ms);
         tracing::info!(
@@ -165,7 +215,19 @@ impl Engine {
                 live.derive(&self.book, &changes, cells.open_calls());
             }
             cells.settle_into(&self.book, changes, self.derived.as_mut());
+            if cells.is_damaged() {
+                self.build_cells();
+            }
         }
+    }
+
+    /// The cells whole in memory, as queries read them (those of the checkpoint are read
+    /// first, when some are still in it).
+    fn cells_for_queries(&mut self) -> Option<Cells> {
+        if self.cells.as_ref().is_some_and(|c| !c.is_loaded()) {
+            self.index_periods();
+        }
+        self.cells.clone()
     }
 
     /// An immutable snapshot of the book as it is now, for queries on other threads
@@ -175,13 +237,14 @@ impl Engine {
     pub fn publish(&mut self) -> Snapshot {
         let started = std::time::Instant::now();
         self.settle_cells();
+        let cells = self.cells_for_queries();
         let publisher = self
             .publisher
             .get_or_insert_with(|| Publisher::new(&self.config));
         let snapshot = Snapshot {
             config: std::sync::Arc::clone(publisher.config()),
             states: States::Shared(publisher.states(&self.book)),
-            cells: self.cells.clone(),
+            cells,
             newest_ts: self.book.newest_ts(),
             position: self.position,
         };
@@ -197,6 +260,7 @@ impl Engine {
     /// --data`): its book is handed over, nothing is copied.
     pub fn into_snapshot(mut self) -> Snapshot {
         self.settle_cells();
+        self.cells = self.cells_for_queries();
         Snapshot {
             config: std::sync::Arc::new(self.config),
             newest_ts: self.book.newest_ts(),
@@ -376,27 +440,45 @@ impl Engine {
     /// since, as runs of their own (see `store::runs`), which the book then maps instead
     /// of keeping the keys in memory.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if self.poisoned
-            || self.book.is_read_only()
-            || self.position == self.checkpointed
-            || !self.store.checkpoints()
-        {
+        if self.poisoned || self.book.is_read_only() || !self.store.checkpoints() {
             return Ok(());
         }
-        runs::compact(&mut self.book, &self.runs).map_err(damaged_states)?;
+        self.settle_cells();
+        if self.position == self.checkpointed && !self.cells_unsaved() {
+            return Ok(());
+        }
+        runs::compact(&mut self.book, self.cells.as_mut(), &self.runs).map_err(damaged_states)?;
         // The positions first: kept for a later checkpoint than the one in place, they are
         // still right (the deltas replayed after the old one only move them forward).
         self.store.save_positions(self.position, &self.sources)?;
-        let named = runs::save(&mut *self.store, &self.book, &self.runs, self.position)?;
+        self.save_presence();
+        let named = runs::save(
+            &mut *self.store,
+            &self.book,
+            self.cells.as_ref(),
+            &self.runs,
+            self.position,
+        )?;
+        if let Some(cells) = &mut self.cells {
+            cells.clear_dirty();
+        }
         self.checkpointed = self.position;
         let old = std::mem::take(&mut self.runs);
         self.runs = runs::freeze(&mut *self.store, &mut self.book, old, named);
         Ok(())
     }
 
+    /// True when the cells changed since the last checkpoint (built since, not read
+    /// from it: a checkpoint at the same position keeps them).
+    fn cells_unsaved(&self) -> bool {
+        self.cells
+            .as_ref()
+            .is_some_and(|c| !c.dirty_days().is_empty())
+    }
+
     /// Loads every call state still in the checkpoint's packs (an engine opened for
-    /// folding loads them as events touch them): a server does, before it indexes and
-    /// publishes, to find damage now rather than later.
+    /// folding loads them as events touch them, a snapshot as queries read them; the
+    /// packs were checked whole when the store was opened).
     pub fn load_states(&mut self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         load_states(&self.book).map_err(damaged_states)?;
@@ -460,8 +542,8 @@ impl Answers for Engine {
     fn answer_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
         let (book, now) = (&self.book, self.book.clock(wall));
         match &self.cells {
-            Some(cells) => count(&CellsView { cells, book, now }),
-            None => count(&Scan { book, now }),
+            Some(cells) if cells.is_loaded() => count(&CellsView { cells, book, now }),
+            _ => count(&Scan { book, now }),
         }
     }
 }

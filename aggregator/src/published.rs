@@ -20,7 +20,7 @@ use crate::domain::reports::{
     self, Every, Half, IntervalReport, SlaQuery, SlaYear, Table1, VolumeCheck,
 };
 pub use crate::domain::state_chunks::CHUNK;
-use crate::domain::state_chunks::Chunk;
+use crate::domain::state_chunks::SharedChunks;
 use crate::domain::time::Millis;
 use crate::store::LogPosition;
 use jiff::civil::Date;
@@ -45,22 +45,21 @@ impl LineTable {
     }
 }
 
-/// The call states of a book at one publication, in shared chunks.
+/// The call states of a book at one publication, in shared chunks (those still in the
+/// checkpoint loaded when first read).
 #[derive(Debug, Clone, Default)]
 pub struct SharedStates {
-    chunks: Vec<Chunk>,
-    count: usize,
+    chunks: SharedChunks,
     lines: Arc<LineTable>,
 }
 
 impl CallStates for SharedStates {
     fn state(&self, i: u32) -> &CallState {
-        let i = i as usize;
-        &self.chunks[i / CHUNK][i % CHUNK]
+        self.chunks.get(i)
     }
 
     fn count(&self) -> usize {
-        self.count
+        self.chunks.len()
     }
 
     fn line_id(&self, name: &str) -> Option<LineId> {
@@ -160,15 +159,14 @@ impl Publisher {
         }
     }
 
-    /// The states of `book` now: its chunks, shared (every one must be in memory: see
-    /// [`CallBook::try_load_states`]).
+    /// The states of `book` now: its chunks, shared (those not in memory yet are loaded
+    /// by the first reader).
     pub(crate) fn states(&mut self, book: &CallBook) -> SharedStates {
         if self.lines.names.len() != book.line_names().count() {
             self.lines = Arc::new(LineTable::of(book));
         }
         SharedStates {
             chunks: book.states().share(),
-            count: book.calls(),
             lines: Arc::clone(&self.lines),
         }
     }
@@ -227,8 +225,8 @@ impl Answers for Snapshot {
     fn answer_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
         let (book, now) = (&self.states, self.clock(wall));
         match &self.cells {
-            Some(cells) => count(&CellsView { cells, book, now }),
-            None => count(&Scan { book, now }),
+            Some(cells) if cells.is_loaded() => count(&CellsView { cells, book, now }),
+            _ => count(&Scan { book, now }),
         }
     }
 }
@@ -392,8 +390,8 @@ mod tests {
         }
     }
 
-    fn chunk(s: &Snapshot, c: usize) -> &Chunk {
-        &shared(s).chunks[c]
+    fn chunk(s: &Snapshot, c: usize) -> &crate::domain::state_chunks::Chunk {
+        shared(s).chunks.chunk(c)
     }
 
     #[test]
@@ -441,7 +439,7 @@ mod tests {
         first.extend(calls(0..9_000, "announcement_end", 40));
         ingest(&mut e, &first);
         let s1 = e.publish();
-        assert_eq!((s1.calls(), shared(&s1).chunks.len()), (9_000, 3));
+        assert_eq!((s1.calls(), shared(&s1).chunks.chunk_count()), (9_000, 3));
         same_answers(&e, &s1);
         let s1_table = s1.table1(
             0,

@@ -204,6 +204,11 @@ impl CallBook {
         });
     }
 
+    /// Stops keeping what changes (see [`Self::track_changes`]): what was kept is dropped.
+    pub fn untrack_changes(&mut self) {
+        self.changes = None;
+    }
+
     /// How many distinct dead letters the store holds (their identities are kept).
     pub fn dead_letter_count(&self) -> u64 {
         self.dead_letters.len() as u64

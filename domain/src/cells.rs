@@ -22,6 +22,11 @@
 //! The cells of one UTC day are kept in a shared chunk ([`Arc`]): a clone of [`Cells`]
 //! (a published snapshot) costs the map of days, and settling copies only the chunks of
 //! the days it changes while a snapshot still holds them (copy on write).
+//!
+//! A checkpoint keeps the cells (see [`stored`]): the days changed since the last one,
+//! and a head (threshold, calendar, clock, open calls, which days there are). Cells
+//! opened from it leave each day where it is kept until settling touches it, or until
+//! [`Cells::load_all`] (before any query reads them).
 
 use super::calendar::ServiceCalendar;
 use super::call::{CallRecord, CallState, LineId, Outcome, UNRESOLVED_AFTER};
@@ -33,8 +38,11 @@ use super::figures::{
 use super::open_calls::{OpenCalls, timed_out_by};
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
 use jiff::civil::Date;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+pub mod stored;
+pub use stored::{CellsHead, DaySource};
 
 /// The length of a cell's interval.
 pub const INTERVAL: Millis = 15 * 60 * SECOND;
@@ -122,17 +130,52 @@ impl Cell {
 }
 
 /// The cells of a [`CallBook`] for one threshold and calendar (see the module doc).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Cells {
     threshold_ms: Millis,
     calendar: ServiceCalendar,
-    /// The cells, one shared chunk per UTC day (no empty chunk).
+    /// The cells, one shared chunk per UTC day (no empty chunk): the days in memory.
     days: BTreeMap<i64, Arc<DayCells>>,
+    /// The days still where a checkpoint keeps them (`source`), none of them in `days`.
+    stored: BTreeSet<i64>,
+    source: Option<Arc<dyn DaySource>>,
+    /// The days changed since [`Self::clear_dirty`] (still there or gone).
+    dirty: BTreeSet<i64>,
+    /// A stored day failed to load: the cells are wrong and must be built again.
+    damaged: bool,
     /// Calls open at `clock` (by anchor, and by line).
     open: OpenCalls,
     /// The clock the cells are settled at: the book's newest `ts`.
     clock: Millis,
 }
+
+impl std::fmt::Debug for Cells {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cells")
+            .field("threshold_ms", &self.threshold_ms)
+            .field("days", &self.days.len())
+            .field("stored", &self.stored.len())
+            .field("dirty", &self.dirty.len())
+            .field("open", &self.open.len())
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+/// Equal when they hold the same cells (wherever they are kept, changed or not).
+impl PartialEq for Cells {
+    fn eq(&self, o: &Self) -> bool {
+        self.threshold_ms == o.threshold_ms
+            && self.calendar == o.calendar
+            && self.days == o.days
+            && self.stored == o.stored
+            && self.damaged == o.damaged
+            && self.open == o.open
+            && self.clock == o.clock
+    }
+}
+
+impl Eq for Cells {}
 
 /// Where a settling notes what it changed, when asked to: the rows, and the cells touched.
 type Noting<'a> = Option<(&'a mut Derived, &'a mut Vec<CellKey>)>;
@@ -178,7 +221,12 @@ impl Cells {
         Self {
             threshold_ms,
             calendar: calendar.clone(),
+            // Nothing of them is kept yet.
+            dirty: days.keys().copied().collect(),
             days,
+            stored: BTreeSet::new(),
+            source: None,
+            damaged: false,
             // Comes sorted: built in bulk.
             open: OpenCalls::from_calls(open),
             clock,
@@ -230,6 +278,11 @@ impl Cells {
                 }
                 days.sort_unstable();
                 days.dedup();
+                for &(day, _) in &days {
+                    for d in day - 1..=day + 1 {
+                        self.load_day(d);
+                    }
+                }
                 for (day, line_id) in days {
                     let figures = self.local_day(day, line_id, &mut place);
                     let line = book.line_name_of(line_id).to_owned();
@@ -244,6 +297,48 @@ impl Cells {
 
     fn cell(&self, key: CellKey) -> Option<&Cell> {
         self.days.get(&day_of(key))?.get(&key)
+    }
+
+    /// Brings day `day` into memory if a checkpoint keeps it (a day that fails to load
+    /// marks the cells damaged: see [`Self::is_damaged`]).
+    fn load_day(&mut self, day: i64) {
+        if !self.stored.remove(&day) {
+            return;
+        }
+        let loaded = self
+            .source
+            .as_ref()
+            .and_then(|s| stored::decode_day(s.day(day)?, day, s.calls()));
+        match loaded {
+            Some(cells) if !cells.is_empty() => {
+                self.days.insert(day, Arc::new(cells));
+            }
+            _ => self.damaged = true,
+        }
+    }
+
+    /// Brings every day a checkpoint keeps into memory, as queries need them (see
+    /// [`Self::is_damaged`] for one that fails).
+    pub fn load_all(&mut self) {
+        while let Some(&day) = self.stored.first() {
+            self.load_day(day);
+        }
+    }
+
+    /// True when every day is in memory: what queries read (see [`Self::load_all`]).
+    pub fn is_loaded(&self) -> bool {
+        self.stored.is_empty()
+    }
+
+    /// True when a day kept by a checkpoint failed to load (its bytes passed their
+    /// checksum but do not decode: a bug): the cells must be built again from the book.
+    pub fn is_damaged(&self) -> bool {
+        self.damaged
+    }
+
+    /// Day `day` changed: the next checkpoint writes it.
+    fn touch(&mut self, day: i64) {
+        self.dirty.insert(day);
     }
 
     /// The sum of `line`'s cells of Europe/Rome local day `day` (days since 1970), from
@@ -339,6 +434,8 @@ impl Cells {
                 .push(CallRow::new(-1, i, &rec, place.place(rec.anchor)));
             touched.push(key);
         }
+        self.load_day(day_of(key));
+        self.touch(day_of(key));
         let Some(day) = self.days.get_mut(&day_of(key)) else {
             return;
         };
@@ -365,6 +462,8 @@ impl Cells {
 
     /// The cell of `key`, copied out of a snapshot's chunk first if one shares it.
     fn cell_mut(&mut self, key: CellKey) -> Option<&mut Cell> {
+        self.load_day(day_of(key));
+        self.touch(day_of(key));
         let day = self.days.get_mut(&day_of(key))?;
         Arc::make_mut(day).get_mut(&key)
     }
@@ -374,6 +473,11 @@ impl Cells {
         // An empty range reads no chunk (and `range` refuses a reversed one).
         let end = intervals.end.max(intervals.start);
         let days = intervals.start.div_euclid(PER_DAY)..(end + PER_DAY - 1).div_euclid(PER_DAY);
+        // Queries read cells loaded whole (`load_all`): never a figure from part of them.
+        assert!(
+            self.stored.range(days.clone()).next().is_none(),
+            "cells queried before they were loaded"
+        );
         let keys = (intervals.start, 0)..(end, 0);
         self.days
             .range(days)
@@ -396,6 +500,8 @@ impl Cells {
                 .push(CallRow::new(1, i, &rec, place.place(rec.anchor)));
             touched.push(key);
         }
+        self.load_day(day_of(key));
+        self.touch(day_of(key));
         let day = Arc::make_mut(self.days.entry(day_of(key)).or_default());
         let cell = day.entry(key).or_default();
         cell.members.push(i);
@@ -417,13 +523,13 @@ impl Cells {
         self.clock
     }
 
-    /// How many cells there are (for logs and benchmarks).
+    /// How many cells are in memory (for logs and benchmarks).
     pub fn len(&self) -> usize {
         self.days.values().map(|d| d.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.days.is_empty()
+        self.days.is_empty() && self.stored.is_empty()
     }
 }
 
@@ -712,6 +818,60 @@ mod tests {
         }
     }
 
+    /// Days kept as a checkpoint keeps them (see [`stored`]).
+    #[derive(Default, Clone)]
+    struct Kept {
+        days: std::collections::HashMap<i64, Vec<u8>>,
+        calls: usize,
+    }
+
+    impl DaySource for Kept {
+        fn day(&self, day: i64) -> Option<&[u8]> {
+            self.days.get(&day).map(Vec::as_slice)
+        }
+        fn calls(&self) -> usize {
+            self.calls
+        }
+    }
+
+    /// A checkpoint of `cells` (the days changed since the last one, into `kept`), and
+    /// the cells opened from it, every day left in `kept`.
+    fn reopened(cells: &mut Cells, kept: &mut Kept, book: &CallBook, cfg: &MetricsConfig) -> Cells {
+        for day in cells.dirty_days() {
+            let mut bytes = Vec::new();
+            assert!(cells.encode_day(day, &mut bytes));
+            kept.days.insert(day, bytes);
+        }
+        cells.clear_dirty();
+        kept.calls = book.calls();
+        let head = cells.head();
+        for day in &head.days {
+            assert!(kept.days.contains_key(day), "day {day} never written");
+        }
+        let other = Cells::stored(
+            head.clone(),
+            &cfg.calendar,
+            cfg.threshold_ms + 1,
+            Arc::new(kept.clone()),
+        );
+        assert!(other.is_none(), "kept for another threshold");
+        let back = Cells::stored(
+            head,
+            &cfg.calendar,
+            cfg.threshold_ms,
+            Arc::new(kept.clone()),
+        )
+        .expect("same configuration");
+        assert!(back.dirty_days().is_empty());
+        let mut whole = back.clone();
+        whole.load_all();
+        assert!(!whole.is_damaged());
+        let mut now = cells.clone();
+        now.load_all();
+        assert_eq!(normalized(whole), normalized(now));
+        back
+    }
+
     fn normalized(mut c: Cells) -> Cells {
         for day in c.days.values_mut() {
             for cell in Arc::make_mut(day).values_mut() {
@@ -927,9 +1087,11 @@ mod tests {
             keys: Vec::new(),
             resend: true,
         };
-        // Cells built at some point of the stream (maybe before any event), then kept.
+        // Cells built at some point of the stream (maybe before any event), then kept,
+        // and now and then checkpointed and opened again from the checkpoint.
         let build_at = rng.below(events.len() + 1);
         let mut cells = None;
+        let mut kept = Kept::default();
         for (n, ev) in events.into_iter().enumerate() {
             if n == build_at {
                 cells = Some(Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms));
@@ -947,6 +1109,12 @@ mod tests {
                 // Settled after a few events (one commit), not after each.
                 let changes = s.book.take_changes().expect("tracked");
                 c.settle(&s.book, changes);
+                if rng.below(3) == 0 {
+                    *c = reopened(c, &mut kept, &s.book, cfg);
+                    // Settled while some days are still kept: they load as touched.
+                    continue;
+                }
+                c.load_all();
                 compare_queries(&mut rng, c, &s.book, cfg);
             }
         }
@@ -955,6 +1123,8 @@ mod tests {
         if let Some(changes) = s.book.take_changes() {
             cells.settle(&s.book, changes);
         }
+        cells.load_all();
+        assert!(!cells.is_damaged());
         compare_queries(&mut rng, &cells, &s.book, cfg);
         let rebuilt = Cells::build(&s.book, &cfg.calendar, cfg.threshold_ms);
         assert_eq!(normalized(cells), normalized(rebuilt), "seed {seed}");

@@ -29,3 +29,4 @@ pub mod state_chunks;
 pub mod time;
 pub mod transitions;
 pub mod validate;
+pub mod varint;

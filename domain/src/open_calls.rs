@@ -73,6 +73,11 @@ impl OpenCalls {
         self.by_anchor.range((from, 0)..).next().map(|&(a, _)| a)
     }
 
+    /// Every call indexed, as (anchor, line, call), by line then anchor.
+    pub fn calls(&self) -> impl Iterator<Item = (Millis, LineId, u32)> + '_ {
+        self.by_line.iter().map(|&(l, a, c)| (a, l, c))
+    }
+
     /// How many calls are indexed.
     pub fn len(&self) -> usize {
         self.by_anchor.len()

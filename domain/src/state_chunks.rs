@@ -2,7 +2,9 @@
 //! were first seen), each behind an [`Arc`].
 //!
 //! - A published snapshot shares the chunks themselves (copy on write: the book copies a
-//!   chunk a snapshot still holds before changing it), so publishing copies no state.
+//!   chunk a snapshot still holds before changing it), so publishing copies no state; it
+//!   shares those still in the checkpoint too ([`SharedChunks`]), loaded by whichever
+//!   side reads them first.
 //! - A chunk may be left where a checkpoint keeps it ([`ChunkSource`]) until it is read:
 //!   an import into a long history decodes only the chunks its events touch.
 //! - The book notes which chunks changed since the last checkpoint ([`Self::dirty`]), so
@@ -28,10 +30,32 @@ pub trait ChunkSource: Send + Sync {
 #[error("the stored call states of chunk {0} are damaged")]
 pub struct ChunkDamaged(pub usize);
 
+/// Where a chunk is, or will be once read: shared by the book and its snapshots until
+/// the book changes the chunk (then the book takes a slot of its own).
+type Slot = Arc<OnceLock<Chunk>>;
+
+/// Chunk `c` (of `calls` states) of `slot`, loaded from `source` first if it is not in
+/// memory.
+fn load_slot<'a>(
+    slot: &'a Slot,
+    source: Option<&Arc<dyn ChunkSource>>,
+    c: usize,
+    calls: usize,
+) -> Result<&'a Chunk, ChunkDamaged> {
+    if let Some(chunk) = slot.get() {
+        return Ok(chunk);
+    }
+    let loaded = source
+        .and_then(|s| s.load(c, calls))
+        .filter(|v| v.len() == calls)
+        .ok_or(ChunkDamaged(c))?;
+    Ok(slot.get_or_init(|| Arc::new(loaded)))
+}
+
 /// The states of every call of a book (see the module doc).
 #[derive(Default)]
 pub struct StateChunks {
-    chunks: Vec<OnceLock<Chunk>>,
+    chunks: Vec<Slot>,
     len: usize,
     source: Option<Arc<dyn ChunkSource>>,
     /// One bit per chunk: changed or created since [`Self::clear_dirty`].
@@ -63,7 +87,7 @@ impl StateChunks {
     /// `len` states kept by `source`, loaded when first read; nothing dirty.
     pub fn stored(len: usize, source: Arc<dyn ChunkSource>) -> Self {
         Self {
-            chunks: (0..len.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect(),
+            chunks: (0..len.div_ceil(CHUNK)).map(|_| Slot::default()).collect(),
             len,
             source: Some(source),
             dirty: Vec::new(),
@@ -88,23 +112,34 @@ impl StateChunks {
         CHUNK.min(self.len - c * CHUNK)
     }
 
-    fn load(&self, c: usize) -> Result<Vec<CallState>, ChunkDamaged> {
-        let calls = self.calls_in(c);
-        self.source
-            .as_ref()
-            .and_then(|s| s.load(c, calls))
-            .filter(|v| v.len() == calls)
-            .ok_or(ChunkDamaged(c))
-    }
-
     /// Chunk `c`, loaded first if it is not in memory.
     pub fn try_chunk(&self, c: usize) -> Result<&Chunk, ChunkDamaged> {
-        let cell = self.chunks.get(c).ok_or(ChunkDamaged(c))?;
-        if let Some(chunk) = cell.get() {
-            return Ok(chunk);
+        let slot = self.chunks.get(c).ok_or(ChunkDamaged(c))?;
+        load_slot(slot, self.source.as_ref(), c, self.calls_in(c))
+    }
+
+    /// Chunk `c` to change: loaded first if stored, copied first if a snapshot shares it
+    /// (its slot, or the chunk itself); marked dirty.
+    fn chunk_mut(&mut self, c: usize) -> Result<&mut Vec<CallState>, ChunkDamaged> {
+        let own = matches!(
+            self.chunks.get_mut(c).and_then(Arc::get_mut),
+            Some(slot) if slot.get().is_some()
+        );
+        if !own {
+            let chunk = Arc::clone(self.try_chunk(c)?);
+            let slot = self.chunks.get_mut(c).ok_or(ChunkDamaged(c))?;
+            if Arc::get_mut(slot).is_none() {
+                *slot = Arc::new(OnceLock::from(chunk));
+            }
         }
-        let loaded = Arc::new(self.load(c)?);
-        Ok(cell.get_or_init(|| loaded))
+        self.mark(c);
+        let held = self
+            .chunks
+            .get_mut(c)
+            .and_then(Arc::get_mut)
+            .and_then(OnceLock::get_mut)
+            .ok_or(ChunkDamaged(c))?;
+        Ok(Arc::make_mut(held))
     }
 
     /// Chunk `c`, loaded first if it is not in memory.
@@ -155,10 +190,7 @@ impl StateChunks {
     /// loaded first if stored); marks the chunk dirty.
     pub fn try_get_mut(&mut self, i: u32) -> Result<&mut CallState, ChunkDamaged> {
         let (c, at) = (i as usize / CHUNK, i as usize % CHUNK);
-        self.try_chunk(c)?;
-        self.mark(c);
-        let chunk = self.chunks[c].get_mut().ok_or(ChunkDamaged(c))?;
-        Ok(&mut Arc::make_mut(chunk)[at])
+        self.chunk_mut(c)?.get_mut(at).ok_or(ChunkDamaged(c))
     }
 
     /// Appends the state of a new call; returns its number.
@@ -166,14 +198,10 @@ impl StateChunks {
         let i = self.len;
         let c = i / CHUNK;
         if i.is_multiple_of(CHUNK) {
-            self.chunks
-                .push(OnceLock::from(Arc::new(Vec::with_capacity(CHUNK))));
-        } else {
-            self.try_chunk(c)?;
+            let fresh = Arc::new(Vec::with_capacity(CHUNK));
+            self.chunks.push(Arc::new(OnceLock::from(fresh)));
         }
-        self.mark(c);
-        let chunk = self.chunks[c].get_mut().ok_or(ChunkDamaged(c))?;
-        Arc::make_mut(chunk).push(state);
+        self.chunk_mut(c)?.push(state);
         self.len += 1;
         Ok(i as u32)
     }
@@ -230,11 +258,63 @@ impl StateChunks {
         (0..self.chunks.len()).flat_map(|c| self.chunk(c).iter())
     }
 
-    /// Every chunk, shared (loading what is not in memory), for a snapshot.
-    pub fn share(&self) -> Vec<Chunk> {
-        (0..self.chunks.len())
-            .map(|c| Arc::clone(self.chunk(c)))
-            .collect()
+    /// Every chunk, shared for a snapshot as it is (those not in memory yet are loaded by
+    /// whichever of the book and the snapshot reads them first).
+    pub fn share(&self) -> SharedChunks {
+        SharedChunks {
+            slots: self.chunks.clone(),
+            len: self.len,
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// A book's chunks of states as [`StateChunks::share`] handed them to a snapshot: what
+/// the book held then, whatever it changes later.
+#[derive(Clone, Default)]
+pub struct SharedChunks {
+    slots: Vec<Slot>,
+    len: usize,
+    source: Option<Arc<dyn ChunkSource>>,
+}
+
+impl std::fmt::Debug for SharedChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedChunks({} calls)", self.len)
+    }
+}
+
+impl SharedChunks {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many chunks there are.
+    pub fn chunk_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Chunk `c`, loaded first if needed.
+    ///
+    /// # Panics
+    /// As [`StateChunks::chunk`]: when the chunk must be loaded and its stored bytes
+    /// are damaged (the store checked them when it was opened).
+    pub fn chunk(&self, c: usize) -> &Chunk {
+        let calls = CHUNK.min(self.len - c * CHUNK);
+        match load_slot(&self.slots[c], self.source.as_ref(), c, calls) {
+            Ok(chunk) => chunk,
+            Err(e) => panic!("{e} (checked when the store was opened)"),
+        }
+    }
+
+    /// The state of call `i`, loading its chunk first if needed (see [`Self::chunk`]).
+    pub fn get(&self, i: u32) -> &CallState {
+        let i = i as usize;
+        &self.chunk(i / CHUNK)[i % CHUNK]
     }
 }
 
@@ -295,6 +375,39 @@ mod tests {
     }
 
     #[test]
+    fn a_share_keeps_what_the_book_held_and_loads_stored_chunks_once() {
+        let source = Arc::new(Numbered {
+            loads: AtomicUsize::new(0),
+            broken: None,
+        });
+        let mut s = StateChunks::stored(2 * CHUNK + 3, source.clone());
+        let shared = s.share();
+        assert_eq!(source.loads.load(Ordering::Relaxed), 0, "shared unloaded");
+        // Read by the snapshot first: the book finds it loaded.
+        assert_eq!(shared.get(CHUNK as u32 + 1).first_event, CHUNK as i64 + 1);
+        assert_eq!(s.get(CHUNK as u32 + 2).first_event, CHUNK as i64 + 2);
+        assert_eq!(source.loads.load(Ordering::Relaxed), 1);
+        // Changed by the book, before and after the snapshot read them.
+        s.try_get_mut(CHUNK as u32 + 1).expect("loaded").bookings = 4;
+        s.try_get_mut(5).expect("loads").bookings = 6;
+        let i = s.push(st(-3));
+        assert_eq!(shared.get(CHUNK as u32 + 1).bookings, 0);
+        assert_eq!(shared.get(5).bookings, 0);
+        assert_eq!(shared.len(), 2 * CHUNK + 3);
+        assert_eq!(
+            shared.get(2 * CHUNK as u32 + 2).first_event,
+            2 * CHUNK as i64 + 2
+        );
+        assert_eq!(s.get(CHUNK as u32 + 1).bookings, 4);
+        assert_eq!(s.get(5).bookings, 6);
+        assert_eq!(s.get(i).first_event, -3);
+        assert_eq!(source.loads.load(Ordering::Relaxed), 3);
+        // A share of a book in memory loads nothing.
+        let mem = StateChunks::from_vec(vec![st(1), st(2)]).share();
+        assert_eq!(mem.get(1).first_event, 2);
+    }
+
+    #[test]
     fn pushes_fill_chunks_in_order() {
         let mut s = StateChunks::from_vec((0..CHUNK as i64 + 1).map(st).collect());
         assert_eq!((s.len(), s.chunk_count()), (CHUNK + 1, 2));
@@ -302,6 +415,6 @@ mod tests {
         assert!(!s.has_stored());
         assert!(s.iter().map(|x| x.first_event).eq(0..CHUNK as i64 + 1));
         s.push(st(99));
-        assert_eq!(s.share().iter().map(|c| c.len()).sum::<usize>(), CHUNK + 2);
+        assert_eq!(s.share().len(), CHUNK + 2);
     }
 }

@@ -120,7 +120,7 @@ pub struct Transitions {
     clock: Millis,
     calls: Vec<CallTransition>,
     agents: Vec<AgentTransition>,
-    presence: HashMap<Box<str>, ((Millis, u8), Presence)>,
+    presence: HashMap<Box<str>, PresenceSlot>,
 }
 
 /// Tie order of agent events at one instant (the last wins).
@@ -131,6 +131,36 @@ fn rank(kind: EventType) -> u8 {
         EventType::AgentPause => 2,
         _ => 3,
     }
+}
+
+/// An operator's slot of [`Transitions::presence`].
+type PresenceSlot = ((Millis, u8), Presence);
+
+fn decode_presence(bytes: &[u8]) -> Option<Vec<(Box<str>, PresenceSlot)>> {
+    let mut at = 0usize;
+    let mut take = |n: usize| {
+        let s = bytes.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(s)
+    };
+    let u32_of = |b: &[u8]| b.first_chunk::<4>().map(|w| u32::from_le_bytes(*w));
+    let n = u32_of(take(4)?)? as usize;
+    // At least 14 bytes an operator: a damaged count cannot make us allocate much.
+    let mut out = Vec::with_capacity(n.min(bytes.len() / 14));
+    for _ in 0..n {
+        let len = u32_of(take(4)?)? as usize;
+        let name = std::str::from_utf8(take(len)?).ok()?;
+        let ts = i64::from_le_bytes(*take(8)?.first_chunk::<8>()?);
+        let rank = *take(1)?.first()?;
+        let presence = match take(1)?.first()? {
+            0 => Presence::LoggedOut,
+            1 => Presence::Available,
+            2 => Presence::Paused,
+            _ => return None,
+        };
+        out.push((Box::from(name), ((ts, rank), presence)));
+    }
+    (at == bytes.len()).then_some(out)
 }
 
 fn presence_after(kind: EventType) -> Presence {
@@ -250,6 +280,42 @@ impl Transitions {
     /// [`Self::new`] tells nothing of): folded as a live one is, nothing emitted.
     pub fn recall_agent(&mut self, ev: &AgentEvent) {
         self.fold_presence(ev);
+    }
+
+    /// Every operator's presence as folded so far, for [`Self::restore_presence`]:
+    /// the count (`u32`), then each operator's name (length `u32`, UTF-8), the `ts` and
+    /// tie rank of their latest event (`i64`, `u8`) and their presence (`u8`), by name.
+    pub fn encode_presence(&self, out: &mut Vec<u8>) {
+        let mut all: Vec<_> = self.presence.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out.extend_from_slice(&(all.len() as u32).to_le_bytes());
+        for (agent, ((ts, rank), presence)) in all {
+            out.extend_from_slice(&(agent.len() as u32).to_le_bytes());
+            out.extend_from_slice(agent.as_bytes());
+            out.extend_from_slice(&ts.to_le_bytes());
+            out.push(*rank);
+            out.push(*presence as u8);
+        }
+    }
+
+    /// Takes the operators' presence encoded by [`Self::encode_presence`] (of the events
+    /// up to some point of the log; those after it are then recalled one by one, in any
+    /// order: presence depends only on the set of events). False, and nothing taken, when
+    /// the bytes do not decode.
+    pub fn restore_presence(&mut self, bytes: &[u8]) -> bool {
+        let Some(table) = decode_presence(bytes) else {
+            return false;
+        };
+        for (agent, slot) in table {
+            let known = self
+                .presence
+                .entry(agent)
+                .or_insert(((Millis::MIN, 0), Presence::LoggedOut));
+            if slot.0 >= known.0 {
+                *known = slot;
+            }
+        }
+        true
     }
 
     /// The operators logged in (available or paused), by name.
@@ -768,5 +834,50 @@ mod tests {
         live.apply(AgentLogin, BASE + HOUR, 0, Some("op1"), true);
         live.commit();
         assert_eq!(live.agents.len(), 4);
+    }
+
+    /// Presence kept at some point and restored, then the later events recalled (in any
+    /// order), is the presence of every event recalled; damaged bytes are refused.
+    #[test]
+    fn presence_restored_then_recalled_equals_recalling_everything() {
+        let book = CallBook::new([7; 16]);
+        let ev = |kind, min: i64, agent: &str| AgentEvent {
+            kind,
+            ts: BASE + min * 60 * SECOND,
+            agent: agent.into(),
+        };
+        let events = [
+            ev(AgentLogin, 0, "op1"),
+            ev(AgentPause, 10, "op2"),
+            ev(AgentLogin, 5, "op2"),
+            ev(AgentLogout, 30, "op1"),
+            ev(AgentResume, 20, "op1"),
+            ev(AgentLogin, 30, "op1"),
+            ev(AgentLogin, 40, "op3"),
+        ];
+        let mut whole = Transitions::new(&book, 140_000);
+        for e in &events {
+            whole.recall_agent(e);
+        }
+        for cut in 0..=events.len() {
+            let mut first = Transitions::new(&book, 140_000);
+            for e in &events[..cut] {
+                first.recall_agent(e);
+            }
+            let mut kept = Vec::new();
+            first.encode_presence(&mut kept);
+            let mut back = Transitions::new(&book, 140_000);
+            assert!(back.restore_presence(&kept), "cut {cut}");
+            for e in events[cut..].iter().rev() {
+                back.recall_agent(e);
+            }
+            assert_eq!(back.present(), whole.present(), "cut {cut}");
+            assert_eq!(back.presence, whole.presence, "cut {cut}");
+            if !kept.is_empty() {
+                let mut short = kept.clone();
+                short.pop();
+                assert!(!Transitions::new(&book, 140_000).restore_presence(&short));
+            }
+        }
     }
 }

@@ -262,9 +262,11 @@ fn ingest(
     };
     let (mut engine, pseudo) = open_engine(store, Use::Ingest)?;
     engine.checkpoint_at(CheckpointMoment::Opened);
-    // A server answers many queries: each reads the cells of its period.
-    engine.load_states()?;
+    // A server answers many queries: each reads the cells of its period (those the
+    // checkpoint keeps, else built now and kept at once). The call states stay in the
+    // checkpoint until a query or a push reads them (checked whole when it was opened).
     engine.index_periods();
+    engine.checkpoint_at(CheckpointMoment::Indexed);
     // Opened from the checkpoint, the log before it was not read: check it all, aside
     // (once the states and cells are built: the check takes a core of its own).
     super::log_check::spawn(&store.data);

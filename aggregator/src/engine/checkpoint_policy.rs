@@ -23,6 +23,9 @@ pub enum CheckpointMoment {
     Committed,
     /// The input ended or the process stops: whatever is new.
     Stopping,
+    /// The cells were built for queries (the checkpoint kept none for this threshold
+    /// and calendar): kept at once, so that the next start reads them.
+    Indexed,
 }
 
 impl CheckpointMoment {
@@ -31,6 +34,7 @@ impl CheckpointMoment {
             Self::Opened => uncheckpointed >= AT_OPEN_BYTES,
             Self::Committed => uncheckpointed >= AFTER_COMMITS_BYTES,
             Self::Stopping => uncheckpointed > 0,
+            Self::Indexed => false,
         }
     }
 
@@ -39,6 +43,7 @@ impl CheckpointMoment {
             Self::Opened => "open",
             Self::Committed => "commit",
             Self::Stopping => "stop",
+            Self::Indexed => "cells built",
         }
     }
 }
@@ -47,7 +52,8 @@ impl Engine {
     /// Writes a checkpoint if `moment` makes one due (see the module); true when one
     /// was written.
     pub fn checkpoint_at(&mut self, moment: CheckpointMoment) -> bool {
-        if !moment.due(self.uncheckpointed()) {
+        let cells = moment == CheckpointMoment::Indexed && self.cells_unsaved();
+        if !(cells || moment.due(self.uncheckpointed())) {
             return false;
         }
         match self.checkpoint() {

@@ -5,8 +5,8 @@ use crate::domain::time::Millis;
 use crate::domain::transitions::{
     AgentTransition, CallTransition, OpenCall, Presence, Transitions,
 };
-use crate::store::StoreError;
 use crate::store::record::Record;
+use crate::store::{Aside, StoreError};
 
 use super::Engine;
 
@@ -29,8 +29,10 @@ impl Engine {
     /// asked for; once watched, drain after each stage (they pile up otherwise).
     ///
     /// Operators' presence is their latest event's, however long ago it was: it is
-    /// recalled from the log's agent events (one pass over the log, reading it), so that
-    /// a restarted server knows who is logged in ([`Self::presence`]).
+    /// recalled from the log's agent events, so that a restarted server knows who is
+    /// logged in ([`Self::presence`]): from the presence kept aside at the last
+    /// checkpoint ([`Aside::Presence`]) and the log after it, else from the whole log
+    /// (then kept aside at once, so that the next start reads only what is new).
     pub fn watch_transitions(&mut self) -> Result<(), StoreError> {
         if self.cells.is_none() {
             self.index_periods();
@@ -40,7 +42,20 @@ impl Engine {
         // transitions: nothing is told of the book's past.
         self.settle_cells();
         let mut live = Transitions::new(&self.book, self.config.threshold_ms);
-        let recalled = self.store.replay(0, &mut |rec| {
+        let kept = match self.store.load_aside(Aside::Presence) {
+            Ok(Some((at, bytes))) if at <= self.position && live.restore_presence(&bytes) => at,
+            Ok(Some(_)) => {
+                tracing::warn!("ignoring the operators' presence kept aside; reading the log");
+                live = Transitions::new(&self.book, self.config.threshold_ms);
+                0
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the operators' presence kept aside; reading the log");
+                0
+            }
+        };
+        let recalled = self.store.replay(kept, &mut |rec| {
             if let Record::Event(e) = rec
                 && e.kind.is_agent_event()
                 && let Some(agent) = &e.agent
@@ -62,7 +77,26 @@ impl Engine {
             live = Transitions::new(&self.book, self.config.threshold_ms);
         }
         self.live = Some(live);
+        if recalled.is_ok() && kept < self.position {
+            self.save_presence();
+        }
         Ok(())
+    }
+
+    /// Keeps the operators' presence aside, as of what is durable (see
+    /// [`Self::watch_transitions`]); a failure only costs the next start a longer read.
+    pub(super) fn save_presence(&mut self) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        live.encode_presence(&mut bytes);
+        if let Err(e) = self
+            .store
+            .save_aside(Aside::Presence, self.position, &bytes)
+        {
+            tracing::warn!(error = %e, "cannot keep the operators' presence aside");
+        }
     }
 
     /// The operators logged in or paused now, by name (none when not watched).

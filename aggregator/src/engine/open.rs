@@ -19,6 +19,9 @@ pub(super) struct LoadedBook {
     pub(super) runs: RunSet,
     /// Where the sources stand at `position`.
     pub(super) sources: SourceCheckpoint,
+    /// The cells the checkpoint keeps (a writer's open), without the events replayed
+    /// after it: the book tracks what they changed, for the cells to settle.
+    pub(super) cells: Option<snapshot::StoredCells>,
 }
 
 /// Where the sources stood at `from` (a checkpoint's position): as the store kept them
@@ -53,19 +56,19 @@ pub(super) fn load_book(
 ) -> Result<LoadedBook, StoreError> {
     let mut skip_checkpoint = false;
     loop {
-        let fresh = || (CallBook::new(dedupe_secret), 0, RunSet::default());
+        let fresh = || (CallBook::new(dedupe_secret), 0, RunSet::default(), None);
         let checkpoint = match skip_checkpoint {
             true => None,
             false => store.load_checkpoint(for_folding)?,
         };
-        let (mut book, from, runs) = match checkpoint {
+        let (mut book, from, runs, cells) = match checkpoint {
             None => fresh(),
             Some(cp) if for_folding && cp.fold.is_none() => {
                 tracing::warn!("checkpoint incomplete; replaying the whole log");
                 fresh()
             }
             Some(cp) => match from_checkpoint(store, &cp, dedupe_secret, for_folding)? {
-                Some((book, runs)) => (book, cp.position, runs),
+                Some((book, runs, cells)) => (book, cp.position, runs, cells),
                 None => {
                     tracing::warn!(
                         "checkpoint damaged or of an older version; replaying the whole log"
@@ -82,6 +85,11 @@ pub(super) fn load_book(
             continue;
         }
         let mut replayed = 0u64;
+        if cells.is_some() {
+            // What the log holds after the checkpoint is settled into its cells once
+            // they are open (see `Engine::open`).
+            book.track_changes();
+        }
         let mut sources = positions_at(store, from)?;
         let position = if book.is_read_only() {
             // Events after the checkpoint need dedupe: fall back to a full open.
@@ -122,9 +130,13 @@ pub(super) fn load_book(
             checkpointed: from,
             runs,
             sources,
+            cells,
         });
     }
 }
+
+/// A book of a checkpoint, the runs behind it and the cells it keeps (for a writer).
+type FromCheckpoint = (CallBook, RunSet, Option<snapshot::StoredCells>);
 
 /// The book of a checkpoint and the runs behind it; `None` when any of it is damaged, of
 /// an older version, or not what the open needs (a fold state for folding, none for a
@@ -136,7 +148,7 @@ fn from_checkpoint(
     cp: &crate::store::Checkpoint,
     dedupe_secret: [u8; 16],
     for_folding: bool,
-) -> Result<Option<(CallBook, RunSet)>, StoreError> {
+) -> Result<Option<FromCheckpoint>, StoreError> {
     let Some(query) = snapshot::decode_query(&cp.query) else {
         return Ok(None);
     };
@@ -145,7 +157,7 @@ fn from_checkpoint(
         snapshot::StoredStates::Inline(_) => &[],
     };
     let fold = match &cp.fold {
-        Some(fold) => runs::load(store, fold, packs)?,
+        Some(fold) => runs::load(store, fold, packs, query.cells.as_ref())?,
         None => None,
     };
     if for_folding != fold.is_some() {
@@ -172,6 +184,8 @@ fn from_checkpoint(
         return Ok(None);
     }
     let last = states.chunk_count().checked_sub(1);
+    // Only a writer keeps cells in step: a query-only open counts from the states.
+    let cells = query.cells.filter(|_| for_folding);
     let book = CallBook::from_parts(
         dedupe_secret,
         query.lines,
@@ -184,7 +198,7 @@ fn from_checkpoint(
     } else {
         load_states(&book).is_ok()
     };
-    Ok(ready.then_some((book, runs)))
+    Ok(ready.then_some((book, runs, cells)))
 }
 
 /// Whether the log holds records after `from`.

@@ -778,3 +778,158 @@ fn dead_letters_stored_twice_before_dedupe_are_listed_once() {
     e.dead_letters(&mut |_| n += 1).expect("list");
     assert_eq!(n, 1);
 }
+
+/// Every query of the cells' kinds, at two clocks and two thresholds, on `a` and `b`.
+fn same_figures(a: &Engine, b: &Engine, what: &str) {
+    let d = |s| crate::domain::time::parse_date(s).expect("date");
+    let later = crate::domain::time::parse_rfc3339("2019-03-05T20:00:00+01:00").expect("ts");
+    let h1 = crate::domain::arguments::half("2019-H1").expect("half");
+    for wall in [0, later] {
+        for t in [None, Some(30_000)] {
+            let (from, to) = (d("2019-03-01"), d("2019-04-01"));
+            assert_eq!(
+                a.table1(wall, from, to, None, t),
+                b.table1(wall, from, to, None, t),
+                "{what}"
+            );
+            assert_eq!(
+                a.sla_year(wall, 2019, None, t, None),
+                b.sla_year(wall, 2019, None, t, None),
+                "{what}"
+            );
+        }
+        assert_eq!(a.volume(wall, h1), b.volume(wall, h1), "{what}");
+    }
+}
+
+#[test]
+fn checkpointed_cells_open_lazily_are_kept_in_step_and_written_where_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Pseudonymizer::new([0; 32]);
+    let ev = |l: &str| Record::Event(validate_line(l.as_bytes(), &p).expect("valid").into_owned());
+    let other_day = ev(r#"{"call_id":"b","type":"overflow","ts":"2019-03-06T09:00:00+01:00"}"#);
+    let late = [
+        ev(
+            r#"{"call_id":"a","type":"answered","ts":"2019-03-04T09:00:40.500+01:00","agent":"op"}"#,
+        ),
+        ev(r#"{"call_id":"c7","type":"abandoned","ts":"2019-03-04T10:00:00+01:00"}"#),
+    ];
+    let mut all = offers(&p, 0, 300);
+    all.extend(items(&p));
+    all.push(other_day);
+    // The same events, counted by a scan (no cells).
+    let scan_dir = tempfile::tempdir().expect("tempdir");
+    let mut scan = open(scan_dir.path());
+    scan.ingest(all.clone()).expect("ingest");
+
+    let mut e = open(dir.path());
+    e.ingest(all.clone()).expect("ingest");
+    e.index_periods();
+    e.checkpoint().expect("checkpoint");
+    assert_eq!(e.runs.cells.iter().map(|m| m.keys).collect::<Vec<_>>(), [2]);
+    drop(e);
+
+    // A writer's open leaves the days in the pack; an import settles what it touches.
+    let mut e = open(dir.path());
+    assert!(e.cells.as_ref().is_some_and(|c| !c.is_loaded()), "stored");
+    e.ingest(late.to_vec()).expect("ingest");
+    scan.ingest(late.to_vec()).expect("ingest");
+    e.checkpoint().expect("checkpoint");
+    // Only the day changed is written again.
+    assert_eq!(
+        e.runs.cells.iter().map(|m| m.keys).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    same_figures(&e, &scan, "kept in step");
+    drop(e);
+
+    // Events after the checkpoint (no checkpoint since: a server stopped at once) are
+    // replayed into the book and settled into the kept cells.
+    let mut e = open(dir.path());
+    let tail = [ev(
+        r#"{"call_id":"c9","type":"answered","ts":"2019-03-04T09:30:00+01:00","agent":"op"}"#,
+    )];
+    e.ingest(tail.to_vec()).expect("ingest");
+    scan.ingest(tail.to_vec()).expect("ingest");
+    drop(e);
+    let mut e = open(dir.path());
+    assert!(e.uncheckpointed() > 0 && e.cells.is_some(), "tail replayed");
+    e.index_periods();
+    assert!(e.cells.as_ref().is_some_and(Cells::is_loaded));
+    same_figures(&e, &scan, "reopened");
+    let snapshot = e.publish();
+    let d = |s| crate::domain::time::parse_date(s).expect("date");
+    assert_eq!(
+        snapshot.table1(0, d("2019-03-01"), d("2019-04-01"), None, None),
+        scan.table1(0, d("2019-03-01"), d("2019-04-01"), None, None)
+    );
+    drop((e, snapshot));
+
+    // Another threshold: the kept cells are not used, new ones are built and kept.
+    let store = EmbeddedStore::open(dir.path()).expect("store");
+    let config = MetricsConfig {
+        threshold_ms: 95_000,
+        ..MetricsConfig::default()
+    };
+    let e = Engine::open(Box::new(store), [1; 16], config).expect("engine");
+    assert!(e.cells.is_none(), "kept for another threshold");
+    drop(e);
+
+    // A damaged pack of cells: the log is replayed, the figures are the same.
+    for pack in run_files(dir.path()) {
+        let copy = tempfile::tempdir().expect("tempdir");
+        copy_store(dir.path(), copy.path());
+        let path = copy
+            .path()
+            .join("runs")
+            .join(pack.file_name().expect("name"));
+        let mut b = std::fs::read(&path).expect("read");
+        let mid = b.len() / 2;
+        b[mid] ^= 0x10;
+        std::fs::write(&path, b).expect("write");
+        let mut e = open(copy.path());
+        assert!(e.cells.is_none() && e.uncheckpointed() > 0, "replayed");
+        e.index_periods();
+        same_figures(&e, &scan, "damaged");
+    }
+}
+
+#[test]
+fn presence_is_recalled_from_what_was_kept_aside_and_the_log_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Pseudonymizer::new([0; 32]);
+    let ev = |l: &str| Record::Event(validate_line(l.as_bytes(), &p).expect("valid").into_owned());
+    let mut e = open(dir.path());
+    e.ingest(vec![
+        ev(r#"{"type":"agent_login","ts":"2019-03-04T08:00:00+01:00","agent":"op1"}"#),
+        ev(r#"{"type":"agent_login","ts":"2019-03-04T08:01:00+01:00","agent":"op2"}"#),
+    ])
+    .expect("ingest");
+    // Recalled from the whole log, then kept aside.
+    e.watch_transitions().expect("watch");
+    assert!(dir.path().join("presence").exists());
+    // After it, not kept: the next open reads it from the log.
+    e.ingest(vec![
+        ev(r#"{"type":"agent_pause","ts":"2019-03-04T09:00:00+01:00","agent":"op1"}"#),
+        ev(r#"{"type":"agent_logout","ts":"2019-03-04T09:00:00+01:00","agent":"op2"}"#),
+        ev(r#"{"type":"agent_login","ts":"2019-03-04T09:00:00+01:00","agent":"op3"}"#),
+    ])
+    .expect("ingest");
+    let _ = e.drain_transitions();
+    let want = e.presence();
+    assert_eq!(want.len(), 2, "op1 paused, op3 in");
+    drop(e);
+    let mut e = open(dir.path());
+    e.watch_transitions().expect("watch");
+    assert_eq!(e.presence(), want);
+    drop(e);
+    // Damaged: the whole log again.
+    let path = dir.path().join("presence");
+    let mut b = std::fs::read(&path).expect("read");
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    std::fs::write(&path, b).expect("write");
+    let mut e = open(dir.path());
+    e.watch_transitions().expect("watch");
+    assert_eq!(e.presence(), want);
+}

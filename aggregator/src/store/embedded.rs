@@ -23,7 +23,9 @@ use super::positions::SourceCheckpoint;
 use super::record::Record;
 use super::secrets::{self, Secrets};
 use super::verify::{self, Survey};
-use super::{Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
+use super::{
+    Aside, Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError,
+};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -394,6 +396,29 @@ impl EventStore for EmbeddedStore {
         self.read_positions()
     }
 
+    fn save_aside(
+        &mut self,
+        aside: Aside,
+        at: LogPosition,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let (name, magic) = aside_file(aside);
+        self.write_aside(name, magic, at, bytes)
+    }
+
+    fn load_aside(&mut self, aside: Aside) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
+        let (name, magic) = aside_file(aside);
+        let kept = self.read_aside(name, magic)?;
+        if kept.as_ref().is_some_and(|(at, _)| *at > self.log.end()) {
+            tracing::warn!(file = name, "ignoring a table kept for a longer log");
+            return Ok(None);
+        }
+        Ok(kept)
+    }
+
     fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
         let path = self.run_path(id);
         let file = match File::open(&path) {
@@ -484,10 +509,17 @@ impl EventStore for EmbeddedStore {
     }
 }
 
-/// The sources' positions as of a checkpoint (see [`EventStore::save_positions`]):
-/// magic, log position (u64 LE), CRC-32 of the encoded checkpoint, the encoded checkpoint.
+/// The sources' positions as of a checkpoint (see [`EventStore::save_positions`]), kept
+/// aside as the other tables derived from the log (see [`EmbeddedStore::write_aside`]).
 const POSITIONS: &str = "positions";
 const POSITIONS_MAGIC: &[u8; 8] = b"NWPOS1\0\0";
+
+/// The file and magic of each table kept aside.
+fn aside_file(aside: Aside) -> (&'static str, &'static [u8; 8]) {
+    match aside {
+        Aside::Presence => ("presence", b"NWAGT1\0\0"),
+    }
+}
 
 impl EmbeddedStore {
     fn write_positions(
@@ -497,41 +529,59 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let mut body = Vec::new();
         positions.encode(&mut body);
+        self.write_aside(POSITIONS, POSITIONS_MAGIC, at, &body)
+    }
+
+    fn read_positions(&self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        let parsed = self
+            .read_aside(POSITIONS, POSITIONS_MAGIC)?
+            .and_then(|(at, body)| SourceCheckpoint::decode(&body).map(|cp| (at, cp)));
+        if parsed.is_none() && self.dir.join(POSITIONS).exists() {
+            tracing::warn!("ignoring a damaged positions file; reading them from the log");
+        }
+        Ok(parsed)
+    }
+
+    /// A table derived from the log up to `at`, in file `name`: `magic`, the log position
+    /// (u64 LE), the CRC-32 of the body, the body. No fsync, as for checkpoint parts: one
+    /// lost or torn makes the next open derive it from the log instead.
+    fn write_aside(
+        &self,
+        name: &str,
+        magic: &[u8; 8],
+        at: LogPosition,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
         let mut file = Vec::with_capacity(body.len() + 20);
-        file.extend_from_slice(POSITIONS_MAGIC);
+        file.extend_from_slice(magic);
         file.extend_from_slice(&at.to_le_bytes());
-        file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        file.extend_from_slice(&body);
-        let path = self.dir.join(POSITIONS);
-        let tmp = self.dir.join(format!("{POSITIONS}.tmp"));
-        // No fsync, as for checkpoint parts: one lost or torn makes the next open read
-        // the positions from the whole log instead.
+        file.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        file.extend_from_slice(body);
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
         std::fs::write(&tmp, &file).map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
     }
 
-    fn read_positions(&self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
-        let path = self.dir.join(POSITIONS);
+    /// What [`Self::write_aside`] wrote in `name`: `None` when missing, of another magic,
+    /// or damaged.
+    fn read_aside(
+        &self,
+        name: &str,
+        magic: &[u8; 8],
+    ) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
+        let path = self.dir.join(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        let parsed = bytes
-            .strip_prefix(POSITIONS_MAGIC.as_slice())
-            .and_then(|rest| {
-                let at = u64::from_le_bytes(*rest.first_chunk::<8>()?);
-                let crc = u32::from_le_bytes(*rest.get(8..)?.first_chunk::<4>()?);
-                let body = rest.get(12..)?;
-                (crc32fast::hash(body) == crc)
-                    .then(|| SourceCheckpoint::decode(body))
-                    .flatten()
-                    .map(|cp| (at, cp))
-            });
-        if parsed.is_none() {
-            tracing::warn!("ignoring a damaged positions file; reading them from the log");
-        }
-        Ok(parsed)
+        Ok(bytes.strip_prefix(magic.as_slice()).and_then(|rest| {
+            let at = u64::from_le_bytes(*rest.first_chunk::<8>()?);
+            let crc = u32::from_le_bytes(*rest.get(8..)?.first_chunk::<4>()?);
+            let body = rest.get(12..)?;
+            (crc32fast::hash(body) == crc).then(|| (at, body.to_vec()))
+        }))
     }
 }
 

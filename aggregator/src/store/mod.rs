@@ -313,6 +313,13 @@ impl std::fmt::Debug for PartBytes {
 /// Writes one part of a checkpoint (see [`snapshot`]) into the given output.
 pub type PartWriter<'a> = &'a (dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()> + Sync);
 
+/// A table derived from the log that a store may keep beside it ([`EventStore::save_aside`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aside {
+    /// The operators' presence: the latest agent event of each operator.
+    Presence,
+}
+
 /// Names a run of a checkpoint (see [`runs`]): unique within a store.
 pub type RunId = u64;
 
@@ -410,6 +417,26 @@ pub trait EventStore: Send {
     /// What [`Self::save_positions`] kept last, and at which log position; `None` when
     /// nothing (intact) was kept.
     fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        Ok(None)
+    }
+
+    /// Keeps `bytes`, a table derived from the log up to `at` (see [`Aside`]), so that an
+    /// open may read it instead of the log before `at`. Not made durable: lost or
+    /// damaged, it is derived from the whole log again. A store without it derives the
+    /// table from the whole log at each open.
+    fn save_aside(
+        &mut self,
+        aside: Aside,
+        at: LogPosition,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let _ = (aside, at, bytes);
+        Ok(())
+    }
+
+    /// What [`Self::save_aside`] kept last of `aside` (intact), and at which position.
+    fn load_aside(&mut self, aside: Aside) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
+        let _ = aside;
         Ok(None)
     }
 

@@ -15,11 +15,16 @@
 //! once no chunk is in it, and rewritten (its chunks moved to the new pack) once less
 //! than half of what it holds is still named. Opening maps the packs and decodes a
 //! chunk when it is first read.
+//!
+//! The per-interval cells, when kept, are packs of days the same way (one segment per
+//! UTC day of cells, the query part naming the pack of each day), written and compacted
+//! by the same rules; opening maps them and decodes a day when it is first needed.
 
-use super::snapshot::{self, RunKind, RunMeta, Segment};
+use super::snapshot::{self, RunKind, RunMeta, Segment, StoredCells};
 use super::{EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError};
 use crate::domain::call::CallState;
 use crate::domain::callbook::{CallBook, CallIndex, FoldState};
+use crate::domain::cells::{Cells, DaySource};
 use crate::domain::dedupe::KeySet;
 use crate::domain::key_runs::{FrozenTable, Layered, SlotValue, merged, write_image};
 use crate::domain::key_table::KeyTable;
@@ -62,6 +67,10 @@ pub struct RunSet {
     pub states: Vec<RunMeta>,
     /// The pack of each chunk of states, in chunk order.
     pub chunk_packs: Vec<RunId>,
+    /// The packs of days of cells.
+    pub cells: Vec<RunMeta>,
+    /// The pack of each day of cells, by day.
+    pub day_packs: Vec<(i64, RunId)>,
 }
 
 impl RunSet {
@@ -70,22 +79,62 @@ impl RunSet {
             .iter()
             .chain(&self.calls)
             .chain(&self.states)
+            .chain(&self.cells)
             .map(|r| r.id)
     }
+
+    fn day_pack(&self, day: i64) -> Option<RunId> {
+        let at = self
+            .day_packs
+            .binary_search_by_key(&day, |&(d, _)| d)
+            .ok()?;
+        Some(self.day_packs[at].1)
+    }
+}
+
+/// Packs mapped by id, each with its table of segments.
+type Packs = HashMap<RunId, (PartBytes, Vec<(usize, Segment)>)>;
+
+/// Maps pack `id` into `packs` (once) and says whether it holds segment `number`; `false`
+/// when it is missing or not a pack.
+fn map_pack(
+    store: &mut dyn EventStore,
+    packs: &mut Packs,
+    id: RunId,
+    number: usize,
+) -> Result<bool, StoreError> {
+    if let std::collections::hash_map::Entry::Vacant(slot) = packs.entry(id) {
+        let Some(bytes) = store.load_run(id, false)? else {
+            return Ok(false);
+        };
+        let Some(table) = snapshot::pack_table(&bytes) else {
+            return Ok(false);
+        };
+        slot.insert((bytes, table));
+    }
+    Ok(packs
+        .get(&id)
+        .is_some_and(|(_, t)| t.binary_search_by_key(&number, |&(k, _)| k).is_ok()))
+}
+
+/// Segment `number` of pack `id`, when its CRC holds.
+fn segment(packs: &Packs, id: RunId, number: usize) -> Option<(&PartBytes, Segment)> {
+    let (bytes, table) = packs.get(&id)?;
+    let at = table.binary_search_by_key(&number, |&(k, _)| k).ok()?;
+    Some((bytes, table[at].1))
 }
 
 /// A checkpoint's call states, read from its packs (mapped) when a chunk is first read.
 pub struct PackedStates {
-    packs: HashMap<RunId, (PartBytes, Vec<(usize, Segment)>)>,
+    packs: Packs,
     chunk_packs: Vec<RunId>,
     lines: usize,
 }
 
 impl ChunkSource for PackedStates {
     fn load(&self, c: usize, calls: usize) -> Option<Vec<CallState>> {
-        let (bytes, table) = self.packs.get(self.chunk_packs.get(c)?)?;
-        let at = table.binary_search_by_key(&c, |&(k, _)| k).ok()?;
-        snapshot::decode_segment(bytes, table[at].1, calls, self.lines)
+        let (bytes, seg) = segment(&self.packs, *self.chunk_packs.get(c)?, c)?;
+        snapshot::decode_segment(bytes, seg, calls, self.lines)
     }
 }
 
@@ -98,19 +147,7 @@ pub fn open_states(
 ) -> Result<Option<PackedStates>, StoreError> {
     let mut packs = HashMap::new();
     for (c, &id) in chunk_packs.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = packs.entry(id) {
-            let Some(bytes) = store.load_run(id, false)? else {
-                return Ok(None);
-            };
-            let Some(table) = snapshot::pack_table(&bytes) else {
-                return Ok(None);
-            };
-            slot.insert((bytes, table));
-        }
-        let has = packs
-            .get(&id)
-            .is_some_and(|(_, t)| t.binary_search_by_key(&c, |&(k, _)| k).is_ok());
-        if !has {
+        if !map_pack(store, &mut packs, id, c)? {
             return Ok(None);
         }
     }
@@ -121,9 +158,60 @@ pub fn open_states(
     }))
 }
 
-/// Before a checkpoint: the chunks of each pack of which less than half is still named
-/// are counted as changed, so that the new pack takes them in and the old one goes.
-pub fn compact(book: &mut CallBook, runs: &RunSet) -> Result<(), ChunkDamaged> {
+/// A checkpoint's days of cells, read from their packs (mapped) when a day is first
+/// needed.
+pub struct PackedDays {
+    packs: Packs,
+    runs: RunSet,
+    calls: usize,
+}
+
+impl DaySource for PackedDays {
+    fn day(&self, day: i64) -> Option<&[u8]> {
+        let number = snapshot::day_number(day);
+        let (bytes, seg) = segment(&self.packs, self.runs.day_pack(day)?, number)?;
+        snapshot::segment_bytes(bytes, seg)
+    }
+
+    fn calls(&self) -> usize {
+        self.calls
+    }
+}
+
+/// The packs of the days of `cells` (of a book of `calls` calls), mapped (each day is
+/// checked when read); `None` when one is missing or lacks a day.
+pub fn open_cells(
+    store: &mut dyn EventStore,
+    cells: &StoredCells,
+    calls: usize,
+) -> Result<Option<PackedDays>, StoreError> {
+    let mut packs = HashMap::new();
+    for (&day, &id) in cells.head.days.iter().zip(&cells.packs) {
+        if !map_pack(store, &mut packs, id, snapshot::day_number(day))? {
+            return Ok(None);
+        }
+    }
+    let runs = RunSet {
+        day_packs: cells
+            .head
+            .days
+            .iter()
+            .copied()
+            .zip(cells.packs.iter().copied())
+            .collect(),
+        ..RunSet::default()
+    };
+    Ok(Some(PackedDays { packs, runs, calls }))
+}
+
+/// Before a checkpoint: the chunks (and days of cells) of each pack of which less than
+/// half is still named are counted as changed, so that the new pack takes them in and
+/// the old one goes.
+pub fn compact(
+    book: &mut CallBook,
+    cells: Option<&mut Cells>,
+    runs: &RunSet,
+) -> Result<(), ChunkDamaged> {
     for pack in &runs.states {
         let named: Vec<usize> = (0..runs.chunk_packs.len())
             .filter(|&c| runs.chunk_packs[c] == pack.id)
@@ -131,6 +219,21 @@ pub fn compact(book: &mut CallBook, runs: &RunSet) -> Result<(), ChunkDamaged> {
         if (named.len() as u64) * 2 < pack.keys {
             for c in named {
                 book.rewrite_states(c)?;
+            }
+        }
+    }
+    if let Some(cells) = cells {
+        for pack in &runs.cells {
+            let named: Vec<i64> = runs
+                .day_packs
+                .iter()
+                .filter(|&&(_, id)| id == pack.id)
+                .map(|&(d, _)| d)
+                .collect();
+            if (named.len() as u64) * 2 < pack.keys {
+                for d in named {
+                    cells.rewrite_day(d);
+                }
             }
         }
     }
@@ -182,6 +285,25 @@ impl<V: Clone> Plan<'_, V> {
     }
 }
 
+/// The packs of `old` still `named`, then the new pack (kind, id, segments written in
+/// it) when it holds any.
+fn packs_named(
+    old: &[RunMeta],
+    named: impl Fn(RunId) -> bool,
+    (kind, id, written): (RunKind, RunId, usize),
+) -> Vec<RunMeta> {
+    let mut packs: Vec<RunMeta> = old.iter().filter(|p| named(p.id)).copied().collect();
+    if written > 0 {
+        packs.push(RunMeta {
+            kind,
+            id,
+            keys: written as u64,
+            slots: 0,
+        });
+    }
+    packs
+}
+
 /// Writes the checkpoint of `book` at `position`, whose tables are held by `runs` and
 /// their fresh keys, and whose states by the packs of `runs` and the chunks changed
 /// since (see [`compact`], to call first); returns the runs it names. The book is not
@@ -189,6 +311,7 @@ impl<V: Clone> Plan<'_, V> {
 pub fn save(
     store: &mut dyn EventStore,
     book: &CallBook,
+    cells: Option<&Cells>,
     runs: &RunSet,
     position: LogPosition,
 ) -> Result<RunSet, StoreError> {
@@ -210,31 +333,51 @@ pub fn save(
     for &c in &dirty {
         chunk_packs[c] = pack_id;
     }
-    let mut states: Vec<RunMeta> = runs
-        .states
-        .iter()
-        .filter(|p| chunk_packs.contains(&p.id))
-        .copied()
-        .collect();
-    if !dirty.is_empty() {
-        states.push(RunMeta {
-            kind: RunKind::States,
-            id: pack_id,
-            keys: dirty.len() as u64,
-            slots: 0,
-        });
+    let states = packs_named(
+        &runs.states,
+        |id| chunk_packs.contains(&id),
+        (RunKind::States, pack_id, dirty.len()),
+    );
+    // The days of cells: those changed (or not in a pack yet) go to a new pack.
+    let head = cells.map(Cells::head);
+    let cells_id = id(RunKind::Cells);
+    let mut new_days = Vec::new();
+    let mut day_packs = Vec::new();
+    if let (Some(cells), Some(head)) = (cells, &head) {
+        let dirty: std::collections::BTreeSet<i64> = cells.dirty_days().into_iter().collect();
+        for &day in &head.days {
+            match runs.day_pack(day) {
+                Some(id) if !dirty.contains(&day) => day_packs.push((day, id)),
+                _ => {
+                    new_days.push(day);
+                    day_packs.push((day, cells_id));
+                }
+            }
+        }
     }
+    let cell_packs = packs_named(
+        &runs.cells,
+        |id| day_packs.iter().any(|&(_, d)| d == id),
+        (RunKind::Cells, cells_id, new_days.len()),
+    );
+    let stored_cells = head.map(|head| snapshot::StoredCells {
+        packs: day_packs.iter().map(|&(_, id)| id).collect(),
+        head,
+    });
     let named = RunSet {
         keys: keys.named(),
         calls: calls.named(),
         states,
         chunk_packs,
+        cells: cell_packs,
+        day_packs,
     };
     let all: Vec<RunMeta> = named
         .keys
         .iter()
         .chain(&named.calls)
         .chain(&named.states)
+        .chain(&named.cells)
         .copied()
         .collect();
     let key_image = keys.new.as_ref().map(|(m, t)| {
@@ -251,6 +394,10 @@ pub fn save(
         let chunks = dirty.iter().map(|&c| (c, parts.states.chunk(c).as_slice()));
         snapshot::write_pack(chunks, w)
     };
+    let cells_pack = |w: &mut dyn std::io::Write| match cells {
+        Some(cells) => snapshot::write_cells_pack(cells, &new_days, w),
+        None => Ok(()),
+    };
     let mut writers: Vec<(RunId, PartWriter<'_>)> = Vec::new();
     if let Some((id, w)) = &key_image {
         writers.push((*id, w));
@@ -261,6 +408,9 @@ pub fn save(
     if !dirty.is_empty() {
         writers.push((pack_id, &pack));
     }
+    if !new_days.is_empty() {
+        writers.push((cells_id, &cells_pack));
+    }
     store.save_checkpoint(
         position,
         &|w| {
@@ -269,6 +419,7 @@ pub fn save(
                 parts.lines,
                 parts.states.len(),
                 &named.chunk_packs,
+                stored_cells.as_ref(),
                 w,
             )
         },
@@ -343,14 +494,26 @@ pub fn load(
     store: &mut dyn EventStore,
     fold: &[u8],
     chunk_packs: &[RunId],
+    cells: Option<&StoredCells>,
 ) -> Result<Option<(FoldState, RunSet)>, StoreError> {
     let Some((metas, dead)) = snapshot::decode_fold(fold) else {
         return Ok(None);
     };
+    let day_packs: Vec<(i64, RunId)> = cells
+        .map(|c| {
+            c.head
+                .days
+                .iter()
+                .copied()
+                .zip(c.packs.iter().copied())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut ids: Vec<RunId> = metas
         .iter()
         .map(|m| m.id)
         .chain(chunk_packs.iter().copied())
+        .chain(day_packs.iter().map(|&(_, id)| id))
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -360,6 +523,7 @@ pub fn load(
     let of = |kind| metas.iter().filter(|m| m.kind == kind).copied().collect();
     let (keys, calls, states): (Vec<RunMeta>, Vec<RunMeta>, Vec<RunMeta>) =
         (of(RunKind::Keys), of(RunKind::Calls), of(RunKind::States));
+    let cell_packs: Vec<RunMeta> = of(RunKind::Cells);
     let Some(key_runs) = open::<()>(store, &keys, false)? else {
         return Ok(None);
     };
@@ -376,6 +540,8 @@ pub fn load(
         calls,
         states,
         chunk_packs: chunk_packs.to_vec(),
+        cells: cell_packs,
+        day_packs,
     };
     Ok(Some((state, runs)))
 }

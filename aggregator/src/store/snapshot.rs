@@ -4,17 +4,22 @@
 //! The call states are kept in segments, one per chunk of the book's states (see
 //! `domain::state_chunks`), each checksummed, packed into runs (one new pack per
 //! checkpoint, holding the chunks changed since the last one); the query part names the
-//! pack of each chunk.
+//! pack of each chunk. The per-interval cells, when the book has them, are kept the same
+//! way, one segment per UTC day (see `domain::cells::stored`), their head in the query
+//! part with the pack of each day.
 
 use crate::domain::call::{CallState, NONE};
+use crate::domain::cells::{Cells, CellsHead};
 use crate::domain::dedupe::KeySet;
 use crate::domain::state_chunks::CHUNK;
 use crate::domain::time::Millis;
 use crate::store::RunId;
 use std::io::Write;
 
-/// Version 5 of the query part: the chunks' packs instead of the states.
-const MAGIC: &[u8; 4] = b"NWS5";
+/// Version 6 of the query part: version 5, then the cells' head and their days' packs.
+const MAGIC: &[u8; 4] = b"NWS6";
+/// Version 5 of the query part (the chunks' packs, no cells), still read.
+const MAGIC_V5: &[u8; 4] = b"NWS5";
 /// Version 4 of the query part (the states written in it), still read: the next
 /// checkpoint writes version 5.
 const MAGIC_V4: &[u8; 4] = b"NWS4";
@@ -121,6 +126,8 @@ pub enum RunKind {
     Calls = 1,
     /// A pack of call-state segments (`keys`: segments written in it, `slots`: 0).
     States = 2,
+    /// A pack of days of cells (`keys`: days written in it, `slots`: 0).
+    Cells = 3,
 }
 
 /// A run as a checkpoint names it: which file, and what it must hold.
@@ -171,6 +178,7 @@ pub fn decode_fold(fold: &[u8]) -> Option<(Vec<RunMeta>, KeySet)> {
             0 => RunKind::Keys,
             1 => RunKind::Calls,
             2 => RunKind::States,
+            3 => RunKind::Cells,
             _ => return None,
         };
         runs.push(RunMeta {
@@ -206,21 +214,32 @@ pub enum StoredStates {
     Inline(Vec<CallState>),
 }
 
+/// The cells a query part names: their head, and the pack of each of its days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCells {
+    pub head: CellsHead,
+    pub packs: Vec<RunId>,
+}
+
 /// A decoded query part.
 #[derive(Debug, PartialEq, Eq)]
 pub struct QueryPart {
     pub newest_ts: Option<Millis>,
     pub lines: Vec<Box<str>>,
     pub states: StoredStates,
+    pub cells: Option<StoredCells>,
 }
 
 /// Writes the query part: newest `ts`, the line names, the number of calls, then the
-/// pack of each chunk of their states (`packs`, one per chunk).
+/// pack of each chunk of their states (`packs`, one per chunk), then whether cells are
+/// kept (`u8`) and if so their head (threshold, calendar, clock, the open calls as
+/// anchor, line and call, then each day with its pack).
 pub fn write_query(
     newest_ts: Option<Millis>,
     lines: &[Box<str>],
     calls: usize,
     packs: &[RunId],
+    cells: Option<&StoredCells>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let mut w = Sealed::new(MAGIC);
@@ -236,15 +255,79 @@ pub fn write_query(
     for id in packs {
         w.room(out)?.extend_from_slice(&id.to_le_bytes());
     }
+    let Some(StoredCells { head, packs }) = cells else {
+        w.room(out)?.push(0);
+        return w.finish(out);
+    };
+    let room = w.room(out)?;
+    room.push(1);
+    room.extend_from_slice(&head.threshold_ms.to_le_bytes());
+    put_str(room, &head.calendar);
+    room.extend_from_slice(&head.clock.to_le_bytes());
+    room.extend_from_slice(&(head.open.len() as u32).to_le_bytes());
+    for &(anchor, line, call) in &head.open {
+        let room = w.room(out)?;
+        room.extend_from_slice(&anchor.to_le_bytes());
+        room.extend_from_slice(&line.to_le_bytes());
+        room.extend_from_slice(&call.to_le_bytes());
+    }
+    w.room(out)?
+        .extend_from_slice(&(head.days.len() as u32).to_le_bytes());
+    for (day, id) in head.days.iter().zip(packs) {
+        let room = w.room(out)?;
+        room.extend_from_slice(&day.to_le_bytes());
+        room.extend_from_slice(&id.to_le_bytes());
+    }
     w.finish(out)
 }
 
-/// Decodes a query part (of version 5, or 4); `None` when damaged or foreign.
+impl Reader<'_> {
+    /// The cells section of a query part of version 6.
+    fn cells(&mut self) -> Option<Option<StoredCells>> {
+        match *self.take(1)?.first()? {
+            0 => return Some(None),
+            1 => {}
+            _ => return None,
+        }
+        let threshold_ms = self.i64()?;
+        let calendar = self.str()?.into();
+        let clock = self.i64()?;
+        let n_open = self.u32()? as usize;
+        let mut open = Vec::with_capacity(n_open.min(self.b.len() / 16));
+        for _ in 0..n_open {
+            open.push((self.i64()?, self.u32()?, self.u32()?));
+        }
+        let n_days = self.u32()? as usize;
+        let mut days = Vec::with_capacity(n_days.min(self.b.len() / 16));
+        let mut packs = Vec::with_capacity(days.capacity());
+        for _ in 0..n_days {
+            let day = self.i64()?;
+            // In order, each once: as `Cells::head` writes them.
+            if days.last().is_some_and(|&d| d >= day) {
+                return None;
+            }
+            days.push(day);
+            packs.push(self.u64()?);
+        }
+        let head = CellsHead {
+            threshold_ms,
+            calendar,
+            clock,
+            open,
+            days,
+        };
+        Some(Some(StoredCells { head, packs }))
+    }
+}
+
+/// Decodes a query part (of version 6, 5 or 4); `None` when damaged or foreign.
 pub fn decode_query(query: &[u8]) -> Option<QueryPart> {
-    let (body, v4) = match unseal(query, MAGIC) {
-        Some(body) => (body, false),
-        None => (unseal(query, MAGIC_V4)?, true),
+    let (body, version) = match (unseal(query, MAGIC), unseal(query, MAGIC_V5)) {
+        (Some(body), _) => (body, 6),
+        (None, Some(body)) => (body, 5),
+        (None, None) => (unseal(query, MAGIC_V4)?, 4),
     };
+    let v4 = version == 4;
     let mut r = Reader { b: body, at: 4 };
     let newest = r.i64()?;
     let newest_ts: Option<Millis> = (newest != i64::MIN).then_some(newest);
@@ -269,11 +352,32 @@ pub fn decode_query(query: &[u8]) -> Option<QueryPart> {
             .collect();
         StoredStates::Packs { calls, packs }
     };
+    let cells = if version == 6 { r.cells()? } else { None };
     (r.at == body.len()).then_some(QueryPart {
         newest_ts,
         lines,
         states,
+        cells,
     })
+}
+
+/// One segment of a pack on its way out: items appended to the pack, with the
+/// segment's CRC kept up to date.
+struct SegmentOut<'a> {
+    w: &'a mut Sealed,
+    out: &'a mut dyn Write,
+    crc: crc32fast::Hasher,
+}
+
+impl SegmentOut<'_> {
+    /// Appends what `put` writes (one item: see [`Sealed::room`]).
+    fn item(&mut self, put: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+        let room = self.w.room(self.out)?;
+        let at = room.len();
+        put(room);
+        self.crc.update(&room[at..]);
+        Ok(())
+    }
 }
 
 /// Writes a pack of state segments: each of `chunks` (its number and states) as a
@@ -284,22 +388,64 @@ pub fn write_pack<'a>(
     chunks: impl Iterator<Item = (usize, &'a [CallState])>,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    write_segments(
+        chunks.map(|(c, states)| {
+            (c, move |seg: &mut SegmentOut<'_>| {
+                seg.item(|b| b.extend_from_slice(&(states.len() as u32).to_le_bytes()))?;
+                states
+                    .iter()
+                    .try_for_each(|s| seg.item(|b| put_state(b, s)))
+            })
+        }),
+        out,
+    )
+}
+
+/// Writes a pack of the days `days` of `cells` (each in memory: see
+/// [`Cells::dirty_days`]), as [`write_pack`] writes chunks, each segment numbered by its
+/// day (days since 1970, from 0) and holding what [`Cells::encode_day`] writes.
+pub fn write_cells_pack(cells: &Cells, days: &[i64], out: &mut dyn Write) -> std::io::Result<()> {
+    write_segments(
+        days.iter().map(|&day| {
+            (day_number(day), move |seg: &mut SegmentOut<'_>| {
+                let mut held = true;
+                seg.item(|b| held = cells.encode_day(day, b))?;
+                held.then_some(()).ok_or_else(|| {
+                    std::io::Error::other(format!("day {day} of cells not in memory"))
+                })
+            })
+        }),
+        out,
+    )
+}
+
+/// The segment number of a day of cells (days since 1970: none before it, see
+/// `domain::limits`).
+pub fn day_number(day: i64) -> usize {
+    usize::try_from(day).unwrap_or(usize::MAX)
+}
+
+fn write_segments<F>(
+    segments: impl Iterator<Item = (usize, F)>,
+    out: &mut dyn Write,
+) -> std::io::Result<()>
+where
+    F: FnOnce(&mut SegmentOut<'_>) -> std::io::Result<()>,
+{
     let mut w = Sealed::new(PACK_MAGIC);
     let mut table = Vec::new();
-    for (c, states) in chunks {
+    for (c, body) in segments {
         let start = w.written();
-        let mut crc = crc32fast::Hasher::new();
-        let room = w.room(out)?;
-        room.extend_from_slice(&(states.len() as u32).to_le_bytes());
-        crc.update(&room[room.len() - 4..]);
-        for s in states {
-            let room = w.room(out)?;
-            let at = room.len();
-            put_state(room, s);
-            crc.update(&room[at..]);
-        }
+        let number = u32::try_from(c).map_err(std::io::Error::other)?;
+        let mut seg = SegmentOut {
+            w: &mut w,
+            out: &mut *out,
+            crc: crc32fast::Hasher::new(),
+        };
+        body(&mut seg)?;
+        let crc = seg.crc.finalize();
         let len = u32::try_from(w.written() - start).map_err(std::io::Error::other)?;
-        table.push((c as u32, start as u64, len, crc.finalize()));
+        table.push((number, start as u64, len, crc));
     }
     for &(c, at, len, crc) in &table {
         let room = w.room(out)?;
@@ -347,6 +493,12 @@ pub fn pack_table(pack: &[u8]) -> Option<Vec<(usize, Segment)>> {
     Some(table)
 }
 
+/// The bytes of one segment, when its CRC holds.
+pub fn segment_bytes(pack: &[u8], seg: Segment) -> Option<&[u8]> {
+    let bytes = pack.get(seg.at..seg.at.checked_add(seg.len)?)?;
+    (crc32fast::hash(bytes) == seg.crc).then_some(bytes)
+}
+
 /// The states of one segment, when its CRC holds, it holds `calls` states and each names
 /// a line below `lines`.
 pub fn decode_segment(
@@ -355,10 +507,7 @@ pub fn decode_segment(
     calls: usize,
     lines: usize,
 ) -> Option<Vec<CallState>> {
-    let bytes = pack.get(seg.at..seg.at.checked_add(seg.len)?)?;
-    if crc32fast::hash(bytes) != seg.crc {
-        return None;
-    }
+    let bytes = segment_bytes(pack, seg)?;
     let mut r = Reader { b: bytes, at: 0 };
     if r.u32()? as usize != calls {
         return None;
@@ -438,16 +587,7 @@ fn state_times(s: &CallState) -> [i64; 7] {
 
 impl Reader<'_> {
     fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.b.get(self.at)?;
-            self.at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
+        crate::domain::varint::read(self.b, &mut self.at)
     }
 
     /// A state naming a line below `lines`.
@@ -553,7 +693,7 @@ mod tests {
     fn query_parts_and_packs_round_trip_and_damage_is_refused() {
         let lines: Vec<Box<str>> = vec!["cup".into(), "prelievi".into()];
         let mut query = Vec::new();
-        write_query(Some(7), &lines, CHUNK + 1, &[8, 12], &mut query).expect("to a vec");
+        write_query(Some(7), &lines, CHUNK + 1, &[8, 12], None, &mut query).expect("to a vec");
         let want = QueryPart {
             newest_ts: Some(7),
             lines: lines.clone(),
@@ -561,6 +701,7 @@ mod tests {
                 calls: CHUNK + 1,
                 packs: vec![8, 12],
             },
+            cells: None,
         };
         assert_eq!(decode_query(&query), Some(want));
         let mut bad = query.clone();
@@ -568,7 +709,7 @@ mod tests {
         assert_eq!(decode_query(&bad), None);
         // One pack id short for the calls.
         let mut short = Vec::new();
-        write_query(None, &lines, CHUNK + 1, &[8], &mut short).expect("to a vec");
+        write_query(None, &lines, CHUNK + 1, &[8], None, &mut short).expect("to a vec");
         assert_eq!(decode_query(&short), None);
 
         let a: Vec<CallState> = (0..5)
@@ -592,6 +733,50 @@ mod tests {
         let mut bad = pack.clone();
         bad[seg_a.at + 6] ^= 1;
         assert_eq!(decode_segment(&bad, seg_a, 5, 2), None);
+    }
+
+    #[test]
+    fn a_query_part_with_cells_round_trips_and_one_of_version_5_still_reads() {
+        let lines: Vec<Box<str>> = vec!["cup".into()];
+        let cells = StoredCells {
+            head: CellsHead {
+                threshold_ms: 140_000,
+                calendar: "cal".into(),
+                clock: 99,
+                open: vec![(90, 0, 3), (95, 1, 4)],
+                days: vec![17_000, 17_002],
+            },
+            packs: vec![40, 44],
+        };
+        let mut query = Vec::new();
+        write_query(Some(99), &lines, 5, &[8], Some(&cells), &mut query).expect("to a vec");
+        let part = decode_query(&query).expect("decodes");
+        assert_eq!(part.cells, Some(cells.clone()));
+        // Days out of order are refused.
+        let mut swapped = cells.clone();
+        swapped.head.days.reverse();
+        let mut bad = Vec::new();
+        write_query(Some(99), &lines, 5, &[8], Some(&swapped), &mut bad).expect("to a vec");
+        assert_eq!(decode_query(&bad), None);
+        // Version 5: the same without the cells section.
+        let mut w = Sealed::new(MAGIC_V5);
+        let mut v5 = Vec::new();
+        let b = w.room(&mut v5).expect("vec");
+        b.extend_from_slice(&99i64.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        put_str(b, "cup");
+        b.extend_from_slice(&5u64.to_le_bytes());
+        b.extend_from_slice(&8u64.to_le_bytes());
+        w.finish(&mut v5).expect("vec");
+        let old = decode_query(&v5).expect("decodes");
+        assert_eq!(old.cells, None);
+        assert_eq!(
+            old.states,
+            StoredStates::Packs {
+                calls: 5,
+                packs: vec![8]
+            }
+        );
     }
 
     #[test]
