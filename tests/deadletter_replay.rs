@@ -198,32 +198,19 @@ fn clickhouse_dead_letters_listed_and_replayed_from_the_database() {
         "application/avro",
     ]);
     let group = unique("replay");
-    let out = netwait(&[
-        "aggregate",
-        "--kafka",
-        broker(),
-        "--topic",
-        &topic,
-        "--group",
-        &group,
-        "--clickhouse-url",
-        &url,
-        "--clickhouse-db",
-        &db,
-        "--idle-exit",
-        "8",
-    ]);
-    assert!(
-        stdout(&out).contains(&format!("rejected {lines}")),
-        "{}",
-        stdout(&out)
-    );
     let ch = [
         "--clickhouse-url",
         url.as_str(),
         "--clickhouse-db",
         db.as_str(),
     ];
+    let aggregator_dir = tmp.path().join("aggregator");
+    let out = aggregate_until_idle(aggregator_dir.to_str().expect("path"), &topic, &group, &ch);
+    assert!(
+        stdout(&out).contains(&format!("rejected {lines}")),
+        "{}",
+        stdout(&out)
+    );
     let mut list = vec!["list"];
     list.extend_from_slice(&ch);
     let rows = listed(&list);
