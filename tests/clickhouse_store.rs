@@ -329,7 +329,7 @@ fn rows_of_a_commit_cut_short_are_not_counted() {
 }
 
 /// A writer stalled past its lease (taken over by another) may still land an insert it
-/// had under way: a whole commit, commit row and all, whose seq follows its last one.
+/// had under way: a whole commit, commit row and all, under a seq of its epoch.
 /// The writer that took over fenced that range off when it opened: none of it counts,
 /// in queries, in the BI views, or in the replay of the next writer.
 #[test]
@@ -340,10 +340,17 @@ fn a_commit_landing_after_its_writer_was_taken_over_is_not_counted() {
     let db = database("fenced");
     migrate(&db);
     import(&db, &[&parts[0]]);
-    let stalled_last: u64 = clickhouse_sql(&format!("SELECT max(seq) FROM {db}.netwait_log"))
+    // A writer of the next epoch that stopped without handing the lease over (killed,
+    // or stalled past its lease): silent for a minute, so the next writer takes over.
+    let epoch: u64 = clickhouse_sql(&format!("SELECT max(epoch) FROM {db}.netwait_writers"))
         .trim()
         .parse()
-        .expect("seq");
+        .expect("epoch");
+    let stalled = epoch + 1;
+    clickhouse_sql(&format!(
+        "INSERT INTO {db}.netwait_writers (epoch, writer, since, at) \
+         SELECT {stalled}, 'elsewhere/1/stalled', toUInt32(now()) - 60, toUInt32(now()) - 60"
+    ));
     // The next writer (it takes the lease over) commits the rest of the year.
     import(&db, &[&parts[1]]);
     let t = ch_table1(&db, &[]);
@@ -354,8 +361,8 @@ fn a_commit_landing_after_its_writer_was_taken_over_is_not_counted() {
         ))
     };
     let views_before = monthly();
-    // The stalled writer's insert lands now, whole, under its next seq.
-    let late = stalled_last + 1;
+    // The stalled writer's insert lands now, whole, under its first seq.
+    let late = (stalled << 40) + 1;
     clickhouse_sql(&format!(
         "INSERT INTO {db}.netwait_log (seq, kind, idx, payload, day, interval_n, line, sign, \
          call_n, anchor_ms, outcome, net_wait_ms, talk_ms, answered, max_wait_ms) VALUES \

@@ -192,6 +192,8 @@ pub struct Lease {
     lost: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     heartbeat: Option<std::thread::JoinHandle<()>>,
+    /// See [`Self::handed_over`].
+    handed_over: bool,
 }
 
 impl Lease {
@@ -234,7 +236,9 @@ impl Lease {
             let won = conn.retrying("reading the writer lease", holder, |_| Ok(None))?;
             if won.epoch == epoch && won.writer == writer {
                 tracing::info!(database = %conn.target.database, epoch, %writer, "writer lease taken");
-                return Ok(Self::start(conn.target.clone(), epoch, writer, won.since));
+                let mut lease = Self::start(conn.target.clone(), epoch, writer, won.since);
+                lease.handed_over = now.writer == NOBODY;
+                return Ok(lease);
             }
             // Another claim of the same epoch ranks first (or a later epoch was
             // claimed): that writer holds it now.
@@ -298,11 +302,19 @@ impl Lease {
             lost,
             stop,
             heartbeat,
+            handed_over: false,
         }
     }
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Whether the epoch before this one ended with a clean handover (its holder stopped
+    /// and said so; or the database never had a writer): no insert of an earlier writer
+    /// can still be under way.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over
     }
 
     /// Whether this writer may still commit: no later epoch was claimed. Asks the

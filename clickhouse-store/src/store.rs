@@ -67,7 +67,9 @@ impl ClickHouseStore {
         let conn = Conn::connect(target)?;
         conn.require_schema()?;
         let lease = Lease::acquire(&conn, when_held)?;
-        let (seq, next) = positions(&conn, epoch_base(lease.epoch()))?;
+        // After a writer taken over (not a clean handover), everything up to this
+        // writer's base is fenced off: that writer may still land an insert there.
+        let (seq, next) = positions(&conn, epoch_base(lease.epoch()), !lease.handed_over())?;
         Ok(Self {
             conn,
             lease,
@@ -250,10 +252,12 @@ pub fn replay_sql() -> String {
     )
 }
 
-/// The last whole commit, and the `seq` the next commit takes (above `base`, the
-/// writer's [`epoch_base`]), once every seq from the last whole commit to there is fenced
-/// off: the rows there are of commits cut short, or of an earlier writer still inserting.
-fn positions(conn: &Conn, base: u64) -> Result<(u64, u64), Error> {
+/// The last whole commit, and the `seq` the next commit takes (above `floor`: the
+/// writer's [`epoch_base`] at open, the last seq it tried after a failure), once every
+/// seq above the last whole commit that may hold rows is fenced off: those of commits
+/// cut short, and with `fence_floor` those up to `floor` (an earlier writer's insert
+/// still under way, a failed attempt of this one).
+fn positions(conn: &Conn, floor: u64, fence_floor: bool) -> Result<(u64, u64), Error> {
     let (whole, top): (u64, u64) = conn.retrying(
         "reading the last commit",
         |conn| {
@@ -262,7 +266,7 @@ fn positions(conn: &Conn, base: u64) -> Result<(u64, u64), Error> {
         },
         |_| Ok(None),
     )?;
-    let fenced = top.max(base);
+    let fenced = if fence_floor { top.max(floor) } else { top };
     if top > whole {
         tracing::warn!(
             last_whole_commit = whole,
@@ -279,7 +283,7 @@ fn positions(conn: &Conn, base: u64) -> Result<(u64, u64), Error> {
             |_| Ok(None),
         )?;
     }
-    Ok((whole, fenced + 1))
+    Ok((whole, top.max(floor) + 1))
 }
 
 /// The rows of commit `seq`.
@@ -374,7 +378,11 @@ impl EventStore for ClickHouseStore {
                     Ok(Self::landed(conn, seq)?.then_some(()))
                 },
             )
-            .map_err(store_error)?;
+            .map_err(|e| {
+                // Never tried again under that seq: it may still land.
+                self.next = attempt.get().0 + 1;
+                store_error(e)
+            })?;
         self.seq = attempt.get().0;
         self.next = self.seq + 1;
         Ok(self.seq)
@@ -383,8 +391,8 @@ impl EventStore for ClickHouseStore {
     fn recover(&mut self) -> Result<(), StoreError> {
         // What is durable is what the table holds whole: a commit that failed is
         // absent, or cut short (not counted), or, when only its answer was lost, whole.
-        (self.seq, self.next) =
-            positions(&self.conn, epoch_base(self.lease.epoch())).map_err(store_error)?;
+        // Every seq this writer tried (a failed attempt may still land) is fenced off.
+        (self.seq, self.next) = positions(&self.conn, self.next - 1, true).map_err(store_error)?;
         Ok(())
     }
 }
