@@ -332,10 +332,6 @@ impl EventStore for ClickHouseStore {
         true
     }
 
-    fn checkpoints(&self) -> bool {
-        false
-    }
-
     fn commit_derived(
         &mut self,
         batch: &Batch,

@@ -246,6 +246,10 @@ impl EmbeddedStore {
 }
 
 impl EventStore for EmbeddedStore {
+    fn checkpoints(&self) -> bool {
+        true
+    }
+
     fn replay(
         &mut self,
         from: LogPosition,

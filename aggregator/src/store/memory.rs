@@ -1,6 +1,6 @@
 //! A store in memory, durable for nothing: the home of an engine that only mirrors a
 //! stream someone else stores (the api role's live book of the events it follows in
-//! Kafka, `netwait serve --clickhouse --kafka`). Its commits are kept as they came, so
+//! Kafka, `netwait serve --role api --kafka`). Its commits are kept as they came, so
 //! that the engine can read them back (the operators' presence when it starts watching
 //! transitions); the owner bounds them by replacing the engine and its store.
 
@@ -19,11 +19,6 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Bytes of records held.
-    pub fn bytes(&self) -> u64 {
-        self.end
     }
 }
 
@@ -54,10 +49,6 @@ impl EventStore for MemoryStore {
         self.end += bytes.len() as u64;
         self.commits.push((at, bytes));
         Ok(self.end)
-    }
-
-    fn checkpoints(&self) -> bool {
-        false
     }
 
     fn recover(&mut self) -> Result<(), StoreError> {

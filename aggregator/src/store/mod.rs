@@ -336,9 +336,10 @@ pub trait EventStore: Send {
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError>;
 
     /// Whether the store keeps checkpoints ([`Self::save_checkpoint`]); one that does
-    /// not is replayed whole on open.
+    /// not (the default, with the defaults of the checkpoint methods: none kept) is
+    /// replayed whole on open.
     fn checkpoints(&self) -> bool {
-        true
+        false
     }
 
     /// Whether the store keeps the figures' cells and call records of its own: the

@@ -112,11 +112,12 @@ fn read(
             days.push(figures(d, next)?);
             d = next;
         }
-        let whole = if first < today {
-            figures(first, today)?
-        } else {
-            Figures::default()
-        };
+        // The month before today is the merge of its days (one reading, so the two can
+        // never disagree).
+        let whole = days.iter().fold(Figures::default(), |mut m, f| {
+            m.merge(f);
+            m
+        });
         month.insert(line.clone(), (whole, days));
     }
     Ok(PastView {
