@@ -243,7 +243,7 @@ impl Engine {
             .get_or_insert_with(|| Publisher::new(&self.config));
         let snapshot = Snapshot {
             config: std::sync::Arc::clone(publisher.config()),
-            states: States::Shared(publisher.states(&self.book)),
+            states: States::Shared(publisher.states(&mut self.book)),
             cells,
             newest_ts: self.book.newest_ts(),
             position: self.position,

@@ -161,12 +161,12 @@ impl Publisher {
 
     /// The states of `book` now: its chunks, shared (those not in memory yet are loaded
     /// by the first reader).
-    pub(crate) fn states(&mut self, book: &CallBook) -> SharedStates {
+    pub(crate) fn states(&mut self, book: &mut CallBook) -> SharedStates {
         if self.lines.names.len() != book.line_names().count() {
             self.lines = Arc::new(LineTable::of(book));
         }
         SharedStates {
-            chunks: book.states().share(),
+            chunks: book.share_states(),
             lines: Arc::clone(&self.lines),
         }
     }

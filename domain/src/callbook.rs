@@ -5,7 +5,7 @@ use super::call::{CallRecord, CallState, LineId};
 use super::dedupe::{CallKey, DedupeKey, KeyHasher, KeySet};
 use super::event::{DEFAULT_LINE, Event, EventType};
 use super::key_runs::{FrozenTable, Layered};
-use super::state_chunks::{ChunkDamaged, StateChunks};
+use super::state_chunks::{ChunkDamaged, SharedChunks, StateChunks};
 use super::time::Millis;
 use std::collections::HashMap;
 
@@ -243,6 +243,11 @@ impl CallBook {
     /// Every call's state, by number (the order calls were first seen in).
     pub fn states(&self) -> &StateChunks {
         &self.states
+    }
+
+    /// The states as they are now, for a snapshot (see [`StateChunks::share`]).
+    pub fn share_states(&mut self) -> SharedChunks {
+        self.states.share()
     }
 
     /// The state of call `i`.

@@ -4,7 +4,8 @@
 //! - A published snapshot shares the chunks themselves (copy on write: the book copies a
 //!   chunk a snapshot still holds before changing it), so publishing copies no state; it
 //!   shares those still in the checkpoint too ([`SharedChunks`]), loaded by whichever
-//!   side reads them first.
+//!   side reads them first. A chunk the book changed since the last share is its own
+//!   (not behind an `Arc`), so that changing it again costs no atomic operation.
 //! - A chunk may be left where a checkpoint keeps it ([`ChunkSource`]) until it is read:
 //!   an import into a long history decodes only the chunks its events touch.
 //! - The book notes which chunks changed since the last checkpoint ([`Self::dirty`]), so
@@ -30,14 +31,47 @@ pub trait ChunkSource: Send + Sync {
 #[error("the stored call states of chunk {0} are damaged")]
 pub struct ChunkDamaged(pub usize);
 
-/// Where a chunk is, or will be once read: shared by the book and its snapshots until
-/// the book changes the chunk (then the book takes a slot of its own).
-type Slot = Arc<OnceLock<Chunk>>;
+/// Where a shared chunk is, or will be once read: shared by the book and its snapshots
+/// until the book changes the chunk (then the book takes it as its own).
+type SharedSlot = Arc<OnceLock<Chunk>>;
+
+/// A chunk as the book holds it.
+enum Slot {
+    /// In memory and the book's alone (changed since the last share): changed in place.
+    Own(Vec<CallState>),
+    /// Shared with snapshots, or not read from the checkpoint yet.
+    Shared(SharedSlot),
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self::Shared(SharedSlot::default())
+    }
+}
+
+impl Slot {
+    fn is_loaded(&self) -> bool {
+        match self {
+            Self::Own(_) => true,
+            Self::Shared(slot) => slot.get().is_some(),
+        }
+    }
+
+    /// The slot a snapshot shares: an own chunk moves behind an `Arc` (not copied).
+    fn share(&mut self) -> SharedSlot {
+        let shared = match std::mem::take(self) {
+            Self::Own(states) => Arc::new(OnceLock::from(Arc::new(states))),
+            Self::Shared(slot) => slot,
+        };
+        *self = Self::Shared(Arc::clone(&shared));
+        shared
+    }
+}
 
 /// Chunk `c` (of `calls` states) of `slot`, loaded from `source` first if it is not in
 /// memory.
 fn load_slot<'a>(
-    slot: &'a Slot,
+    slot: &'a SharedSlot,
     source: Option<&Arc<dyn ChunkSource>>,
     c: usize,
     calls: usize,
@@ -64,7 +98,7 @@ pub struct StateChunks {
 
 impl std::fmt::Debug for StateChunks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let loaded = self.chunks.iter().filter(|c| c.get().is_some()).count();
+        let loaded = self.chunks.iter().filter(|c| c.is_loaded()).count();
         write!(
             f,
             "StateChunks({} calls, {loaded}/{} chunks loaded)",
@@ -113,33 +147,37 @@ impl StateChunks {
     }
 
     /// Chunk `c`, loaded first if it is not in memory.
-    pub fn try_chunk(&self, c: usize) -> Result<&Chunk, ChunkDamaged> {
-        let slot = self.chunks.get(c).ok_or(ChunkDamaged(c))?;
-        load_slot(slot, self.source.as_ref(), c, self.calls_in(c))
-    }
-
-    /// Chunk `c` to change: loaded first if stored, copied first if a snapshot shares it
-    /// (its slot, or the chunk itself); marked dirty.
-    fn chunk_mut(&mut self, c: usize) -> Result<&mut Vec<CallState>, ChunkDamaged> {
-        let own = matches!(
-            self.chunks.get_mut(c).and_then(Arc::get_mut),
-            Some(slot) if slot.get().is_some()
-        );
-        if !own {
-            let chunk = Arc::clone(self.try_chunk(c)?);
-            let slot = self.chunks.get_mut(c).ok_or(ChunkDamaged(c))?;
-            if Arc::get_mut(slot).is_none() {
-                *slot = Arc::new(OnceLock::from(chunk));
+    pub fn try_chunk(&self, c: usize) -> Result<&[CallState], ChunkDamaged> {
+        match self.chunks.get(c).ok_or(ChunkDamaged(c))? {
+            Slot::Own(states) => Ok(states),
+            Slot::Shared(slot) => {
+                load_slot(slot, self.source.as_ref(), c, self.calls_in(c)).map(|s| s.as_slice())
             }
         }
-        self.mark(c);
-        let held = self
-            .chunks
-            .get_mut(c)
-            .and_then(Arc::get_mut)
-            .and_then(OnceLock::get_mut)
-            .ok_or(ChunkDamaged(c))?;
-        Ok(Arc::make_mut(held))
+    }
+
+    /// Chunk `c` to change: loaded first if stored, taken as the book's own (copied when a
+    /// snapshot still holds it); marked dirty.
+    fn chunk_mut(&mut self, c: usize) -> Result<&mut Vec<CallState>, ChunkDamaged> {
+        let calls = self.chunks.get(c).map(|_| self.calls_in(c));
+        let slot = self.chunks.get_mut(c).ok_or(ChunkDamaged(c))?;
+        if let Slot::Shared(shared) = slot {
+            let chunk = Arc::clone(load_slot(
+                shared,
+                self.source.as_ref(),
+                c,
+                calls.unwrap_or(0),
+            )?);
+            // Let go of the shared slot first: when no snapshot holds the chunk any more,
+            // it is taken without a copy.
+            *slot = Slot::Own(Vec::new());
+            *slot = Slot::Own(Arc::try_unwrap(chunk).unwrap_or_else(|held| (*held).clone()));
+        }
+        let Slot::Own(states) = slot else {
+            return Err(ChunkDamaged(c));
+        };
+        mark(&mut self.dirty, c);
+        Ok(states)
     }
 
     /// Chunk `c`, loaded first if it is not in memory.
@@ -147,7 +185,7 @@ impl StateChunks {
     /// # Panics
     /// When it must be loaded and its stored bytes are damaged: a store checks them
     /// before it hands them over (see [`Self::try_load_all`] for the careful way).
-    pub fn chunk(&self, c: usize) -> &Chunk {
+    pub fn chunk(&self, c: usize) -> &[CallState] {
         match self.try_chunk(c) {
             Ok(chunk) => chunk,
             Err(e) => panic!("{e} (checked when the store was opened)"),
@@ -170,7 +208,7 @@ impl StateChunks {
     /// The chunks not in memory yet.
     pub fn missing(&self) -> Vec<usize> {
         (0..self.chunks.len())
-            .filter(|&c| self.chunks[c].get().is_none())
+            .filter(|&c| !self.chunks[c].is_loaded())
             .collect()
     }
 
@@ -183,7 +221,7 @@ impl StateChunks {
 
     /// True when some chunk is not in memory yet.
     pub fn has_stored(&self) -> bool {
-        self.source.is_some() && self.chunks.iter().any(|c| c.get().is_none())
+        self.source.is_some() && self.chunks.iter().any(|c| !c.is_loaded())
     }
 
     /// The state of call `i`, to change (its chunk copied first if a snapshot shares it,
@@ -198,8 +236,7 @@ impl StateChunks {
         let i = self.len;
         let c = i / CHUNK;
         if i.is_multiple_of(CHUNK) {
-            let fresh = Arc::new(Vec::with_capacity(CHUNK));
-            self.chunks.push(Arc::new(OnceLock::from(fresh)));
+            self.chunks.push(Slot::Own(Vec::with_capacity(CHUNK)));
         }
         self.chunk_mut(c)?.push(state);
         self.len += 1;
@@ -216,11 +253,7 @@ impl StateChunks {
     }
 
     fn mark(&mut self, c: usize) {
-        let (word, bit) = (c / 64, 1u64 << (c % 64));
-        if self.dirty.len() <= word {
-            self.dirty.resize(word + 1, 0);
-        }
-        self.dirty[word] |= bit;
+        mark(&mut self.dirty, c);
     }
 
     /// Makes room for about `calls` more calls.
@@ -260,20 +293,29 @@ impl StateChunks {
 
     /// Every chunk, shared for a snapshot as it is (those not in memory yet are loaded by
     /// whichever of the book and the snapshot reads them first).
-    pub fn share(&self) -> SharedChunks {
+    pub fn share(&mut self) -> SharedChunks {
         SharedChunks {
-            slots: self.chunks.clone(),
+            slots: self.chunks.iter_mut().map(Slot::share).collect(),
             len: self.len,
             source: self.source.clone(),
         }
     }
 }
 
+/// Marks chunk `c` in a bitset of chunks.
+fn mark(bits: &mut Vec<u64>, c: usize) {
+    let (word, bit) = (c / 64, 1u64 << (c % 64));
+    if bits.len() <= word {
+        bits.resize(word + 1, 0);
+    }
+    bits[word] |= bit;
+}
+
 /// A book's chunks of states as [`StateChunks::share`] handed them to a snapshot: what
 /// the book held then, whatever it changes later.
 #[derive(Clone, Default)]
 pub struct SharedChunks {
-    slots: Vec<Slot>,
+    slots: Vec<SharedSlot>,
     len: usize,
     source: Option<Arc<dyn ChunkSource>>,
 }
@@ -364,11 +406,11 @@ mod tests {
         s.try_get_mut(2 * CHUNK as u32).expect("loads").bookings = 3;
         assert_eq!(s.dirty(), [2, 3]);
         // A snapshot shares a chunk; changing it afterwards copies it.
-        let shared = Arc::clone(s.chunk(2));
+        let shared = s.share();
         s.try_get_mut(2 * CHUNK as u32 + 1)
             .expect("loaded")
             .bookings = 9;
-        assert_eq!(shared[1].bookings, 0);
+        assert_eq!(shared.get(2 * CHUNK as u32 + 1).bookings, 0);
         assert_eq!(s.get(2 * CHUNK as u32 + 1).bookings, 9);
         s.clear_dirty();
         assert!(s.dirty().is_empty());

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 /// Epoch milliseconds (UTC).
 pub type Millis = i64;
 
-use super::limits::{END_TS, MIN_TS};
+use super::limits::{END_TS, MIN_TS, YEARS};
 
 pub const SECOND: Millis = 1_000;
 pub const HOUR: Millis = 3_600 * SECOND;
@@ -66,14 +66,52 @@ fn fraction_ms(b: &[u8], at: usize) -> Result<(u32, usize), TsError> {
 }
 
 /// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub const fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// The first year of [`YEAR_START`]: the one before [`super::limits::YEARS`] (a UTC
+/// offset can bring a local time of the year before or after into range).
+const FIRST_TABLE_YEAR: u32 = *YEARS.start() as u32 - 1;
+/// Years in [`YEAR_START`]: those of [`super::limits::YEARS`] and one either side.
+const TABLE_YEARS: usize = (*YEARS.end() - *YEARS.start()) as usize + 3;
+
+/// [`days_from_civil`] of 1 January of each year from [`FIRST_TABLE_YEAR`] on.
+const YEAR_START: [i64; TABLE_YEARS] = {
+    let mut table = [0; TABLE_YEARS];
+    let mut i = 0;
+    while i < TABLE_YEARS {
+        table[i] = days_from_civil(FIRST_TABLE_YEAR as i64 + i as i64, 1, 1);
+        i += 1;
+    }
+    table
+};
+
+/// Days of the year before the first of each month (of a common year).
+const DAYS_BEFORE_MONTH: [u16; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+
+/// [`days_from_civil`] of a checked date (month 1..=12, day within it), from tables for
+/// the years an instant in range can have.
+fn civil_days(year: u32, month: u32, day: u32) -> i64 {
+    let start = year
+        .checked_sub(FIRST_TABLE_YEAR)
+        .and_then(|i| YEAR_START.get(i as usize));
+    let before = month
+        .checked_sub(1)
+        .and_then(|m| DAYS_BEFORE_MONTH.get(m as usize));
+    match (start, before) {
+        (Some(&start), Some(&before)) => {
+            let leap_day = month > 2 && days_in_month(year, 2) == 29;
+            start + i64::from(before) + i64::from(leap_day) + i64::from(day) - 1
+        }
+        _ => days_from_civil(i64::from(year), month, day),
+    }
 }
 
 fn days_in_month(y: u32, m: u32) -> u32 {
@@ -119,7 +157,17 @@ pub fn parse_rfc3339(text: &str) -> Result<Millis, TsError> {
     {
         return Err(TsError::Syntax);
     }
-    let (millis, at) = fraction_ms(b, 19)?;
+    // Milliseconds as almost every producer writes them (`.055`) without the loop.
+    let (millis, at) = match (b.get(19..23), b.get(23)) {
+        (Some(&[b'.', x, y, z]), next)
+            if [x, y, z].iter().all(u8::is_ascii_digit)
+                && !next.is_some_and(u8::is_ascii_digit) =>
+        {
+            let digit = |c: u8| u32::from(c - b'0');
+            (digit(x) * 100 + digit(y) * 10 + digit(z), 23)
+        }
+        _ => fraction_ms(b, 19)?,
+    };
     let offset_min: i64 = match b.get(at..) {
         Some([b'Z' | b'z']) => 0,
         Some(&[sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]) => {
@@ -148,7 +196,7 @@ pub fn parse_rfc3339(text: &str) -> Result<Millis, TsError> {
 fn instant(date: [u32; 3], time: [u32; 4], offset_min: i64) -> Result<Millis, TsError> {
     let [year, month, day] = date;
     let [hour, minute, second, millis] = time;
-    let days = days_from_civil(i64::from(year), month, day);
+    let days = civil_days(year, month, day);
     let local_ms = days * DAY
         + i64::from(hour) * HOUR
         + i64::from(minute) * 60 * SECOND
@@ -494,6 +542,18 @@ mod range_tests {
     #[test]
     fn range_constants_are_the_spec_dates() {
         assert_eq!(END_TS, days_from_civil(2101, 1, 1) * DAY);
+        // The tables agree with the formula on every date they cover, and past them.
+        for year in FIRST_TABLE_YEAR - 2..FIRST_TABLE_YEAR + TABLE_YEARS as u32 + 2 {
+            for month in 1..=12 {
+                for day in 1..=days_in_month(year, month) {
+                    assert_eq!(
+                        civil_days(year, month, day),
+                        days_from_civil(i64::from(year), month, day),
+                        "{year}-{month}-{day}"
+                    );
+                }
+            }
+        }
         assert_eq!(MIN_TS, days_from_civil(1970, 1, 1) * DAY);
     }
 }

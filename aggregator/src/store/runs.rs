@@ -391,7 +391,7 @@ pub fn save(
         })
     });
     let pack = |w: &mut dyn std::io::Write| {
-        let chunks = dirty.iter().map(|&c| (c, parts.states.chunk(c).as_slice()));
+        let chunks = dirty.iter().map(|&c| (c, parts.states.chunk(c)));
         snapshot::write_pack(chunks, w)
     };
     let cells_pack = |w: &mut dyn std::io::Write| match cells {
