@@ -70,18 +70,31 @@ fn role_and_store_combinations_that_make_no_sense_name_their_flags() {
         &[],
         "--role all with Kafka needs --store clickhouse",
     );
-    fails_saying(
-        t,
-        &serve(&[
+    // An aggregator on a ClickHouse that is never reached: the flags are refused first.
+    let aggregator = |extra: &[&'static str]| {
+        let mut args = serve(&[
             "--role",
             "aggregator",
             "--store",
             "clickhouse",
             "--clickhouse-url",
             "http://127.0.0.1:9",
-        ]),
+        ]);
+        args.extend_from_slice(extra);
+        args
+    };
+    fails_saying(
+        t,
+        &aggregator(&[]),
         &[],
         "--role aggregator needs --kafka BROKERS",
+    );
+    // It serves no gRPC: `serve` gives every command here a `--listen`.
+    fails_saying(
+        t,
+        &aggregator(&["--kafka", "127.0.0.1:9", "--topic", "x"]),
+        &[],
+        "--listen serves gRPC",
     );
     fails_saying(
         t,

@@ -218,6 +218,8 @@ pub struct RoleFlags<'a> {
     pub kafka: Option<&'a str>,
     pub topic: Option<&'a str>,
     pub group: Option<&'a str>,
+    /// `--listen` was given.
+    pub listen: bool,
     /// `--http-listen` was given.
     pub http_listen: bool,
 }
@@ -347,6 +349,11 @@ pub fn plan(
         .or_else(|| env(ENV_GROUP))
         .or_else(|| k.group.clone())
         .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
+    if role == Role::Aggregator && flags.listen {
+        bail!(
+            "--listen serves gRPC: --role aggregator serves none (it consumes the topic into the store; use api or all)"
+        );
+    }
     Ok(Plan {
         role,
         kafka: Some(KafkaChoice {
@@ -484,6 +491,7 @@ mod tests {
             kafka: Some("cli:9092"),
             topic: Some("cli-topic"),
             group: Some("cli-group"),
+            listen: false,
             http_listen: false,
         };
         let p = plan(&flags, true, &f, &env).expect("cli");
@@ -581,6 +589,14 @@ mod tests {
             },
             true,
             "--http-listen",
+        );
+        fails(
+            RoleFlags {
+                listen: true,
+                ..with(Role::Aggregator, Some("b:9092"))
+            },
+            true,
+            "--listen serves gRPC",
         );
         let env = env_of(&[]);
         let flags = StoreFlags {

@@ -227,9 +227,10 @@ enum Command {
         store: StoreArgs,
         #[command(flatten)]
         calendar: CalendarArg,
-        /// Address to listen on for gRPC (`:0` picks a free port; the line printed says which).
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        listen: String,
+        /// Address to listen on for gRPC (`:0` picks a free port; the line printed says
+        /// which) [default: 127.0.0.1:50051; none with `--role aggregator`].
+        #[arg(long)]
+        listen: Option<String>,
         /// Seconds open streams may go on after SIGTERM/SIGINT before they are closed.
         #[arg(long, default_value = "10", value_parser = seconds)]
         drain_timeout: Duration,
@@ -400,7 +401,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 ..store
             }
             .on_store(&clickhouse, data_given)?,
-            &listen,
+            listen.as_deref(),
             netwait_api::server::ServeOptions {
                 drain_timeout,
                 idle_timeout,

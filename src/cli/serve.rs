@@ -87,15 +87,19 @@ pub struct IngestRoleArgs {
     kafka_timeout: std::time::Duration,
 }
 
+/// Where gRPC listens when `--listen` is not given.
+const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
 impl IngestRoleArgs {
     /// The role and its Kafka settings on `store`.
-    fn plan(&self, store: &StoreArgs, http_listen: bool) -> anyhow::Result<Plan> {
+    fn plan(&self, store: &StoreArgs, listen: bool, http_listen: bool) -> anyhow::Result<Plan> {
         let file = Deployment::read(super::config::path(store).as_deref())?;
         let flags = RoleFlags {
             role: self.role,
             kafka: self.kafka.as_deref(),
             topic: self.topic.as_deref(),
             group: self.group.as_deref(),
+            listen,
             http_listen,
         };
         deployment::plan(
@@ -160,12 +164,13 @@ pub(super) fn security(store: &StoreArgs) -> anyhow::Result<Security> {
 
 pub fn run(
     store: &StoreArgs,
-    listen: &str,
+    listen: Option<&str>,
     options: ServeOptions,
     http: &HttpArgs,
     role: &IngestRoleArgs,
 ) -> anyhow::Result<()> {
-    let plan = role.plan(store, http.http_listen.is_some())?;
+    let plan = role.plan(store, listen.is_some(), http.http_listen.is_some())?;
+    let listen = listen.unwrap_or(DEFAULT_LISTEN);
     // Each role binds its listener first: a port in use fails before any store is
     // opened or created.
     let kafka = plan.kafka.as_ref();
