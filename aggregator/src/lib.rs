@@ -6,4 +6,5 @@ pub use netwait_domain as domain;
 pub mod engine;
 pub mod observe;
 pub mod published;
+pub mod random;
 pub mod store;

@@ -19,6 +19,7 @@
 //! it after it was taken over: the store's fences leave it out (see the store).
 
 use crate::conn::{Conn, Error, Target};
+use netwait_aggregator::random::{hex, random_bytes};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -175,10 +176,7 @@ fn latest_epoch(conn: &Conn) -> Result<u64, Error> {
 
 /// A writer id: `host/pid/` (see [`this_host`]) and 16 random hex digits.
 fn new_writer_id() -> Result<String, std::io::Error> {
-    use std::io::Read;
-    let mut raw = [0u8; 8];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
-    let random: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let random = hex(&random_bytes::<8>()?);
     let host = this_host().unwrap_or("unknown");
     Ok(format!("{host}/{}/{random}", std::process::id()))
 }

@@ -21,6 +21,7 @@ use crate::lease::{Lease, WhenHeld};
 use crate::rows::{LogRow, RecordsRow};
 use crate::schema::{committed, kind, not_void};
 use netwait_aggregator::domain::derived::Derived;
+use netwait_aggregator::random::{hex, random_bytes};
 use netwait_aggregator::store::codec::Decoder;
 use netwait_aggregator::store::record::Record;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
@@ -92,15 +93,10 @@ impl ClickHouseStore {
         let secrets = match read_secrets(conn)? {
             Some(s) => s,
             None => {
-                let mut raw = [0u8; 48];
-                use std::io::Read;
-                std::fs::File::open("/dev/urandom")
-                    .and_then(|mut f| f.read_exact(&mut raw))
-                    .map_err(|e| Error::Data {
-                        url: conn.target.url.clone(),
-                        what: format!("/dev/urandom: {e}"),
-                    })?;
-                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                let raw = random_bytes::<48>().map_err(|e| Error::Data {
+                    url: conn.target.url.clone(),
+                    what: format!("/dev/urandom: {e}"),
+                })?;
                 conn.block_on(
                     conn.client
                         .query("INSERT INTO netwait_meta (key, value) VALUES ('dedupe_key', ?), ('caller_key', ?)")

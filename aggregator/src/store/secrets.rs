@@ -2,7 +2,8 @@
 //! Generated from the OS's random source on first use and kept in `DIR/secret.key` (0600).
 
 use super::StoreError;
-use std::io::{Read, Write};
+use crate::random::{hex, random_bytes};
+use std::io::Write;
 use std::path::Path;
 
 pub const FILE: &str = "secret.key";
@@ -17,10 +18,6 @@ impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secrets(<redacted>)")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Decodes `2 * N` hex digits.
@@ -48,9 +45,7 @@ impl Secrets {
         let secrets = match Self::read(&path)? {
             Some(s) => s,
             None => {
-                let mut raw = [0u8; 48];
-                std::fs::File::open("/dev/urandom")
-                    .and_then(|mut f| f.read_exact(&mut raw))
+                let raw = random_bytes::<48>()
                     .map_err(|e| StoreError::io(Path::new("/dev/urandom"), e))?;
                 let mut s = Self {
                     dedupe: [0; 16],

@@ -26,11 +26,11 @@ use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::domain::time::{Millis, RomeClock, local_date, rome_midnight};
 use netwait_aggregator::engine::Engine;
 use netwait_aggregator::published::Snapshot;
+use netwait_aggregator::random::random_bytes;
 use netwait_aggregator::store::memory::MemoryStore;
 use netwait_ingest::kafka::TopicPartition;
 use netwait_ingest::kafka::consumer::{Consumer, Delivery, Fetched};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -147,22 +147,16 @@ struct LiveBook {
     day: i64,
 }
 
-fn random<const N: usize>() -> std::io::Result<[u8; N]> {
-    let mut out = [0; N];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut out)?;
-    Ok(out)
-}
-
 impl LiveBook {
     fn new(options: &FollowOptions, now: Millis) -> Result<Self, FollowError> {
         // Keys of this process alone: the book is never stored, its callers never shown
         // (the aggregator pseudonymises with the store's key).
         let engine = Engine::open(
             Box::new(MemoryStore::new()),
-            random()?,
+            random_bytes()?,
             options.config.clone(),
         )?;
-        let pseudo = Arc::new(Pseudonymizer::new(random()?));
+        let pseudo = Arc::new(Pseudonymizer::new(random_bytes()?));
         let from = look_back_from(now);
         let (consumer, ends) = Consumer::follow(
             &options.brokers,

@@ -6,9 +6,8 @@
 //! The server keeps only the ids' BLAKE3 hashes, in memory: a restart asks again. Neither
 //! the token nor the id is ever logged.
 
+use netwait_aggregator::random::{hex, random_bytes};
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,12 +29,7 @@ pub struct Sessions {
 impl Sessions {
     /// Opens a session: its id (64 hex digits), for the cookie.
     pub fn open(&self) -> std::io::Result<String> {
-        let mut id = [0u8; 32];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut id)?;
-        let mut hex = String::with_capacity(64);
-        for b in id {
-            let _ = write!(hex, "{b:02x}");
-        }
+        let hex = hex(&random_bytes::<32>()?);
         let now = Instant::now();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, until| *until > now);
