@@ -217,6 +217,22 @@ impl SqlAnswers {
         }
     }
 
+    /// The figures of `line` on each local day of `[from, to)` that has calls, for the
+    /// configured threshold, in one query (each is what a report of that day alone says).
+    pub fn days_of(
+        &self,
+        line: &str,
+        period: (Date, Date),
+        now: Millis,
+    ) -> Result<Vec<(Date, Figures)>, Error> {
+        let line = LineFilter(Some(line.to_owned()));
+        let days = self.day_figures(&line, period, self.config.threshold_ms, now)?;
+        Ok(days
+            .into_iter()
+            .map(|d| (local_date(i64::from(d.key)), d.figures()))
+            .collect())
+    }
+
     fn day_figures(
         &self,
         line: &LineFilter,

@@ -13,7 +13,6 @@
 use super::clock::Clock;
 use netwait_aggregator::domain::figures::Figures;
 use netwait_aggregator::domain::time::{Millis, RomeClock, local_date};
-use netwait_aggregator::published::Answers;
 use netwait_clickhouse::answers::SqlAnswers;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -102,15 +101,16 @@ fn read(
     let lines = answers.lines()?;
     let mut month = HashMap::new();
     for line in &lines {
-        let figures = |from, to| -> Result<Figures, netwait_clickhouse::Error> {
-            answers.checked(|a| a.table1(now, from, to, Some(line.clone()), None).figures)
-        };
+        // One query a line: the days with calls, each as a report of that day says.
+        let mut by_day: HashMap<_, _> = answers
+            .days_of(line, (first, today), now)?
+            .into_iter()
+            .collect();
         let mut days = Vec::new();
         let mut d = first;
         while d < today {
-            let next = d.tomorrow().unwrap_or(today);
-            days.push(figures(d, next)?);
-            d = next;
+            days.push(by_day.remove(&d).unwrap_or_default());
+            d = d.tomorrow().unwrap_or(today);
         }
         // The month before today is the merge of its days (one reading, so the two can
         // never disagree).
