@@ -13,6 +13,7 @@ use crate::domain::cells::{Cells, CellsHead};
 use crate::domain::dedupe::KeySet;
 use crate::domain::state_chunks::CHUNK;
 use crate::domain::time::Millis;
+use crate::domain::varint;
 use crate::store::RunId;
 use std::io::Write;
 
@@ -532,14 +533,8 @@ impl Tail<'_> {
         self.len += bytes.len();
     }
 
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf[self.len] = (v as u8) | 0x80;
-            self.len += 1;
-            v >>= 7;
-        }
-        self.buf[self.len] = v as u8;
-        self.len += 1;
+    fn varint(&mut self, v: u64) {
+        self.len += varint::put_in(&mut self.buf[self.len..], v);
     }
 }
 
@@ -565,7 +560,7 @@ fn put_state(out: &mut Vec<u8>, s: &CallState) {
     b.put(&[mask]);
     for t in times.into_iter().filter(|t| *t != NONE) {
         let d = t.wrapping_sub(s.first_event);
-        b.varint(((d << 1) ^ (d >> 63)) as u64);
+        b.varint(varint::zigzag(d));
     }
     b.varint(u64::from(s.line));
     b.varint(u64::from(s.bookings));
@@ -587,7 +582,7 @@ fn state_times(s: &CallState) -> [i64; 7] {
 
 impl Reader<'_> {
     fn varint(&mut self) -> Option<u64> {
-        crate::domain::varint::read(self.b, &mut self.at)
+        varint::read(self.b, &mut self.at)
     }
 
     /// A state naming a line below `lines`.
@@ -597,9 +592,7 @@ impl Reader<'_> {
         let mut times = [NONE; 7];
         for (i, t) in times.iter_mut().enumerate() {
             if mask & (1 << i) != 0 {
-                let z = self.varint()?;
-                let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-                *t = first_event.wrapping_add(d);
+                *t = first_event.wrapping_add(varint::unzigzag(self.varint()?));
             }
         }
         let [

@@ -219,7 +219,7 @@ fn put_figures(out: &mut Vec<u8>, f: &Figures) {
         None => varint(out, 0),
         Some(m) => {
             out.push(1);
-            varint(out, ((m << 1) ^ (m >> 63)) as u64);
+            varint(out, crate::varint::zigzag(m));
         }
     }
     wide(out, wait_sum_ms);
@@ -249,7 +249,7 @@ impl Reader<'_> {
             0 => None,
             1 => {
                 let z = self.varint()?;
-                Some(((z >> 1) as i64) ^ -((z & 1) as i64))
+                Some(crate::varint::unzigzag(z))
             }
             _ => return None,
         };
