@@ -212,32 +212,32 @@ pub fn compact(
     cells: Option<&mut Cells>,
     runs: &RunSet,
 ) -> Result<(), ChunkDamaged> {
-    for pack in &runs.states {
-        let named: Vec<usize> = (0..runs.chunk_packs.len())
-            .filter(|&c| runs.chunk_packs[c] == pack.id)
-            .collect();
-        if (named.len() as u64) * 2 < pack.keys {
-            for c in named {
-                book.rewrite_states(c)?;
-            }
-        }
+    for c in sparse(&runs.states, runs.chunk_packs.iter().copied().enumerate()) {
+        book.rewrite_states(c)?;
     }
     if let Some(cells) = cells {
-        for pack in &runs.cells {
-            let named: Vec<i64> = runs
-                .day_packs
-                .iter()
-                .filter(|&&(_, id)| id == pack.id)
-                .map(|&(d, _)| d)
-                .collect();
-            if (named.len() as u64) * 2 < pack.keys {
-                for d in named {
-                    cells.rewrite_day(d);
-                }
-            }
+        for d in sparse(&runs.cells, runs.day_packs.iter().copied()) {
+            cells.rewrite_day(d);
         }
     }
     Ok(())
+}
+
+/// The members [`compact`] counts as changed: those of each of `packs` of which less
+/// than half is still named (`named`: each member, chunk or day, with its pack).
+fn sparse<T: Copy>(packs: &[RunMeta], named: impl Iterator<Item = (T, RunId)> + Clone) -> Vec<T> {
+    packs
+        .iter()
+        .flat_map(|pack| {
+            let members: Vec<T> = named
+                .clone()
+                .filter(|&(_, id)| id == pack.id)
+                .map(|(m, _)| m)
+                .collect();
+            let rewrite = (members.len() as u64) * 2 < pack.keys;
+            members.into_iter().filter(move |_| rewrite)
+        })
+        .collect()
 }
 
 /// The next checkpoint's runs of one table: the old ones kept, and the new one.
