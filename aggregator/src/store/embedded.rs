@@ -6,17 +6,11 @@
 //!                   directory without LOCK locks DIR (shared) and creates nothing
 //! DIR/secret.key    dedupe and caller-hash keys (0600)
 //! DIR/events.log    framed commits of events and dead letters (see `log`)
-//! DIR/checkpoint.calls  latest checkpoint of the call book: what queries need (the
-//!                       lines, the pack of each chunk of call states)
-//! DIR/checkpoint.keys   the rest of it: which runs hold the dedupe keys, the call
-//!                       index and the states, the dead letters' keys (atomic renames)
-//! DIR/positions     where the sources stood as of the checkpoint (their deltas after it
-//!                   are in the log's commits)
-//! DIR/runs/ID.run   the runs: immutable key-table images and packs of call states,
-//!                   written once and fsynced before a checkpoint names them, mapped
-//!                   when loaded, removed once no checkpoint names them (`store::runs`)
+//! DIR/checkpoint.*, DIR/positions, DIR/presence, DIR/runs/
+//!                   the checkpoint (see `checkpoint_dir`)
 //! ```
 
+use super::checkpoint_dir::{CheckpointDir, sync_dir, try_lock};
 use super::codec::Decoder;
 use super::log::{HEADER, LogFile, LogKey, encode_header};
 use super::positions::SourceCheckpoint;
@@ -32,11 +26,6 @@ use std::path::{Path, PathBuf};
 
 pub const LOG: &str = "events.log";
 const LOCK: &str = "LOCK";
-const SNAPSHOT_QUERY: &str = "checkpoint.calls";
-const SNAPSHOT_FOLD: &str = "checkpoint.keys";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"NWSNAP01";
-const RUNS: &str = "runs";
-const RUN_SUFFIX: &str = ".run";
 
 pub struct EmbeddedStore {
     dir: PathBuf,
@@ -51,29 +40,8 @@ pub struct EmbeddedStore {
     /// `None` only for a reader holding `LOCK` that cannot open the directory.
     _dir_lock: Option<File>,
     key: LogKey,
-}
-
-/// Takes the lock of `file` (shared or exclusive) without waiting.
-fn try_lock(file: &File, shared: bool, dir: &Path, path: &Path) -> Result<(), StoreError> {
-    let taken = if shared {
-        file.try_lock_shared()
-    } else {
-        file.try_lock()
-    };
-    match taken {
-        Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(StoreError::Locked(dir.display().to_string()))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(path, e)),
-    }
-}
-
-/// Makes a rename or a new file in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+    /// The checkpoint's files, in the directory (kept by the locks above).
+    checkpoint: CheckpointDir,
 }
 
 impl EmbeddedStore {
@@ -98,6 +66,7 @@ impl EmbeddedStore {
             _lock: Some(lock),
             _dir_lock: Some(dir_lock),
             key,
+            checkpoint: CheckpointDir::under_store_lock(dir, false),
         })
     }
 
@@ -156,6 +125,7 @@ impl EmbeddedStore {
             _lock: lock,
             _dir_lock: dir_lock,
             key,
+            checkpoint: CheckpointDir::under_store_lock(dir, true),
         })
     }
 
@@ -306,26 +276,7 @@ impl EventStore for EmbeddedStore {
     }
 
     fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
-        let Some((position, query)) = self.read_part(SNAPSHOT_QUERY)? else {
-            return Ok(None);
-        };
-        if position > self.log.end() {
-            tracing::warn!("ignoring a checkpoint newer than the log; replaying the log");
-            return Ok(None);
-        }
-        let fold = if with_fold {
-            match self.read_part(SNAPSHOT_FOLD)? {
-                Some((p, fold)) if p == position => Some(fold),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        Ok(Some(Checkpoint {
-            position,
-            query,
-            fold,
-        }))
+        self.checkpoint.load_checkpoint(with_fold, self.log.end())
     }
 
     fn save_checkpoint(
@@ -335,54 +286,7 @@ impl EventStore for EmbeddedStore {
         fold: PartWriter<'_>,
         runs: &[(RunId, PartWriter<'_>)],
     ) -> Result<(), StoreError> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly);
-        }
-        if !runs.is_empty() {
-            let dir = self.dir.join(RUNS);
-            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        }
-        // Every file is written and made durable under a temporary name at once; then
-        // the runs are renamed into place (and their directory synced), and only then
-        // the two parts, which name them. The runs no checkpoint names any more are
-        // removed only after (`retain_runs`). A crash between the two parts' renames
-        // leaves parts of different positions, which the loader refuses to pair (a
-        // query-only open reads the query part alone: its runs are in place before it).
-        let this = &*self;
-        let panicked = || StoreError::Corrupt {
-            path: RUNS.into(),
-            what: "checkpoint writer panicked".into(),
-        };
-        let (parts, run_files) = std::thread::scope(|s| {
-            let writers: Vec<_> = runs
-                .iter()
-                .map(|&(id, body)| {
-                    s.spawn(move || {
-                        let path = this.run_path(id);
-                        let tmp = path.with_extension("tmp");
-                        write_durable(&tmp, &[], body).map(|()| (tmp, path))
-                    })
-                })
-                .collect();
-            let fold_part = s.spawn(|| this.write_part(SNAPSHOT_FOLD, position, fold));
-            let query_part = this.write_part(SNAPSHOT_QUERY, position, query);
-            let written: Result<Vec<_>, StoreError> = writers
-                .into_iter()
-                .map(|w| w.join().unwrap_or_else(|_| Err(panicked())))
-                .collect();
-            let fold_part = fold_part.join().unwrap_or_else(|_| Err(panicked()));
-            Ok::<_, StoreError>(([query_part?, fold_part?], written?))
-        })?;
-        for (tmp, path) in &run_files {
-            std::fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))?;
-        }
-        if !run_files.is_empty() {
-            sync_dir(&self.dir.join(RUNS))?;
-        }
-        for (tmp, path) in &parts {
-            std::fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))?;
-        }
-        sync_dir(&self.dir)
+        self.checkpoint.save_checkpoint(position, query, fold, runs)
     }
 
     fn save_positions(
@@ -390,14 +294,11 @@ impl EventStore for EmbeddedStore {
         at: LogPosition,
         positions: &SourceCheckpoint,
     ) -> Result<(), StoreError> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly);
-        }
-        self.write_positions(at, positions)
+        self.checkpoint.save_positions(at, positions)
     }
 
     fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
-        self.read_positions()
+        self.checkpoint.load_positions()
     }
 
     fn save_aside(
@@ -406,186 +307,23 @@ impl EventStore for EmbeddedStore {
         at: LogPosition,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly);
-        }
-        let (name, magic) = aside_file(aside);
-        self.write_aside(name, magic, at, bytes)
+        self.checkpoint.save_aside(aside, at, bytes)
     }
 
     fn load_aside(&mut self, aside: Aside) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
-        let (name, magic) = aside_file(aside);
-        let kept = self.read_aside(name, magic)?;
-        if kept.as_ref().is_some_and(|(at, _)| *at > self.log.end()) {
-            tracing::warn!(file = name, "ignoring a table kept for a longer log");
-            return Ok(None);
-        }
-        Ok(kept)
+        self.checkpoint.load_aside(aside, self.log.end())
     }
 
     fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
-        let path = self.run_path(id);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(&path, e)),
-        };
-        if verify && !crc_trailer_holds(&file).map_err(|e| StoreError::io(&path, e))? {
-            tracing::warn!(file = %path.display(), "a checkpoint run fails its checksum");
-            return Ok(None);
-        }
-        // SAFETY: runs are never modified once renamed into place, only removed when no
-        // checkpoint names them (a mapping keeps a removed file's bytes), and the
-        // directory is locked by this process, so the mapped bytes stay as they are.
-        match unsafe { memmap2::Mmap::map(&file) } {
-            Ok(map) => {
-                // Lookups probe a slot here and there: read no page around the one asked.
-                if let Err(e) = map.advise(memmap2::Advice::Random) {
-                    tracing::debug!(error = %e, "madvise(RANDOM) on a run refused");
-                }
-                Ok(Some(PartBytes::mapped(map, 0)))
-            }
-            Err(_) if file.metadata().is_ok_and(|m| m.len() == 0) => Ok(None),
-            Err(e) => Err(StoreError::io(&path, e)),
-        }
+        self.checkpoint.load_run(id, verify)
     }
 
     fn verify_runs(&mut self, ids: &[RunId]) -> Result<bool, StoreError> {
-        // Biggest first, on two threads: about half the bytes each.
-        let mut sized = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let path = self.run_path(id);
-            match std::fs::metadata(&path) {
-                Ok(m) => sized.push((m.len(), path)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(StoreError::io(&path, e)),
-            }
-        }
-        sized.sort_unstable_by_key(|&(len, _)| std::cmp::Reverse(len));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let check = || -> Result<bool, StoreError> {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((_, path)) = sized.get(i) else {
-                    return Ok(true);
-                };
-                let whole = File::open(path)
-                    .and_then(|f| crc_trailer_holds(&f))
-                    .map_err(|e| StoreError::io(path, e))?;
-                if !whole {
-                    tracing::warn!(file = %path.display(), "a checkpoint run fails its checksum");
-                    return Ok(false);
-                }
-            }
-        };
-        std::thread::scope(|s| {
-            let other = s.spawn(check);
-            let here = check();
-            let there = other.join().unwrap_or(Ok(false));
-            Ok(here? && there?)
-        })
+        self.checkpoint.verify_runs(ids)
     }
 
     fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly);
-        }
-        let dir = self.dir.join(RUNS);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StoreError::io(&dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
-            let name = entry.file_name();
-            let kept = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(RUN_SUFFIX))
-                .and_then(|id| RunId::from_str_radix(id, 16).ok())
-                .is_some_and(|id| keep.contains(&id));
-            if !kept {
-                let path = entry.path();
-                std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The sources' positions as of a checkpoint (see [`EventStore::save_positions`]), kept
-/// aside as the other tables derived from the log (see [`EmbeddedStore::write_aside`]).
-const POSITIONS: &str = "positions";
-const POSITIONS_MAGIC: &[u8; 8] = b"NWPOS1\0\0";
-
-/// The file and magic of each table kept aside.
-fn aside_file(aside: Aside) -> (&'static str, &'static [u8; 8]) {
-    match aside {
-        Aside::Presence => ("presence", b"NWAGT1\0\0"),
-    }
-}
-
-impl EmbeddedStore {
-    fn write_positions(
-        &self,
-        at: LogPosition,
-        positions: &SourceCheckpoint,
-    ) -> Result<(), StoreError> {
-        let mut body = Vec::new();
-        positions.encode(&mut body);
-        self.write_aside(POSITIONS, POSITIONS_MAGIC, at, &body)
-    }
-
-    fn read_positions(&self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
-        let parsed = self
-            .read_aside(POSITIONS, POSITIONS_MAGIC)?
-            .and_then(|(at, body)| SourceCheckpoint::decode(&body).map(|cp| (at, cp)));
-        if parsed.is_none() && self.dir.join(POSITIONS).exists() {
-            tracing::warn!("ignoring a damaged positions file; reading them from the log");
-        }
-        Ok(parsed)
-    }
-
-    /// A table derived from the log up to `at`, in file `name`: `magic`, the log position
-    /// (u64 LE), the CRC-32 of the body, the body. No fsync, as for checkpoint parts: one
-    /// lost or torn makes the next open derive it from the log instead.
-    fn write_aside(
-        &self,
-        name: &str,
-        magic: &[u8; 8],
-        at: LogPosition,
-        body: &[u8],
-    ) -> Result<(), StoreError> {
-        let mut file = Vec::with_capacity(body.len() + 20);
-        file.extend_from_slice(magic);
-        file.extend_from_slice(&at.to_le_bytes());
-        file.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-        file.extend_from_slice(body);
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, &file).map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
-    }
-
-    /// What [`Self::write_aside`] wrote in `name`: `None` when missing, of another magic,
-    /// or damaged.
-    fn read_aside(
-        &self,
-        name: &str,
-        magic: &[u8; 8],
-    ) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
-        let path = self.dir.join(name);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(&path, e)),
-        };
-        Ok(bytes.strip_prefix(magic.as_slice()).and_then(|rest| {
-            let at = u64::from_le_bytes(*rest.first_chunk::<8>()?);
-            let crc = u32::from_le_bytes(*rest.get(8..)?.first_chunk::<4>()?);
-            let body = rest.get(12..)?;
-            (crc32fast::hash(body) == crc).then(|| (at, body.to_vec()))
-        }))
+        self.checkpoint.retain_runs(keep)
     }
 }
 
@@ -594,8 +332,8 @@ impl EmbeddedStore {
     /// covers were acknowledged, so a torn tail starting before its position is damage,
     /// never cut (nor skipped by a reader).
     fn refuse_cut_below_checkpoint(&self, valid_end: LogPosition) -> Result<(), StoreError> {
-        match self.read_part(SNAPSHOT_QUERY)? {
-            Some((position, _)) if position > valid_end => Err(self.log.damaged(
+        match self.checkpoint.position()? {
+            Some(position) if position > valid_end => Err(self.log.damaged(
                 valid_end,
                 format!(
                     "the last good frame ends there, but the checkpoint covers the log up to byte {position}: the bytes after it were acknowledged, they are no unfinished last write"
@@ -604,38 +342,6 @@ impl EmbeddedStore {
             _ => Ok(()),
         }
     }
-}
-
-/// Whether a file's last 4 bytes are the CRC-32 of the rest. Read through mappings of a
-/// few MiB at a time, each dropped once hashed: no copy into a buffer (a long history's
-/// runs are some 250 MB), and no more than a window's pages count against the process.
-fn crc_trailer_holds(file: &File) -> std::io::Result<bool> {
-    const WINDOW: u64 = 8 << 20;
-    let len = file.metadata()?.len();
-    let Some(body) = len.checked_sub(4) else {
-        return Ok(false);
-    };
-    let mut crc = crc32fast::Hasher::new();
-    let mut trailer = Vec::with_capacity(4);
-    let mut at = 0;
-    while at < len {
-        let n = WINDOW.min(len - at);
-        // SAFETY: runs are never modified once renamed into place, only removed when no
-        // checkpoint names them (a mapping keeps a removed file's bytes), and the
-        // directory is locked by this process, so the mapped bytes stay as they are.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(at)
-                .len(usize::try_from(n).map_err(std::io::Error::other)?)
-                .populate()
-                .map(file)?
-        };
-        let hashed = usize::try_from(body.saturating_sub(at).min(n)).unwrap_or(map.len());
-        crc.update(&map[..hashed]);
-        trailer.extend_from_slice(&map[hashed..]);
-        at += n;
-    }
-    Ok(trailer.first_chunk::<4>().map(|t| u32::from_le_bytes(*t)) == Some(crc.finalize()))
 }
 
 /// Free space a store needs before it is taken for writable again after a failure.
@@ -654,73 +360,6 @@ fn probe_space(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io(&path, e));
     let removed = std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e));
     written.and(removed)
-}
-
-impl EmbeddedStore {
-    fn run_path(&self, id: RunId) -> PathBuf {
-        self.dir.join(RUNS).join(format!("{id:016x}{RUN_SUFFIX}"))
-    }
-
-    /// Reads one checkpoint file: its position and body; `None` when absent or foreign.
-    fn read_part(&self, name: &str) -> Result<Option<(LogPosition, PartBytes)>, StoreError> {
-        let path = self.dir.join(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(&path, e)),
-        };
-        // SAFETY: checkpoint files are never modified in place, only replaced by a rename
-        // (a mapping keeps the replaced file's bytes), and the directory is locked by
-        // this process (exclusively, or shared with other readers: no writer), so the
-        // mapped bytes stay as they are while borrowed.
-        let map = match unsafe { memmap2::Mmap::map(&file) } {
-            Ok(map) => map,
-            // An empty file cannot be mapped everywhere: it is no checkpoint anyway.
-            Err(_) if file.metadata().is_ok_and(|m| m.len() == 0) => return Ok(None),
-            Err(e) => return Err(StoreError::io(&path, e)),
-        };
-        let Some(rest) = map.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
-            tracing::warn!(
-                file = name,
-                "ignoring a checkpoint file with an unknown header"
-            );
-            return Ok(None);
-        };
-        let Some(pos) = rest.first_chunk::<8>().map(|p| u64::from_le_bytes(*p)) else {
-            return Ok(None);
-        };
-        Ok(Some((
-            pos,
-            PartBytes::mapped(map, SNAPSHOT_MAGIC.len() + 8),
-        )))
-    }
-
-    /// Writes a checkpoint part, durable, under a temporary name; returns that name and
-    /// the part's own (the caller renames it once the runs it names are in place).
-    fn write_part(
-        &self,
-        name: &str,
-        position: LogPosition,
-        body: PartWriter<'_>,
-    ) -> Result<(PathBuf, PathBuf), StoreError> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let mut head = SNAPSHOT_MAGIC.to_vec();
-        head.extend_from_slice(&position.to_le_bytes());
-        write_durable(&tmp, &head, body)?;
-        Ok((tmp, path))
-    }
-}
-
-/// Writes `head` then `body` into a new file at `path`, and makes its data durable.
-fn write_durable(path: &Path, head: &[u8], body: PartWriter<'_>) -> Result<(), StoreError> {
-    let f = File::create(path).map_err(|e| StoreError::io(path, e))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
-    out.write_all(head)
-        .and_then(|()| body(&mut out))
-        .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
-        .and_then(|f| f.sync_data())
-        .map_err(|e| StoreError::io(path, e))
 }
 
 #[cfg(test)]
@@ -908,7 +547,7 @@ mod tests {
         assert_eq!(query_only.fold, None);
         // Parts of different positions are not paired.
         std::fs::write(
-            dir.path().join(SNAPSHOT_FOLD),
+            dir.path().join(crate::store::checkpoint_dir::SNAPSHOT_FOLD),
             b"NWSNAP01\x01\0\0\0\0\0\0\0keys",
         )
         .expect("write");

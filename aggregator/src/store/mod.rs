@@ -7,6 +7,7 @@
 //! [`CallBook`](crate::domain::callbook::CallBook), its tables and call states in runs
 //! written once) so that opening does not replay everything.
 
+pub mod checkpoint_dir;
 pub mod codec;
 pub mod embedded;
 #[cfg(any(test, feature = "test-support"))]

@@ -122,7 +122,7 @@ impl Secrets {
             .and_then(|()| f.sync_all())
             .map_err(|e| StoreError::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-        super::embedded::sync_dir(path.parent().unwrap_or(Path::new(".")))
+        super::checkpoint_dir::sync_dir(path.parent().unwrap_or(Path::new(".")))
     }
 }
 
