@@ -395,28 +395,22 @@ impl Consumer {
                 "topic {topic} does not exist on the brokers (create it first)"
             )));
         }
-        let mut wanted = TopicPartitionList::new();
-        for &id in &ids {
-            wanted.add_partition_offset(topic, id, Offset::Offset(from_ms))?;
-        }
-        let mut start = consumer.offsets_for_times(wanted, timeout)?;
-        let mut ends = BTreeMap::new();
-        for &id in &ids {
-            let (_, high) = consumer.fetch_watermarks(topic, id, timeout)?;
-            // No message at or after the time: from the end (nothing of the window there).
-            let first = match start.find_partition(topic, id).map(|p| p.offset()) {
-                Some(Offset::Offset(at)) => at.min(high),
-                _ => high,
-            };
-            start.set_partition_offset(topic, id, Offset::Offset(first))?;
-            ends.insert(
-                TopicPartition {
-                    topic: topic.to_owned(),
-                    partition: id,
-                },
-                (first, high),
-            );
-        }
+        let deadline = std::time::Instant::now() + timeout;
+        let (start, ends) = loop {
+            match follow_span(&consumer, topic, &ids, from_ms, timeout) {
+                Ok(span) => break span,
+                // A partition just created (or whose broker just restarted) may have no
+                // leader yet: asked again until the timeout.
+                Err(
+                    rdkafka::error::KafkaError::MetadataFetch(code)
+                    | rdkafka::error::KafkaError::OffsetFetch(code),
+                ) if leader_moving(code) && std::time::Instant::now() < deadline => {
+                    tracing::debug!(%topic, ?code, "no partition leader yet; asking again");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         consumer.assign(&start)?;
         tracing::info!(%topic, partitions = ids.len(), from_ms, "kafka partitions followed");
         let follower = Self::polled(consumer, rx, reachability, pseudo, hasher)?;
@@ -606,6 +600,49 @@ fn add_message(
         into.timestamps.push(ms);
     }
     into.started.get_or_insert_with(Instant::now);
+}
+
+/// Whether a metadata or offset answer says the partition's leader is not settled yet.
+fn leader_moving(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::NotLeaderForPartition | C::LeaderNotAvailable | C::UnknownTopicOrPartition
+    )
+}
+
+/// Where following `topic`'s partitions `ids` from `from_ms` starts (the first offset at
+/// or after the time, else the end), and the span up to their ends now.
+fn follow_span(
+    consumer: &BaseConsumer<GroupContext>,
+    topic: &str,
+    ids: &[i32],
+    from_ms: i64,
+    timeout: Duration,
+) -> Result<(TopicPartitionList, Span), rdkafka::error::KafkaError> {
+    let mut wanted = TopicPartitionList::new();
+    for &id in ids {
+        wanted.add_partition_offset(topic, id, Offset::Offset(from_ms))?;
+    }
+    let mut start = consumer.offsets_for_times(wanted, timeout)?;
+    let mut ends = BTreeMap::new();
+    for &id in ids {
+        let (_, high) = consumer.fetch_watermarks(topic, id, timeout)?;
+        // No message at or after the time: from the end (nothing of the window there).
+        let first = match start.find_partition(topic, id).map(|p| p.offset()) {
+            Some(Offset::Offset(at)) => at.min(high),
+            _ => high,
+        };
+        start.set_partition_offset(topic, id, Offset::Offset(first))?;
+        ends.insert(
+            TopicPartition {
+                topic: topic.to_owned(),
+                partition: id,
+            },
+            (first, high),
+        );
+    }
+    Ok((start, ends))
 }
 
 #[cfg(test)]
