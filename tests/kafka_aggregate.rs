@@ -285,17 +285,43 @@ fn the_seed_year_through_kafka_into_clickhouse_equals_its_embedded_import() {
     netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("unused");
-    let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
-    let out = aggregate_until_idle(
-        data.to_str().expect("utf-8 path"),
-        &topic,
-        &unique("ch"),
-        &ch,
-    );
+    let state = tmp.path().join("state");
+    let state = state.to_str().expect("utf-8 path");
+    let ch = [
+        "--clickhouse",
+        url.as_str(),
+        "--database",
+        db.as_str(),
+        "--state-dir",
+        state,
+    ];
+    let group = unique("ch");
+    let data = data.to_str().expect("utf-8 path");
+    let out = aggregate_until_idle(data, &topic, &group, &ch);
     let total = stdout(&out);
     assert!(
         total.contains(&format!("accepted {lines} duplicate 0 rejected 0")),
         "{total}"
+    );
+    assert_eq!(&year_2019(&ch), imported);
+    // Again: nothing new on the topic, and the open replays nothing from ClickHouse (the
+    // checkpoint written when the first run stopped covers every commit).
+    let mut args = aggregate_args(data, &topic, &group);
+    args.extend_from_slice(&["--idle-exit", "3"]);
+    args.extend_from_slice(&ch);
+    let again = std::process::Command::new(BIN)
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("aggregate");
+    let log = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success(), "{log}");
+    assert!(log.contains("checkpoints kept here"), "{log}");
+    assert!(log.contains("replayed=0"), "{log}");
+    assert!(
+        stdout(&again).contains("accepted 0 duplicate 0"),
+        "{}",
+        stdout(&again)
     );
     assert_eq!(&year_2019(&ch), imported);
 }

@@ -56,6 +56,11 @@ pub struct Engine {
     position: LogPosition,
     /// Position of the last checkpoint written or loaded.
     checkpointed: LogPosition,
+    /// Log bytes after that checkpoint (what the next open would replay).
+    unsaved: u64,
+    /// Calls with nothing newer than this before the newest event leave memory at each
+    /// checkpoint ([`Self::settle_after`]); `None`: every state stays.
+    settle_window: Option<Millis>,
     /// The runs holding the book's dedupe keys and call index (see `store::runs`).
     runs: RunSet,
     /// Kept to rebuild the book after a failed commit.
@@ -108,6 +113,7 @@ impl Engine {
     ) -> Result<Self, StoreError> {
         let loaded = load_book(&mut *store, dedupe_secret, for_folding)?;
         let derives = store.derives();
+        let unsaved = store.log_bytes(loaded.checkpointed, loaded.position)?;
         // The checkpoint's cells, their days left in their packs until needed.
         let cells = match &loaded.cells {
             Some(kept) => {
@@ -129,6 +135,8 @@ impl Engine {
             dedupe_secret,
             position: loaded.position,
             checkpointed: loaded.checkpointed,
+            unsaved,
+            settle_window: None,
             runs: loaded.runs,
             poisoned: false,
             batch: Batch::default(),
@@ -293,6 +301,7 @@ impl Engine {
         self.book = loaded.book;
         self.position = loaded.position;
         self.checkpointed = loaded.checkpointed;
+        self.unsaved = self.store.log_bytes(loaded.checkpointed, loaded.position)?;
         self.runs = loaded.runs;
         self.sources = loaded.sources;
         self.poisoned = false;
@@ -423,6 +432,7 @@ impl Engine {
                     });
                 }
                 self.position = pos;
+                self.unsaved += self.batch.len() as u64;
                 self.batch.clear();
                 Ok(())
             }
@@ -463,9 +473,42 @@ impl Engine {
             cells.clear_dirty();
         }
         self.checkpointed = self.position;
+        self.unsaved = 0;
         let old = std::mem::take(&mut self.runs);
         self.runs = runs::freeze(&mut *self.store, &mut self.book, old, named);
+        self.release_settled();
         Ok(())
+    }
+
+    /// From now on, at each checkpoint, the states of calls with no time within
+    /// `window` of the newest event leave memory (read back from the checkpoint when an
+    /// event or a query needs them): a long-running writer keeps in memory what can
+    /// still change, whatever the history (the dedupe keys and call index already leave
+    /// it at each checkpoint, see `store::runs`).
+    pub fn settle_after(&mut self, window: std::time::Duration) {
+        self.settle_window = Some(Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX));
+    }
+
+    /// Right after a checkpoint: the settled chunks of states leave memory.
+    fn release_settled(&mut self) {
+        let (Some(window), Some(newest)) = (self.settle_window, self.book.newest_ts()) else {
+            return;
+        };
+        let lines = self.book.line_names().count();
+        match runs::open_states(&mut *self.store, &self.runs.chunk_packs, lines) {
+            Ok(Some(source)) => {
+                let released = self.book.release_settled_states(
+                    std::sync::Arc::new(source),
+                    newest.saturating_sub(window),
+                );
+                tracing::debug!(chunks = released, "settled call states left memory");
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    "the checkpoint's packs of states cannot be mapped; keeping them in memory"
+                );
+            }
+        }
     }
 
     /// True when the cells changed since the last checkpoint (built since, not read
@@ -502,7 +545,7 @@ impl Engine {
 
     /// Log bytes written since the last checkpoint.
     pub fn uncheckpointed(&self) -> u64 {
-        self.position.saturating_sub(self.checkpointed)
+        self.unsaved
     }
 
     /// Visits every dead letter stored, oldest first, each once (a store written before

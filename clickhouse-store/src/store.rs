@@ -13,19 +13,32 @@
 //! lease epoch's). A failed insert whose answer was lost is
 //! found by its commit row before it is tried again; one that is not there is made void
 //! (in case it lands later, or landed in part) and tried again under the next `seq`, so
-//! nothing counts twice. There is no checkpoint: opening replays the records into the
-//! book (the cells in ClickHouse are already its own).
+//! nothing counts twice.
+//!
+//! The writer's checkpoints (its book: open call states, dedupe keys, call index, cells
+//! and the sources' positions, as of a commit `seq`) are kept in a local state
+//! directory of its own ([`ClickHouseStore::keep_checkpoints`]): an open replays only
+//! the commits after it, and the book's settled parts live in its mapped files rather
+//! than in memory. Without one (or when another process holds it) opening replays
+//! every commit into the book. Either way the cells in ClickHouse are already the
+//! book's.
 
 use crate::conn::{Conn, Error, Target};
 use crate::lease::{Lease, WhenHeld};
 use crate::rows::{LogRow, RecordsRow};
 use crate::schema::{committed, kind, not_void};
+use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::derived::Derived;
 use netwait_aggregator::random::{hex, random_bytes};
+use netwait_aggregator::store::checkpoint_dir::CheckpointDir;
 use netwait_aggregator::store::codec::Decoder;
+use netwait_aggregator::store::positions::SourceCheckpoint;
 use netwait_aggregator::store::record::Record;
 use netwait_aggregator::store::secrets::{Secrets, unhex};
-use netwait_aggregator::store::{Batch, EventStore, LogPosition, StoreError};
+use netwait_aggregator::store::{
+    Aside, Batch, Checkpoint, EventStore, LogPosition, PartBytes, PartWriter, RunId, StoreError,
+};
+use std::path::{Path, PathBuf};
 
 /// Rows of one commit at most (one block: ClickHouse splits an insert into blocks of
 /// `max_insert_block_size` rows, and only a block is atomic).
@@ -38,6 +51,10 @@ pub struct ClickHouseStore {
     seq: u64,
     /// The `seq` of the next commit: above every row in the table, cut ones included.
     next: u64,
+    /// Where the writer's checkpoints are kept ([`Self::keep_checkpoints`]).
+    state: Option<CheckpointDir>,
+    /// The last replay: from, to, and the bytes of its records.
+    replayed: Option<(u64, u64, u64)>,
 }
 
 fn store_error(e: Error) -> StoreError {
@@ -76,7 +93,23 @@ impl ClickHouseStore {
             lease,
             seq,
             next,
+            state: None,
+            replayed: None,
         })
+    }
+
+    /// Keeps this writer's checkpoints under `root`, in a directory of this database's
+    /// own (named by the database and a hash keyed by its dedupe key, so that a
+    /// database made again never meets the checkpoints of the old one); returns it.
+    /// [`StoreError::Locked`] when another process holds it.
+    pub fn keep_checkpoints(
+        &mut self,
+        root: &Path,
+        secrets: &Secrets,
+    ) -> Result<PathBuf, StoreError> {
+        let dir = root.join(state_dir_name(&self.conn.target.database, secrets));
+        self.state = Some(CheckpointDir::lock(&dir)?);
+        Ok(dir)
     }
 
     pub fn conn(&self) -> &Conn {
@@ -141,6 +174,30 @@ impl ClickHouseStore {
     }
 }
 
+/// The state directory of a database: its name (what a path may hold of it) and a hash
+/// keyed by its dedupe key.
+fn state_dir_name(database: &str, secrets: &Secrets) -> String {
+    let name: String = database
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                true => c,
+                false => '_',
+            },
+        )
+        .collect();
+    let id = KeyHasher::new(secrets.dedupe).call_key(b"netwait checkpoint directory");
+    format!("{name}-{:016x}", id as u64)
+}
+
+/// The bytes of the records of commits in `(?, ?]` (an estimate: cut commits count too).
+pub fn log_bytes_sql() -> String {
+    format!(
+        "SELECT sum(length(payload)) FROM netwait_log WHERE kind = {} AND seq > ? AND seq <= ?",
+        kind::RECORDS
+    )
+}
+
 /// The store's keys, when its first writer made them (read only).
 pub fn read_secrets(conn: &Conn) -> Result<Option<Secrets>, Error> {
     let rows: Vec<(String, String)> = conn
@@ -174,15 +231,17 @@ pub fn last_commit(conn: &Conn) -> Result<u64, Error> {
 }
 
 /// Visits the records of the whole commits in `(from, end]`, in order: what the writer
-/// replays when it opens, and what a reader lists (`netwait deadletter`).
+/// replays when it opens, and what a reader lists (`netwait deadletter`). Returns their
+/// encoded bytes.
 pub fn visit_records(
     conn: &Conn,
     from: u64,
     end: u64,
     visit: &mut dyn FnMut(Record<'_>),
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let sql = replay_sql();
     let mut bad = None;
+    let mut bytes = 0u64;
     conn.block_on(async {
         let mut cursor = conn
             .client
@@ -191,6 +250,7 @@ pub fn visit_records(
             .bind(end)
             .fetch::<RecordsRow>()?;
         while let Some(row) = cursor.next().await? {
+            bytes += row.payload.len() as u64;
             for rec in Decoder::new(&row.payload) {
                 match rec {
                     Ok(r) => visit(r),
@@ -208,7 +268,7 @@ pub fn visit_records(
             path: format!("clickhouse commit {seq}"),
             what: e.to_string(),
         }),
-        None => Ok(()),
+        None => Ok(bytes),
     }
 }
 
@@ -316,12 +376,116 @@ impl EventStore for ClickHouseStore {
         visit: &mut dyn FnMut(Record<'_>),
     ) -> Result<LogPosition, StoreError> {
         let end = self.seq;
-        visit_records(&self.conn, from, end, visit)?;
+        let bytes = visit_records(&self.conn, from, end, visit)?;
+        self.replayed = Some((from, end, bytes));
         Ok(end)
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
         self.commit_derived(batch, &Derived::default())
+    }
+
+    fn log_bytes(&mut self, from: LogPosition, to: LogPosition) -> Result<u64, StoreError> {
+        if from >= to {
+            return Ok(0);
+        }
+        if let Some((f, t, bytes)) = self.replayed
+            && (f, t) == (from, to)
+        {
+            // What an open just replayed: no second reading.
+            return Ok(bytes);
+        }
+        let conn = &self.conn;
+        conn.block_on(
+            conn.client
+                .query(&log_bytes_sql())
+                .bind(from)
+                .bind(to)
+                .fetch_one::<u64>(),
+        )
+        .map_err(|e| store_error(conn.error(e)))
+    }
+
+    fn checkpoints(&self) -> bool {
+        self.state.is_some()
+    }
+
+    fn load_checkpoint(&mut self, with_fold: bool) -> Result<Option<Checkpoint>, StoreError> {
+        match &self.state {
+            Some(state) => state.load_checkpoint(with_fold, self.seq),
+            None => Ok(None),
+        }
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        position: LogPosition,
+        query: PartWriter<'_>,
+        fold: PartWriter<'_>,
+        runs: &[(RunId, PartWriter<'_>)],
+    ) -> Result<(), StoreError> {
+        match &self.state {
+            Some(state) => state.save_checkpoint(position, query, fold, runs),
+            None => Ok(()),
+        }
+    }
+
+    fn load_run(&mut self, id: RunId, verify: bool) -> Result<Option<PartBytes>, StoreError> {
+        match &self.state {
+            Some(state) => state.load_run(id, verify),
+            None => Ok(None),
+        }
+    }
+
+    fn verify_runs(&mut self, ids: &[RunId]) -> Result<bool, StoreError> {
+        match &self.state {
+            Some(state) => state.verify_runs(ids),
+            None => Ok(ids.is_empty()),
+        }
+    }
+
+    fn save_positions(
+        &mut self,
+        at: LogPosition,
+        positions: &SourceCheckpoint,
+    ) -> Result<(), StoreError> {
+        match &self.state {
+            Some(state) => state.save_positions(at, positions),
+            None => Ok(()),
+        }
+    }
+
+    fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        match &self.state {
+            Some(state) => state.load_positions(),
+            None => Ok(None),
+        }
+    }
+
+    fn save_aside(
+        &mut self,
+        aside: Aside,
+        at: LogPosition,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        match &self.state {
+            Some(state) => state.save_aside(aside, at, bytes),
+            None => Ok(()),
+        }
+    }
+
+    fn load_aside(&mut self, aside: Aside) -> Result<Option<(LogPosition, Vec<u8>)>, StoreError> {
+        match &self.state {
+            Some(state) => state.load_aside(aside, self.seq),
+            None => Ok(None),
+        }
+    }
+
+    fn retain_runs(&mut self, keep: &[RunId]) -> Result<(), StoreError> {
+        match &self.state {
+            Some(state) => state.retain_runs(keep),
+            None => Ok(()),
+        }
     }
 
     fn derives(&self) -> bool {

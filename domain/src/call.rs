@@ -109,6 +109,24 @@ impl CallState {
         }
     }
 
+    /// The latest of the times the state holds (`None` without any): how recent the
+    /// call is, for keeping the recent ones in memory.
+    pub fn latest(&self) -> Option<Millis> {
+        [
+            self.first_event,
+            self.offered,
+            self.announcement_end,
+            self.queued,
+            self.answered,
+            self.ended,
+            self.abandoned,
+            self.overflow,
+        ]
+        .into_iter()
+        .filter(|&t| t != NONE)
+        .max()
+    }
+
     pub fn anchor(&self) -> Millis {
         if self.offered != NONE {
             self.offered

@@ -266,6 +266,18 @@ impl CallBook {
         self.states.clear_dirty();
     }
 
+    /// Right after a checkpoint wrote the states to `source`: the chunks of calls with
+    /// nothing at or after `horizon` leave memory (see [`StateChunks::release_settled`]).
+    pub fn release_settled_states(
+        &mut self,
+        source: std::sync::Arc<dyn super::state_chunks::ChunkSource>,
+        horizon: Millis,
+    ) -> usize {
+        self.states.release_settled(source, |chunk| {
+            chunk.iter().all(|s| s.latest().is_none_or(|t| t < horizon))
+        })
+    }
+
     /// Counts chunk `c` of the states as changed (loaded first): the next checkpoint
     /// writes it again.
     pub fn rewrite_states(&mut self, c: usize) -> Result<(), ChunkDamaged> {

@@ -286,6 +286,35 @@ impl StateChunks {
         self.dirty.clear();
     }
 
+    /// Right after a checkpoint wrote every chunk (none dirty) to `source`: it becomes
+    /// the chunks' source, and each chunk in memory but the last (where new calls go)
+    /// that is `settled` leaves memory, read from `source` again when next needed (a
+    /// snapshot that shares one keeps it). Returns how many left.
+    pub fn release_settled(
+        &mut self,
+        source: Arc<dyn ChunkSource>,
+        settled: impl Fn(&[CallState]) -> bool,
+    ) -> usize {
+        if !self.dirty.iter().all(|&w| w == 0) {
+            // A chunk changed since the checkpoint: its pack is not its state.
+            return 0;
+        }
+        self.source = Some(source);
+        let last = self.chunks.len().saturating_sub(1);
+        let mut released = 0;
+        for slot in &mut self.chunks[..last] {
+            let leaves = match slot {
+                Slot::Own(states) => settled(states),
+                Slot::Shared(shared) => shared.get().is_some_and(|states| settled(states)),
+            };
+            if leaves {
+                *slot = Slot::default();
+                released += 1;
+            }
+        }
+        released
+    }
+
     /// Every state, in order (loading what is not in memory).
     pub fn iter(&self) -> impl Iterator<Item = &CallState> + '_ {
         (0..self.chunks.len()).flat_map(|c| self.chunk(c).iter())
@@ -383,6 +412,36 @@ mod tests {
             (Some(c) != self.broken)
                 .then(|| (0..calls).map(|k| st((c * CHUNK + k) as i64)).collect())
         }
+    }
+
+    #[test]
+    fn settled_chunks_leave_memory_after_a_checkpoint_and_come_back_when_read() {
+        let mut s = StateChunks::from_vec((0..3 * CHUNK as i64 + 5).map(st).collect());
+        let source = Arc::new(Numbered {
+            loads: AtomicUsize::new(0),
+            broken: None,
+        });
+        // Dirty chunks (not yet written) never leave.
+        assert_eq!(s.release_settled(source.clone(), |_| true), 0);
+        s.clear_dirty();
+        // Chunk 0 and 2 settled; the last (new calls go there) stays whatever it holds.
+        let settled = |chunk: &[CallState]| chunk[0].first_event % (2 * CHUNK as i64) == 0;
+        assert_eq!(s.release_settled(source.clone(), settled), 2);
+        assert_eq!(s.missing(), vec![0, 2]);
+        assert_eq!(source.loads.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            s.get(CHUNK as u32 * 2 + 1).first_event,
+            2 * CHUNK as i64 + 1
+        );
+        assert_eq!(
+            source.loads.load(Ordering::Relaxed),
+            1,
+            "read back from the source"
+        );
+        *s.try_get_mut(3).expect("chunk 0") = st(-3);
+        assert_eq!(s.get(3).first_event, -3);
+        assert_eq!(s.dirty(), vec![0]);
+        assert_eq!(s.push(st(-9)) as usize, 3 * CHUNK + 5);
     }
 
     #[test]

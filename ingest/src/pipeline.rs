@@ -659,9 +659,7 @@ mod failure_tests {
     use crate::source::ReaderSource;
     use netwait_aggregator::domain::config::MetricsConfig;
     use netwait_aggregator::store::record::Record;
-    use netwait_aggregator::store::{
-        Batch, Checkpoint, EventStore, LogPosition, PartWriter, RunId,
-    };
+    use netwait_aggregator::store::{Batch, EventStore, LogPosition};
 
     /// A store whose disk fills up after the first commit.
     struct FullDisk {

@@ -37,6 +37,57 @@ pub struct ClickHouseArgs {
         value_parser = super::positive_seconds
     )]
     pub clickhouse_timeout: std::time::Duration,
+    /// Where a writer on the ClickHouse store keeps its checkpoints (a directory per
+    /// database under it): an open replays only the commits after the last one, and the
+    /// settled calls' states and dedupe keys stay in its files, not in memory. Default:
+    /// `[store] state_dir`, else $XDG_STATE_HOME/netwait, else ~/.local/state/netwait.
+    #[arg(long, value_name = "DIR", env = "NETWAIT_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Seconds a writer on the ClickHouse store keeps a call's state in memory after
+    /// the call's last event, counted back from the newest event (then it leaves at the
+    /// next checkpoint, and is read back from it when a late event or a query needs
+    /// it). The default, a day, is well past the 6 hours after which an open call
+    /// counts as unresolved.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "86400",
+        env = "NETWAIT_SETTLE_WINDOW",
+        value_parser = super::positive_seconds
+    )]
+    pub settle_window: std::time::Duration,
+}
+
+/// Where a writer on the ClickHouse store keeps its checkpoints, and what it keeps in
+/// memory (see [`ClickHouseArgs::state_dir`], [`ClickHouseArgs::settle_window`]).
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    pub root: std::path::PathBuf,
+    pub settle_window: std::time::Duration,
+}
+
+impl ClickHouseArgs {
+    /// The checkpoints of these flags (the state directory: the flag or
+    /// NETWAIT_STATE_DIR, else `file`'s, else under the user's state home; `None` when
+    /// there is no home to put it in).
+    pub fn checkpoints(&self, file: Option<&std::path::Path>) -> Option<Checkpoints> {
+        let root = match self.state_dir.as_deref().or(file) {
+            Some(dir) => dir.to_owned(),
+            None => {
+                let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+                    Some(state) => std::path::PathBuf::from(state),
+                    None => {
+                        std::path::PathBuf::from(std::env::var_os("HOME")?).join(".local/state")
+                    }
+                };
+                base.join("netwait")
+            }
+        };
+        Some(Checkpoints {
+            root,
+            settle_window: self.settle_window,
+        })
+    }
 }
 
 impl ClickHouseArgs {
@@ -89,11 +140,13 @@ pub fn migrate(args: &ClickHouseArgs, print_sql: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine on the ClickHouse store of `target` (its keys kept in the database).
+/// The engine on the ClickHouse store of `target` (its keys kept in the database); a
+/// writer's checkpoints as `checkpoints` says.
 pub fn open_engine(
     target: &Target,
     settings: Settings,
     when_held: WhenHeld,
+    checkpoints: Option<&Checkpoints>,
 ) -> anyhow::Result<(Engine, Pseudonymizer)> {
     let opening = || {
         format!(
@@ -101,9 +154,21 @@ pub fn open_engine(
             target.database, target.url
         )
     };
-    let store = ClickHouseStore::open(target.clone(), when_held).with_context(opening)?;
+    let mut store = ClickHouseStore::open(target.clone(), when_held).with_context(opening)?;
     let secrets = store.secrets(settings.caller_key).with_context(opening)?;
-    let engine =
+    let kept = checkpoints.map(|c| store.keep_checkpoints(&c.root, &secrets));
+    match &kept {
+        Some(Ok(dir)) => tracing::info!(dir = %dir.display(), "checkpoints kept here"),
+        Some(Err(error)) => tracing::warn!(
+            %error,
+            "no checkpoints: every open replays the whole log, and every call stays in memory"
+        ),
+        None => {}
+    }
+    let mut engine =
         Engine::open(Box::new(store), secrets.dedupe, settings.metrics).with_context(opening)?;
+    if let (Some(Ok(_)), Some(c)) = (&kept, checkpoints) {
+        engine.settle_after(c.settle_window);
+    }
     Ok((engine, Pseudonymizer::new(secrets.caller)))
 }

@@ -524,7 +524,9 @@ pub fn open_engine(store: &StoreArgs, usage: Use) -> anyhow::Result<(Engine, Pse
             Use::Standby => netwait_clickhouse::WhenHeld::Wait,
             Use::Ingest | Use::Queries => netwait_clickhouse::WhenHeld::Refuse,
         };
-        return super::clickhouse::open_engine(target, settings, when_held);
+        // A reader keeps no checkpoints (the writer beside it does).
+        let checkpoints = store.checkpoints.as_ref().filter(|_| usage != Use::Queries);
+        return super::clickhouse::open_engine(target, settings, when_held, checkpoints);
     }
     let dir: &Path = &store.data;
     let engine = match usage {

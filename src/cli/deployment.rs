@@ -9,6 +9,7 @@
 //! kind = "clickhouse"                    # NETWAIT_STORE; default "embedded"
 //! clickhouse_url = "http://127.0.0.1:8123" # NETWAIT_CLICKHOUSE_URL
 //! clickhouse_db = "asst_valcamonica"     # NETWAIT_CLICKHOUSE_DB; default "netwait"
+//! state_dir = "/var/lib/netwait/state"   # NETWAIT_STATE_DIR: a ClickHouse writer's checkpoints
 //! [kafka]
 //! brokers = "10.0.0.5:9092"              # NETWAIT_KAFKA
 //! topic = "asst-valcamonica"             # NETWAIT_KAFKA_TOPIC
@@ -84,6 +85,7 @@ pub struct StoreToml {
     kind: Option<String>,
     clickhouse_url: Option<String>,
     clickhouse_db: Option<String>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 /// `[kafka]`.
@@ -114,6 +116,11 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// `[store] state_dir`: where a writer on the ClickHouse store keeps its checkpoints.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.store.state_dir.as_deref()
+    }
+
     /// The keys of configuration file `path` (none without one). Only these sections are
     /// read here; the rest of the file is checked by `config::load`.
     pub fn read(path: Option<&Path>) -> anyhow::Result<Self> {

@@ -156,6 +156,9 @@ pub struct StoreArgs {
     /// environment or the configuration choose it (see `deployment`).
     #[arg(skip)]
     clickhouse: Option<netwait_clickhouse::Target>,
+    /// Where a writer on the ClickHouse store keeps its checkpoints.
+    #[arg(skip)]
+    checkpoints: Option<clickhouse::Checkpoints>,
 }
 
 impl StoreArgs {
@@ -168,6 +171,7 @@ impl StoreArgs {
     ) -> anyhow::Result<Self> {
         let file = deployment::Deployment::read(config::path(&self).as_deref())?;
         self.clickhouse = flags.resolve(&file, data_given)?;
+        self.checkpoints = flags.checkpoints(file.state_dir());
         Ok(self)
     }
 }
@@ -317,7 +321,7 @@ enum Command {
         #[command(flatten)]
         clickhouse: clickhouse::ClickHouseArgs,
         #[command(flatten)]
-        query: deadletter::Query,
+        query: Box<deadletter::Query>,
     },
     /// Verify the whole log of a data directory; report damage with byte positions
     /// (exit 1 when damaged). Writes nothing.

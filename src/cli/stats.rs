@@ -173,6 +173,7 @@ impl Backend {
                     config: at.config.clone(),
                     calendar: at.calendar.calendar,
                     clickhouse: None,
+                    checkpoints: None,
                 };
                 let (engine, pseudo) = open_engine(&store, Use::Queries)?;
                 Ok(Self::Local(StatsService::new(AppState::for_queries(
@@ -191,6 +192,7 @@ impl Backend {
                     config: None,
                     calendar: None,
                     clickhouse: None,
+                    checkpoints: None,
                 };
                 let settings = super::config::load_file(at.config.clone(), &no_data)?;
                 let answers =

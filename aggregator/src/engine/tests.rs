@@ -938,3 +938,51 @@ fn presence_is_recalled_from_what_was_kept_aside_and_the_log_after_it() {
     e.watch_transitions().expect("watch");
     assert_eq!(e.presence(), want);
 }
+
+#[test]
+fn settled_states_leave_memory_at_a_checkpoint_and_late_events_still_count_once() {
+    use crate::domain::state_chunks::CHUNK;
+    let (dir, other) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let p = Pseudonymizer::new([0; 32]);
+    let mut e = open(dir.path());
+    e.settle_after(std::time::Duration::from_secs(3600));
+    e.index_periods();
+    let mut scan = open(other.path());
+    // A call a second: the first two chunks end over an hour before the newest call.
+    let calls = 3 * CHUNK + 10;
+    for engine in [&mut e, &mut scan] {
+        engine.ingest(offers(&p, 0, calls)).expect("ingest");
+    }
+    e.checkpoint().expect("checkpoint");
+    assert_eq!(e.book().states().missing(), vec![0, 1]);
+    same_figures(&e, &scan, "settled calls read back for queries");
+    let ev =
+        |l: String| Record::Event(validate_line(l.as_bytes(), &p).expect("valid").into_owned());
+    let at = |i: i64| 1_551_690_000_000 + i * 1_000;
+    let late = vec![
+        ev(format!(
+            r#"{{"call_id":"c5","type":"answered","ts":{},"agent":"op"}}"#,
+            at(65)
+        )),
+        ev(format!(
+            r#"{{"call_id":"c6","type":"offered","ts":{}}}"#,
+            at(6)
+        )),
+        ev(format!(
+            r#"{{"call_id":"c5000","type":"abandoned","ts":{}}}"#,
+            at(5030)
+        )),
+    ];
+    for engine in [&mut e, &mut scan] {
+        let s = engine.ingest(late.clone()).expect("late events");
+        assert_eq!((s.accepted, s.duplicate), (2, 1));
+    }
+    same_figures(&e, &scan, "late events for settled calls");
+    e.checkpoint().expect("checkpoint");
+    drop(e);
+    let e = open(dir.path());
+    same_figures(&e, &scan, "reopened");
+}

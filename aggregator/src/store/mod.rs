@@ -333,6 +333,12 @@ pub trait EventStore: Send {
         visit: &mut dyn FnMut(Record<'_>),
     ) -> Result<LogPosition, StoreError>;
 
+    /// Bytes of log in `(from, to]` (two positions it returned): what an open from a
+    /// checkpoint at `from` replays. By default positions are byte offsets.
+    fn log_bytes(&mut self, from: LogPosition, to: LogPosition) -> Result<u64, StoreError> {
+        Ok(to.saturating_sub(from))
+    }
+
     /// Appends one commit; when this returns `Ok`, the batch survives a crash.
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError>;
 
