@@ -172,3 +172,29 @@ pub fn open_engine(
     }
     Ok((engine, Pseudonymizer::new(secrets.caller)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClickHouseArgs;
+    use std::path::Path;
+
+    #[test]
+    fn the_state_directory_is_the_flag_else_the_configuration_s() {
+        let mut args = ClickHouseArgs {
+            state_dir: Some("/flag".into()),
+            settle_window: std::time::Duration::from_secs(60),
+            ..ClickHouseArgs::default()
+        };
+        let file = Some(Path::new("/file"));
+        let c = args.checkpoints(file).expect("a directory");
+        assert_eq!(
+            (c.root.as_path(), c.settle_window.as_secs()),
+            (Path::new("/flag"), 60)
+        );
+        args.state_dir = None;
+        assert_eq!(
+            args.checkpoints(file).expect("a directory").root,
+            Path::new("/file")
+        );
+    }
+}

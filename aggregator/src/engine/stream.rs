@@ -53,11 +53,13 @@ impl Engine {
         let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         let (to_apply, from_dedupe) = std::sync::mpsc::sync_channel::<(EncodedChunk, Vec<bool>)>(4);
         let result = std::thread::scope(|s| {
-            let writer = s.spawn(move || -> Result<LogPosition, StoreError> {
-                let mut end = None;
+            // The end of the log, and the bytes committed.
+            let writer = s.spawn(move || -> Result<(LogPosition, u64), StoreError> {
+                let (mut end, mut bytes) = (None, 0);
                 for (batch, delta) in from_apply {
                     let started = std::time::Instant::now();
                     end = Some(store.commit(&batch)?);
+                    bytes += batch.len() as u64;
                     observe::emit(observe::CommitDurable {
                         records: u64::from(batch.record_count()),
                         bytes: batch.len() as u64,
@@ -69,7 +71,8 @@ impl Engine {
                         durable(sources);
                     }
                 }
-                end.map_or_else(|| store.commit(&Batch::default()), Ok)
+                let end = end.map_or_else(|| store.commit(&Batch::default()), Ok)?;
+                Ok((end, bytes))
             });
             let applier = s.spawn(move || -> Result<IngestSummary, StoreError> {
                 let mut sum = IngestSummary::default();
@@ -136,14 +139,16 @@ impl Engine {
             applied.and_then(|sum| written.map(|end| (sum, end)))
         });
         match result {
-            Ok((_, end)) if refused.is_some() => {
+            Ok((_, (end, bytes))) if refused.is_some() => {
                 // What came before the refused chunk is durable; nothing after it staged.
                 self.position = end;
+                self.unsaved += bytes;
                 self.settle_cells();
                 Err(refused.map_or(StoreError::Poisoned, StoreError::from))
             }
-            Ok((sum, end)) => {
+            Ok((sum, (end, bytes))) => {
                 self.position = end;
+                self.unsaved += bytes;
                 self.settle_cells();
                 if checkpoint {
                     self.checkpoint_at(CheckpointMoment::Stopping);
