@@ -33,21 +33,25 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Runs per table beyond which the newest are merged whatever their sizes (every new
-/// key is looked up in each run).
-const MAX_RUNS: usize = 12;
+/// Runs per table beyond which the newest are merged whatever their sizes, up to
+/// [`MAX_CROWDED_MERGE_KEYS`] (every new key is looked up in each run: in its filter,
+/// once the run is probed often, see `key_runs`).
+const MAX_RUNS: usize = 32;
 /// Largest merge made only to keep runs few (a merge builds its table in memory).
 const MAX_MERGE_KEYS: usize = 1 << 22;
+/// Largest merge made because there are too many runs: a long-running writer's memory
+/// stays bounded whatever the history (some 300 MB for the merged table at most).
+const MAX_CROWDED_MERGE_KEYS: usize = 4 * MAX_MERGE_KEYS;
 
 /// How many of the newest runs (`lens`, oldest first) a new run of `fresh` keys takes in:
 /// those not more than twice as big as what is merged so far (size tiers, so a key is
 /// rewritten a few times over a history, not at every checkpoint), within
-/// [`MAX_MERGE_KEYS`] unless there are too many runs.
+/// [`MAX_MERGE_KEYS`], or within [`MAX_CROWDED_MERGE_KEYS`] when there are too many runs.
 pub fn runs_to_merge(lens: &[usize], fresh: usize) -> usize {
     let mut total = fresh;
     let mut k = 0;
     while let Some(&next) = lens.len().checked_sub(k + 1).and_then(|i| lens.get(i)) {
-        let crowded = lens.len() - k >= MAX_RUNS;
+        let crowded = lens.len() - k >= MAX_RUNS && total + next <= MAX_CROWDED_MERGE_KEYS;
         let small = next <= 2 * total && total + next <= MAX_MERGE_KEYS;
         if !(crowded || small) {
             break;
@@ -560,5 +564,8 @@ mod tests {
         let many = vec![MAX_MERGE_KEYS; MAX_RUNS];
         assert_eq!(runs_to_merge(&many, 1), 1);
         assert_eq!(runs_to_merge(&many[1..], 1), 0);
+        // Crowded, but a merge stays within its bound: memory does not grow with history.
+        let huge = vec![MAX_CROWDED_MERGE_KEYS; MAX_RUNS + 5];
+        assert_eq!(runs_to_merge(&huge, 1), 0);
     }
 }
