@@ -489,11 +489,33 @@ impl Engine {
         self.settle_window = Some(Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX));
     }
 
-    /// Right after a checkpoint: the settled chunks of states leave memory.
+    /// Right after a checkpoint: the settled chunks of states, and the days of cells
+    /// before the window, leave memory.
     fn release_settled(&mut self) {
         let (Some(window), Some(newest)) = (self.settle_window, self.book.newest_ts()) else {
             return;
         };
+        if let Some(cells) = &mut self.cells {
+            // UTC days; a day before the window's, so that a call's local day (and its
+            // neighbours, which a day row reads) stay.
+            let before = newest.saturating_sub(window).div_euclid(86_400_000) - 1;
+            let day_packs = &self.runs.day_packs;
+            match runs::open_days(&mut *self.store, day_packs, self.book.calls()) {
+                Ok(Some(days)) => {
+                    let kept: std::collections::HashSet<i64> =
+                        day_packs.iter().map(|&(d, _)| d).collect();
+                    let released = cells.release_days(std::sync::Arc::new(days), |d| {
+                        d < before && kept.contains(&d)
+                    });
+                    tracing::debug!(days = released, "settled days of cells left memory");
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!(
+                        "the checkpoint's packs of cells cannot be mapped; keeping them in memory"
+                    );
+                }
+            }
+        }
         let lines = self.book.line_names().count();
         match runs::open_states(&mut *self.store, &self.runs.chunk_packs, lines) {
             Ok(Some(source)) => {

@@ -872,6 +872,29 @@ mod tests {
         back
     }
 
+    /// A checkpoint of `cells` into `kept`, then some of their days (as `rng` picks)
+    /// out of memory (see [`Cells::release_days`]).
+    fn released(cells: &mut Cells, kept: &mut Kept, book: &CallBook, rng: &mut Rng) {
+        for day in cells.dirty_days() {
+            let mut bytes = Vec::new();
+            assert!(cells.encode_day(day, &mut bytes));
+            kept.days.insert(day, bytes);
+        }
+        kept.calls = book.calls();
+        let days: Vec<i64> = cells.days.keys().copied().collect();
+        let leaving: Vec<i64> = days.into_iter().filter(|_| rng.below(2) == 0).collect();
+        if !cells.dirty.is_empty() {
+            assert_eq!(
+                cells.release_days(Arc::new(kept.clone()), |_| true),
+                0,
+                "dirty days never leave"
+            );
+        }
+        cells.clear_dirty();
+        let left = cells.release_days(Arc::new(kept.clone()), |d| leaving.contains(&d));
+        assert_eq!(left, leaving.len());
+    }
+
     fn normalized(mut c: Cells) -> Cells {
         for day in c.days.values_mut() {
             for cell in Arc::make_mut(day).values_mut() {
@@ -1110,7 +1133,11 @@ mod tests {
                 let changes = s.book.take_changes().expect("tracked");
                 c.settle(&s.book, changes);
                 if rng.below(3) == 0 {
-                    *c = reopened(c, &mut kept, &s.book, cfg);
+                    if rng.below(2) == 0 {
+                        *c = reopened(c, &mut kept, &s.book, cfg);
+                    } else {
+                        released(c, &mut kept, &s.book, &mut rng);
+                    }
                     // Settled while some days are still kept: they load as touched.
                     continue;
                 }

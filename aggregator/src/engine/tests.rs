@@ -951,17 +951,31 @@ fn settled_states_leave_memory_at_a_checkpoint_and_late_events_still_count_once(
     e.settle_after(std::time::Duration::from_secs(3600));
     e.index_periods();
     let mut scan = open(other.path());
-    // A call a second: the first two chunks end over an hour before the newest call.
+    // A call a second, then a few calls three days later: every chunk but the last,
+    // and the first day's cells, end over an hour before the newest call.
     let calls = 3 * CHUNK + 10;
-    for engine in [&mut e, &mut scan] {
-        engine.ingest(offers(&p, 0, calls)).expect("ingest");
-    }
-    e.checkpoint().expect("checkpoint");
-    assert_eq!(e.book().states().missing(), vec![0, 1]);
-    same_figures(&e, &scan, "settled calls read back for queries");
     let ev =
         |l: String| Record::Event(validate_line(l.as_bytes(), &p).expect("valid").into_owned());
     let at = |i: i64| 1_551_690_000_000 + i * 1_000;
+    let later: Vec<_> = (0..10)
+        .map(|i| {
+            ev(format!(
+                r#"{{"call_id":"d{i}","type":"offered","ts":{}}}"#,
+                at(3 * 86_400 + i)
+            ))
+        })
+        .collect();
+    for engine in [&mut e, &mut scan] {
+        engine.ingest(offers(&p, 0, calls)).expect("ingest");
+        engine.ingest(later.clone()).expect("ingest");
+    }
+    e.checkpoint().expect("checkpoint");
+    assert_eq!(e.book().states().missing(), vec![0, 1, 2]);
+    assert!(
+        e.cells.as_ref().is_some_and(|c| !c.is_loaded()),
+        "the first day's cells left memory"
+    );
+    same_figures(&e, &scan, "settled calls read back for queries");
     let late = vec![
         ev(format!(
             r#"{{"call_id":"c5","type":"answered","ts":{},"agent":"op"}}"#,

@@ -189,20 +189,31 @@ pub fn open_cells(
     cells: &StoredCells,
     calls: usize,
 ) -> Result<Option<PackedDays>, StoreError> {
+    let day_packs: Vec<(i64, RunId)> = cells
+        .head
+        .days
+        .iter()
+        .copied()
+        .zip(cells.packs.iter().copied())
+        .collect();
+    open_days(store, &day_packs, calls)
+}
+
+/// The packs of `day_packs` (each day with its pack, of a book of `calls` calls),
+/// mapped; `None` when one is missing or lacks its day.
+pub fn open_days(
+    store: &mut dyn EventStore,
+    day_packs: &[(i64, RunId)],
+    calls: usize,
+) -> Result<Option<PackedDays>, StoreError> {
     let mut packs = HashMap::new();
-    for (&day, &id) in cells.head.days.iter().zip(&cells.packs) {
+    for &(day, id) in day_packs {
         if !map_pack(store, &mut packs, id, snapshot::day_number(day))? {
             return Ok(None);
         }
     }
     let runs = RunSet {
-        day_packs: cells
-            .head
-            .days
-            .iter()
-            .copied()
-            .zip(cells.packs.iter().copied())
-            .collect(),
+        day_packs: day_packs.to_vec(),
         ..RunSet::default()
     };
     Ok(Some(PackedDays { packs, runs, calls }))

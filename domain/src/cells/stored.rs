@@ -114,6 +114,28 @@ impl Cells {
         self.dirty.clear();
     }
 
+    /// Right after a checkpoint wrote every changed day (none dirty) to `source`: it
+    /// becomes the days' source, and each day in memory that `settled` names leaves
+    /// memory, read from `source` again when a change or a query needs it. Returns how
+    /// many left.
+    pub fn release_days(
+        &mut self,
+        source: Arc<dyn DaySource>,
+        settled: impl Fn(i64) -> bool,
+    ) -> usize {
+        if !self.dirty.is_empty() {
+            // A day changed since the checkpoint: its pack is not its cells.
+            return 0;
+        }
+        self.source = Some(source);
+        let leaving: Vec<i64> = self.days.keys().copied().filter(|&d| settled(d)).collect();
+        for day in &leaving {
+            self.days.remove(day);
+            self.stored.insert(*day);
+        }
+        leaving.len()
+    }
+
     /// Appends day `day` (in memory: see [`Self::dirty_days`]) to `out`; false when it is
     /// not in memory.
     pub fn encode_day(&self, day: i64, out: &mut Vec<u8>) -> bool {
