@@ -159,8 +159,12 @@ impl Engine {
             engine.book.untrack_changes();
         }
         if derives {
-            // The store's cells are those of the book: kept in step from here on.
-            engine.index_periods();
+            // The store's cells are those of the book: kept in step from here on. The
+            // store answers the queries, so the days a checkpoint keeps stay there until
+            // a change (or a snapshot) needs them; without a checkpoint they are built.
+            if engine.cells.is_none() {
+                engine.index_periods();
+            }
             engine.derived = Some(Derived::default());
         }
         Ok(engine)

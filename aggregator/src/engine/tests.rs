@@ -1000,3 +1000,184 @@ fn settled_states_leave_memory_at_a_checkpoint_and_late_events_still_count_once(
     let e = open(dir.path());
     same_figures(&e, &scan, "reopened");
 }
+
+/// What a store that derives (ClickHouse) holds of the rows it was handed, applied as it
+/// applies them: a cell's and a day's latest state wins (all-zero ones are gone), call
+/// rows sum by sign.
+#[derive(Debug, Default, PartialEq)]
+struct AppliedRows {
+    cells: std::collections::BTreeMap<(i64, String), crate::domain::figures::Figures>,
+    days: std::collections::BTreeMap<(i64, String), crate::domain::figures::Figures>,
+    calls: std::collections::BTreeMap<String, i64>,
+}
+
+impl AppliedRows {
+    fn apply(&mut self, d: &Derived) {
+        use crate::domain::figures::Figures;
+        for c in d.cells.values() {
+            self.cells.insert((c.interval, c.line.clone()), c.figures);
+        }
+        for r in d.days.values() {
+            self.days.insert((r.day, r.line.clone()), r.figures);
+        }
+        for row in &d.calls {
+            let unsigned = format!(
+                "{:?}",
+                crate::domain::derived::CallRow {
+                    sign: 1,
+                    ..row.clone()
+                }
+            );
+            *self.calls.entry(unsigned).or_default() += i64::from(row.sign);
+        }
+        self.cells.retain(|_, f| *f != Figures::default());
+        self.days.retain(|_, f| *f != Figures::default());
+        self.calls.retain(|_, n| *n != 0);
+    }
+}
+
+/// The embedded store, deriving as the ClickHouse store does (see [`AppliedRows`]).
+struct Deriving {
+    inner: EmbeddedStore,
+    rows: std::sync::Arc<std::sync::Mutex<AppliedRows>>,
+}
+
+impl EventStore for Deriving {
+    fn replay(
+        &mut self,
+        from: LogPosition,
+        visit: &mut dyn FnMut(Record<'_>),
+    ) -> Result<LogPosition, StoreError> {
+        self.inner.replay(from, visit)
+    }
+    fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
+        self.commit_derived(batch, &Derived::default())
+    }
+    fn derives(&self) -> bool {
+        true
+    }
+    fn commit_derived(&mut self, batch: &Batch, d: &Derived) -> Result<LogPosition, StoreError> {
+        let at = self.inner.commit(batch)?;
+        self.rows.lock().expect("rows").apply(d);
+        Ok(at)
+    }
+    fn recover(&mut self) -> Result<(), StoreError> {
+        self.inner.recover()
+    }
+    fn checkpoints(&self) -> bool {
+        true
+    }
+    fn load_checkpoint(
+        &mut self,
+        with_fold: bool,
+    ) -> Result<Option<crate::store::Checkpoint>, StoreError> {
+        self.inner.load_checkpoint(with_fold)
+    }
+    fn save_checkpoint(
+        &mut self,
+        position: LogPosition,
+        query: crate::store::PartWriter<'_>,
+        fold: crate::store::PartWriter<'_>,
+        runs: &[(crate::store::RunId, crate::store::PartWriter<'_>)],
+    ) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(position, query, fold, runs)
+    }
+    fn load_run(
+        &mut self,
+        id: crate::store::RunId,
+        verify: bool,
+    ) -> Result<Option<crate::store::PartBytes>, StoreError> {
+        self.inner.load_run(id, verify)
+    }
+    fn verify_runs(&mut self, ids: &[crate::store::RunId]) -> Result<bool, StoreError> {
+        self.inner.verify_runs(ids)
+    }
+    fn save_positions(&mut self, at: LogPosition, p: &SourceCheckpoint) -> Result<(), StoreError> {
+        self.inner.save_positions(at, p)
+    }
+    fn load_positions(&mut self) -> Result<Option<(LogPosition, SourceCheckpoint)>, StoreError> {
+        self.inner.load_positions()
+    }
+    fn retain_runs(&mut self, keep: &[crate::store::RunId]) -> Result<(), StoreError> {
+        self.inner.retain_runs(keep)
+    }
+}
+
+#[test]
+fn a_deriving_store_reopened_on_settled_cells_gets_the_rows_of_one_that_kept_everything() {
+    let (dir, other) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let p = Pseudonymizer::new([0; 32]);
+    let ev =
+        |l: String| Record::Event(validate_line(l.as_bytes(), &p).expect("valid").into_owned());
+    let at = |i: i64| 1_551_690_000_000 + i * 1_000;
+    let open_deriving = |dir: &std::path::Path, rows| {
+        let store = Deriving {
+            inner: EmbeddedStore::open(dir).expect("store"),
+            rows,
+        };
+        Engine::open(Box::new(store), [1; 16], MetricsConfig::default()).expect("engine")
+    };
+    let (settled_rows, kept_rows) = (Default::default(), Default::default());
+    let mut e = open_deriving(dir.path(), std::sync::Arc::clone(&settled_rows));
+    e.settle_after(std::time::Duration::from_secs(3600));
+    let mut kept = open_deriving(other.path(), std::sync::Arc::clone(&kept_rows));
+    let first: Vec<_> = offers(&p, 0, 5_000)
+        .into_iter()
+        .chain((0..10).map(|i| {
+            ev(format!(
+                r#"{{"call_id":"d{i}","type":"offered","ts":{}}}"#,
+                at(3 * 86_400 + i)
+            ))
+        }))
+        .collect();
+    for engine in [&mut e, &mut kept] {
+        engine.ingest(first.clone()).expect("ingest");
+    }
+    e.checkpoint().expect("checkpoint");
+    drop(e);
+    // Reopened from its checkpoint: its cells stay in their packs until changes need them.
+    let mut e = open_deriving(dir.path(), std::sync::Arc::clone(&settled_rows));
+    e.settle_after(std::time::Duration::from_secs(3600));
+    assert!(e.cells.as_ref().is_some_and(|c| !c.is_loaded()));
+    let late = vec![
+        ev(format!(
+            r#"{{"call_id":"c5","type":"answered","ts":{},"agent":"op"}}"#,
+            at(65)
+        )),
+        ev(format!(
+            r#"{{"call_id":"c4000","type":"abandoned","ts":{}}}"#,
+            at(4030)
+        )),
+        ev(format!(
+            r#"{{"call_id":"d3","type":"answered","ts":{},"agent":"op"}}"#,
+            at(3 * 86_400 + 50)
+        )),
+    ];
+    for engine in [&mut e, &mut kept] {
+        engine.ingest(late.clone()).expect("late events");
+    }
+    // Checkpointed again (the days touched leave memory again), then later still.
+    e.checkpoint().expect("checkpoint");
+    let later = vec![
+        ev(format!(
+            r#"{{"call_id":"c7","type":"overflow","ts":{}}}"#,
+            at(8)
+        )),
+        ev(format!(
+            r#"{{"call_id":"c5","type":"ended","ts":{}}}"#,
+            at(400)
+        )),
+    ];
+    for engine in [&mut e, &mut kept] {
+        engine.ingest(later.clone()).expect("later events");
+    }
+    let (a, b) = (
+        settled_rows.lock().expect("rows"),
+        kept_rows.lock().expect("rows"),
+    );
+    assert!(!b.calls.is_empty() && !b.days.is_empty());
+    assert_eq!(*a, *b);
+}
