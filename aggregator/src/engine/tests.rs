@@ -154,6 +154,48 @@ fn offers(p: &Pseudonymizer, from: usize, n: usize) -> Vec<Record<'static>> {
         .collect()
 }
 
+/// The time `s` seconds after the first call of [`offers`].
+fn at(s: i64) -> Millis {
+    1_551_690_000_000 + s * 1_000
+}
+
+/// The event of a JSON line.
+fn event(p: &Pseudonymizer, line: String) -> Record<'static> {
+    Record::Event(
+        validate_line(line.as_bytes(), p)
+            .expect("valid")
+            .into_owned(),
+    )
+}
+
+/// An event of call `call` of type `kind` (`answered` by operator `op`) `s` seconds
+/// after the first call of [`offers`].
+fn call_event(p: &Pseudonymizer, call: &str, kind: &str, s: i64) -> Record<'static> {
+    let agent = if kind == "answered" {
+        r#","agent":"op""#
+    } else {
+        ""
+    };
+    let ts = at(s);
+    event(
+        p,
+        format!(r#"{{"call_id":"{call}","type":"{kind}","ts":{ts}{agent}}}"#),
+    )
+}
+
+/// `calls` calls offered a second apart ([`offers`]), then ten more three days later:
+/// with a settle window of an hour, all but the newest states and days are settled.
+fn days_apart(p: &Pseudonymizer, calls: usize) -> Vec<Record<'static>> {
+    let later = (0..10).map(|i| {
+        let ts = at(3 * 86_400 + i);
+        event(
+            p,
+            format!(r#"{{"call_id":"d{i}","type":"offered","ts":{ts}}}"#),
+        )
+    });
+    offers(p, 0, calls).into_iter().chain(later).collect()
+}
+
 fn run_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("runs"))
         .map(|d| d.map(|e| e.expect("entry").path()).collect())
@@ -953,21 +995,9 @@ fn settled_states_leave_memory_at_a_checkpoint_and_late_events_still_count_once(
     let mut scan = open(other.path());
     // A call a second, then a few calls three days later: every chunk but the last,
     // and the first day's cells, end over an hour before the newest call.
-    let calls = 3 * CHUNK + 10;
-    let ev =
-        |l: String| Record::Event(validate_line(l.as_bytes(), &p).expect("valid").into_owned());
-    let at = |i: i64| 1_551_690_000_000 + i * 1_000;
-    let later: Vec<_> = (0..10)
-        .map(|i| {
-            ev(format!(
-                r#"{{"call_id":"d{i}","type":"offered","ts":{}}}"#,
-                at(3 * 86_400 + i)
-            ))
-        })
-        .collect();
+    let history = days_apart(&p, 3 * CHUNK + 10);
     for engine in [&mut e, &mut scan] {
-        engine.ingest(offers(&p, 0, calls)).expect("ingest");
-        engine.ingest(later.clone()).expect("ingest");
+        engine.ingest(history.clone()).expect("ingest");
     }
     e.checkpoint().expect("checkpoint");
     assert_eq!(e.book().states().missing(), vec![0, 1, 2]);
@@ -977,18 +1007,9 @@ fn settled_states_leave_memory_at_a_checkpoint_and_late_events_still_count_once(
     );
     same_figures(&e, &scan, "settled calls read back for queries");
     let late = vec![
-        ev(format!(
-            r#"{{"call_id":"c5","type":"answered","ts":{},"agent":"op"}}"#,
-            at(65)
-        )),
-        ev(format!(
-            r#"{{"call_id":"c6","type":"offered","ts":{}}}"#,
-            at(6)
-        )),
-        ev(format!(
-            r#"{{"call_id":"c5000","type":"abandoned","ts":{}}}"#,
-            at(5030)
-        )),
+        call_event(&p, "c5", "answered", 65),
+        call_event(&p, "c6", "offered", 6),
+        call_event(&p, "c5000", "abandoned", 5030),
     ];
     for engine in [&mut e, &mut scan] {
         let s = engine.ingest(late.clone()).expect("late events");
@@ -1110,9 +1131,6 @@ fn a_deriving_store_reopened_on_settled_cells_gets_the_rows_of_one_that_kept_eve
         tempfile::tempdir().expect("tempdir"),
     );
     let p = Pseudonymizer::new([0; 32]);
-    let ev =
-        |l: String| Record::Event(validate_line(l.as_bytes(), &p).expect("valid").into_owned());
-    let at = |i: i64| 1_551_690_000_000 + i * 1_000;
     let open_deriving = |dir: &std::path::Path, rows| {
         let store = Deriving {
             inner: EmbeddedStore::open(dir).expect("store"),
@@ -1124,15 +1142,7 @@ fn a_deriving_store_reopened_on_settled_cells_gets_the_rows_of_one_that_kept_eve
     let mut e = open_deriving(dir.path(), std::sync::Arc::clone(&settled_rows));
     e.settle_after(std::time::Duration::from_secs(3600));
     let mut kept = open_deriving(other.path(), std::sync::Arc::clone(&kept_rows));
-    let first: Vec<_> = offers(&p, 0, 5_000)
-        .into_iter()
-        .chain((0..10).map(|i| {
-            ev(format!(
-                r#"{{"call_id":"d{i}","type":"offered","ts":{}}}"#,
-                at(3 * 86_400 + i)
-            ))
-        }))
-        .collect();
+    let first = days_apart(&p, 5_000);
     for engine in [&mut e, &mut kept] {
         engine.ingest(first.clone()).expect("ingest");
     }
@@ -1143,18 +1153,9 @@ fn a_deriving_store_reopened_on_settled_cells_gets_the_rows_of_one_that_kept_eve
     e.settle_after(std::time::Duration::from_secs(3600));
     assert!(e.cells.as_ref().is_some_and(|c| !c.is_loaded()));
     let late = vec![
-        ev(format!(
-            r#"{{"call_id":"c5","type":"answered","ts":{},"agent":"op"}}"#,
-            at(65)
-        )),
-        ev(format!(
-            r#"{{"call_id":"c4000","type":"abandoned","ts":{}}}"#,
-            at(4030)
-        )),
-        ev(format!(
-            r#"{{"call_id":"d3","type":"answered","ts":{},"agent":"op"}}"#,
-            at(3 * 86_400 + 50)
-        )),
+        call_event(&p, "c5", "answered", 65),
+        call_event(&p, "c4000", "abandoned", 4030),
+        call_event(&p, "d3", "answered", 3 * 86_400 + 50),
     ];
     for engine in [&mut e, &mut kept] {
         engine.ingest(late.clone()).expect("late events");
@@ -1162,14 +1163,8 @@ fn a_deriving_store_reopened_on_settled_cells_gets_the_rows_of_one_that_kept_eve
     // Checkpointed again (the days touched leave memory again), then later still.
     e.checkpoint().expect("checkpoint");
     let later = vec![
-        ev(format!(
-            r#"{{"call_id":"c7","type":"overflow","ts":{}}}"#,
-            at(8)
-        )),
-        ev(format!(
-            r#"{{"call_id":"c5","type":"ended","ts":{}}}"#,
-            at(400)
-        )),
+        call_event(&p, "c7", "overflow", 8),
+        call_event(&p, "c5", "ended", 400),
     ];
     for engine in [&mut e, &mut kept] {
         engine.ingest(later.clone()).expect("later events");
