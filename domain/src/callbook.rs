@@ -160,12 +160,28 @@ impl CallBook {
     /// # Panics
     /// On a read-only book: the engine never folds events into one.
     pub fn apply_fold(&mut self, ev: Fold<'_>, key: DedupeKey) -> Applied {
+        match self.try_apply_fold(ev, key) {
+            Ok(applied) => applied,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Self::apply`], failing when the state of the event's call is stored and
+    /// damaged (its key is then seen but the event not applied: the book is to be built
+    /// again from the log).
+    pub fn try_apply(&mut self, ev: &Event<'_>) -> Result<Applied, ChunkDamaged> {
+        let key = self.hasher.key(ev);
+        let fold = Fold::of(ev, &self.hasher);
+        self.try_apply_fold(fold, key)
+    }
+
+    fn try_apply_fold(&mut self, ev: Fold<'_>, key: DedupeKey) -> Result<Applied, ChunkDamaged> {
         let (mut dedupe, mut calls) = self.split_fold();
         if dedupe.first_seen(key) {
-            calls.apply(ev);
-            Applied::Accepted
+            calls.try_apply(ev)?;
+            Ok(Applied::Accepted)
         } else {
-            Applied::Duplicate
+            Ok(Applied::Duplicate)
         }
     }
 

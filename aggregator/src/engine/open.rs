@@ -77,13 +77,6 @@ pub(super) fn load_book(
                 }
             },
         };
-        // Events after the checkpoint are folded one by one: every state in memory first.
-        if book.states().has_stored() && store_has_tail(store, from)? && load_states(&book).is_err()
-        {
-            tracing::warn!("checkpoint's call states damaged; replaying the whole log");
-            skip_checkpoint = true;
-            continue;
-        }
         let mut replayed = 0u64;
         if cells.is_some() {
             // What the log holds after the checkpoint is settled into its cells once
@@ -104,17 +97,27 @@ pub(super) fn load_book(
             }
             end
         } else {
+            // Events after the checkpoint load the stored states they touch, and only
+            // those (the packs were checked whole when the checkpoint was loaded).
             let hasher = book.key_hasher().clone();
-            store.replay(from, &mut |rec| match rec {
+            let mut damaged = false;
+            let end = store.replay(from, &mut |rec| match rec {
+                Record::Event(_) if damaged => {}
                 Record::Event(ev) => {
-                    book.apply(&ev);
+                    damaged = book.try_apply(&ev).is_err();
                     replayed += 1;
                 }
                 Record::DeadLetter(d) => {
                     book.note_dead_letter(dead_letter_key(&hasher, &d));
                 }
                 Record::Positions(d) => sources.apply(&d),
-            })?
+            })?;
+            if damaged {
+                tracing::warn!("checkpoint's call states damaged; replaying the whole log");
+                skip_checkpoint = true;
+                continue;
+            }
+            end
         };
         tracing::info!(
             calls = book.calls(),
@@ -199,13 +202,6 @@ fn from_checkpoint(
         load_states(&book).is_ok()
     };
     Ok(ready.then_some((book, runs, cells)))
-}
-
-/// Whether the log holds records after `from`.
-fn store_has_tail(store: &mut dyn EventStore, from: LogPosition) -> Result<bool, StoreError> {
-    let mut any = false;
-    store.replay(from, &mut |_| any = true)?;
-    Ok(any)
 }
 
 /// Loads every call state of `book` still in its packs, on two threads.
