@@ -40,6 +40,16 @@ pub struct KafkaArgs {
     /// picks a free port: the line `netwait metrics listening on ADDR` says which.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Replace the group member by a new one (it rejoins and resumes from the store's
+    /// positions) once its group has not been settled for this many seconds: a member
+    /// the Kafka client does not rejoin after a broker restart would wait forever.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "NETWAIT_KAFKA_RESTART_UNSETTLED",
+        default_value_t = driver::RESTART_UNSETTLED.as_secs(),
+    )]
+    restart_unsettled: u64,
 }
 
 impl KafkaArgs {
@@ -53,6 +63,11 @@ impl KafkaArgs {
             dead_letter_topic: None,
             idle_exit: None,
             metrics_listen: None,
+            // (the flag's environment variable, as clap reads it for `aggregate`)
+            restart_unsettled: std::env::var("NETWAIT_KAFKA_RESTART_UNSETTLED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(driver::RESTART_UNSETTLED.as_secs()),
         }
     }
 }
@@ -204,7 +219,10 @@ pub fn run_until(
         &mut consumer,
         dead_letters.as_ref(),
         stop,
-        DriverOptions::default(),
+        DriverOptions {
+            restart_unsettled: Duration::from_secs(args.restart_unsettled.max(1)),
+            ..DriverOptions::default()
+        },
         &mut report,
     )?;
     let s = totals.summary;

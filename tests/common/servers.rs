@@ -305,7 +305,11 @@ impl Aggregator {
     pub fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
-            .env("RUST_LOG", "info")
+            // (NETWAIT_TEST_RUST_LOG: more of it, e.g. with NETWAIT_KAFKA_DEBUG)
+            .env(
+                "RUST_LOG",
+                std::env::var("NETWAIT_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

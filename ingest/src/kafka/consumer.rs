@@ -12,7 +12,7 @@
 //! logged a line now and then ([`super::outage`]). Nothing is committed to Kafka here: the driver commits offsets once
 //! the store has the events ([`Consumer::commit`]).
 
-use super::outage::{Reachability, Throttle};
+use super::outage::{GroupHealth, Reachability, Throttle};
 use super::payload::{self, Decoder, Encoding, Origin, Refused};
 use super::{KafkaError, KafkaOptions, TopicPartition, client_config};
 use netwait_aggregator::domain::dedupe::KeyHasher;
@@ -100,6 +100,7 @@ pub struct GroupContext {
     /// The chunk being filled (the rebalance callbacks flush it first).
     partial: Mutex<Fetched>,
     reachability: Arc<Reachability>,
+    health: Arc<GroupHealth>,
     lag: LagFrom,
 }
 
@@ -113,17 +114,17 @@ enum LagFrom {
 }
 
 impl GroupContext {
-    /// A context, the driver's end of its channel, and its reachability.
-    fn new(lag: LagFrom) -> (Self, Receiver<Delivery>, Arc<Reachability>) {
+    /// A context reporting to `reachability`, and the driver's end of its channel.
+    fn new(lag: LagFrom, reachability: &Arc<Reachability>) -> (Self, Receiver<Delivery>) {
         let (tx, rx) = sync_channel(IN_FLIGHT);
-        let reachability = Arc::new(Reachability::default());
         let context = Self {
             tx,
             partial: Mutex::new(Fetched::default()),
-            reachability: Arc::clone(&reachability),
+            reachability: Arc::clone(reachability),
+            health: Arc::new(GroupHealth::joining(Instant::now())),
             lag,
         };
-        (context, rx, reachability)
+        (context, rx)
     }
 
     fn partial(&self) -> std::sync::MutexGuard<'_, Fetched> {
@@ -239,6 +240,7 @@ impl ClientContext for GroupContext {
         match serde_json::from_slice::<serde_json::Value>(statistics) {
             Ok(v) => {
                 record_lag(&v, self.lag);
+                self.health.observe(&v, Instant::now());
                 if let Some(up) = Reachability::from_statistics(&v) {
                     self.reachability.set(up);
                 }
@@ -316,7 +318,8 @@ impl ConsumerContext for GroupContext {
 }
 
 /// A consumer's settings on `brokers`: offsets committed only when asked, fetches sized
-/// for the largest message, statistics every second, the client's own log at warnings.
+/// for the largest message, statistics every second, the client's own log at warnings (unless
+/// `NETWAIT_KAFKA_DEBUG` asks for its debug contexts).
 fn consumer_config(brokers: &str) -> rdkafka::config::ClientConfig {
     let mut config = client_config(brokers);
     config
@@ -328,8 +331,10 @@ fn consumer_config(brokers: &str) -> rdkafka::config::ClientConfig {
             (super::MAX_MESSAGE_BYTES * 4).to_string(),
         )
         .set("max.partition.fetch.bytes", (4 << 20).to_string())
-        .set("statistics.interval.ms", STATISTICS_MS)
-        .set_log_level(RDKafkaLogLevel::Warning);
+        .set("statistics.interval.ms", STATISTICS_MS);
+    if config.get("debug").is_none() {
+        config.set_log_level(RDKafkaLogLevel::Warning);
+    }
     config
 }
 
@@ -340,6 +345,15 @@ pub struct Consumer {
     stop: Arc<AtomicBool>,
     poller: Option<std::thread::JoinHandle<()>>,
     reachability: Arc<Reachability>,
+    /// How a group member is made again ([`Self::restart`]); `None` for a follower.
+    member: Option<Member>,
+}
+
+/// What a group member was started with.
+struct Member {
+    options: KafkaOptions,
+    pseudo: Arc<Pseudonymizer>,
+    hasher: KeyHasher,
 }
 
 impl Consumer {
@@ -349,7 +363,18 @@ impl Consumer {
         pseudo: Arc<Pseudonymizer>,
         hasher: KeyHasher,
     ) -> Result<Self, KafkaError> {
-        let (context, rx, reachability) = GroupContext::new(LagFrom::Committed);
+        let member = Member {
+            options: options.clone(),
+            pseudo,
+            hasher,
+        };
+        Self::join(member, &Arc::new(Reachability::default()))
+    }
+
+    /// Joins the group as `member`, reporting to `reachability`.
+    fn join(member: Member, reachability: &Arc<Reachability>) -> Result<Self, KafkaError> {
+        let options = &member.options;
+        let (context, rx) = GroupContext::new(LagFrom::Committed, reachability);
         let consumer: BaseConsumer<GroupContext> = consumer_config(&options.brokers)
             .set("group.id", &options.group)
             .set("auto.offset.reset", "earliest")
@@ -360,7 +385,49 @@ impl Consumer {
             .create_with_context(context)?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        Self::polled(consumer, rx, reachability, pseudo, hasher)
+        let (pseudo, hasher) = (Arc::clone(&member.pseudo), member.hasher.clone());
+        let mut joined = Self::polled(consumer, rx, reachability, pseudo, hasher)?;
+        joined.member = Some(member);
+        Ok(joined)
+    }
+
+    /// How long this member's group has not been settled, and its last state (`None`
+    /// while it is, and for a follower).
+    pub fn unsettled_for(&self) -> Option<(Duration, String)> {
+        self.member.as_ref()?;
+        self.consumer.context().health.unsettled_for(Instant::now())
+    }
+
+    /// Replaces a member whose poll thread has ended ([`Self::stop`], every delivery
+    /// answered) by a new one that joins the group again. The old one is closed on a
+    /// thread of its own: closing waits for its group coordinator, which may be what
+    /// never came back.
+    pub fn restart(&mut self) -> Result<(), KafkaError> {
+        let Some(member) = self.member.take() else {
+            return Err(KafkaError::Other("a follower is not restarted".into()));
+        };
+        let fresh = match Self::join(
+            Member {
+                options: member.options.clone(),
+                pseudo: Arc::clone(&member.pseudo),
+                hasher: member.hasher.clone(),
+            },
+            &self.reachability,
+        ) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.member = Some(member);
+                return Err(e);
+            }
+        };
+        let old = std::mem::replace(self, fresh);
+        let closing = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || drop(old));
+        if let Err(e) = closing {
+            tracing::warn!(error = %e, "cannot close the old kafka consumer aside");
+        }
+        Ok(())
     }
 
     /// Follows every partition of `topic` from the first message whose timestamp is at
@@ -377,7 +444,8 @@ impl Consumer {
         pseudo: Arc<Pseudonymizer>,
         hasher: KeyHasher,
     ) -> Result<(Self, Span), KafkaError> {
-        let (context, rx, reachability) = GroupContext::new(LagFrom::Delivered);
+        let reachability = Arc::new(Reachability::default());
+        let (context, rx) = GroupContext::new(LagFrom::Delivered, &reachability);
         let consumer: BaseConsumer<GroupContext> = consumer_config(brokers)
             // librdkafka assigns only with a group id; it never joins that group (no
             // subscription) nor commits to it.
@@ -413,14 +481,14 @@ impl Consumer {
         };
         consumer.assign(&start)?;
         tracing::info!(%topic, partitions = ids.len(), from_ms, "kafka partitions followed");
-        let follower = Self::polled(consumer, rx, reachability, pseudo, hasher)?;
+        let follower = Self::polled(consumer, rx, &reachability, pseudo, hasher)?;
         Ok((follower, ends))
     }
 
     fn polled(
         consumer: BaseConsumer<GroupContext>,
         rx: Receiver<Delivery>,
-        reachability: Arc<Reachability>,
+        reachability: &Arc<Reachability>,
         pseudo: Arc<Pseudonymizer>,
         hasher: KeyHasher,
     ) -> Result<Self, KafkaError> {
@@ -439,7 +507,8 @@ impl Consumer {
             rx,
             stop,
             poller: Some(poller),
-            reachability,
+            reachability: Arc::clone(reachability),
+            member: None,
         })
     }
 

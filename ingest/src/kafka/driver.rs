@@ -39,6 +39,10 @@ pub enum DriverError {
 /// retries included) before the aggregator stops rather than go on without them.
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default of [`DriverOptions::restart_unsettled`]: longer than a broker restart and
+/// the rejoin after it take.
+pub const RESTART_UNSETTLED: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy)]
 pub struct DriverOptions {
     /// End a window once this many encoded bytes are in it...
@@ -47,6 +51,9 @@ pub struct DriverOptions {
     pub window_wait: Duration,
     /// Commit size inside a window (the engine's writer commits behind the folding).
     pub commit_bytes: usize,
+    /// A group member not settled for this long is replaced by a new one (it rejoins,
+    /// resumes from the store's positions).
+    pub restart_unsettled: Duration,
 }
 
 impl Default for DriverOptions {
@@ -55,6 +62,7 @@ impl Default for DriverOptions {
             window_bytes: 8 << 20,
             window_wait: Duration::from_millis(200),
             commit_bytes: 1 << 19,
+            restart_unsettled: RESTART_UNSETTLED,
         }
     }
 }
@@ -138,9 +146,24 @@ pub fn run(
         held: None,
     };
     let mut stopping = false;
+    // A member being replaced: stopped, its deliveries answered, then started again.
+    let mut restarting = false;
     loop {
         if !stopping && stop.load(Ordering::Relaxed) {
             stopping = true;
+            driver.consumer.stop();
+        }
+        if !stopping
+            && !restarting
+            && let Some((unsettled, state)) = driver.consumer.unsettled_for()
+            && unsettled >= options.restart_unsettled
+        {
+            tracing::warn!(
+                %state,
+                seconds = unsettled.as_secs(),
+                "kafka consumer group not settled: starting a new member"
+            );
+            restarting = true;
             driver.consumer.stop();
         }
         let delivery = match driver.held.take() {
@@ -149,6 +172,15 @@ pub fn run(
         };
         match delivery {
             None if stopping && driver.consumer.stopped() => break,
+            None if restarting && driver.consumer.stopped() => {
+                // What was not revoked is assigned again, answered from the store.
+                driver.standing.clear();
+                driver.next_offsets.clear();
+                driver.consumer.restart()?;
+                restarting = false;
+                driver.totals.assigned = 0;
+                report(&driver.totals);
+            }
             None => {}
             Some(Delivery::Chunk(first)) => {
                 driver.window(engine, *first)?;
@@ -178,8 +210,15 @@ pub fn run(
             }
             Some(Delivery::Revoked { partitions, done }) => {
                 // Everything before it is durable and committed (each window is); what
-                // is still to commit upstream goes now, and waits for the broker.
-                driver.commit_offsets(CommitMode::Sync)?;
+                // is still to commit upstream goes now, and waits for the broker (not
+                // for a member being replaced: its coordinator may never answer, and the
+                // store's positions are what the next assignment resumes from).
+                let mode = if restarting {
+                    CommitMode::Async
+                } else {
+                    CommitMode::Sync
+                };
+                driver.commit_offsets(mode)?;
                 for tp in &partitions {
                     driver.next_offsets.remove(tp);
                     driver.standing.remove(tp);

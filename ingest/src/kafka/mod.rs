@@ -78,5 +78,15 @@ fn client_config(brokers: &str) -> ClientConfig {
         // A broker that restarts is reconnected to within 2 s of its return (the default
         // backoff grows to 10 s: events would wait that long after a restart).
         .set("reconnect.backoff.max.ms", "2000");
+    // librdkafka's own debug contexts (e.g. `cgrp,broker`), logged at debug level through
+    // `tracing`: what a client stuck on a broker was doing.
+    if let Some(contexts) = std::env::var("NETWAIT_KAFKA_DEBUG")
+        .ok()
+        .filter(|c| !c.is_empty())
+    {
+        config
+            .set("debug", contexts)
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
     config
 }

@@ -2,8 +2,12 @@
 //! ([`Reachability`], from librdkafka's statistics and its "all brokers down" error), so
 //! that time without messages counts as idle only while the broker could have sent some;
 //! and [`Throttle`], which keeps the poll errors of an outage (one every reconnection
-//! attempt) to a line now and then.
+//! attempt) to a line now and then; and [`GroupHealth`], how long the consumer group has
+//! not been settled, so that a member librdkafka never rejoins after a broker restart
+//! (it happens: no connection is made again, the coordinator's requests time out one a
+//! minute) is replaced rather than waited for forever.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -47,6 +51,67 @@ impl Reachability {
                 .values()
                 .any(|b| b.get("state").and_then(serde_json::Value::as_str) == Some("UP")),
         )
+    }
+}
+
+/// Whether the consumer's group membership is settled (state `up`, join state `steady`,
+/// as the statistics say every second), and since when it is not.
+#[derive(Debug)]
+pub struct GroupHealth {
+    unsettled: Mutex<Unsettled>,
+}
+
+#[derive(Debug)]
+struct Unsettled {
+    /// Since when the group is not settled (`None`: it is).
+    since: Option<Instant>,
+    /// The last state seen, `state/join_state`.
+    state: String,
+}
+
+impl GroupHealth {
+    /// A member that has not joined yet: unsettled from `now`.
+    pub fn joining(now: Instant) -> Self {
+        Self {
+            unsettled: Mutex::new(Unsettled {
+                since: Some(now),
+                state: "joining".into(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Unsettled> {
+        self.unsettled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a statistics report's group state, seen at `now`.
+    pub(crate) fn observe(&self, stats: &serde_json::Value, now: Instant) {
+        let Some((state, join)) = Self::from_statistics(stats) else {
+            return;
+        };
+        let mut u = self.lock();
+        let settled = state == "up" && join == "steady";
+        u.since = if settled {
+            None
+        } else {
+            Some(u.since.unwrap_or(now))
+        };
+        u.state = format!("{state}/{join}");
+    }
+
+    /// How long the group has not been settled at `now`, and its last state; `None`
+    /// while it is.
+    pub fn unsettled_for(&self, now: Instant) -> Option<(Duration, String)> {
+        let u = self.lock();
+        u.since
+            .map(|since| (now.saturating_duration_since(since), u.state.clone()))
+    }
+
+    /// The group's `state` and `join_state` in a statistics report.
+    fn from_statistics(stats: &serde_json::Value) -> Option<(&str, &str)> {
+        let cgrp = stats.get("cgrp")?;
+        let field = |name| cgrp.get(name).and_then(serde_json::Value::as_str);
+        Some((field("state")?, field("join_state")?))
     }
 }
 
@@ -111,6 +176,34 @@ mod tests {
         assert!(!r.is_reachable());
         r.set(true);
         assert_eq!((r.is_reachable(), r.returns()), (true, 2));
+    }
+
+    #[test]
+    fn the_group_is_unsettled_from_its_start_until_up_and_steady_and_again_after() {
+        let stats = |state: &str, join: &str| serde_json::json!({ "cgrp": { "state": state, "join_state": join } });
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let h = GroupHealth::joining(t0);
+        assert_eq!(
+            h.unsettled_for(at(5)),
+            Some((Duration::from_secs(5), "joining".into()))
+        );
+        h.observe(&stats("up", "wait-join"), at(6));
+        assert_eq!(
+            h.unsettled_for(at(7)).map(|u| u.0),
+            Some(Duration::from_secs(7))
+        );
+        h.observe(&stats("up", "steady"), at(8));
+        assert_eq!(h.unsettled_for(at(9)), None);
+        // A report without the group (a follower's) changes nothing.
+        h.observe(&serde_json::json!({ "brokers": {} }), at(10));
+        assert_eq!(h.unsettled_for(at(10)), None);
+        h.observe(&stats("wait-coord", "init"), at(20));
+        h.observe(&stats("query-coord", "init"), at(40));
+        assert_eq!(
+            h.unsettled_for(at(80)),
+            Some((Duration::from_secs(60), "query-coord/init".into()))
+        );
     }
 
     #[test]
