@@ -76,6 +76,31 @@ fn aggregate_all(broker: &str, data: &str, topic: &str) -> (String, String) {
     (out.trim().to_owned(), log)
 }
 
+/// `lines` in two files of `dir`, `half0.ndjson` and `half1.ndjson`: their paths.
+fn halves(dir: &Path, lines: &[&str]) -> Vec<String> {
+    lines
+        .chunks(lines.len().div_ceil(2))
+        .enumerate()
+        .map(|(i, part)| {
+            let path = dir.join(format!("half{i}.ndjson"));
+            std::fs::write(&path, part.join("\n") + "\n").expect("write");
+            path.to_str().expect("utf-8 path").to_owned()
+        })
+        .collect()
+}
+
+/// `netwait aggregate --idle-exit` of `group` over `topic` into `data`, with `extra`
+/// arguments, once it has its partitions.
+fn aggregator_on(broker: &str, data: &str, topic: &str, group: &str, extra: &[&str]) -> Aggregator {
+    let idle = IDLE_EXIT.as_secs().to_string();
+    let mut args = aggregate_args_on(broker, data, topic, group);
+    args.extend_from_slice(&["--idle-exit", &idle]);
+    args.extend_from_slice(extra);
+    let aggregator = Aggregator::spawn(&args);
+    aggregator.wait_assigned(Duration::from_secs(60));
+    aggregator
+}
+
 /// `total: messages M accepted A duplicate D rejected R` as numbers.
 fn totals(line: &str) -> [u64; 4] {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -98,33 +123,21 @@ fn the_aggregator_waits_through_a_broker_restart_and_a_kill_9_and_counts_exactly
     // a kill -9 during the second.
     let text = std::fs::read_to_string(&seed).expect("seed");
     let lines: Vec<&str> = text.lines().collect();
-    let halves: Vec<_> = lines
-        .chunks(lines.len().div_ceil(2))
-        .enumerate()
-        .map(|(i, part)| {
-            let path = tmp.path().join(format!("half{i}.ndjson"));
-            std::fs::write(&path, part.join("\n") + "\n").expect("write");
-            path
-        })
-        .collect();
+    let halves = halves(tmp.path(), &lines);
 
     let mut broker = OwnBroker::start("broker-restart");
     let topic = topic_on(&broker.address, 3);
     let data = tmp.path().join("aggregated");
     let data_s = data.to_str().expect("utf-8 path");
     let group = unique("restart");
-    let idle = IDLE_EXIT.as_secs().to_string();
-    let mut args = aggregate_args_on(&broker.address, data_s, &topic, &group);
-    args.extend_from_slice(&["--idle-exit", &idle]);
-    let mut aggregator = Aggregator::spawn(&args);
-    aggregator.wait_assigned(Duration::from_secs(60));
+    let mut aggregator = aggregator_on(&broker.address, data_s, &topic, &group, &[]);
 
     let mut outages = Vec::new();
     for (half, stop) in halves.iter().zip(["down", "kill"]) {
         // About 5 s of events, 100 lines a message; the broker goes away 1.5 s in.
         let producer = {
             let (address, topic) = (broker.address.clone(), topic.clone());
-            let half = half.to_str().expect("utf-8 path").to_owned();
+            let half = half.clone();
             let rate = (lines.len() / 2 / 5).to_string();
             std::thread::spawn(move || {
                 tool_on(
@@ -336,26 +349,15 @@ fn a_member_whose_group_stays_unsettled_is_replaced_and_every_event_counts_once(
     std::fs::write(&file, &calls).expect("write");
     let want = imported(&tmp.path().join("imported"), &file, "2019");
     let lines: Vec<&str> = calls.lines().collect();
-    let halves: Vec<_> = lines
-        .chunks(lines.len().div_ceil(2))
-        .enumerate()
-        .map(|(i, part)| {
-            let path = tmp.path().join(format!("half{i}.ndjson"));
-            std::fs::write(&path, part.join("\n") + "\n").expect("write");
-            path.to_str().expect("utf-8 path").to_owned()
-        })
-        .collect();
+    let halves = halves(tmp.path(), &lines);
 
     let mut broker = OwnBroker::start("broker-restart");
     let topic = topic_on(&broker.address, 3);
     let data = tmp.path().join("aggregated");
     let data_s = data.to_str().expect("utf-8 path");
     let group = unique("unsettled");
-    let idle = IDLE_EXIT.as_secs().to_string();
-    let mut args = aggregate_args_on(&broker.address, data_s, &topic, &group);
-    args.extend_from_slice(&["--idle-exit", &idle, "--restart-unsettled", "12"]);
-    let aggregator = Aggregator::spawn(&args);
-    aggregator.wait_assigned(Duration::from_secs(60));
+    let limit = ["--restart-unsettled", "12"];
+    let aggregator = aggregator_on(&broker.address, data_s, &topic, &group, &limit);
     tool_on(&broker.address, &["produce", &topic, &halves[0]]);
     // Down long enough for the session to time out (10 s) and the limit to pass after.
     broker.deploy("down");
