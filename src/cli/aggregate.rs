@@ -66,7 +66,13 @@ impl KafkaArgs {
             // (the flag's environment variable, as clap reads it for `aggregate`)
             restart_unsettled: std::env::var("NETWAIT_KAFKA_RESTART_UNSETTLED")
                 .ok()
-                .and_then(|s| s.parse().ok())
+                .and_then(|s| {
+                    s.parse()
+                        .map_err(|e| {
+                            tracing::warn!(value = %s, error = %e, "NETWAIT_KAFKA_RESTART_UNSETTLED is not a number of seconds: the default is used");
+                        })
+                        .ok()
+                })
                 .unwrap_or(driver::RESTART_UNSETTLED.as_secs()),
         }
     }

@@ -350,6 +350,7 @@ pub struct Consumer {
 }
 
 /// What a group member was started with.
+#[derive(Clone)]
 struct Member {
     options: KafkaOptions,
     pseudo: Arc<Pseudonymizer>,
@@ -406,14 +407,7 @@ impl Consumer {
         let Some(member) = self.member.take() else {
             return Err(KafkaError::Other("a follower is not restarted".into()));
         };
-        let fresh = match Self::join(
-            Member {
-                options: member.options.clone(),
-                pseudo: Arc::clone(&member.pseudo),
-                hasher: member.hasher.clone(),
-            },
-            &self.reachability,
-        ) {
+        let fresh = match Self::join(member.clone(), &self.reachability) {
             Ok(fresh) => fresh,
             Err(e) => {
                 self.member = Some(member);
