@@ -89,6 +89,86 @@ impl KeyHasher {
     }
 }
 
+/// The [`CallKey`]s of the call ids met last, for whoever hashes a stream of events: the
+/// events of a call come close together, so most of a stream's call ids were hashed a
+/// few events before (SipHash is the dearest part of an event's key work). A call id is
+/// compared whole, and only keys of the same hasher are reused: a miss costs one hash,
+/// nothing else changes.
+#[derive(Clone)]
+pub struct CallKeyCache {
+    hasher: (u64, u64),
+    slots: Box<[CachedCall; CACHED_CALLS]>,
+}
+
+/// Slots of a [`CallKeyCache`] (a power of two): more than the calls a booking line has
+/// under way within a few minutes, small enough to stay in the first-level cache.
+const CACHED_CALLS: usize = 64;
+/// Longest call id kept (longer ones are hashed every time).
+const CACHED_ID: usize = 31;
+
+#[derive(Clone, Copy)]
+struct CachedCall {
+    /// 0 for an empty slot (call ids are never empty).
+    len: u8,
+    id: [u8; CACHED_ID],
+    key: CallKey,
+}
+
+impl Default for CallKeyCache {
+    fn default() -> Self {
+        let empty = CachedCall {
+            len: 0,
+            id: [0; CACHED_ID],
+            key: 0,
+        };
+        Self {
+            hasher: (0, 0),
+            slots: Box::new([empty; CACHED_CALLS]),
+        }
+    }
+}
+
+impl std::fmt::Debug for CallKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallKeyCache")
+    }
+}
+
+impl CallKeyCache {
+    /// `hasher.call_key(call_id)`, from the cache when `call_id` was met last in its slot.
+    pub fn key(&mut self, hasher: &KeyHasher, call_id: &[u8]) -> CallKey {
+        let len = call_id.len();
+        if len == 0 || len > CACHED_ID {
+            return hasher.call_key(call_id);
+        }
+        if self.hasher != (hasher.k0, hasher.k1) {
+            *self = Self {
+                hasher: (hasher.k0, hasher.k1),
+                ..Self::default()
+            };
+        }
+        let slot = &mut self.slots[slot_of(call_id)];
+        if usize::from(slot.len) == len && slot.id[..len] == *call_id {
+            return slot.key;
+        }
+        let key = hasher.call_key(call_id);
+        slot.len = len as u8;
+        slot.id[..len].copy_from_slice(call_id);
+        slot.key = key;
+        key
+    }
+}
+
+/// The slot of a call id (1..=31 bytes): a multiplicative hash of its last 8 bytes (where
+/// the ids of one source differ) and its length.
+fn slot_of(id: &[u8]) -> usize {
+    let mut tail = [0u8; 8];
+    let n = id.len().min(8);
+    tail[..n].copy_from_slice(&id[id.len() - n..]);
+    let word = u64::from_le_bytes(tail) ^ (id.len() as u64) << 59;
+    (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHED_CALLS.trailing_zeros())) as usize
+}
+
 /// The dedupe keys seen: frozen runs of a long history and the keys added since (see
 /// [`Layered`]).
 #[derive(Debug, Clone, Default)]
@@ -198,6 +278,27 @@ mod tests {
         let mut d = a.clone();
         d.agent = Some(Cow::Borrowed("op1"));
         assert_ne!(h.key(&a), h.key(&d));
+    }
+
+    #[test]
+    fn cached_call_keys_are_the_hashers_own() {
+        let (h, other) = (KeyHasher::new([3; 16]), KeyHasher::new([4; 16]));
+        let mut cache = CallKeyCache::default();
+        // Ids that share slots, repeated, of every cached length and beyond.
+        let ids: Vec<Vec<u8>> = (0..500u32)
+            .map(|i| format!("c19-{:06}", i % 150).into_bytes())
+            .chain((1..=40).map(|n| vec![b'x'; n]))
+            .chain([b"\x00".to_vec(), vec![0; 31], vec![0; 30]])
+            .collect();
+        for round in 0..2 {
+            for id in &ids {
+                assert_eq!(cache.key(&h, id), h.call_key(id), "{id:?} round {round}");
+            }
+        }
+        for id in &ids {
+            assert_eq!(cache.key(&other, id), other.call_key(id), "{id:?}");
+        }
+        assert_eq!(cache.key(&h, b""), h.call_key(b""));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and how a chunk's accepted records are applied to the book and kept for the commit.
 
 use crate::domain::callbook::{CallsHalf, Fold};
-use crate::domain::dedupe::{CallKey, DedupeKey, KeyHasher};
+use crate::domain::dedupe::{CallKey, CallKeyCache, DedupeKey, KeyHasher};
 use crate::domain::event::{Event, EventType};
 use crate::domain::time::Millis;
 use crate::observe;
@@ -41,6 +41,8 @@ pub struct EncodedChunk {
     pub(super) delta: CheckpointDelta,
     /// Commit what is staged once this chunk is (a source's time cadence).
     pub(super) commit_after: bool,
+    /// The call keys of the call ids met last (kept across reuses of the chunk).
+    call_keys: CallKeyCache,
 }
 
 /// A [`Fold`] without borrowing: the line is a range of `EncodedChunk::line_names`.
@@ -163,7 +165,10 @@ impl EncodedChunk {
             }
             None => None,
         };
-        let call = ev.call_id.as_deref().map(|c| hasher.call_key(c.as_bytes()));
+        let call = ev
+            .call_id
+            .as_deref()
+            .map(|c| self.call_keys.key(hasher, c.as_bytes()));
         let key = call.unwrap_or(0);
         self.folds.push(FoldItem {
             call: [key as u64, (key >> 64) as u64],
