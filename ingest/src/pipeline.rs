@@ -80,9 +80,13 @@ impl PipelineOptions {
     }
 }
 
-/// Spent encoded chunks kept for reuse: about those in flight between the workers and
-/// the writer.
-const SPARES: usize = 16;
+/// Spent encoded chunks kept for reuse: room for every chunk that can be in flight with
+/// `workers` parse workers (queued for them and parsed ahead, parsing, reordered, in the
+/// folding stages). A chunk dropped while the other threads run costs an unmap, with a
+/// TLB shootdown on every CPU, and its replacement fresh memory.
+fn spares(workers: usize) -> usize {
+    workers * 12 + 8
+}
 
 /// How far an import has gone, reported as each chunk is staged (once a chunk, never a
 /// line): bytes of the source and its lines so far, and the valid events among those
@@ -245,7 +249,7 @@ pub fn drive(
     let (parsed_tx, parsed_rx) = sync_channel::<Batch<Parsed>>(workers * 8);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
     // Encoded chunks' buffers come back from the engine once applied and committed.
-    let (spares, spent) = sync_channel::<EncodedChunk>(SPARES);
+    let (spares, spent) = sync_channel::<EncodedChunk>(spares(workers));
     let spent = Mutex::new(spent);
     // What is durable, from the engine's writer to the reader (which owns the source).
     let (durable_tx, durable_rx) = std::sync::mpsc::channel::<SourceCheckpoint>();
