@@ -249,7 +249,15 @@ impl Engine {
     pub fn publish(&mut self) -> Snapshot {
         let started = std::time::Instant::now();
         self.settle_cells();
-        let cells = self.cells_for_queries();
+        // A store that derives keeps the days its settle window released where the
+        // checkpoint put them: the snapshot reads them there (loading them back at
+        // every publication would undo the bound on memory). Otherwise the cells are
+        // loaded whole once, for every query after.
+        let cells = if self.derived.is_some() {
+            self.cells.clone()
+        } else {
+            self.cells_for_queries()
+        };
         let publisher = self
             .publisher
             .get_or_insert_with(|| Publisher::new(&self.config));

@@ -225,7 +225,7 @@ impl Answers for Snapshot {
     fn answer_source<T>(&self, wall: Millis, count: impl FnOnce(&dyn CallSource) -> T) -> T {
         let (book, now) = (&self.states, self.clock(wall));
         match &self.cells {
-            Some(cells) if cells.is_loaded() => count(&CellsView { cells, book, now }),
+            Some(cells) if !cells.is_damaged() => count(&CellsView { cells, book, now }),
             _ => count(&Scan { book, now }),
         }
     }

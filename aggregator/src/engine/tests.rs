@@ -827,7 +827,7 @@ fn dead_letters_stored_twice_before_dedupe_are_listed_once() {
 }
 
 /// Every query of the cells' kinds, at two clocks and two thresholds, on `a` and `b`.
-fn same_figures(a: &Engine, b: &Engine, what: &str) {
+fn same_figures(a: &impl Answers, b: &impl Answers, what: &str) {
     let d = |s| crate::domain::time::parse_date(s).expect("date");
     let later = crate::domain::time::parse_rfc3339("2019-03-05T20:00:00+01:00").expect("ts");
     let h1 = crate::domain::arguments::half("2019-H1").expect("half");
@@ -1152,6 +1152,10 @@ fn a_deriving_store_reopened_on_settled_cells_gets_the_rows_of_one_that_kept_eve
     let mut e = open_deriving(dir.path(), std::sync::Arc::clone(&settled_rows));
     e.settle_after(std::time::Duration::from_secs(3600));
     assert!(e.cells.as_ref().is_some_and(|c| !c.is_loaded()));
+    // A snapshot reads the kept days where they are, and leaves them there.
+    let snapshot = e.publish();
+    assert!(e.cells.as_ref().is_some_and(|c| !c.is_loaded()));
+    same_figures(&snapshot, &kept, "a snapshot over days left in their packs");
     let late = vec![
         call_event(&p, "c5", "answered", 65),
         call_event(&p, "c4000", "abandoned", 4030),
