@@ -12,7 +12,9 @@ use netwait_clickhouse::answers::{
 use netwait_clickhouse::lease::{claim_sql, heartbeat_sql, holder_sql, latest_epoch_sql};
 use netwait_clickhouse::replays;
 use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql};
-use netwait_clickhouse::store::{landed_sql, log_bytes_sql, positions_sql, replay_sql};
+use netwait_clickhouse::store::{
+    commit_sizes_sql, landed_sql, log_bytes_sql, positions_sql, replay_sql,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -142,6 +144,7 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             .replacen('?', "0", 1)
             .replacen('?', "1000", 1),
         log_bytes_sql().replacen('?', "0", 1).replacen('?', "1000", 1),
+        commit_sizes_sql().replacen('?', "0", 1).replacen('?', "1000", 1),
         lines_sql(),
         replays::replayed_sql(),
         "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),

@@ -324,4 +324,26 @@ fn the_seed_year_through_kafka_into_clickhouse_equals_its_embedded_import() {
         stdout(&again)
     );
     assert_eq!(&year_2019(&ch), imported);
+    // A new host (an empty state directory): the log is replayed in windows of 1 MiB,
+    // checkpointed between, and nothing is counted again.
+    let fresh = tmp.path().join("fresh-state");
+    let mut args = aggregate_args(data, &topic, &group);
+    args.extend_from_slice(&["--idle-exit", "3", "--replay-window", "1"]);
+    args.extend_from_slice(&ch[..4]);
+    args.extend_from_slice(&["--state-dir", fresh.to_str().expect("utf-8 path")]);
+    let new_host = std::process::Command::new(BIN)
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("aggregate");
+    let log = String::from_utf8_lossy(&new_host.stderr).into_owned();
+    assert!(new_host.status.success(), "{log}");
+    assert!(log.contains("replaying the log in windows"), "{log}");
+    assert!(log.contains("log replayed"), "{log}");
+    assert!(
+        stdout(&new_host).contains("accepted 0 duplicate 0"),
+        "{}",
+        stdout(&new_host)
+    );
+    assert_eq!(&year_2019(&ch), imported);
 }

@@ -91,7 +91,18 @@ impl Engine {
         dedupe_secret: [u8; 16],
         config: MetricsConfig,
     ) -> Result<Self, StoreError> {
-        Self::open_with(store, dedupe_secret, config, true)
+        Self::open_with(store, dedupe_secret, config, true, None)
+    }
+
+    /// [`Self::open`], then [`Self::settle_after`] `window`, already while the open
+    /// replays a long log in windows (a store that keeps checkpoints and replays so).
+    pub fn open_settling(
+        store: Box<dyn EventStore>,
+        dedupe_secret: [u8; 16],
+        config: MetricsConfig,
+        window: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(store, dedupe_secret, config, true, Some(window))
     }
 
     /// Opens for queries only: when the checkpoint covers the whole log, the dedupe keys
@@ -102,7 +113,7 @@ impl Engine {
         dedupe_secret: [u8; 16],
         config: MetricsConfig,
     ) -> Result<Self, StoreError> {
-        Self::open_with(store, dedupe_secret, config, false)
+        Self::open_with(store, dedupe_secret, config, false, None)
     }
 
     fn open_with(
@@ -110,8 +121,10 @@ impl Engine {
         dedupe_secret: [u8; 16],
         config: MetricsConfig,
         for_folding: bool,
+        settle_window: Option<std::time::Duration>,
     ) -> Result<Self, StoreError> {
         let loaded = load_book(&mut *store, dedupe_secret, for_folding)?;
+        let more = loaded.more;
         let derives = store.derives();
         let unsaved = store.log_bytes(loaded.checkpointed, loaded.position)?;
         // The checkpoint's cells, their days left in their packs until needed.
@@ -158,13 +171,19 @@ impl Engine {
             // Nothing to settle into.
             engine.book.untrack_changes();
         }
-        if derives {
+        if let Some(window) = settle_window {
+            engine.settle_after(window);
+        }
+        if derives && engine.cells.is_none() {
             // The store's cells are those of the book: kept in step from here on. The
             // store answers the queries, so the days a checkpoint keeps stay there until
             // a change (or a snapshot) needs them; without a checkpoint they are built.
-            if engine.cells.is_none() {
-                engine.index_periods();
-            }
+            engine.index_periods();
+        }
+        if more {
+            engine.replay_windows()?;
+        }
+        if derives {
             engine.derived = Some(Derived::default());
         }
         Ok(engine)

@@ -55,6 +55,40 @@ pub struct ClickHouseStore {
     state: Option<CheckpointDir>,
     /// The last replay: from, to, and the bytes of its records.
     replayed: Option<(u64, u64, u64)>,
+    /// The windows an open replays the log in ([`Self::replay_in_windows`]).
+    windows: ReplayWindows,
+}
+
+/// A long log replayed in windows of about `bytes` of records each, so that an open
+/// without a checkpoint (a new host) checkpoints between them and keeps in memory only
+/// what can still change: the ends still to replay, planned from `from`.
+#[derive(Debug, Default)]
+struct ReplayWindows {
+    bytes: u64,
+    from: u64,
+    ends: std::collections::VecDeque<u64>,
+}
+
+impl ReplayWindows {
+    /// The ends of windows over commits of `sizes` (seq, bytes of records, in order):
+    /// each ends before the commit that would take it past `bytes` (a bigger commit is
+    /// a window of its own).
+    fn plan(bytes: u64, sizes: &[(u64, u64)]) -> std::collections::VecDeque<u64> {
+        let mut ends = std::collections::VecDeque::new();
+        let mut held = 0u64;
+        let mut last = None;
+        for &(seq, size) in sizes {
+            if let Some(prev) = last
+                && held + size > bytes
+            {
+                ends.push_back(prev);
+                held = 0;
+            }
+            held += size;
+            last = Some(seq);
+        }
+        ends
+    }
 }
 
 fn store_error(e: Error) -> StoreError {
@@ -95,6 +129,7 @@ impl ClickHouseStore {
             next,
             state: None,
             replayed: None,
+            windows: ReplayWindows::default(),
         })
     }
 
@@ -110,6 +145,13 @@ impl ClickHouseStore {
         let dir = root.join(state_dir_name(&self.conn.target.database, secrets));
         self.state = Some(CheckpointDir::lock(&dir)?);
         Ok(dir)
+    }
+
+    /// Replays a log without a checkpoint to start from in windows of about `bytes` of
+    /// records, checkpointed between (0: in one go). Only with checkpoints kept
+    /// ([`Self::keep_checkpoints`]): without them there is nowhere to put what settles.
+    pub fn replay_in_windows(&mut self, bytes: u64) {
+        self.windows.bytes = bytes;
     }
 
     pub fn conn(&self) -> &Conn {
@@ -188,6 +230,16 @@ fn state_dir_name(database: &str, secrets: &Secrets) -> String {
         .collect();
     let id = KeyHasher::new(secrets.dedupe).call_key(b"netwait checkpoint directory");
     format!("{name}-{:016x}", id as u64)
+}
+
+/// Each commit in `(?, ?]` with the bytes of its records (cut commits too: a window
+/// plan only).
+pub fn commit_sizes_sql() -> String {
+    format!(
+        "SELECT seq, toUInt64(sum(length(payload))) FROM netwait_log WHERE kind = {} \
+         AND seq > ? AND seq <= ? GROUP BY seq ORDER BY seq",
+        kind::RECORDS
+    )
 }
 
 /// The bytes of the records of commits in `(?, ?]` (an estimate: cut commits count too).
@@ -381,6 +433,41 @@ impl EventStore for ClickHouseStore {
         Ok(end)
     }
 
+    fn replay_window(
+        &mut self,
+        from: LogPosition,
+        visit: &mut dyn FnMut(Record<'_>),
+    ) -> Result<(LogPosition, bool), StoreError> {
+        if self.state.is_none() || self.windows.bytes == 0 {
+            return self.replay(from, visit).map(|end| (end, false));
+        }
+        if self.windows.from != from || self.windows.ends.is_empty() {
+            let conn = &self.conn;
+            let sizes: Vec<(u64, u64)> = conn
+                .block_on(
+                    conn.client
+                        .query(&commit_sizes_sql())
+                        .bind(from)
+                        .bind(self.seq)
+                        .fetch_all(),
+                )
+                .map_err(|e| store_error(conn.error(e)))?;
+            self.windows.ends = ReplayWindows::plan(self.windows.bytes, &sizes);
+            if !self.windows.ends.is_empty() {
+                tracing::info!(
+                    windows = self.windows.ends.len() + 1,
+                    commits = sizes.len(),
+                    "replaying the log in windows, checkpointed between"
+                );
+            }
+        }
+        let end = self.windows.ends.pop_front().unwrap_or(self.seq);
+        let bytes = visit_records(&self.conn, from, end, visit)?;
+        self.replayed = Some((from, end, bytes));
+        self.windows.from = end;
+        Ok((end, end < self.seq))
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<LogPosition, StoreError> {
         self.commit_derived(batch, &Derived::default())
     }
@@ -550,5 +637,22 @@ impl EventStore for ClickHouseStore {
         // Every seq this writer tried (a failed attempt may still land) is fenced off.
         (self.seq, self.next) = positions(&self.conn, self.next - 1, true).map_err(store_error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReplayWindows;
+
+    #[test]
+    fn windows_end_before_the_commit_that_would_take_them_past_their_bytes() {
+        let sizes = [(3, 40), (5, 50), (9, 10), (10, 200), (12, 5), (20, 60)];
+        // 40 + 50 + 10 fill 100; the 200 of commit 10 alone; 5 + 60 up to the log's end.
+        assert_eq!(ReplayWindows::plan(100, &sizes), [9, 10]);
+        // A commit bigger than a window is a window of its own; the last window is left
+        // to end at the log's end.
+        assert_eq!(ReplayWindows::plan(30, &sizes), [3, 5, 9, 10, 12]);
+        assert!(ReplayWindows::plan(1000, &sizes).is_empty());
+        assert!(ReplayWindows::plan(10, &[]).is_empty());
     }
 }

@@ -56,6 +56,16 @@ pub struct ClickHouseArgs {
         value_parser = super::positive_seconds
     )]
     pub settle_window: std::time::Duration,
+    /// MiB of the log's records a writer on the ClickHouse store replays at a time when
+    /// its state directory is behind (a new host): it checkpoints between windows, so
+    /// that only what can still change stays in memory (0: the whole log at once).
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value = "64",
+        env = "NETWAIT_REPLAY_WINDOW_MIB"
+    )]
+    pub replay_window: u64,
 }
 
 /// Where a writer on the ClickHouse store keeps its checkpoints, and what it keeps in
@@ -64,6 +74,8 @@ pub struct ClickHouseArgs {
 pub struct Checkpoints {
     pub root: std::path::PathBuf,
     pub settle_window: std::time::Duration,
+    /// Bytes of records an open replays at a time ([`ClickHouseArgs::replay_window`]).
+    pub replay_window_bytes: u64,
 }
 
 impl ClickHouseArgs {
@@ -86,6 +98,7 @@ impl ClickHouseArgs {
         Some(Checkpoints {
             root,
             settle_window: self.settle_window,
+            replay_window_bytes: self.replay_window.saturating_mul(1 << 20),
         })
     }
 }
@@ -165,11 +178,19 @@ pub fn open_engine(
         ),
         None => {}
     }
-    let mut engine =
-        Engine::open(Box::new(store), secrets.dedupe, settings.metrics).with_context(opening)?;
-    if let (Some(Ok(_)), Some(c)) = (&kept, checkpoints) {
-        engine.settle_after(c.settle_window);
+    let engine = match (&kept, checkpoints) {
+        (Some(Ok(_)), Some(c)) => {
+            store.replay_in_windows(c.replay_window_bytes);
+            Engine::open_settling(
+                Box::new(store),
+                secrets.dedupe,
+                settings.metrics,
+                c.settle_window,
+            )
+        }
+        _ => Engine::open(Box::new(store), secrets.dedupe, settings.metrics),
     }
+    .with_context(opening)?;
     Ok((engine, Pseudonymizer::new(secrets.caller)))
 }
 

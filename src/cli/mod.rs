@@ -319,7 +319,7 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
-        clickhouse: clickhouse::ClickHouseArgs,
+        clickhouse: Box<clickhouse::ClickHouseArgs>,
         #[command(flatten)]
         query: Box<deadletter::Query>,
     },

@@ -22,6 +22,9 @@ pub(super) struct LoadedBook {
     /// The cells the checkpoint keeps (a writer's open), without the events replayed
     /// after it: the book tracks what they changed, for the cells to settle.
     pub(super) cells: Option<snapshot::StoredCells>,
+    /// The store replays its log in windows and more of it follows `position`
+    /// ([`super::Engine::replay_windows`]).
+    pub(super) more: bool,
 }
 
 /// Where the sources stood at `from` (a checkpoint's position): as the store kept them
@@ -78,6 +81,7 @@ pub(super) fn load_book(
             },
         };
         let mut replayed = 0u64;
+        let mut more = false;
         if cells.is_some() {
             // What the log holds after the checkpoint is settled into its cells once
             // they are open (see `Engine::open`).
@@ -101,7 +105,7 @@ pub(super) fn load_book(
             // those (the packs were checked whole when the checkpoint was loaded).
             let hasher = book.key_hasher().clone();
             let mut damaged = false;
-            let end = store.replay(from, &mut |rec| match rec {
+            let (end, window_more) = store.replay_window(from, &mut |rec| match rec {
                 Record::Event(_) if damaged => {}
                 Record::Event(ev) => {
                     damaged = book.try_apply(&ev).is_err();
@@ -117,6 +121,7 @@ pub(super) fn load_book(
                 skip_checkpoint = true;
                 continue;
             }
+            more = window_more;
             end
         };
         tracing::info!(
@@ -134,7 +139,52 @@ pub(super) fn load_book(
             runs,
             sources,
             cells,
+            more,
         });
+    }
+}
+
+impl super::Engine {
+    /// Replays the rest of a log its store hands over in windows (an open of a long log
+    /// without a checkpoint), checkpointing before each window: what settled leaves
+    /// memory (see [`super::Engine::settle_after`]) instead of the whole history staying
+    /// there until the first checkpoint. Called before the store derives anything (its
+    /// rows hold these commits already).
+    pub(super) fn replay_windows(&mut self) -> Result<(), StoreError> {
+        let hasher = self.book.key_hasher().clone();
+        let mut windows = 1u64;
+        loop {
+            self.checkpoint()?;
+            let (book, sources) = (&mut self.book, &mut self.sources);
+            let mut damaged = None;
+            let (end, more) = self
+                .store
+                .replay_window(self.position, &mut |rec| match rec {
+                    Record::Event(_) if damaged.is_some() => {}
+                    Record::Event(ev) => damaged = book.try_apply(&ev).err(),
+                    Record::DeadLetter(d) => {
+                        book.note_dead_letter(dead_letter_key(&hasher, &d));
+                    }
+                    Record::Positions(d) => sources.apply(&d),
+                })?;
+            if let Some(e) = damaged {
+                return Err(damaged_states(e));
+            }
+            self.position = end;
+            windows += 1;
+            self.settle_cells();
+            if !more {
+                break;
+            }
+        }
+        self.unsaved = self.store.log_bytes(self.checkpointed, self.position)?;
+        tracing::info!(
+            calls = self.book.calls(),
+            events = self.book.distinct_events(),
+            windows,
+            "log replayed"
+        );
+        Ok(())
     }
 }
 

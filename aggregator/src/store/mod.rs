@@ -333,6 +333,17 @@ pub trait EventStore: Send {
         visit: &mut dyn FnMut(Record<'_>),
     ) -> Result<LogPosition, StoreError>;
 
+    /// Visits the committed records after `from` up to the end of a window of the log
+    /// (a store that checkpoints a long log in steps chooses it; by default the whole
+    /// log, as [`Self::replay`]); returns where it stopped and whether more follow.
+    fn replay_window(
+        &mut self,
+        from: LogPosition,
+        visit: &mut dyn FnMut(Record<'_>),
+    ) -> Result<(LogPosition, bool), StoreError> {
+        self.replay(from, visit).map(|end| (end, false))
+    }
+
     /// Bytes of log in `(from, to]` (two positions it returned): what an open from a
     /// checkpoint at `from` replays. By default positions are byte offsets.
     fn log_bytes(&mut self, from: LogPosition, to: LogPosition) -> Result<u64, StoreError> {
