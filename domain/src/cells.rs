@@ -322,16 +322,18 @@ impl Cells {
         if !self.stored.remove(&day) {
             return;
         }
-        let loaded = self
-            .source
-            .as_ref()
-            .and_then(|s| stored::decode_day(s.day(day)?, day, s.calls()));
-        match loaded {
+        match self.decode_kept(day) {
             Some(cells) if !cells.is_empty() => {
                 self.days.insert(day, Arc::new(cells));
             }
             _ => self.damaged = true,
         }
+    }
+
+    /// Day `day` as the checkpoint keeps it, decoded; `None` when missing or damaged.
+    fn decode_kept(&self, day: i64) -> Option<DayCells> {
+        let source = self.source.as_ref()?;
+        stored::decode_day(source.day(day)?, day, source.calls())
     }
 
     /// Brings every day a checkpoint keeps into memory, as queries need them (see
@@ -500,10 +502,8 @@ impl Cells {
             .collect();
         let mut kept = self.stored.range(days).peekable();
         if kept.peek().is_some() {
-            let source = self.source.as_ref()?;
             for &day in kept {
-                let cells = stored::decode_day(source.day(day)?, day, source.calls())?;
-                read.push((day, Cow::Owned(cells)));
+                read.push((day, Cow::Owned(self.decode_kept(day)?)));
             }
             read.sort_unstable_by_key(|&(day, _)| day);
         }
