@@ -12,8 +12,9 @@ use netwait_clickhouse::answers::{
 use netwait_clickhouse::lease::{claim_sql, heartbeat_sql, holder_sql, latest_epoch_sql};
 use netwait_clickhouse::replays;
 use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql};
+use netwait_clickhouse::shard::Shard;
 use netwait_clickhouse::store::{
-    commit_sizes_sql, landed_sql, log_bytes_sql, positions_sql, replay_sql,
+    commit_sizes_sql, landed_sql, log_bytes_sql, positions_sql, replay_sql, shards_sql,
 };
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -109,12 +110,15 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             b = "f".repeat(32)
         ),
     );
+    // The store's queries of a shard, for the whole log's and a partition's.
+    let shard = Shard::partition("calls", 1).expect("shard");
     // Each table's rows as RowBinary (the layout the store's inserts send).
     let tables: Vec<serde_json::Value> = [
         "netwait_log",
         "netwait_meta",
         "netwait_migrations",
         "netwait_writers",
+        "netwait_leases",
     ]
     .iter()
     .map(|table| {
@@ -136,15 +140,26 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
     .collect();
     // Every query the store and the api role send, with the arguments varied.
     let d = |s: &str| netwait_aggregator::domain::time::parse_date(s).expect("date");
-    let mut queries = vec![
-        positions_sql(),
-        landed_sql().replace('?', "1"),
-        replay_sql()
-            .replace("SELECT seq, payload", "SELECT seq, hex(payload)")
-            .replacen('?', "0", 1)
-            .replacen('?', "1000", 1),
-        log_bytes_sql().replacen('?', "0", 1).replacen('?', "1000", 1),
-        commit_sizes_sql().replacen('?', "0", 1).replacen('?', "1000", 1),
+    let mut queries = vec![shards_sql()];
+    for shard in [Shard::whole(), shard.clone()] {
+        queries.extend([
+            positions_sql(&shard),
+            landed_sql(&shard).replace('?', "1"),
+            replay_sql(&shard)
+                .replace("SELECT seq, payload", "SELECT seq, hex(payload)")
+                .replacen('?', "0", 1)
+                .replacen('?', "1000", 1),
+            log_bytes_sql(&shard)
+                .replacen('?', "0", 1)
+                .replacen('?', "1000", 1),
+            commit_sizes_sql(&shard)
+                .replacen('?', "0", 1)
+                .replacen('?', "1000", 1),
+            latest_epoch_sql(&shard),
+            holder_sql(&shard).replace("now()", "toDateTime(1900000000)"),
+        ]);
+    }
+    queries.extend([
         lines_sql(),
         replays::replayed_sql(),
         "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),
@@ -157,20 +172,20 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
         "SELECT * FROM netwait_daily".to_owned(),
         "SELECT * FROM netwait_monthly".to_owned(),
         // The writer lease's (the server's clock fixed: the two servers read it apart).
-        latest_epoch_sql().to_owned(),
-        holder_sql().replace("now()", "toDateTime(1900000000)"),
         claim_sql()
-            .replace("INSERT INTO netwait_writers (epoch, writer, since, at) ", "")
+            .replace("INSERT INTO netwait_leases (shard, epoch, writer, since, at) ", "")
+            .replacen('?', "'calls/1'", 1)
             .replacen('?', "7", 1)
             .replacen('?', "'w'", 1)
             .replace("now()", "toDateTime(1900000000)"),
         heartbeat_sql()
-            .replace("INSERT INTO netwait_writers (epoch, writer, since, at) ", "")
+            .replace("INSERT INTO netwait_leases (shard, epoch, writer, since, at) ", "")
+            .replacen('?', "''", 1)
             .replacen('?', "7", 1)
             .replacen('?', "'w'", 1)
             .replacen('?', "1800000000", 1)
             .replace("now()", "toDateTime(1900000000)"),
-    ];
+    ]);
     let now = netwait_aggregator::domain::time::parse_rfc3339("2019-03-29T18:00:00Z").expect("ts");
     for line in [None, Some("cup"), Some("prelievi")] {
         for (from, to) in [("2019-01-01", "2020-01-01"), ("2019-03-04", "2019-03-05")] {

@@ -26,7 +26,7 @@ fn migrate(db: &str) {
         db,
     ]);
     assert!(
-        stdout(&out).contains("schema version 6"),
+        stdout(&out).contains("schema version 7"),
         "{}",
         stdout(&out)
     );
@@ -342,14 +342,16 @@ fn a_commit_landing_after_its_writer_was_taken_over_is_not_counted() {
     import(&db, &[&parts[0]]);
     // A writer of the next epoch that stopped without handing the lease over (killed,
     // or stalled past its lease): silent for a minute, so the next writer takes over.
-    let epoch: u64 = clickhouse_sql(&format!("SELECT max(epoch) FROM {db}.netwait_writers"))
-        .trim()
-        .parse()
-        .expect("epoch");
+    let epoch: u64 = clickhouse_sql(&format!(
+        "SELECT max(epoch) FROM {db}.netwait_leases WHERE shard = ''"
+    ))
+    .trim()
+    .parse()
+    .expect("epoch");
     let stalled = epoch + 1;
     clickhouse_sql(&format!(
-        "INSERT INTO {db}.netwait_writers (epoch, writer, since, at) \
-         SELECT {stalled}, 'elsewhere/1/stalled', toUInt32(now()) - 60, toUInt32(now()) - 60"
+        "INSERT INTO {db}.netwait_leases (shard, epoch, writer, since, at) \
+         SELECT '', {stalled}, 'elsewhere/1/stalled', toUInt32(now()) - 60, toUInt32(now()) - 60"
     ));
     // The next writer (it takes the lease over) commits the rest of the year.
     import(&db, &[&parts[1]]);
@@ -499,5 +501,119 @@ fn serve_clickhouse_answers_as_serve_data_of_the_embedded_import() {
     );
     assert!(ch.stop().success());
     assert!(embedded.stop().success());
+    clickhouse_sql(&format!("DROP DATABASE {db}"));
+}
+
+#[test]
+fn a_database_of_schema_6_upgraded_to_shards_keeps_its_figures_and_its_writer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let seed = seed_file(tmp.path());
+    let parts = split(&seed, tmp.path(), 2);
+    // A database as netwait wrote it before shards: migrations 1 to 6, then the rows of
+    // half the year written by one writer (copied from an import here, without the
+    // column migration 7 adds).
+    let (current, old) = (database("upgrade_src"), database("upgrade_old"));
+    migrate(&current);
+    import(&current, &[&parts[0]]);
+    clickhouse_sql(&format!("CREATE DATABASE {old}"));
+    let on_old = |sql: &str| {
+        let url = format!("{}/?database={old}", clickhouse_url());
+        let out = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--data-binary", sql, &url])
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    on_old(netwait_clickhouse::schema::MIGRATIONS_TABLE);
+    for m in &netwait_clickhouse::schema::MIGRATIONS[..6] {
+        assert!(
+            (m.columns)().is_empty(),
+            "migration {} adds no column",
+            m.version
+        );
+        for sql in (m.statements)() {
+            on_old(&sql);
+        }
+        on_old(&format!(
+            "INSERT INTO netwait_migrations (version, name) VALUES ({}, 'as before')",
+            m.version
+        ));
+    }
+    let columns = clickhouse_sql(&format!(
+        "SELECT name FROM system.columns WHERE database = '{current}' \
+         AND table = 'netwait_log' AND name != 'shard' FORMAT TabSeparated"
+    ))
+    .lines()
+    .collect::<Vec<_>>()
+    .join(", ");
+    on_old(&format!(
+        "INSERT INTO netwait_log ({columns}) SELECT {columns} FROM {current}.netwait_log"
+    ));
+    on_old(&format!(
+        "INSERT INTO netwait_meta SELECT * FROM {current}.netwait_meta"
+    ));
+    on_old(&format!(
+        "INSERT INTO netwait_writers SELECT epoch, writer, since, at FROM {current}.netwait_leases"
+    ));
+    // `migrate` adds the shard column (what it holds is the whole log's), the leases and
+    // the views; the figures are the same, and the writer goes on from where it was.
+    migrate(&old);
+    let month = |db: &str| {
+        clickhouse_sql(&format!(
+            "SELECT * FROM {db}.netwait_monthly ORDER BY month, line FORMAT TabSeparated"
+        ))
+    };
+    assert_eq!(month(&old), month(&current));
+    assert_eq!(ch_table1(&old, &[]), ch_table1(&current, &[]));
+    let again = import(&old, &[&parts[0]]);
+    assert!(again.contains("accepted 0"), "{again}");
+    import(&old, &[&parts[1]]);
+    assert_seed(&ch_table1(&old, &[]));
+    for db in [old, current] {
+        clickhouse_sql(&format!("DROP DATABASE {db}"));
+    }
+}
+
+#[test]
+fn each_shard_has_a_writer_lease_of_its_own() {
+    use netwait_clickhouse::lease::Lease;
+    use netwait_clickhouse::{Conn, Error, Retry, Shard, Target, WhenHeld};
+    let db = database("leases");
+    migrate(&db);
+    let conn = Conn::connect(Target {
+        url: clickhouse_url().to_owned(),
+        database: db.clone(),
+        retry: Retry::default(),
+    })
+    .expect("connect");
+    let partition = |p| Shard::partition("calls", p).expect("shard");
+    let whole = Lease::acquire(&conn, &Shard::whole(), WhenHeld::Refuse).expect("whole log");
+    // Another shard's writer is not held off by the whole log's, nor by another one's.
+    let first = Lease::acquire(&conn, &partition(0), WhenHeld::Refuse).expect("partition 0");
+    let second = Lease::acquire(&conn, &partition(1), WhenHeld::Refuse).expect("partition 1");
+    for lease in [&whole, &first, &second] {
+        lease.check(&conn).expect("still held");
+    }
+    // A second writer of a held shard is refused, naming the holder.
+    for shard in [Shard::whole(), partition(0)] {
+        match Lease::acquire(&conn, &shard, WhenHeld::Refuse) {
+            Err(Error::Held { writer, .. }) => assert!(!writer.is_empty(), "{shard}"),
+            Err(e) => panic!("{shard}: {e}"),
+            Ok(_) => panic!("{shard}: a second writer took the lease"),
+        }
+    }
+    // Handed over when dropped: that shard's next writer takes it at once, and the
+    // other shards' writers hold theirs still.
+    drop(first);
+    let next = Lease::acquire(&conn, &partition(0), WhenHeld::Refuse).expect("handed over");
+    assert!(next.epoch() > 1, "a new epoch: {}", next.epoch());
+    for lease in [&whole, &second, &next] {
+        lease.check(&conn).expect("still held");
+    }
+    drop((whole, second, next));
     clickhouse_sql(&format!("DROP DATABASE {db}"));
 }

@@ -140,9 +140,9 @@ fn a_writer_taken_over_on_clickhouse_commits_nothing_more() {
     // Another writer claims the next epoch (as a standby does once it finds the holder
     // silent): the running one must not commit again.
     clickhouse_sql(&format!(
-        "INSERT INTO {db}.netwait_writers (epoch, writer, since, at) \
-         SELECT max(epoch) + 1, 'elsewhere/1/00', toUInt32(now()), toUInt32(now()) \
-         FROM {db}.netwait_writers"
+        "INSERT INTO {db}.netwait_leases (shard, epoch, writer, since, at) \
+         SELECT '', max(epoch) + 1, 'elsewhere/1/00', toUInt32(now()), toUInt32(now()) \
+         FROM {db}.netwait_leases WHERE shard = ''"
     ));
     tool(&["produce", &topic, second.to_str().expect("path")]);
     writer.wait_log("took ClickHouse database", Duration::from_secs(60));

@@ -270,6 +270,15 @@ pub fn migrate(conn: &Conn) -> Result<Vec<u32>, Error> {
         .iter()
         .filter(|m| m.version > found)
     {
+        for column in (m.columns)() {
+            let present: u64 = conn
+                .block_on(conn.client.query(&column.present_sql()).fetch_one())
+                .map_err(|e| conn.error(e))?;
+            if present == 0 {
+                conn.block_on(conn.client.query(&column.statement()).execute())
+                    .map_err(|e| conn.error(e))?;
+            }
+        }
         for sql in (m.statements)() {
             conn.block_on(conn.client.query(&sql).execute())
                 .map_err(|e| conn.error(e))?;

@@ -1,5 +1,6 @@
-//! One writer per database: a lease in `netwait_writers`, renewed by a heartbeat and
-//! checked before every commit.
+//! One writer per shard of a database (see [`crate::shard`]; the whole log's shard when
+//! one writer consumes every partition): a lease in `netwait_leases`, renewed by a
+//! heartbeat and checked before every commit.
 //!
 //! Commits are numbered by their writer (see the store), so two writers on one database
 //! would number theirs alike and make each other's void. A writer claims the next
@@ -19,6 +20,7 @@
 //! it after it was taken over: the store's fences leave it out (see the store).
 
 use crate::conn::{Conn, Error, Target};
+use crate::shard::Shard;
 use netwait_aggregator::random::{hex, random_bytes};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,34 +111,39 @@ fn this_host() -> Option<&'static str> {
 
 /// The latest epoch's winner (its earliest claim, ties to the lowest writer id), the
 /// epoch 0 of nobody on an empty table.
-pub fn holder_sql() -> String {
-    "SELECT epoch, writer, since, toUInt64(greatest(toInt64(toUInt32(now())) - toInt64(last), 0)) AS silent_s \
-     FROM (SELECT epoch, writer, min(since) AS since, max(at) AS last FROM netwait_writers \
-     WHERE epoch = (SELECT max(epoch) FROM netwait_writers) \
-     GROUP BY epoch, writer ORDER BY since, writer LIMIT 1)"
-        .into()
+pub fn holder_sql(shard: &Shard) -> String {
+    format!(
+        "SELECT epoch, writer, since, toUInt64(greatest(toInt64(toUInt32(now())) - toInt64(last), 0)) AS silent_s \
+         FROM (SELECT epoch, writer, min(since) AS since, max(at) AS last FROM netwait_leases \
+         WHERE shard = {s} AND epoch = (SELECT max(epoch) FROM netwait_leases WHERE shard = {s}) \
+         GROUP BY epoch, writer ORDER BY since, writer LIMIT 1)",
+        s = shard.sql()
+    )
 }
 
-/// A claim of `writer` for `epoch` at the server's time.
+/// A claim of `writer` for `epoch` of a shard at the server's time.
 pub fn claim_sql() -> &'static str {
-    "INSERT INTO netwait_writers (epoch, writer, since, at) \
-     SELECT ?, ?, toUInt32(now()), toUInt32(now())"
+    "INSERT INTO netwait_leases (shard, epoch, writer, since, at) \
+     SELECT ?, ?, ?, toUInt32(now()), toUInt32(now())"
 }
 
 /// A heartbeat of the holder of `epoch` whose claim was made at `since`. (The table
 /// keeps one row per claim once merged, its latest `at`: it does not grow with time.)
 pub fn heartbeat_sql() -> &'static str {
-    "INSERT INTO netwait_writers (epoch, writer, since, at) SELECT ?, ?, ?, toUInt32(now())"
+    "INSERT INTO netwait_leases (shard, epoch, writer, since, at) SELECT ?, ?, ?, ?, toUInt32(now())"
 }
 
-/// The latest epoch claimed.
-pub fn latest_epoch_sql() -> &'static str {
-    "SELECT max(epoch) FROM netwait_writers"
+/// The latest epoch claimed of a shard.
+pub fn latest_epoch_sql(shard: &Shard) -> String {
+    format!(
+        "SELECT max(epoch) FROM netwait_leases WHERE shard = {}",
+        shard.sql()
+    )
 }
 
-fn holder(conn: &Conn) -> Result<Holder, Error> {
+fn holder(conn: &Conn, shard: &Shard) -> Result<Holder, Error> {
     let rows: Vec<Holder> = conn
-        .block_on(conn.client.query(&holder_sql()).fetch_all())
+        .block_on(conn.client.query(&holder_sql(shard)).fetch_all())
         .map_err(|e| conn.error(e))?;
     Ok(rows.into_iter().next().unwrap_or(Holder {
         epoch: 0,
@@ -146,10 +153,17 @@ fn holder(conn: &Conn) -> Result<Holder, Error> {
     }))
 }
 
-fn heartbeat(conn: &Conn, epoch: u64, writer: &str, since: u32) -> Result<(), Error> {
+fn heartbeat(
+    conn: &Conn,
+    shard: &Shard,
+    epoch: u64,
+    writer: &str,
+    since: u32,
+) -> Result<(), Error> {
     conn.block_on(
         conn.client
             .query(heartbeat_sql())
+            .bind(shard.as_str())
             .bind(epoch)
             .bind(writer)
             .bind(since)
@@ -158,10 +172,11 @@ fn heartbeat(conn: &Conn, epoch: u64, writer: &str, since: u32) -> Result<(), Er
     .map_err(|e| conn.error(e))
 }
 
-fn claim(conn: &Conn, epoch: u64, writer: &str) -> Result<(), Error> {
+fn claim(conn: &Conn, shard: &Shard, epoch: u64, writer: &str) -> Result<(), Error> {
     conn.block_on(
         conn.client
             .query(claim_sql())
+            .bind(shard.as_str())
             .bind(epoch)
             .bind(writer)
             .execute(),
@@ -169,9 +184,13 @@ fn claim(conn: &Conn, epoch: u64, writer: &str) -> Result<(), Error> {
     .map_err(|e| conn.error(e))
 }
 
-fn latest_epoch(conn: &Conn) -> Result<u64, Error> {
-    conn.block_on(conn.client.query(latest_epoch_sql()).fetch_one::<u64>())
-        .map_err(|e| conn.error(e))
+fn latest_epoch(conn: &Conn, shard: &Shard) -> Result<u64, Error> {
+    conn.block_on(
+        conn.client
+            .query(&latest_epoch_sql(shard))
+            .fetch_one::<u64>(),
+    )
+    .map_err(|e| conn.error(e))
 }
 
 /// A writer id: `host/pid/` (see [`this_host`]) and 16 random hex digits.
@@ -181,8 +200,9 @@ fn new_writer_id() -> Result<String, std::io::Error> {
     Ok(format!("{host}/{}/{random}", std::process::id()))
 }
 
-/// The database's write lease, held until dropped.
+/// A shard's write lease, held until dropped.
 pub struct Lease {
+    shard: Shard,
     epoch: u64,
     writer: String,
     target: Target,
@@ -195,16 +215,20 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Takes the lease of `conn`'s database (retrying transient failures as `conn`
-    /// does); with [`WhenHeld::Wait`], waits for as long as another writer holds it.
-    pub fn acquire(conn: &Conn, when_held: WhenHeld) -> Result<Self, Error> {
+    /// Takes the lease of `shard` of `conn`'s database (retrying transient failures as
+    /// `conn` does); with [`WhenHeld::Wait`], waits for as long as another writer holds it.
+    pub fn acquire(conn: &Conn, shard: &Shard, when_held: WhenHeld) -> Result<Self, Error> {
         let writer = new_writer_id().map_err(|e| Error::Data {
             url: conn.target.url.clone(),
             what: format!("/dev/urandom: {e}"),
         })?;
         let mut told = false;
         loop {
-            let now = conn.retrying("reading the writer lease", holder, |_| Ok(None))?;
+            let now = conn.retrying(
+                "reading the writer lease",
+                |c| holder(c, shard),
+                |_| Ok(None),
+            )?;
             if now.alive() {
                 if when_held == WhenHeld::Refuse {
                     return Err(Error::Held {
@@ -216,6 +240,7 @@ impl Lease {
                 if !told {
                     tracing::warn!(
                         database = %conn.target.database,
+                        %shard,
                         holder = %now.writer,
                         "another netwait writes to this database: standing by to take over when it stops"
                     );
@@ -227,14 +252,19 @@ impl Lease {
             let epoch = now.epoch + 1;
             conn.retrying(
                 "claiming the writer lease",
-                |c| claim(c, epoch, &writer),
+                |c| claim(c, shard, epoch, &writer),
                 |_| Ok(None),
             )?;
             std::thread::sleep(SETTLE);
-            let won = conn.retrying("reading the writer lease", holder, |_| Ok(None))?;
+            let won = conn.retrying(
+                "reading the writer lease",
+                |c| holder(c, shard),
+                |_| Ok(None),
+            )?;
             if won.epoch == epoch && won.writer == writer {
-                tracing::info!(database = %conn.target.database, epoch, %writer, "writer lease taken");
-                let mut lease = Self::start(conn.target.clone(), epoch, writer, won.since);
+                tracing::info!(database = %conn.target.database, %shard, epoch, %writer, "writer lease taken");
+                let mut lease =
+                    Self::start(conn.target.clone(), shard.clone(), epoch, writer, won.since);
                 lease.handed_over = now.writer == NOBODY;
                 return Ok(lease);
             }
@@ -243,11 +273,11 @@ impl Lease {
         }
     }
 
-    fn start(target: Target, epoch: u64, writer: String, since: u32) -> Self {
+    fn start(target: Target, shard: Shard, epoch: u64, writer: String, since: u32) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let beat = {
-            let (target, writer) = (target.clone(), writer.clone());
+            let (target, writer, shard) = (target.clone(), writer.clone(), shard.clone());
             let (lost, stop) = (lost.clone(), stop.clone());
             move || {
                 let conn = match Conn::new(target) {
@@ -259,8 +289,8 @@ impl Lease {
                 };
                 let mut failing = false;
                 while !stop.load(Ordering::Relaxed) {
-                    let beat =
-                        heartbeat(&conn, epoch, &writer, since).and_then(|()| latest_epoch(&conn));
+                    let beat = heartbeat(&conn, &shard, epoch, &writer, since)
+                        .and_then(|()| latest_epoch(&conn, &shard));
                     match beat {
                         Ok(latest) if latest > epoch => {
                             tracing::error!(
@@ -294,6 +324,7 @@ impl Lease {
             .map_err(|e| tracing::error!(error = %e, "writer lease heartbeat cannot start"))
             .ok();
         Self {
+            shard,
             epoch,
             writer,
             target,
@@ -322,7 +353,7 @@ impl Lease {
         let latest = if self.lost.load(Ordering::Relaxed) {
             u64::MAX
         } else {
-            latest_epoch(conn)?
+            latest_epoch(conn, &self.shard)?
         };
         if latest > self.epoch {
             self.lost.store(true, Ordering::Relaxed);
@@ -345,8 +376,8 @@ impl Drop for Lease {
         if self.lost.load(Ordering::Relaxed) {
             return;
         }
-        let released =
-            Conn::new(self.target.clone()).and_then(|conn| claim(&conn, self.epoch + 1, NOBODY));
+        let released = Conn::new(self.target.clone())
+            .and_then(|conn| claim(&conn, &self.shard, self.epoch + 1, NOBODY));
         match released {
             Ok(()) => {
                 tracing::info!(epoch = self.epoch, writer = %self.writer, "writer lease handed over")

@@ -10,8 +10,10 @@ pub mod lease;
 pub mod replays;
 pub mod rows;
 pub mod schema;
+pub mod shard;
 pub mod store;
 
 pub use conn::{Conn, DEFAULT_DATABASE, Error, Retry, Target, migrate};
 pub use lease::WhenHeld;
+pub use shard::Shard;
 pub use store::ClickHouseStore;

@@ -8,6 +8,7 @@ use netwait_aggregator::domain::figures_sql::outcome_code;
 use serde::{Deserialize, Serialize};
 
 /// One row of `netwait_log`, every column (a kind leaves the others at zero).
+/// The constructors leave `shard` to [`LogRow::of`].
 #[derive(Debug, Clone, Default, Row, Serialize)]
 pub struct LogRow {
     pub seq: u64,
@@ -42,6 +43,8 @@ pub struct LogRow {
     pub unresolved: u64,
     pub source_partition: String,
     pub source_position: u64,
+    /// The shard whose writer wrote the row (see [`crate::shard`]).
+    pub shard: String,
 }
 
 /// A local day as a `Date` (the domain's days are 1970..2101: they fit).
@@ -55,6 +58,14 @@ fn ms(v: u128) -> u64 {
 }
 
 impl LogRow {
+    /// The row as a row of `shard`'s.
+    pub fn of(self, shard: &crate::shard::Shard) -> Self {
+        Self {
+            shard: shard.as_str().to_owned(),
+            ..self
+        }
+    }
+
     pub fn records(seq: u64, idx: u32, payload: Vec<u8>) -> Self {
         Self {
             seq,

@@ -7,7 +7,36 @@
 pub struct Migration {
     pub version: u32,
     pub name: &'static str,
+    /// Added first, each when missing.
+    pub columns: fn() -> Vec<NewColumn>,
     pub statements: fn() -> Vec<String>,
+}
+
+/// A column a migration adds (before its statements), when the table lacks it: ALTER
+/// TABLE ... ADD COLUMN has no IF NOT EXISTS on ClickHouse 18.16, and a migration cut
+/// short is run again.
+pub struct NewColumn {
+    pub table: &'static str,
+    pub name: &'static str,
+    pub definition: &'static str,
+}
+
+impl NewColumn {
+    pub fn statement(&self) -> String {
+        format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            self.table, self.name, self.definition
+        )
+    }
+
+    /// How many columns of that name the table has (0 or 1).
+    pub fn present_sql(&self) -> String {
+        format!(
+            "SELECT count() FROM system.columns WHERE database = currentDatabase() \
+             AND table = '{}' AND name = '{}'",
+            self.table, self.name
+        )
+    }
 }
 
 /// The columns of a cell's figures, named as the fields of `Figures`.
@@ -217,36 +246,77 @@ fn v6() -> Vec<String> {
     views_recreated(&days_sql(""))
 }
 
-pub const MIGRATIONS: [Migration; 6] = [
+/// Shards (see [`crate::shard`]): each row names the shard whose writer wrote it (every
+/// row so far: the whole log's, `''`), and leases are taken per shard (the claims so
+/// far are the whole log's). Readers still take the log as one shard's: only the whole
+/// log's is written yet.
+fn v7() -> Vec<String> {
+    vec![
+        "CREATE TABLE IF NOT EXISTS netwait_leases \
+         (shard String, epoch UInt64, writer String, since UInt32, at UInt32) \
+         ENGINE = ReplacingMergeTree(at) ORDER BY (shard, epoch, writer, since)"
+            .into(),
+        // Run again after a cut: the copies of a claim merge into one.
+        "INSERT INTO netwait_leases (shard, epoch, writer, since, at) \
+         SELECT '', epoch, writer, since, at FROM netwait_writers"
+            .into(),
+    ]
+}
+
+fn no_columns() -> Vec<NewColumn> {
+    Vec::new()
+}
+
+fn v7_columns() -> Vec<NewColumn> {
+    vec![NewColumn {
+        table: "netwait_log",
+        name: "shard",
+        definition: "String DEFAULT ''",
+    }]
+}
+
+pub const MIGRATIONS: [Migration; 7] = [
     Migration {
         version: 1,
         name: "log and meta tables",
+        columns: no_columns,
         statements: v1,
     },
     Migration {
         version: 2,
         name: "BI views",
+        columns: no_columns,
         statements: v2,
     },
     Migration {
         version: 3,
         name: "commit rows; views of whole commits",
+        columns: no_columns,
         statements: v3,
     },
     Migration {
         version: 4,
         name: "writer lease",
+        columns: no_columns,
         statements: v4,
     },
     Migration {
         version: 5,
         name: "day rows; daily and monthly views over them",
+        columns: no_columns,
         statements: v5,
     },
     Migration {
         version: 6,
         name: "writers' fences; views without fenced rows",
+        columns: no_columns,
         statements: v6,
+    },
+    Migration {
+        version: 7,
+        name: "shards; leases per shard",
+        columns: v7_columns,
+        statements: v7,
     },
 ];
 
@@ -294,6 +364,7 @@ fn latest_figures_sql(kind: u8, keys: &str, filter: &str) -> String {
 pub fn all_statements() -> Vec<String> {
     let mut out = vec![MIGRATIONS_TABLE.to_string()];
     for m in &MIGRATIONS {
+        out.extend((m.columns)().iter().map(NewColumn::statement));
         out.extend((m.statements)());
     }
     out

@@ -27,6 +27,7 @@ use crate::conn::{Conn, Error, Target};
 use crate::lease::{Lease, WhenHeld};
 use crate::rows::{LogRow, RecordsRow};
 use crate::schema::{committed, kind, not_void};
+use crate::shard::Shard;
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::derived::Derived;
 use netwait_aggregator::random::{hex, random_bytes};
@@ -46,6 +47,8 @@ pub const MAX_COMMIT_ROWS: usize = 1 << 22;
 
 pub struct ClickHouseStore {
     conn: Conn,
+    /// The part of the log this writer keeps.
+    shard: Shard,
     lease: Lease,
     /// The last whole commit.
     seq: u64,
@@ -115,15 +118,23 @@ impl ClickHouseStore {
     /// Opens the store of `target` as its one writer ([`Lease`]), whose schema must be
     /// current (`netwait migrate`); waits for a server that cannot be reached yet
     /// ([`Conn::connect`]), and, as `when_held` says, for another writer to stop.
+    /// It writes the whole log's shard: the only one readers know yet (see [`crate::shard`]).
     pub fn open(target: Target, when_held: WhenHeld) -> Result<Self, Error> {
+        let shard = Shard::whole();
         let conn = Conn::connect(target)?;
         conn.require_schema()?;
-        let lease = Lease::acquire(&conn, when_held)?;
+        let lease = Lease::acquire(&conn, &shard, when_held)?;
         // After a writer taken over (not a clean handover), everything up to this
         // writer's base is fenced off: that writer may still land an insert there.
-        let (seq, next) = positions(&conn, epoch_base(lease.epoch()), !lease.handed_over())?;
+        let (seq, next) = positions(
+            &conn,
+            &shard,
+            epoch_base(lease.epoch()),
+            !lease.handed_over(),
+        )?;
         Ok(Self {
             conn,
+            shard,
             lease,
             seq,
             next,
@@ -142,7 +153,11 @@ impl ClickHouseStore {
         root: &Path,
         secrets: &Secrets,
     ) -> Result<PathBuf, StoreError> {
-        let dir = root.join(state_dir_name(&self.conn.target.database, secrets));
+        let dir = root.join(state_dir_name(
+            &self.conn.target.database,
+            &self.shard,
+            secrets,
+        ));
         self.state = Some(CheckpointDir::lock(&dir)?);
         Ok(dir)
     }
@@ -192,10 +207,11 @@ impl ClickHouseStore {
         })
     }
 
-    /// Whether commit `seq` is in the table whole (its commit row is there) and not void.
-    fn landed(conn: &Conn, seq: u64) -> Result<bool, Error> {
+    /// Whether commit `seq` of `shard` is in the table whole (its commit row is there)
+    /// and not void.
+    fn landed(conn: &Conn, shard: &Shard, seq: u64) -> Result<bool, Error> {
         let n: u64 = conn
-            .block_on(conn.client.query(&landed_sql()).bind(seq).fetch_one())
+            .block_on(conn.client.query(&landed_sql(shard)).bind(seq).fetch_one())
             .map_err(|e| conn.error(e))?;
         Ok(n > 0)
     }
@@ -216,10 +232,14 @@ impl ClickHouseStore {
     }
 }
 
-/// The state directory of a database: its name (what a path may hold of it) and a hash
-/// keyed by its dedupe key.
-fn state_dir_name(database: &str, secrets: &Secrets) -> String {
-    let name: String = database
+/// The state directory of a database's shard: the database's name (what a path may
+/// hold of it), the shard's (none for the whole log's) and a hash keyed by its dedupe key.
+fn state_dir_name(database: &str, shard: &Shard, secrets: &Secrets) -> String {
+    let name: String = match shard.is_whole() {
+        true => database.to_owned(),
+        false => format!("{database}-{}", shard.as_str()),
+    };
+    let name: String = name
         .chars()
         .map(
             |c| match c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -232,22 +252,42 @@ fn state_dir_name(database: &str, secrets: &Secrets) -> String {
     format!("{name}-{:016x}", id as u64)
 }
 
-/// Each commit in `(?, ?]` with the bytes of its records (cut commits too: a window
-/// plan only).
-pub fn commit_sizes_sql() -> String {
+/// Each commit of `shard` in `(?, ?]` with the bytes of its records (cut commits too:
+/// a window plan only).
+pub fn commit_sizes_sql(shard: &Shard) -> String {
     format!(
         "SELECT seq, toUInt64(sum(length(payload))) FROM netwait_log WHERE kind = {} \
-         AND seq > ? AND seq <= ? GROUP BY seq ORDER BY seq",
-        kind::RECORDS
+         AND shard = {} AND seq > ? AND seq <= ? GROUP BY seq ORDER BY seq",
+        kind::RECORDS,
+        shard.sql()
     )
 }
 
-/// The bytes of the records of commits in `(?, ?]` (an estimate: cut commits count too).
-pub fn log_bytes_sql() -> String {
+/// The bytes of the records of `shard`'s commits in `(?, ?]` (an estimate: cut commits
+/// count too).
+pub fn log_bytes_sql(shard: &Shard) -> String {
     format!(
-        "SELECT sum(length(payload)) FROM netwait_log WHERE kind = {} AND seq > ? AND seq <= ?",
-        kind::RECORDS
+        "SELECT sum(length(payload)) FROM netwait_log WHERE kind = {} AND shard = {} \
+         AND seq > ? AND seq <= ?",
+        kind::RECORDS,
+        shard.sql()
     )
+}
+
+/// The shards that have a commit (read only: `netwait deadletter` reads every shard).
+pub fn shards_sql() -> String {
+    format!(
+        "SELECT DISTINCT shard FROM netwait_log WHERE kind = {} ORDER BY shard",
+        kind::COMMIT
+    )
+}
+
+/// The shards that have a commit (names a writer could not have written are left out).
+pub fn shards(conn: &Conn) -> Result<Vec<Shard>, Error> {
+    let names: Vec<String> = conn
+        .block_on(conn.client.query(&shards_sql()).fetch_all())
+        .map_err(|e| conn.error(e))?;
+    Ok(names.iter().filter_map(|n| Shard::parse(n)).collect())
 }
 
 /// The store's keys, when its first writer made them (read only).
@@ -273,25 +313,26 @@ pub fn read_secrets(conn: &Conn) -> Result<Option<Secrets>, Error> {
     }
 }
 
-/// The last whole commit, read only (a reader beside the writer: rows of commits cut
-/// short above it are left for the writer to void).
-pub fn last_commit(conn: &Conn) -> Result<u64, Error> {
+/// The last whole commit of `shard`, read only (a reader beside the writer: rows of
+/// commits cut short above it are left for the writer to void).
+pub fn last_commit(conn: &Conn, shard: &Shard) -> Result<u64, Error> {
     let (whole, _): (u64, u64) = conn
-        .block_on(conn.client.query(&positions_sql()).fetch_one())
+        .block_on(conn.client.query(&positions_sql(shard)).fetch_one())
         .map_err(|e| conn.error(e))?;
     Ok(whole)
 }
 
-/// Visits the records of the whole commits in `(from, end]`, in order: what the writer
-/// replays when it opens, and what a reader lists (`netwait deadletter`). Returns their
-/// encoded bytes.
+/// Visits the records of `shard`'s whole commits in `(from, end]`, in order: what the
+/// writer replays when it opens, and what a reader lists (`netwait deadletter`).
+/// Returns their encoded bytes.
 pub fn visit_records(
     conn: &Conn,
+    shard: &Shard,
     from: u64,
     end: u64,
     visit: &mut dyn FnMut(Record<'_>),
 ) -> Result<u64, StoreError> {
-    let sql = replay_sql();
+    let sql = replay_sql(shard);
     let mut bad = None;
     let mut bytes = 0u64;
     conn.block_on(async {
@@ -324,21 +365,25 @@ pub fn visit_records(
     }
 }
 
-/// The last whole commit and the highest `seq` of any row (0, 0 for an empty table).
-pub fn positions_sql() -> String {
+/// The last whole commit of `shard` and the highest `seq` of any of its rows (0, 0 for
+/// a shard without rows).
+pub fn positions_sql(shard: &Shard) -> String {
     format!(
-        "SELECT maxIf(seq, kind = {}), max(seq) FROM netwait_log",
-        kind::COMMIT
+        "SELECT maxIf(seq, kind = {}), max(seq) FROM netwait_log WHERE shard = {}",
+        kind::COMMIT,
+        shard.sql()
     )
 }
 
-/// How many commit rows commit `?` has when it is not void (1 when it is whole, else 0).
-pub fn landed_sql() -> String {
+/// How many commit rows commit `?` of `shard` has when it is not void (1 when it is
+/// whole, else 0).
+pub fn landed_sql(shard: &Shard) -> String {
     // Not void: an attempt given up on and made void may still land whole, late; its
     // retry must not then take it for landed.
     format!(
-        "SELECT count() FROM netwait_log WHERE kind = {} AND seq = ? AND {}",
+        "SELECT count() FROM netwait_log WHERE kind = {} AND shard = {} AND seq = ? AND {}",
         kind::COMMIT,
+        shard.sql(),
         not_void()
     )
 }
@@ -350,12 +395,13 @@ pub fn epoch_base(epoch: u64) -> u64 {
     epoch.saturating_mul(1 << 40)
 }
 
-/// The records of the whole commits in `(?, ?]`, in order.
-pub fn replay_sql() -> String {
+/// The records of `shard`'s whole commits in `(?, ?]`, in order.
+pub fn replay_sql(shard: &Shard) -> String {
     format!(
-        "SELECT seq, payload FROM netwait_log WHERE kind = {} AND {} AND seq > ? AND seq <= ? \
-         ORDER BY seq, idx",
+        "SELECT seq, payload FROM netwait_log WHERE kind = {} AND shard = {} AND {} \
+         AND seq > ? AND seq <= ? ORDER BY seq, idx",
         kind::RECORDS,
+        shard.sql(),
         committed()
     )
 }
@@ -365,11 +411,16 @@ pub fn replay_sql() -> String {
 /// seq above the last whole commit that may hold rows is fenced off: those of commits
 /// cut short, and with `fence_floor` those up to `floor` (an earlier writer's insert
 /// still under way, a failed attempt of this one).
-fn positions(conn: &Conn, floor: u64, fence_floor: bool) -> Result<(u64, u64), Error> {
+fn positions(
+    conn: &Conn,
+    shard: &Shard,
+    floor: u64,
+    fence_floor: bool,
+) -> Result<(u64, u64), Error> {
     let (whole, top): (u64, u64) = conn.retrying(
         "reading the last commit",
         |conn| {
-            conn.block_on(conn.client.query(&positions_sql()).fetch_one())
+            conn.block_on(conn.client.query(&positions_sql(shard)).fetch_one())
                 .map_err(|e| conn.error(e))
         },
         |_| Ok(None),
@@ -377,6 +428,7 @@ fn positions(conn: &Conn, floor: u64, fence_floor: bool) -> Result<(u64, u64), E
     let fenced = if fence_floor { top.max(floor) } else { top };
     if top > whole {
         tracing::warn!(
+            %shard,
             last_whole_commit = whole,
             highest_seq = top,
             "the table holds rows of commits cut short (a writer stopped mid-commit): \
@@ -384,7 +436,7 @@ fn positions(conn: &Conn, floor: u64, fence_floor: bool) -> Result<(u64, u64), E
         );
     }
     if fenced > whole {
-        let fence = [LogRow::fence(whole + 1, fenced)];
+        let fence = [LogRow::fence(whole + 1, fenced).of(shard)];
         conn.retrying(
             "fencing off earlier writers",
             |conn| ClickHouseStore::insert(conn, &fence),
@@ -394,8 +446,8 @@ fn positions(conn: &Conn, floor: u64, fence_floor: bool) -> Result<(u64, u64), E
     Ok((whole, top.max(floor) + 1))
 }
 
-/// The rows of commit `seq`.
-pub fn commit_rows(seq: u64, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
+/// The rows of commit `seq` of `shard`.
+pub fn commit_rows(seq: u64, shard: &Shard, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
     let mut rows = Vec::with_capacity(
         batch.parts().len() + derived.cells.len() + derived.days.len() + derived.calls.len(),
     );
@@ -418,6 +470,10 @@ pub fn commit_rows(seq: u64, batch: &Batch, derived: &Derived) -> Vec<LogRow> {
     }
     let all = next();
     rows.push(LogRow::commit(seq, all));
+    if !shard.is_whole() {
+        rows.iter_mut()
+            .for_each(|r| r.shard = shard.as_str().to_owned());
+    }
     rows
 }
 
@@ -428,7 +484,7 @@ impl EventStore for ClickHouseStore {
         visit: &mut dyn FnMut(Record<'_>),
     ) -> Result<LogPosition, StoreError> {
         let end = self.seq;
-        let bytes = visit_records(&self.conn, from, end, visit)?;
+        let bytes = visit_records(&self.conn, &self.shard, from, end, visit)?;
         self.replayed = Some((from, end, bytes));
         Ok(end)
     }
@@ -446,7 +502,7 @@ impl EventStore for ClickHouseStore {
             let sizes: Vec<(u64, u64)> = conn
                 .block_on(
                     conn.client
-                        .query(&commit_sizes_sql())
+                        .query(&commit_sizes_sql(&self.shard))
                         .bind(from)
                         .bind(self.seq)
                         .fetch_all(),
@@ -462,7 +518,7 @@ impl EventStore for ClickHouseStore {
             }
         }
         let end = self.windows.ends.pop_front().unwrap_or(self.seq);
-        let bytes = visit_records(&self.conn, from, end, visit)?;
+        let bytes = visit_records(&self.conn, &self.shard, from, end, visit)?;
         self.replayed = Some((from, end, bytes));
         self.windows.from = end;
         Ok((end, end < self.seq))
@@ -485,7 +541,7 @@ impl EventStore for ClickHouseStore {
         let conn = &self.conn;
         conn.block_on(
             conn.client
-                .query(&log_bytes_sql())
+                .query(&log_bytes_sql(&self.shard))
                 .bind(from)
                 .bind(to)
                 .fetch_one::<u64>(),
@@ -587,7 +643,7 @@ impl EventStore for ClickHouseStore {
         if batch.is_empty() && derived.is_empty() {
             return Ok(self.seq);
         }
-        let mut rows = commit_rows(self.next, batch, derived);
+        let mut rows = commit_rows(self.next, &self.shard, batch, derived);
         if rows.len() > MAX_COMMIT_ROWS {
             return Err(StoreError::Corrupt {
                 path: "clickhouse".into(),
@@ -601,6 +657,7 @@ impl EventStore for ClickHouseStore {
         // attempt may have left rows (cut short), or may still land whole: its seq is
         // made void before the next attempt takes the next seq.
         let attempt = std::cell::Cell::new((self.next, false));
+        let shard = &self.shard;
         self.conn
             .retrying(
                 "commit",
@@ -609,7 +666,7 @@ impl EventStore for ClickHouseStore {
                     self.lease.check(conn)?;
                     let (mut seq, failed) = attempt.get();
                     if failed {
-                        Self::insert(conn, &[LogRow::void(seq)])?;
+                        Self::insert(conn, &[LogRow::void(seq).of(shard)])?;
                         seq += 1;
                         rows.iter_mut().for_each(|r| r.seq = seq);
                     }
@@ -618,7 +675,7 @@ impl EventStore for ClickHouseStore {
                 },
                 |conn| {
                     let (seq, _) = attempt.get();
-                    Ok(Self::landed(conn, seq)?.then_some(()))
+                    Ok(Self::landed(conn, shard, seq)?.then_some(()))
                 },
             )
             .map_err(|e| {
@@ -635,7 +692,8 @@ impl EventStore for ClickHouseStore {
         // What is durable is what the table holds whole: a commit that failed is
         // absent, or cut short (not counted), or, when only its answer was lost, whole.
         // Every seq this writer tried (a failed attempt may still land) is fenced off.
-        (self.seq, self.next) = positions(&self.conn, self.next - 1, true).map_err(store_error)?;
+        (self.seq, self.next) =
+            positions(&self.conn, &self.shard, self.next - 1, true).map_err(store_error)?;
         Ok(())
     }
 }

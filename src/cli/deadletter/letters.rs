@@ -142,16 +142,20 @@ impl Letters {
                     return Ok(());
                 };
                 let hasher = KeyHasher::new(secrets.dedupe);
-                let end = netwait_clickhouse::store::last_commit(conn)?;
                 let mut shown = HashSet::new();
-                netwait_clickhouse::store::visit_records(conn, 0, end, &mut |rec| {
-                    if let Record::DeadLetter(d) = rec {
-                        let id = dead_letter_key(&hasher, &d);
-                        if shown.insert(id) {
-                            visit(&d, id);
+                // Shard by shard (each its own numbering of commits), the oldest first
+                // within each.
+                for shard in netwait_clickhouse::store::shards(conn)? {
+                    let end = netwait_clickhouse::store::last_commit(conn, &shard)?;
+                    netwait_clickhouse::store::visit_records(conn, &shard, 0, end, &mut |rec| {
+                        if let Record::DeadLetter(d) = rec {
+                            let id = dead_letter_key(&hasher, &d);
+                            if shown.insert(id) {
+                                visit(&d, id);
+                            }
                         }
-                    }
-                })?;
+                    })?;
+                }
                 Ok(())
             }
         }
