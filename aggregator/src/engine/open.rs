@@ -103,26 +103,15 @@ pub(super) fn load_book(
         } else {
             // Events after the checkpoint load the stored states they touch, and only
             // those (the packs were checked whole when the checkpoint was loaded).
-            let hasher = book.key_hasher().clone();
-            let mut damaged = false;
-            let (end, window_more) = store.replay_window(from, &mut |rec| match rec {
-                Record::Event(_) if damaged => {}
-                Record::Event(ev) => {
-                    damaged = book.try_apply(&ev).is_err();
-                    replayed += 1;
-                }
-                Record::DeadLetter(d) => {
-                    book.note_dead_letter(dead_letter_key(&hasher, &d));
-                }
-                Record::Positions(d) => sources.apply(&d),
-            })?;
-            if damaged {
+            let window = replay_window_into(store, from, &mut book, &mut sources)?;
+            replayed = window.events;
+            if window.damaged.is_some() {
                 tracing::warn!("checkpoint's call states damaged; replaying the whole log");
                 skip_checkpoint = true;
                 continue;
             }
-            more = window_more;
-            end
+            more = window.more;
+            window.end
         };
         tracing::info!(
             calls = book.calls(),
@@ -151,29 +140,22 @@ impl super::Engine {
     /// there until the first checkpoint. Called before the store derives anything (its
     /// rows hold these commits already).
     pub(super) fn replay_windows(&mut self) -> Result<(), StoreError> {
-        let hasher = self.book.key_hasher().clone();
         let mut windows = 1u64;
         loop {
             self.checkpoint()?;
-            let (book, sources) = (&mut self.book, &mut self.sources);
-            let mut damaged = None;
-            let (end, more) = self
-                .store
-                .replay_window(self.position, &mut |rec| match rec {
-                    Record::Event(_) if damaged.is_some() => {}
-                    Record::Event(ev) => damaged = book.try_apply(&ev).err(),
-                    Record::DeadLetter(d) => {
-                        book.note_dead_letter(dead_letter_key(&hasher, &d));
-                    }
-                    Record::Positions(d) => sources.apply(&d),
-                })?;
-            if let Some(e) = damaged {
+            let window = replay_window_into(
+                self.store.as_mut(),
+                self.position,
+                &mut self.book,
+                &mut self.sources,
+            )?;
+            if let Some(e) = window.damaged {
                 return Err(damaged_states(e));
             }
-            self.position = end;
+            self.position = window.end;
             windows += 1;
             self.settle_cells();
-            if !more {
+            if !window.more {
                 break;
             }
         }
@@ -186,6 +168,48 @@ impl super::Engine {
         );
         Ok(())
     }
+}
+
+/// What a window of the log replayed into a book came to.
+struct ReplayedWindow {
+    end: LogPosition,
+    /// More of the log follows `end` (the store replays in windows).
+    more: bool,
+    /// Events applied (the one found damaged included).
+    events: u64,
+    /// A stored call state an event needed did not decode: the events after it were
+    /// not applied.
+    damaged: Option<ChunkDamaged>,
+}
+
+/// Replays the store's next window of the log from `from` into `book` (its dead letters
+/// noted, its sources' deltas applied to `sources`): the one replay of an open, whole
+/// or in windows.
+fn replay_window_into(
+    store: &mut dyn EventStore,
+    from: LogPosition,
+    book: &mut CallBook,
+    sources: &mut SourceCheckpoint,
+) -> Result<ReplayedWindow, StoreError> {
+    let hasher = book.key_hasher().clone();
+    let (mut events, mut damaged) = (0u64, None);
+    let (end, more) = store.replay_window(from, &mut |rec| match rec {
+        Record::Event(_) if damaged.is_some() => {}
+        Record::Event(ev) => {
+            damaged = book.try_apply(&ev).err();
+            events += 1;
+        }
+        Record::DeadLetter(d) => {
+            book.note_dead_letter(dead_letter_key(&hasher, &d));
+        }
+        Record::Positions(d) => sources.apply(&d),
+    })?;
+    Ok(ReplayedWindow {
+        end,
+        more,
+        events,
+        damaged,
+    })
 }
 
 /// A book of a checkpoint, the runs behind it and the cells it keeps (for a writer).
