@@ -306,44 +306,53 @@ fn the_seed_year_through_kafka_into_clickhouse_equals_its_embedded_import() {
     assert_eq!(&year_2019(&ch), imported);
     // Again: nothing new on the topic, and the open replays nothing from ClickHouse (the
     // checkpoint written when the first run stopped covers every commit).
-    let mut args = aggregate_args(data, &topic, &group);
-    args.extend_from_slice(&["--idle-exit", "3"]);
-    args.extend_from_slice(&ch);
-    let again = std::process::Command::new(BIN)
-        .args(&args)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("aggregate");
-    let log = String::from_utf8_lossy(&again.stderr).into_owned();
-    assert!(again.status.success(), "{log}");
+    let log = aggregate_nothing_new(data, &topic, &group, &[], &ch);
     assert!(log.contains("checkpoints kept here"), "{log}");
     assert!(log.contains("replayed=0"), "{log}");
-    assert!(
-        stdout(&again).contains("accepted 0 duplicate 0"),
-        "{}",
-        stdout(&again)
-    );
     assert_eq!(&year_2019(&ch), imported);
     // A new host (an empty state directory): the log is replayed in windows of 1 MiB,
     // checkpointed between, and nothing is counted again.
     let fresh = tmp.path().join("fresh-state");
-    let mut args = aggregate_args(data, &topic, &group);
-    args.extend_from_slice(&["--idle-exit", "3", "--replay-window", "1"]);
-    args.extend_from_slice(&ch[..4]);
-    args.extend_from_slice(&["--state-dir", fresh.to_str().expect("utf-8 path")]);
-    let new_host = std::process::Command::new(BIN)
+    let log = aggregate_nothing_new(
+        data,
+        &topic,
+        &group,
+        &["--replay-window", "1"],
+        &[
+            &ch[..4],
+            &["--state-dir", fresh.to_str().expect("utf-8 path")],
+        ]
+        .concat(),
+    );
+    assert!(log.contains("replaying the log in windows"), "{log}");
+    assert!(log.contains("log replayed"), "{log}");
+    assert_eq!(&year_2019(&ch), imported);
+}
+
+/// An aggregator run (logging at info) until idle over a topic with nothing new for its
+/// store: it succeeds and counts nothing again. Returns its log.
+fn aggregate_nothing_new(
+    data: &str,
+    topic: &str,
+    group: &str,
+    flags: &[&str],
+    store: &[&str],
+) -> String {
+    let mut args = aggregate_args(data, topic, group);
+    args.extend_from_slice(&["--idle-exit", "3"]);
+    args.extend_from_slice(flags);
+    args.extend_from_slice(store);
+    let out = std::process::Command::new(BIN)
         .args(&args)
         .env("RUST_LOG", "info")
         .output()
         .expect("aggregate");
-    let log = String::from_utf8_lossy(&new_host.stderr).into_owned();
-    assert!(new_host.status.success(), "{log}");
-    assert!(log.contains("replaying the log in windows"), "{log}");
-    assert!(log.contains("log replayed"), "{log}");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
     assert!(
-        stdout(&new_host).contains("accepted 0 duplicate 0"),
+        stdout(&out).contains("accepted 0 duplicate 0"),
         "{}",
-        stdout(&new_host)
+        stdout(&out)
     );
-    assert_eq!(&year_2019(&ch), imported);
+    log
 }
