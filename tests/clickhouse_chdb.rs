@@ -11,8 +11,8 @@ use netwait_clickhouse::answers::{
 };
 use netwait_clickhouse::lease::{claim_sql, heartbeat_sql, holder_sql, latest_epoch_sql};
 use netwait_clickhouse::replays;
-use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql};
-use netwait_clickhouse::shard::Shard;
+use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql, views_of};
+use netwait_clickhouse::shard::{Layout, Shard};
 use netwait_clickhouse::store::{
     commit_sizes_sql, landed_sql, log_bytes_sql, positions_sql, replay_sql, shards_sql,
 };
@@ -110,8 +110,33 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             b = "f".repeat(32)
         ),
     );
-    // The store's queries of a shard, for the whole log's and a partition's.
+    // A second shard (a partition's, as when aggregators share the partitions): the
+    // rows of the whole log's again, so that every query meets two shards whose seqs,
+    // voids and fences overlap; the database made shared, its views those of shards.
     let shard = Shard::partition("calls", 1).expect("shard");
+    let columns = String::from_utf8(http(
+        &url,
+        Some(&db),
+        "SELECT name FROM system.columns WHERE database = currentDatabase() \
+         AND table = 'netwait_log' AND name != 'shard' FORMAT TabSeparated",
+    ))
+    .expect("utf-8")
+    .lines()
+    .collect::<Vec<_>>()
+    .join(", ");
+    http(
+        &url,
+        Some(&db),
+        &format!(
+            "INSERT INTO netwait_log ({columns}, shard) SELECT {columns}, {} FROM netwait_log \
+             WHERE shard = ''",
+            shard.sql()
+        ),
+    );
+    let shared = views_of(Layout::Shards);
+    for sql in std::iter::once(Layout::shards_sql()).chain(shared.iter().cloned()) {
+        http(&url, Some(&db), &sql);
+    }
     // Each table's rows as RowBinary (the layout the store's inserts send).
     let tables: Vec<serde_json::Value> = [
         "netwait_log",
@@ -159,15 +184,20 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             holder_sql(&shard).replace("now()", "toDateTime(1900000000)"),
         ]);
     }
+    for layout in [Layout::Whole, Layout::Shards] {
+        queries.extend([
+            lines_sql(layout),
+            cells_sql(layout, ""),
+            days_sql(layout, ""),
+            live_calls_sql(layout, ""),
+            live_open_calls_sql(layout, ""),
+        ]);
+    }
     queries.extend([
-        lines_sql(),
+        Layout::read_sql(),
         replays::replayed_sql(),
         "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),
         "SELECT key, length(any(value)) FROM netwait_meta WHERE key IN ('dedupe_key', 'caller_key') GROUP BY key".to_owned(),
-        cells_sql(""),
-        days_sql(""),
-        live_calls_sql(""),
-        live_open_calls_sql(""),
         "SELECT * FROM netwait_interval_15m".to_owned(),
         "SELECT * FROM netwait_daily".to_owned(),
         "SELECT * FROM netwait_monthly".to_owned(),
@@ -187,11 +217,15 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             .replace("now()", "toDateTime(1900000000)"),
     ]);
     let now = netwait_aggregator::domain::time::parse_rfc3339("2019-03-29T18:00:00Z").expect("ts");
-    for line in [None, Some("cup"), Some("prelievi")] {
+    for (layout, line) in [Layout::Whole, Layout::Shards]
+        .into_iter()
+        .flat_map(|l| [None, Some("cup"), Some("prelievi")].map(|line| (l, line)))
+    {
         for (from, to) in [("2019-01-01", "2020-01-01"), ("2019-03-04", "2019-03-05")] {
             for threshold in [140_000, 60_500] {
                 for at in [now, now + 86_400_000] {
                     queries.push(day_figures_sql(
+                        layout,
                         &LineFilter(line.map(String::from)),
                         (d(from), d(to)),
                         threshold,
@@ -225,7 +259,12 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
     assert!(nonempty > 20, "queries answer rows: {nonempty}");
     let case = serde_json::json!({
         "database": db,
-        "ddl": all_statements(),
+        // The whole log's migrations, then the statements that make a database shared.
+        "ddl": all_statements()
+            .into_iter()
+            .chain(std::iter::once(Layout::shards_sql()))
+            .chain(shared)
+            .collect::<Vec<_>>(),
         "tables": tables,
         "queries": cases,
     });

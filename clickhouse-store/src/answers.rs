@@ -7,6 +7,7 @@
 use crate::conn::{Conn, Error, Target};
 use crate::rows::{DayFigures, IntervalFigures};
 use crate::schema::{FIGURE_COLUMNS, cells_sql, combined, committed, days_sql, kind};
+use crate::shard::Layout;
 use jiff::civil::Date;
 use netwait_aggregator::domain::calendar::ServiceCalendar;
 use netwait_aggregator::domain::call::Outcome;
@@ -16,7 +17,13 @@ use netwait_aggregator::domain::figures::{CallSource, Figures, IntervalGrid, Lin
 use netwait_aggregator::domain::figures_sql::{RowColumns, figures_sql, outcome_code};
 use netwait_aggregator::domain::time::{Millis, local_date};
 use netwait_aggregator::published::Answers;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+/// How long a reader of a database of the whole log's [`Layout`] goes on with it before
+/// it reads the layout again (a database is made shared before its first commit, and
+/// that waits twice this: see `ClickHouseStore::share`).
+pub const LAYOUT_RECHECK: Duration = Duration::from_secs(1);
 
 /// A string as a ClickHouse literal.
 pub fn quote(s: &str) -> String {
@@ -44,25 +51,31 @@ fn period_filter(line: &LineFilter, from: Date, to: Date) -> String {
 
 /// The call records that stand (counted in and not taken back), with `filter`: a
 /// record's rows cancel out by value, so a group of them that sums to 1 is a live one.
-pub fn live_calls_sql(filter: &str) -> String {
+pub fn live_calls_sql(layout: Layout, filter: &str) -> String {
     live_rows_sql(
+        layout,
         &format!("kind IN ({}, {})", kind::CALL, kind::OPEN_CALL),
         filter,
     )
 }
 
 /// [`live_calls_sql`] of the calls open at the cells' clock only.
-pub fn live_open_calls_sql(filter: &str) -> String {
-    live_rows_sql(&format!("kind = {}", kind::OPEN_CALL), filter)
+pub fn live_open_calls_sql(layout: Layout, filter: &str) -> String {
+    live_rows_sql(layout, &format!("kind = {}", kind::OPEN_CALL), filter)
 }
 
-fn live_rows_sql(kinds: &str, filter: &str) -> String {
+fn live_rows_sql(layout: Layout, kinds: &str, filter: &str) -> String {
+    // A call's number is its writer's: of shards, the shard tells calls of one number apart.
+    let shard = match layout {
+        Layout::Whole => "",
+        Layout::Shards => "shard, ",
+    };
     format!(
         "SELECT day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
          FROM netwait_log WHERE {kinds} AND {} {filter} \
-         GROUP BY call_n, day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
+         GROUP BY {shard}call_n, day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
          HAVING sum(sign) > 0",
-        committed()
+        committed(layout)
     )
 }
 
@@ -87,6 +100,7 @@ fn generated(outcome: &str, threshold_ms: Millis) -> String {
 /// calls open at the cells' clock that are unresolved by `now`), else from the call
 /// records by the generated expressions.
 pub fn day_figures_sql(
+    layout: Layout,
     line: &LineFilter,
     (from, to): (Date, Date),
     threshold_ms: Millis,
@@ -95,13 +109,22 @@ pub fn day_figures_sql(
 ) -> String {
     let filter = period_filter(line, from, to);
     // A row a day rather than the day's cells: the same sums, made by the engine.
-    let days = days_sql(&filter);
-    keyed_figures_sql("day", &filter, &days, threshold_ms, cells_threshold_ms, now)
+    let days = days_sql(layout, &filter);
+    keyed_figures_sql(
+        layout,
+        "day",
+        &filter,
+        &days,
+        threshold_ms,
+        cells_threshold_ms,
+        now,
+    )
 }
 
 /// [`day_figures_sql`] per 15-minute interval of `grid` (cells and call records both
 /// carry the interval of their anchor, `interval_n`).
 pub fn interval_figures_sql(
+    layout: Layout,
     line: &LineFilter,
     grid: IntervalGrid,
     threshold_ms: Millis,
@@ -116,8 +139,9 @@ pub fn interval_figures_sql(
     if let Some(l) = &line.0 {
         filter.push_str(&format!(" AND line = {}", quote(l)));
     }
-    let cells = cells_sql(&filter);
+    let cells = cells_sql(layout, &filter);
     keyed_figures_sql(
+        layout,
         "interval_n",
         &filter,
         &cells,
@@ -132,6 +156,7 @@ pub fn interval_figures_sql(
 /// days, with `filter`) at the configured threshold, else from the call records; the
 /// key comes first, as [`crate::rows::KeyedFigures`] reads it.
 fn keyed_figures_sql(
+    layout: Layout,
     key: &str,
     filter: &str,
     figures: &str,
@@ -154,7 +179,7 @@ fn keyed_figures_sql(
              UNION ALL SELECT {key}, {} FROM ({}) GROUP BY {key}",
             figures,
             generated(&unresolved.to_string(), threshold_ms),
-            live_open_calls_sql(&late),
+            live_open_calls_sql(layout, &late),
         )
     } else {
         let outcome =
@@ -162,18 +187,19 @@ fn keyed_figures_sql(
         format!(
             "SELECT {key}, {} FROM ({}) GROUP BY {key}",
             generated(&outcome, threshold_ms),
-            live_calls_sql(filter),
+            live_calls_sql(layout, filter),
         )
     }
 }
 
-/// The service lines of the calls of whole commits.
-pub fn lines_sql() -> String {
+/// The service lines of the calls of whole commits. (Grouped: ClickHouse 18.16's
+/// DISTINCT repeats lines under the condition of shards.)
+pub fn lines_sql(layout: Layout) -> String {
     format!(
-        "SELECT DISTINCT line FROM netwait_log WHERE kind IN ({}, {}) AND {} ORDER BY line",
+        "SELECT line FROM netwait_log WHERE kind IN ({}, {}) AND {} GROUP BY line ORDER BY line",
         kind::CALL,
         kind::OPEN_CALL,
-        committed()
+        committed(layout)
     )
 }
 
@@ -181,6 +207,10 @@ pub fn lines_sql() -> String {
 pub struct SqlAnswers {
     conn: Conn,
     config: MetricsConfig,
+    /// The database's layout, and when it was read (a whole log's is read again after
+    /// [`LAYOUT_RECHECK`]: the database may have been made shared since; a shared one
+    /// stays so).
+    layout: Cell<(Layout, Instant)>,
     /// The first query failure of the report being made (a [`CallSource`] cannot fail).
     failed: RefCell<Option<Error>>,
 }
@@ -191,16 +221,29 @@ impl SqlAnswers {
     pub fn open(target: Target, config: MetricsConfig) -> Result<Self, Error> {
         let conn = Conn::connect(target)?;
         conn.require_schema()?;
+        let layout = Cell::new((crate::store::read_layout(&conn)?, Instant::now()));
         Ok(Self {
             conn,
             config,
+            layout,
             failed: RefCell::new(None),
         })
     }
 
+    /// The database's layout, read again when it may have changed.
+    fn layout(&self) -> Result<Layout, Error> {
+        let (layout, read) = self.layout.get();
+        if layout == Layout::Shards || read.elapsed() < LAYOUT_RECHECK {
+            return Ok(layout);
+        }
+        let now = crate::store::read_layout(&self.conn)?;
+        self.layout.set((now, Instant::now()));
+        Ok(now)
+    }
+
     /// The service lines the database has calls of.
     pub fn lines(&self) -> Result<Vec<String>, Error> {
-        let sql = lines_sql();
+        let sql = lines_sql(self.layout()?);
         self.conn
             .block_on(self.conn.client.query(&sql).fetch_all::<String>())
             .map_err(|e| self.conn.error(e))
@@ -240,7 +283,14 @@ impl SqlAnswers {
         threshold_ms: Millis,
         now: Millis,
     ) -> Result<Vec<DayFigures>, Error> {
-        let sql = day_figures_sql(line, period, threshold_ms, self.config.threshold_ms, now);
+        let sql = day_figures_sql(
+            self.layout()?,
+            line,
+            period,
+            threshold_ms,
+            self.config.threshold_ms,
+            now,
+        );
         self.conn
             .block_on(self.conn.client.query(&sql).fetch_all::<DayFigures>())
             .map_err(|e| self.conn.error(e))
@@ -253,7 +303,14 @@ impl SqlAnswers {
         threshold_ms: Millis,
         now: Millis,
     ) -> Result<Vec<IntervalFigures>, Error> {
-        let sql = interval_figures_sql(line, grid, threshold_ms, self.config.threshold_ms, now);
+        let sql = interval_figures_sql(
+            self.layout()?,
+            line,
+            grid,
+            threshold_ms,
+            self.config.threshold_ms,
+            now,
+        );
         self.conn
             .block_on(self.conn.client.query(&sql).fetch_all::<IntervalFigures>())
             .map_err(|e| self.conn.error(e))

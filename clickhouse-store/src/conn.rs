@@ -35,6 +35,12 @@ pub enum Error {
         writer: String,
         silent_s: u64,
     },
+    #[error("ClickHouse database {database} at {url} {why}")]
+    Layout {
+        url: String,
+        database: String,
+        why: &'static str,
+    },
     #[error(
         "another netwait took ClickHouse database {database} over (this one held epoch {epoch} of its writer lease): no more commits from this one"
     )]

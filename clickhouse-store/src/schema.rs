@@ -3,6 +3,8 @@
 //! BI views share. Every statement runs unchanged on ClickHouse 18.16 and 26.x
 //! (`MergeTree()` with `ORDER BY`, no old-style engine arguments).
 
+use crate::shard::{Layout, Shard};
+
 /// One migration: its version and its statements, in order.
 pub struct Migration {
     pub version: u32,
@@ -92,27 +94,86 @@ pub mod kind {
 }
 
 /// The condition every reader of `netwait_log` puts on its rows: their commit is whole.
-/// Commits are numbered in order by the one writer, which voids a cut one before it
-/// commits above it; so a row counts when its `seq` is at most the last commit's and not
-/// void ([`not_void`]). (Both are read from the rows of their kind, which sort first:
-/// they are few; a set of every commit's seq would grow with the history.)
-pub fn committed() -> String {
+/// Each shard's commits are numbered in order by its one writer, which voids a cut one
+/// before it commits above it; so a row counts when its `seq` is at most the last
+/// commit's of its shard and not void in it ([`not_void`]). (Both are read from the rows
+/// of their kind, which sort first: they are few; a set of every commit's seq would grow
+/// with the history.) A whole log has one shard: its condition names none.
+pub fn committed(layout: Layout) -> String {
+    match layout {
+        Layout::Whole => format!(
+            "seq <= (SELECT max(seq) FROM netwait_log WHERE kind = {}) AND {}",
+            kind::COMMIT,
+            not_void(layout)
+        ),
+        Layout::Shards => {
+            // Each shard's last commit: two arrays in the order of their shards (one
+            // subquery sorted by shard, read twice), looked up by the row's shard (0,
+            // nothing committed, for a shard that has no commit).
+            let last = format!(
+                "FROM (SELECT shard, max(seq) AS m FROM netwait_log WHERE kind = {} \
+                 GROUP BY shard ORDER BY shard)",
+                kind::COMMIT
+            );
+            format!(
+                "seq <= arrayElement((SELECT groupArray(m) {last}), \
+                 indexOf((SELECT groupArray(shard) {last}), shard)) AND {}",
+                not_void(layout)
+            )
+        }
+    }
+}
+
+/// The `seq` of the row is neither made void one by one in its shard ([`kind::VOID`]:
+/// an attempt given up on) nor within a fence of its shard's writers ([`kind::FENCE`]).
+pub fn not_void(layout: Layout) -> String {
+    match layout {
+        Layout::Whole => format!(
+            "seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {}) \
+             AND NOT arrayExists(f -> seq >= tupleElement(f, 1) AND seq <= tupleElement(f, 2), \
+             (SELECT groupArray((seq, source_position)) FROM netwait_log WHERE kind = {}))",
+            kind::VOID,
+            kind::FENCE
+        ),
+        // A void commit by the hash of its shard and seq: a set of numbers costs a query
+        // less than one of (string, number) pairs, and two pairs of one hash (a real
+        // row taken for void) are as likely as a random 64-bit collision among the few
+        // void seqs. The shard's hash in the fences, likewise: a number to compare.
+        // (ClickHouse 18.16 refuses a column named only inside a lambda: `shard` is
+        // named outside it too.)
+        Layout::Shards => format!(
+            "cityHash64(shard, seq) NOT IN \
+             (SELECT cityHash64(shard, seq) FROM netwait_log WHERE kind = {}) \
+             AND NOT arrayExists(f -> tupleElement(f, 1) = cityHash64(shard) \
+             AND seq >= tupleElement(f, 2) AND seq <= tupleElement(f, 3), \
+             (SELECT groupArray((cityHash64(shard), seq, source_position)) FROM netwait_log \
+             WHERE kind = {}))",
+            kind::VOID,
+            kind::FENCE
+        ),
+    }
+}
+
+/// [`committed`] for the rows of `shard` alone (its writer's own reads: they name it).
+pub fn committed_in(shard: &Shard) -> String {
     format!(
-        "seq <= (SELECT max(seq) FROM netwait_log WHERE kind = {}) AND {}",
+        "seq <= (SELECT max(seq) FROM netwait_log WHERE kind = {} AND shard = {s}) AND {}",
         kind::COMMIT,
-        not_void()
+        not_void_in(shard),
+        s = shard.sql()
     )
 }
 
-/// The `seq` of the row is neither made void one by one ([`kind::VOID`]: an attempt
-/// given up on) nor within a writer's fence ([`kind::FENCE`]).
-pub fn not_void() -> String {
+/// [`not_void`] for the rows of `shard` alone.
+pub fn not_void_in(shard: &Shard) -> String {
     format!(
-        "seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {}) \
+        "seq NOT IN (SELECT seq FROM netwait_log WHERE kind = {} AND shard = {s}) \
          AND NOT arrayExists(f -> seq >= tupleElement(f, 1) AND seq <= tupleElement(f, 2), \
-         (SELECT groupArray((seq, source_position)) FROM netwait_log WHERE kind = {}))",
+         (SELECT groupArray((seq, source_position)) FROM netwait_log WHERE kind = {} \
+         AND shard = {s}))",
         kind::VOID,
-        kind::FENCE
+        kind::FENCE,
+        s = shard.sql()
     )
 }
 
@@ -142,13 +203,13 @@ fn v1() -> Vec<String> {
 /// The BI views (issue 12 item 6): Europe/Rome local time keys, Table 1 counts under
 /// their spec names, the SLA policies' numerator and denominators, sums for averages.
 fn v2() -> Vec<String> {
-    views(&cells_sql(""))
+    views(Layout::Whole, &cells_sql(Layout::Whole, ""))
 }
 
-/// The BI views, the daily and monthly ones over `days` (the current day rows since
-/// migration 5; the cells before).
-fn views(days: &str) -> Vec<String> {
-    let cells = cells_sql("");
+/// The BI views of a database of `layout`, the daily and monthly ones over `days` (the
+/// current day rows since migration 5; the cells before).
+fn views(layout: Layout, days: &str) -> Vec<String> {
+    let cells = cells_sql(layout, "");
     let sums = |key: &str| {
         format!(
             "SELECT {key}, line, \
@@ -193,20 +254,29 @@ fn v3() -> Vec<String> {
          SELECT seq, {}, toUInt32(count() + 1) FROM netwait_log GROUP BY seq",
         kind::COMMIT
     )];
-    out.extend(views_recreated(&cells_sql("")));
+    out.extend(views_recreated(
+        Layout::Whole,
+        &cells_sql(Layout::Whole, ""),
+    ));
     out
 }
 
 const VIEWS: [&str; 3] = ["netwait_interval_15m", "netwait_daily", "netwait_monthly"];
 
 /// The BI views dropped and made again (their condition or source changed).
-fn views_recreated(days: &str) -> Vec<String> {
+fn views_recreated(layout: Layout, days: &str) -> Vec<String> {
     let mut out: Vec<String> = VIEWS
         .iter()
         .map(|v| format!("DROP TABLE IF EXISTS {v}"))
         .collect();
-    out.extend(views(days));
+    out.extend(views(layout, days));
     out
+}
+
+/// The statements that make the BI views of a database of `layout` (dropped first: a
+/// database made shared has the whole log's).
+pub fn views_of(layout: Layout) -> Vec<String> {
+    views_recreated(layout, &days_sql(layout, ""))
 }
 
 /// The writer lease (see `lease`): a row per claim and heartbeat, merged to the latest
@@ -235,21 +305,21 @@ fn v5() -> Vec<String> {
         FIGURE_COLUMNS.join(", "),
         kind::COMMIT,
         kind::DAY,
-        cells_sql("")
+        cells_sql(Layout::Whole, "")
     )];
-    out.extend(views_recreated(&days_sql("")));
+    out.extend(views_of(Layout::Whole));
     out
 }
 
 /// Writers' fences (see [`kind::FENCE`]): the BI views leave fenced rows out too.
 fn v6() -> Vec<String> {
-    views_recreated(&days_sql(""))
+    views_of(Layout::Whole)
 }
 
 /// Shards (see [`crate::shard`]): each row names the shard whose writer wrote it (every
 /// row so far: the whole log's, `''`), and leases are taken per shard (the claims so
-/// far are the whole log's). Readers still take the log as one shard's: only the whole
-/// log's is written yet.
+/// far are the whole log's). The database stays of the whole log's [`Layout`] (its
+/// views too) until aggregators sharing partitions first write to it.
 fn v7() -> Vec<String> {
     vec![
         "CREATE TABLE IF NOT EXISTS netwait_leases \
@@ -327,14 +397,14 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS netwait_migration
 /// Every cell's current state (its row of the latest commit that touched it), one row
 /// per (day, line, interval), its figures as `cur_<field>`, with `filter` (e.g. `AND day >= ...`) applied before
 /// grouping so that a query reads only the rows of its period.
-pub fn cells_sql(filter: &str) -> String {
-    latest_figures_sql(kind::CELL, "day, line, interval_n", filter)
+pub fn cells_sql(layout: Layout, filter: &str) -> String {
+    latest_figures_sql(layout, kind::CELL, "day, line, interval_n", filter)
 }
 
 /// The current state of each day's figures (per line) that `filter` keeps: the same
 /// columns as [`cells_sql`]'s but `interval_n`.
-pub fn days_sql(filter: &str) -> String {
-    latest_figures_sql(kind::DAY, "day, line", filter)
+pub fn days_sql(layout: Layout, filter: &str) -> String {
+    latest_figures_sql(layout, kind::DAY, "day, line", filter)
 }
 
 /// How the current rows of figures (`cur_` columns, as [`cells_sql`] and [`days_sql`]
@@ -346,17 +416,22 @@ pub fn combined(column: &str) -> String {
     }
 }
 
-/// The latest state (by `seq`) of each row of figures of `kind`, keyed by `keys`.
-fn latest_figures_sql(kind: u8, keys: &str, filter: &str) -> String {
+/// The latest state (by `seq`) of each row of figures of `kind`, keyed by `keys`: of
+/// shards, a row per shard that has one (the queries over them sum the shards).
+fn latest_figures_sql(layout: Layout, kind: u8, keys: &str, filter: &str) -> String {
     let latest = FIGURE_COLUMNS
         .iter()
         .map(|c| format!("argMax({c}, seq) AS cur_{c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let groups = match layout {
+        Layout::Whole => keys.to_owned(),
+        Layout::Shards => format!("shard, {keys}"),
+    };
     format!(
         "SELECT {keys}, {latest} FROM netwait_log \
-         WHERE kind = {kind} AND {} {filter} GROUP BY {keys}",
-        committed()
+         WHERE kind = {kind} AND {} {filter} GROUP BY {groups}",
+        committed(layout)
     )
 }
 

@@ -1,10 +1,50 @@
 //! Shards: the parts of a database's log that writers keep apart. A shard has its one
-//! writer at a time (a lease of its own) and its own numbering of commits; its rows
-//! name it (`netwait_log.shard`). A writer that consumes every partition of its topics
-//! writes the whole log's shard (`''`). Only that one is written so far, and readers take
-//! the log as one shard's: aggregators that share a group's partitions would each write
-//! a partition's shard (`topic/partition`) once every query sums the shards' latest
-//! figures and keeps each shard's commits whole on their own.
+//! writer at a time (a lease of its own), its own numbering of commits, its own void
+//! commits and fences; its rows name it (`netwait_log.shard`), and its cells and days
+//! are the figures of its own calls. A writer that consumes every partition of its
+//! topics writes the whole log's shard (`''`); aggregators that share a group's
+//! partitions each write the shards of the partitions they hold (`topic/partition`),
+//! so that the member a partition moves to takes its calls, positions and figures over
+//! from the database.
+//!
+//! Which of the two a database holds is its [`Layout`], fixed before its first commit:
+//! readers of a whole log keep the cheaper queries of one writer's commits, readers of
+//! shards sum each shard's latest figures and keep each shard's commits whole on their
+//! own (`BENCHMARKS.md`, "ClickHouse queries that sum shards").
+
+/// How a database's log is written, which decides how its readers count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One writer at a time, of every partition: the whole log's shard only.
+    Whole,
+    /// Aggregators sharing a group's partitions: a shard per partition.
+    Shards,
+}
+
+impl Layout {
+    /// The `netwait_meta` key that records a database's layout (absent: [`Self::Whole`]).
+    pub const META_KEY: &'static str = "layout";
+    /// Its value for [`Self::Shards`].
+    pub const SHARDS: &'static str = "shards";
+
+    /// The layout's value in `netwait_meta` (whole when no row says shards).
+    pub fn read_sql() -> String {
+        format!(
+            "SELECT toUInt8(countIf(value = '{}') > 0) FROM netwait_meta WHERE key = '{}'",
+            Self::SHARDS,
+            Self::META_KEY
+        )
+    }
+
+    /// The statement that makes a database's layout [`Self::Shards`].
+    pub fn shards_sql() -> String {
+        format!(
+            "INSERT INTO netwait_meta (key, value) VALUES ('{}', '{}')",
+            Self::META_KEY,
+            Self::SHARDS
+        )
+    }
+}
 
 /// A shard's name, as rows hold it: `''`, or `topic/partition` with a Kafka topic's
 /// characters only (ASCII letters, digits, `.`, `_`, `-`), so that it can stand in SQL

@@ -6,7 +6,7 @@
 //! makes a block visible whole or not at all, but 18.16 inserts what arrived of an
 //! insert whose connection was cut (netwait killed mid-commit): a block can hold a
 //! commit's first rows only, without its commit row. Readers count a row when its `seq`
-//! is at most the last commit row's and not void ([`committed`]): the rows of a cut
+//! is at most the last commit row's and not void ([`crate::schema::committed`]): the rows of a cut
 //! commit stay above the last commit row until the next writer opens, which makes their
 //! seqs void before it commits above them (a fence, which also voids whatever a writer
 //! taken over while stalled still inserts: each writer commits above a base of its own
@@ -26,8 +26,8 @@
 use crate::conn::{Conn, Error, Target};
 use crate::lease::{Lease, WhenHeld};
 use crate::rows::{LogRow, RecordsRow};
-use crate::schema::{committed, kind, not_void};
-use crate::shard::Shard;
+use crate::schema::{committed_in, kind, not_void_in};
+use crate::shard::{Layout, Shard};
 use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::derived::Derived;
 use netwait_aggregator::random::{hex, random_bytes};
@@ -118,12 +118,22 @@ impl ClickHouseStore {
     /// Opens the store of `target` as its one writer ([`Lease`]), whose schema must be
     /// current (`netwait migrate`); waits for a server that cannot be reached yet
     /// ([`Conn::connect`]), and, as `when_held` says, for another writer to stop.
-    /// It writes the whole log's shard: the only one readers know yet (see [`crate::shard`]).
+    /// It writes the whole log's shard (a database of [`Layout::Whole`]).
     pub fn open(target: Target, when_held: WhenHeld) -> Result<Self, Error> {
-        let shard = Shard::whole();
+        Self::open_shard(target, Shard::whole(), when_held)
+    }
+
+    /// [`Self::open`] as the writer of `shard`: a partition's in a database made shared
+    /// ([`Self::share`]), the whole log's in one that is not.
+    pub fn open_shard(target: Target, shard: Shard, when_held: WhenHeld) -> Result<Self, Error> {
         let conn = Conn::connect(target)?;
         conn.require_schema()?;
         let lease = Lease::acquire(&conn, &shard, when_held)?;
+        match (read_layout(&conn)?, shard.is_whole()) {
+            (Layout::Whole, true) | (Layout::Shards, false) => {}
+            (Layout::Shards, true) => return Err(layout_error(&conn, SHARED)),
+            (Layout::Whole, false) => return Err(layout_error(&conn, NOT_SHARED)),
+        }
         // After a writer taken over (not a clean handover), everything up to this
         // writer's base is fenced off: that writer may still land an insert there.
         let (seq, next) = positions(
@@ -142,6 +152,53 @@ impl ClickHouseStore {
             replayed: None,
             windows: ReplayWindows::default(),
         })
+    }
+
+    /// Makes the database of `target` one whose aggregators share the partitions of a
+    /// group, each writing the shards of the partitions it holds ([`Layout::Shards`]), if
+    /// it is not yet: only before its first commit (a whole log's calls cannot be cut
+    /// into partitions afterwards); creates the store's keys if it has none and returns
+    /// them (as [`Self::secrets`]). Holds the whole log's lease meanwhile, so that no
+    /// writer of the whole log commits beside it and sharing aggregators starting
+    /// together do this one at a time.
+    pub fn share(
+        target: Target,
+        when_held: WhenHeld,
+        caller_override: Option<[u8; 32]>,
+    ) -> Result<Secrets, Error> {
+        let conn = Conn::connect(target)?;
+        conn.require_schema()?;
+        let lease = Lease::acquire(&conn, &Shard::whole(), when_held)?;
+        if read_layout(&conn)? == Layout::Whole {
+            let commits: u64 = conn
+                .block_on(
+                    conn.client
+                        .query(&format!(
+                            "SELECT count() FROM netwait_log WHERE kind = {}",
+                            kind::COMMIT
+                        ))
+                        .fetch_one(),
+                )
+                .map_err(|e| conn.error(e))?;
+            if commits > 0 {
+                return Err(layout_error(&conn, NOT_EMPTY));
+            }
+            let mut statements = vec![Layout::shards_sql()];
+            statements.extend(crate::schema::views_of(Layout::Shards));
+            for sql in statements {
+                conn.block_on(conn.client.query(&sql).execute())
+                    .map_err(|e| conn.error(e))?;
+            }
+            tracing::info!(
+                database = %conn.target.database,
+                "ClickHouse database made shared by the partitions of a group"
+            );
+            // A reader that opened it before takes the new layout within this.
+            std::thread::sleep(crate::answers::LAYOUT_RECHECK * 2);
+        }
+        let secrets = secrets_of(&conn, caller_override)?;
+        drop(lease);
+        Ok(secrets)
     }
 
     /// Keeps this writer's checkpoints under `root`, in a directory of this database's
@@ -179,34 +236,8 @@ impl ClickHouseStore {
 
     /// The store's keys, created on first use (one writer creates them).
     pub fn secrets(&self, caller_override: Option<[u8; 32]>) -> Result<Secrets, Error> {
-        let conn = &self.conn;
-        let secrets = match read_secrets(conn)? {
-            Some(s) => s,
-            None => {
-                let raw = random_bytes::<48>().map_err(|e| Error::Data {
-                    url: conn.target.url.clone(),
-                    what: format!("/dev/urandom: {e}"),
-                })?;
-                conn.block_on(
-                    conn.client
-                        .query("INSERT INTO netwait_meta (key, value) VALUES ('dedupe_key', ?), ('caller_key', ?)")
-                        .bind(hex(&raw[..16]))
-                        .bind(hex(&raw[16..]))
-                        .execute(),
-                )
-                .map_err(|e| conn.error(e))?;
-                read_secrets(conn)?.ok_or_else(|| Error::Data {
-                    url: conn.target.url.clone(),
-                    what: "the keys written cannot be read back".into(),
-                })?
-            }
-        };
-        Ok(match caller_override {
-            Some(caller) => Secrets { caller, ..secrets },
-            None => secrets,
-        })
+        secrets_of(&self.conn, caller_override)
     }
-
     /// Whether commit `seq` of `shard` is in the table whole (its commit row is there)
     /// and not void.
     fn landed(conn: &Conn, shard: &Shard, seq: u64) -> Result<bool, Error> {
@@ -229,6 +260,65 @@ impl ClickHouseStore {
             insert.end().await
         })
         .map_err(|e| conn.error(e))
+    }
+}
+
+/// The keys of the store on `conn`, created on first use (by one writer: the whole
+/// log's, or the first sharing aggregator under the whole log's lease).
+fn secrets_of(conn: &Conn, caller_override: Option<[u8; 32]>) -> Result<Secrets, Error> {
+    let secrets = match read_secrets(conn)? {
+        Some(s) => s,
+        None => {
+            let raw = random_bytes::<48>().map_err(|e| Error::Data {
+                url: conn.target.url.clone(),
+                what: format!("/dev/urandom: {e}"),
+            })?;
+            conn.block_on(
+                conn.client
+                    .query("INSERT INTO netwait_meta (key, value) VALUES ('dedupe_key', ?), ('caller_key', ?)")
+                    .bind(hex(&raw[..16]))
+                    .bind(hex(&raw[16..]))
+                    .execute(),
+            )
+            .map_err(|e| conn.error(e))?;
+            read_secrets(conn)?.ok_or_else(|| Error::Data {
+                url: conn.target.url.clone(),
+                what: "the keys written cannot be read back".into(),
+            })?
+        }
+    };
+    Ok(match caller_override {
+        Some(caller) => Secrets { caller, ..secrets },
+        None => secrets,
+    })
+}
+
+/// The layout of the database on `conn`.
+pub fn read_layout(conn: &Conn) -> Result<Layout, Error> {
+    let shards: u8 = conn
+        .block_on(conn.client.query(&Layout::read_sql()).fetch_one())
+        .map_err(|e| conn.error(e))?;
+    Ok(if shards > 0 {
+        Layout::Shards
+    } else {
+        Layout::Whole
+    })
+}
+
+const SHARED: &str = "is shared by the aggregators of a group (`aggregate --share-partitions`): \
+     a writer of every partition (import, push, an aggregator without --share-partitions) \
+     writes to a database of its own";
+const NOT_SHARED: &str = "is not shared by the partitions of a group: start the aggregators \
+     with --share-partitions (which makes an empty database shared)";
+const NOT_EMPTY: &str = "already holds commits of a writer of every partition (import, push, \
+     an aggregator without --share-partitions): aggregators sharing the partitions of a \
+     group start on a database of their own (a new --database)";
+
+fn layout_error(conn: &Conn, why: &'static str) -> Error {
+    Error::Layout {
+        url: conn.target.url.clone(),
+        database: conn.target.database.clone(),
+        why,
     }
 }
 
@@ -384,7 +474,7 @@ pub fn landed_sql(shard: &Shard) -> String {
         "SELECT count() FROM netwait_log WHERE kind = {} AND shard = {} AND seq = ? AND {}",
         kind::COMMIT,
         shard.sql(),
-        not_void()
+        not_void_in(shard)
     )
 }
 
@@ -402,7 +492,7 @@ pub fn replay_sql(shard: &Shard) -> String {
          AND seq > ? AND seq <= ? ORDER BY seq, idx",
         kind::RECORDS,
         shard.sql(),
-        committed()
+        committed_in(shard)
     )
 }
 
