@@ -55,6 +55,10 @@ pub enum Reject {
     Protobuf(&'static str),
     #[error("unsupported content type (application/x-ndjson or application/x-protobuf)")]
     ContentType,
+    /// Aggregators that share a group's partitions count each call where its partition
+    /// is: its events must all be in that one, which keying them by call id ensures.
+    #[error("the message key is not the event's call_id (aggregators sharing partitions)")]
+    KeyNotCallId,
 }
 
 impl Reject {
@@ -83,6 +87,7 @@ impl Reject {
             Self::BadList(_) => "bad_list",
             Self::Protobuf(_) => "invalid_protobuf",
             Self::ContentType => "bad_content_type",
+            Self::KeyNotCallId => "key_not_call_id",
         }
     }
 }

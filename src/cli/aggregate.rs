@@ -2,14 +2,16 @@
 //! engine and store as `import` and `serve` (see `netwait_ingest::kafka`).
 
 use super::StoreArgs;
+use super::clickhouse::SharedStore;
 use super::config::{Use, open_engine};
 use anyhow::Context;
 use clap::Args;
 use netwait_ingest::kafka::KafkaOptions;
 use netwait_ingest::kafka::consumer::Consumer;
 use netwait_ingest::kafka::dead_letter_topic::DeadLetterTopic;
-use netwait_ingest::kafka::driver::{self, DriverOptions, Totals};
+use netwait_ingest::kafka::driver::{self, DriverError, DriverOptions, Totals, Writers};
 use netwait_ingest::kafka::outage::Reachability;
+use netwait_ingest::kafka::{KafkaError, TopicPartition};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +52,15 @@ pub struct KafkaArgs {
         default_value_t = driver::RESTART_UNSETTLED.as_secs(),
     )]
     restart_unsettled: u64,
+    /// Share the group's partitions with the other aggregators of the group (ClickHouse
+    /// store only): each writes the calls of the partitions it holds, in a shard of its
+    /// own, and takes over the shard of a partition moved to it. Every call's events
+    /// must be in one partition: a call event in a message not keyed by its call_id is
+    /// refused (`key_not_call_id`). Makes an empty database shared; a database written
+    /// by one writer of every partition is refused. Without it an aggregator beside a
+    /// running one stands by.
+    #[arg(long, env = super::deployment::ENV_SHARE_PARTITIONS)]
+    share_partitions: bool,
 }
 
 impl KafkaArgs {
@@ -74,6 +85,7 @@ impl KafkaArgs {
                         .ok()
                 })
                 .unwrap_or(driver::RESTART_UNSETTLED.as_secs()),
+            share_partitions: kafka.share_partitions,
         }
     }
 }
@@ -168,14 +180,30 @@ pub fn run_until(
     if let Some(listen) = &args.metrics_listen {
         serve_metrics(store, listen)?;
     }
-    // Beside a running aggregator on the same store, this one stands by (and joins the
-    // group only once it writes: a member would be handed partitions it cannot store).
-    let (mut engine, pseudo) = open_engine(store, Use::Standby)?;
+    // The one writer of the store (a standby until the running one stops), or what
+    // opens a writer per partition held.
+    let (mut one, shared, pseudo, hasher) = if args.share_partitions {
+        let target = store.clickhouse.as_ref().context(
+            "--share-partitions needs the ClickHouse store (--clickhouse URL): a data directory has one writer",
+        )?;
+        let settings = super::config::load(store)?;
+        let shared = SharedStore::prepare(target, settings, store.checkpoints.as_ref())?;
+        let (pseudo, hasher) = (shared.pseudonymizer(), shared.key_hasher());
+        (None, Some(shared), pseudo, hasher)
+    } else {
+        // Beside a running aggregator on the same store, this one stands by (and joins
+        // the group only once it writes: a member would be handed partitions it cannot
+        // store).
+        let (engine, pseudo) = open_engine(store, Use::Standby)?;
+        let hasher = engine.key_hasher();
+        (Some(Box::new(engine)), None, pseudo, hasher)
+    };
     let options = KafkaOptions {
         brokers: args.kafka.clone(),
         topics: args.topic.clone(),
         group: args.group.clone(),
         dead_letter_topic: args.dead_letter_topic.clone(),
+        share_partitions: args.share_partitions,
     };
     let dead_letters = options
         .dead_letter_topic
@@ -183,7 +211,7 @@ pub fn run_until(
         .map(|t| DeadLetterTopic::new(&options.brokers, t))
         .transpose()
         .context("dead-letter topic producer")?;
-    let mut consumer = Consumer::start(&options, Arc::new(pseudo), engine.key_hasher())
+    let mut consumer = Consumer::start(&options, Arc::new(pseudo), hasher)
         .with_context(|| format!("joining group {} on {}", options.group, options.brokers))?;
     eprintln!(
         "netwait aggregating {} from {} (group {})",
@@ -220,8 +248,23 @@ pub fn run_until(
             "durable"
         );
     };
+    let mut open_partition = |tp: &TopicPartition| {
+        let shared = shared
+            .as_ref()
+            .ok_or_else(|| KafkaError::Other("one writer of every partition".into()))?;
+        shared
+            .open(&tp.topic, tp.partition)
+            .map_err(|e| DriverError::Kafka(KafkaError::Other(format!("{e:#}"))))
+    };
+    let writers = match one.as_mut() {
+        Some(engine) => Writers::One(engine),
+        None => Writers::PerPartition {
+            open: &mut open_partition,
+            engines: Default::default(),
+        },
+    };
     let totals = driver::run(
-        &mut engine,
+        writers,
         &mut consumer,
         dead_letters.as_ref(),
         stop,
@@ -248,6 +291,6 @@ pub fn run_until(
         totals.messages, s.accepted, s.duplicate, s.rejected
     );
     drop(consumer);
-    std::mem::forget(engine);
+    std::mem::forget(one);
     Ok(())
 }

@@ -6,9 +6,11 @@ use super::config::Settings;
 use super::deployment::{self, Deployment, StoreFlags, StoreKind};
 use anyhow::Context;
 use clap::Args;
+use netwait_aggregator::domain::config::MetricsConfig;
+use netwait_aggregator::domain::dedupe::KeyHasher;
 use netwait_aggregator::domain::privacy::Pseudonymizer;
 use netwait_aggregator::engine::Engine;
-use netwait_clickhouse::{ClickHouseStore, Conn, Retry, Target, WhenHeld};
+use netwait_clickhouse::{ClickHouseStore, Conn, Retry, Shard, Target, WhenHeld};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClickHouseArgs {
@@ -161,15 +163,36 @@ pub fn open_engine(
     when_held: WhenHeld,
     checkpoints: Option<&Checkpoints>,
 ) -> anyhow::Result<(Engine, Pseudonymizer)> {
-    let opening = || {
-        format!(
-            "opening the ClickHouse store {} at {}",
-            target.database, target.url
-        )
+    let store = ClickHouseStore::open(target.clone(), when_held)
+        .with_context(|| opening(target, &Shard::whole()))?;
+    let secrets = store
+        .secrets(settings.caller_key)
+        .with_context(|| opening(target, &Shard::whole()))?;
+    let caller = secrets.caller;
+    let engine = engine_on(store, &secrets, settings.metrics, checkpoints)?;
+    Ok((engine, Pseudonymizer::new(caller)))
+}
+
+fn opening(target: &Target, shard: &Shard) -> String {
+    let of = match shard.is_whole() {
+        true => String::new(),
+        false => format!(" ({shard})"),
     };
-    let mut store = ClickHouseStore::open(target.clone(), when_held).with_context(opening)?;
-    let secrets = store.secrets(settings.caller_key).with_context(opening)?;
-    let kept = checkpoints.map(|c| store.keep_checkpoints(&c.root, &secrets));
+    format!(
+        "opening the ClickHouse store {} at {}{of}",
+        target.database, target.url
+    )
+}
+
+/// The engine on `store` opened, its checkpoints kept as `checkpoints` says.
+fn engine_on(
+    mut store: ClickHouseStore,
+    secrets: &netwait_aggregator::store::secrets::Secrets,
+    metrics: MetricsConfig,
+    checkpoints: Option<&Checkpoints>,
+) -> anyhow::Result<Engine> {
+    let name = format!("opening the ClickHouse store {}", store_name(&store));
+    let kept = checkpoints.map(|c| store.keep_checkpoints(&c.root, secrets));
     match &kept {
         Some(Ok(dir)) => tracing::info!(dir = %dir.display(), "checkpoints kept here"),
         Some(Err(error)) => tracing::warn!(
@@ -181,17 +204,72 @@ pub fn open_engine(
     let engine = match (&kept, checkpoints) {
         (Some(Ok(_)), Some(c)) => {
             store.replay_in_windows(c.replay_window_bytes);
-            Engine::open_settling(
-                Box::new(store),
-                secrets.dedupe,
-                settings.metrics,
-                c.settle_window,
-            )
+            Engine::open_settling(Box::new(store), secrets.dedupe, metrics, c.settle_window)
         }
-        _ => Engine::open(Box::new(store), secrets.dedupe, settings.metrics),
+        _ => Engine::open(Box::new(store), secrets.dedupe, metrics),
     }
-    .with_context(opening)?;
-    Ok((engine, Pseudonymizer::new(secrets.caller)))
+    .with_context(|| name)?;
+    Ok(engine)
+}
+
+fn store_name(store: &ClickHouseStore) -> String {
+    let t = &store.conn().target;
+    format!("{} at {}", t.database, t.url)
+}
+
+/// The ClickHouse store of aggregators that share the partitions of their group: the
+/// database made shared ([`ClickHouseStore::share`]), and an engine per partition's
+/// shard, each its writer.
+pub struct SharedStore {
+    target: Target,
+    metrics: MetricsConfig,
+    checkpoints: Option<Checkpoints>,
+    secrets: netwait_aggregator::store::secrets::Secrets,
+}
+
+impl SharedStore {
+    pub fn prepare(
+        target: &Target,
+        settings: Settings,
+        checkpoints: Option<&Checkpoints>,
+    ) -> anyhow::Result<Self> {
+        let secrets = ClickHouseStore::share(target.clone(), WhenHeld::Wait, settings.caller_key)
+            .with_context(|| {
+            format!(
+                "sharing the ClickHouse store {} at {} by partitions",
+                target.database, target.url
+            )
+        })?;
+        Ok(Self {
+            target: target.clone(),
+            metrics: settings.metrics,
+            checkpoints: checkpoints.cloned(),
+            secrets,
+        })
+    }
+
+    pub fn pseudonymizer(&self) -> Pseudonymizer {
+        Pseudonymizer::new(self.secrets.caller)
+    }
+
+    pub fn key_hasher(&self) -> KeyHasher {
+        KeyHasher::new(self.secrets.dedupe)
+    }
+
+    /// The engine of the shard of `partition` of `topic`, once its lease is this
+    /// process's (the member it was taken from hands it over, or is found gone).
+    pub fn open(&self, topic: &str, partition: i32) -> anyhow::Result<Engine> {
+        let shard = Shard::partition(topic, partition)
+            .with_context(|| format!("topic {topic:?}: not a Kafka topic name"))?;
+        let store = ClickHouseStore::open_shard(self.target.clone(), shard.clone(), WhenHeld::Wait)
+            .with_context(|| opening(&self.target, &shard))?;
+        engine_on(
+            store,
+            &self.secrets,
+            self.metrics.clone(),
+            self.checkpoints.as_ref(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! brokers = "10.0.0.5:9092"              # NETWAIT_KAFKA
 //! topic = "asst-valcamonica"             # NETWAIT_KAFKA_TOPIC
 //! group = "netwait-aggregator"           # NETWAIT_KAFKA_GROUP (the default)
+//! share_partitions = false               # NETWAIT_SHARE_PARTITIONS: aggregators share the group's partitions
 //! [serve]
 //! role = "all"                           # NETWAIT_ROLE: ingest, aggregator, api, all
 //! ```
@@ -39,6 +40,9 @@ pub const ENV_ROLE: &str = "NETWAIT_ROLE";
 pub const ENV_KAFKA: &str = "NETWAIT_KAFKA";
 pub const ENV_TOPIC: &str = "NETWAIT_KAFKA_TOPIC";
 pub const ENV_GROUP: &str = "NETWAIT_KAFKA_GROUP";
+/// Whether the aggregators of the group share its partitions (`aggregate
+/// --share-partitions`): `1`, `true` or `yes`.
+pub const ENV_SHARE_PARTITIONS: &str = "NETWAIT_SHARE_PARTITIONS";
 
 /// The aggregators' consumer group when none is given.
 pub const DEFAULT_GROUP: &str = "netwait-aggregator";
@@ -95,6 +99,7 @@ pub struct KafkaToml {
     brokers: Option<String>,
     topic: Option<String>,
     group: Option<String>,
+    share_partitions: Option<bool>,
 }
 
 /// `[serve]`.
@@ -237,6 +242,8 @@ pub struct KafkaChoice {
     pub brokers: String,
     pub topic: String,
     pub group: String,
+    /// The aggregators of the group share its partitions.
+    pub share_partitions: bool,
 }
 
 /// What a `serve` process does.
@@ -308,6 +315,7 @@ pub fn plan(
                         brokers,
                         topic: topic.to_owned(),
                         group: DEFAULT_GROUP.to_owned(),
+                        share_partitions: false,
                     })
                 }
                 (Some(_), None) => bail!(
@@ -356,6 +364,10 @@ pub fn plan(
         .or_else(|| env(ENV_GROUP))
         .or_else(|| k.group.clone())
         .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
+    let share_partitions = env(ENV_SHARE_PARTITIONS)
+        .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+        .or(k.share_partitions)
+        .unwrap_or(false);
     if role == Role::Aggregator && flags.listen {
         bail!(
             "--listen serves gRPC: --role aggregator serves none (it consumes the topic into the store; use api or all)"
@@ -367,6 +379,7 @@ pub fn plan(
             brokers,
             topic,
             group,
+            share_partitions,
         }),
     })
 }
@@ -485,6 +498,7 @@ mod tests {
                 brokers: brokers.into(),
                 topic: topic.into(),
                 group: group.into(),
+                share_partitions: false,
             })
         };
         let p = plan(&RoleFlags::default(), true, &f, &no_env).expect("file");

@@ -387,7 +387,8 @@ impl Consumer {
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let (pseudo, hasher) = (Arc::clone(&member.pseudo), member.hasher.clone());
-        let mut joined = Self::polled(consumer, rx, reachability, pseudo, hasher)?;
+        let shared = options.share_partitions;
+        let mut joined = Self::polled(consumer, rx, reachability, pseudo, hasher, shared)?;
         joined.member = Some(member);
         Ok(joined)
     }
@@ -475,16 +476,19 @@ impl Consumer {
         };
         consumer.assign(&start)?;
         tracing::info!(%topic, partitions = ids.len(), from_ms, "kafka partitions followed");
-        let follower = Self::polled(consumer, rx, &reachability, pseudo, hasher)?;
+        let follower = Self::polled(consumer, rx, &reachability, pseudo, hasher, false)?;
         Ok((follower, ends))
     }
 
+    /// Polls `consumer` on a thread of its own; `shared`: see
+    /// [`KafkaOptions::share_partitions`].
     fn polled(
         consumer: BaseConsumer<GroupContext>,
         rx: Receiver<Delivery>,
         reachability: &Arc<Reachability>,
         pseudo: Arc<Pseudonymizer>,
         hasher: KeyHasher,
+        shared: bool,
     ) -> Result<Self, KafkaError> {
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
@@ -493,7 +497,7 @@ impl Consumer {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("kafka-poll".into())
-                .spawn(move || poll_loop(&consumer, &stop, &pseudo, &hasher))
+                .spawn(move || poll_loop(&consumer, &stop, &pseudo, &hasher, shared))
                 .map_err(|e| KafkaError::Other(format!("cannot start the poll thread: {e}")))?
         };
         Ok(Self {
@@ -565,8 +569,13 @@ fn poll_loop(
     stop: &AtomicBool,
     pseudo: &Pseudonymizer,
     hasher: &KeyHasher,
+    shared: bool,
 ) {
-    let decoder = Decoder { pseudo, hasher };
+    let decoder = Decoder {
+        pseudo,
+        hasher,
+        keyed_by_call: shared,
+    };
     let context = Arc::clone(consumer.context());
     let mut wait = Duration::from_millis(100);
     // Poll errors come every reconnection attempt while the broker is down: said once,
@@ -600,6 +609,16 @@ fn poll_loop(
             Some(Ok(msg)) => {
                 // A message is the surest sign the broker is there.
                 context.reachability.set(true);
+                // Shared partitions: each goes to its own writer, a chunk holds one.
+                let other = |f: &Fetched| {
+                    f.offsets
+                        .keys()
+                        .any(|tp| tp.partition != msg.partition() || tp.topic != msg.topic())
+                };
+                let switched = shared && other(&context.partial());
+                if switched && !context.flush() {
+                    return;
+                }
                 let full = {
                     let mut partial = context.partial();
                     add_message(&mut partial, &decoder, &msg);
@@ -642,6 +661,7 @@ fn add_message(
         Origin {
             source: &source,
             offset: msg.offset(),
+            key: msg.key(),
         },
     );
     if !refused.is_empty() {

@@ -10,6 +10,12 @@
 //! it, after a crash between the two), a revocation only once everything read from the
 //! revoked partitions is durable and committed.
 //!
+//! Aggregators that share the partitions of their group ([`Writers::PerPartition`]) keep
+//! an engine per partition they hold, each the writer of its partition's shard of the
+//! store: opened on assignment (its stored position answers it), fed the chunks of its
+//! partition only, checkpointed and closed on revocation (its writer lease handed over
+//! to the member the partition moves to).
+//!
 //! The seam's `Source` trait hands raw bytes to the file driver; a Kafka message needs
 //! its own offset as the position of its dead letters, its partition as their source and
 //! may be protobuf, so this source hands the engine encoded chunks with their delta
@@ -126,10 +132,92 @@ impl Lag {
 /// Called after each durable window, with the totals so far.
 pub type Report<'a> = &'a mut dyn FnMut(&Totals);
 
+/// Opens the engine of a partition's shard (waiting for the member it was taken from to
+/// hand it over, or to be found dead).
+pub type OpenPartition<'a> = &'a mut dyn FnMut(&TopicPartition) -> Result<Engine, DriverError>;
+
+/// What the consumed events are written by.
+pub enum Writers<'a> {
+    /// One engine for every partition assigned (a member of a group whose store has one
+    /// writer: the others stand by).
+    One(&'a mut Engine),
+    /// An engine per partition held, opened when it is assigned.
+    PerPartition {
+        open: OpenPartition<'a>,
+        engines: BTreeMap<TopicPartition, Engine>,
+    },
+}
+
+impl Writers<'_> {
+    /// The engine of `tp`, opened now if it is not yet.
+    fn assigned(&mut self, tp: &TopicPartition) -> Result<&mut Engine, DriverError> {
+        match self {
+            Self::One(engine) => Ok(engine),
+            Self::PerPartition { open, engines } => {
+                if !engines.contains_key(tp) {
+                    let engine = open(tp)?;
+                    tracing::info!(partition = %tp.name(), "writing the shard of the partition");
+                    engines.insert(tp.clone(), engine);
+                }
+                engines.get_mut(tp).ok_or_else(|| {
+                    DriverError::Kafka(KafkaError::Other("no engine for a partition".into()))
+                })
+            }
+        }
+    }
+
+    /// The engine that writes `tp` (assigned before its chunks come).
+    fn of(&mut self, tp: &TopicPartition) -> Result<&mut Engine, DriverError> {
+        match self {
+            Self::One(engine) => Ok(engine),
+            Self::PerPartition { engines, .. } => engines.get_mut(tp).ok_or_else(|| {
+                DriverError::Kafka(KafkaError::Other(format!(
+                    "a message of {}, which is not assigned here",
+                    tp.name()
+                )))
+            }),
+        }
+    }
+
+    /// The partition a chunk must hold alone, when engines are per partition.
+    fn only(&self, tp: &TopicPartition) -> Option<TopicPartition> {
+        matches!(self, Self::PerPartition { .. }).then(|| tp.clone())
+    }
+
+    /// Checkpoints and closes the engines of `partitions` (their leases handed over).
+    fn close(&mut self, partitions: &[TopicPartition]) {
+        if let Self::PerPartition { engines, .. } = self {
+            for tp in partitions {
+                if let Some(mut engine) = engines.remove(tp) {
+                    engine.checkpoint_at(CheckpointMoment::Stopping);
+                    tracing::info!(partition = %tp.name(), "the shard of the partition handed over");
+                }
+            }
+        }
+    }
+
+    /// Every engine open now.
+    fn each(&mut self) -> Vec<&mut Engine> {
+        match self {
+            Self::One(engine) => vec![&mut **engine],
+            Self::PerPartition { engines, .. } => engines.values_mut().collect(),
+        }
+    }
+
+    /// Closes every engine of a [`Self::PerPartition`] (a member replaced: its
+    /// partitions are assigned again, maybe to another).
+    fn close_all(&mut self) {
+        if let Self::PerPartition { engines, .. } = self {
+            let all: Vec<TopicPartition> = engines.keys().cloned().collect();
+            self.close(&all);
+        }
+    }
+}
+
 /// Runs until `stop` is set (then finishes the window in hand, commits, leaves the group
 /// and returns) or the store fails.
 pub fn run(
-    engine: &mut Engine,
+    mut writers: Writers<'_>,
     consumer: &mut Consumer,
     dead_letters: Option<&DeadLetterTopic>,
     stop: &AtomicBool,
@@ -176,6 +264,7 @@ pub fn run(
                 // What was not revoked is assigned again, answered from the store.
                 driver.standing.clear();
                 driver.next_offsets.clear();
+                writers.close_all();
                 driver.consumer.restart()?;
                 restarting = false;
                 driver.totals.assigned = 0;
@@ -183,26 +272,30 @@ pub fn run(
             }
             None => {}
             Some(Delivery::Chunk(first)) => {
-                driver.window(engine, *first)?;
+                let Some(tp) = first.offsets.keys().next().cloned() else {
+                    continue;
+                };
+                let only = writers.only(&tp);
+                driver.window(writers.of(&tp)?, *first, only)?;
                 report(&driver.totals);
             }
             Some(Delivery::Assigned { partitions, reply }) => {
-                let stored = engine.source_checkpoint();
-                let at = partitions
-                    .iter()
-                    .map(|tp| {
-                        let position = stored.position(&tp.name());
-                        driver.standing.insert(tp.clone(), position.clone());
-                        let offset = position.as_offset().and_then(|o| i64::try_from(o).ok());
-                        // Kafka's committed offset may lag the store's (a crash between
-                        // the two): the store's is committed with the next commit, even
-                        // when nothing more comes to read.
-                        if let Some(o) = offset {
-                            driver.next_offsets.insert(tp.clone(), o);
-                        }
-                        offset
-                    })
-                    .collect();
+                let mut at = Vec::with_capacity(partitions.len());
+                for tp in &partitions {
+                    let position = writers
+                        .assigned(tp)?
+                        .source_checkpoint()
+                        .position(&tp.name());
+                    driver.standing.insert(tp.clone(), position.clone());
+                    let offset = position.as_offset().and_then(|o| i64::try_from(o).ok());
+                    // Kafka's committed offset may lag the store's (a crash between the
+                    // two): the store's is committed with the next commit, even when
+                    // nothing more comes to read.
+                    if let Some(o) = offset {
+                        driver.next_offsets.insert(tp.clone(), o);
+                    }
+                    at.push(offset);
+                }
                 let _ = reply.send(at);
                 driver.totals.rebalances += 1;
                 driver.totals.assigned = driver.standing.len();
@@ -223,6 +316,7 @@ pub fn run(
                     driver.next_offsets.remove(tp);
                     driver.standing.remove(tp);
                 }
+                writers.close(&partitions);
                 let _ = done.send(());
                 driver.totals.rebalances += 1;
                 driver.totals.assigned = driver.standing.len();
@@ -233,7 +327,9 @@ pub fn run(
     // Partitions left without a revocation (the group was not left in time): their
     // offsets are committed here, synchronously.
     driver.commit_offsets(CommitMode::Sync)?;
-    engine.checkpoint_at(CheckpointMoment::Stopping);
+    for engine in writers.each() {
+        engine.checkpoint_at(CheckpointMoment::Stopping);
+    }
     // Each chunk's records were confirmed before it was staged: nothing is pending here
     // unless a window failed; said, never dropped silently.
     if let Some(dlt) = dead_letters {
@@ -264,9 +360,15 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    /// Stages `first` and the chunks after it until the window is full, old, or a
-    /// rebalance comes; returns once all of it is durable and its offsets committed.
-    fn window(&mut self, engine: &mut Engine, first: Fetched) -> Result<(), DriverError> {
+    /// Stages `first` and the chunks after it until the window is full, old, a
+    /// rebalance comes, or (with `only`) a chunk of another partition; returns once all of
+    /// it is durable and its offsets committed.
+    fn window(
+        &mut self,
+        engine: &mut Engine,
+        first: Fetched,
+        only: Option<TopicPartition>,
+    ) -> Result<(), DriverError> {
         let started = Instant::now();
         let mut touched = Vec::new();
         let mut messages = 0;
@@ -287,7 +389,13 @@ impl Driver<'_> {
                     }
                     let left = options.window_wait.checked_sub(started.elapsed())?;
                     match consumer.next(left)? {
-                        Delivery::Chunk(f) => *f,
+                        Delivery::Chunk(f)
+                            if only
+                                .as_ref()
+                                .is_none_or(|tp| f.offsets.keys().all(|other| other == tp)) =>
+                        {
+                            *f
+                        }
                         other => {
                             *held = Some(other);
                             return None;

@@ -47,6 +47,10 @@ pub struct KafkaOptions {
     pub group: String,
     /// Topic refused items are copied to, if any.
     pub dead_letter_topic: Option<String>,
+    /// Aggregators of the group share its partitions, each counting the calls of the
+    /// partitions it holds: chunks hold one partition's messages, and a call event must
+    /// be in a message keyed by its call id (else it is refused).
+    pub share_partitions: bool,
 }
 
 /// Largest message the clients send or take: the broker of `deploy/` accepts 16 MiB.

@@ -80,12 +80,17 @@ pub struct Origin<'a> {
     /// `kafka:<topic>/<partition>`.
     pub source: &'a str,
     pub offset: i64,
+    /// The message's key.
+    pub key: Option<&'a [u8]>,
 }
 
 /// Validation context shared by every message.
 pub struct Decoder<'a> {
     pub pseudo: &'a Pseudonymizer,
     pub hasher: &'a KeyHasher,
+    /// Each call event must be in a message keyed by its call id (aggregators that share
+    /// the partitions: a call's events must all be in its one partition).
+    pub keyed_by_call: bool,
 }
 
 impl Decoder<'_> {
@@ -158,7 +163,7 @@ impl Items<'_, '_> {
 
     fn line(&mut self, line: &[u8]) {
         let item = self.take();
-        match validate_line(line, self.decoder.pseudo) {
+        match validate_line(line, self.decoder.pseudo).and_then(|ev| self.placed(ev)) {
             Ok(ev) => self.accept(&ev),
             Err(reject) => self.refuse(&reject, line, item),
         }
@@ -166,9 +171,19 @@ impl Items<'_, '_> {
 
     fn event(&mut self, ev: &pb::CallEvent) {
         let item = self.take();
-        match validate(raw_event(ev), self.decoder.pseudo) {
+        match validate(raw_event(ev), self.decoder.pseudo).and_then(|ev| self.placed(ev)) {
             Ok(valid) => self.accept(&valid),
             Err(reject) => self.refuse(&reject, &render_event(ev), item),
+        }
+    }
+
+    /// `ev` when it is in the partition of its call (see [`Decoder::keyed_by_call`]).
+    fn placed<'e>(&self, ev: Event<'e>) -> Result<Event<'e>, Reject> {
+        match (&ev.call_id, self.decoder.keyed_by_call) {
+            (Some(call), true) if self.origin.key != Some(call.as_bytes()) => {
+                Err(Reject::KeyNotCallId)
+            }
+            _ => Ok(ev),
         }
     }
 
@@ -213,16 +228,27 @@ mod tests {
     const OFFERED: &str = r#"{"call_id":"a","type":"offered","ts":"2019-03-04T09:00:00+01:00","caller":"3331234567"}"#;
 
     fn decode(payload: &[u8], encoding: Encoding) -> (usize, Vec<(u64, String)>, Vec<Refused>) {
+        decode_keyed(payload, encoding, None)
+    }
+
+    /// [`decode`] for aggregators that share the partitions, the message keyed by `key`.
+    fn decode_keyed(
+        payload: &[u8],
+        encoding: Encoding,
+        key: Option<&[u8]>,
+    ) -> (usize, Vec<(u64, String)>, Vec<Refused>) {
         let pseudo = Pseudonymizer::new([0; 32]);
         let hasher = KeyHasher::new([1; 16]);
         let d = Decoder {
             pseudo: &pseudo,
             hasher: &hasher,
+            keyed_by_call: key.is_some(),
         };
         let mut out = EncodedChunk::default();
         let origin = Origin {
             source: "kafka:t/2",
             offset: 41,
+            key: key.filter(|k| !k.is_empty()),
         };
         let refused = d.message(&mut out, payload, encoding, origin);
         let dead = Records::new(&out.bytes)
@@ -236,6 +262,30 @@ mod tests {
             })
             .collect();
         (out.events(), dead, refused)
+    }
+
+    #[test]
+    fn sharing_partitions_a_call_event_must_be_keyed_by_its_call_id() {
+        let b = OFFERED.replace("\"a\"", "\"b\"");
+        let agent = r#"{"type":"agent_login","agent":"ag1","ts":"2019-03-04T08:00:00+01:00"}"#;
+        let batch = format!("{OFFERED}\n{b}\n{agent}");
+        let (events, dead, refused) = decode_keyed(batch.as_bytes(), Encoding::Ndjson, Some(b"a"));
+        assert_eq!((events, dead), (2, vec![(41, "key_not_call_id".into())]));
+        assert_eq!(refused[0].item, 2);
+        // No key at all (an empty one stands for none here): every call event refused.
+        let (events, dead, _) = decode_keyed(OFFERED.as_bytes(), Encoding::Ndjson, Some(b""));
+        assert_eq!((events, dead), (0, vec![(41, "key_not_call_id".into())]));
+        let ev = pb::CallEvent {
+            call_id: Some("c".into()),
+            r#type: "offered".into(),
+            ts: Some(pb::call_event::Ts::TsMs(1_000)),
+            ..Default::default()
+        };
+        let keyed = |key: &[u8]| decode_keyed(&ev.encode_to_vec(), Encoding::CallEvent, Some(key));
+        assert_eq!(keyed(b"c").0, 1);
+        assert_eq!(keyed(b"a").1, vec![(41, "key_not_call_id".into())]);
+        // Without sharing, the key is not looked at.
+        assert_eq!(decode(b.as_bytes(), Encoding::Ndjson).0, 1);
     }
 
     #[test]
