@@ -19,10 +19,7 @@ fn shards_opened(log: &str) -> usize {
 
 #[test]
 fn two_aggregators_share_the_partitions_and_one_takes_over_from_the_other_killed() {
-    let url = clickhouse();
-    let db = format!("nwtest_shared_{}", std::process::id());
-    clickhouse_sql(&format!("DROP DATABASE IF EXISTS {db}"));
-    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    let (url, db) = fresh_database("nwtest_shared");
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = seed_file(tmp.path());
     let imported = tmp.path().join("imported");
@@ -46,27 +43,16 @@ fn two_aggregators_share_the_partitions_and_one_takes_over_from_the_other_killed
     let group = unique("shared");
     let state = tmp.path().join("state");
     let unused = tmp.path().join("unused");
-    let args = [
-        "aggregate",
-        "--kafka",
-        broker(),
-        "--topic",
-        &topic,
-        "--group",
-        &group,
+    let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
+    let mut args = aggregate_args(unused.to_str().expect("utf-8 path"), &topic, &group);
+    args.extend_from_slice(&ch);
+    args.extend_from_slice(&[
         "--idle-exit",
         "8",
         "--share-partitions",
-        "--data",
-        unused.to_str().expect("utf-8 path"),
-        "--clickhouse",
-        &url,
-        "--database",
-        &db,
         "--state-dir",
         state.to_str().expect("utf-8 path"),
-    ];
-    let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
+    ]);
 
     let mut first = Aggregator::spawn(&args);
     first.wait_log(
@@ -149,10 +135,7 @@ fn two_aggregators_share_the_partitions_and_one_takes_over_from_the_other_killed
 
 #[test]
 fn a_database_of_one_writer_is_not_shared() {
-    let url = clickhouse();
-    let db = format!("nwtest_unshared_{}", std::process::id());
-    clickhouse_sql(&format!("DROP DATABASE IF EXISTS {db}"));
-    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    let (url, db) = fresh_database("nwtest_unshared");
     let tmp = tempfile::tempdir().expect("tempdir");
     let (text, _, _) = march_calls(20);
     let file = tmp.path().join("march.ndjson");

@@ -1,7 +1,11 @@
 //! Month SLA / year Table 1 latency from ClickHouse at N synthetic calls, and the
 //! insert throughput of the store's rows.
 //!
-//! cargo run --release -p netwait-clickhouse --example query_latency -- URL DATABASE CALLS
+//! cargo run --release -p netwait-clickhouse --example query_latency -- URL DATABASE CALLS [SHARDS]
+//!
+//! With SHARDS (> 0) the database is shared by the partitions of a group: the cells are
+//! dealt to that many partitions' shards (`calls/0` ...), each with its own commits and
+//! day rows, and the queries sum the shards.
 //!
 //! The calls are not made one by one: their cells are inserted directly (what the
 //! queries read), as the store writes them: 20 lines over 10 years (2011-2020), in the
@@ -17,6 +21,7 @@ use netwait_aggregator::domain::time::{days_from_civil, parse_date};
 use netwait_aggregator::published::Answers;
 use netwait_clickhouse::answers::SqlAnswers;
 use netwait_clickhouse::rows::LogRow;
+use netwait_clickhouse::shard::{Layout, Shard};
 use netwait_clickhouse::{Conn, Target, migrate};
 use std::time::Instant;
 
@@ -31,10 +36,18 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, database, calls] = &args[..] else {
-        return Err("usage: query_latency URL DATABASE CALLS".into());
+    let (url, database, calls, shards) = match &args[..] {
+        [_, url, database, calls] => (url, database, calls, "0"),
+        [_, url, database, calls, shards] => (url, database, calls, shards.as_str()),
+        _ => return Err("usage: query_latency URL DATABASE CALLS [SHARDS]".into()),
     };
     let calls: u64 = calls.parse()?;
+    let shards: Vec<Shard> = match shards.parse::<u32>()? {
+        0 => vec![Shard::whole()],
+        n => (0..n as i32)
+            .map(|p| Shard::partition("calls", p).ok_or("shard"))
+            .collect::<Result<_, _>>()?,
+    };
     let target = Target {
         url: url.clone(),
         database: database.clone(),
@@ -47,6 +60,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .execute(),
     )?;
     migrate(&conn)?;
+    if !shards[0].is_whole() {
+        conn.block_on(conn.client.query(&Layout::shards_sql()).execute())?;
+        for sql in netwait_clickhouse::schema::views_of(Layout::Shards) {
+            conn.block_on(conn.client.query(&sql).execute())?;
+        }
+    }
+    let commits = |seq: u64| {
+        shards
+            .iter()
+            .flat_map(move |s| {
+                [
+                    LogRow::commit(seq, 0).of(s),
+                    LogRow::commit(seq + 1, 0).of(s),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
     let cells = (calls / 40).max(1);
     let first_day = days_from_civil(2011, 1, 1);
     let slots = YEARS * 365 * PER_DAY * LINES as i64;
@@ -57,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut seq = 1u64;
     let mut written = 0u64;
     // The day rows the engine would write: each (day, line)'s cells summed.
-    let mut days: std::collections::BTreeMap<(i64, usize), Figures> = Default::default();
+    let mut days: std::collections::BTreeMap<(usize, i64, usize), Figures> = Default::default();
     let flush = |rows: &mut Vec<LogRow>| -> Result<(), Box<dyn std::error::Error>> {
         conn.block_on(async {
             let mut insert = conn.client.insert::<LogRow>("netwait_log").await?;
@@ -72,6 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for n in 0..cells {
         let slot = (n * stride) as i64;
         let line = (n % LINES as u64) as usize;
+        let shard = (n / LINES as u64 % shards.len() as u64) as usize;
         let rest = slot / LINES as i64;
         let day = first_day + rest / PER_DAY;
         // 07:00 UTC + the slot's quarter hour (08:00 local in winter).
@@ -92,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out_of_hours: 0,
             unresolved: 0,
         };
-        days.entry((day, line)).or_default().merge(&f);
+        days.entry((shard, day, line)).or_default().merge(&f);
         let row = CellRow {
             interval,
             day,
@@ -101,18 +132,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         // One cell in four was touched by an earlier commit too.
         if n % 4 == 0 {
-            rows.push(LogRow::cell(
-                seq,
-                0,
-                &CellRow {
-                    figures: Figures::default(),
-                    ..row.clone()
-                },
-            ));
+            rows.push(
+                LogRow::cell(
+                    seq,
+                    0,
+                    &CellRow {
+                        figures: Figures::default(),
+                        ..row.clone()
+                    },
+                )
+                .of(&shards[shard]),
+            );
         }
-        rows.push(LogRow::cell(seq + 1, 0, &row));
+        rows.push(LogRow::cell(seq + 1, 0, &row).of(&shards[shard]));
         if rows.len() >= 200_000 {
-            rows.extend([LogRow::commit(seq, 0), LogRow::commit(seq + 1, 0)]);
+            rows.extend(commits(seq));
             written += rows.len() as u64;
             flush(&mut rows)?;
             seq += 2;
@@ -120,25 +154,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The days, each also with an older state (as a day is rewritten by every commit
     // that touches one of its cells).
-    for (i, ((day, line), figures)) in days.into_iter().enumerate() {
+    for (i, ((shard, day, line), figures)) in days.into_iter().enumerate() {
         let row = DayRow {
             day,
             line: lines[line].clone(),
             figures,
         };
         if i % 4 == 0 {
-            rows.push(LogRow::day(
-                seq,
-                0,
-                &DayRow {
-                    figures: Figures::default(),
-                    ..row.clone()
-                },
-            ));
+            rows.push(
+                LogRow::day(
+                    seq,
+                    0,
+                    &DayRow {
+                        figures: Figures::default(),
+                        ..row.clone()
+                    },
+                )
+                .of(&shards[shard]),
+            );
         }
-        rows.push(LogRow::day(seq + 1, 0, &row));
+        rows.push(LogRow::day(seq + 1, 0, &row).of(&shards[shard]));
     }
-    rows.extend([LogRow::commit(seq, 0), LogRow::commit(seq + 1, 0)]);
+    rows.extend(commits(seq));
     written += rows.len() as u64;
     flush(&mut rows)?;
     let secs = started.elapsed().as_secs_f64();

@@ -154,6 +154,16 @@ pub fn topic_on(broker: &str, partitions: u32) -> String {
     t
 }
 
+/// A database of its own on the ClickHouse server, migrated (dropped first, were it left
+/// by an earlier run): the server's URL and the database's name.
+pub fn fresh_database(prefix: &str) -> (String, String) {
+    let url = clickhouse();
+    let db = format!("{prefix}_{}", std::process::id());
+    clickhouse_sql(&format!("DROP DATABASE IF EXISTS {db}"));
+    netwait(&["migrate", "--clickhouse", &url, "--database", &db]);
+    (url, db)
+}
+
 /// The arguments of `netwait aggregate` on `topic` for `group`, into `--data data`.
 pub fn aggregate_args<'a>(data: &'a str, topic: &'a str, group: &'a str) -> Vec<&'a str> {
     aggregate_args_on(broker(), data, topic, group)
