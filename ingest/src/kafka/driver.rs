@@ -153,16 +153,14 @@ impl Writers<'_> {
     fn assigned(&mut self, tp: &TopicPartition) -> Result<&mut Engine, DriverError> {
         match self {
             Self::One(engine) => Ok(engine),
-            Self::PerPartition { open, engines } => {
-                if !engines.contains_key(tp) {
+            Self::PerPartition { open, engines } => match engines.entry(tp.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+                std::collections::btree_map::Entry::Vacant(v) => {
                     let engine = open(tp)?;
                     tracing::info!(partition = %tp.name(), "writing the shard of the partition");
-                    engines.insert(tp.clone(), engine);
+                    Ok(v.insert(engine))
                 }
-                engines.get_mut(tp).ok_or_else(|| {
-                    DriverError::Kafka(KafkaError::Other("no engine for a partition".into()))
-                })
-            }
+            },
         }
     }
 
@@ -188,9 +186,8 @@ impl Writers<'_> {
     fn close(&mut self, partitions: &[TopicPartition]) {
         if let Self::PerPartition { engines, .. } = self {
             for tp in partitions {
-                if let Some(mut engine) = engines.remove(tp) {
-                    engine.checkpoint_at(CheckpointMoment::Stopping);
-                    tracing::info!(partition = %tp.name(), "the shard of the partition handed over");
+                if let Some(engine) = engines.remove(tp) {
+                    hand_over(tp, engine);
                 }
             }
         }
@@ -208,10 +205,18 @@ impl Writers<'_> {
     /// partitions are assigned again, maybe to another).
     fn close_all(&mut self) {
         if let Self::PerPartition { engines, .. } = self {
-            let all: Vec<TopicPartition> = engines.keys().cloned().collect();
-            self.close(&all);
+            for (tp, engine) in std::mem::take(engines) {
+                hand_over(&tp, engine);
+            }
         }
     }
+}
+
+/// Checkpoints the engine of `tp` and drops it (its store's lease handed over).
+fn hand_over(tp: &TopicPartition, mut engine: Engine) {
+    engine.checkpoint_at(CheckpointMoment::Stopping);
+    drop(engine);
+    tracing::info!(partition = %tp.name(), "the shard of the partition handed over");
 }
 
 /// Runs until `stop` is set (then finishes the window in hand, commits, leaves the group
