@@ -10,8 +10,9 @@ use netwait_clickhouse::answers::{
     day_figures_sql, lines_sql, live_calls_sql, live_open_calls_sql,
 };
 use netwait_clickhouse::lease::{claim_sql, heartbeat_sql, holder_sql, latest_epoch_sql};
+use netwait_clickhouse::log_state::{LogState, last_commits_sql, uncounted_sql};
 use netwait_clickhouse::replays;
-use netwait_clickhouse::schema::{all_statements, cells_sql, days_sql, views_of};
+use netwait_clickhouse::schema::{Reading, all_statements, cells_sql, days_sql, views_of};
 use netwait_clickhouse::shard::{Layout, Shard};
 use netwait_clickhouse::store::{
     commit_sizes_sql, landed_sql, log_bytes_sql, positions_sql, replay_sql, shards_sql,
@@ -184,16 +185,35 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             holder_sql(&shard).replace("now()", "toDateTime(1900000000)"),
         ]);
     }
-    for layout in [Layout::Whole, Layout::Shards] {
+    // Each layout's rows as the views read them (subqueries of their own) and as a
+    // report does (the log's state read first, as literals).
+    let conn = netwait_clickhouse::Conn::new(netwait_clickhouse::Target {
+        url: url.clone(),
+        database: db.clone(),
+        retry: Default::default(),
+    })
+    .expect("conn");
+    let readings: Vec<Reading> = [Layout::Whole, Layout::Shards]
+        .into_iter()
+        .flat_map(|l| {
+            [
+                Reading::live(l),
+                LogState::read(&conn, l).expect("state").reading(),
+            ]
+        })
+        .collect();
+    for reading in &readings {
         queries.extend([
-            lines_sql(layout),
-            cells_sql(layout, ""),
-            days_sql(layout, ""),
-            live_calls_sql(layout, ""),
-            live_open_calls_sql(layout, ""),
+            lines_sql(reading),
+            cells_sql(reading, ""),
+            days_sql(reading, ""),
+            live_calls_sql(reading, ""),
+            live_open_calls_sql(reading, ""),
         ]);
     }
     queries.extend([
+        last_commits_sql(),
+        uncounted_sql(),
         Layout::read_sql(),
         replays::replayed_sql(),
         "SELECT toUInt32(max(version)) FROM netwait_migrations".to_owned(),
@@ -217,15 +237,15 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             .replace("now()", "toDateTime(1900000000)"),
     ]);
     let now = netwait_aggregator::domain::time::parse_rfc3339("2019-03-29T18:00:00Z").expect("ts");
-    for (layout, line) in [Layout::Whole, Layout::Shards]
-        .into_iter()
-        .flat_map(|l| [None, Some("cup"), Some("prelievi")].map(|line| (l, line)))
+    for (reading, line) in readings
+        .iter()
+        .flat_map(|r| [None, Some("cup"), Some("prelievi")].map(|line| (r, line)))
     {
         for (from, to) in [("2019-01-01", "2020-01-01"), ("2019-03-04", "2019-03-05")] {
             for threshold in [140_000, 60_500] {
                 for at in [now, now + 86_400_000] {
                     queries.push(day_figures_sql(
-                        layout,
+                        reading,
                         &LineFilter(line.map(String::from)),
                         (d(from), d(to)),
                         threshold,

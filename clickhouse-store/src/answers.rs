@@ -5,8 +5,9 @@
 //! ([`figures_sql`]).
 
 use crate::conn::{Conn, Error, Target};
+use crate::log_state::LogState;
 use crate::rows::{DayFigures, IntervalFigures};
-use crate::schema::{FIGURE_COLUMNS, cells_sql, combined, committed, days_sql, kind};
+use crate::schema::{FIGURE_COLUMNS, Reading, cells_sql, combined, days_sql, kind};
 use crate::shard::Layout;
 use jiff::civil::Date;
 use netwait_aggregator::domain::calendar::ServiceCalendar;
@@ -51,31 +52,29 @@ fn period_filter(line: &LineFilter, from: Date, to: Date) -> String {
 
 /// The call records that stand (counted in and not taken back), with `filter`: a
 /// record's rows cancel out by value, so a group of them that sums to 1 is a live one.
-pub fn live_calls_sql(layout: Layout, filter: &str) -> String {
+pub fn live_calls_sql(reading: &Reading, filter: &str) -> String {
     live_rows_sql(
-        layout,
+        reading,
         &format!("kind IN ({}, {})", kind::CALL, kind::OPEN_CALL),
         filter,
     )
 }
 
 /// [`live_calls_sql`] of the calls open at the cells' clock only.
-pub fn live_open_calls_sql(layout: Layout, filter: &str) -> String {
-    live_rows_sql(layout, &format!("kind = {}", kind::OPEN_CALL), filter)
+pub fn live_open_calls_sql(reading: &Reading, filter: &str) -> String {
+    live_rows_sql(reading, &format!("kind = {}", kind::OPEN_CALL), filter)
 }
 
-fn live_rows_sql(layout: Layout, kinds: &str, filter: &str) -> String {
+fn live_rows_sql(reading: &Reading, kinds: &str, filter: &str) -> String {
     // A call's number is its writer's: of shards, the shard tells calls of one number apart.
-    let shard = match layout {
-        Layout::Whole => "",
-        Layout::Shards => "shard, ",
-    };
     format!(
         "SELECT day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
          FROM netwait_log WHERE {kinds} AND {} {filter} \
-         GROUP BY {shard}call_n, day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings \
-         HAVING sum(sign) > 0",
-        committed(layout)
+         GROUP BY {} HAVING sum(sign) > 0",
+        reading.condition(),
+        reading.grouped(
+            "call_n, day, interval_n, line, anchor_ms, outcome, in_hours, net_wait_ms, talk_ms, bookings"
+        )
     )
 }
 
@@ -100,7 +99,7 @@ fn generated(outcome: &str, threshold_ms: Millis) -> String {
 /// calls open at the cells' clock that are unresolved by `now`), else from the call
 /// records by the generated expressions.
 pub fn day_figures_sql(
-    layout: Layout,
+    reading: &Reading,
     line: &LineFilter,
     (from, to): (Date, Date),
     threshold_ms: Millis,
@@ -109,9 +108,9 @@ pub fn day_figures_sql(
 ) -> String {
     let filter = period_filter(line, from, to);
     // A row a day rather than the day's cells: the same sums, made by the engine.
-    let days = days_sql(layout, &filter);
+    let days = days_sql(reading, &filter);
     keyed_figures_sql(
-        layout,
+        reading,
         "day",
         &filter,
         &days,
@@ -124,7 +123,7 @@ pub fn day_figures_sql(
 /// [`day_figures_sql`] per 15-minute interval of `grid` (cells and call records both
 /// carry the interval of their anchor, `interval_n`).
 pub fn interval_figures_sql(
-    layout: Layout,
+    reading: &Reading,
     line: &LineFilter,
     grid: IntervalGrid,
     threshold_ms: Millis,
@@ -139,9 +138,9 @@ pub fn interval_figures_sql(
     if let Some(l) = &line.0 {
         filter.push_str(&format!(" AND line = {}", quote(l)));
     }
-    let cells = cells_sql(layout, &filter);
+    let cells = cells_sql(reading, &filter);
     keyed_figures_sql(
-        layout,
+        reading,
         "interval_n",
         &filter,
         &cells,
@@ -156,7 +155,7 @@ pub fn interval_figures_sql(
 /// days, with `filter`) at the configured threshold, else from the call records; the
 /// key comes first, as [`crate::rows::KeyedFigures`] reads it.
 fn keyed_figures_sql(
-    layout: Layout,
+    reading: &Reading,
     key: &str,
     filter: &str,
     figures: &str,
@@ -179,7 +178,7 @@ fn keyed_figures_sql(
              UNION ALL SELECT {key}, {} FROM ({}) GROUP BY {key}",
             figures,
             generated(&unresolved.to_string(), threshold_ms),
-            live_open_calls_sql(layout, &late),
+            live_open_calls_sql(reading, &late),
         )
     } else {
         let outcome =
@@ -187,19 +186,19 @@ fn keyed_figures_sql(
         format!(
             "SELECT {key}, {} FROM ({}) GROUP BY {key}",
             generated(&outcome, threshold_ms),
-            live_calls_sql(layout, filter),
+            live_calls_sql(reading, filter),
         )
     }
 }
 
 /// The service lines of the calls of whole commits. (Grouped: ClickHouse 18.16's
 /// DISTINCT repeats lines under the condition of shards.)
-pub fn lines_sql(layout: Layout) -> String {
+pub fn lines_sql(reading: &Reading) -> String {
     format!(
         "SELECT line FROM netwait_log WHERE kind IN ({}, {}) AND {} GROUP BY line ORDER BY line",
         kind::CALL,
         kind::OPEN_CALL,
-        committed(layout)
+        reading.condition()
     )
 }
 
@@ -211,6 +210,8 @@ pub struct SqlAnswers {
     /// [`LAYOUT_RECHECK`]: the database may have been made shared since; a shared one
     /// stays so).
     layout: Cell<(Layout, Instant)>,
+    /// The rows the queries of the report being made count (read as it starts).
+    reading: RefCell<Option<Reading>>,
     /// The first query failure of the report being made (a [`CallSource`] cannot fail).
     failed: RefCell<Option<Error>>,
 }
@@ -226,6 +227,7 @@ impl SqlAnswers {
             conn,
             config,
             layout,
+            reading: RefCell::new(None),
             failed: RefCell::new(None),
         })
     }
@@ -241,9 +243,17 @@ impl SqlAnswers {
         Ok(now)
     }
 
+    /// The rows a query counts: the report's, else as the log stands now.
+    fn reading(&self) -> Result<Reading, Error> {
+        if let Some(r) = self.reading.borrow().as_ref() {
+            return Ok(r.clone());
+        }
+        Ok(LogState::read(&self.conn, self.layout()?)?.reading())
+    }
+
     /// The service lines the database has calls of.
     pub fn lines(&self) -> Result<Vec<String>, Error> {
-        let sql = lines_sql(self.layout()?);
+        let sql = lines_sql(&self.reading()?);
         self.conn
             .block_on(self.conn.client.query(&sql).fetch_all::<String>())
             .map_err(|e| self.conn.error(e))
@@ -253,7 +263,10 @@ impl SqlAnswers {
     /// of its queries failed.
     pub fn checked<T>(&self, report: impl FnOnce(&Self) -> T) -> Result<T, Error> {
         self.failed.replace(None);
+        let reading = LogState::read(&self.conn, self.layout()?)?.reading();
+        self.reading.replace(Some(reading));
         let out = report(self);
+        self.reading.replace(None);
         match self.failed.replace(None) {
             Some(e) => Err(e),
             None => Ok(out),
@@ -284,7 +297,7 @@ impl SqlAnswers {
         now: Millis,
     ) -> Result<Vec<DayFigures>, Error> {
         let sql = day_figures_sql(
-            self.layout()?,
+            &self.reading()?,
             line,
             period,
             threshold_ms,
@@ -304,7 +317,7 @@ impl SqlAnswers {
         now: Millis,
     ) -> Result<Vec<IntervalFigures>, Error> {
         let sql = interval_figures_sql(
-            self.layout()?,
+            &self.reading()?,
             line,
             grid,
             threshold_ms,

@@ -7,6 +7,7 @@
 pub mod answers;
 pub mod conn;
 pub mod lease;
+pub mod log_state;
 pub mod replays;
 pub mod rows;
 pub mod schema;

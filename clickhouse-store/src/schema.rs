@@ -98,7 +98,9 @@ pub mod kind {
 /// before it commits above it; so a row counts when its `seq` is at most the last
 /// commit's of its shard and not void in it ([`not_void`]). (Both are read from the rows
 /// of their kind, which sort first: they are few; a set of every commit's seq would grow
-/// with the history.) A whole log has one shard: its condition names none.
+/// with the history.) A whole log has one shard: its condition names none. The BI views
+/// put this on their rows; a report reads the log's state first and puts it as
+/// literals (`crate::log_state`).
 pub fn committed(layout: Layout) -> String {
     match layout {
         Layout::Whole => format!(
@@ -154,6 +156,44 @@ pub fn not_void(layout: Layout) -> String {
     }
 }
 
+/// How a reader picks the rows of whole commits: the layout it reads (a shard per
+/// partition: rows grouped by shard too) and the condition it puts on every row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    layout: Layout,
+    condition: String,
+}
+
+impl Reading {
+    /// The condition as subqueries of its own ([`committed`]): for the BI views, which
+    /// BI tools run at any time.
+    pub fn live(layout: Layout) -> Self {
+        Self::with(layout, committed(layout))
+    }
+
+    /// `condition` on the rows of a database of `layout` (see `crate::log_state`).
+    pub(crate) fn with(layout: Layout, condition: String) -> Self {
+        Self { layout, condition }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn condition(&self) -> &str {
+        &self.condition
+    }
+
+    /// The keys of the latest state of a row of figures keyed by `keys`: of shards, a
+    /// row per shard that has one (the queries over them sum the shards).
+    pub fn grouped(&self, keys: &str) -> String {
+        match self.layout {
+            Layout::Whole => keys.to_owned(),
+            Layout::Shards => format!("shard, {keys}"),
+        }
+    }
+}
+
 /// [`committed`] for the rows of `shard` alone (its writer's own reads: they name it).
 pub fn committed_in(shard: &Shard) -> String {
     format!(
@@ -203,13 +243,13 @@ fn v1() -> Vec<String> {
 /// The BI views (issue 12 item 6): Europe/Rome local time keys, Table 1 counts under
 /// their spec names, the SLA policies' numerator and denominators, sums for averages.
 fn v2() -> Vec<String> {
-    views(Layout::Whole, &cells_sql(Layout::Whole, ""))
+    views(Layout::Whole, &cells_sql(&Reading::live(Layout::Whole), ""))
 }
 
 /// The BI views of a database of `layout`, the daily and monthly ones over `days` (the
 /// current day rows since migration 5; the cells before).
 fn views(layout: Layout, days: &str) -> Vec<String> {
-    let cells = cells_sql(layout, "");
+    let cells = cells_sql(&Reading::live(layout), "");
     let sums = |key: &str| {
         format!(
             "SELECT {key}, line, \
@@ -256,7 +296,7 @@ fn v3() -> Vec<String> {
     )];
     out.extend(views_recreated(
         Layout::Whole,
-        &cells_sql(Layout::Whole, ""),
+        &cells_sql(&Reading::live(Layout::Whole), ""),
     ));
     out
 }
@@ -276,7 +316,7 @@ fn views_recreated(layout: Layout, days: &str) -> Vec<String> {
 /// The statements that make the BI views of a database of `layout` (dropped first: a
 /// database made shared has the whole log's).
 pub fn views_of(layout: Layout) -> Vec<String> {
-    views_recreated(layout, &days_sql(layout, ""))
+    views_recreated(layout, &days_sql(&Reading::live(layout), ""))
 }
 
 /// The writer lease (see `lease`): a row per claim and heartbeat, merged to the latest
@@ -305,7 +345,7 @@ fn v5() -> Vec<String> {
         FIGURE_COLUMNS.join(", "),
         kind::COMMIT,
         kind::DAY,
-        cells_sql(Layout::Whole, "")
+        cells_sql(&Reading::live(Layout::Whole), "")
     )];
     out.extend(views_of(Layout::Whole));
     out
@@ -397,14 +437,14 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS netwait_migration
 /// Every cell's current state (its row of the latest commit that touched it), one row
 /// per (day, line, interval), its figures as `cur_<field>`, with `filter` (e.g. `AND day >= ...`) applied before
 /// grouping so that a query reads only the rows of its period.
-pub fn cells_sql(layout: Layout, filter: &str) -> String {
-    latest_figures_sql(layout, kind::CELL, "day, line, interval_n", filter)
+pub fn cells_sql(reading: &Reading, filter: &str) -> String {
+    latest_figures_sql(reading, kind::CELL, "day, line, interval_n", filter)
 }
 
 /// The current state of each day's figures (per line) that `filter` keeps: the same
 /// columns as [`cells_sql`]'s but `interval_n`.
-pub fn days_sql(layout: Layout, filter: &str) -> String {
-    latest_figures_sql(layout, kind::DAY, "day, line", filter)
+pub fn days_sql(reading: &Reading, filter: &str) -> String {
+    latest_figures_sql(reading, kind::DAY, "day, line", filter)
 }
 
 /// How the current rows of figures (`cur_` columns, as [`cells_sql`] and [`days_sql`]
@@ -416,22 +456,18 @@ pub fn combined(column: &str) -> String {
     }
 }
 
-/// The latest state (by `seq`) of each row of figures of `kind`, keyed by `keys`: of
-/// shards, a row per shard that has one (the queries over them sum the shards).
-fn latest_figures_sql(layout: Layout, kind: u8, keys: &str, filter: &str) -> String {
+/// The latest state (by `seq`) of each row of figures of `kind`, keyed by `keys`.
+fn latest_figures_sql(reading: &Reading, kind: u8, keys: &str, filter: &str) -> String {
     let latest = FIGURE_COLUMNS
         .iter()
         .map(|c| format!("argMax({c}, seq) AS cur_{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let groups = match layout {
-        Layout::Whole => keys.to_owned(),
-        Layout::Shards => format!("shard, {keys}"),
-    };
     format!(
         "SELECT {keys}, {latest} FROM netwait_log \
-         WHERE kind = {kind} AND {} {filter} GROUP BY {groups}",
-        committed(layout)
+         WHERE kind = {kind} AND {} {filter} GROUP BY {}",
+        reading.condition(),
+        reading.grouped(keys)
     )
 }
 
