@@ -46,9 +46,11 @@ fn two_aggregators_share_the_partitions_and_one_takes_over_from_the_other_killed
     let ch = ["--clickhouse", url.as_str(), "--database", db.as_str()];
     let mut args = aggregate_args(unused.to_str().expect("utf-8 path"), &topic, &group);
     args.extend_from_slice(&ch);
+    // (An aggregator given only drained partitions idles until the first is killed:
+    // the settling and the refused import take seconds on a loaded machine.)
     args.extend_from_slice(&[
         "--idle-exit",
-        "8",
+        "20",
         "--share-partitions",
         "--state-dir",
         state.to_str().expect("utf-8 path"),

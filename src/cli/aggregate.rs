@@ -59,7 +59,7 @@ pub struct KafkaArgs {
     /// refused (`key_not_call_id`). Makes an empty database shared; a database written
     /// by one writer of every partition is refused. Without it an aggregator beside a
     /// running one stands by.
-    #[arg(long, env = super::deployment::ENV_SHARE_PARTITIONS)]
+    #[arg(long, env = super::deployment::ENV_SHARE_PARTITIONS, value_parser = super::deployment::switch)]
     share_partitions: bool,
 }
 

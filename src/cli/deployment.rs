@@ -44,6 +44,19 @@ pub const ENV_GROUP: &str = "NETWAIT_KAFKA_GROUP";
 /// --share-partitions`): `1`, `true` or `yes`.
 pub const ENV_SHARE_PARTITIONS: &str = "NETWAIT_SHARE_PARTITIONS";
 
+/// A switch's value in the environment, read alike by `serve` (here) and by the flags
+/// that take one from the environment (`aggregate --share-partitions`, as clap's value
+/// parser): a value that is neither on nor off is refused, not taken for off.
+pub fn switch(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "`{value}` is neither on nor off (true/false, 1/0, yes/no, on/off)"
+        )),
+    }
+}
+
 /// The aggregators' consumer group when none is given.
 pub const DEFAULT_GROUP: &str = "netwait-aggregator";
 
@@ -364,10 +377,10 @@ pub fn plan(
         .or_else(|| env(ENV_GROUP))
         .or_else(|| k.group.clone())
         .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
-    let share_partitions = env(ENV_SHARE_PARTITIONS)
-        .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
-        .or(k.share_partitions)
-        .unwrap_or(false);
+    let share_partitions = match env(ENV_SHARE_PARTITIONS) {
+        Some(v) => switch(&v).map_err(|e| anyhow::anyhow!("{ENV_SHARE_PARTITIONS}: {e}"))?,
+        None => k.share_partitions.unwrap_or(false),
+    };
     if role == Role::Aggregator && flags.listen {
         bail!(
             "--listen serves gRPC: --role aggregator serves none (it consumes the topic into the store; use api or all)"
@@ -530,6 +543,34 @@ mod tests {
         )
         .expect("defaults");
         assert_eq!(p.kafka, kafka("b:9092", "t", DEFAULT_GROUP));
+    }
+
+    #[test]
+    fn sharing_partitions_is_a_switch_the_environment_sets_or_refuses() {
+        let f = file("[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\nshare_partitions = true");
+        let shared = |env: &dyn Fn(&str) -> Option<String>| {
+            plan(&RoleFlags::default(), true, &f, env).map(|p| p.kafka.map(|k| k.share_partitions))
+        };
+        assert_eq!(shared(&env_of(&[])).expect("file"), Some(true));
+        assert_eq!(
+            shared(&env_of(&[(ENV_SHARE_PARTITIONS, "Off")])).expect("env"),
+            Some(false)
+        );
+        let e = shared(&env_of(&[(ENV_SHARE_PARTITIONS, "maybe")])).expect_err("refused");
+        assert!(
+            e.to_string().contains("NETWAIT_SHARE_PARTITIONS: `maybe`"),
+            "{e}"
+        );
+        for (v, on) in [
+            ("1", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("0", false),
+            ("no", false),
+        ] {
+            assert_eq!(switch(v), Ok(on), "{v}");
+        }
+        assert!(switch("").is_err());
     }
 
     #[test]
