@@ -33,7 +33,8 @@ pub struct KafkaArgs {
     dead_letter_topic: Option<String>,
     /// Stop (commit, leave the group, exit 0) after this many seconds without a message
     /// while the broker is reachable (a broker down or restarting is waited for, not
-    /// idle): for runs that catch up with a topic and end. Default: run until
+    /// idle, and so is the aggregator's own work on what it holds: a long window or
+    /// checkpoint): for runs that catch up with a topic and end. Default: run until
     /// SIGTERM/SIGINT.
     #[arg(long, value_name = "S", value_parser = super::positive_seconds)]
     idle_exit: Option<Duration>,
@@ -149,7 +150,10 @@ impl IdleWatch {
             if state != seen {
                 seen = state;
                 idle = Duration::ZERO;
-            } else if self.assigned.load(Ordering::Relaxed) && self.reachability.is_reachable() {
+            } else if self.assigned.load(Ordering::Relaxed)
+                && self.reachability.is_reachable()
+                && !self.reachability.is_held_back()
+            {
                 idle += elapsed;
             }
         }

@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 const CHUNK_BYTES: usize = 1 << 20;
 /// ... or once its first message waited this long (the lag budget is the driver's).
 const CHUNK_WAIT: Duration = Duration::from_millis(20);
+/// A chunk's age is looked at every this many messages: reading the clock costs as much
+/// as decoding a small message.
+const AGE_EVERY: u64 = 64;
 /// Chunks in flight between the poll thread and the driver.
 const IN_FLIGHT: usize = 8;
 
@@ -134,7 +137,13 @@ impl GroupContext {
     /// Hands the chunk in hand over, if any; false when the driver is gone.
     fn flush(&self) -> bool {
         let chunk = std::mem::take(&mut *self.partial());
-        chunk.is_empty() || self.tx.send(Delivery::Chunk(Box::new(chunk))).is_ok()
+        if chunk.is_empty() {
+            return true;
+        }
+        self.reachability.hold_back(true);
+        let sent = self.tx.send(Delivery::Chunk(Box::new(chunk))).is_ok();
+        self.reachability.hold_back(false);
+        sent
     }
 
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
@@ -582,6 +591,7 @@ fn poll_loop(
     // then every 10 s, and at once again in the next outage.
     let mut errors = Throttle::default();
     let mut returns = context.reachability.returns();
+    let mut last = LastPartition::default();
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(wait) {
             None => {
@@ -621,9 +631,10 @@ fn poll_loop(
                 }
                 let full = {
                     let mut partial = context.partial();
-                    add_message(&mut partial, &decoder, &msg);
+                    add_message(&mut partial, &decoder, &msg, &mut last);
                     partial.encoded.bytes.len() >= CHUNK_BYTES
-                        || partial.started.is_some_and(|t| t.elapsed() >= CHUNK_WAIT)
+                        || (partial.messages % AGE_EVERY == 0
+                            && partial.started.is_some_and(|t| t.elapsed() >= CHUNK_WAIT))
                 };
                 if full && !context.flush() {
                     return;
@@ -638,28 +649,58 @@ fn poll_loop(
     let _ = consumer.poll(Duration::from_millis(100));
 }
 
+/// The partition of the last message polled and its name: messages come in runs of one
+/// partition, so most find theirs here without allocating.
+struct LastPartition {
+    tp: TopicPartition,
+    name: String,
+}
+
+impl Default for LastPartition {
+    fn default() -> Self {
+        Self {
+            // No message is of partition -1.
+            tp: TopicPartition {
+                topic: String::new(),
+                partition: -1,
+            },
+            name: String::new(),
+        }
+    }
+}
+
+impl LastPartition {
+    fn of(&mut self, topic: &str, partition: i32) -> (&TopicPartition, &str) {
+        if self.tp.partition != partition || self.tp.topic != topic {
+            self.tp = TopicPartition {
+                topic: topic.to_owned(),
+                partition,
+            };
+            self.name = self.tp.name();
+        }
+        (&self.tp, &self.name)
+    }
+}
+
 fn add_message(
     into: &mut Fetched,
     decoder: &Decoder<'_>,
     msg: &rdkafka::message::BorrowedMessage<'_>,
+    last: &mut LastPartition,
 ) {
-    let tp = TopicPartition {
-        topic: msg.topic().to_owned(),
-        partition: msg.partition(),
-    };
+    let (tp, source) = last.of(msg.topic(), msg.partition());
     let content_type = msg.headers().and_then(|h| {
         h.iter()
             .find(|h| h.key.eq_ignore_ascii_case(payload::CONTENT_TYPE))
             .map(|h| h.value.unwrap_or_default())
     });
     let payload = msg.payload().unwrap_or_default();
-    let source = tp.name();
     let refused = decoder.message(
         &mut into.encoded,
         payload,
         Encoding::of(content_type),
         Origin {
-            source: &source,
+            source,
             offset: msg.offset(),
             key: msg.key(),
         },
@@ -673,10 +714,12 @@ fn add_message(
         });
     }
     let next = msg.offset() + 1;
-    into.offsets
-        .entry(tp)
-        .and_modify(|(_, n)| *n = next)
-        .or_insert((msg.offset(), next));
+    match into.offsets.get_mut(tp) {
+        Some((_, n)) => *n = next,
+        None => {
+            into.offsets.insert(tp.clone(), (msg.offset(), next));
+        }
+    }
     into.messages += 1;
     into.bytes += payload.len() as u64;
     if let Some(ms) = msg.timestamp().to_millis() {
@@ -731,6 +774,17 @@ fn follow_span(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_partition_is_named_again_only_when_it_changes() {
+        let mut last = LastPartition::default();
+        let (tp, name) = last.of("calls", 0);
+        assert_eq!((tp.partition, name), (0, "kafka:calls/0"));
+        assert_eq!(last.of("calls", 2).1, "kafka:calls/2");
+        assert_eq!(last.of("calls.b", 2).1, "kafka:calls.b/2");
+        let (tp, name) = last.of("calls.b", 2);
+        assert_eq!((tp.topic.as_str(), name), ("calls.b", "kafka:calls.b/2"));
+    }
 
     #[test]
     fn the_statistics_consumer_lag_becomes_a_gauge_per_partition() {

@@ -11,15 +11,28 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Whether the consumer is connected to a broker, shared with whoever reads it.
+/// Whether the consumer is connected to a broker, shared with whoever reads it; and
+/// whether it is held back by netwait itself (the poll thread waiting for the driver to
+/// take a chunk), when the broker may have more that it cannot send.
 #[derive(Debug, Default)]
 pub struct Reachability {
     reachable: AtomicBool,
     /// How many times it became reachable (the first connection included).
     returns: AtomicU64,
+    held_back: AtomicBool,
 }
 
 impl Reachability {
+    /// Whether the poll thread waits for the driver now (a long window or checkpoint):
+    /// time without messages is then not idle.
+    pub fn is_held_back(&self) -> bool {
+        self.held_back.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn hold_back(&self, held: bool) {
+        self.held_back.store(held, Ordering::Relaxed);
+    }
+
     /// Connected to a broker now (as last seen: statistics come every second).
     pub fn is_reachable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
@@ -31,6 +44,10 @@ impl Reachability {
     }
 
     pub(crate) fn set(&self, reachable: bool) {
+        // Called for every message: a plain load when nothing changes.
+        if self.reachable.load(Ordering::Relaxed) == reachable {
+            return;
+        }
         let was = self.reachable.swap(reachable, Ordering::Relaxed);
         if reachable && !was {
             let returns = self.returns.fetch_add(1, Ordering::Relaxed);
