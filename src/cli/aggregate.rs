@@ -252,7 +252,7 @@ pub fn run_until(
             "durable"
         );
     };
-    let mut open_partition = |tp: &TopicPartition| {
+    let open_partition = |tp: &TopicPartition| {
         let shared = shared
             .as_ref()
             .ok_or_else(|| KafkaError::Other("one writer of every partition".into()))?;
@@ -263,7 +263,7 @@ pub fn run_until(
     let writers = match one.as_mut() {
         Some(engine) => Writers::One(engine),
         None => Writers::PerPartition {
-            open: &mut open_partition,
+            open: &open_partition,
             engines: Default::default(),
         },
     };

@@ -133,8 +133,9 @@ impl Lag {
 pub type Report<'a> = &'a mut dyn FnMut(&Totals);
 
 /// Opens the engine of a partition's shard (waiting for the member it was taken from to
-/// hand it over, or to be found dead).
-pub type OpenPartition<'a> = &'a mut dyn FnMut(&TopicPartition) -> Result<Engine, DriverError>;
+/// hand it over, or to be found dead). The partitions of one assignment are opened at
+/// once, each on a thread of its own: each open waits on its own lease.
+pub type OpenPartition<'a> = &'a (dyn Fn(&TopicPartition) -> Result<Engine, DriverError> + Sync);
 
 /// What the consumed events are written by.
 pub enum Writers<'a> {
@@ -149,19 +150,38 @@ pub enum Writers<'a> {
 }
 
 impl Writers<'_> {
-    /// The engine of `tp`, opened now if it is not yet.
-    fn assigned(&mut self, tp: &TopicPartition) -> Result<&mut Engine, DriverError> {
-        match self {
-            Self::One(engine) => Ok(engine),
-            Self::PerPartition { open, engines } => match engines.entry(tp.clone()) {
-                std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    let engine = open(tp)?;
+    /// Opens the engines of the partitions of `assigned` not open yet, all at once (the
+    /// first failure is returned; the engines opened beside it are kept).
+    fn assigned(&mut self, assigned: &[TopicPartition]) -> Result<(), DriverError> {
+        let Self::PerPartition { open, engines } = self else {
+            return Ok(());
+        };
+        let new: Vec<&TopicPartition> = assigned
+            .iter()
+            .filter(|tp| !engines.contains_key(tp))
+            .collect();
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let open = *open;
+            let threads: Vec<_> = new
+                .iter()
+                .map(|&tp| s.spawn(move || (tp, open(tp))))
+                .collect();
+            threads.into_iter().map(|t| t.join()).collect()
+        });
+        let mut failed = None;
+        for joined in opened {
+            match joined {
+                Ok((tp, Ok(engine))) => {
                     tracing::info!(partition = %tp.name(), "writing the shard of the partition");
-                    Ok(v.insert(engine))
+                    engines.insert(tp.clone(), engine);
                 }
-            },
+                Ok((_, Err(e))) => {
+                    failed.get_or_insert(e);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         }
+        failed.map_or(Ok(()), Err)
     }
 
     /// The engine that writes `tp` (assigned before its chunks come).
@@ -285,12 +305,10 @@ pub fn run(
                 report(&driver.totals);
             }
             Some(Delivery::Assigned { partitions, reply }) => {
+                writers.assigned(&partitions)?;
                 let mut at = Vec::with_capacity(partitions.len());
                 for tp in &partitions {
-                    let position = writers
-                        .assigned(tp)?
-                        .source_checkpoint()
-                        .position(&tp.name());
+                    let position = writers.of(tp)?.source_checkpoint().position(&tp.name());
                     driver.standing.insert(tp.clone(), position.clone());
                     let offset = position.as_offset().and_then(|o| i64::try_from(o).ok());
                     // Kafka's committed offset may lag the store's (a crash between the
