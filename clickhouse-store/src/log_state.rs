@@ -6,6 +6,7 @@
 //! "Reports read the log's state first"). Every query of one report reads the same
 //! commits, too.
 
+use crate::answers::quote;
 use crate::conn::{Conn, Error};
 use crate::schema::{Reading, kind, not_void};
 use crate::shard::Layout;
@@ -130,7 +131,8 @@ impl LogState {
             (Layout::Shards, shards) => {
                 let arms: Vec<String> = shards
                     .iter()
-                    .map(|s| format!("shard = '{}', {}", s.shard, of_shard(s)))
+                    // (Quoted: the names are read from rows, whatever wrote them.)
+                    .map(|s| format!("shard = {}, {}", quote(&s.shard), of_shard(s)))
                     .collect();
                 format!("multiIf({}, 0)", arms.join(", "))
             }
@@ -224,6 +226,11 @@ mod tests {
              shard = 't/1', seq <= 3, 0)"
         );
         assert_eq!(state.reading().layout(), Layout::Shards);
+        let odd = LogState::of(Layout::Shards, commits(&[("a'b", 1)]), []);
+        assert_eq!(
+            odd.reading().condition(),
+            "multiIf(shard = 'a\\'b', seq <= 1, 0)"
+        );
     }
 
     #[test]
