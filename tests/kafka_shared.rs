@@ -9,7 +9,6 @@
 mod common;
 use common::servers::*;
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 /// The partitions an aggregator's log says it opened the shard of.
@@ -84,15 +83,10 @@ fn two_aggregators_share_the_partitions_and_one_takes_over_from_the_other_killed
     let mut import = vec!["import"];
     import.extend_from_slice(&ch);
     import.push(halves[1].to_str().expect("path"));
-    let refused = Command::new(BIN).args(&import).output().expect("import");
-    assert!(
-        !refused.status.success(),
-        "an import into a shared database"
-    );
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        said.contains("is shared by the aggregators of a group"),
-        "{said}"
+    refused(
+        &import,
+        "an import into a shared database",
+        "is shared by the aggregators of a group",
     );
 
     std::thread::sleep(Duration::from_millis(1_000));
@@ -149,27 +143,19 @@ fn a_database_of_one_writer_is_not_shared() {
     netwait(&import);
     let topic = topic(1);
     let group = unique("unshared");
-    let out = Command::new(BIN)
-        .args([
-            "aggregate",
-            "--kafka",
-            broker(),
-            "--topic",
-            &topic,
-            "--group",
-            &group,
-            "--share-partitions",
-        ])
-        .args(ch)
-        .output()
-        .expect("aggregate");
-    assert!(!out.status.success(), "sharing a database of one writer");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("already holds commits"), "{said}");
+    let unused = tmp.path().join("unused");
+    let mut share = aggregate_args(unused.to_str().expect("utf-8 path"), &topic, &group);
+    share.push("--share-partitions");
+    share.extend_from_slice(&ch);
+    refused(
+        &share,
+        "sharing a database of one writer",
+        "already holds commits",
+    );
     // On the embedded store there is nothing to share.
     let data = tmp.path().join("data");
-    let out = Command::new(BIN)
-        .args([
+    refused(
+        &[
             "aggregate",
             "--kafka",
             broker(),
@@ -178,11 +164,9 @@ fn a_database_of_one_writer_is_not_shared() {
             "--share-partitions",
             "--data",
             data.to_str().expect("utf-8 path"),
-        ])
-        .output()
-        .expect("aggregate");
-    assert!(!out.status.success(), "sharing a data directory");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("needs the ClickHouse store"), "{said}");
+        ],
+        "sharing a data directory",
+        "needs the ClickHouse store",
+    );
     clickhouse_sql(&format!("DROP DATABASE {db}"));
 }

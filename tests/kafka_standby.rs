@@ -8,7 +8,6 @@
 mod common;
 use common::servers::*;
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 /// The scenario on `store` (the arguments naming it to `aggregate` and `import`), read
@@ -54,13 +53,11 @@ fn one_killed_the_other_takes_over(store: &[&str], query: &[&str]) {
     let mut import = vec!["import"];
     import.extend_from_slice(store);
     import.push(file.to_str().expect("path"));
-    let refused = Command::new(BIN).args(&import).output().expect("import");
-    assert!(
-        !refused.status.success(),
-        "an import beside a running writer"
+    refused(
+        &import,
+        "an import beside a running writer",
+        "another netwait",
     );
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("another netwait"), "{said}");
 
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(first.running(), "still consuming");

@@ -13,6 +13,16 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netwait");
 
+/// Runs `netwait ARGS`, failing the test unless it exits non-zero saying `why` (`what`:
+/// the attempt, in the failure message); its stderr.
+pub fn refused(args: &[&str], what: &str, why: &str) -> String {
+    let out = Command::new(BIN).args(args).output().expect("run netwait");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{what}: not refused");
+    assert!(said.contains(why), "{what}: {said}");
+    said
+}
+
 /// Runs `netwait ARGS`, failing the test with its stderr if it exits non-zero.
 pub fn netwait(args: &[&str]) -> Output {
     let out = Command::new(BIN)
