@@ -776,6 +776,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_poll_thread_waiting_for_the_driver_is_held_back_not_idle() {
+        let reachability = Arc::new(Reachability::default());
+        let (context, rx) = GroupContext::new(LagFrom::Committed, &reachability);
+        let chunk = || Fetched {
+            messages: 1,
+            ..Fetched::default()
+        };
+        for _ in 0..IN_FLIGHT {
+            *context.partial() = chunk();
+            assert!(context.flush());
+        }
+        assert!(!reachability.is_held_back(), "the channel had room");
+        std::thread::scope(|s| {
+            let blocked = s.spawn(|| {
+                *context.partial() = chunk();
+                context.flush()
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !reachability.is_held_back() {
+                assert!(Instant::now() < deadline, "never held back");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // The driver takes a chunk: the poll thread goes on.
+            assert!(rx.recv().is_ok());
+            assert!(blocked.join().expect("flush"));
+        });
+        assert!(!reachability.is_held_back());
+    }
+
+    #[test]
     fn the_last_partition_is_named_again_only_when_it_changes() {
         let mut last = LastPartition::default();
         let (tp, name) = last.of("calls", 0);
