@@ -237,6 +237,38 @@ fn ddl_rows_and_queries_run_alike_on_clickhouse_18_and_chdb_26() {
             .replace("now()", "toDateTime(1900000000)"),
     ]);
     let now = netwait_aggregator::domain::time::parse_rfc3339("2019-03-29T18:00:00Z").expect("ts");
+    // A report's literal reading counts the rows the views' subqueries count, on the
+    // rows of two shards with their fences.
+    for pair in readings.chunks(2) {
+        let [live, known] = pair else {
+            panic!("a live and a literal reading per layout");
+        };
+        let rows = |sql: String| {
+            let out = http(&url, Some(&db), &format!("{sql} FORMAT TabSeparated"));
+            let mut rows: Vec<String> = String::from_utf8(out)
+                .expect("utf-8")
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            rows.sort_unstable();
+            rows
+        };
+        let year = (d("2019-01-01"), d("2020-01-01"));
+        let makers: [&dyn Fn(&Reading) -> String; 7] = [
+            &|r| lines_sql(r),
+            &|r| cells_sql(r, ""),
+            &|r| days_sql(r, ""),
+            &|r| live_calls_sql(r, ""),
+            &|r| live_open_calls_sql(r, ""),
+            &|r| day_figures_sql(r, &LineFilter(None), year, 140_000, 140_000, now),
+            &|r| day_figures_sql(r, &LineFilter(None), year, 60_500, 140_000, now),
+        ];
+        for make in makers {
+            let expected = rows(make(live));
+            assert!(!expected.is_empty(), "{}", make(live));
+            assert_eq!(rows(make(known)), expected, "{}", make(known));
+        }
+    }
     for (reading, line) in readings
         .iter()
         .flat_map(|r| [None, Some("cup"), Some("prelievi")].map(|line| (r, line)))
