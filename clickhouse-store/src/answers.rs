@@ -260,7 +260,8 @@ impl SqlAnswers {
     }
 
     /// Makes a report with `report` (one of the [`Answers`] methods), failing when one
-    /// of its queries failed.
+    /// of its queries failed. Its queries count the commits of one reading of the log,
+    /// made as it starts.
     pub fn checked<T>(&self, report: impl FnOnce(&Self) -> T) -> Result<T, Error> {
         self.failed.replace(None);
         let reading = LogState::read(&self.conn, self.layout()?)?.reading();

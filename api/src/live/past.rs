@@ -89,8 +89,17 @@ impl PastDays {
     }
 }
 
-/// The month before today at `now`, line by line.
+/// The month before today at `now`, line by line, every line as of the same commits
+/// (one reading of the log for the whole view).
 fn read(
+    answers: &SqlAnswers,
+    now: Millis,
+    version: u64,
+) -> Result<PastView, netwait_clickhouse::Error> {
+    answers.checked(|a| read_lines(a, now, version))?
+}
+
+fn read_lines(
     answers: &SqlAnswers,
     now: Millis,
     version: u64,
