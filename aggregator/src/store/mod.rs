@@ -390,10 +390,11 @@ pub trait EventStore: Send {
     }
 
     /// Replaces the checkpoint (both parts, for `position`), after writing the new
-    /// `runs` it names (see [`runs`]): the runs are durable before either part names
-    /// them, and the parts are durable when this returns. Each part and run is written
-    /// by its function straight into the store's output (several may run on several
-    /// threads), so that no copy of a big book is built in memory first.
+    /// `runs` it names (see [`runs`]): the runs are in place before either part names
+    /// them, and both parts when this returns (durable once the OS has written them
+    /// back: a checkpoint is checked before it is used, see `checkpoint_dir`). Each part
+    /// and run is written by its function straight into the store's output (several may
+    /// run on several threads), so that no copy of a big book is built in memory first.
     fn save_checkpoint(
         &mut self,
         position: LogPosition,
