@@ -2,7 +2,7 @@
 //! [`EventStore`]. Ingest folds events in and commits them; queries read the book.
 
 use crate::domain::callbook::CallBook;
-use crate::domain::cells::{Cells, CellsView, Scan};
+use crate::domain::cells::{Cells, CellsView};
 use crate::domain::config::MetricsConfig;
 use crate::domain::dedupe::KeyHasher;
 use crate::domain::derived::Derived;
@@ -10,6 +10,7 @@ use crate::domain::figures::CallSource;
 use crate::domain::time::Millis;
 use crate::domain::transitions::Transitions;
 use crate::observe;
+use crate::parallel_scan::ParallelScan;
 use crate::published::{Answers, Publisher, Snapshot, States};
 use crate::store::codec::encode_positions;
 use crate::store::positions::{CheckpointDelta, SourceCheckpoint};
@@ -639,7 +640,7 @@ impl Answers for Engine {
         let (book, now) = (&self.book, self.book.clock(wall));
         match &self.cells {
             Some(cells) if cells.is_loaded() => count(&CellsView { cells, book, now }),
-            _ => count(&Scan { book, now }),
+            _ => count(&ParallelScan { book, now }),
         }
     }
 }

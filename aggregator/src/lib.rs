@@ -5,6 +5,7 @@
 pub use netwait_domain as domain;
 pub mod engine;
 pub mod observe;
+pub mod parallel_scan;
 pub mod published;
 pub mod random;
 pub mod store;

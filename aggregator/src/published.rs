@@ -12,7 +12,7 @@
 
 use crate::domain::call::{CallRecord, CallState, LineId, NONE};
 use crate::domain::callbook::CallBook;
-use crate::domain::cells::{CallStates, Cells, CellsView, Scan};
+use crate::domain::cells::{CallStates, Cells, CellsView};
 use crate::domain::config::MetricsConfig;
 use crate::domain::event::DEFAULT_LINE;
 use crate::domain::figures::CallSource;
@@ -22,9 +22,11 @@ use crate::domain::reports::{
 pub use crate::domain::state_chunks::CHUNK;
 use crate::domain::state_chunks::SharedChunks;
 use crate::domain::time::Millis;
+use crate::parallel_scan::ParallelScan;
 use crate::store::LogPosition;
 use jiff::civil::Date;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// The interned lines of a book, as a snapshot reads them.
@@ -87,6 +89,10 @@ impl CallStates for SharedStates {
         };
         state.record(now, name)
     }
+
+    fn walk(&self, chunks: Range<usize>) -> Box<dyn Iterator<Item = CallState> + '_> {
+        Box::new(self.chunks.walk(chunks))
+    }
 }
 
 /// The call states a snapshot reads: shared chunks (a server's publications), or a whole
@@ -140,6 +146,13 @@ impl CallStates for States {
         match self {
             Self::Shared(s) => s.record(state, now),
             Self::Book(b) => CallStates::record(&**b, state, now),
+        }
+    }
+
+    fn walk(&self, chunks: Range<usize>) -> Box<dyn Iterator<Item = CallState> + '_> {
+        match self {
+            Self::Shared(s) => s.walk(chunks),
+            Self::Book(b) => CallStates::walk(&**b, chunks),
         }
     }
 }
@@ -226,7 +239,7 @@ impl Answers for Snapshot {
         let (book, now) = (&self.states, self.clock(wall));
         match &self.cells {
             Some(cells) if !cells.is_damaged() => count(&CellsView { cells, book, now }),
-            _ => count(&Scan { book, now }),
+            _ => count(&ParallelScan { book, now }),
         }
     }
 }

@@ -343,7 +343,7 @@ impl CallSource for SqlSource<'_> {
         _calendar: &ServiceCalendar,
         threshold_ms: Millis,
         period: (Date, Date),
-        bucket: &dyn Fn(Date) -> Option<usize>,
+        bucket: &(dyn Fn(Date) -> Option<usize> + Sync),
         out: &mut [Figures],
     ) {
         // The calendar is the configured one: the rows were placed by it.

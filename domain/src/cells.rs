@@ -36,10 +36,12 @@ use super::figures::{
     CallSource, Classifier, Figures, IntervalGrid, LineFilter, Records, tally, tally_grid,
 };
 use super::open_calls::{OpenCalls, timed_out_by};
+use super::state_chunks::CHUNK;
 use super::time::{DAY, Millis, SECOND, days_from_civil, local_date};
 use jiff::civil::Date;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 pub mod stored;
@@ -90,6 +92,16 @@ pub trait CallStates {
     fn line_of(&self, state: &CallState) -> LineId;
     /// The record of one call at clock `now`.
     fn record(&self, state: &CallState, now: Millis) -> CallRecord<'_>;
+    /// How many chunks of [`CHUNK`] calls the states are kept in (the last one partial).
+    fn chunk_count(&self) -> usize {
+        self.count().div_ceil(CHUNK)
+    }
+    /// The states of chunks `chunks` in order, for one pass over them (a scan): those not
+    /// in memory are read for the pass and not kept (see `StateChunks::walk`).
+    fn walk(&self, chunks: Range<usize>) -> Box<dyn Iterator<Item = CallState> + '_> {
+        let calls = chunks.start * CHUNK..(chunks.end * CHUNK).min(self.count());
+        Box::new(calls.map(|i| *self.state(i as u32)))
+    }
 }
 
 impl CallStates for CallBook {
@@ -107,6 +119,9 @@ impl CallStates for CallBook {
     }
     fn record(&self, state: &CallState, now: Millis) -> CallRecord<'_> {
         CallBook::record(self, state, now)
+    }
+    fn walk(&self, chunks: Range<usize>) -> Box<dyn Iterator<Item = CallState> + '_> {
+        Box::new(self.states().walk(chunks))
     }
 }
 
@@ -603,7 +618,24 @@ pub struct Scan<'a, B: ?Sized = CallBook> {
 impl<B: CallStates + ?Sized> Records for Scan<'_, B> {
     fn records(&self) -> impl Iterator<Item = CallRecord<'_>> {
         let (book, now) = (self.book, self.now);
-        (0..book.count() as u32).map(move |i| book.record(book.state(i), now))
+        book.walk(0..book.chunk_count())
+            .map(move |state| book.record(&state, now))
+    }
+}
+
+/// The part of a [`Scan`] that reads the calls of chunks `chunks` only: threads may
+/// count a scan share by share, their figures merged ([`Figures::merge`]).
+pub struct ScanShare<'a, B: ?Sized = CallBook> {
+    pub book: &'a B,
+    pub now: Millis,
+    pub chunks: Range<usize>,
+}
+
+impl<B: CallStates + ?Sized> Records for ScanShare<'_, B> {
+    fn records(&self) -> impl Iterator<Item = CallRecord<'_>> {
+        let (book, now) = (self.book, self.now);
+        book.walk(self.chunks.clone())
+            .map(move |state| book.record(&state, now))
     }
 }
 
@@ -623,7 +655,7 @@ impl<B: CallStates + ?Sized> CallSource for CellsView<'_, B> {
         calendar: &ServiceCalendar,
         threshold_ms: Millis,
         period: (Date, Date),
-        bucket: &dyn Fn(Date) -> Option<usize>,
+        bucket: &(dyn Fn(Date) -> Option<usize> + Sync),
         out: &mut [Figures],
     ) {
         let Some(wanted) = self.wanted(line) else {

@@ -204,7 +204,7 @@ pub trait CallSource {
         calendar: &ServiceCalendar,
         threshold_ms: Millis,
         period: (Date, Date),
-        bucket: &dyn Fn(Date) -> Option<usize>,
+        bucket: &(dyn Fn(Date) -> Option<usize> + Sync),
         out: &mut [Figures],
     );
 
@@ -287,7 +287,7 @@ impl<R: Records + ?Sized> CallSource for R {
         calendar: &ServiceCalendar,
         threshold_ms: Millis,
         period: (Date, Date),
-        bucket: &dyn Fn(Date) -> Option<usize>,
+        bucket: &(dyn Fn(Date) -> Option<usize> + Sync),
         out: &mut [Figures],
     ) {
         tally_period(
@@ -327,7 +327,7 @@ pub fn tally_period<'a>(
     calendar: &ServiceCalendar,
     threshold_ms: Millis,
     (from, to): (Date, Date),
-    bucket: &dyn Fn(Date) -> Option<usize>,
+    bucket: &(dyn Fn(Date) -> Option<usize> + Sync),
     out: &mut [Figures],
 ) {
     let in_period = |d: Date| (from <= d && d < to).then(|| bucket(d)).flatten();

@@ -12,6 +12,7 @@
 //!   that a checkpoint writes only those.
 
 use super::call::CallState;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 /// Calls per chunk (72 bytes a state: 288 KiB a chunk).
@@ -320,6 +321,20 @@ impl StateChunks {
         (0..self.chunks.len()).flat_map(|c| self.chunk(c).iter())
     }
 
+    /// The states of chunks `chunks`, in order, by value; a chunk not in memory is read
+    /// for the walk only (see [`walk`]).
+    ///
+    /// # Panics
+    /// As [`Self::chunk`].
+    pub fn walk(&self, chunks: Range<usize>) -> impl Iterator<Item = CallState> + '_ {
+        walk(chunks, self.source.as_ref(), self.len, |c| {
+            match &self.chunks[c] {
+                Slot::Own(states) => Some(states.as_slice()),
+                Slot::Shared(slot) => slot.get().map(|s| s.as_slice()),
+            }
+        })
+    }
+
     /// Every chunk, shared for a snapshot as it is (those not in memory yet are loaded by
     /// whichever of the book and the snapshot reads them first).
     pub fn share(&mut self) -> SharedChunks {
@@ -327,6 +342,52 @@ impl StateChunks {
             slots: self.chunks.iter_mut().map(Slot::share).collect(),
             len: self.len,
             source: self.source.clone(),
+        }
+    }
+}
+
+/// The states of chunks `chunks` (of `len` states in all) in order, by value: a chunk in
+/// memory (`in_memory`) is read in place, one still stored is decoded from `source` for
+/// the walk and dropped after it, not kept. A scan of every call (a report of a store
+/// opened for one query) then holds a chunk at a time instead of every state: fresh
+/// memory is the dearest part of such a scan.
+///
+/// # Panics
+/// When a stored chunk's bytes are damaged (the store checked them when it was opened).
+fn walk<'a>(
+    chunks: Range<usize>,
+    source: Option<&'a Arc<dyn ChunkSource>>,
+    len: usize,
+    in_memory: impl Fn(usize) -> Option<&'a [CallState]> + 'a,
+) -> impl Iterator<Item = CallState> + 'a {
+    chunks.flat_map(move |c| {
+        let calls = CHUNK.min(len - c * CHUNK);
+        match in_memory(c) {
+            Some(states) => Walked::InPlace(states.iter()),
+            None => match source
+                .and_then(|s| s.load(c, calls))
+                .filter(|v| v.len() == calls)
+            {
+                Some(states) => Walked::Read(states.into_iter()),
+                None => panic!("{} (checked when the store was opened)", ChunkDamaged(c)),
+            },
+        }
+    })
+}
+
+/// One chunk of a [`walk`].
+enum Walked<'a> {
+    InPlace(std::slice::Iter<'a, CallState>),
+    Read(std::vec::IntoIter<CallState>),
+}
+
+impl Iterator for Walked<'_> {
+    type Item = CallState;
+
+    fn next(&mut self) -> Option<CallState> {
+        match self {
+            Self::InPlace(states) => states.next().copied(),
+            Self::Read(states) => states.next(),
         }
     }
 }
@@ -386,6 +447,13 @@ impl SharedChunks {
     pub fn get(&self, i: u32) -> &CallState {
         let i = i as usize;
         &self.chunk(i / CHUNK)[i % CHUNK]
+    }
+
+    /// As [`StateChunks::walk`].
+    pub fn walk(&self, chunks: Range<usize>) -> impl Iterator<Item = CallState> + '_ {
+        walk(chunks, self.source.as_ref(), self.len, |c| {
+            self.slots[c].get().map(|s| s.as_slice())
+        })
     }
 }
 

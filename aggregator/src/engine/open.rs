@@ -218,8 +218,8 @@ type FromCheckpoint = (CallBook, RunSet, Option<snapshot::StoredCells>);
 /// The book of a checkpoint and the runs behind it; `None` when any of it is damaged, of
 /// an older version, or not what the open needs (a fold state for folding, none for a
 /// query-only open). A book for folding has its last chunk of states in memory (new calls
-/// go there), one for queries all of them; a writer's other chunks stay in their packs
-/// (checked whole with the other runs) until read.
+/// go there); every other chunk stays in its pack (checked first: a writer's with its
+/// other runs, a query-only open's segment by segment) until read.
 fn from_checkpoint(
     store: &mut dyn EventStore,
     cp: &crate::store::Checkpoint,
@@ -250,6 +250,10 @@ fn from_checkpoint(
             let Some(source) = runs::open_states(store, &packs, query.lines.len())? else {
                 return Ok(None);
             };
+            // A writer's packs were checked whole with its other runs (`runs::load`).
+            if !for_folding && !source.whole(calls.div_ceil(crate::domain::state_chunks::CHUNK)) {
+                return Ok(None);
+            }
             StateChunks::stored(calls, std::sync::Arc::new(source))
         }
     };
@@ -270,11 +274,7 @@ fn from_checkpoint(
         query.newest_ts,
         fold_state,
     );
-    let ready = if for_folding {
-        last.is_none_or(|c| book.states().try_chunk(c).is_ok())
-    } else {
-        load_states(&book).is_ok()
-    };
+    let ready = !for_folding || last.is_none_or(|c| book.states().try_chunk(c).is_ok());
     Ok(ready.then_some((book, runs, cells)))
 }
 

@@ -142,6 +142,19 @@ impl ChunkSource for PackedStates {
     }
 }
 
+impl PackedStates {
+    /// Whether these are the packs of `chunks` chunks, the segment of each there and
+    /// holding its CRC: what a query-only open checks, which then decodes a chunk only
+    /// when a query reads it.
+    pub fn whole(&self, chunks: usize) -> bool {
+        self.chunk_packs.len() == chunks
+            && (0..chunks).all(|c| {
+                segment(&self.packs, self.chunk_packs[c], c)
+                    .is_some_and(|(bytes, seg)| snapshot::segment_bytes(bytes, seg).is_some())
+            })
+    }
+}
+
 /// The packs named by `chunk_packs` (for a book of `lines` lines), mapped (each segment
 /// is checked when decoded); `None` when one is missing or lacks a chunk.
 pub fn open_states(
