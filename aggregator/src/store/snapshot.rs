@@ -98,10 +98,15 @@ impl Sealed {
         self.passed + self.block.len()
     }
 
+    /// Whether [`Self::room`] passes the block on first.
+    fn is_full(&self) -> bool {
+        self.block.len() >= Self::BLOCK
+    }
+
     /// Where to append the next item (a state is at most 89 bytes, a line name 516); a
     /// full block is passed on first.
     fn room(&mut self, out: &mut dyn Write) -> std::io::Result<&mut Vec<u8>> {
-        if self.block.len() >= Self::BLOCK {
+        if self.is_full() {
             self.crc.update(&self.block);
             out.write_all(&self.block)?;
             self.passed += self.block.len();
@@ -368,16 +373,37 @@ struct SegmentOut<'a> {
     w: &'a mut Sealed,
     out: &'a mut dyn Write,
     crc: crc32fast::Hasher,
+    /// Where the segment's bytes not hashed yet start in the block: they are hashed a
+    /// block at a time (a state is some 20 bytes, and a CRC of a few bytes is slow).
+    from: usize,
 }
 
-impl SegmentOut<'_> {
+impl<'a> SegmentOut<'a> {
+    fn new(w: &'a mut Sealed, out: &'a mut dyn Write) -> Self {
+        let from = w.block.len();
+        Self {
+            w,
+            out,
+            crc: crc32fast::Hasher::new(),
+            from,
+        }
+    }
+
     /// Appends what `put` writes (one item: see [`Sealed::room`]).
     fn item(&mut self, put: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
-        let room = self.w.room(self.out)?;
-        let at = room.len();
-        put(room);
-        self.crc.update(&room[at..]);
+        if self.w.is_full() {
+            // The block is passed on by `room`: its part of the segment is hashed first.
+            self.crc.update(&self.w.block[self.from..]);
+            self.from = 0;
+        }
+        put(self.w.room(self.out)?);
         Ok(())
+    }
+
+    /// The segment's CRC-32.
+    fn finish(mut self) -> u32 {
+        self.crc.update(&self.w.block[self.from..]);
+        self.crc.finalize()
     }
 }
 
@@ -438,13 +464,9 @@ where
     for (c, body) in segments {
         let start = w.written();
         let number = u32::try_from(c).map_err(std::io::Error::other)?;
-        let mut seg = SegmentOut {
-            w: &mut w,
-            out: &mut *out,
-            crc: crc32fast::Hasher::new(),
-        };
+        let mut seg = SegmentOut::new(&mut w, &mut *out);
         body(&mut seg)?;
-        let crc = seg.crc.finalize();
+        let crc = seg.finish();
         let len = u32::try_from(w.written() - start).map_err(std::io::Error::other)?;
         table.push((number, start as u64, len, crc));
     }
