@@ -617,10 +617,17 @@ pub struct Scan<'a, B: ?Sized = CallBook> {
 
 impl<B: CallStates + ?Sized> Records for Scan<'_, B> {
     fn records(&self) -> impl Iterator<Item = CallRecord<'_>> {
-        let (book, now) = (self.book, self.now);
-        book.walk(0..book.chunk_count())
-            .map(move |state| book.record(&state, now))
+        walk_records(self.book, self.now, 0..self.book.chunk_count())
     }
+}
+
+/// The records at clock `now` of the calls of chunks `chunks` of `book`, in order.
+fn walk_records<B: CallStates + ?Sized>(
+    book: &B,
+    now: Millis,
+    chunks: Range<usize>,
+) -> impl Iterator<Item = CallRecord<'_>> {
+    book.walk(chunks).map(move |state| book.record(&state, now))
 }
 
 /// The part of a [`Scan`] that reads the calls of chunks `chunks` only: threads may
@@ -633,9 +640,7 @@ pub struct ScanShare<'a, B: ?Sized = CallBook> {
 
 impl<B: CallStates + ?Sized> Records for ScanShare<'_, B> {
     fn records(&self) -> impl Iterator<Item = CallRecord<'_>> {
-        let (book, now) = (self.book, self.now);
-        book.walk(self.chunks.clone())
-            .map(move |state| book.record(&state, now))
+        walk_records(self.book, self.now, self.chunks.clone())
     }
 }
 
