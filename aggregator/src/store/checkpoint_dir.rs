@@ -21,7 +21,7 @@
 //! only the renames are (the directories' fsync). Every byte of it is checked before it
 //! is used, whatever a power cut left of it: parts, asides and positions by their
 //! CRC-32, runs whole by their trailing CRC-32 at a writer's open, and each segment of
-//! a pack of states by its own CRC when a query-only open decodes it. A file the cut
+//! the packs of states by its own CRC at a query-only open. A file the cut
 //! left empty, short or stale therefore costs a replay of the log, never a wrong figure,
 //! and a checkpoint costs no wait for the disk (the data goes out with the kernel's
 //! writeback).
